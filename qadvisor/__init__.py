@@ -1,0 +1,3 @@
+"""qadvisor: measure real quantizers on a real Qwen2 model and recommend one."""
+
+__version__ = "0.1.0"

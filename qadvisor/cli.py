@@ -1,0 +1,101 @@
+"""Entry point: the TUI by default, `--auto` headless, and `hardware` / `methods`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from qadvisor.errors import UserError
+
+
+def _auto_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--auto", action="store_true", help="measure without the TUI, print a table, write the export")
+    parser.add_argument("--model", type=Path, help="a local Qwen2/Qwen2.5 model directory (default: the shipped model)")
+    parser.add_argument("--methods", help="comma-separated methods (see `qadvisor methods`); default: a spread of nine")
+    parser.add_argument("--export", type=Path, help="write the run as JSON here")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where trials run (default: cuda if present)")
+    parser.add_argument("--threads", type=int, help="CPU threads per trial (default: physical cores)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats after one warm-up (default 5)")
+    parser.add_argument("--decode-tokens", type=int, default=32, help="new tokens per timed generation (default 32)")
+    parser.add_argument("--prompt-tokens", type=int, default=128, help="prompt length for prefill and TTFT (default 128)")
+    parser.add_argument("--eval-text", type=Path, help="held-out text for the accuracy metrics")
+    parser.add_argument("--calib-text", type=Path, help="calibration text for GPTQ (paragraphs split by blank lines)")
+    parser.add_argument("--keep-models", type=Path, metavar="DIR", help="keep each quantized model under DIR")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qadvisor", description="Measure real quantizers on a Qwen2 model and choose one.")
+    _auto_parser(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    hw = sub.add_parser("hardware", help="what this machine is and which backends can run here")
+    hw.add_argument("--json", action="store_true")
+    methods = sub.add_parser("methods", help="every quantization method and whether it can run here")
+    methods.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "hardware":
+            return cmd_hardware(args)
+        if args.command == "methods":
+            return cmd_methods(args)
+        if args.auto:
+            return cmd_auto(args)
+        return cmd_tui(args)
+    except UserError as exc:
+        print(f"qadvisor: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qadvisor: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_hardware(args) -> int:
+    from qadvisor.core.hardware import detect
+    from qadvisor.console import print_hardware
+
+    info = detect()
+    if args.json:
+        print(info.model_dump_json(indent=2))
+    else:
+        print_hardware(info)
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from qadvisor.core.hardware import detect
+    from qadvisor.console import print_methods
+    from qadvisor.quantizers import registry
+
+    info = detect(with_backends=False)
+    has_cuda = info.cuda is not None
+    rows = []
+    for spec in registry.methods().values():
+        ok, reason = registry.method_available(spec, has_cuda)
+        rows.append({**spec.model_dump(), "available": ok, "reason": reason,
+                     "default": spec.name in registry.DEFAULT_METHODS})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_methods(rows)
+    return 0
+
+
+def cmd_auto(args) -> int:
+    from qadvisor.console import run_auto
+
+    return run_auto(args)
+
+
+def cmd_tui(args) -> int:
+    if not sys.stdin.isatty() or not sys.stdout.isatty():
+        raise UserError("the interactive TUI needs a terminal; use `qadvisor --auto` for a headless run")
+    raise UserError("the interactive TUI is not built yet; use `qadvisor --auto` (see README)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

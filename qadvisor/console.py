@@ -1,0 +1,117 @@
+"""The headless face: prints hardware, methods, and a run's events and table (no Textual here)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from qadvisor.core import format as f
+from qadvisor.models.events import Error, Event, Progress, Result
+from qadvisor.models.hardware import HardwareInfo
+
+STEPS = ("load", "quantize", "save", "reload", "evaluate", "benchmark")
+
+
+def print_hardware(info: HardwareInfo) -> None:
+    out = Console()
+    out.print(f"[b]CPU[/]   {info.cpu_model} — {info.physical_cores} physical / {info.logical_cores} logical cores; "
+              f"ISA: {', '.join(info.isa_flags) or 'none of AVX2/AVX-512/AMX/NEON'}")
+    out.print(f"[b]RAM[/]   {f.gib(info.ram_total_bytes)} total, {f.gib(info.ram_available_bytes)} available; "
+              f"disk {f.gib(info.disk_free_bytes)} free")
+    out.print(f"[b]OS[/]    {info.os}, Python {info.python}, torch {info.torch or 'not installed'}, CUDA {info.cuda or 'none'}")
+    if info.gpus:
+        for g in info.gpus:
+            out.print(f"[b]GPU {g.index}[/] {g.name}, {f.gib(g.vram_bytes)}, compute {g.compute_capability}, driver {g.driver}")
+    else:
+        out.print(f"[b]GPU[/]   {info.gpu_note}")
+    table = Table(title="Backends", title_justify="left")
+    for col in ("backend", "here", "why / version", "methods"):
+        table.add_column(col)
+    for b in info.backends:
+        table.add_row(b.backend, "[green]yes[/]" if b.available else "[red]no[/]", b.reason, ", ".join(b.methods))
+    out.print(table)
+
+
+def print_methods(rows: list[dict]) -> None:
+    table = Table()
+    for col in ("method", "backend", "bits", "group", "here", "default", "what it is / why not"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["backend"], f"{r['bits']:g}", str(r["group_size"] or "—"),
+                      "[green]yes[/]" if r["available"] else "[red]no[/]", "•" if r["default"] else "",
+                      r["summary"] if r["available"] else r["reason"])
+    Console().print(table)
+
+
+class EventPrinter:
+    """One line per step and per result on stderr, so stdout keeps only the table."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.done = 0
+        self.err = Console(stderr=True, highlight=False)
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Progress):
+            pct = f" {100 * event.fraction:.0f}%" if event.fraction is not None else ""
+            where = "reference" if event.method == "reference" else f"[{self.done + 1}/{self.total}] {event.method}"
+            self.err.print(f"  {where}: {event.step}{pct} {event.message}".rstrip())
+        elif isinstance(event, Error):
+            self.err.print(f"  [red]{event.method}: {event.message}[/]")
+        elif isinstance(event, Result):
+            self.done += 1
+            r = event.result
+            if r.status == "ok":
+                self.err.print(f"[green]✓[/] {r.method}: {f.mib(r.size_bytes)} MiB ({r.compression_ratio:.2f}× vs bf16), "
+                               f"decode {f.num(r.decode_tok_s)} tok/s, ΔPPL {f.signed_pct(r.ppl_delta_pct)}, "
+                               f"KL {f.sci(r.kl_mean)}  [{r.total_s:.0f}s]")
+            else:
+                self.err.print(f"[red]✗[/] {r.method}: {r.status}: {r.reason}")
+
+
+def run_auto(args) -> int:
+    """`qadvisor --auto`: measure every method, print the table, write the export."""
+    import torch
+
+    from qadvisor.core.hardware import detect
+    from qadvisor.core.jobs import EvalSettings
+    from qadvisor.core.runner import Run, RunRequest
+    from qadvisor.core.table import footnote, not_measured, results_table
+    from qadvisor.errors import UserError
+    from qadvisor.models.export import save_export
+    from qadvisor.quantizers import registry
+
+    hardware = detect()
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is visible to torch here")
+    for name in ("repeats", "decode_tokens", "prompt_tokens"):
+        if getattr(args, name) < 1 or (name == "decode_tokens" and args.decode_tokens < 2):
+            raise UserError(f"--{name.replace('_', '-')} must be at least {2 if name == 'decode_tokens' else 1}")
+    settings = EvalSettings(device=device, threads=args.threads or hardware.physical_cores, repeats=args.repeats,
+                            decode_tokens=args.decode_tokens, prompt_tokens=args.prompt_tokens)
+    methods = args.methods.split(",") if args.methods else list(registry.DEFAULT_METHODS)
+    request = RunRequest(model_dir=args.model, methods=methods, eval_text=args.eval_text, calib_text=args.calib_text,
+                         settings=settings, work_dir=args.keep_models)
+    run = Run(request, hardware)
+    err = Console(stderr=True, highlight=False)
+    err.print(f"qadvisor: {len(run.recipes)} methods on {run.model_dir.name} ({run.device_label}); "
+              "each runs in its own process")
+    printer = EventPrinter(len(run.recipes))
+    for event in run.events():
+        printer(event)
+    export = run.export()
+    out = Console(width=max(Console().width, 120) if not sys.stdout.isatty() else None)
+    out.print(results_table(export))
+    for line in not_measured(export):
+        out.print(f"[red]not measured[/] {line}")
+    out.print(f"[dim]{footnote(export)}[/]")
+    if args.export:
+        save_export(export, args.export)
+        err.print(f"export written to {os.fspath(args.export)}")
+    return 0 if any(r.status == "ok" for r in export.results) else 1

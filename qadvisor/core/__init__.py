@@ -1,0 +1,1 @@
+"""The measuring core: no Textual here, so the CLI and the TUI share it."""

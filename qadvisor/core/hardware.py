@@ -1,0 +1,108 @@
+"""Detect the machine: CPU, ISA, memory, disk, torch/CUDA and NVIDIA GPUs through NVML."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+import psutil
+
+from qadvisor.models.hardware import GpuInfo, HardwareInfo
+
+ISA_FLAGS = {"avx2": "AVX2", "avx512f": "AVX512F", "avx512_bf16": "AVX512_BF16", "amx_tile": "AMX", "fma": "FMA"}
+
+
+def _cpuinfo() -> tuple[str, list[str]]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and value.strip():
+            model = value.strip()
+        elif key in ("flags", "Features"):
+            flags.update(value.split())
+    found = [name for flag, name in ISA_FLAGS.items() if flag in flags]
+    if "asimd" in flags or platform.machine() in ("arm64", "aarch64"):
+        found.append("NEON")
+    return model, found
+
+
+def detect_gpus() -> tuple[list[GpuInfo], str]:
+    """NVIDIA GPUs via NVML; an absent driver library simply means "no GPU"."""
+    try:
+        import pynvml  # from the nvidia-ml-py package
+    except ImportError:
+        return [], "no GPU: nvidia-ml-py is not installed"
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError_LibraryNotFound:
+        return [], "no GPU: NVIDIA driver library (NVML) not found"
+    except pynvml.NVMLError as exc:
+        return [], f"no GPU: NVML failed to start ({exc})"
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        gpus = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+            gpus.append(
+                GpuInfo(
+                    index=i,
+                    name=_text(pynvml.nvmlDeviceGetName(handle)),
+                    vram_bytes=int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
+                    compute_capability=f"{major}.{minor}",
+                    driver=_text(driver),
+                )
+            )
+        return gpus, "" if gpus else "no GPU: NVML found no devices"
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _torch_versions() -> tuple[str | None, str | None]:
+    try:
+        version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return None, None
+    import torch
+
+    return version, torch.version.cuda if torch.cuda.is_available() else None
+
+
+def detect(with_backends: bool = True) -> HardwareInfo:
+    """Everything `qadvisor hardware` shows; each trial result carries its label."""
+    cpu_model, flags = _cpuinfo()
+    memory = psutil.virtual_memory()
+    gpus, gpu_note = detect_gpus()
+    torch_version, cuda_version = _torch_versions()
+    info = HardwareInfo(
+        cpu_model=cpu_model,
+        physical_cores=psutil.cpu_count(logical=False) or os.cpu_count() or 1,
+        logical_cores=os.cpu_count() or 1,
+        isa_flags=flags,
+        ram_total_bytes=memory.total,
+        ram_available_bytes=memory.available,
+        disk_free_bytes=shutil.disk_usage(Path.cwd()).free,
+        os=f"{platform.system()} {platform.release()}",
+        python=platform.python_version(),
+        torch=torch_version,
+        cuda=cuda_version,
+        gpus=gpus,
+        gpu_note=gpu_note,
+    )
+    if with_backends:
+        from qadvisor.quantizers import registry
+
+        info.backends = registry.availability(has_cuda=cuda_version is not None)
+    return info

@@ -1,0 +1,40 @@
+"""What the runner hands a trial process, and what the reference step leaves in the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+
+class EvalSettings(BaseModel):
+    window: int = 256  # tokens per evaluation window
+    windows: int = 8
+    prompt_tokens: int = 128
+    decode_tokens: int = 32
+    repeats: int = 5
+    threads: int = 1
+    device: str = "cpu"
+
+
+class Job(BaseModel):
+    kind: Literal["reference", "trial"]
+    model_dir: Path
+    cache_dir: Path  # holds reference.json and reference_logprobs.pt
+    work_dir: Path  # where the quantized model is saved
+    eval_text: Path
+    calib_text: Path
+    settings: EvalSettings
+    method: str = ""  # for trials
+    device_label: str = ""
+    keep_model: bool = False  # leave the quantized model in work_dir for the user
+
+
+class Reference(BaseModel):
+    """The unquantized model's numbers, computed once per model and settings and reused by every trial."""
+
+    params: int
+    bf16_bytes: int
+    ref_ppl: float
+    eval_tokens: int

@@ -1,0 +1,137 @@
+"""The three numbers: size on disk and in memory, speed (prefill, decode, TTFT), accuracy vs the reference."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+
+def eval_windows(token_ids: list[int], window: int, count: int) -> torch.Tensor:
+    """Non-overlapping windows of held-out tokens, [count, window]; fewer if the text is short."""
+    usable = min(count, len(token_ids) // window)
+    if usable < 1:
+        raise ValueError(f"evaluation text too short: {len(token_ids)} tokens, need at least {window}")
+    return torch.tensor(token_ids[: usable * window], dtype=torch.long).view(usable, window)
+
+
+@torch.no_grad()
+def logprobs(model, windows: torch.Tensor, device: str):
+    """Log-probabilities of each next token, [windows, window - 1, vocab], float32 on CPU."""
+    out = []
+    for row in windows:
+        logits = model(row[None, :-1].to(device)).logits[0].float()
+        out.append(torch.log_softmax(logits, dim=-1).cpu())
+    return torch.stack(out)
+
+
+def perplexity(token_logprobs: torch.Tensor, windows: torch.Tensor) -> float:
+    targets = windows[:, 1:]
+    nll = -token_logprobs.gather(-1, targets[..., None]).squeeze(-1)
+    return math.exp(nll.double().mean().item())
+
+
+@dataclass
+class Accuracy:
+    ppl: float
+    kl_mean: float
+    top1_agreement: float
+
+
+@torch.no_grad()
+def accuracy(model, windows: torch.Tensor, ref_logprobs: torch.Tensor, device: str) -> Accuracy:
+    """Perplexity, mean KL(P_ref || P_quant) per token, and top-1 agreement with the reference."""
+    nll_sum, kl_sum, agree, count = 0.0, 0.0, 0, 0
+    for i, row in enumerate(windows):
+        logits = model(row[None, :-1].to(device)).logits[0].float().cpu()
+        lp = torch.log_softmax(logits, dim=-1)
+        ref = ref_logprobs[i]
+        targets = row[1:]
+        nll_sum += -lp.gather(-1, targets[:, None]).sum().item()
+        kl_sum += (ref.exp() * (ref - lp)).sum().item()
+        agree += (lp.argmax(-1) == ref.argmax(-1)).sum().item()
+        count += len(targets)
+    return Accuracy(ppl=math.exp(nll_sum / count), kl_mean=kl_sum / count, top1_agreement=agree / count)
+
+
+@dataclass
+class Speed:
+    prefill_tok_s: float
+    prefill_tok_s_spread: float
+    decode_tok_s: float
+    decode_tok_s_spread: float
+    ttft_ms: float
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _cache_argument(model) -> str:
+    """transformers 5.2x renamed `past_key_values` to `cache`; accept either."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_of(output):
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+@torch.no_grad()
+def timed_greedy(model, prompt: torch.Tensor, new_tokens: int, device: str) -> tuple[float, float]:
+    """One greedy generation with the KV cache: (seconds to first token, seconds for the rest)."""
+    ids = prompt[None, :].to(device)
+    _sync(device)
+    start = time.perf_counter()
+    out = model(ids, use_cache=True)
+    token = out.logits[:, -1].argmax(-1, keepdim=True)
+    _sync(device)
+    first = time.perf_counter()
+    cache_arg = _cache_argument(model)
+    past = _cache_of(out)
+    for _ in range(new_tokens - 1):
+        out = model(token, use_cache=True, **{cache_arg: past})
+        past = _cache_of(out)
+        token = out.logits[:, -1].argmax(-1, keepdim=True)
+    _sync(device)
+    return first - start, time.perf_counter() - first
+
+
+def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: str) -> Speed:
+    """Warm up once, then the median and spread (max - min) of `repeats` runs at batch 1."""
+    timed_greedy(model, prompt, new_tokens, device)
+    prefill, decode, ttft = [], [], []
+    for _ in range(repeats):
+        first_s, rest_s = timed_greedy(model, prompt, new_tokens, device)
+        ttft.append(first_s * 1000)
+        prefill.append(len(prompt) / first_s)
+        decode.append((new_tokens - 1) / rest_s)
+    return Speed(
+        prefill_tok_s=statistics.median(prefill),
+        prefill_tok_s_spread=max(prefill) - min(prefill),
+        decode_tok_s=statistics.median(decode),
+        decode_tok_s_spread=max(decode) - min(decode),
+        ttft_ms=statistics.median(ttft),
+    )
+
+
+def tensor_bytes(model) -> int:
+    """Bytes of every tensor in the model's state, quantized subclasses unpacked, shared storage counted once."""
+    seen: set[int] = set()
+
+    def count(tensor) -> int:
+        if type(tensor) is not torch.Tensor and hasattr(tensor, "__tensor_flatten__"):
+            names, _ = tensor.__tensor_flatten__()
+            return sum(count(getattr(tensor, name)) for name in names)
+        storage = tensor.untyped_storage()
+        if tensor.device.type == "meta" or storage.data_ptr() in seen:
+            return 0
+        seen.add(storage.data_ptr())
+        return storage.nbytes()
+
+    return sum(count(v) for v in model.state_dict().values() if isinstance(v, torch.Tensor))

@@ -1,0 +1,113 @@
+"""Find and check the model to measure, and the texts it is evaluated and calibrated on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+
+import psutil
+
+from qadvisor.errors import UserError
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_MODEL_NAME = "qwen2-tiny-stdlib"
+EVAL_FILE = "heldout.txt"
+CALIB_FILE = "calib.txt"
+SUPPORTED_TYPES = ("qwen2",)
+# The fp32 copy plus a quantizer's working set; measured peaks here stay under 3x the fp32 weights.
+MEMORY_FACTOR = 3.0
+
+
+def shipped_model_dir() -> Path:
+    """The model that ships with qadvisor: packaged data first, then the source checkout's assets/."""
+    for candidate in (PACKAGE_ROOT / "_assets" / SHIPPED_MODEL_NAME, PACKAGE_ROOT.parent / "assets" / SHIPPED_MODEL_NAME):
+        if candidate.is_dir():
+            return candidate
+    raise UserError(f"the shipped model {SHIPPED_MODEL_NAME} is missing from this install; pass --model DIR")
+
+
+def read_config(model_dir: Path) -> dict:
+    path = model_dir / "config.json"
+    if not path.is_file():
+        raise UserError(f"{model_dir}: no config.json, so not a Hugging Face model directory")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: corrupt config ({exc})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: corrupt config (expected a JSON object)")
+    return config
+
+
+def _check_safetensors(path: Path) -> int:
+    """Read the header only: a truncated or garbled file fails here, cheaply. Returns its tensor bytes."""
+    try:
+        with path.open("rb") as fh:
+            (length,) = struct.unpack("<Q", fh.read(8))
+            if length > 100_000_000:
+                raise ValueError("header length out of range")
+            header = json.loads(fh.read(length))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (OSError, struct.error, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: corrupt safetensors file ({exc})") from None
+    if path.stat().st_size < 8 + length + end:
+        raise UserError(f"{path}: corrupt safetensors file (truncated)")
+    return end
+
+
+def check_model_dir(model_dir: Path) -> dict:
+    """Every way a model directory can be unusable, as one clear UserError. Returns its config."""
+    model_dir = Path(model_dir)
+    if not model_dir.exists():
+        raise UserError(f"model directory {model_dir} not found")
+    if not model_dir.is_dir():
+        raise UserError(f"{model_dir} is not a directory (pass a Hugging Face model directory)")
+    config = read_config(model_dir)
+    model_type = config.get("model_type")
+    if model_type not in SUPPORTED_TYPES:
+        raise UserError(f"{model_dir}: model_type {model_type!r}; qadvisor measures Qwen2-architecture models (qwen2)")
+    weights = sorted(model_dir.glob("*.safetensors"))
+    if not weights:
+        raise UserError(f"{model_dir}: no *.safetensors weights")
+    weight_bytes = sum(_check_safetensors(p) for p in weights)
+    if not any((model_dir / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
+        raise UserError(f"{model_dir}: no tokenizer files (tokenizer.json)")
+    dtype_bytes = 4 if str(config.get("torch_dtype", config.get("dtype", "bfloat16"))) == "float32" else 2
+    need = weight_bytes * (4 / dtype_bytes) * MEMORY_FACTOR
+    free = psutil.virtual_memory().available
+    if need > free:
+        raise UserError(
+            f"not enough memory to measure {model_dir.name}: needs about {need / 2**30:.1f} GiB, "
+            f"{free / 2**30:.1f} GiB available (`qadvisor plan` estimates without loading it)"
+        )
+    return config
+
+
+def text_for(model_dir: Path, name: str, override: Path | None = None) -> tuple[Path, str]:
+    """The evaluation or calibration text: an explicit file, else the model's own, else the shipped one."""
+    candidates = [override] if override else [Path(model_dir) / name, None]
+    for path in candidates:
+        path = path or shipped_model_dir() / name  # None: fall back to the shipped model's text
+        if path.is_file():
+            try:
+                return path, path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UserError(f"{path}: unreadable text ({exc})") from None
+    raise UserError(f"no {name} found for {model_dir}" if not override else f"{override}: no such file")
+
+
+def fingerprint(model_dir: Path, *extra: str) -> str:
+    """A cache key for the model's weights and the evaluation settings (size + head + tail of each file)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(model_dir).glob("*.safetensors")) + [Path(model_dir) / "config.json"]:
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}".encode())
+        with path.open("rb") as fh:
+            digest.update(fh.read(1 << 20))
+            fh.seek(max(0, size - (1 << 20)))
+            digest.update(fh.read())
+    for item in extra:
+        digest.update(item.encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,195 @@
+"""Run the reference step and one trial per method, each in a fresh child process, yielding events.
+
+The CLI's `--auto` prints these events and the TUI renders them: one generator, two faces.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+from pydantic import BaseModel, ValidationError
+
+from qadvisor import __version__
+from qadvisor.core import modelio
+from qadvisor.core.jobs import EvalSettings, Job, Reference
+from qadvisor.core.worker import REFERENCE_FILE
+from qadvisor.errors import UserError
+from qadvisor.models.events import Error, Event, EventEnvelope, Progress, Result
+from qadvisor.models.export import ModelInfo, RunExport, RunSettings
+from qadvisor.models.hardware import HardwareInfo
+from qadvisor.models.result import TrialResult
+from qadvisor.quantizers import registry
+
+
+class RunRequest(BaseModel):
+    model_dir: Path | None = None  # None: the shipped model
+    methods: list[str] = list(registry.DEFAULT_METHODS)
+    eval_text: Path | None = None
+    calib_text: Path | None = None
+    settings: EvalSettings = EvalSettings()
+    cache_dir: Path | None = None
+    work_dir: Path | None = None  # keep the quantized models here; None: a temporary folder
+    trial_timeout_s: float = 1800.0
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("QADVISOR_CACHE", Path.home() / ".cache" / "qadvisor"))
+
+
+class Run:
+    """One measuring run: checked on creation (bad input raises UserError before anything starts)."""
+
+    def __init__(self, request: RunRequest, hardware: HardwareInfo):
+        self.request = request
+        self.hardware = hardware
+        self.model_dir = (Path(request.model_dir) if request.model_dir else modelio.shipped_model_dir()).resolve()
+        self.config = modelio.check_model_dir(self.model_dir)
+        self.recipes = registry.parse_methods(",".join(request.methods))
+        self.eval_path = modelio.text_for(self.model_dir, modelio.EVAL_FILE, request.eval_text)[0].resolve()
+        self.calib_path = modelio.text_for(self.model_dir, modelio.CALIB_FILE, request.calib_text)[0].resolve()
+        s = request.settings
+        key = modelio.fingerprint(self.model_dir, self.eval_path.read_text(encoding="utf-8"), str(s.window), str(s.windows))
+        self.cache_dir = ((request.cache_dir or default_cache_dir()) / "reference" / key).resolve()
+        self.device_label = hardware.label(s.device, s.threads)
+        self.reference: Reference | None = None
+        self.results: list[TrialResult] = []
+
+    def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
+        """Yield progress, metric, result and error events; a failing method never stops the run."""
+        cancel = cancel or threading.Event()
+        keep = self.request.work_dir is not None
+        with tempfile.TemporaryDirectory(prefix="qadvisor-") as tmp:
+            work_dir = Path(self.request.work_dir or tmp).resolve()
+            work_dir.mkdir(parents=True, exist_ok=True)
+            yield from self._reference(work_dir, cancel)
+            for recipe in self.recipes:
+                if cancel.is_set():
+                    break
+                spec = recipe.weights
+                ok, reason = registry.method_available(spec, has_cuda=self.request.settings.device == "cuda")
+                if not ok:
+                    result = TrialResult(method=spec.name, backend=spec.backend, bits=spec.bits, status="failed",
+                                         reason=f"not available here: {reason}", device=self.device_label)
+                else:
+                    result = yield from self._trial(spec.name, work_dir, keep, cancel)
+                self.results.append(result)
+                yield Result(result=result)
+
+    def _job(self, kind: str, method: str, work_dir: Path, keep: bool) -> Job:
+        return Job(kind=kind, method=method, model_dir=self.model_dir, cache_dir=self.cache_dir, work_dir=work_dir,
+                   eval_text=self.eval_path, calib_text=self.calib_path, settings=self.request.settings,
+                   device_label=self.device_label, keep_model=keep)
+
+    def _reference(self, work_dir: Path, cancel: threading.Event) -> Iterator[Event]:
+        ref_file = self.cache_dir / REFERENCE_FILE
+        if not ref_file.is_file():
+            outcome: list[Event] = []
+            for event in _spawn(self._job("reference", "", work_dir, False), work_dir, cancel, self.request.trial_timeout_s):
+                outcome.append(event)
+                yield event
+            if cancel.is_set():
+                return
+            errors = [e for e in outcome if isinstance(e, Error)]
+            if errors or not ref_file.is_file():
+                why = errors[-1].message if errors else "the reference step ended without a result"
+                raise UserError(f"cannot run the unquantized model {self.model_dir}: {why}")
+        else:
+            yield Progress(method="reference", step="evaluate", fraction=1.0, message="reference log-probs from cache")
+        self.reference = Reference.model_validate_json(ref_file.read_text())
+
+    def _trial(self, method: str, work_dir: Path, keep: bool, cancel: threading.Event):
+        started = time.perf_counter()
+        result, error = None, None
+        for event in _spawn(self._job("trial", method, work_dir, keep), work_dir, cancel, self.request.trial_timeout_s):
+            if isinstance(event, Result):
+                result = event.result
+            else:
+                error = error or (event.message if isinstance(event, Error) else None)
+                yield event
+        if result is not None:
+            return result
+        spec = registry.methods()[method]
+        status = "cancelled" if cancel.is_set() else "failed"
+        reason = "cancelled by the user" if cancel.is_set() else (error or "the trial process ended without a result")
+        return TrialResult(method=method, backend=spec.backend, bits=spec.bits, status=status, reason=reason,
+                           device=self.device_label, total_s=time.perf_counter() - started)
+
+    def export(self) -> RunExport:
+        ref = self.reference
+        if ref is None:
+            raise RuntimeError("export() before the reference step finished")
+        s = self.request.settings
+        return RunExport(
+            qadvisor_version=__version__,
+            created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            hardware=self.hardware,
+            model=ModelInfo(name=self.model_dir.name, path=str(self.model_dir), params=ref.params,
+                            bf16_bytes=ref.bf16_bytes, ref_ppl=ref.ref_ppl, eval_tokens=ref.eval_tokens),
+            settings=RunSettings(prompt_tokens=s.prompt_tokens, decode_tokens=s.decode_tokens, repeats=s.repeats,
+                                 threads=s.threads, device=self.device_label),
+            results=list(self.results),
+        )
+
+
+def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float) -> Iterator[Event]:
+    """Start `qadvisor.core.worker` for one job and yield its events until it exits, is cancelled or times out."""
+    name = job.method or "reference"
+    job_file = work_dir / f"{name}.job.json"
+    job_file.write_text(job.model_dump_json())
+    read_fd, write_fd = os.pipe()
+    env = dict(os.environ, QADVISOR_EVENT_FD=str(write_fd), TOKENIZERS_PARALLELISM="false",
+               OMP_NUM_THREADS=str(job.settings.threads), PYTHONWARNINGS="ignore")
+    with open(work_dir / f"{name}.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "qadvisor.core.worker", str(job_file)], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, pass_fds=(write_fd,), env=env,
+                                cwd=work_dir, start_new_session=True)  # cwd: GPTQModel writes logs/ there
+    os.close(write_fd)
+    deadline = time.monotonic() + timeout_s
+    buffer = b""
+    with selectors.DefaultSelector() as sel, os.fdopen(read_fd, "rb", buffering=0) as pipe:
+        sel.register(pipe, selectors.EVENT_READ)
+        while True:
+            if cancel.is_set() or time.monotonic() > deadline:
+                _stop(proc)
+                if not cancel.is_set():
+                    yield Error(method=name, message=f"timed out after {timeout_s:.0f} s")
+                return
+            if not sel.select(timeout=0.2):
+                continue
+            chunk = pipe.read(65536)
+            if not chunk:
+                break
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                try:
+                    yield EventEnvelope.model_validate_json(line).event
+                except ValidationError:
+                    continue  # not an event; the log file keeps everything else
+    code = proc.wait()
+    if code != 0:
+        log_tail = (work_dir / f"{name}.log").read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        yield Error(method=name, message=f"process exited with code {code}: {log_tail[0][:300]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop the trial's whole process group: first politely, then for sure."""
+    for sig, wait_s in ((signal.SIGTERM, 3), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait_s)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -1,0 +1,51 @@
+"""The comparison table of a run, as a rich Table (printed by `--auto`, reused by reports)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from qadvisor.core import format as f
+from qadvisor.models.export import RunExport
+
+COLUMNS = (
+    ("method", "left"), ("size MiB", "right"), ("vs bf16", "right"), ("prefill tok/s", "right"),
+    ("decode tok/s", "right"), ("TTFT ms", "right"), ("peak RSS MiB", "right"), ("PPL", "right"),
+    ("ΔPPL", "right"), ("KL", "right"), ("top-1", "right"),
+)
+
+
+def results_table(export: RunExport) -> Table:
+    table = Table(title=f"{export.model.name} on {export.settings.device}", title_justify="left", pad_edge=False)
+    for name, justify in COLUMNS:
+        table.add_column(name, justify=justify, no_wrap=name == "method")
+    for r in export.results:
+        if r.status != "ok":
+            continue  # listed under the table by `not_measured`, with the reason
+        table.add_row(
+            r.method,
+            f.mib(r.size_bytes),
+            f"{r.compression_ratio:.2f}× ({r.size_reduction_pct:+.0f}%)",
+            f.num(r.prefill_tok_s, 0),
+            f.pm(r.decode_tok_s, r.decode_tok_s_spread),
+            f.num(r.ttft_ms, 1),
+            f.mib(r.peak_rss_bytes),
+            f.num(r.ppl, 2),
+            f.signed_pct(r.ppl_delta_pct),
+            f.sci(r.kl_mean),
+            f"{100 * r.top1_agreement:.1f}%",
+        )
+    return table
+
+
+def not_measured(export: RunExport) -> list[str]:
+    return [f"{r.method} ({r.backend}): {r.status}: {r.reason}" for r in export.results if r.status != "ok"]
+
+
+def footnote(export: RunExport) -> str:
+    m, s = export.model, export.settings
+    return (
+        f"bf16 baseline {f.mib(m.bf16_bytes)} MiB (measured), {m.params:,} parameters; fp32 reference PPL {m.ref_ppl:.2f} "
+        f"on {m.eval_tokens} held-out tokens. Speed: batch 1, greedy, prompt {s.prompt_tokens} tokens, "
+        f"{s.decode_tokens} new, median of {s.repeats} after a warm-up, ± half the range. "
+        "vs bf16 = bf16 bytes / method bytes on disk."
+    )

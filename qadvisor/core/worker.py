@@ -1,0 +1,162 @@
+"""Runs inside a fresh child process: one reference step or one trial, reporting events as JSON lines.
+
+`python -m qadvisor.core.worker JOB.json`; events go to the file descriptor in QADVISOR_EVENT_FD, so
+whatever the libraries print on stdout cannot corrupt them.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from qadvisor.core.jobs import Job, Reference
+from qadvisor.models.events import Error, EventEnvelope, Metric, Progress, Result
+from qadvisor.models.result import TrialResult
+
+REFERENCE_FILE = "reference.json"
+LOGPROBS_FILE = "reference_logprobs.pt"
+
+
+class Emitter:
+    def __init__(self, fd: int, method: str):
+        self.stream = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+        self.method = method
+
+    def send(self, event) -> None:
+        self.stream.write(EventEnvelope(event=event).model_dump_json() + "\n")
+
+    def progress(self, step: str, fraction: float | None = None, message: str = "") -> None:
+        self.send(Progress(method=self.method, step=step, fraction=fraction, message=message))
+
+    def metric(self, name: str, value: float) -> None:
+        self.send(Metric(method=self.method, name=name, value=float(value)))
+
+
+def _prepare(job: Job):
+    import torch
+    from transformers import AutoTokenizer
+
+    torch.set_num_threads(job.settings.threads)
+    torch.manual_seed(0)
+    from qadvisor.core.metrics import eval_windows
+
+    tokenizer = AutoTokenizer.from_pretrained(str(job.model_dir))
+    ids = tokenizer(job.eval_text.read_text(encoding="utf-8")).input_ids
+    windows = eval_windows(ids, job.settings.window, job.settings.windows)
+    return tokenizer, windows
+
+
+def run_reference(job: Job, out: Emitter) -> None:
+    import torch
+
+    from qadvisor.core.metrics import logprobs, perplexity
+    from qadvisor.quantizers.base import load_hf, weights_bytes_on_disk
+
+    out.progress("load", None, "tokenize the evaluation text")
+    _, windows = _prepare(job)
+    model = load_hf(job.model_dir, torch.float32, job.settings.device)
+    out.progress("evaluate", None, f"reference log-probs on {windows.numel() - len(windows)} tokens")
+    lp = logprobs(model, windows, job.settings.device)
+    ppl = perplexity(lp, windows)
+    out.progress("save", None, "measure the bf16 baseline size")
+    with tempfile.TemporaryDirectory(dir=job.work_dir) as tmp:
+        model.to(torch.bfloat16).save_pretrained(tmp)
+        bf16_bytes = weights_bytes_on_disk(Path(tmp))
+    job.cache_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(lp, job.cache_dir / LOGPROBS_FILE)
+    ref = Reference(params=sum(p.numel() for p in model.parameters()), bf16_bytes=bf16_bytes, ref_ppl=ppl,
+                    eval_tokens=int(windows.numel() - len(windows)))
+    (job.cache_dir / REFERENCE_FILE).write_text(ref.model_dump_json())
+
+
+def run_trial(job: Job, out: Emitter) -> TrialResult:
+    import torch
+
+    from qadvisor.core.metrics import accuracy, speed, tensor_bytes
+    from qadvisor.quantizers import registry
+    from qadvisor.quantizers.base import TrialContext, weights_bytes_on_disk
+
+    started = time.perf_counter()
+    spec = registry.methods()[job.method]
+    backend = registry.backend_for(spec)
+    ref = Reference.model_validate_json((job.cache_dir / REFERENCE_FILE).read_text())
+    result = TrialResult(method=spec.name, backend=spec.backend, bits=spec.bits, status="ok", device=job.device_label)
+
+    def record(name: str, value: float) -> None:
+        setattr(result, name, value)
+        out.metric(name, value)
+
+    out.progress("load", None, "tokenizer and evaluation text")
+    _, windows = _prepare(job)
+    calib = [c for c in job.calib_text.read_text(encoding="utf-8").split("\n\n") if c.strip()]
+    ctx = TrialContext(device=job.settings.device, calib_texts=calib, threads=job.settings.threads, progress=out.progress)
+
+    out.progress("quantize", 0.0, f"{spec.summary}")
+    t0 = time.perf_counter()
+    model = backend.quantize(job.model_dir, spec, ctx)
+    record("quantize_s", time.perf_counter() - t0)
+
+    out.progress("save", None, "write the quantized model")
+    save_dir = job.work_dir / spec.name
+    shutil.rmtree(save_dir, ignore_errors=True)
+    save_dir.mkdir(parents=True)
+    backend.save(model, spec, save_dir)
+    size = weights_bytes_on_disk(save_dir)
+    record("size_bytes", size)
+    record("compression_ratio", ref.bf16_bytes / size)
+    record("size_reduction_pct", 100.0 * (1 - size / ref.bf16_bytes))
+    del model
+    gc.collect()
+
+    out.progress("reload", None, "load the saved model back")
+    model = backend.load(save_dir, spec, ctx)
+    model.eval()
+    record("weights_mem_bytes", tensor_bytes(model))
+
+    out.progress("evaluate", None, f"perplexity, KL and top-1 on {ref.eval_tokens} held-out tokens")
+    ref_lp = torch.load(job.cache_dir / LOGPROBS_FILE)
+    acc = accuracy(model, windows, ref_lp, job.settings.device)
+    del ref_lp
+    record("ppl", acc.ppl)
+    record("ppl_delta_pct", 100.0 * (acc.ppl / ref.ref_ppl - 1))
+    record("kl_mean", acc.kl_mean)
+    record("top1_agreement", acc.top1_agreement)
+
+    s = job.settings
+    out.progress("benchmark", None, f"prompt {s.prompt_tokens}, {s.decode_tokens} new tokens, warm-up + {s.repeats} repeats")
+    prompt = windows.flatten()[: s.prompt_tokens]
+    sp = speed(model, prompt, s.decode_tokens, s.repeats, s.device)
+    for name in ("prefill_tok_s", "prefill_tok_s_spread", "decode_tok_s", "decode_tok_s_spread", "ttft_ms"):
+        record(name, getattr(sp, name))
+    record("peak_rss_bytes", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux reports KiB
+    result.total_s = time.perf_counter() - started
+    if not job.keep_model:
+        shutil.rmtree(save_dir, ignore_errors=True)
+    return result
+
+
+def main(argv: list[str]) -> int:
+    job = Job.model_validate_json(Path(argv[1]).read_text())
+    out = Emitter(int(os.environ["QADVISOR_EVENT_FD"]), job.method or "reference")
+    try:
+        if job.kind == "reference":
+            run_reference(job, out)
+        else:
+            out.send(Result(result=run_trial(job, out)))
+    except Exception as exc:  # the runner reports it as this method's failure and goes on
+        import traceback
+
+        traceback.print_exc()  # into the trial's log file
+        out.send(Error(method=out.method, message=f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,1 @@
+"""Pydantic data shared by the core, the CLI and the TUI."""

@@ -1,0 +1,44 @@
+"""What the runner yields. The TUI turns each into a Message; `--auto` prints them."""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+from pydantic import BaseModel, Field
+
+from qadvisor.models.result import TrialResult
+
+
+class Progress(BaseModel):
+    kind: Literal["progress"] = "progress"
+    method: str
+    step: str  # load, quantize, save, reload, evaluate, benchmark
+    fraction: float | None = None  # within the step, when known
+    message: str = ""
+
+
+class Metric(BaseModel):
+    kind: Literal["metric"] = "metric"
+    method: str
+    name: str  # a TrialResult field name
+    value: float
+
+
+class Result(BaseModel):
+    kind: Literal["result"] = "result"
+    result: TrialResult
+
+
+class Error(BaseModel):
+    kind: Literal["error"] = "error"
+    method: str
+    message: str
+
+
+Event = Union[Progress, Metric, Result, Error]
+
+
+class EventEnvelope(BaseModel):
+    """Wire format between the trial process and the runner: one JSON line each."""
+
+    event: Event = Field(discriminator="kind")

@@ -1,0 +1,36 @@
+"""One method's measured outcome. Field names are a contract: other tools read the export."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+
+class TrialResult(BaseModel):
+    method: str
+    backend: str
+    bits: float
+    status: Literal["ok", "failed", "cancelled"]
+    reason: str = ""
+    device: str = ""  # where it was measured, e.g. `cpu: ... (2 threads)`
+    # compression
+    size_bytes: int | None = None  # saved weights on disk
+    weights_mem_bytes: int | None = None  # tensors held in memory after reload
+    compression_ratio: float | None = None  # bf16_bytes / size_bytes
+    size_reduction_pct: float | None = None  # 100 * (1 - size_bytes / bf16_bytes)
+    # speed (batch 1, greedy)
+    prefill_tok_s: float | None = None
+    prefill_tok_s_spread: float | None = None
+    decode_tok_s: float | None = None
+    decode_tok_s_spread: float | None = None  # max - min over the repeats
+    ttft_ms: float | None = None
+    peak_rss_bytes: int | None = None
+    # accuracy on the held-out text, against the unquantized fp32 reference
+    ppl: float | None = None
+    ppl_delta_pct: float | None = None
+    kl_mean: float | None = None
+    top1_agreement: float | None = None
+    # how long the steps took
+    quantize_s: float | None = None
+    total_s: float | None = None

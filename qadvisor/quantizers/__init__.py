@@ -1,0 +1,1 @@
+"""One module per quantization backend behind one small interface; see `base.Backend`."""

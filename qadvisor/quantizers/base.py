@@ -1,0 +1,129 @@
+"""The interface every backend implements, and the few helpers they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+from qadvisor.models.method import MethodSpec
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+ProgressFn = Callable[[str, "float | None", str], None]
+
+
+@dataclass
+class TrialContext:
+    """What a backend needs besides the spec: where to run and what to calibrate on."""
+
+    device: str = "cpu"  # "cpu" or "cuda"
+    calib_texts: list[str] = field(default_factory=list)
+    threads: int = 1
+    progress: ProgressFn = lambda step, fraction, message: None
+
+    @property
+    def compute_dtype(self):
+        import torch
+
+        # bf16 matmuls are several times slower than fp32 on CPUs without AVX512_BF16/AMX.
+        return torch.float32 if self.device == "cpu" else torch.bfloat16
+
+
+class Backend:
+    """A quantization library. Subclasses declare methods and implement quantize / save / load."""
+
+    name: str = ""
+    package: str = ""  # distribution name checked for availability, without importing it
+    min_version: str | None = None
+    methods: tuple[MethodSpec, ...] = ()
+    cpu_methods: frozenset[str] | None = None  # None: every method runs on CPU
+    install_hint: str = ""
+
+    def available(self, has_cuda: bool) -> tuple[bool, str]:
+        """Whether this backend can run here, and why not (or which version was found)."""
+        if self.package:
+            try:
+                version = metadata.version(self.package)
+            except metadata.PackageNotFoundError:
+                return False, f"{self.package} is not installed ({self.install_hint})"
+            if self.min_version and _older(version, self.min_version):
+                return False, f"{self.package} {version} is older than {self.min_version}"
+            return True, f"{self.package} {version}"
+        return True, "built in"
+
+    def method_available(self, spec: MethodSpec, has_cuda: bool) -> tuple[bool, str]:
+        ok, reason = self.available(has_cuda)
+        if ok and not has_cuda and self.cpu_methods is not None and spec.name not in self.cpu_methods:
+            return False, f"{spec.name} needs a CUDA GPU ({self.package} has no CPU kernel for it)"
+        return ok, reason
+
+    def quantize(self, model_dir: Path, spec: MethodSpec, ctx: TrialContext) -> Any:
+        raise NotImplementedError
+
+    def save(self, model: Any, spec: MethodSpec, out_dir: Path) -> None:
+        raise NotImplementedError
+
+    def load(self, out_dir: Path, spec: MethodSpec, ctx: TrialContext) -> Any:
+        """Reload the saved model for measuring; returns a torch module with an HF causal-LM forward."""
+        raise NotImplementedError
+
+
+def _older(version: str, minimum: str) -> bool:
+    from packaging.version import Version
+
+    return Version(version) < Version(minimum)
+
+
+def weights_bytes_on_disk(directory: Path) -> int:
+    """Bytes of the weight files a method saved (configs and tokenizer left out)."""
+    return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+
+
+def load_hf(model_dir: Path, dtype, device: str, **kwargs):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, device_map=device, **kwargs)
+
+
+def empty_hf(model_dir: Path, dtype):
+    """The model's architecture with fresh weights, to load a quantized state dict into."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(str(model_dir))
+    with torch.device("cpu"):
+        return AutoModelForCausalLM.from_config(config, dtype=dtype)
+
+
+def untied_state_dict(model) -> dict:
+    """The state dict without the tied lm_head copy: it shares the embedding's storage."""
+    state = model.state_dict()
+    if getattr(model.config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)
+    return state
+
+
+def use_compute_dtype(model, dtype):
+    """Cast the plain (unquantized) float tensors, such as embeddings, norms and biases, to `dtype`.
+
+    Quantized weights are tensor subclasses or integer buffers and stay as they are, so the file on disk
+    keeps its bf16 storage while the CPU computes in fp32.
+    """
+    import torch
+
+    for module in model.modules():
+        for name, tensor in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
+            if type(tensor) not in (torch.Tensor, torch.nn.Parameter) or not tensor.is_floating_point():
+                continue
+            if tensor.dtype == dtype:
+                continue
+            cast = tensor.data.to(dtype)
+            if isinstance(tensor, torch.nn.Parameter):
+                setattr(module, name, torch.nn.Parameter(cast, requires_grad=False))
+            else:
+                module._buffers[name] = cast
+    if getattr(model.config, "tie_word_embeddings", False) and hasattr(model, "tie_weights"):
+        model.tie_weights()
+    return model

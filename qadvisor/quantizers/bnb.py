@@ -1,0 +1,42 @@
+"""bitsandbytes: int8 (LLM.int8) and 4-bit nf4/fp4, loaded through transformers' BitsAndBytesConfig."""
+
+from __future__ import annotations
+
+from qadvisor.models.method import MethodSpec
+from qadvisor.quantizers.base import Backend, load_hf, use_compute_dtype
+
+
+class BitsAndBytesBackend(Backend):
+    name = "bnb"
+    package = "bitsandbytes"
+    min_version = "0.49"  # first release with CPU kernels for int8 and 4-bit
+    install_hint = "pip install 'bitsandbytes>=0.49'"
+    methods = (
+        MethodSpec(name="bnb-int8", backend="bnb", bits=8, scheme="int8", summary="LLM.int8 row-wise absmax"),
+        MethodSpec(name="bnb-nf4", backend="bnb", bits=4, scheme="nf4", group_size=64, summary="4-bit NormalFloat, block 64"),
+        MethodSpec(name="bnb-fp4", backend="bnb", bits=4, scheme="fp4", group_size=64, summary="4-bit float, block 64"),
+    )
+
+    def quantize(self, model_dir, spec, ctx):
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        if spec.scheme == "int8":
+            config = BitsAndBytesConfig(load_in_8bit=True)
+        else:
+            config = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type=spec.scheme, bnb_4bit_compute_dtype=ctx.compute_dtype
+            )
+        # Unquantized layers keep bf16 on disk, as Qwen ships them.
+        return load_hf(model_dir, torch.bfloat16, ctx.device, quantization_config=config)
+
+    def save(self, model, spec, out_dir):
+        model.save_pretrained(str(out_dir))
+
+    def load(self, out_dir, spec, ctx):
+        import torch
+
+        return use_compute_dtype(load_hf(out_dir, torch.bfloat16, ctx.device), ctx.compute_dtype)
+
+
+BACKEND = BitsAndBytesBackend()

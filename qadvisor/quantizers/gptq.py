@@ -1,0 +1,81 @@
+"""GPTQ through GPTQModel, the maintained successor of the archived auto-gptq.
+
+auto-gptq cannot import with transformers 5.x and refuses to quantize without CUDA; GPTQModel
+quantizes and runs on CPU (torch kernel) and picks fast CUDA kernels when a GPU is present.
+"""
+
+from __future__ import annotations
+
+import os
+
+from qadvisor.models.method import MethodSpec
+from qadvisor.quantizers.base import Backend, use_compute_dtype
+
+GROUP_SIZE = 128
+CALIB_TOKENS = 256  # per calibration sample
+
+
+def _spec(bits: int) -> MethodSpec:
+    return MethodSpec(
+        name=f"gptq-int{bits}", backend="gptq", bits=bits, scheme=f"int{bits}", group_size=GROUP_SIZE,
+        summary=f"GPTQ {bits}-bit, group {GROUP_SIZE}, calibrated",
+    )
+
+
+class GPTQBackend(Backend):
+    name = "gptq"
+    package = "gptqmodel"
+    min_version = "7.0"
+    install_hint = "BUILD_CUDA_EXT=0 pip install gptqmodel==7.6.0"
+    methods = tuple(_spec(b) for b in (8, 4, 3, 2))
+
+    def _import(self, ctx):
+        # GPTQModel sizes its CPU thread pool at import; fewer than 2 workers deadlocks its loader pool.
+        os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(2, ctx.threads)))
+        from gptqmodel import GPTQModel, QuantizeConfig
+
+        return GPTQModel, QuantizeConfig
+
+    def quantize(self, model_dir, spec, ctx):
+        import torch
+        from transformers import AutoTokenizer
+
+        GPTQModel, QuantizeConfig = self._import(ctx)
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        calib = []
+        for text in ctx.calib_texts:
+            ids = tokenizer(text).input_ids[:CALIB_TOKENS]
+            if len(ids) >= 16:
+                calib.append({"input_ids": ids, "attention_mask": [1] * len(ids)})
+        if not calib:
+            raise ValueError("no calibration text long enough for GPTQ")
+        config = QuantizeConfig(bits=int(spec.bits), group_size=GROUP_SIZE)
+        wrapped = GPTQModel.load(str(model_dir), config, device=ctx.device, dtype=torch.bfloat16)
+        layers = wrapped.model.model.layers
+        seen: set[int] = set()
+
+        def report(index):
+            def hook(module, args):
+                if index not in seen:  # GPTQ walks the decoder one layer at a time
+                    seen.add(index)
+                    ctx.progress("quantize", index / len(layers), f"layer {index + 1}/{len(layers)}")
+
+            return hook
+
+        handles = [layer.register_forward_pre_hook(report(i)) for i, layer in enumerate(layers)]
+        try:
+            wrapped.quantize(calib, batch_size=4)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return wrapped
+
+    def save(self, model, spec, out_dir):
+        model.save(str(out_dir))
+
+    def load(self, out_dir, spec, ctx):
+        GPTQModel, _ = self._import(ctx)
+        return use_compute_dtype(GPTQModel.load(str(out_dir), device=ctx.device).model, ctx.compute_dtype)
+
+
+BACKEND = GPTQBackend()

@@ -1,0 +1,34 @@
+"""MOCK backend for fast UI and runner tests. It does not quantize anything and is never offered to users:
+the registry lists it only when QADVISOR_ENABLE_MOCK_BACKEND=1."""
+
+from __future__ import annotations
+
+from qadvisor.models.method import MethodSpec
+from qadvisor.quantizers.base import Backend, load_hf
+
+
+class MockBackend(Backend):
+    name = "mock"
+    methods = (
+        MethodSpec(name="mock-passthrough", backend="mock", bits=32, scheme="fp32", summary="MOCK: saves the fp32 model unchanged"),
+        MethodSpec(name="mock-crash", backend="mock", bits=4, scheme="int4", summary="MOCK: fails while quantizing"),
+    )
+
+    def quantize(self, model_dir, spec, ctx):
+        import torch
+
+        if spec.name == "mock-crash":
+            raise RuntimeError("mock-crash always fails (test backend)")
+        ctx.progress("quantize", 0.5, "MOCK: nothing to quantize")
+        return load_hf(model_dir, torch.float32, ctx.device)
+
+    def save(self, model, spec, out_dir):
+        model.save_pretrained(str(out_dir))
+
+    def load(self, out_dir, spec, ctx):
+        import torch
+
+        return load_hf(out_dir, torch.float32, ctx.device)
+
+
+BACKEND = MockBackend()

@@ -1,0 +1,33 @@
+"""The unquantized baselines: fp32 and bf16, through transformers alone."""
+
+from __future__ import annotations
+
+from qadvisor.models.method import MethodSpec
+from qadvisor.quantizers.base import Backend, load_hf
+
+
+class NativeBackend(Backend):
+    name = "torch"
+    package = "transformers"
+    install_hint = "pip install transformers"
+    methods = (
+        MethodSpec(name="fp32", backend="torch", bits=32, scheme="fp32", summary="unquantized, float32"),
+        MethodSpec(name="bf16", backend="torch", bits=16, scheme="bf16", summary="unquantized, bfloat16 (as Qwen ships)"),
+    )
+
+    def _dtype(self, spec):
+        import torch
+
+        return torch.float32 if spec.scheme == "fp32" else torch.bfloat16
+
+    def quantize(self, model_dir, spec, ctx):
+        return load_hf(model_dir, self._dtype(spec), ctx.device)
+
+    def save(self, model, spec, out_dir):
+        model.save_pretrained(str(out_dir))
+
+    def load(self, out_dir, spec, ctx):
+        return load_hf(out_dir, self._dtype(spec), ctx.device)
+
+
+BACKEND = NativeBackend()

@@ -1,0 +1,60 @@
+"""optimum-quanto: weight-only int8 / int4 / int2 with per-group scales."""
+
+from __future__ import annotations
+
+import json
+
+from qadvisor.models.method import MethodSpec
+from qadvisor.quantizers.base import Backend, empty_hf, load_hf, untied_state_dict
+
+QMAP_FILE = "quanto_qmap.json"
+
+
+class QuantoBackend(Backend):
+    name = "quanto"
+    package = "optimum-quanto"
+    install_hint = "pip install optimum-quanto"
+    methods = tuple(
+        MethodSpec(name=f"quanto-int{b}", backend="quanto", bits=b, scheme=f"int{b}",
+                   group_size=None if b == 8 else 128, summary=f"quanto weight-only int{b}")
+        for b in (8, 4, 2)
+    )
+
+    def _qtype(self, spec):
+        from optimum import quanto
+
+        return {8: quanto.qint8, 4: quanto.qint4, 2: quanto.qint2}[int(spec.bits)]
+
+    def quantize(self, model_dir, spec, ctx):
+        import torch
+        from optimum.quanto import freeze, quantize
+
+        model = load_hf(model_dir, torch.bfloat16, ctx.device)
+        with torch.no_grad():
+            quantize(model, weights=self._qtype(spec), exclude="lm_head")
+            freeze(model)
+        return model
+
+    def save(self, model, spec, out_dir):
+        from optimum.quanto import quantization_map
+        from safetensors.torch import save_file
+
+        state = untied_state_dict(model)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(out_dir / "model.safetensors"))
+        (out_dir / QMAP_FILE).write_text(json.dumps(quantization_map(model)))
+        model.config.save_pretrained(str(out_dir))
+
+    def load(self, out_dir, spec, ctx):
+        import torch
+        from optimum.quanto import requantize
+        from safetensors.torch import load_file
+
+        model = empty_hf(out_dir, torch.bfloat16)
+        qmap = json.loads((out_dir / QMAP_FILE).read_text())
+        requantize(model, load_file(str(out_dir / "model.safetensors")), qmap, device=torch.device(ctx.device))
+        # quanto's packed int4 weights cannot change dtype (its CPU int4 kernel is bf16-only), so the whole
+        # model computes in bf16 here, unlike the other backends.
+        return model
+
+
+BACKEND = QuantoBackend()

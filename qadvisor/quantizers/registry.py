@@ -1,0 +1,67 @@
+"""The backends and their methods. Listing is cheap: a backend's library is imported only to run it."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from functools import cache
+
+from qadvisor.errors import UserError
+from qadvisor.models.hardware import BackendAvailability
+from qadvisor.models.method import MethodSpec, Recipe, parse_recipe
+from qadvisor.quantizers.base import Backend
+
+BACKEND_MODULES = ("native", "bnb", "gptq", "hqq", "quanto", "torchao")
+# A fake backend for fast UI tests only; never listed unless a test switches it on.
+MOCK_ENV = "QADVISOR_ENABLE_MOCK_BACKEND"
+
+# A spread over high, medium and low compression from several backends that finishes in minutes on 2 cores.
+DEFAULT_METHODS = ("fp32", "bnb-int8", "bnb-nf4", "gptq-int4", "gptq-int2", "hqq-int4", "quanto-int8", "quanto-int4", "torchao-int8")
+
+
+@cache
+def backends() -> dict[str, Backend]:
+    modules = list(BACKEND_MODULES)
+    if os.environ.get(MOCK_ENV) == "1":
+        modules.append("mock")
+    found = {}
+    for module in modules:
+        backend = importlib.import_module(f"qadvisor.quantizers.{module}").BACKEND
+        found[backend.name] = backend
+    return found
+
+
+def methods() -> dict[str, MethodSpec]:
+    return {spec.name: spec for backend in backends().values() for spec in backend.methods}
+
+
+def backend_for(spec: MethodSpec) -> Backend:
+    return backends()[spec.backend]
+
+
+def parse_methods(text: str) -> list[Recipe]:
+    """`a,b,c` → recipes; unknown names and duplicates are UserErrors."""
+    recipes = [parse_recipe(part, methods()) for part in text.split(",") if part.strip()]
+    if not recipes:
+        raise UserError("no methods given")
+    names = [r.name for r in recipes]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UserError(f"method listed twice: {', '.join(duplicates)}")
+    for recipe in recipes:
+        if len(recipe.parts) > 1:
+            raise UserError(f"{recipe.name}: stacking a KV-cache method is not measured yet; run {recipe.weights.name} alone")
+    return recipes
+
+
+def availability(has_cuda: bool) -> list[BackendAvailability]:
+    rows = []
+    for backend in backends().values():
+        ok, reason = backend.available(has_cuda)
+        rows.append(BackendAvailability(backend=backend.name, available=ok, reason=reason,
+                                        methods=[m.name for m in backend.methods]))
+    return rows
+
+
+def method_available(spec: MethodSpec, has_cuda: bool) -> tuple[bool, str]:
+    return backend_for(spec).method_available(spec, has_cuda)

@@ -1,0 +1,51 @@
+"""torchao: int8 weight-only (`Int8WeightOnlyConfig`). Its int4 kernels need CUDA, so int4 is GPU-only."""
+
+from __future__ import annotations
+
+from qadvisor.models.method import MethodSpec
+from qadvisor.quantizers.base import Backend, empty_hf, load_hf, untied_state_dict, use_compute_dtype
+
+WEIGHTS_FILE = "model.pt"  # torchao tensor subclasses serialise through torch.save, not safetensors
+
+
+class TorchAOBackend(Backend):
+    name = "torchao"
+    package = "torchao"
+    install_hint = "pip install torchao"
+    methods = (
+        MethodSpec(name="torchao-int8", backend="torchao", bits=8, scheme="int8", summary="int8 weight-only, per channel"),
+        MethodSpec(name="torchao-int4", backend="torchao", bits=4, scheme="int4", group_size=128,
+                   summary="int4 weight-only, group 128 (CUDA)"),
+    )
+    cpu_methods = frozenset({"torchao-int8"})
+
+    def _config(self, spec):
+        from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig
+
+        return Int8WeightOnlyConfig() if spec.bits == 8 else Int4WeightOnlyConfig(group_size=spec.group_size)
+
+    def quantize(self, model_dir, spec, ctx):
+        import torch
+        from torchao.quantization import quantize_
+
+        model = load_hf(model_dir, torch.bfloat16, ctx.device)
+        quantize_(model, self._config(spec))
+        return model
+
+    def save(self, model, spec, out_dir):
+        import torch
+
+        torch.save(untied_state_dict(model), out_dir / WEIGHTS_FILE)
+        model.config.save_pretrained(str(out_dir))
+
+    def load(self, out_dir, spec, ctx):
+        import torch
+
+        model = empty_hf(out_dir, torch.bfloat16)
+        # weights_only=False: the file holds torchao tensor subclasses and was written by this run.
+        state = torch.load(out_dir / WEIGHTS_FILE, map_location=ctx.device, weights_only=False)
+        model.load_state_dict(state, assign=True, strict=False)
+        return use_compute_dtype(model.to(ctx.device), ctx.compute_dtype)
+
+
+BACKEND = TorchAOBackend()

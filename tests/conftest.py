@@ -1,0 +1,23 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "assets" / "qwen2-tiny-stdlib"
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """Run `python -m qadvisor ...` as a user would, capturing both streams."""
+    return subprocess.run(
+        [sys.executable, "-m", "qadvisor", *args], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # Each test session gets its own reference cache, so no test reads a stale one.
+    monkeypatch.setenv("QADVISOR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))

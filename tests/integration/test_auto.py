@@ -1,0 +1,61 @@
+"""`qadvisor --auto` on the shipped model with the real backends: the issue's 'done when', as a test."""
+
+import json
+
+import pytest
+
+from qadvisor.models.export import load_export
+from qadvisor.quantizers import registry
+from tests.conftest import run_cli
+
+METRICS = ("size_bytes", "compression_ratio", "size_reduction_pct", "prefill_tok_s", "decode_tok_s",
+           "decode_tok_s_spread", "ttft_ms", "peak_rss_bytes", "ppl", "ppl_delta_pct", "kl_mean", "top1_agreement")
+
+
+@pytest.fixture(scope="module")
+def auto_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("auto") / "run.json"
+    proc = run_cli("--auto", "--repeats", "2", "--export", str(out))
+    return proc, out
+
+
+def test_auto_exits_cleanly_with_a_table(auto_run):
+    proc, _ = auto_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "decode" in proc.stdout and "bf16 baseline" in proc.stdout
+    for method in registry.DEFAULT_METHODS:
+        assert method in proc.stdout
+
+
+def test_export_has_six_ok_methods_from_three_backends(auto_run):
+    _, path = auto_run
+    export = load_export(path)
+    ok = [r for r in export.results if r.status == "ok"]
+    assert len(ok) >= 6 and len({r.backend for r in ok if r.bits < 16}) >= 3, [(r.method, r.reason) for r in export.results]
+    for r in ok:
+        for name in METRICS:
+            assert getattr(r, name) is not None, (r.method, name)
+        assert r.device == export.settings.device
+    assert json.loads(path.read_text())["hardware"]["cpu_model"]
+
+
+def _by_method(path):
+    return {r.method: r for r in load_export(path).results if r.status == "ok"}
+
+
+@pytest.mark.parametrize("more, fewer", [("bnb-int8", "bnb-nf4"), ("gptq-int4", "gptq-int2"), ("quanto-int8", "quanto-int4")])
+def test_fewer_bits_are_smaller_and_lose_more(auto_run, more, fewer):
+    r = _by_method(auto_run[1])
+    assert r[fewer].size_bytes < r[more].size_bytes
+    assert r[fewer].kl_mean > r[more].kl_mean
+
+
+def test_numbers_are_plausible(auto_run):
+    r = _by_method(auto_run[1])
+    fp32 = r["fp32"]
+    assert fp32.kl_mean == pytest.approx(0, abs=1e-6) and fp32.top1_agreement == 1.0
+    assert fp32.compression_ratio == pytest.approx(0.5, rel=0.02)  # fp32 is twice bf16
+    for result in r.values():
+        assert 0 <= result.top1_agreement <= 1 and result.kl_mean >= -1e-6
+        assert result.peak_rss_bytes > result.weights_mem_bytes
+    assert r["gptq-int4"].size_reduction_pct > 40

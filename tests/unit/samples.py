@@ -1,0 +1,20 @@
+"""Recorded-looking results for tests that need an export but no measurement."""
+
+from qadvisor.models.export import ModelInfo, RunExport, RunSettings
+from qadvisor.models.hardware import HardwareInfo
+from qadvisor.models.result import TrialResult
+
+
+def sample_export() -> RunExport:
+    hw = HardwareInfo(cpu_model="Test CPU", physical_cores=2, logical_cores=2, isa_flags=["AVX2"],
+                      ram_total_bytes=8 << 30, ram_available_bytes=4 << 30, disk_free_bytes=10 << 30,
+                      os="Linux", python="3.11")
+    ok = TrialResult(method="bnb-nf4", backend="bnb", bits=4, status="ok", device="cpu: Test CPU, 2 threads",
+                     size_bytes=10 << 20, compression_ratio=3.0, size_reduction_pct=66.7, prefill_tok_s=900.0,
+                     decode_tok_s=80.0, decode_tok_s_spread=4.0, ttft_ms=140.0, peak_rss_bytes=500 << 20, ppl=12.5,
+                     ppl_delta_pct=4.2, kl_mean=0.05, top1_agreement=0.9)
+    failed = TrialResult(method="gptq-int4", backend="gptq", bits=4, status="failed", reason="not available here")
+    return RunExport(qadvisor_version="0.1.0", created_at="2026-11-24T00:00:00+00:00", hardware=hw,
+                     model=ModelInfo(name="m", path="/m", params=1000, bf16_bytes=30 << 20, ref_ppl=12.0, eval_tokens=2040),
+                     settings=RunSettings(prompt_tokens=128, decode_tokens=32, repeats=5, threads=2, device="cpu"),
+                     results=[ok, failed])

@@ -1,0 +1,64 @@
+"""Bad input gets one clear line on stderr and exit code 2, never a traceback."""
+
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import SHIPPED, run_cli
+
+
+def _assert_one_line_error(proc, fragment):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and fragment in lines[0], proc.stderr
+
+
+def _model_copy(tmp_path):
+    target = tmp_path / "model"
+    shutil.copytree(SHIPPED, target)
+    return target
+
+
+def test_missing_model(tmp_path):
+    _assert_one_line_error(run_cli("--auto", "--model", str(tmp_path / "none")), "not found")
+
+
+def test_not_a_model_dir(tmp_path):
+    _assert_one_line_error(run_cli("--auto", "--model", str(tmp_path)), "no config.json")
+
+
+def test_corrupt_config(tmp_path):
+    model = _model_copy(tmp_path)
+    (model / "config.json").write_text("{oops")
+    _assert_one_line_error(run_cli("--auto", "--model", str(model)), "corrupt config")
+
+
+def test_wrong_architecture(tmp_path):
+    model = _model_copy(tmp_path)
+    config = json.loads((model / "config.json").read_text())
+    config["model_type"] = "llama"
+    (model / "config.json").write_text(json.dumps(config))
+    _assert_one_line_error(run_cli("--auto", "--model", str(model)), "Qwen2-architecture")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garble"])
+def test_corrupt_weights(tmp_path, damage):
+    model = _model_copy(tmp_path)
+    weights = model / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\xff" * 64 + data[64:])
+    _assert_one_line_error(run_cli("--auto", "--model", str(model)), "corrupt safetensors")
+
+
+def test_unknown_method():
+    _assert_one_line_error(run_cli("--auto", "--methods", "fp32,awq-int7"), "unknown method 'awq-int7'")
+
+
+def test_stack_of_two_weight_methods():
+    _assert_one_line_error(run_cli("--auto", "--methods", "bnb-nf4+hqq-int4"), "cannot stack")
+
+
+def test_tui_without_terminal():
+    _assert_one_line_error(run_cli(), "--auto")

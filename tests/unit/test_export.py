@@ -1,0 +1,60 @@
+import json
+
+import pytest
+
+from qadvisor.errors import UserError
+from qadvisor.models.export import SCHEMA_VERSION, load_export, save_export, write_json_atomic
+from tests.unit.samples import sample_export
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "run.json"
+    save_export(sample_export(), path)
+    loaded = load_export(path)
+    assert loaded == sample_export()
+    assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION
+
+
+def test_result_field_names_are_the_contract(tmp_path):
+    path = tmp_path / "run.json"
+    save_export(sample_export(), path)
+    result = json.loads(path.read_text())["results"][0]
+    for name in ("method", "backend", "bits", "status", "reason", "size_bytes", "compression_ratio",
+                 "size_reduction_pct", "prefill_tok_s", "decode_tok_s", "decode_tok_s_spread", "ttft_ms",
+                 "peak_rss_bytes", "ppl", "ppl_delta_pct", "kl_mean", "top1_agreement"):
+        assert name in result
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not a readable JSON export"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"schema_version": 99}', "schema_version 99 is not supported"),
+        ('{"schema_version": 1, "results": "x"}', "field"),
+    ],
+)
+def test_bad_exports_give_one_clear_error(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(UserError, match=message):
+        load_export(path)
+
+
+def test_missing_export(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        load_export(tmp_path / "nope.json")
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "keep.json"
+    path.write_text("old")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", boom)
+    with pytest.raises(OSError):
+        write_json_atomic(path, "new")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.json"]

@@ -1,0 +1,38 @@
+import json
+
+from qadvisor.core import hardware
+from tests.conftest import run_cli
+
+
+def test_detect_reports_this_machine():
+    info = hardware.detect()
+    assert info.logical_cores >= 1 and info.ram_total_bytes > 0
+    assert info.torch
+    assert {b.backend for b in info.backends} >= {"torch", "bnb", "gptq", "hqq", "quanto", "torchao"}
+    if not info.gpus:
+        assert info.gpu_note.startswith("no GPU")
+
+
+def test_missing_nvml_means_no_gpu(monkeypatch):
+    import pynvml
+
+    def missing():
+        raise pynvml.NVMLError_LibraryNotFound()
+
+    monkeypatch.setattr(pynvml, "nvmlInit", missing)
+    gpus, note = hardware.detect_gpus()
+    assert gpus == [] and "NVML" in note
+
+
+def test_hardware_json_cli():
+    proc = run_cli("hardware", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["cpu_model"] and data["backends"]
+
+
+def test_methods_cli_lists_availability():
+    proc = run_cli("methods", "--json")
+    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert rows["fp32"]["available"] is True
+    assert "reason" in rows["torchao-int4"]

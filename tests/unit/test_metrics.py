@@ -1,0 +1,65 @@
+import math
+
+import pytest
+import torch
+
+from qadvisor.core import metrics
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    return Qwen2ForCausalLM(config).eval()
+
+
+def test_eval_windows_shape_and_short_text():
+    w = metrics.eval_windows(list(range(1000)), window=100, count=4)
+    assert w.shape == (4, 100) and w[1, 0] == 100
+    with pytest.raises(ValueError, match="too short"):
+        metrics.eval_windows(list(range(50)), window=100, count=4)
+
+
+def test_uniform_model_has_vocab_perplexity():
+    windows = torch.randint(0, 10, (2, 9))
+    uniform = torch.full((2, 8, 10), -math.log(10))
+    assert metrics.perplexity(uniform, windows) == pytest.approx(10.0)
+
+
+def test_reference_against_itself_is_lossless(tiny_model):
+    windows = torch.randint(0, 97, (2, 16))
+    ref = metrics.logprobs(tiny_model, windows, "cpu")
+    acc = metrics.accuracy(tiny_model, windows, ref, "cpu")
+    assert acc.kl_mean == pytest.approx(0.0, abs=1e-6)
+    assert acc.top1_agreement == 1.0
+    assert acc.ppl == pytest.approx(metrics.perplexity(ref, windows), rel=1e-5)
+
+
+def test_perturbed_model_loses_accuracy(tiny_model):
+    import copy
+
+    windows = torch.randint(0, 97, (2, 16))
+    ref = metrics.logprobs(tiny_model, windows, "cpu")
+    noisy = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        for p in noisy.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    acc = metrics.accuracy(noisy, windows, ref, "cpu")
+    assert acc.kl_mean > 1e-3 and acc.top1_agreement < 1.0
+
+
+def test_speed_reports_positive_medians(tiny_model):
+    s = metrics.speed(tiny_model, torch.randint(0, 97, (8,)), new_tokens=4, repeats=3, device="cpu")
+    assert s.prefill_tok_s > 0 and s.decode_tok_s > 0 and s.ttft_ms > 0
+    assert s.decode_tok_s_spread >= 0
+
+
+def test_tensor_bytes_counts_tied_weights_once(tiny_model):
+    expected = sum(t.numel() * t.element_size() for t in {id(p): p for p in tiny_model.parameters()}.values())
+    expected += sum(b.numel() * b.element_size() for b in tiny_model.buffers() if b.is_floating_point() and b.dim())
+    assert metrics.tensor_bytes(tiny_model) <= expected
+    params_only = sum(p.numel() * p.element_size() for p in tiny_model.parameters())
+    assert metrics.tensor_bytes(tiny_model) >= params_only
