@@ -33,7 +33,22 @@ def build_parser() -> argparse.ArgumentParser:
     hw.add_argument("--json", action="store_true")
     methods = sub.add_parser("methods", help="every quantization method and whether it can run here")
     methods.add_argument("--json", action="store_true")
+    plan = sub.add_parser("plan", help="estimate size, memory fit and a decode bound per method for any Qwen2.5 size")
+    plan.add_argument("--model", default="Qwen2.5-72B", help="Qwen2.5-0.5B … Qwen2.5-72B, or a Qwen2 config.json / directory")
+    plan.add_argument("--context", type=int, default=2048, help="tokens held in the KV cache (default 2048)")
+    plan.add_argument("--batch", type=int, default=1)
+    plan.add_argument("--prompt-tokens", type=int, help="prompt length for the prefill activations (default 128)")
+    plan.add_argument("--target", default="this", help="this (default), or a GPU: " + ", ".join(_gpu_names()) + " (optionally xN)")
+    plan.add_argument("--methods", help="comma-separated planner methods (default: all)")
+    plan.add_argument("--json", action="store_true")
+    plan.add_argument("--explain", action="store_true", help="print the formula behind every column")
     return parser
+
+
+def _gpu_names() -> list[str]:
+    from qadvisor.core.planner import gpu_table
+
+    return list(gpu_table())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_hardware(args)
         if args.command == "methods":
             return cmd_methods(args)
+        if args.command == "plan":
+            return cmd_plan(args)
         if args.auto:
             return cmd_auto(args)
         return cmd_tui(args)
@@ -82,6 +99,22 @@ def cmd_methods(args) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print_methods(rows)
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from qadvisor.console import print_plan
+    from qadvisor.core import planner
+
+    arch = planner.resolve_architecture(args.model)
+    target = planner.parse_target(args.target)
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    result = planner.plan(arch, target, context=args.context, batch=args.batch, prompt_tokens=args.prompt_tokens,
+                          methods=methods)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        print_plan(result, explain=args.explain)
     return 0
 
 

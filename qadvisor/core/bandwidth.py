@@ -1,0 +1,61 @@
+"""This machine as a planning target: memory and a measured memory bandwidth."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import psutil
+
+from qadvisor.models.plan import Target
+
+PROBE_BYTES = 64 * 2**20
+
+
+def probe_bandwidth_gb_s(repeats: int = 5) -> float:
+    """Copy a 64 MiB buffer a few times; best run, counting the read and the write (about 0.1 s)."""
+    import numpy as np
+
+    src = np.ones(PROBE_BYTES // 8, dtype=np.float64)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - start)
+    return 2 * PROBE_BYTES / best / 1e9
+
+
+def _gpu_target() -> Target | None:
+    """The first NVIDIA GPU, with bandwidth from its memory clock and bus width (NVML), when one is present."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no driver, no library: plan for the CPU
+        return None
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+        if not count:
+            return None
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        mem_mhz = pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM)
+        bus_bits = pynvml.nvmlDeviceGetMemoryBusWidth(handle)
+        name = pynvml.nvmlDeviceGetName(handle)
+        return Target(name=name.decode() if isinstance(name, bytes) else name, count=count,
+                      memory_bytes=int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
+                      bandwidth_gb_s=round(2 * mem_mhz * 1e6 * bus_bits / 8 / 1e9, 1),
+                      bandwidth_source="NVML: 2 × memory clock × bus width", kind="gpu")
+    except pynvml.NVMLError:
+        return None
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def this_machine_target(ram_available: int | None = None, probe: Callable[[], float] | None = None) -> Target:
+    gpu = _gpu_target()
+    if gpu is not None:
+        return gpu
+    return Target(name="this", count=1, memory_bytes=ram_available or psutil.virtual_memory().available,
+                  bandwidth_gb_s=round((probe or probe_bandwidth_gb_s)(), 1),
+                  bandwidth_source="measured: 64 MiB copy probe", kind="cpu")

@@ -1,0 +1,236 @@
+"""Estimate size, memory and a decode-speed bound per method from the architecture alone (no weights loaded)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from qadvisor.errors import UserError
+from qadvisor.models.plan import Architecture, Plan, PlanRow, Target
+
+GIB = 2**30
+BF16 = 2
+USABLE_VRAM = 0.90  # CUDA context, allocator fragmentation and kernels' workspaces take the rest
+DEFAULT_PROMPT_TOKENS = 128  # a short prompt; long prompts add prefill activations (--prompt-tokens)
+RUNTIME_BYTES = 32 * 2**20  # allocator rounding and small buffers seen in Qwen's short-prompt runs
+
+FORMULAS = {
+    "params": "embed V·h (+ lm_head V·h when untied) + L·(Σ linear in·out + qkv biases + 2h norms) + h",
+    "weights_bytes": "Σ over Linear layers of the method's bytes(in, out) + embeddings and lm_head as the method stores "
+                     "them + norms and biases in bf16",
+    "kv_cache_bytes": "2 (K and V) · layers · kv_heads · head_dim · context · batch · 2 bytes (fp16 cache)",
+    "overhead_bytes": "prefill activations batch · prompt · 3 · intermediate · 2 bytes + fp32 logits 2 · batch · V · 4 "
+                      "+ the method's kernel scratch + 32 MiB runtime",
+    "total_bytes": "weights + KV cache + overhead (what torch.cuda.max_memory_allocated counts; the CUDA context, "
+                   "about 0.3–0.5 GiB a GPU, is not in it)",
+    "fits": f"total ≤ {USABLE_VRAM:.0%} of one device's memory (per GPU, summed over --target …xN); "
+            "on CPU total ≤ available RAM",
+    "devices_needed": f"ceil(total / ({USABLE_VRAM:.0%} of one GPU's memory)), layers split across GPUs",
+    "decode_tok_s_bound": "memory bandwidth / bytes read per new token (all weights but the embedding table, plus the "
+                          "KV cache at full context); an upper bound, real decode is slower; split layers run one GPU "
+                          "after another, so the bound uses one GPU's bandwidth",
+    "size_reduction_pct": "100 · (1 − weights_bytes / bf16 weights_bytes)",
+    "archetype": "A: ≥ 75 % smaller than bf16 (storage-first); C: 55–75 % (balanced); B: < 55 % (low compression)",
+}
+
+
+@dataclass(frozen=True)
+class Format:
+    """How a method stores one Linear layer and the layers it leaves alone."""
+
+    method: str
+    bits: float
+    linear_bytes: Callable[[int, int], float]
+    formula: str
+    embed_bits: float = 16.0  # token embeddings
+    lm_head_bits: float = 16.0
+    untie_lm_head: bool = False  # checkpoint stores lm_head even when the model ties it
+    scratch: Callable[[Architecture], float] = lambda arch: 0.0
+    notes: str = ""
+
+
+def _grouped(bits: float, group: int, scale_bytes: float, zero_bits: float, g_idx: bool = False):
+    def size(n_in: int, n_out: int) -> float:
+        groups = math.ceil(n_in / group) * n_out
+        return n_in * n_out * bits / 8 + groups * (scale_bytes + zero_bits / 8) + (n_in * 4 if g_idx else 0)
+
+    return size
+
+
+def _largest_linear_fp16(arch: Architecture) -> float:
+    return max(i * o for _, i, o in arch.layer_linears()) * 2
+
+
+def _gguf(method: str, bpw: float, output_bpw: float, note: str) -> Format:
+    return Format(method, bpw, lambda i, o: i * o * bpw / 8, f"{bpw} bits per weight (llama.cpp mix average)",
+                  embed_bits=bpw, lm_head_bits=output_bpw, notes=note)
+
+
+FORMATS: tuple[Format, ...] = (
+    Format("bf16", 16, lambda i, o: i * o * 2, "2 bytes per weight"),
+    Format("fp16", 16, lambda i, o: i * o * 2, "2 bytes per weight"),
+    Format("gptq-int8", 8, _grouped(8, 128, 2, 8, g_idx=True), "in·out + per-128 group fp16 scale and 8-bit zero + int32 g_idx"),
+    Format("gptq-int4", 4, _grouped(4, 128, 2, 4, g_idx=True), "in·out/2 + per-128 group fp16 scale and 4-bit zero + int32 g_idx",
+           scratch=_largest_linear_fp16, notes="exllama kernels keep an fp16 scratch the size of the largest layer"),
+    Format("gptq-int3", 3, _grouped(3, 128, 2, 3, g_idx=True), "3/8·in·out + per-128 group fp16 scale and 3-bit zero + g_idx"),
+    Format("gptq-int2", 2, _grouped(2, 128, 2, 2, g_idx=True), "in·out/4 + per-128 group fp16 scale and 2-bit zero + g_idx"),
+    Format("awq-int4", 4, _grouped(4, 128, 2, 4), "in·out/2 + per-128 group fp16 scale and 4-bit zero", untie_lm_head=True,
+           notes="AWQ checkpoints store lm_head separately even for tied models"),
+    Format("bnb-int8", 8, lambda i, o: i * o + o * 4, "in·out + fp32 row scale"),
+    Format("bnb-nf4", 4, _grouped(4, 64, 4, 0), "in·out/2 + fp32 absmax per 64 (no double quantization)"),
+    Format("hqq-int4", 4, _grouped(4, 64, 2, 16), "in·out/2 + fp16 scale and zero per 64"),
+    Format("hqq-int3", 3.2, _grouped(3.2, 64, 2, 16), "10 3-bit values per 32-bit word + fp16 scale and zero per 64"),
+    Format("hqq-int2", 2, _grouped(2, 64, 2, 16), "in·out/4 + fp16 scale and zero per 64"),
+    Format("quanto-int8", 8, lambda i, o: i * o + o * 2, "in·out + bf16 per-channel scale"),
+    Format("quanto-int4", 4, _grouped(4, 128, 2, 16), "in·out/2 + bf16 scale and shift per 128"),
+    _gguf("gguf-q8_0", 8.5, 8.5, "Q8_0 everywhere"),
+    _gguf("gguf-q6_k", 6.5625, 6.5625, "Q6_K everywhere"),
+    _gguf("gguf-q4_k_m", 4.85, 6.5625, "Q4_K with Q6_K for some attn_v / ffn_down; output Q6_K"),
+    _gguf("gguf-q3_k_m", 3.91, 6.5625, "Q3_K with Q4_K/Q5_K for some tensors; output Q6_K"),
+    _gguf("gguf-q2_k", 2.96, 6.5625, "Q2_K with Q3_K/Q4_K for some tensors; output Q6_K"),
+)
+FORMAT_BY_NAME = {f.method: f for f in FORMATS}
+
+
+def _data(name: str) -> dict:
+    return json.loads(resources.files("qadvisor.data").joinpath(name).read_text(encoding="utf-8"))
+
+
+def builtin_architectures() -> dict[str, Architecture]:
+    return {name: Architecture(name=name, **shape) for name, shape in _data("qwen2.5-architectures.json").items()
+            if not name.startswith("_")}
+
+
+def gpu_table() -> dict[str, dict]:
+    return {k: v for k, v in _data("gpus.json").items() if not k.startswith("_")}
+
+
+def published_memory() -> dict:
+    return _data("qwen2.5-published-memory.json")
+
+
+def resolve_architecture(spec: str) -> Architecture:
+    """A built-in name (`Qwen2.5-72B`, case-insensitive, `Qwen2.5-` optional) or a config.json / model directory."""
+    builtins = builtin_architectures()
+    for name, arch in builtins.items():
+        if spec.lower() in (name.lower(), name.lower().removeprefix("qwen2.5-")):
+            return arch
+    path = Path(spec)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        raise UserError(f"unknown model {spec!r}: use one of {', '.join(builtins)} or a path to a Qwen2 config.json")
+    from qadvisor.core.modelio import read_config
+
+    config = read_config(path.parent)
+    if config.get("model_type") not in ("qwen2",):
+        raise UserError(f"{path}: model_type {config.get('model_type')!r}; the planner knows Qwen2-style models")
+    try:
+        return Architecture(name=path.parent.name, attention_qkv_bias=True, **{
+            k: config[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                                   "num_key_value_heads", "vocab_size")
+        }, tie_word_embeddings=bool(config.get("tie_word_embeddings", False)), head_dim=config.get("head_dim"))
+    except KeyError as exc:
+        raise UserError(f"{path}: missing {exc.args[0]!r}") from None
+
+
+def param_count(arch: Architecture) -> int:
+    h, layers = arch.hidden_size, arch.num_hidden_layers
+    linear = sum(i * o for _, i, o in arch.layer_linears())
+    bias = (arch.num_attention_heads + 2 * arch.num_key_value_heads) * arch.dim_per_head if arch.attention_qkv_bias else 0
+    embed = arch.vocab_size * h * (1 if arch.tie_word_embeddings else 2)
+    return embed + layers * (linear + bias + 2 * h) + h
+
+
+def _small_tensor_bytes(arch: Architecture) -> float:
+    """Norms and qkv biases, kept in bf16 by every method here."""
+    bias = (arch.num_attention_heads + 2 * arch.num_key_value_heads) * arch.dim_per_head if arch.attention_qkv_bias else 0
+    return (arch.num_hidden_layers * (bias + 2 * arch.hidden_size) + arch.hidden_size) * BF16
+
+
+def weights_bytes(arch: Architecture, fmt: Format) -> tuple[int, int]:
+    """(bytes held in memory, bytes read per decoded token)."""
+    layers = arch.num_hidden_layers * sum(fmt.linear_bytes(i, o) for _, i, o in arch.layer_linears())
+    table = arch.vocab_size * arch.hidden_size
+    embed = table * fmt.embed_bits / 8
+    separate_head = not arch.tie_word_embeddings or fmt.untie_lm_head
+    head = table * fmt.lm_head_bits / 8 if separate_head else 0.0
+    small = _small_tensor_bytes(arch)
+    held = layers + embed + head + small
+    # Per token the whole lm_head is read (the embedding itself when tied), but only one embedding row.
+    read = layers + small + (head if separate_head else embed)
+    return int(held), int(read)
+
+
+def kv_cache_bytes(arch: Architecture, context: int, batch: int) -> int:
+    return 2 * arch.num_hidden_layers * arch.num_key_value_heads * arch.dim_per_head * context * batch * 2
+
+
+def overhead_bytes(arch: Architecture, fmt: Format, prompt_tokens: int, batch: int) -> int:
+    activations = batch * prompt_tokens * 3 * arch.intermediate_size * 2
+    logits = 2 * batch * arch.vocab_size * 4
+    return int(activations + logits + fmt.scratch(arch) + RUNTIME_BYTES)
+
+
+def archetype(reduction_pct: float) -> str:
+    return "A" if reduction_pct >= 75 else "C" if reduction_pct >= 55 else "B"
+
+
+def parse_target(text: str, ram_available: int | None = None, probe: Callable[[], float] | None = None) -> Target:
+    """`this`, or a GPU name with an optional `xN` (e.g. `A100-80GB`, `H100-80GBx2`)."""
+    if text == "this":
+        from qadvisor.core.bandwidth import this_machine_target
+
+        return this_machine_target(ram_available, probe)
+    name, count = text, 1
+    head, sep, tail = text.rpartition("x")
+    if sep and tail.isdigit() and head:
+        name, count = head, int(tail)
+    table = gpu_table()
+    match = next((k for k in table if k.lower() == name.lower()), None)
+    if match is None or count < 1:
+        raise UserError(f"unknown target {text!r}: use `this` or one of {', '.join(table)} (optionally xN, e.g. A100-80GBx2)")
+    spec = table[match]
+    return Target(name=match, count=count, memory_bytes=spec["vram_mib"] * 2**20, bandwidth_gb_s=spec["bandwidth_gb_s"],
+                  bandwidth_source="datasheet", kind="gpu")
+
+
+def plan(arch: Architecture, target: Target, context: int = 2048, batch: int = 1, prompt_tokens: int | None = None,
+         methods: list[str] | None = None) -> Plan:
+    """One row per method. Every number is an estimate from the formulas in FORMULAS."""
+    if context < 1 or batch < 1:
+        raise UserError("--context and --batch must be at least 1")
+    prompt = min(DEFAULT_PROMPT_TOKENS, context) if prompt_tokens is None else prompt_tokens
+    if not 1 <= prompt <= context:
+        raise UserError("--prompt-tokens must be between 1 and --context")
+    chosen = methods or [f.method for f in FORMATS]
+    unknown = [m for m in chosen if m not in FORMAT_BY_NAME]
+    if unknown:
+        raise UserError(f"the planner does not know {', '.join(unknown)}; it knows {', '.join(FORMAT_BY_NAME)}")
+    bf16_held, _ = weights_bytes(arch, FORMAT_BY_NAME["bf16"])
+    kv = kv_cache_bytes(arch, context, batch)
+    rows = []
+    for name in chosen:
+        fmt = FORMAT_BY_NAME[name]
+        held, read = weights_bytes(arch, fmt)
+        extra = overhead_bytes(arch, fmt, prompt, batch)
+        total = held + kv + extra
+        reduction = 100.0 * (1 - held / bf16_held)
+        if target.kind == "gpu":
+            needed = math.ceil(total / (USABLE_VRAM * target.memory_bytes))
+            fits = needed <= target.count
+        else:
+            needed, fits = None, total <= target.memory_bytes
+        rows.append(PlanRow(
+            method=name, bits=fmt.bits, weights_bytes=held, kv_cache_bytes=kv, overhead_bytes=extra, total_bytes=total,
+            size_reduction_pct=round(reduction, 2), fits=fits, devices_needed=needed,
+            decode_tok_s_bound=round(target.bandwidth_gb_s * 1e9 / (read + kv), 2),
+            archetype=archetype(reduction), notes=fmt.notes,
+        ))
+    formulas = dict(FORMULAS, **{f"bytes(in,out) {f.method}": f.formula for f in FORMATS if f.method in chosen})
+    return Plan(model=arch.name, params=param_count(arch), context=context, batch=batch, prompt_tokens=prompt,
+                target=target, plans=rows, formulas=formulas)

@@ -1,0 +1,111 @@
+"""The planner's formulas on hand-computed cases, and against Qwen's published memory figures."""
+
+import json
+
+import pytest
+
+from qadvisor.core import planner
+from qadvisor.errors import UserError
+from qadvisor.models.plan import Architecture, Target
+from tests.conftest import run_cli
+
+ARCHS = planner.builtin_architectures()
+A100 = planner.parse_target("A100-80GB")
+
+# A toy shape small enough to work out by hand: h=8, i=16, 2 layers, 2 heads (head_dim 4), 1 KV head, V=10.
+TOY = Architecture(name="toy", hidden_size=8, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
+                   num_key_value_heads=1, vocab_size=10, tie_word_embeddings=True)
+
+
+def test_param_count_by_hand():
+    # per layer: q 8·8 + k 8·4 + v 8·4 + o 8·8 + 3·8·16 = 576 linear, qkv bias 8+4+4 = 16, norms 16 → 608
+    assert planner.param_count(TOY) == 10 * 8 + 2 * 608 + 8
+
+
+@pytest.mark.parametrize("name, billions", [("Qwen2.5-0.5B", 0.494), ("Qwen2.5-7B", 7.616), ("Qwen2.5-72B", 72.706)])
+def test_param_count_matches_qwen(name, billions):
+    assert planner.param_count(ARCHS[name]) / 1e9 == pytest.approx(billions, abs=0.001)
+
+
+def test_bf16_weights_by_hand():
+    held, read = planner.weights_bytes(TOY, planner.FORMAT_BY_NAME["bf16"])
+    assert held == 2 * planner.param_count(TOY)
+    # Tied: per token the lm_head (= the embedding) is read in full.
+    assert read == held
+
+
+def test_gptq_int4_linear_by_hand():
+    size = planner.FORMAT_BY_NAME["gptq-int4"].linear_bytes(256, 64)
+    # qweight 256·64/2 + 2 groups·64 cols·(2 B scale + 0.5 B zero) + g_idx 256·4
+    assert size == 8192 + 2 * 64 * 2.5 + 1024
+
+
+def test_kv_cache_by_hand():
+    # 2 · layers 2 · kv heads 1 · head_dim 4 · context 100 · batch 3 · 2 bytes
+    assert planner.kv_cache_bytes(TOY, 100, 3) == 2 * 2 * 1 * 4 * 100 * 3 * 2
+
+
+def test_decode_bound_is_bandwidth_over_bytes_read():
+    target = Target(name="t", memory_bytes=2**40, bandwidth_gb_s=1.0, bandwidth_source="test", kind="gpu")
+    row = planner.plan(TOY, target, context=10, methods=["bf16"]).plans[0]
+    _, read = planner.weights_bytes(TOY, planner.FORMAT_BY_NAME["bf16"])
+    assert row.decode_tok_s_bound == pytest.approx(1e9 / (read + row.kv_cache_bytes), rel=1e-3)
+
+
+def test_fewer_bits_smaller_and_faster_bound():
+    rows = {r.method: r for r in planner.plan(ARCHS["Qwen2.5-72B"], A100).plans}
+    assert rows["gptq-int2"].weights_bytes < rows["gptq-int4"].weights_bytes < rows["gptq-int8"].weights_bytes
+    assert rows["gptq-int2"].decode_tok_s_bound > rows["gptq-int8"].decode_tok_s_bound
+    assert rows["gguf-q2_k"].archetype == "A" and rows["bf16"].archetype == "B"
+
+
+def test_matches_qwen_published_memory_within_5_percent():
+    published = planner.published_memory()
+    checked = 0
+    for model, figures in published["memory_gib"].items():
+        rows = planner.plan(ARCHS[model], A100, context=published["context"], prompt_tokens=1, methods=list(figures)).plans
+        for row in rows:
+            if row.method == "awq-int4" and ARCHS[model].tie_word_embeddings:
+                continue  # AWQ on tied small models: the one known gap (4–8 %), see README
+            assert row.total_bytes / 2**30 == pytest.approx(figures[row.method], rel=0.05), (model, row.method)
+            checked += 1
+    assert checked >= 25
+
+
+def test_72b_gpu_counts_match_qwen():
+    published = planner.published_memory()["gpus_used"]["Qwen2.5-72B"]
+    rows = planner.plan(ARCHS["Qwen2.5-72B"], A100, context=2049, prompt_tokens=1, methods=list(published)).plans
+    assert {r.method: r.devices_needed for r in rows} == published
+
+
+def test_targets():
+    assert planner.parse_target("H100-80GBx4").count == 4
+    with pytest.raises(UserError, match="unknown target"):
+        planner.parse_target("TPU-v9")
+    this = planner.parse_target("this", ram_available=8 << 30, probe=lambda: 12.5)
+    assert this.kind == "gpu" or (this.bandwidth_gb_s == 12.5 and this.memory_bytes == 8 << 30)
+
+
+def test_model_from_config_file(tmp_path):
+    shape = json.loads(json.dumps(ARCHS["Qwen2.5-7B"].model_dump()))
+    shape.update(model_type="qwen2")
+    (tmp_path / "config.json").write_text(json.dumps(shape))
+    assert planner.param_count(planner.resolve_architecture(str(tmp_path))) == planner.param_count(ARCHS["Qwen2.5-7B"])
+    with pytest.raises(UserError, match="unknown model"):
+        planner.resolve_architecture("Qwen2.5-9000B")
+
+
+def test_plan_cli_json_has_contract_fields():
+    proc = run_cli("plan", "--model", "Qwen2.5-72B", "--target", "A100-80GB", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert {"model", "params", "context", "plans"} <= set(data)
+    for key in ("method", "bits", "weights_bytes", "kv_cache_bytes", "overhead_bytes", "total_bytes",
+                "size_reduction_pct", "fits", "decode_tok_s_bound"):
+        assert key in data["plans"][0]
+    assert data["label"] == "estimate"
+
+
+def test_plan_cli_bad_input_is_one_line():
+    proc = run_cli("plan", "--model", "Qwen9-1T")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "unknown model" in proc.stderr
