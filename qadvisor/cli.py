@@ -23,6 +23,19 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-text", type=Path, help="held-out text for the accuracy metrics")
     parser.add_argument("--calib-text", type=Path, help="calibration text for GPTQ (paragraphs split by blank lines)")
     parser.add_argument("--keep-models", type=Path, metavar="DIR", help="keep each quantized model under DIR")
+    _priority_args(parser)
+    parser.add_argument("--plan-for", metavar="MODEL", help="add the planner's estimate for e.g. Qwen2.5-72B to the export")
+    parser.add_argument("--target", default="this", help="deployment target for --plan-for (default: this machine)")
+
+
+def _priority_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", help="preset (storage-first, latency-first, accuracy-first, balanced) or a JSON file")
+    parser.add_argument("--priorities", help="weights, e.g. storage=3,latency=1,accuracy=2 (override the profile)")
+    parser.add_argument("--max-size", help="hard limit on the saved size, e.g. 15MiB or 40GB")
+    parser.add_argument("--min-tok-s", type=float, help="hard limit: at least this decode speed here")
+    parser.add_argument("--max-ppl-rise", type=float, help="hard limit: perplexity rise in percent vs fp32")
+    parser.add_argument("--max-kl", type=float, help="hard limit: mean KL divergence per token")
+    parser.add_argument("--report", type=Path, help="also write a Markdown report here")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     hw.add_argument("--json", action="store_true")
     methods = sub.add_parser("methods", help="every quantization method and whether it can run here")
     methods.add_argument("--json", action="store_true")
+    advise = sub.add_parser("advise", help="recommend again from a saved run, without measuring")
+    advise.add_argument("--from", dest="source", type=Path, required=True, help="an export written by --auto")
+    advise.add_argument("--export", type=Path, help="write the export with the new priorities and recommendation")
+    _priority_args(advise)
+    compare = sub.add_parser("compare", help="two saved runs side by side (two machines, two models)")
+    compare.add_argument("first", type=Path)
+    compare.add_argument("second", type=Path)
+    sub.add_parser("schema", help="print the JSON Schema of the export")
     plan = sub.add_parser("plan", help="estimate size, memory fit and a decode bound per method for any Qwen2.5 size")
     plan.add_argument("--model", default="Qwen2.5-72B", help="Qwen2.5-0.5B … Qwen2.5-72B, or a Qwen2 config.json / directory")
     plan.add_argument("--context", type=int, default=2048, help="tokens held in the KV cache (default 2048)")
@@ -60,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_methods(args)
         if args.command == "plan":
             return cmd_plan(args)
+        if args.command == "advise":
+            return cmd_advise(args)
+        if args.command == "compare":
+            return cmd_compare(args)
+        if args.command == "schema":
+            return cmd_schema(args)
         if args.auto:
             return cmd_auto(args)
         return cmd_tui(args)
@@ -99,6 +126,67 @@ def cmd_methods(args) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print_methods(rows)
+    return 0
+
+
+def priorities_from_args(args, default: str = "balanced"):
+    """The chosen profile with any weights and limits given on the command line laid over it."""
+    from qadvisor.models.priorities import Priorities, load_profile, parse_size, parse_weights
+
+    base = load_profile(args.profile or default)
+    data = base.model_dump()
+    if args.priorities:
+        data.update(parse_weights(args.priorities))
+        data["name"] = f"{base.name} (custom weights)"
+    limits = data["limits"]
+    if args.max_size:
+        limits["max_size_bytes"] = parse_size(args.max_size)
+    for arg, key in (("min_tok_s", "min_decode_tok_s"), ("max_ppl_rise", "max_ppl_rise_pct"), ("max_kl", "max_kl")):
+        if getattr(args, arg) is not None:
+            limits[key] = getattr(args, arg)
+    try:
+        return Priorities.model_validate(data)
+    except ValueError as exc:
+        raise UserError(f"priorities: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}") from None
+
+
+def cmd_advise(args) -> int:
+    from qadvisor.console import print_recommendation
+    from qadvisor.core.advisor import advise
+    from qadvisor.core.report import markdown
+    from qadvisor.models.export import load_export, save_export, write_text_atomic
+
+    export = load_export(args.source)
+    priorities = priorities_from_args(args, default=export.priorities.name if export.priorities and
+                                      export.priorities.name in _presets() else "balanced")
+    export.priorities = priorities
+    export.recommendation = advise(export.results, priorities)
+    print_recommendation(export)
+    if args.export:
+        save_export(export, args.export)
+    if args.report:
+        write_text_atomic(args.report, markdown(export))
+    return 0
+
+
+def _presets() -> list[str]:
+    from qadvisor.models.priorities import preset_names
+
+    return preset_names()
+
+
+def cmd_compare(args) -> int:
+    from qadvisor.console import print_comparison
+    from qadvisor.models.export import load_export
+
+    print_comparison(load_export(args.first), load_export(args.second))
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from qadvisor.models.export import RunExport
+
+    print(json.dumps(RunExport.model_json_schema(), indent=2))
     return 0
 
 

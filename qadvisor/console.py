@@ -15,8 +15,13 @@ from qadvisor.models.hardware import HardwareInfo
 STEPS = ("load", "quantize", "save", "reload", "evaluate", "benchmark")
 
 
+def stdout_console() -> Console:
+    """Rich console for stdout; when piped, wide enough that tables keep their columns."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+
+
 def print_hardware(info: HardwareInfo) -> None:
-    out = Console()
+    out = stdout_console()
     out.print(f"[b]CPU[/]   {info.cpu_model} — {info.physical_cores} physical / {info.logical_cores} logical cores; "
               f"ISA: {', '.join(info.isa_flags) or 'none of AVX2/AVX-512/AMX/NEON'}")
     out.print(f"[b]RAM[/]   {f.gib(info.ram_total_bytes)} total, {f.gib(info.ram_available_bytes)} available; "
@@ -43,14 +48,14 @@ def print_methods(rows: list[dict]) -> None:
         table.add_row(r["name"], r["backend"], f"{r['bits']:g}", str(r["group_size"] or "—"),
                       "[green]yes[/]" if r["available"] else "[red]no[/]", "•" if r["default"] else "",
                       r["summary"] if r["available"] else r["reason"])
-    Console().print(table)
+    stdout_console().print(table)
 
 
 def print_plan(plan, explain: bool = False) -> None:
     """The planner's table; every figure is an estimate, and says so."""
     from qadvisor.core.planner import published_memory
 
-    out = Console()
+    out = stdout_console()
     t = plan.target
     where = (f"{t.name} ×{t.count}, {f.gib(t.memory_bytes)} each" if t.kind == "gpu" else f"this CPU, {f.gib(t.memory_bytes)} RAM free")
     out.print(f"[b]{plan.model}[/] — {plan.params / 1e9:.2f} B parameters, context {plan.context}, batch {plan.batch}, "
@@ -82,6 +87,22 @@ def _g(n: int) -> str:
     return f"{gib:.1f}" if gib >= 10 else f"{gib:.2f}"
 
 
+def print_plan_summary(export) -> None:
+    """Measured here → this method; for the planned model on the target → fits or not, size, decode bound."""
+    plan, rec = export.plan, export.recommendation
+    out = stdout_console()
+    row = next((r for r in plan.plans if rec and rec.method and r.method == rec.method), None)
+    where = f"{plan.target.name} ×{plan.target.count}"
+    if row is None:
+        out.print(f"[b]{plan.model} on {where}[/] (estimates): the planner has no row for "
+                  f"{rec.method if rec else 'the recommendation'}; see `qadvisor plan --model {plan.model}`")
+        return
+    out.print(f"[b]{plan.model} on {where}[/] with {row.method} (estimate): "
+              f"{'fits' if row.fits else 'does not fit'}" + (f" on {row.devices_needed} GPU(s)" if row.devices_needed else "")
+              + f", weights {row.weights_bytes / 2**30:.1f} GiB, total {row.total_bytes / 2**30:.1f} GiB, "
+              f"decode ≤ {row.decode_tok_s_bound:.1f} tok/s, Tool {row.archetype} by size")
+
+
 class EventPrinter:
     """One line per step and per result on stderr, so stdout keeps only the table."""
 
@@ -108,6 +129,60 @@ class EventPrinter:
                 self.err.print(f"[red]✗[/] {r.method}: {r.status}: {r.reason}")
 
 
+def print_recommendation(export) -> None:
+    """The advisor's answer: headline, reasons with numbers, archetypes, Pareto front, what would flip it."""
+    rec = export.recommendation
+    out = stdout_console()
+    p = rec.priorities or export.priorities
+    if p is not None:
+        w = p.weights()
+        limits = ", ".join(f"{k}={v:g}" for k, v in p.limits.model_dump().items() if v is not None) or "none"
+        out.print(f"[dim]priorities {p.name}: storage {w['storage']:.2f}, latency {w['latency']:.2f}, "
+                  f"accuracy {w['accuracy']:.2f}; limits: {limits}[/]")
+    out.print(f"[b]Recommendation: {rec.headline}[/]" + (f"  [dim](measured on {rec.device})[/]" if rec.device else ""))
+    for reason in rec.reasons:
+        out.print(f"  • {reason}")
+    if rec.flip:
+        out.print(f"  • what would change it: {rec.flip}")
+    if rec.archetypes:
+        groups = {k: [m for m, a in rec.archetypes.items() if a == k] for k in "ABC"}
+        out.print("  archetypes here: " + "; ".join(f"{k}: {', '.join(v) or '—'}" for k, v in groups.items()))
+    out.print(f"  Pareto front (size × speed × loss): {', '.join(rec.pareto_front) or '—'}")
+    for method, why in rec.ruled_out.items():
+        out.print(f"  [red]ruled out[/] {method}: {'; '.join(why)}")
+
+
+def print_comparison(first, second) -> None:
+    """Two runs side by side: per method the change in each metric, and whether the advice differs."""
+    from qadvisor.core.advisor import advise
+
+    out = stdout_console()
+    out.print(f"[b]A[/] {first.model.name} on {first.settings.device} ({first.created_at})")
+    out.print(f"[b]B[/] {second.model.name} on {second.settings.device} ({second.created_at})")
+    a = {r.method: r for r in first.results if r.status == "ok"}
+    b = {r.method: r for r in second.results if r.status == "ok"}
+    table = Table(box=None, pad_edge=False)
+    for col in ("method", "size MiB A→B", "decode tok/s A→B", "B/A", "ΔPPL A→B", "KL A→B"):
+        table.add_column(col, justify="left" if col == "method" else "right", no_wrap=True)
+    for method in [m for m in a if m in b]:
+        x, y = a[method], b[method]
+        table.add_row(method, f"{f.mib(x.size_bytes)}→{f.mib(y.size_bytes)}",
+                      f"{x.decode_tok_s:.1f}→{y.decode_tok_s:.1f}", f"{y.decode_tok_s / x.decode_tok_s:.2f}×",
+                      f"{f.signed_pct(x.ppl_delta_pct)}→{f.signed_pct(y.ppl_delta_pct)}", f"{f.sci(x.kl_mean)}→{f.sci(y.kl_mean)}")
+    out.print(table)
+    only = sorted(set(a) ^ set(b))
+    if only:
+        out.print("measured in one run only: " + ", ".join(f"{m} ({'A' if m in a else 'B'})" for m in only))
+    priorities = first.priorities or second.priorities
+    if priorities is None:
+        from qadvisor.models.priorities import load_profile
+
+        priorities = load_profile("balanced")
+    rec_a, rec_b = advise(first.results, priorities), advise(second.results, priorities)
+    verdict = "the same" if (rec_a.method, rec_a.archetype) == (rec_b.method, rec_b.archetype) else "[b]different[/]"
+    out.print(f"with priorities {priorities.name}: A → {rec_a.headline}; B → {rec_b.headline}: {verdict}")
+
+
 def run_auto(args) -> int:
     """`qadvisor --auto`: measure every method, print the table, write the export."""
     import torch
@@ -117,8 +192,17 @@ def run_auto(args) -> int:
     from qadvisor.core.runner import Run, RunRequest
     from qadvisor.core.table import footnote, not_measured, results_table
     from qadvisor.errors import UserError
-    from qadvisor.models.export import save_export
+    from qadvisor.cli import priorities_from_args
+    from qadvisor.core import planner
+    from qadvisor.core.advisor import advise
+    from qadvisor.core.report import markdown
+    from qadvisor.models.export import save_export, write_text_atomic
     from qadvisor.quantizers import registry
+
+    priorities = priorities_from_args(args)  # bad profiles fail before anything is measured
+    if args.plan_for:
+        planner.resolve_architecture(args.plan_for)
+        planner.parse_target(args.target)
 
     hardware = detect()
     device = args.device
@@ -142,12 +226,22 @@ def run_auto(args) -> int:
     for event in run.events():
         printer(event)
     export = run.export()
-    out = Console(width=max(Console().width, 120) if not sys.stdout.isatty() else None)
+    export.priorities = priorities
+    export.recommendation = advise(export.results, priorities)
+    if args.plan_for:
+        export.plan = planner.plan(planner.resolve_architecture(args.plan_for), planner.parse_target(args.target))
+    out = stdout_console()
     out.print(results_table(export))
     for line in not_measured(export):
         out.print(f"[red]not measured[/] {line}")
     out.print(f"[dim]{footnote(export)}[/]")
+    print_recommendation(export)
+    if export.plan is not None:
+        print_plan_summary(export)
     if args.export:
         save_export(export, args.export)
         err.print(f"export written to {os.fspath(args.export)}")
+    if args.report:
+        write_text_atomic(args.report, markdown(export))
+        err.print(f"report written to {os.fspath(args.report)}")
     return 0 if any(r.status == "ok" for r in export.results) else 1

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ValidationError
 
 from qadvisor.errors import UserError
 from qadvisor.models.hardware import HardwareInfo
+from qadvisor.models.plan import Plan
+from qadvisor.models.priorities import Priorities
+from qadvisor.models.recommendation import Recommendation
 from qadvisor.models.result import TrialResult
 
 SCHEMA_VERSION = 1
@@ -41,9 +44,12 @@ class RunExport(BaseModel):
     model: ModelInfo
     settings: RunSettings
     results: list[TrialResult]
+    priorities: Priorities | None = None
+    recommendation: Recommendation | None = None
+    plan: Plan | None = None  # --plan-for: the planner's estimate for a deployment target
 
 
-def write_json_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     """Write to a temporary file beside `path`, then rename, so a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +66,7 @@ def write_json_atomic(path: Path, text: str) -> None:
 
 
 def save_export(export: RunExport, path: Path) -> None:
-    write_json_atomic(path, export.model_dump_json(indent=2) + "\n")
+    write_text_atomic(path, export.model_dump_json(indent=2) + "\n")
 
 
 def load_export(path: Path) -> RunExport:

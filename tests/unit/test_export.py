@@ -3,7 +3,7 @@ import json
 import pytest
 
 from qadvisor.errors import UserError
-from qadvisor.models.export import SCHEMA_VERSION, load_export, save_export, write_json_atomic
+from qadvisor.models.export import SCHEMA_VERSION, load_export, save_export, write_text_atomic
 from tests.unit.samples import sample_export
 
 
@@ -55,6 +55,6 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
 
     monkeypatch.setattr("os.replace", boom)
     with pytest.raises(OSError):
-        write_json_atomic(path, "new")
+        write_text_atomic(path, "new")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.json"]

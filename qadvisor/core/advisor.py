@@ -1,0 +1,171 @@
+"""Turn measured results and priorities into a recommendation: archetype A/B/C, the method, and why.
+
+Only measured numbers are used. Each metric is normalised among the candidates on a log scale (sizes, speeds
+and KL divergences span orders of magnitude), then weighted by the user's normalised priorities.
+"""
+
+from __future__ import annotations
+
+import math
+
+from qadvisor.core import format as f
+from qadvisor.models.priorities import Limits, Priorities
+from qadvisor.models.recommendation import MethodScore, Recommendation
+from qadvisor.models.result import TrialResult
+
+KL_FLOOR = 1e-3  # nats/token; differences below this are noise on the held-out text
+A_REDUCTION_PCT = 80.0  # the seed's "Tool A" bar, where it is reachable
+NEAR_BEST = 0.10  # within 10 % of the best size (A) or speed (B) counts as "the" smallest / fastest
+SMALL_LOSS_PPL_PCT = 5.0
+FLIP_FACTORS = (1.5, 2, 3, 5, 10)
+
+
+def violations(r: TrialResult, limits: Limits) -> list[str]:
+    """Each hard limit the result misses, with the measured number and by how much."""
+    out = []
+    if limits.max_size_bytes is not None and r.size_bytes > limits.max_size_bytes:
+        out.append(f"size {f.mib(r.size_bytes)} MiB > max {f.mib(limits.max_size_bytes)} MiB "
+                   f"(over by {100 * (r.size_bytes / limits.max_size_bytes - 1):.0f}%)")
+    if limits.min_decode_tok_s is not None and r.decode_tok_s < limits.min_decode_tok_s:
+        out.append(f"decode {r.decode_tok_s:.1f} tok/s < min {limits.min_decode_tok_s:g} "
+                   f"(short by {100 * (1 - r.decode_tok_s / limits.min_decode_tok_s):.0f}%)")
+    if limits.max_ppl_rise_pct is not None and r.ppl_delta_pct > limits.max_ppl_rise_pct:
+        out.append(f"perplexity {r.ppl_delta_pct:+.1f}% > max +{limits.max_ppl_rise_pct:g}%")
+    if limits.max_kl is not None and r.kl_mean > limits.max_kl:
+        out.append(f"KL {f.sci(r.kl_mean)} > max {f.sci(limits.max_kl)}")
+    return out
+
+
+def _miss(r: TrialResult, limits: Limits) -> float:
+    """How far outside the limits a result is, summed as relative misses (0 when it meets them all)."""
+    miss = 0.0
+    if limits.max_size_bytes is not None:
+        miss += max(0.0, r.size_bytes / limits.max_size_bytes - 1)
+    if limits.min_decode_tok_s is not None:
+        miss += max(0.0, 1 - r.decode_tok_s / limits.min_decode_tok_s)
+    if limits.max_ppl_rise_pct is not None:
+        miss += max(0.0, (r.ppl_delta_pct - limits.max_ppl_rise_pct) / 100)
+    if limits.max_kl is not None and limits.max_kl > 0:
+        miss += max(0.0, r.kl_mean / limits.max_kl - 1)
+    return miss
+
+
+def _log_scale(values: dict[str, float], higher_is_better: bool) -> dict[str, float]:
+    logs = {k: math.log(v) for k, v in values.items()}
+    lo, hi = min(logs.values()), max(logs.values())
+    if hi - lo < 1e-12:
+        return {k: 1.0 for k in values}
+    return {k: (v - lo) / (hi - lo) if higher_is_better else (hi - v) / (hi - lo) for k, v in logs.items()}
+
+
+def metric_scores(results: list[TrialResult]) -> dict[str, dict[str, float]]:
+    """Per method, storage / latency / accuracy each in [0, 1] (1 = best among these results)."""
+    storage = _log_scale({r.method: r.size_bytes for r in results}, higher_is_better=False)
+    latency = _log_scale({r.method: r.decode_tok_s for r in results}, higher_is_better=True)
+    accuracy = _log_scale({r.method: max(r.kl_mean, 0.0) + KL_FLOOR for r in results}, higher_is_better=False)
+    return {r.method: {"storage": storage[r.method], "latency": latency[r.method], "accuracy": accuracy[r.method]}
+            for r in results}
+
+
+def rank(results: list[TrialResult], weights: dict[str, float]) -> list[tuple[str, float]]:
+    """Methods by weighted score, best first; ties go to the more accurate, then the smaller, then by name."""
+    parts = metric_scores(results)
+    by_name = {r.method: r for r in results}
+    totals = {m: sum(weights[k] * v for k, v in p.items()) for m, p in parts.items()}
+    order = sorted(totals, key=lambda m: (-round(totals[m], 9), by_name[m].kl_mean, by_name[m].size_bytes, m))
+    return [(m, totals[m]) for m in order]
+
+
+def archetypes(results: list[TrialResult]) -> dict[str, str]:
+    """A: the highest compression (>80 % smaller than bf16 where reached, else near the best reached);
+    B: the fastest decode here among those with small loss; C: the balanced rest."""
+    if not results:
+        return {}
+    best_size = min(r.size_bytes for r in results)
+    small_loss = [r for r in results if r.ppl_delta_pct <= SMALL_LOSS_PPL_PCT] or results
+    best_speed = max(r.decode_tok_s for r in small_loss)
+    out = {}
+    for r in results:
+        if r.size_reduction_pct >= A_REDUCTION_PCT or r.size_bytes <= best_size * (1 + NEAR_BEST):
+            out[r.method] = "A"
+        elif r in small_loss and r.decode_tok_s >= best_speed * (1 - NEAR_BEST):
+            out[r.method] = "B"
+        else:
+            out[r.method] = "C"
+    return out
+
+
+def pareto_front(results: list[TrialResult]) -> list[str]:
+    """Methods no other method beats on size, decode speed and KL at once."""
+    def dominates(a: TrialResult, b: TrialResult) -> bool:
+        no_worse = a.size_bytes <= b.size_bytes and a.decode_tok_s >= b.decode_tok_s and a.kl_mean <= b.kl_mean
+        better = a.size_bytes < b.size_bytes or a.decode_tok_s > b.decode_tok_s or a.kl_mean < b.kl_mean
+        return no_worse and better
+
+    return [r.method for r in results if not any(dominates(o, r) for o in results if o is not r)]
+
+
+def _flip(candidates: list[TrialResult], priorities: Priorities, winner: str) -> str:
+    """The smallest single change of one weight that changes the winner."""
+    base = {"storage": priorities.storage, "latency": priorities.latency, "accuracy": priorities.accuracy}
+    for factor in FLIP_FACTORS:
+        for key in ("storage", "latency", "accuracy"):
+            raised = dict(base, **{key: max(base[key], 0.1) * factor})
+            total = sum(raised.values())
+            top = rank(candidates, {k: v / total for k, v in raised.items()})[0][0]
+            if top != winner:
+                return f"raising {key} from {base[key]:g} to {raised[key]:g} would pick {top} instead"
+    return "no single weight raised up to 10× changes the choice: it wins on these numbers"
+
+
+def _reasons(r: TrialResult, by_name: dict[str, TrialResult], parts: dict[str, float], weights: dict[str, float],
+             total: float, limits: Limits) -> list[str]:
+    reasons = [
+        f"{f.mib(r.size_bytes)} MiB on disk, {r.compression_ratio:.2f}× smaller than bf16 ({-r.size_reduction_pct:+.0f}%)",
+        f"decodes {r.decode_tok_s:.1f} tok/s (±{r.decode_tok_s_spread / 2:.1f}) and prefills {r.prefill_tok_s:.0f} tok/s "
+        f"on {r.device}" + (f", {r.decode_tok_s / by_name['fp32'].decode_tok_s:.2f}× fp32" if "fp32" in by_name else ""),
+        f"perplexity {r.ppl_delta_pct:+.1f}% vs fp32, KL {f.sci(r.kl_mean)} nats/token, top-1 agreement "
+        f"{100 * r.top1_agreement:.1f}%",
+        "score {:.2f} = ".format(total) + " + ".join(
+            f"{k} {weights[k]:.2f}×{parts[k]:.2f}" for k in ("storage", "latency", "accuracy")),
+    ]
+    set_limits = [k for k, v in limits.model_dump().items() if v is not None]
+    reasons.append("meets every limit (" + ", ".join(set_limits) + ")" if set_limits else "no hard limits were set")
+    return reasons
+
+
+def advise(results: list[TrialResult], priorities: Priorities) -> Recommendation:
+    """Same results and priorities → the same recommendation."""
+    measured = [r for r in results if r.status == "ok"]
+    limits = priorities.limits
+    ruled_out = {r.method: violations(r, limits) for r in measured}
+    ruled_out = {m: v for m, v in ruled_out.items() if v}
+    candidates = [r for r in measured if r.method not in ruled_out]
+    by_name = {r.method: r for r in measured}
+    kinds = archetypes(candidates)
+    front = pareto_front(measured)
+    if not candidates:
+        if not measured:
+            return Recommendation(reasons=["no method was measured successfully"], ruled_out=ruled_out, pareto_front=front)
+        closest = min(measured, key=lambda r: (_miss(r, limits), r.method))
+        return Recommendation(
+            reasons=["no measured method meets every hard limit",
+                     f"closest: {closest.method}, which misses by: " + "; ".join(ruled_out[closest.method])],
+            ruled_out=ruled_out, closest=closest.method, pareto_front=front, priorities=priorities,
+        )
+    weights = priorities.weights()
+    ranking = rank(candidates, weights)
+    parts = metric_scores(candidates)
+    winner, total = ranking[0]
+    scores = {m: MethodScore(total=t, archetype=kinds[m], **parts[m]) for m, t in ranking}
+    reasons = _reasons(by_name[winner], by_name, parts[winner], weights, total, limits)
+    runner_up = ranking[1][0] if len(ranking) > 1 else None
+    if runner_up:
+        reasons.append(f"runner-up {runner_up} (Tool {kinds[runner_up]}) scores {ranking[1][1]:.2f}")
+    else:
+        reasons.append("only one method meets the limits, so there is no runner-up")
+    return Recommendation(
+        archetype=kinds[winner], method=winner, reasons=reasons, runner_up=runner_up, scores=scores,
+        archetypes=kinds, pareto_front=front, flip=_flip(candidates, priorities, winner) if runner_up else "",
+        ruled_out=ruled_out, priorities=priorities, device=by_name[winner].device,
+    )

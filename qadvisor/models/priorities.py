@@ -1,0 +1,99 @@
+"""What the user cares about: weights for storage, latency and accuracy, and hard limits. Presets are data."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from qadvisor.errors import UserError
+
+PROFILE_SCHEMA_VERSION = 1
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+
+
+class Limits(BaseModel):
+    max_size_bytes: int | None = Field(None, gt=0)
+    min_decode_tok_s: float | None = Field(None, gt=0)
+    max_ppl_rise_pct: float | None = None
+    max_kl: float | None = Field(None, ge=0)
+
+
+class Priorities(BaseModel):
+    schema_version: int = PROFILE_SCHEMA_VERSION
+    name: str = "custom"
+    description: str = ""
+    storage: float = Field(1.0, ge=0)
+    latency: float = Field(1.0, ge=0)
+    accuracy: float = Field(1.0, ge=0)
+    limits: Limits = Limits()
+
+    @model_validator(mode="after")
+    def _some_weight(self):
+        if self.storage + self.latency + self.accuracy <= 0:
+            raise ValueError("at least one of storage, latency, accuracy must be above 0")
+        return self
+
+    def weights(self) -> dict[str, float]:
+        """The three weights normalised to sum to 1."""
+        total = self.storage + self.latency + self.accuracy
+        return {"storage": self.storage / total, "latency": self.latency / total, "accuracy": self.accuracy / total}
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.json"))
+
+
+def load_profile(name_or_path: str) -> Priorities:
+    """A preset name from profiles/ or a JSON file; every problem becomes one UserError line."""
+    path = Path(name_or_path)
+    if not path.suffix and (PROFILES_DIR / f"{name_or_path}.json").is_file():
+        path = PROFILES_DIR / f"{name_or_path}.json"
+    if not path.is_file():
+        raise UserError(f"unknown profile {name_or_path!r}: use one of {', '.join(preset_names())} or a JSON file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a readable JSON profile ({exc})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a profile (expected a JSON object)")
+    if data.get("schema_version") != PROFILE_SCHEMA_VERSION:
+        raise UserError(f"{path}: profile schema_version {data.get('schema_version')!r} is not supported "
+                        f"(this qadvisor reads {PROFILE_SCHEMA_VERSION})")
+    try:
+        return Priorities.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(x) for x in first["loc"]) or "profile"
+        raise UserError(f"{path}: field {field!r}: {first['msg']}") from None
+
+
+SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.I)
+UNITS = {"b": 1, "kb": 1e3, "kib": 2**10, "mb": 1e6, "mib": 2**20, "gb": 1e9, "gib": 2**30}
+
+
+def parse_size(text: str) -> int:
+    """`500MB`, `1.5GiB`, `20000000` → bytes."""
+    match = SIZE_RE.match(text)
+    if not match:
+        raise UserError(f"cannot read size {text!r}: write e.g. 500MiB, 2GB or a number of bytes")
+    return int(float(match.group(1)) * UNITS[(match.group(2) or "b").lower()])
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """`storage=3,latency=1,accuracy=2` → weights; unknown keys and bad numbers are UserErrors."""
+    weights = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in ("storage", "latency", "accuracy"):
+            raise UserError(f"--priorities: {part!r}; write storage=N,latency=N,accuracy=N")
+        try:
+            weights[key] = float(value)
+        except ValueError:
+            raise UserError(f"--priorities: {value!r} is not a number") from None
+        if weights[key] < 0:
+            raise UserError(f"--priorities: {key} must not be negative")
+    return weights

@@ -1,0 +1,38 @@
+"""The advisor's answer, as saved in exports."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from qadvisor.models.priorities import Priorities
+
+
+class MethodScore(BaseModel):
+    total: float
+    storage: float  # each part in [0, 1], 1 = best among the candidates
+    latency: float
+    accuracy: float
+    archetype: Literal["A", "B", "C"]
+
+
+class Recommendation(BaseModel):
+    archetype: Literal["A", "B", "C"] | None = None
+    method: str | None = None
+    reasons: list[str] = []
+    runner_up: str | None = None
+    scores: dict[str, MethodScore] = {}
+    archetypes: dict[str, Literal["A", "B", "C"]] = {}
+    pareto_front: list[str] = []
+    flip: str = ""  # what change of priorities would change the choice
+    ruled_out: dict[str, list[str]] = {}  # method → the limits it misses
+    closest: str | None = None  # when nothing meets the limits
+    priorities: Priorities | None = None
+    device: str = ""
+
+    @property
+    def headline(self) -> str:
+        if self.method:
+            return f"Tool {self.archetype} — {self.method}"
+        return "no recommendation" + (f" (closest: {self.closest})" if self.closest else "")

@@ -1,0 +1,105 @@
+"""The advisor on recorded results: limits, scoring, archetypes and the edge cases."""
+
+import pytest
+
+from qadvisor.core import advisor
+from qadvisor.models.priorities import Limits, Priorities, load_profile
+from qadvisor.models.result import TrialResult
+
+BF16 = 30_000_000
+
+
+def result(method, size_mb, tok_s, kl, ppl_pct, backend="x"):
+    size = int(size_mb * 1e6)
+    return TrialResult(method=method, backend=backend, bits=4, status="ok", device="cpu: test", size_bytes=size,
+                       compression_ratio=BF16 / size, size_reduction_pct=100 * (1 - size / BF16), prefill_tok_s=500,
+                       decode_tok_s=tok_s, decode_tok_s_spread=1.0, ttft_ms=50, peak_rss_bytes=10**9, ppl=10,
+                       ppl_delta_pct=ppl_pct, kl_mean=kl, top1_agreement=0.9)
+
+
+# Shaped like a CPU run: fp32 fastest and exact, 4-bit small and slow, 2-bit tiny and lossy.
+RECORDED = [
+    result("fp32", 60, 90.0, 0.0, 0.0),
+    result("int8", 19, 40.0, 0.0005, 0.1),
+    result("int4-fast", 13, 55.0, 0.02, 2.0),
+    result("int4-slow", 12.5, 20.0, 0.015, 1.5),
+    result("int3", 10.5, 25.0, 0.08, 8.0),
+    result("int2", 8.5, 30.0, 0.6, 60.0),
+]
+
+
+def test_presets_give_a_b_c():
+    storage = advisor.advise(RECORDED, load_profile("storage-first"))
+    latency = advisor.advise(RECORDED, load_profile("latency-first"))
+    balanced = advisor.advise(RECORDED, load_profile("balanced"))
+    # storage-first: the smallest within its +25 % perplexity limit (int2 breaks it)
+    assert (storage.archetype, storage.method) == ("A", "int3")
+    assert "int2" in storage.ruled_out
+    # latency-first: the fastest
+    assert (latency.archetype, latency.method) == ("B", "fp32")
+    # balanced: neither the smallest nor the fastest
+    assert balanced.archetype == "C" and balanced.method not in ("int3", "fp32")
+
+
+def test_same_input_same_answer():
+    p = load_profile("balanced")
+    assert advisor.advise(RECORDED, p) == advisor.advise(list(RECORDED), p)
+
+
+def test_recommendation_carries_parts_runner_up_front_and_flip():
+    rec = advisor.advise(RECORDED, load_profile("balanced"))
+    assert rec.runner_up and rec.runner_up != rec.method
+    assert set(rec.scores) == {r.method for r in RECORDED if r.method not in rec.ruled_out}
+    s = rec.scores[rec.method]
+    assert 0 <= s.storage <= 1 and 0 <= s.latency <= 1 and 0 <= s.accuracy <= 1
+    assert "fp32" in rec.pareto_front and "int2" in rec.pareto_front  # fastest+exact, smallest
+    assert rec.flip
+    assert any("MiB on disk" in r for r in rec.reasons) and any("tok/s" in r for r in rec.reasons)
+
+
+def test_pareto_front_drops_dominated():
+    dominated = result("worse", 20, 30.0, 0.01, 1.0)  # int8 is smaller, faster and more accurate
+    assert "worse" not in advisor.pareto_front(RECORDED + [dominated])
+
+
+def test_hard_limits_exclude_and_explain():
+    limits = Limits(max_size_bytes=11_000_000, min_decode_tok_s=22, max_ppl_rise_pct=10)
+    rec = advisor.advise(RECORDED, Priorities(limits=limits))
+    assert rec.method == "int3"  # the only one ≤ 11 MB, ≥ 22 tok/s and ≤ +10 % perplexity
+    assert "size" in " ".join(rec.ruled_out["int8"]) and "decode" in " ".join(rec.ruled_out["int4-slow"])
+    assert "perplexity" in " ".join(rec.ruled_out["int2"])
+    assert rec.runner_up is None
+
+
+def test_nothing_feasible_names_the_closest_and_the_miss():
+    p = Priorities(limits=Limits(max_size_bytes=9_000_000, max_ppl_rise_pct=1.0))
+    rec = advisor.advise(RECORDED, p)
+    assert rec.method is None and rec.archetype is None
+    assert rec.closest in {r.method for r in RECORDED}
+    assert any("misses by" in r for r in rec.reasons)
+    assert set(rec.ruled_out) == {r.method for r in RECORDED}
+
+
+def test_one_method_only():
+    rec = advisor.advise([RECORDED[1]], load_profile("balanced"))
+    assert rec.method == "int8" and rec.runner_up is None
+    assert rec.scores["int8"].total == pytest.approx(1.0)
+
+
+def test_ties_break_towards_accuracy_then_size():
+    a = result("a", 10, 10.0, 0.01, 1.0)
+    b = result("b", 10, 10.0, 0.01, 1.0)
+    assert advisor.advise([b, a], load_profile("balanced")).method == "a"
+    c = result("c", 10, 10.0, 0.005, 0.5)
+    assert advisor.rank([a, c], {"storage": 1.0, "latency": 0.0, "accuracy": 0.0})[0][0] == "c"
+
+
+def test_failed_results_are_never_candidates():
+    failed = TrialResult(method="broken", backend="x", bits=4, status="failed", reason="boom")
+    rec = advisor.advise(RECORDED + [failed], load_profile("balanced"))
+    assert "broken" not in rec.scores and rec.method != "broken"
+
+
+def test_no_results():
+    rec = advisor.advise([], load_profile("balanced"))
+    assert rec.method is None and "no method" in rec.reasons[0]

@@ -1,0 +1,110 @@
+"""Presets, overrides, bad profiles, and the advise / compare / schema commands on recorded exports."""
+
+import json
+
+import pytest
+
+from qadvisor.errors import UserError
+from qadvisor.models.export import load_export, save_export
+from qadvisor.models.priorities import load_profile, parse_size, parse_weights, preset_names
+from tests.conftest import run_cli
+from tests.unit.samples import sample_export
+from tests.unit.test_advisor import RECORDED
+
+
+def test_presets_exist_and_validate():
+    assert {"storage-first", "latency-first", "accuracy-first", "balanced"} <= set(preset_names())
+    for name in preset_names():
+        assert load_profile(name).name == name
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{", "not a readable JSON profile"),
+    ('{"schema_version": 7}', "schema_version 7"),
+    ('{"schema_version": 1, "storage": -1}', "storage"),
+    ('{"schema_version": 1, "storage": 0, "latency": 0, "accuracy": 0}', "at least one"),
+])
+def test_bad_profiles(tmp_path, content, message):
+    path = tmp_path / "p.json"
+    path.write_text(content)
+    with pytest.raises(UserError, match=message):
+        load_profile(str(path))
+
+
+def test_unknown_profile():
+    with pytest.raises(UserError, match="unknown profile"):
+        load_profile("speed-demon")
+
+
+def test_parse_size_and_weights():
+    assert parse_size("1.5GiB") == int(1.5 * 2**30) and parse_size("500MB") == 500_000_000 and parse_size("42") == 42
+    with pytest.raises(UserError):
+        parse_size("big")
+    assert parse_weights("storage=3, latency=1,accuracy=2") == {"storage": 3, "latency": 1, "accuracy": 2}
+    with pytest.raises(UserError, match="not a number"):
+        parse_weights("storage=x")
+    with pytest.raises(UserError, match="storage=N"):
+        parse_weights("speed=3")
+
+
+@pytest.fixture
+def recorded_run(tmp_path):
+    export = sample_export()
+    export.results = list(RECORDED)
+    path = tmp_path / "run.json"
+    save_export(export, path)
+    return path
+
+
+def test_advise_from_saved_run_with_each_preset(recorded_run, tmp_path):
+    answers = {}
+    for profile in ("storage-first", "latency-first", "balanced"):
+        out = tmp_path / f"{profile}.json"
+        proc = run_cli("advise", "--from", str(recorded_run), "--profile", profile, "--export", str(out))
+        assert proc.returncode == 0, proc.stderr
+        rec = load_export(out).recommendation
+        answers[profile] = rec.archetype
+        assert f"Tool {rec.archetype} — {rec.method}" in proc.stdout
+    assert answers == {"storage-first": "A", "latency-first": "B", "balanced": "C"}
+
+
+def test_advise_reproduces_and_overrides(recorded_run, tmp_path):
+    first, second = tmp_path / "1.json", tmp_path / "2.json"
+    run_cli("advise", "--from", str(recorded_run), "--profile", "balanced", "--export", str(first))
+    run_cli("advise", "--from", str(first), "--export", str(second))
+    assert load_export(first).recommendation == load_export(second).recommendation
+    proc = run_cli("advise", "--from", str(recorded_run), "--max-size", "9MB", "--max-ppl-rise", "1")
+    assert proc.returncode == 0 and "no recommendation" in proc.stdout and "closest" in proc.stdout
+
+
+def test_report_is_markdown_with_the_recommendation(recorded_run, tmp_path):
+    report = tmp_path / "r.md"
+    proc = run_cli("advise", "--from", str(recorded_run), "--profile", "balanced", "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    text = report.read_text()
+    assert text.startswith("# Quantization advice") and "## Recommendation" in text and "| int8 |" in text
+
+
+def test_compare_two_runs(recorded_run, tmp_path):
+    other = load_export(recorded_run)
+    other.settings.device = "cuda: Test GPU"
+    other.results = [r.model_copy(update={"decode_tok_s": r.decode_tok_s * (10 if r.method == "int4-slow" else 1)})
+                     for r in other.results]
+    second = tmp_path / "gpu.json"
+    save_export(other, second)
+    proc = run_cli("compare", str(recorded_run), str(second))
+    assert proc.returncode == 0, proc.stderr
+    assert "int4-slow" in proc.stdout and "10.00×" in proc.stdout and "cuda: Test GPU" in proc.stdout
+
+
+def test_advise_bad_export_is_one_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"schema_version": 0}))
+    proc = run_cli("advise", "--from", str(bad))
+    assert proc.returncode == 2 and "schema_version 0" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_schema_command():
+    proc = run_cli("schema")
+    schema = json.loads(proc.stdout)
+    assert "results" in schema["properties"] and "recommendation" in schema["properties"]
