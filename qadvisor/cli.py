@@ -12,6 +12,7 @@ from qadvisor.errors import UserError
 
 def _auto_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auto", action="store_true", help="measure without the TUI, print a table, write the export")
+    parser.add_argument("--load", type=Path, help="open a saved run in the TUI (its recommendation screen)")
     parser.add_argument("--model", type=Path, help="a local Qwen2/Qwen2.5 model directory (default: the shipped model)")
     parser.add_argument("--methods", help="comma-separated methods (see `qadvisor methods`); default: a spread of nine")
     parser.add_argument("--export", type=Path, help="write the run as JSON here")
@@ -215,7 +216,14 @@ def cmd_auto(args) -> int:
 def cmd_tui(args) -> int:
     if not sys.stdin.isatty() or not sys.stdout.isatty():
         raise UserError("the interactive TUI needs a terminal; use `qadvisor --auto` for a headless run")
-    raise UserError("the interactive TUI is not built yet; use `qadvisor --auto` (see README)")
+    try:
+        from qadvisor.tui.app import run_tui
+    except ImportError:
+        raise UserError("the TUI needs textual: pip install -e '.[tui]'") from None
+    from qadvisor.tui.launch import tui_inputs
+
+    run_tui(*tui_inputs(args))
+    return 0
 
 
 if __name__ == "__main__":

@@ -177,7 +177,10 @@ def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float) 
                 except ValidationError:
                     continue  # not an event; the log file keeps everything else
     code = proc.wait()
-    if code != 0:
+    if code < 0:
+        yield Error(method=name, message=f"the trial process crashed ({signal.Signals(-code).name}); "
+                                         f"log: {work_dir / (name + '.log')}")
+    elif code != 0:
         log_tail = (work_dir / f"{name}.log").read_text(errors="replace").strip().splitlines()[-1:] or [""]
         yield Error(method=name, message=f"process exited with code {code}: {log_tail[0][:300]}")
 

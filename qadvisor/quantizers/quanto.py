@@ -25,11 +25,18 @@ class QuantoBackend(Backend):
 
         return {8: quanto.qint8, 4: quanto.qint4, 2: quanto.qint2}[int(spec.bits)]
 
+    def _dtype(self, spec):
+        """int4/int2 use quanto's bf16-only packed kernel; its int8 path crashes after a bf16 reload on CPU
+        (SIGSEGV, seen with optimum-quanto 0.2.7), so int8 quantizes and computes in fp32."""
+        import torch
+
+        return torch.float32 if spec.bits == 8 else torch.bfloat16
+
     def quantize(self, model_dir, spec, ctx):
         import torch
         from optimum.quanto import freeze, quantize
 
-        model = load_hf(model_dir, torch.bfloat16, ctx.device)
+        model = load_hf(model_dir, self._dtype(spec), ctx.device)
         with torch.no_grad():
             quantize(model, weights=self._qtype(spec), exclude="lm_head")
             freeze(model)
@@ -39,9 +46,15 @@ class QuantoBackend(Backend):
         from optimum.quanto import quantization_map
         from safetensors.torch import save_file
 
+        import torch
+
+        qmap = quantization_map(model)
         state = untied_state_dict(model)
+        for key, value in state.items():
+            if value.dtype == torch.float32 and not _is_quantized_part(key, qmap):
+                state[key] = value.to(torch.bfloat16)  # embeddings, norms, biases stored as Qwen ships them
         save_file({k: v.contiguous() for k, v in state.items()}, str(out_dir / "model.safetensors"))
-        (out_dir / QMAP_FILE).write_text(json.dumps(quantization_map(model)))
+        (out_dir / QMAP_FILE).write_text(json.dumps(qmap))
         model.config.save_pretrained(str(out_dir))
 
     def load(self, out_dir, spec, ctx):
@@ -49,12 +62,15 @@ class QuantoBackend(Backend):
         from optimum.quanto import requantize
         from safetensors.torch import load_file
 
-        model = empty_hf(out_dir, torch.bfloat16)
+        model = empty_hf(out_dir, self._dtype(spec))
         qmap = json.loads((out_dir / QMAP_FILE).read_text())
         requantize(model, load_file(str(out_dir / "model.safetensors")), qmap, device=torch.device(ctx.device))
-        # quanto's packed int4 weights cannot change dtype (its CPU int4 kernel is bf16-only), so the whole
-        # model computes in bf16 here, unlike the other backends.
-        return model
+        return model  # computes in the dtype it was quantized in (see _dtype)
+
+
+def _is_quantized_part(key: str, qmap: dict) -> bool:
+    module = key.rsplit(".", 1)[0]
+    return any(key.startswith(f"{name}.weight.") or module == name and key.endswith("_scale") for name in qmap)
 
 
 BACKEND = QuantoBackend()

@@ -59,3 +59,36 @@ def test_numbers_are_plausible(auto_run):
         assert 0 <= result.top1_agreement <= 1 and result.kl_mean >= -1e-6
         assert result.peak_rss_bytes > result.weights_mem_bytes
     assert r["gptq-int4"].size_reduction_pct > 40
+
+
+def test_auto_recommends_and_advise_reproduces_it(auto_run, tmp_path):
+    proc, path = auto_run
+    export = load_export(path)
+    assert export.recommendation is not None and export.priorities.name == "balanced"
+    assert f"Tool {export.recommendation.archetype} — {export.recommendation.method}" in proc.stdout
+    again = tmp_path / "again.json"
+    assert run_cli("advise", "--from", str(path), "--export", str(again)).returncode == 0
+    assert load_export(again).recommendation == export.recommendation
+
+
+def test_presets_on_measured_results_give_a_b_c(auto_run, tmp_path):
+    """storage-first → the smallest within its accuracy limit (A), latency-first → the fastest (B), balanced → C."""
+    from qadvisor.core.advisor import violations
+    from qadvisor.models.priorities import load_profile
+
+    _, path = auto_run
+    ok = [r for r in load_export(path).results if r.status == "ok"]
+    picks = {}
+    for profile in ("storage-first", "latency-first", "balanced"):
+        out = tmp_path / f"{profile}.json"
+        assert run_cli("advise", "--from", str(path), "--profile", profile, "--export", str(out)).returncode == 0
+        picks[profile] = load_export(out).recommendation
+    storage_ok = [r for r in ok if not violations(r, load_profile("storage-first").limits)]
+    assert picks["storage-first"].archetype == "A"
+    assert picks["storage-first"].method == min(storage_ok, key=lambda r: r.size_bytes).method
+    latency_ok = [r for r in ok if not violations(r, load_profile("latency-first").limits)]
+    assert picks["latency-first"].archetype == "B"
+    fastest = max(r.decode_tok_s for r in latency_ok)
+    chosen = next(r for r in ok if r.method == picks["latency-first"].method)
+    assert chosen.decode_tok_s >= 0.9 * fastest  # the fastest, or within run-to-run noise of it
+    assert picks["balanced"].archetype == "C"

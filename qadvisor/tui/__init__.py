@@ -1,0 +1,1 @@
+"""The Textual face: renders the core's events; owns no measuring or advising logic."""

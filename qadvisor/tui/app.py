@@ -1,0 +1,217 @@
+"""qadvisor's Textual app. Measuring runs in a thread worker that posts the core's events as Messages."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.command import Hit, Hits, Provider
+from textual.screen import ModalScreen
+from textual.widgets import Label, Markdown
+
+from qadvisor.core.advisor import advise
+from qadvisor.errors import UserError
+from qadvisor.models.events import Error, Metric, Progress, Result
+from qadvisor.models.export import RunExport, save_export, write_text_atomic
+from qadvisor.models.hardware import HardwareInfo
+from qadvisor.models.priorities import Priorities, load_profile, parse_size, parse_weights, preset_names
+from qadvisor.tui.messages import RunFinished, TrialEvent
+from qadvisor.tui.screens import HardwareScreen, PrioritiesScreen, RecommendationScreen, RunScreen
+
+HELP = """\
+# qadvisor
+
+1. **Hardware** — what was detected and which backends can run here.
+2. **Priorities** — a preset or your own weights, hard limits, the model, the methods.
+3. **Run** — each method runs in its own process; panels fill in as numbers are measured.
+4. **Recommendation** — Tool A / B / C with the method and the reasons; change the weights to re-advise
+   at once; save the run as JSON plus a Markdown report.
+
+Keys are in the footer; `ctrl+p` opens the command palette; `q` quits.
+"""
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [Binding("escape,q,question_mark", "app.pop_screen", "Close")]
+
+    def compose(self) -> ComposeResult:
+        yield Markdown(HELP, id="help")
+
+
+class QAdvisorCommands(Provider):
+    """One command palette entry per action."""
+
+    async def search(self, query: str) -> Hits:
+        app = self.app
+        actions = [("Show hardware", app.action_goto_hardware), ("Set priorities", app.action_goto_priorities),
+                   ("Cancel the current trial", app.action_cancel_run),
+                   ("Show the recommendation", app.action_goto_recommendation), ("Help", app.action_help)]
+        matcher = self.matcher(query)
+        for text, callback in actions:
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), callback)
+
+
+class QAdvisorApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "qadvisor"
+    COMMANDS = App.COMMANDS | {QAdvisorCommands}
+    BINDINGS = [Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Help")]
+
+    def __init__(self, hardware: HardwareInfo, methods: list[tuple[str, bool, str, bool]], model_hint: str,
+                 run_factory, export: RunExport | None = None) -> None:
+        super().__init__()
+        self.hardware = hardware
+        self.methods = methods
+        self.model_hint = model_hint
+        self.run_factory = run_factory  # (form dict, priorities) -> core Run; raises UserError on bad input
+        self.priorities: Priorities = load_profile("balanced")
+        self.export: RunExport | None = export
+        self.cancel = threading.Event()
+        self.plan = None
+
+    def on_mount(self) -> None:
+        self.push_screen(HardwareScreen(self.hardware))
+        if self.export is not None:  # a saved run loaded from the command line
+            self.priorities = self.export.priorities or self.priorities
+            self.readvise({})
+            self.push_screen(RecommendationScreen())
+
+    # navigation
+    def action_goto_hardware(self) -> None:
+        self.switch_to(HardwareScreen, self.hardware)
+
+    def action_goto_priorities(self) -> None:
+        self.switch_to(PrioritiesScreen, preset_names(), self.methods, self.model_hint)
+
+    def action_goto_recommendation(self) -> None:
+        if self.export is not None and self.export.recommendation is not None:
+            self.switch_to(RecommendationScreen)
+        else:
+            self.notify("No results yet: run some methods first.", severity="warning")
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def switch_to(self, screen_type, *args) -> None:
+        if isinstance(self.screen, screen_type):
+            return
+        self.push_screen(screen_type(*args))
+
+    def load_preset(self, name: str) -> Priorities:
+        return load_profile(name)
+
+    # running
+    def start_run(self, form: dict) -> str:
+        """Check the form through the core, then measure in a worker; returns an error line or ''."""
+        try:
+            self.priorities = self.priorities_from(form)
+            if not form["methods"]:
+                raise UserError("choose at least one method")
+            run, self.plan = self.run_factory(form, self.priorities)
+        except UserError as exc:
+            return str(exc)
+        self.cancel = threading.Event()
+        self.push_screen(RunScreen([r.name for r in run.recipes]))
+        self.measure(run)
+        return ""
+
+    def priorities_from(self, form: dict) -> Priorities:
+        base = load_profile(form.get("preset") or "balanced").model_dump()
+        base.update(parse_weights(",".join(f"{k}={form[k]}" for k in ("storage", "latency", "accuracy") if form.get(k))))
+        limits = base["limits"] = {}
+        if form.get("max_size"):
+            limits["max_size_bytes"] = parse_size(form["max_size"])
+        if form.get("min_tok_s"):
+            limits["min_decode_tok_s"] = float(form["min_tok_s"])
+        if form.get("max_ppl_rise"):
+            limits["max_ppl_rise_pct"] = float(form["max_ppl_rise"])
+        try:
+            return Priorities.model_validate(base)
+        except ValueError as exc:
+            raise UserError(str(exc).splitlines()[-1]) from None
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="run", description="measure methods")
+    def measure(self, run) -> None:
+        try:
+            for event in run.events(self.cancel):
+                self.post_message(TrialEvent(event))
+            export = run.export()
+        except UserError as exc:
+            self.post_message(RunFinished(None, str(exc)))
+            return
+        self.post_message(RunFinished(export))
+
+    def action_cancel_run(self) -> None:
+        self.cancel.set()
+        self.notify("Cancelling the current trial; finished results are kept.")
+
+    @on(TrialEvent)
+    def _trial_event(self, message: TrialEvent) -> None:
+        screen = self.screen
+        if not isinstance(screen, RunScreen):
+            return
+        event = message.event
+        if isinstance(event, (Progress, Error)) and event.method == "reference":
+            screen.query_one("#reference", Label).update(f"reference: {event.step} {getattr(event, 'message', '')}")
+            return
+        panels = screen.query(f"#panel-{event.result.method if isinstance(event, Result) else event.method}")
+        if isinstance(event, Result):
+            for panel in panels:
+                panel.finish(event.result)
+            screen.query_one("#plot").add(event.result)
+        elif isinstance(event, (Progress, Metric, Error)):
+            for panel in panels:
+                panel.on_event(event)
+
+    @on(RunFinished)
+    def _run_finished(self, message: RunFinished) -> None:
+        if message.export is None:
+            self.notify(message.error, severity="error", timeout=10)
+            return
+        self.export = message.export
+        self.export.plan = self.plan
+        self.readvise({})
+        self.notify(f"Done: {self.export.recommendation.headline}. Press n for the recommendation.")
+
+    # advising
+    def readvise(self, weights: dict[str, str]) -> bool:
+        """Recompute the recommendation from the measured results; no re-measuring."""
+        try:
+            numbers = parse_weights(",".join(f"{k}={v}" for k, v in weights.items() if v.strip()))
+            priorities = Priorities.model_validate({**self.priorities.model_dump(), **numbers})
+        except (UserError, ValueError):
+            return False
+        self.priorities = priorities
+        self.export.priorities = priorities
+        self.export.recommendation = advise(self.export.results, priorities)
+        return True
+
+    def plan_line(self) -> str:
+        plan, rec = self.export.plan, self.export.recommendation
+        row = next((r for r in plan.plans if r.method == rec.method), None)
+        if row is None:
+            return f"**{plan.model}** on {plan.target.name}: the planner has no row for {rec.method}."
+        fits = "fits" if row.fits else "does not fit"
+        return (f"**{plan.model} on {plan.target.name} ×{plan.target.count}** (estimate): {rec.method} {fits}"
+                + (f" on {row.devices_needed} GPU(s)" if row.devices_needed else "")
+                + f", {row.total_bytes / 2**30:.1f} GiB, decode ≤ {row.decode_tok_s_bound:.1f} tok/s")
+
+    def save(self, path: Path) -> str:
+        from qadvisor.core.report import markdown
+
+        try:
+            save_export(self.export, path)
+            write_text_atomic(path.with_suffix(".md"), markdown(self.export))
+        except OSError as exc:
+            return f"[red]could not save: {exc}[/]"
+        return f"saved {path} and {path.with_suffix('.md')}"
+
+
+def run_tui(hardware: HardwareInfo, methods, model_hint: str, run_factory, export: RunExport | None = None) -> None:
+    QAdvisorApp(hardware, methods, model_hint, run_factory, export).run()
+

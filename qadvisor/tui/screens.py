@@ -1,0 +1,213 @@
+"""The four steps: hardware → priorities → run → recommendation (with export)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, HorizontalGroup, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import (Button, DataTable, Footer, Header, Input, Label, Markdown, Select, SelectionList, Static)
+
+from qadvisor.core import format as f
+from qadvisor.models.hardware import HardwareInfo
+
+
+class HardwareScreen(Screen):
+    """What was detected, and which backends can run here (with the reason when not)."""
+
+    BINDINGS = [Binding("n", "app.goto_priorities", "Next: priorities")]
+
+    def __init__(self, hardware: HardwareInfo) -> None:
+        super().__init__()
+        self.hardware = hardware
+
+    def compose(self) -> ComposeResult:
+        hw = self.hardware
+        yield Header()
+        with VerticalScroll():
+            yield Static(
+                f"[b]CPU[/]  {hw.cpu_model} — {hw.physical_cores} physical / {hw.logical_cores} logical cores\n"
+                f"[b]ISA[/]  {', '.join(hw.isa_flags) or 'none of AVX2 / AVX-512 / AMX / NEON'}\n"
+                f"[b]RAM[/]  {f.gib(hw.ram_total_bytes)} total, {f.gib(hw.ram_available_bytes)} available;"
+                f" disk {f.gib(hw.disk_free_bytes)} free\n"
+                f"[b]GPU[/]  " + ("; ".join(f"{g.name} {f.gib(g.vram_bytes)} (cc {g.compute_capability})" for g in hw.gpus)
+                                  or hw.gpu_note) + "\n"
+                f"[b]SW[/]   {hw.os}, Python {hw.python}, torch {hw.torch}, CUDA {hw.cuda or 'none'}",
+                id="hardware-summary",
+            )
+            yield DataTable(id="backends", cursor_type="row")
+            yield Button("Next: priorities", id="next", variant="primary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("backend", "here", "why / version", "methods")
+        for b in self.hardware.backends:
+            table.add_row(b.backend, "[green]yes[/]" if b.available else "[red]no[/]", b.reason, ", ".join(b.methods))
+
+    @on(Button.Pressed, "#next")
+    def _next(self) -> None:
+        self.app.action_goto_priorities()
+
+
+class PrioritiesScreen(Screen):
+    """Preset or weights, hard limits, the model and the methods to try."""
+
+    BINDINGS = [Binding("r", "start", "Run"), Binding("escape", "app.pop_screen", "Back")]
+
+    def __init__(self, presets: list[str], methods: list[tuple[str, bool, str, bool]], model_hint: str) -> None:
+        super().__init__()
+        self.presets = presets
+        self.methods = methods  # (name, available, reason or summary, default)
+        self.model_hint = model_hint
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            with VerticalScroll(id="left"):
+                yield Label("Preset")
+                yield Select([(p, p) for p in self.presets], value="balanced", allow_blank=False, id="preset")
+                yield Label("Weights: storage · latency · accuracy")
+                with HorizontalGroup():
+                    yield Input("1", id="storage", type="number")
+                    yield Input("1", id="latency", type="number")
+                    yield Input("1", id="accuracy", type="number")
+                yield Label("Limits (blank: none): max size · min tok/s · max PPL rise %")
+                with HorizontalGroup():
+                    yield Input(placeholder="e.g. 15MiB", id="max_size")
+                    yield Input(placeholder="tok/s", id="min_tok_s", type="number")
+                    yield Input(placeholder="%", id="max_ppl_rise", type="number")
+                yield Label("Model directory (blank: the shipped model)")
+                yield Input(placeholder=self.model_hint, id="model")
+                yield Label("Plan for (optional): model and target")
+                with HorizontalGroup():
+                    yield Input(placeholder="Qwen2.5-72B", id="plan_for")
+                    yield Input(placeholder="A100-80GB", id="target")
+                yield Static("", id="form-error")
+                yield Button("Run", id="run", variant="primary")
+            with Vertical(id="right"):
+                yield Label("Methods to try (unavailable ones say why)")
+                yield SelectionList(
+                    *[(f"{name}  [dim]{note}[/]" if ok else f"[dim]{name}  ✗ {note}[/]", name, default and ok)
+                      for name, ok, note, default in self.methods],
+                    id="methods",
+                )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._apply_preset("balanced")
+
+    @on(Select.Changed, "#preset")
+    def _preset_changed(self, event: Select.Changed) -> None:
+        self._apply_preset(str(event.value))
+
+    def _apply_preset(self, name: str) -> None:
+        p = self.app.load_preset(name)
+        for key in ("storage", "latency", "accuracy"):
+            self.query_one(f"#{key}", Input).value = f"{getattr(p, key):g}"
+        lim = p.limits
+        self.query_one("#max_size", Input).value = f"{lim.max_size_bytes}" if lim.max_size_bytes else ""
+        self.query_one("#min_tok_s", Input).value = f"{lim.min_decode_tok_s:g}" if lim.min_decode_tok_s else ""
+        self.query_one("#max_ppl_rise", Input).value = f"{lim.max_ppl_rise_pct:g}" if lim.max_ppl_rise_pct else ""
+
+    def form(self) -> dict:
+        values = {i.id: i.value.strip() for i in self.query(Input)}
+        values["preset"] = str(self.query_one("#preset", Select).value)
+        values["methods"] = list(self.query_one(SelectionList).selected)
+        return values
+
+    @on(Button.Pressed, "#run")
+    def action_start(self) -> None:
+        error = self.app.start_run(self.form())
+        self.query_one("#form-error", Static).update(f"[red]{error}[/]" if error else "")
+
+
+class RunScreen(Screen):
+    """Live panels per method and the trade-off plot, filled as the core's events arrive."""
+
+    BINDINGS = [Binding("c", "app.cancel_run", "Cancel"), Binding("n", "app.goto_recommendation", "Recommendation")]
+
+    def __init__(self, methods: list[str]) -> None:
+        super().__init__()
+        self.methods = methods
+
+    def compose(self) -> ComposeResult:
+        from qadvisor.tui.widgets import MethodPanel, TradeoffPlot
+
+        yield Header()
+        with Horizontal():
+            with VerticalScroll(id="panels"):
+                yield Label("reference: waiting", id="reference")
+                for method in self.methods:
+                    yield MethodPanel(method)
+            yield TradeoffPlot(id="plot")
+        yield Footer()
+
+
+class RecommendationScreen(Screen):
+    """Archetype and method with reasons; changing weights re-advises at once, without measuring."""
+
+    BINDINGS = [Binding("s", "save", "Save JSON + report"), Binding("escape", "app.pop_screen", "Back")]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            with VerticalScroll(id="left"):
+                yield Markdown("", id="advice")
+            with Vertical(id="right"):
+                yield Label("Re-advise: storage · latency · accuracy")
+                with HorizontalGroup():
+                    yield Input("1", id="re_storage", type="number")
+                    yield Input("1", id="re_latency", type="number")
+                    yield Input("1", id="re_accuracy", type="number")
+                yield DataTable(id="results", cursor_type="row")
+                yield Label("Save to (the report goes beside it as .md)")
+                yield Input("qadvisor-run.json", id="save_path")
+                yield Button("Save JSON + report", id="save", variant="primary")
+                yield Static("", id="save-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        p = self.app.priorities
+        for key in ("storage", "latency", "accuracy"):
+            self.query_one(f"#re_{key}", Input).value = f"{getattr(p, key):g}"
+        self.render_export()
+
+    def render_export(self) -> None:
+        export = self.app.export
+        rec = export.recommendation
+        lines = [f"# {rec.headline}", ""]
+        if rec.device:
+            lines.append(f"*measured on {rec.device}*\n")
+        lines += [f"- {r}" for r in rec.reasons]
+        if rec.flip:
+            lines.append(f"- what would change it: {rec.flip}")
+        lines.append(f"- Pareto front: {', '.join(rec.pareto_front) or '—'}")
+        lines += [f"- ruled out {m}: {'; '.join(v)}" for m, v in rec.ruled_out.items()]
+        if export.plan is not None:
+            lines += ["", self.app.plan_line()]
+        self.query_one("#advice", Markdown).update("\n".join(lines))
+        table = self.query_one("#results", DataTable)
+        table.clear(columns=True)
+        table.add_columns("method", "type", "MiB", "tok/s", "ΔPPL", "score")
+        for r in export.results:
+            if r.status != "ok":
+                table.add_row(r.method, "—", "", "", "", f"[red]{r.status}[/]")
+                continue
+            score = rec.scores.get(r.method)
+            table.add_row(r.method, rec.archetypes.get(r.method, "✗"), f.mib(r.size_bytes), f.num(r.decode_tok_s),
+                          f.signed_pct(r.ppl_delta_pct), f"{score.total:.2f}" if score else "ruled out")
+
+    @on(Input.Changed, "#re_storage, #re_latency, #re_accuracy")
+    def _reweight(self) -> None:
+        values = {k: self.query_one(f"#re_{k}", Input).value for k in ("storage", "latency", "accuracy")}
+        if self.app.readvise(values):
+            self.render_export()
+
+    @on(Button.Pressed, "#save")
+    def action_save(self) -> None:
+        path = Path(self.query_one("#save_path", Input).value.strip() or "qadvisor-run.json")
+        self.query_one("#save-status", Static).update(self.app.save(path))

@@ -1,0 +1,104 @@
+"""Widgets that render measured numbers: a live panel per method and the size × speed trade-off plot."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label, ProgressBar, Static
+from textual_plotext import PlotextPlot
+
+from qadvisor.core import format as f
+from qadvisor.models.events import Error, Metric, Progress
+from qadvisor.models.result import TrialResult
+
+STEPS = ("load", "quantize", "save", "reload", "evaluate", "benchmark")
+
+
+class MethodPanel(Vertical):
+    """One method's trial: current step, a progress bar over the steps, and metrics as they arrive."""
+
+    DEFAULT_CSS = """
+    MethodPanel { height: auto; border: round $panel; padding: 0 1; }
+    MethodPanel.ok { border: round $success; }
+    MethodPanel.failed { border: round $error; }
+    MethodPanel > .metrics { color: $text-muted; }
+    """
+
+    def __init__(self, method: str) -> None:
+        super().__init__(id=f"panel-{method}")
+        self.method = method
+        self.metrics: dict[str, float] = {}
+        self.border_title = method
+
+    def compose(self) -> ComposeResult:
+        yield Label("waiting", classes="step")
+        yield ProgressBar(total=len(STEPS), show_eta=False, classes="bar")
+        yield Static("", classes="metrics")
+
+    def on_event(self, event) -> None:
+        if isinstance(event, Progress):
+            done = STEPS.index(event.step) if event.step in STEPS else 0
+            within = event.fraction or 0.0
+            self.query_one(ProgressBar).update(progress=done + within)
+            pct = f" {100 * event.fraction:.0f}%" if event.fraction is not None else ""
+            self.query_one(".step", Label).update(f"{event.step}{pct} — {event.message}")
+        elif isinstance(event, Metric):
+            self.metrics[event.name] = event.value
+            self.query_one(".metrics", Static).update(self._metrics_text())
+        elif isinstance(event, Error):
+            self.query_one(".step", Label).update(f"[red]{event.message}[/]")
+
+    def finish(self, result: TrialResult) -> None:
+        self.add_class("ok" if result.status == "ok" else "failed")
+        self.query_one(ProgressBar).update(progress=len(STEPS))
+        text = "done" if result.status == "ok" else f"[red]{result.status}: {result.reason}[/]"
+        self.query_one(".step", Label).update(f"{text}  [dim]{result.total_s or 0:.0f} s[/]")
+
+    def _metrics_text(self) -> str:
+        m = self.metrics.get
+        parts = []
+        if m("size_bytes") is not None:
+            parts.append(f"{f.mib(m('size_bytes'))} MiB ({m('compression_ratio'):.2f}× vs bf16)")
+        if m("peak_rss_bytes") is not None:
+            parts.append(f"peak {f.mib(m('peak_rss_bytes'))} MiB")
+        if m("decode_tok_s") is not None:
+            parts.append(f"decode {f.pm(m('decode_tok_s'), m('decode_tok_s_spread'))} tok/s")
+        if m("prefill_tok_s") is not None:
+            parts.append(f"prefill {f.pm(m('prefill_tok_s'), m('prefill_tok_s_spread'), 0)} tok/s")
+        if m("ppl_delta_pct") is not None:
+            parts.append(f"ΔPPL {f.signed_pct(m('ppl_delta_pct'))}")
+        if m("kl_mean") is not None:
+            parts.append(f"KL {f.sci(m('kl_mean'))}")
+        if m("top1_agreement") is not None:
+            parts.append(f"top-1 {100 * m('top1_agreement'):.1f}%")
+        return " · ".join(parts)
+
+
+class TradeoffPlot(PlotextPlot):
+    """Size on disk against decode speed, one point per measured method; marker by accuracy loss."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.results: list[TrialResult] = []
+
+    def add(self, result: TrialResult) -> None:
+        if result.status == "ok":
+            self.results.append(result)
+            self.redraw()
+
+    def on_mount(self) -> None:
+        self.redraw()
+
+    def redraw(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.title("size vs decode speed (measured)  ● KL<0.01  ◆ <0.1  ✕ ≥0.1")
+        plt.xlabel("size MiB")
+        plt.ylabel("tok/s")
+        for marker, lo, hi in (("●", 0, 0.01), ("◆", 0.01, 0.1), ("✕", 0.1, float("inf"))):
+            pts = [r for r in self.results if lo <= r.kl_mean < hi]
+            if pts:
+                plt.scatter([r.size_bytes / 2**20 for r in pts], [r.decode_tok_s for r in pts], marker=marker)
+                for r in pts:
+                    plt.text(r.method, x=r.size_bytes / 2**20, y=r.decode_tok_s)
+        self.refresh()

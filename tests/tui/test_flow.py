@@ -1,0 +1,84 @@
+"""Pilot drives the whole flow as a user would: hardware → priorities → run → recommendation → save → load.
+
+The run uses the clearly named MOCK backend (and the real fp32 baseline) on the shipped model, so the
+UI test stays fast; the real backends are covered by tests/integration.
+"""
+
+import argparse
+
+import pytest
+
+from qadvisor.models.export import load_export
+from qadvisor.quantizers import registry
+from qadvisor.tui.app import QAdvisorApp
+from qadvisor.tui.launch import tui_inputs
+from qadvisor.tui.screens import HardwareScreen, PrioritiesScreen, RecommendationScreen, RunScreen
+
+
+@pytest.fixture
+def app(monkeypatch):
+    monkeypatch.setenv(registry.MOCK_ENV, "1")
+    registry.backends.cache_clear()
+    yield QAdvisorApp(*tui_inputs(argparse.Namespace(model=None, load=None)))
+    registry.backends.cache_clear()
+
+
+async def test_whole_flow(app, tmp_path):
+    async with app.run_test(size=(100, 40)) as pilot:
+        assert isinstance(app.screen, HardwareScreen)
+        await pilot.press("n")
+        assert isinstance(app.screen, PrioritiesScreen)
+        methods = app.screen.query_one("#methods")
+        methods.deselect_all()
+        methods.select("mock-passthrough")
+        methods.select("mock-crash")
+        await pilot.press("r")
+        assert isinstance(app.screen, RunScreen)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        results = {r.method: r.status for r in app.export.results}
+        assert results == {"mock-passthrough": "ok", "mock-crash": "failed"}
+        panel = app.screen.query_one("#panel-mock-passthrough")
+        assert "decode" in str(panel.query_one(".metrics").render())
+        await pilot.press("n")
+        assert isinstance(app.screen, RecommendationScreen)
+        assert app.export.recommendation.method == "mock-passthrough"
+        app.screen.query_one("#re_storage").value = "5"
+        await pilot.pause()
+        assert app.priorities.storage == 5
+        app.screen.query_one("#save_path").value = str(tmp_path / "run.json")
+        await pilot.press("s")
+        await pilot.pause()
+    saved = load_export(tmp_path / "run.json")
+    assert saved.recommendation.method == "mock-passthrough" and saved.priorities.storage == 5
+    assert (tmp_path / "run.md").read_text().startswith("# Quantization advice")
+
+
+async def test_bad_form_shows_one_line_and_does_not_run(app):
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n")
+        app.screen.query_one("#model").value = "/no/such/model"
+        await pilot.press("r")
+        await pilot.pause()
+        assert isinstance(app.screen, PrioritiesScreen)
+        assert "not found" in str(app.screen.query_one("#form-error").render())
+
+
+async def test_cancel_keeps_finished_results(app):
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n")
+        methods = app.screen.query_one("#methods")
+        methods.deselect_all()
+        methods.select("mock-passthrough")
+        methods.select("fp32")
+        await pilot.press("r")
+        while not any(r.method == "mock-passthrough" for r in (app.export.results if app.export else [])):
+            await pilot.pause(0.2)
+            if app.screen.query("#panel-mock-passthrough.ok"):
+                break
+        await pilot.press("c")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        statuses = {r.method: r.status for r in app.export.results}
+        assert statuses["mock-passthrough"] == "ok"
+        assert statuses.get("fp32") in ("cancelled", "ok")  # ok only if it finished before the key landed

@@ -1,0 +1,51 @@
+"""SVG snapshots of each screen at 80×24 with fixed inputs (recorded hardware and results, no measuring)."""
+
+from qadvisor.models.hardware import BackendAvailability, HardwareInfo
+from qadvisor.tui.app import QAdvisorApp
+from tests.unit.samples import sample_export
+from tests.unit.test_advisor import RECORDED
+
+HARDWARE = HardwareInfo(
+    cpu_model="Example CPU 8-core", physical_cores=8, logical_cores=16, isa_flags=["AVX2", "FMA"],
+    ram_total_bytes=32 << 30, ram_available_bytes=20 << 30, disk_free_bytes=100 << 30, os="Linux 6.1",
+    python="3.11.7", torch="2.13.0+cpu", gpu_note="no GPU: NVIDIA driver library (NVML) not found",
+    backends=[BackendAvailability(backend="torch", available=True, reason="transformers 5.24.0", methods=["fp32", "bf16"]),
+              BackendAvailability(backend="gptq", available=False, reason="gptqmodel is not installed",
+                                  methods=["gptq-int4"])],
+)
+METHODS = [("fp32", True, "unquantized, float32", True), ("bnb-nf4", True, "4-bit NormalFloat", True),
+           ("gptq-int4", False, "gptqmodel is not installed", True)]
+
+
+def _no_runs(form, priorities):
+    raise AssertionError("snapshot tests never measure")
+
+
+def make_app(export=None) -> QAdvisorApp:
+    return QAdvisorApp(HARDWARE, METHODS, "qwen2-tiny-stdlib", _no_runs, export)
+
+
+def _recorded():
+    export = sample_export()
+    export.results = list(RECORDED)
+    return export
+
+
+def test_hardware_screen(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(80, 24))
+
+
+def test_priorities_screen(snap_compare):
+    assert snap_compare(make_app(), press=["n"], terminal_size=(80, 24))
+
+
+def test_recommendation_screen(snap_compare):
+    assert snap_compare(make_app(_recorded()), terminal_size=(80, 24))
+
+
+def test_recommendation_screen_wide(snap_compare):
+    assert snap_compare(make_app(_recorded()), terminal_size=(140, 40))
+
+
+def test_help_screen(snap_compare):
+    assert snap_compare(make_app(), press=["question_mark"], terminal_size=(80, 24))
