@@ -166,7 +166,7 @@ class QAdvisorApp(App):
             screen.query_one("#plot").add(event.result)
         elif isinstance(event, (Progress, Metric, Error)):
             for panel in panels:
-                panel.on_event(event)
+                panel.show_event(event)
 
     @on(RunFinished)
     def _run_finished(self, message: RunFinished) -> None:

@@ -35,7 +35,7 @@ class MethodPanel(Vertical):
         yield ProgressBar(total=len(STEPS), show_eta=False, classes="bar")
         yield Static("", classes="metrics")
 
-    def on_event(self, event) -> None:
+    def show_event(self, event) -> None:
         if isinstance(event, Progress):
             done = STEPS.index(event.step) if event.step in STEPS else 0
             within = event.fraction or 0.0
@@ -55,23 +55,19 @@ class MethodPanel(Vertical):
         self.query_one(".step", Label).update(f"{text}  [dim]{result.total_s or 0:.0f} s[/]")
 
     def _metrics_text(self) -> str:
-        m = self.metrics.get
-        parts = []
-        if m("size_bytes") is not None:
-            parts.append(f"{f.mib(m('size_bytes'))} MiB ({m('compression_ratio'):.2f}× vs bf16)")
-        if m("peak_rss_bytes") is not None:
-            parts.append(f"peak {f.mib(m('peak_rss_bytes'))} MiB")
-        if m("decode_tok_s") is not None:
-            parts.append(f"decode {f.pm(m('decode_tok_s'), m('decode_tok_s_spread'))} tok/s")
-        if m("prefill_tok_s") is not None:
-            parts.append(f"prefill {f.pm(m('prefill_tok_s'), m('prefill_tok_s_spread'), 0)} tok/s")
-        if m("ppl_delta_pct") is not None:
-            parts.append(f"ΔPPL {f.signed_pct(m('ppl_delta_pct'))}")
-        if m("kl_mean") is not None:
-            parts.append(f"KL {f.sci(m('kl_mean'))}")
-        if m("top1_agreement") is not None:
-            parts.append(f"top-1 {100 * m('top1_agreement'):.1f}%")
-        return " · ".join(parts)
+        """Whatever has been measured so far, in the order the trial measures it."""
+        m = self.metrics
+        shown = [
+            ("size_bytes", lambda: f"{f.mib(m['size_bytes'])} MiB"),
+            ("compression_ratio", lambda: f"{m['compression_ratio']:.2f}× vs bf16"),
+            ("peak_rss_bytes", lambda: f"peak {f.mib(m['peak_rss_bytes'])} MiB"),
+            ("decode_tok_s", lambda: f"decode {f.pm(m['decode_tok_s'], m.get('decode_tok_s_spread'))} tok/s"),
+            ("prefill_tok_s", lambda: f"prefill {f.pm(m['prefill_tok_s'], m.get('prefill_tok_s_spread'), 0)} tok/s"),
+            ("ppl_delta_pct", lambda: f"ΔPPL {f.signed_pct(m['ppl_delta_pct'])}"),
+            ("kl_mean", lambda: f"KL {f.sci(m['kl_mean'])}"),
+            ("top1_agreement", lambda: f"top-1 {100 * m['top1_agreement']:.1f}%"),
+        ]
+        return " · ".join(text() for name, text in shown if name in m)
 
 
 class TradeoffPlot(PlotextPlot):

@@ -72,7 +72,8 @@ def test_auto_recommends_and_advise_reproduces_it(auto_run, tmp_path):
 
 
 def test_presets_on_measured_results_give_a_b_c(auto_run, tmp_path):
-    """storage-first → the smallest within its accuracy limit (A), latency-first → the fastest (B), balanced → C."""
+    """storage-first → the smallest within its accuracy limit (A), latency-first → the fastest (B), balanced → C
+    (or, on a near tie, just ahead of a C method)."""
     from qadvisor.core.advisor import violations
     from qadvisor.models.priorities import load_profile
 
@@ -90,5 +91,11 @@ def test_presets_on_measured_results_give_a_b_c(auto_run, tmp_path):
     assert picks["latency-first"].archetype == "B"
     fastest = max(r.decode_tok_s for r in latency_ok)
     chosen = next(r for r in ok if r.method == picks["latency-first"].method)
-    assert chosen.decode_tok_s >= 0.9 * fastest  # the fastest, or within run-to-run noise of it
-    assert picks["balanced"].archetype == "C"
+    assert chosen.decode_tok_s == fastest
+    balanced = picks["balanced"]
+    assert balanced.method in balanced.pareto_front
+    if balanced.archetype != "C":
+        # On this CPU the fastest method is also a 4-bit one, so balanced can land on it; then a Tool C method
+        # must be a near-tie runner-up (within 0.05 of the score), as the flip line reports.
+        runner = balanced.scores[balanced.runner_up]
+        assert runner.archetype == "C" and balanced.scores[balanced.method].total - runner.total < 0.05
