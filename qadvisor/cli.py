@@ -13,7 +13,8 @@ from qadvisor.errors import UserError
 def _auto_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auto", action="store_true", help="measure without the TUI, print a table, write the export")
     parser.add_argument("--load", type=Path, help="open a saved run in the TUI (its recommendation screen)")
-    parser.add_argument("--model", type=Path, help="a local Qwen2/Qwen2.5 model directory (default: the shipped model)")
+    parser.add_argument("--model", help="a local Qwen2/Qwen2.5 model directory, or synthetic:Qwen2.5-0.5B (random weights "
+                        "at the real shape, to check the planner); default: the shipped model")
     parser.add_argument("--methods", help="comma-separated methods (see `qadvisor methods`); default: a spread of nine")
     parser.add_argument("--export", type=Path, help="write the run as JSON here")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where trials run (default: cuda if present)")

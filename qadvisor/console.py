@@ -195,6 +195,7 @@ def run_auto(args) -> int:
     from qadvisor.cli import priorities_from_args
     from qadvisor.core import planner
     from qadvisor.core.advisor import advise
+    from qadvisor.core.plancheck import predicted_vs_measured
     from qadvisor.core.report import markdown
     from qadvisor.models.export import save_export, write_text_atomic
     from qadvisor.quantizers import registry
@@ -218,8 +219,10 @@ def run_auto(args) -> int:
     methods = args.methods.split(",") if args.methods else list(registry.DEFAULT_METHODS)
     request = RunRequest(model_dir=args.model, methods=methods, eval_text=args.eval_text, calib_text=args.calib_text,
                          settings=settings, work_dir=args.keep_models)
-    run = Run(request, hardware)
     err = Console(stderr=True, highlight=False)
+    if args.model and args.model.startswith("synthetic:"):
+        err.print(f"qadvisor: {args.model}: random weights at the real shape (built once, then cached)")
+    run = Run(request, hardware)
     err.print(f"qadvisor: {len(run.recipes)} methods on {run.model_dir.name} ({run.device_label}); "
               "each runs in its own process")
     printer = EventPrinter(len(run.recipes))
@@ -228,6 +231,7 @@ def run_auto(args) -> int:
     export = run.export()
     export.priorities = priorities
     export.recommendation = advise(export.results, priorities)
+    export.plan_check = predicted_vs_measured(run.model_dir, export.results)
     if args.plan_for:
         export.plan = planner.plan(planner.resolve_architecture(args.plan_for), planner.parse_target(args.target))
     out = stdout_console()
@@ -235,6 +239,10 @@ def run_auto(args) -> int:
     for line in not_measured(export):
         out.print(f"[red]not measured[/] {line}")
     out.print(f"[dim]{footnote(export)}[/]")
+    if export.plan_check:
+        out.print("planner check, weight bytes predicted from the architecture vs saved here: " + "; ".join(
+            f"{c.method} {f.mib(c.predicted_bytes)} vs {f.mib(c.measured_bytes)} MiB ({c.error_pct:+.1f}%)"
+            for c in export.plan_check))
     print_recommendation(export)
     if export.plan is not None:
         print_plan_summary(export)

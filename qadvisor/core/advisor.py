@@ -136,7 +136,7 @@ def _reasons(r: TrialResult, by_name: dict[str, TrialResult], parts: dict[str, f
 
 def advise(results: list[TrialResult], priorities: Priorities) -> Recommendation:
     """Same results and priorities → the same recommendation."""
-    measured = [r for r in results if r.status == "ok"]
+    measured = [r for r in results if r.status == "ok" and r.kl_mean is not None]
     limits = priorities.limits
     ruled_out = {r.method: violations(r, limits) for r in measured}
     ruled_out = {m: v for m, v in ruled_out.items() if v}
@@ -146,7 +146,9 @@ def advise(results: list[TrialResult], priorities: Priorities) -> Recommendation
     front = pareto_front(measured)
     if not candidates:
         if not measured:
-            return Recommendation(reasons=["no method was measured successfully"], ruled_out=ruled_out, pareto_front=front)
+            why = ("accuracy was not scored (random weights), so there is nothing to weigh"
+                   if any(r.status == "ok" for r in results) else "no method was measured successfully")
+            return Recommendation(reasons=[why], ruled_out=ruled_out, pareto_front=front)
         closest = min(measured, key=lambda r: (_miss(r, limits), r.method))
         return Recommendation(
             reasons=["no measured method meets every hard limit",

@@ -16,6 +16,7 @@ class EvalSettings(BaseModel):
     repeats: int = 5
     threads: int = 1
     device: str = "cpu"
+    score_accuracy: bool = True  # False for random-weight (synthetic) models: no reference to compare with
 
 
 class Job(BaseModel):
@@ -36,5 +37,5 @@ class Reference(BaseModel):
 
     params: int
     bf16_bytes: int
-    ref_ppl: float
+    ref_ppl: float | None  # None when accuracy is not scored
     eval_tokens: int

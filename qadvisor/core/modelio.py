@@ -111,3 +111,58 @@ def fingerprint(model_dir: Path, *extra: str) -> str:
     for item in extra:
         digest.update(item.encode())
     return digest.hexdigest()[:16]
+
+
+SYNTHETIC_PREFIX = "synthetic:"
+SYNTHETIC_MARKER = "synthetic.json"
+
+
+def is_synthetic(model_dir: Path) -> bool:
+    return (Path(model_dir) / SYNTHETIC_MARKER).is_file()
+
+
+def synthetic_model_dir(spec: str, cache_dir: Path) -> Path:
+    """`synthetic:Qwen2.5-0.5B`: the real architecture with random bf16 weights (seed 0), built once and cached.
+
+    It lets the real backends quantize a model of the real shape, so the planner's size and memory
+    predictions can be checked against measurements; its accuracy numbers would mean nothing.
+    """
+    import shutil
+
+    from qadvisor.core.planner import resolve_architecture
+
+    arch = resolve_architecture(spec.removeprefix(SYNTHETIC_PREFIX))
+    target = Path(cache_dir) / "synthetic" / arch.name
+    if (target / SYNTHETIC_MARKER).is_file():
+        return target
+    need = 2 * 4 * _param_estimate(arch) * MEMORY_FACTOR
+    if need > psutil.virtual_memory().available:
+        raise UserError(f"not enough memory to build synthetic:{arch.name}: needs about {need / 2**30:.1f} GiB")
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        hidden_size=arch.hidden_size, intermediate_size=arch.intermediate_size, num_hidden_layers=arch.num_hidden_layers,
+        num_attention_heads=arch.num_attention_heads, num_key_value_heads=arch.num_key_value_heads,
+        vocab_size=arch.vocab_size, tie_word_embeddings=arch.tie_word_embeddings, max_position_embeddings=4096,
+        bos_token_id=0, eos_token_id=0,
+    )
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with torch.device("cpu"):
+        model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(str(tmp))
+    shipped = shipped_model_dir()
+    for name in ("tokenizer.json", "tokenizer_config.json", EVAL_FILE, CALIB_FILE):
+        shutil.copy(shipped / name, tmp / name)  # token ids of the small tokenizer fit any Qwen vocabulary
+    (tmp / SYNTHETIC_MARKER).write_text(json.dumps({"architecture": arch.name, "weights": "random, seed 0"}))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def _param_estimate(arch) -> int:
+    from qadvisor.core.planner import param_count
+
+    return param_count(arch)

@@ -23,8 +23,10 @@ def markdown(export: RunExport) -> str:
         "",
         "## Measured results",
         "",
-        f"{m.params:,} parameters; bf16 baseline {f.mib(m.bf16_bytes)} MiB (measured); fp32 reference perplexity "
-        f"{m.ref_ppl:.2f} on {m.eval_tokens} held-out tokens. Batch 1, greedy, prompt {s.prompt_tokens} tokens, "
+        f"{m.params:,} parameters; bf16 baseline {f.mib(m.bf16_bytes)} MiB (measured); "
+        + (f"fp32 reference perplexity {m.ref_ppl:.2f} on {m.eval_tokens} held-out tokens. " if m.ref_ppl is not None
+           else "accuracy n/a: random weights. ")
+        + f"Batch 1, greedy, prompt {s.prompt_tokens} tokens, "
         f"{s.decode_tokens} new, median of {s.repeats} after a warm-up (± half the range).",
         "",
         "| method | backend | size MiB | vs bf16 | prefill tok/s | decode tok/s | TTFT ms | peak RSS MiB | PPL | ΔPPL | KL | top-1 | type |",
@@ -37,11 +39,15 @@ def markdown(export: RunExport) -> str:
         lines.append(
             f"| {r.method} | {r.backend} | {f.mib(r.size_bytes)} | {r.compression_ratio:.2f}× | {r.prefill_tok_s:.0f} | "
             f"{f.pm(r.decode_tok_s, r.decode_tok_s_spread)} | {r.ttft_ms:.1f} | {f.mib(r.peak_rss_bytes)} | {r.ppl:.2f} | "
-            f"{f.signed_pct(r.ppl_delta_pct)} | {f.sci(r.kl_mean)} | {100 * r.top1_agreement:.1f}% | {kinds.get(r.method, '—')} |"
+            f"{f.signed_pct(r.ppl_delta_pct)} | {f.sci(r.kl_mean)} | {f.pct(r.top1_agreement)} | {kinds.get(r.method, '—')} |"
         )
     for r in export.results:
         if r.status != "ok":
             lines.append(f"\n- {r.method} ({r.backend}) was not measured: {r.status}: {r.reason}")
+    if export.plan_check:
+        lines += ["", "Planner check (weights predicted from the architecture vs saved in this run): " + "; ".join(
+            f"{c.method} {f.mib(c.predicted_bytes)} vs {f.mib(c.measured_bytes)} MiB ({c.error_pct:+.1f}%)"
+            for c in export.plan_check)]
     rec = export.recommendation
     if rec is not None:
         p = rec.priorities or export.priorities

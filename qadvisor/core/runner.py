@@ -32,7 +32,7 @@ from qadvisor.quantizers import registry
 
 
 class RunRequest(BaseModel):
-    model_dir: Path | None = None  # None: the shipped model
+    model_dir: str | None = None  # a directory, `synthetic:Qwen2.5-0.5B`, or None for the shipped model
     methods: list[str] = list(registry.DEFAULT_METHODS)
     eval_text: Path | None = None
     calib_text: Path | None = None
@@ -52,14 +52,22 @@ class Run:
     def __init__(self, request: RunRequest, hardware: HardwareInfo):
         self.request = request
         self.hardware = hardware
-        self.model_dir = (Path(request.model_dir) if request.model_dir else modelio.shipped_model_dir()).resolve()
-        self.config = modelio.check_model_dir(self.model_dir)
         self.recipes = registry.parse_methods(",".join(request.methods))
+        cache_root = request.cache_dir or default_cache_dir()
+        if request.model_dir and str(request.model_dir).startswith(modelio.SYNTHETIC_PREFIX):
+            self.model_dir = modelio.synthetic_model_dir(str(request.model_dir), cache_root).resolve()
+        else:
+            self.model_dir = (Path(request.model_dir) if request.model_dir else modelio.shipped_model_dir()).resolve()
+        self.config = modelio.check_model_dir(self.model_dir)
+        if modelio.is_synthetic(self.model_dir):
+            request = request.model_copy(update={"settings": request.settings.model_copy(update={"score_accuracy": False})})
+            self.request = request
         self.eval_path = modelio.text_for(self.model_dir, modelio.EVAL_FILE, request.eval_text)[0].resolve()
         self.calib_path = modelio.text_for(self.model_dir, modelio.CALIB_FILE, request.calib_text)[0].resolve()
         s = request.settings
-        key = modelio.fingerprint(self.model_dir, self.eval_path.read_text(encoding="utf-8"), str(s.window), str(s.windows))
-        self.cache_dir = ((request.cache_dir or default_cache_dir()) / "reference" / key).resolve()
+        key = modelio.fingerprint(self.model_dir, self.eval_path.read_text(encoding="utf-8"), str(s.window), str(s.windows),
+                                  str(s.score_accuracy))
+        self.cache_dir = (cache_root / "reference" / key).resolve()
         self.device_label = hardware.label(s.device, s.threads)
         self.reference: Reference | None = None
         self.results: list[TrialResult] = []

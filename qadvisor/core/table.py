@@ -32,7 +32,7 @@ def results_table(export: RunExport) -> Table:
             f.num(r.ppl, 2),
             f.signed_pct(r.ppl_delta_pct),
             f.sci(r.kl_mean),
-            f"{100 * r.top1_agreement:.1f}%",
+            f.pct(r.top1_agreement),
         )
     return table
 
@@ -43,9 +43,10 @@ def not_measured(export: RunExport) -> list[str]:
 
 def footnote(export: RunExport) -> str:
     m, s = export.model, export.settings
+    accuracy = (f"fp32 reference PPL {m.ref_ppl:.2f} on {m.eval_tokens} held-out tokens" if m.ref_ppl is not None
+                else "accuracy n/a: random weights")
     return (
-        f"bf16 baseline {f.mib(m.bf16_bytes)} MiB (measured), {m.params:,} parameters; fp32 reference PPL {m.ref_ppl:.2f} "
-        f"on {m.eval_tokens} held-out tokens. Speed: batch 1, greedy, prompt {s.prompt_tokens} tokens, "
+        f"bf16 baseline {f.mib(m.bf16_bytes)} MiB (measured), {m.params:,} parameters; {accuracy}. Speed: batch 1, greedy, prompt {s.prompt_tokens} tokens, "
         f"{s.decode_tokens} new, median of {s.repeats} after a warm-up, ± half the range. "
         "vs bf16 = bf16 bytes / method bytes on disk."
     )

@@ -61,17 +61,21 @@ def run_reference(job: Job, out: Emitter) -> None:
     out.progress("load", None, "tokenize the evaluation text")
     _, windows = _prepare(job)
     model = load_hf(job.model_dir, torch.float32, job.settings.device)
-    out.progress("evaluate", None, f"reference log-probs on {windows.numel() - len(windows)} tokens")
-    lp = logprobs(model, windows, job.settings.device)
-    ppl = perplexity(lp, windows)
+    lp, ppl, scored = None, None, 0
+    if job.settings.score_accuracy:
+        scored = int(windows.numel() - len(windows))
+        out.progress("evaluate", None, f"reference log-probs on {scored} tokens")
+        lp = logprobs(model, windows, job.settings.device)
+        ppl = perplexity(lp, windows)
     out.progress("save", None, "measure the bf16 baseline size")
     with tempfile.TemporaryDirectory(dir=job.work_dir) as tmp:
         model.to(torch.bfloat16).save_pretrained(tmp)
         bf16_bytes = weights_bytes_on_disk(Path(tmp))
     job.cache_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(lp, job.cache_dir / LOGPROBS_FILE)
+    if lp is not None:
+        torch.save(lp, job.cache_dir / LOGPROBS_FILE)
     ref = Reference(params=sum(p.numel() for p in model.parameters()), bf16_bytes=bf16_bytes, ref_ppl=ppl,
-                    eval_tokens=int(windows.numel() - len(windows)))
+                    eval_tokens=scored)
     (job.cache_dir / REFERENCE_FILE).write_text(ref.model_dump_json())
 
 
@@ -119,14 +123,17 @@ def run_trial(job: Job, out: Emitter) -> TrialResult:
     model.eval()
     record("weights_mem_bytes", tensor_bytes(model))
 
-    out.progress("evaluate", None, f"perplexity, KL and top-1 on {ref.eval_tokens} held-out tokens")
-    ref_lp = torch.load(job.cache_dir / LOGPROBS_FILE)
-    acc = accuracy(model, windows, ref_lp, job.settings.device)
-    del ref_lp
-    record("ppl", acc.ppl)
-    record("ppl_delta_pct", 100.0 * (acc.ppl / ref.ref_ppl - 1))
-    record("kl_mean", acc.kl_mean)
-    record("top1_agreement", acc.top1_agreement)
+    if job.settings.score_accuracy:
+        out.progress("evaluate", None, f"perplexity, KL and top-1 on {ref.eval_tokens} held-out tokens")
+        ref_lp = torch.load(job.cache_dir / LOGPROBS_FILE)
+        acc = accuracy(model, windows, ref_lp, job.settings.device)
+        del ref_lp
+        record("ppl", acc.ppl)
+        record("ppl_delta_pct", 100.0 * (acc.ppl / ref.ref_ppl - 1))
+        record("kl_mean", acc.kl_mean)
+        record("top1_agreement", acc.top1_agreement)
+    else:
+        result.reason = "accuracy n/a: random weights"
 
     s = job.settings
     out.progress("benchmark", None, f"prompt {s.prompt_tokens}, {s.decode_tokens} new tokens, warm-up + {s.repeats} repeats")

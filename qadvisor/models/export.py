@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from qadvisor.errors import UserError
 from qadvisor.models.hardware import HardwareInfo
-from qadvisor.models.plan import Plan
+from qadvisor.models.plan import Plan, PlanCheck
 from qadvisor.models.priorities import Priorities
 from qadvisor.models.recommendation import Recommendation
 from qadvisor.models.result import TrialResult
@@ -24,7 +24,7 @@ class ModelInfo(BaseModel):
     path: str
     params: int
     bf16_bytes: int  # the model's weights saved in bf16 (measured): the baseline for compression
-    ref_ppl: float  # fp32 perplexity on the evaluation text
+    ref_ppl: float | None  # fp32 perplexity on the evaluation text; None for random (synthetic) weights
     eval_tokens: int  # tokens scored for the accuracy metrics
 
 
@@ -47,6 +47,7 @@ class RunExport(BaseModel):
     priorities: Priorities | None = None
     recommendation: Recommendation | None = None
     plan: Plan | None = None  # --plan-for: the planner's estimate for a deployment target
+    plan_check: list[PlanCheck] = []  # the planner's predicted weight bytes next to the measured ones
 
 
 def write_text_atomic(path: Path, text: str) -> None:

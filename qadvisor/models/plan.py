@@ -64,3 +64,12 @@ class Plan(BaseModel):
     plans: list[PlanRow]
     label: str = "estimate"
     formulas: dict[str, str] = {}
+
+
+class PlanCheck(BaseModel):
+    """The planner checked against a run: predicted weight bytes next to what the real backend saved."""
+
+    method: str
+    predicted_bytes: int
+    measured_bytes: int
+    error_pct: float

@@ -99,3 +99,11 @@ def test_presets_on_measured_results_give_a_b_c(auto_run, tmp_path):
         # must be a near-tie runner-up (within 0.05 of the score), as the flip line reports.
         runner = balanced.scores[balanced.runner_up]
         assert runner.archetype == "C" and balanced.scores[balanced.method].total - runner.total < 0.05
+
+
+def test_planner_predicts_the_measured_sizes(auto_run):
+    """The planner, from config.json alone, within 2 % of the bytes each real backend saved."""
+    export = load_export(auto_run[1])
+    assert len(export.plan_check) >= 5
+    for check in export.plan_check:
+        assert abs(check.error_pct) < 2, check
