@@ -156,7 +156,8 @@ def cmd_advise(args) -> int:
     from qadvisor.console import print_recommendation
     from qadvisor.core.advisor import advise
     from qadvisor.core.report import markdown
-    from qadvisor.models.export import load_export, save_export, write_text_atomic
+    from qadvisor.models.export import load_export, save_export
+    from qadvisor.models.jsonfile import write_text_atomic
 
     export = load_export(args.source)
     priorities = priorities_from_args(args, default=export.priorities.name if export.priorities and

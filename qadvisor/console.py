@@ -197,7 +197,8 @@ def run_auto(args) -> int:
     from qadvisor.core.advisor import advise
     from qadvisor.core.plancheck import predicted_vs_measured
     from qadvisor.core.report import markdown
-    from qadvisor.models.export import save_export, write_text_atomic
+    from qadvisor.models.export import save_export
+    from qadvisor.models.jsonfile import write_text_atomic
     from qadvisor.quantizers import registry
 
     priorities = priorities_from_args(args)  # bad profiles fail before anything is measured

@@ -10,6 +10,7 @@ from pathlib import Path
 import psutil
 
 from qadvisor.errors import UserError
+from qadvisor.models.jsonfile import read_json_object
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_MODEL_NAME = "qwen2-tiny-stdlib"
@@ -32,13 +33,7 @@ def read_config(model_dir: Path) -> dict:
     path = model_dir / "config.json"
     if not path.is_file():
         raise UserError(f"{model_dir}: no config.json, so not a Hugging Face model directory")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: corrupt config ({exc})") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{path}: corrupt config (expected a JSON object)")
-    return config
+    return read_json_object(path, "model config")
 
 
 def _check_safetensors(path: Path) -> int:

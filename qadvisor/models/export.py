@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from qadvisor.errors import UserError
+from qadvisor.models.jsonfile import read_json_object, validate_versioned, write_text_atomic
 from qadvisor.models.hardware import HardwareInfo
 from qadvisor.models.plan import Plan, PlanCheck
 from qadvisor.models.priorities import Priorities
@@ -50,50 +47,10 @@ class RunExport(BaseModel):
     plan_check: list[PlanCheck] = []  # the planner's predicted weight bytes next to the measured ones
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_export(export: RunExport, path: Path) -> None:
     write_text_atomic(path, export.model_dump_json(indent=2) + "\n")
 
 
 def load_export(path: Path) -> RunExport:
     """Read a saved run; every way it can be wrong becomes one UserError line."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not a readable JSON export ({exc})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: not a qadvisor export (expected a JSON object)")
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise UserError(f"{path}: schema_version {version!r} is not supported (this qadvisor reads {SCHEMA_VERSION})")
-    try:
-        return RunExport.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(x) for x in first["loc"])
-        raise UserError(f"{path}: field {field!r}: {first['msg']}") from None
+    return validate_versioned(path, read_json_object(path, "JSON export"), RunExport, SCHEMA_VERSION, "export")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from qadvisor.errors import UserError
+from qadvisor.models.jsonfile import read_json_object, validate_versioned
 
 PROFILE_SCHEMA_VERSION = 1
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
@@ -53,21 +53,8 @@ def load_profile(name_or_path: str) -> Priorities:
         path = PROFILES_DIR / f"{name_or_path}.json"
     if not path.is_file():
         raise UserError(f"unknown profile {name_or_path!r}: use one of {', '.join(preset_names())} or a JSON file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not a readable JSON profile ({exc})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: not a profile (expected a JSON object)")
-    if data.get("schema_version") != PROFILE_SCHEMA_VERSION:
-        raise UserError(f"{path}: profile schema_version {data.get('schema_version')!r} is not supported "
-                        f"(this qadvisor reads {PROFILE_SCHEMA_VERSION})")
-    try:
-        return Priorities.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(x) for x in first["loc"]) or "profile"
-        raise UserError(f"{path}: field {field!r}: {first['msg']}") from None
+    data = read_json_object(path, "JSON profile")
+    return validate_versioned(path, data, Priorities, PROFILE_SCHEMA_VERSION, "profile")
 
 
 SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.I)

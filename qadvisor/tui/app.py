@@ -15,7 +15,8 @@ from textual.widgets import Label, Markdown
 from qadvisor.core.advisor import advise
 from qadvisor.errors import UserError
 from qadvisor.models.events import Error, Metric, Progress, Result
-from qadvisor.models.export import RunExport, save_export, write_text_atomic
+from qadvisor.models.export import RunExport, save_export
+from qadvisor.models.jsonfile import write_text_atomic
 from qadvisor.models.hardware import HardwareInfo
 from qadvisor.models.priorities import Priorities, load_profile, parse_size, parse_weights, preset_names
 from qadvisor.tui.messages import RunFinished, TrialEvent

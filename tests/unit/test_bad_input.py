@@ -32,7 +32,7 @@ def test_not_a_model_dir(tmp_path):
 def test_corrupt_config(tmp_path):
     model = _model_copy(tmp_path)
     (model / "config.json").write_text("{oops")
-    _assert_one_line_error(run_cli("--auto", "--model", str(model)), "corrupt config")
+    _assert_one_line_error(run_cli("--auto", "--model", str(model)), "not a readable model config")
 
 
 def test_wrong_architecture(tmp_path):

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from qadvisor.errors import UserError
-from qadvisor.models.export import SCHEMA_VERSION, load_export, save_export, write_text_atomic
+from qadvisor.models.export import SCHEMA_VERSION, load_export, save_export
+from qadvisor.models.jsonfile import write_text_atomic
 from tests.unit.samples import sample_export
 
 

@@ -1,0 +1,62 @@
+"""Reading and writing the JSON files users keep (exports, profiles, configs): one clear error line each."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from qadvisor.errors import UserError
+
+
+def read_json_object(path: Path, what: str) -> dict:
+    """A JSON object from `path`; a missing, unreadable or non-object file is a UserError naming `what`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a readable {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a {what} (expected a JSON object)")
+    return data
+
+
+def validate_versioned(path: Path, data: dict, model: type[BaseModel], version: int, what: str):
+    """Check `schema_version`, then validate; the first bad field is named in the one error line."""
+    if data.get("schema_version") != version:
+        raise UserError(f"{path}: {what} schema_version {data.get('schema_version')!r} is not supported "
+                        f"(this qadvisor reads {version})")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(x) for x in first["loc"]) or what
+        raise UserError(f"{path}: field {field!r}: {first['msg']}") from None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())  # mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
