@@ -86,6 +86,7 @@ FORMATS: tuple[Format, ...] = (
     Format("hqq-int3", 3.2, _grouped(3.2, 64, 2, 16), "10 3-bit values per 32-bit word + fp16 scale and zero per 64"),
     Format("hqq-int2", 2, _grouped(2, 64, 2, 16), "in·out/4 + fp16 scale and zero per 64"),
     Format("quanto-int8", 8, lambda i, o: i * o + o * 2, "in·out + bf16 per-channel scale"),
+    Format("torchao-int8", 8, lambda i, o: i * o + o * 4, "in·out + bf16 per-row scale and zero point"),
     Format("quanto-int4", 4, _grouped(4, 128, 2, 16), "in·out/2 + bf16 scale and shift per 128"),
     _gguf("gguf-q8_0", 8.5, 8.5, "Q8_0 everywhere"),
     _gguf("gguf-q6_k", 6.5625, 6.5625, "Q6_K everywhere"),
