@@ -154,33 +154,25 @@ def print_recommendation(export) -> None:
 
 def print_comparison(first, second) -> None:
     """Two runs side by side: per method the change in each metric, and whether the advice differs."""
-    from qadvisor.core.advisor import advise
+    from qadvisor.core.compare import compare
 
+    c = compare(first, second)
     out = stdout_console()
     out.print(f"[b]A[/] {first.model.name} on {first.settings.device} ({first.created_at})")
     out.print(f"[b]B[/] {second.model.name} on {second.settings.device} ({second.created_at})")
-    a = {r.method: r for r in first.results if r.status == "ok"}
-    b = {r.method: r for r in second.results if r.status == "ok"}
     table = Table(box=None, pad_edge=False)
     for col in ("method", "size MiB A→B", "decode tok/s A→B", "B/A", "ΔPPL A→B", "KL A→B"):
         table.add_column(col, justify="left" if col == "method" else "right", no_wrap=True)
-    for method in [m for m in a if m in b]:
-        x, y = a[method], b[method]
-        table.add_row(method, f"{f.mib(x.size_bytes)}→{f.mib(y.size_bytes)}",
-                      f"{x.decode_tok_s:.1f}→{y.decode_tok_s:.1f}", f"{y.decode_tok_s / x.decode_tok_s:.2f}×",
+    for p in c.pairs:
+        x, y = p.a, p.b
+        table.add_row(p.method, f"{f.mib(x.size_bytes)}→{f.mib(y.size_bytes)}",
+                      f"{x.decode_tok_s:.1f}→{y.decode_tok_s:.1f}", f"{p.decode_ratio:.2f}×",
                       f"{f.signed_pct(x.ppl_delta_pct)}→{f.signed_pct(y.ppl_delta_pct)}", f"{f.sci(x.kl_mean)}→{f.sci(y.kl_mean)}")
     out.print(table)
-    only = sorted(set(a) ^ set(b))
-    if only:
-        out.print("measured in one run only: " + ", ".join(f"{m} ({'A' if m in a else 'B'})" for m in only))
-    priorities = first.priorities or second.priorities
-    if priorities is None:
-        from qadvisor.models.priorities import load_profile
-
-        priorities = load_profile("balanced")
-    rec_a, rec_b = advise(first.results, priorities), advise(second.results, priorities)
-    verdict = "the same" if (rec_a.method, rec_a.archetype) == (rec_b.method, rec_b.archetype) else "[b]different[/]"
-    out.print(f"with priorities {priorities.name}: A → {rec_a.headline}; B → {rec_b.headline}: {verdict}")
+    if c.only_in_a or c.only_in_b:
+        out.print("measured in one run only: " + ", ".join([f"{m} (A)" for m in c.only_in_a] + [f"{m} (B)" for m in c.only_in_b]))
+    verdict = "the same" if c.same_advice else "[b]different[/]"
+    out.print(f"with priorities {c.priorities.name}: A → {c.advice_a.headline}; B → {c.advice_b.headline}: {verdict}")
 
 
 def run_auto(args) -> int:

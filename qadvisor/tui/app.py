@@ -48,6 +48,7 @@ class QAdvisorCommands(Provider):
     async def search(self, query: str) -> Hits:
         app = self.app
         actions = [("Show hardware", app.action_goto_hardware), ("Set priorities", app.action_goto_priorities),
+                   ("Run the selected methods", app.action_run_from_palette),
                    ("Cancel the current trial", app.action_cancel_run),
                    ("Show the recommendation", app.action_goto_recommendation), ("Help", app.action_help)]
         matcher = self.matcher(query)
@@ -94,6 +95,12 @@ class QAdvisorApp(App):
             self.switch_to(RecommendationScreen)
         else:
             self.notify("No results yet: run some methods first.", severity="warning")
+
+    def action_run_from_palette(self) -> None:
+        if isinstance(self.screen, PrioritiesScreen):
+            self.screen.action_start()
+        else:
+            self.action_goto_priorities()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -201,6 +208,21 @@ class QAdvisorApp(App):
         return (f"**{plan.model} on {plan.target.name} ×{plan.target.count}** (estimate): {rec.method} {fits}"
                 + (f" on {row.devices_needed} GPU(s)" if row.devices_needed else "")
                 + f", {row.total_bytes / 2**30:.1f} GiB, decode ≤ {row.decode_tok_s_bound:.1f} tok/s")
+
+    def open_comparison(self, path: Path) -> str:
+        """Load a saved run and show it beside this one; returns an error line or ''."""
+        from qadvisor.core.compare import compare
+        from qadvisor.models.export import load_export
+        from qadvisor.tui.screens import CompareScreen
+
+        try:
+            other = load_export(path)
+        except UserError as exc:
+            return str(exc)
+        a, b = self.export, other
+        self.push_screen(CompareScreen(compare(a, b), f"this run: {a.model.name} on {a.settings.device}",
+                                       f"{path.name}: {b.model.name} on {b.settings.device}"))
+        return ""
 
     def save(self, path: Path) -> str:
         from qadvisor.core.report import markdown

@@ -56,7 +56,9 @@ class HardwareScreen(Screen):
 class PrioritiesScreen(Screen):
     """Preset or weights, hard limits, the model and the methods to try."""
 
-    BINDINGS = [Binding("r", "start", "Run"), Binding("escape", "app.pop_screen", "Back")]
+    # ctrl+ keys work while an Input has focus; the plain letters are shortcuts when it does not.
+    BINDINGS = [Binding("ctrl+r", "start", "Run"), Binding("r", "start", "Run", show=False),
+                Binding("escape", "app.pop_screen", "Back")]
 
     def __init__(self, presets: list[str], methods: list[tuple[str, bool, str, bool]], model_hint: str) -> None:
         super().__init__()
@@ -150,14 +152,16 @@ class RunScreen(Screen):
 class RecommendationScreen(Screen):
     """Archetype and method with reasons; changing weights re-advises at once, without measuring."""
 
-    BINDINGS = [Binding("s", "save", "Save JSON + report"), Binding("escape", "app.pop_screen", "Back")]
+    BINDINGS = [Binding("ctrl+s", "save", "Save JSON + report"), Binding("s", "save", show=False),
+                Binding("ctrl+o", "compare", "Compare"), Binding("o", "compare", show=False),
+                Binding("escape", "app.pop_screen", "Back")]
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal():
             with VerticalScroll(id="left"):
                 yield Markdown("", id="advice")
-            with Vertical(id="right"):
+            with VerticalScroll(id="right"):
                 yield Label("Re-advise: storage · latency · accuracy")
                 with HorizontalGroup():
                     yield Input("1", id="re_storage", type="number")
@@ -168,6 +172,9 @@ class RecommendationScreen(Screen):
                 yield Input("qadvisor-run.json", id="save_path")
                 yield Button("Save JSON + report", id="save", variant="primary")
                 yield Static("", id="save-status")
+                yield Label("Compare with a saved run (another machine or model)")
+                yield Input(placeholder="other-run.json", id="compare_path")
+                yield Button("Compare", id="compare")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -211,3 +218,42 @@ class RecommendationScreen(Screen):
     def action_save(self) -> None:
         path = Path(self.query_one("#save_path", Input).value.strip() or "qadvisor-run.json")
         self.query_one("#save-status", Static).update(self.app.save(path))
+
+    @on(Button.Pressed, "#compare")
+    def action_compare(self) -> None:
+        path = self.query_one("#compare_path", Input).value.strip()
+        if not path:
+            self.query_one("#save-status", Static).update("[red]enter the path of a saved run to compare with[/]")
+            return
+        error = self.app.open_comparison(Path(path))
+        self.query_one("#save-status", Static).update(f"[red]{error}[/]" if error else "")
+
+
+class CompareScreen(Screen):
+    """This run (A) next to a saved one (B): per method the change, and whether the advice differs."""
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+
+    def __init__(self, comparison, label_a: str, label_b: str) -> None:
+        super().__init__()
+        self.comparison = comparison
+        self.labels = (label_a, label_b)
+
+    def compose(self) -> ComposeResult:
+        c = self.comparison
+        yield Header()
+        with VerticalScroll():
+            yield Static(f"[b]A[/] {self.labels[0]}\n[b]B[/] {self.labels[1]}", id="compare-heads")
+            yield DataTable(id="compare-table", cursor_type="row")
+            verdict = "the same" if c.same_advice else "[b]different[/]"
+            yield Static(f"with priorities {c.priorities.name}: A → {c.advice_a.headline}; "
+                         f"B → {c.advice_b.headline}: {verdict}", id="compare-verdict")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("method", "MiB A→B", "tok/s A→B", "B/A", "ΔPPL A→B")
+        for p in self.comparison.pairs:
+            table.add_row(p.method, f"{f.mib(p.a.size_bytes)}→{f.mib(p.b.size_bytes)}",
+                          f"{p.a.decode_tok_s:.1f}→{p.b.decode_tok_s:.1f}", f"{p.decode_ratio:.2f}×",
+                          f"{f.signed_pct(p.a.ppl_delta_pct)}→{f.signed_pct(p.b.ppl_delta_pct)}")

@@ -82,3 +82,31 @@ async def test_cancel_keeps_finished_results(app):
         statuses = {r.method: r.status for r in app.export.results}
         assert statuses["mock-passthrough"] == "ok"
         assert statuses.get("fp32") in ("cancelled", "ok")  # ok only if it finished before the key landed
+
+
+async def test_load_saved_run_and_compare(tmp_path):
+    from qadvisor.models.export import save_export
+    from qadvisor.tui.screens import CompareScreen
+    from tests.tui.test_snapshots import make_app
+    from tests.unit.samples import sample_export
+    from tests.unit.test_advisor import RECORDED
+
+    export = sample_export()
+    export.results = list(RECORDED)
+    other = export.model_copy(deep=True)
+    other.settings.device = "cuda: Test GPU"
+    other.results = [r.model_copy(update={"decode_tok_s": r.decode_tok_s * 3}) for r in RECORDED]
+    save_export(other, tmp_path / "gpu.json")
+    app = make_app(export)
+    async with app.run_test(size=(100, 40)) as pilot:
+        assert isinstance(app.screen, RecommendationScreen)
+        app.screen.query_one("#compare_path").value = str(tmp_path / "nope.json")
+        await pilot.press("o")
+        await pilot.pause()
+        assert "no such file" in str(app.screen.query_one("#save-status").render())
+        app.screen.query_one("#compare_path").value = str(tmp_path / "gpu.json")
+        await pilot.press("o")
+        await pilot.pause()
+        assert isinstance(app.screen, CompareScreen)
+        assert app.screen.query_one("#compare-table").row_count == len(RECORDED)
+        assert "cuda: Test GPU" in str(app.screen.query_one("#compare-heads").render())

@@ -1,0 +1,48 @@
+"""Two saved runs side by side: the same methods on two machines (or two models), and whether the advice differs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qadvisor.core.advisor import advise
+from qadvisor.models.export import RunExport
+from qadvisor.models.priorities import Priorities, load_profile
+from qadvisor.models.recommendation import Recommendation
+from qadvisor.models.result import TrialResult
+
+
+@dataclass
+class MethodPair:
+    method: str
+    a: TrialResult
+    b: TrialResult
+
+    @property
+    def decode_ratio(self) -> float:
+        return self.b.decode_tok_s / self.a.decode_tok_s
+
+
+@dataclass
+class Comparison:
+    pairs: list[MethodPair]
+    only_in_a: list[str]
+    only_in_b: list[str]
+    priorities: Priorities
+    advice_a: Recommendation
+    advice_b: Recommendation
+
+    @property
+    def same_advice(self) -> bool:
+        return (self.advice_a.method, self.advice_a.archetype) == (self.advice_b.method, self.advice_b.archetype)
+
+
+def compare(first: RunExport, second: RunExport) -> Comparison:
+    """Advice on both runs uses the same priorities (the first run's, else the second's, else balanced)."""
+    a = {r.method: r for r in first.results if r.status == "ok"}
+    b = {r.method: r for r in second.results if r.status == "ok"}
+    priorities = first.priorities or second.priorities or load_profile("balanced")
+    return Comparison(
+        pairs=[MethodPair(m, a[m], b[m]) for m in a if m in b],
+        only_in_a=sorted(set(a) - set(b)), only_in_b=sorted(set(b) - set(a)), priorities=priorities,
+        advice_a=advise(first.results, priorities), advice_b=advise(second.results, priorities),
+    )
