@@ -17,7 +17,9 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 1800) -> subpr
     )
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    # Each test session gets its own reference cache, so no test reads a stale one.
-    monkeypatch.setenv("QADVISOR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    # Session-wide, so module fixtures see it too: no test reads a stale cache or writes the user's.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("QADVISOR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        yield

@@ -43,7 +43,8 @@ class RunRequest(BaseModel):
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("QADVISOR_CACHE", Path.home() / ".cache" / "qadvisor"))
+    """$QADVISOR_CACHE when set (an empty value counts as unset), else ~/.cache/qadvisor."""
+    return Path(os.environ.get("QADVISOR_CACHE") or Path.home() / ".cache" / "qadvisor")
 
 
 class Run:

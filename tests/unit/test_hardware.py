@@ -36,3 +36,12 @@ def test_methods_cli_lists_availability():
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
     assert rows["fp32"]["available"] is True
     assert "reason" in rows["torchao-int4"]
+
+
+def test_empty_cache_variable_means_default(monkeypatch):
+    from pathlib import Path
+
+    from qadvisor.core.runner import default_cache_dir
+
+    monkeypatch.setenv("QADVISOR_CACHE", "")
+    assert default_cache_dir() == Path.home() / ".cache" / "qadvisor"
