@@ -133,23 +133,11 @@ def cmd_methods(args) -> int:
 
 def priorities_from_args(args, default: str = "balanced"):
     """The chosen profile with any weights and limits given on the command line laid over it."""
-    from qadvisor.models.priorities import Priorities, load_profile, parse_size, parse_weights
+    from qadvisor.models.priorities import build_priorities, parse_size
 
-    base = load_profile(args.profile or default)
-    data = base.model_dump()
-    if args.priorities:
-        data.update(parse_weights(args.priorities))
-        data["name"] = f"{base.name} (custom weights)"
-    limits = data["limits"]
-    if args.max_size:
-        limits["max_size_bytes"] = parse_size(args.max_size)
-    for arg, key in (("min_tok_s", "min_decode_tok_s"), ("max_ppl_rise", "max_ppl_rise_pct"), ("max_kl", "max_kl")):
-        if getattr(args, arg) is not None:
-            limits[key] = getattr(args, arg)
-    try:
-        return Priorities.model_validate(data)
-    except ValueError as exc:
-        raise UserError(f"priorities: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}") from None
+    limits = {"max_size_bytes": parse_size(args.max_size) if args.max_size else None,
+              "min_decode_tok_s": args.min_tok_s, "max_ppl_rise_pct": args.max_ppl_rise, "max_kl": args.max_kl}
+    return build_priorities(args.profile or default, args.priorities, limits)
 
 
 def cmd_advise(args) -> int:

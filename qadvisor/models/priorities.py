@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from qadvisor.errors import UserError
 from qadvisor.models.jsonfile import read_json_object, validate_versioned
@@ -84,3 +84,32 @@ def parse_weights(text: str) -> dict[str, float]:
         if weights[key] < 0:
             raise UserError(f"--priorities: {key} must not be negative")
     return weights
+
+
+def parse_number(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"{what}: {text!r} is not a number") from None
+
+
+def build_priorities(profile: str, weights: str | None = None, limits: dict | None = None,
+                     replace_limits: bool = False) -> Priorities:
+    """A profile with weights (`storage=3,…`) and limits laid over it; bad values become one UserError line.
+
+    `replace_limits` drops the profile's own limits first (the TUI form shows them, so blank means none).
+    """
+    base = load_profile(profile)
+    data = base.model_dump()
+    if weights:
+        data.update(parse_weights(weights))
+        data["name"] = f"{base.name} (custom weights)"
+    if replace_limits:
+        data["limits"] = {}
+    data["limits"].update({k: v for k, v in (limits or {}).items() if v is not None})
+    try:
+        return Priorities.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(x) for x in first["loc"]) or "priorities"
+        raise UserError(f"priorities: {field}: {first['msg']}") from None

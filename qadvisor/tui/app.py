@@ -18,7 +18,8 @@ from qadvisor.models.events import Error, Metric, Progress, Result
 from qadvisor.models.export import RunExport, save_export
 from qadvisor.models.jsonfile import write_text_atomic
 from qadvisor.models.hardware import HardwareInfo
-from qadvisor.models.priorities import Priorities, load_profile, parse_size, parse_weights, preset_names
+from qadvisor.models.priorities import (Priorities, build_priorities, load_profile, parse_number, parse_size,
+                                        parse_weights, preset_names)
 from qadvisor.tui.messages import RunFinished, TrialEvent
 from qadvisor.tui.screens import HardwareScreen, PrioritiesScreen, RecommendationScreen, RunScreen
 
@@ -129,19 +130,13 @@ class QAdvisorApp(App):
         return ""
 
     def priorities_from(self, form: dict) -> Priorities:
-        base = load_profile(form.get("preset") or "balanced").model_dump()
-        base.update(parse_weights(",".join(f"{k}={form[k]}" for k in ("storage", "latency", "accuracy") if form.get(k))))
-        limits = base["limits"] = {}
-        if form.get("max_size"):
-            limits["max_size_bytes"] = parse_size(form["max_size"])
-        if form.get("min_tok_s"):
-            limits["min_decode_tok_s"] = float(form["min_tok_s"])
-        if form.get("max_ppl_rise"):
-            limits["max_ppl_rise_pct"] = float(form["max_ppl_rise"])
-        try:
-            return Priorities.model_validate(base)
-        except ValueError as exc:
-            raise UserError(str(exc).splitlines()[-1]) from None
+        weights = ",".join(f"{k}={form[k]}" for k in ("storage", "latency", "accuracy") if form.get(k))
+        limits = {
+            "max_size_bytes": parse_size(form["max_size"]) if form.get("max_size") else None,
+            "min_decode_tok_s": parse_number(form["min_tok_s"], "min tok/s") if form.get("min_tok_s") else None,
+            "max_ppl_rise_pct": parse_number(form["max_ppl_rise"], "max PPL rise") if form.get("max_ppl_rise") else None,
+        }
+        return build_priorities(form.get("preset") or "balanced", weights, limits, replace_limits=True)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run", description="measure methods")
     def measure(self, run) -> None:
