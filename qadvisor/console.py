@@ -187,6 +187,7 @@ def run_auto(args) -> int:
     from qadvisor.cli import priorities_from_args
     from qadvisor.core import planner
     from qadvisor.core.advisor import advise
+    from qadvisor.core.modelio import check_synthetic
     from qadvisor.core.plancheck import predicted_vs_measured
     from qadvisor.core.report import markdown
     from qadvisor.models.export import save_export
@@ -214,6 +215,7 @@ def run_auto(args) -> int:
                          settings=settings, work_dir=args.keep_models)
     err = Console(stderr=True, highlight=False)
     if args.model and args.model.startswith("synthetic:"):
+        check_synthetic(args.model)
         err.print(f"qadvisor: {args.model}: random weights at the real shape (built once, then cached)")
     run = Run(request, hardware)
     err.print(f"qadvisor: {len(run.recipes)} methods on {run.model_dir.name} ({run.device_label}); "

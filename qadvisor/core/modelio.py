@@ -124,15 +124,10 @@ def synthetic_model_dir(spec: str, cache_dir: Path) -> Path:
     """
     import shutil
 
-    from qadvisor.core.planner import resolve_architecture
-
-    arch = resolve_architecture(spec.removeprefix(SYNTHETIC_PREFIX))
+    arch = check_synthetic(spec)
     target = Path(cache_dir) / "synthetic" / arch.name
     if (target / SYNTHETIC_MARKER).is_file():
         return target
-    need = 2 * 4 * _param_estimate(arch) * MEMORY_FACTOR
-    if need > psutil.virtual_memory().available:
-        raise UserError(f"not enough memory to build synthetic:{arch.name}: needs about {need / 2**30:.1f} GiB")
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -157,7 +152,13 @@ def synthetic_model_dir(spec: str, cache_dir: Path) -> Path:
     return target
 
 
-def _param_estimate(arch) -> int:
-    from qadvisor.core.planner import param_count
+def check_synthetic(spec: str):
+    """The architecture behind `synthetic:NAME`, if this machine has the memory to measure it."""
+    from qadvisor.core.planner import param_count, resolve_architecture
 
-    return param_count(arch)
+    arch = resolve_architecture(spec.removeprefix(SYNTHETIC_PREFIX))
+    need = 4 * param_count(arch) * MEMORY_FACTOR  # fp32 reference copy and a quantizer's working set
+    if need > psutil.virtual_memory().available:
+        raise UserError(f"not enough memory to measure synthetic:{arch.name}: needs about {need / 2**30:.1f} GiB, "
+                        f"{psutil.virtual_memory().available / 2**30:.1f} GiB available (`qadvisor plan` estimates it)")
+    return arch

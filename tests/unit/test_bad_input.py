@@ -62,3 +62,11 @@ def test_stack_of_two_weight_methods():
 
 def test_tui_without_terminal():
     _assert_one_line_error(run_cli(), "--auto")
+
+
+def test_not_enough_memory_for_a_synthetic_72b():
+    import psutil
+
+    if psutil.virtual_memory().available > 800 * 2**30:
+        pytest.skip("this machine could measure a 72B")
+    _assert_one_line_error(run_cli("--auto", "--model", "synthetic:Qwen2.5-72B"), "not enough memory")
