@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from functools import partial
 from pathlib import Path
 
 from textual import on, work
@@ -51,7 +52,9 @@ class QAdvisorCommands(Provider):
         actions = [("Show hardware", app.action_goto_hardware), ("Set priorities", app.action_goto_priorities),
                    ("Run the selected methods", app.action_run_from_palette),
                    ("Cancel the current trial", app.action_cancel_run),
-                   ("Show the recommendation", app.action_goto_recommendation), ("Help", app.action_help)]
+                   ("Show the recommendation", app.action_goto_recommendation),
+                   ("Save the run as JSON and a Markdown report", partial(app.on_recommendation, "save")),
+                   ("Compare with a saved run", partial(app.on_recommendation, "compare")), ("Help", app.action_help)]
         matcher = self.matcher(query)
         for text, callback in actions:
             score = matcher.match(text)
@@ -102,6 +105,12 @@ class QAdvisorApp(App):
             self.screen.action_start()
         else:
             self.action_goto_priorities()
+
+    def on_recommendation(self, action: str) -> None:
+        """Palette entries that act on the recommendation screen: go there first, then do it."""
+        self.action_goto_recommendation()
+        if isinstance(self.screen, RecommendationScreen):
+            getattr(self.screen, f"action_{action}")()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

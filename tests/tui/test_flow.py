@@ -110,3 +110,14 @@ async def test_load_saved_run_and_compare(tmp_path):
         assert isinstance(app.screen, CompareScreen)
         assert app.screen.query_one("#compare-table").row_count == len(RECORDED)
         assert "cuda: Test GPU" in str(app.screen.query_one("#compare-heads").render())
+
+
+async def test_palette_has_an_entry_per_action():
+    from qadvisor.tui.app import QAdvisorCommands
+    from tests.tui.test_snapshots import make_app
+
+    app = make_app()
+    async with app.run_test(size=(100, 40)):
+        provider = QAdvisorCommands(app.screen)
+        for query in ("hardware", "priorities", "run the", "cancel", "recommendation", "save", "compare", "help"):
+            assert [h async for h in provider.search(query)], query
