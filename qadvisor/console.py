@@ -89,18 +89,10 @@ def _g(n: int) -> str:
 
 def print_plan_summary(export) -> None:
     """Measured here → this method; for the planned model on the target → fits or not, size, decode bound."""
-    plan, rec = export.plan, export.recommendation
-    out = stdout_console()
-    row = next((r for r in plan.plans if rec and rec.method and r.method == rec.method), None)
-    where = f"{plan.target.name} ×{plan.target.count}"
-    if row is None:
-        out.print(f"[b]{plan.model} on {where}[/] (estimates): the planner has no row for "
-                  f"{rec.method if rec else 'the recommendation'}; see `qadvisor plan --model {plan.model}`")
-        return
-    out.print(f"[b]{plan.model} on {where}[/] with {row.method} (estimate): "
-              f"{'fits' if row.fits else 'does not fit'}" + (f" on {row.devices_needed} GPU(s)" if row.devices_needed else "")
-              + f", weights {row.weights_bytes / 2**30:.1f} GiB, total {row.total_bytes / 2**30:.1f} GiB, "
-              f"decode ≤ {row.decode_tok_s_bound:.1f} tok/s, Tool {row.archetype} by size")
+    from qadvisor.core.planner import summary_for
+
+    rec = export.recommendation
+    stdout_console().print(summary_for(export.plan, rec.method if rec else None))
 
 
 class EventPrinter:
@@ -188,16 +180,16 @@ def run_auto(args) -> int:
     from qadvisor.core import planner
     from qadvisor.core.advisor import advise
     from qadvisor.core.modelio import check_synthetic
-    from qadvisor.core.plancheck import predicted_vs_measured
+    from qadvisor.core.plancheck import describe, predicted_vs_measured
     from qadvisor.core.report import markdown
     from qadvisor.models.export import save_export
     from qadvisor.models.jsonfile import write_text_atomic
     from qadvisor.quantizers import registry
 
-    priorities = priorities_from_args(args)  # bad profiles fail before anything is measured
+    priorities = priorities_from_args(args)  # bad profiles and plan targets fail before anything is measured
+    plan_inputs = None
     if args.plan_for:
-        planner.resolve_architecture(args.plan_for)
-        planner.parse_target(args.target)
+        plan_inputs = (planner.resolve_architecture(args.plan_for), planner.parse_target(args.target))
 
     hardware = detect()
     device = args.device
@@ -227,17 +219,16 @@ def run_auto(args) -> int:
     export.priorities = priorities
     export.recommendation = advise(export.results, priorities)
     export.plan_check = predicted_vs_measured(run.model_dir, export.results)
-    if args.plan_for:
-        export.plan = planner.plan(planner.resolve_architecture(args.plan_for), planner.parse_target(args.target))
+    if plan_inputs:
+        export.plan = planner.plan(*plan_inputs)
     out = stdout_console()
     out.print(results_table(export))
     for line in not_measured(export):
         out.print(f"[red]not measured[/] {line}")
     out.print(f"[dim]{footnote(export)}[/]")
     if export.plan_check:
-        out.print("planner check, weight bytes predicted from the architecture vs saved here: " + "; ".join(
-            f"{c.method} {f.mib(c.predicted_bytes)} vs {f.mib(c.measured_bytes)} MiB ({c.error_pct:+.1f}%)"
-            for c in export.plan_check))
+        out.print("planner check, weight bytes predicted from the architecture vs saved here: "
+                  + describe(export.plan_check))
     print_recommendation(export)
     if export.plan is not None:
         print_plan_summary(export)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qadvisor.core import format as f
 from qadvisor.core import planner
 from qadvisor.errors import UserError
 from qadvisor.models.plan import PlanCheck
@@ -25,3 +26,9 @@ def predicted_vs_measured(model_dir: Path, results: list[TrialResult]) -> list[P
         rows.append(PlanCheck(method=r.method, predicted_bytes=predicted, measured_bytes=r.size_bytes,
                               error_pct=100.0 * (predicted / r.size_bytes - 1)))
     return rows
+
+
+def describe(checks: list[PlanCheck]) -> str:
+    """`method predicted vs measured MiB (error)` for each check, on one line."""
+    return "; ".join(f"{c.method} {f.mib(c.predicted_bytes)} vs {f.mib(c.measured_bytes)} MiB ({c.error_pct:+.1f}%)"
+                     for c in checks)

@@ -235,3 +235,16 @@ def plan(arch: Architecture, target: Target, context: int = 2048, batch: int = 1
     formulas = dict(FORMULAS, **{f"bytes(in,out) {f.method}": f.formula for f in FORMATS if f.method in chosen})
     return Plan(model=arch.name, params=param_count(arch), context=context, batch=batch, prompt_tokens=prompt,
                 target=target, plans=rows, formulas=formulas)
+
+
+def summary_for(plan: Plan, method: str | None) -> str:
+    """One line: the planned model on its target with `method` — fits or not, size, decode bound (estimates)."""
+    where = f"{plan.model} on {plan.target.name} ×{plan.target.count}"
+    row = next((r for r in plan.plans if method and r.method == method), None)
+    if row is None:
+        return (f"{where} (estimates): the planner has no row for {method or 'the recommendation'}; "
+                f"see `qadvisor plan --model {plan.model}`")
+    return (f"{where} with {row.method} (estimate): {'fits' if row.fits else 'does not fit'}"
+            + (f" on {row.devices_needed} GPU(s)" if row.devices_needed else "")
+            + f", weights {row.weights_bytes / 2**30:.1f} GiB, total {row.total_bytes / 2**30:.1f} GiB, "
+            f"decode ≤ {row.decode_tok_s_bound:.1f} tok/s, Tool {row.archetype} by size")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qadvisor.core import format as f
+from qadvisor.core.plancheck import describe
 from qadvisor.models.export import RunExport
 
 
@@ -45,9 +46,8 @@ def markdown(export: RunExport) -> str:
         if r.status != "ok":
             lines.append(f"\n- {r.method} ({r.backend}) was not measured: {r.status}: {r.reason}")
     if export.plan_check:
-        lines += ["", "Planner check (weights predicted from the architecture vs saved in this run): " + "; ".join(
-            f"{c.method} {f.mib(c.predicted_bytes)} vs {f.mib(c.measured_bytes)} MiB ({c.error_pct:+.1f}%)"
-            for c in export.plan_check)]
+        lines += ["", "Planner check (weights predicted from the architecture vs saved in this run): "
+                  + describe(export.plan_check)]
     rec = export.recommendation
     if rec is not None:
         p = rec.priorities or export.priorities

@@ -204,14 +204,9 @@ class QAdvisorApp(App):
         return True
 
     def plan_line(self) -> str:
-        plan, rec = self.export.plan, self.export.recommendation
-        row = next((r for r in plan.plans if r.method == rec.method), None)
-        if row is None:
-            return f"**{plan.model}** on {plan.target.name}: the planner has no row for {rec.method}."
-        fits = "fits" if row.fits else "does not fit"
-        return (f"**{plan.model} on {plan.target.name} ×{plan.target.count}** (estimate): {rec.method} {fits}"
-                + (f" on {row.devices_needed} GPU(s)" if row.devices_needed else "")
-                + f", {row.total_bytes / 2**30:.1f} GiB, decode ≤ {row.decode_tok_s_bound:.1f} tok/s")
+        from qadvisor.core.planner import summary_for
+
+        return summary_for(self.export.plan, self.export.recommendation.method)
 
     def open_comparison(self, path: Path) -> str:
         """Load a saved run and show it beside this one; returns an error line or ''."""
