@@ -2,6 +2,11 @@
 
 Only measured numbers are used. Each metric is normalised among the candidates on a log scale (sizes, speeds
 and KL divergences span orders of magnitude), then weighted by the user's normalised priorities.
+
+The archetypes name kinds of team (the seed's wording): A for storage-bound, B for latency-bound, C for no
+strong bias. The priorities say which team the user is; the answer is the best-scoring method among those
+whose *measured* numbers put them in that archetype. An accuracy-bound team gets the best fit whatever its
+archetype. When a method of another archetype scores higher on the same weights, the reasons say so.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ A_REDUCTION_PCT = 80.0  # the seed's "Tool A" bar, where it is reachable
 NEAR_BEST = 0.10  # within 10 % of the best size (A) or speed (B) counts as "the" smallest / fastest
 SMALL_LOSS_PPL_PCT = 5.0
 FLIP_FACTORS = (1.5, 2, 3, 5, 10)
+STRONG_BIAS = 0.5  # one normalised weight at least as large as the other two together
+TEAMS = {"A": "storage-bound", "B": "latency-bound", "C": "balanced (no strong bias)", None: "accuracy-bound"}
 
 
 def violations(r: TrialResult, limits: Limits) -> list[str]:
@@ -95,6 +102,22 @@ def archetypes(results: list[TrialResult]) -> dict[str, str]:
     return out
 
 
+def team(weights: dict[str, float]) -> str | None:
+    """The archetype the priorities ask for: A, B, C, or None for an accuracy-bound team."""
+    top = max(weights.values())
+    leaders = [k for k, v in weights.items() if v == top]
+    if top < STRONG_BIAS or len(leaders) > 1:
+        return "C"
+    return {"storage": "A", "latency": "B", "accuracy": None}[leaders[0]]
+
+
+def choose(candidates: list[TrialResult], weights: dict[str, float], kinds: dict[str, str]) -> str:
+    """The best-ranked method in the archetype the weights ask for (the best overall if that one is empty)."""
+    ranking = [m for m, _ in rank(candidates, weights)]
+    wanted = team(weights)
+    return next((m for m in ranking if wanted is None or kinds[m] == wanted), ranking[0])
+
+
 def pareto_front(results: list[TrialResult]) -> list[str]:
     """Methods no other method beats on size, decode speed and KL at once."""
     def dominates(a: TrialResult, b: TrialResult) -> bool:
@@ -105,14 +128,14 @@ def pareto_front(results: list[TrialResult]) -> list[str]:
     return [r.method for r in results if not any(dominates(o, r) for o in results if o is not r)]
 
 
-def _flip(candidates: list[TrialResult], priorities: Priorities, winner: str) -> str:
+def _flip(candidates: list[TrialResult], priorities: Priorities, winner: str, kinds: dict[str, str]) -> str:
     """The smallest single change of one weight that changes the winner."""
     base = {"storage": priorities.storage, "latency": priorities.latency, "accuracy": priorities.accuracy}
     for factor in FLIP_FACTORS:
         for key in ("storage", "latency", "accuracy"):
             raised = dict(base, **{key: max(base[key], 0.1) * factor})
             total = sum(raised.values())
-            top = rank(candidates, {k: v / total for k, v in raised.items()})[0][0]
+            top = choose(candidates, {k: v / total for k, v in raised.items()}, kinds)
             if top != winner:
                 return f"raising {key} from {base[key]:g} to {raised[key]:g} would pick {top} instead"
     return "no single weight raised up to 10× changes the choice: it wins on these numbers"
@@ -158,16 +181,31 @@ def advise(results: list[TrialResult], priorities: Priorities) -> Recommendation
     weights = priorities.weights()
     ranking = rank(candidates, weights)
     parts = metric_scores(candidates)
-    winner, total = ranking[0]
+    winner = choose(candidates, weights, kinds)
+    totals = dict(ranking)
     scores = {m: MethodScore(total=t, archetype=kinds[m], **parts[m]) for m, t in ranking}
-    reasons = _reasons(by_name[winner], by_name, parts[winner], weights, total, limits)
-    runner_up = ranking[1][0] if len(ranking) > 1 else None
+    reasons = [_team_line(weights, kinds, winner)]
+    reasons += _reasons(by_name[winner], by_name, parts[winner], weights, totals[winner], limits)
+    runner_up = next((m for m, _ in ranking if m != winner), None)
     if runner_up:
-        reasons.append(f"runner-up {runner_up} (Tool {kinds[runner_up]}) scores {ranking[1][1]:.2f}")
+        line = f"runner-up {runner_up} (Tool {kinds[runner_up]}) scores {totals[runner_up]:.2f}"
+        if totals[runner_up] > totals[winner]:
+            line += f", more than the pick on these weights: it is the pick for a {TEAMS[kinds[runner_up]]} team"
+        reasons.append(line)
     else:
         reasons.append("only one method meets the limits, so there is no runner-up")
     return Recommendation(
         archetype=kinds[winner], method=winner, reasons=reasons, runner_up=runner_up, scores=scores,
-        archetypes=kinds, pareto_front=front, flip=_flip(candidates, priorities, winner) if runner_up else "",
+        archetypes=kinds, pareto_front=front, team=team(weights),
+        flip=_flip(candidates, priorities, winner, kinds) if runner_up else "",
         ruled_out=ruled_out, priorities=priorities, device=by_name[winner].device,
     )
+
+
+def _team_line(weights: dict[str, float], kinds: dict[str, str], winner: str) -> str:
+    wanted = team(weights)
+    if wanted is None:
+        return "accuracy-bound priorities: the best fit whatever its archetype"
+    if kinds[winner] != wanted:
+        return f"{TEAMS[wanted]} priorities ask for Tool {wanted}, but no Tool {wanted} method meets the limits here"
+    return f"{TEAMS[wanted]} priorities → Tool {wanted}: the best-scoring of the Tool {wanted} methods measured here"

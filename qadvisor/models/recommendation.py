@@ -25,6 +25,7 @@ class Recommendation(BaseModel):
     scores: dict[str, MethodScore] = {}
     archetypes: dict[str, Literal["A", "B", "C"]] = {}
     pareto_front: list[str] = []
+    team: Literal["A", "B", "C"] | None = None  # the archetype the priorities asked for; None: accuracy-bound
     flip: str = ""  # what change of priorities would change the choice
     ruled_out: dict[str, list[str]] = {}  # method → the limits it misses
     closest: str | None = None  # when nothing meets the limits

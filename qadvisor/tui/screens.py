@@ -15,6 +15,16 @@ from qadvisor.core import format as f
 from qadvisor.models.hardware import HardwareInfo
 
 
+def _row(*fields: tuple[str, Input]) -> ComposeResult:
+    """Inputs side by side with their names in a row above, column for column (fits 80 columns)."""
+    with HorizontalGroup(classes="field-names"):
+        for name, _ in fields:
+            yield Label(name)
+    with HorizontalGroup():
+        for _, widget in fields:
+            yield widget
+
+
 class HardwareScreen(Screen):
     """What was detected, and which backends can run here (with the reason when not)."""
 
@@ -72,26 +82,21 @@ class PrioritiesScreen(Screen):
             with VerticalScroll(id="left"):
                 yield Label("Preset")
                 yield Select([(p, p) for p in self.presets], value="balanced", allow_blank=False, id="preset")
-                yield Label("Weights: storage · latency · accuracy")
-                with HorizontalGroup():
-                    yield Input("1", id="storage", type="number")
-                    yield Input("1", id="latency", type="number")
-                    yield Input("1", id="accuracy", type="number")
-                yield Label("Limits (blank: none): max size · min tok/s · max PPL rise %")
-                with HorizontalGroup():
-                    yield Input(placeholder="e.g. 15MiB", id="max_size")
-                    yield Input(placeholder="tok/s", id="min_tok_s", type="number")
-                    yield Input(placeholder="%", id="max_ppl_rise", type="number")
-                yield Label("Model directory (blank: the shipped model)")
+                yield Label("[b]Weights[/]")
+                yield from _row(*[(key, Input("1", id=key, type="number")) for key in ("storage", "latency", "accuracy")])
+                yield Label("[b]Hard limits[/] (blank: none)")
+                yield from _row(("max size", Input(placeholder="15MiB", id="max_size")),
+                                ("min tok/s", Input(placeholder="tok/s", id="min_tok_s", type="number")),
+                                ("max PPL +%", Input(placeholder="%", id="max_ppl_rise", type="number")))
+                yield Label("[b]Model directory[/] (blank: shipped)")
                 yield Input(placeholder=self.model_hint, id="model")
-                yield Label("Plan for (optional): model and target")
-                with HorizontalGroup():
-                    yield Input(placeholder="Qwen2.5-72B", id="plan_for")
-                    yield Input(placeholder="A100-80GB", id="target")
+                yield Label("[b]Plan for[/] (optional)")
+                yield from _row(("Qwen model", Input(placeholder="Qwen2.5-72B", id="plan_for")),
+                                ("target", Input(placeholder="A100-80GB", id="target")))
                 yield Static("", id="form-error")
                 yield Button("Run", id="run", variant="primary")
             with Vertical(id="right"):
-                yield Label("Methods to try (unavailable ones say why)")
+                yield Label("[b]Methods to try[/] (✗: not here, and why)")
                 yield SelectionList(
                     *[(f"{name}  [dim]{note}[/]" if ok else f"[dim]{name}  ✗ {note}[/]", name, default and ok)
                       for name, ok, note, default in self.methods],
@@ -162,17 +167,15 @@ class RecommendationScreen(Screen):
             with VerticalScroll(id="left"):
                 yield Markdown("", id="advice")
             with VerticalScroll(id="right"):
-                yield Label("Re-advise: storage · latency · accuracy")
-                with HorizontalGroup():
-                    yield Input("1", id="re_storage", type="number")
-                    yield Input("1", id="re_latency", type="number")
-                    yield Input("1", id="re_accuracy", type="number")
+                yield Label("[b]Re-advise[/] with other weights")
+                yield from _row(*[(key, Input("1", id=f"re_{key}", type="number"))
+                                  for key in ("storage", "latency", "accuracy")])
                 yield DataTable(id="results", cursor_type="row")
-                yield Label("Save to (the report goes beside it as .md)")
+                yield Label("Save to (report beside it as .md)")
                 yield Input("qadvisor-run.json", id="save_path")
                 yield Button("Save JSON + report", id="save", variant="primary")
                 yield Static("", id="save-status")
-                yield Label("Compare with a saved run (another machine or model)")
+                yield Label("Compare with a saved run")
                 yield Input(placeholder="other-run.json", id="compare_path")
                 yield Button("Compare", id="compare")
         yield Footer()
@@ -198,8 +201,9 @@ class RecommendationScreen(Screen):
             lines += ["", self.app.plan_line()]
         self.query_one("#advice", Markdown).update("\n".join(lines))
         table = self.query_one("#results", DataTable)
-        table.clear(columns=True)
-        table.add_columns("method", "type", "MiB", "tok/s", "ΔPPL", "score")
+        table.clear()
+        if not table.columns:
+            table.add_columns("method", "type", "MiB", "tok/s", "ΔPPL", "score")
         for r in export.results:
             if r.status != "ok":
                 table.add_row(r.method, "—", "", "", "", f"[red]{r.status}[/]")

@@ -103,3 +103,36 @@ def test_failed_results_are_never_candidates():
 def test_no_results():
     rec = advisor.advise([], load_profile("balanced"))
     assert rec.method is None and "no method" in rec.reasons[0]
+
+
+def test_priorities_name_the_team():
+    assert advisor.team({"storage": 1.0, "latency": 0.0, "accuracy": 0.0}) == "A"
+    assert advisor.team({"storage": 0.2, "latency": 0.5, "accuracy": 0.3}) == "B"
+    assert advisor.team({"storage": 1 / 3, "latency": 1 / 3, "accuracy": 1 / 3}) == "C"
+    assert advisor.team({"storage": 0.5, "latency": 0.5, "accuracy": 0.0}) == "C"  # two leaders: no single bias
+    assert advisor.team({"storage": 0.1, "latency": 0.1, "accuracy": 0.8}) is None
+
+
+def test_balanced_keeps_to_tool_c_and_says_what_scores_more():
+    # a 4-bit method that is both the fastest and small wins equal weights, but it is the latency pick (B)
+    runs = [result("fp32", 60, 100.0, 0.0, 0.0), result("int8", 19, 120.0, 0.0001, 0.0),
+            result("int4-fast", 13, 200.0, 0.002, 0.3), result("int2", 8, 40.0, 0.01, 1.0)]
+    rec = advisor.advise(runs, load_profile("balanced"))
+    assert rec.archetypes["int4-fast"] == "B" and rec.archetypes["int2"] == "A"
+    assert rec.scores["int4-fast"].total > rec.scores[rec.method].total
+    assert (rec.archetype, rec.team) == ("C", "C") and rec.method in ("fp32", "int8")
+    assert rec.runner_up == "int4-fast" and any("more than the pick" in r for r in rec.reasons)
+    assert advisor.advise(runs, load_profile("latency-first")).method == "int4-fast"
+
+
+def test_accuracy_first_takes_the_best_fit_whatever_its_archetype():
+    rec = advisor.advise(RECORDED, load_profile("accuracy-first"))
+    assert rec.team is None
+    assert rec.method == max(rec.scores, key=lambda m: rec.scores[m].total)
+
+
+def test_a_team_with_no_method_of_its_archetype_gets_the_best_overall():
+    only = [RECORDED[1]]
+    rec = advisor.advise(only, load_profile("latency-first"))
+    assert rec.method == "int8" and rec.archetype == "A" and rec.team == "B"
+    assert "no Tool B method meets the limits" in rec.reasons[0]
