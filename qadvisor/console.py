@@ -180,7 +180,7 @@ def run_auto(args) -> int:
     from qadvisor.core import planner
     from qadvisor.core.advisor import advise
     from qadvisor.core.modelio import check_synthetic
-    from qadvisor.core.plancheck import describe, predicted_vs_measured
+    from qadvisor.core.plancheck import describe
     from qadvisor.core.report import markdown
     from qadvisor.models.export import save_export
     from qadvisor.models.jsonfile import write_text_atomic
@@ -218,7 +218,6 @@ def run_auto(args) -> int:
     export = run.export()
     export.priorities = priorities
     export.recommendation = advise(export.results, priorities)
-    export.plan_check = predicted_vs_measured(run.model_dir, export.results)
     if plan_inputs:
         export.plan = planner.plan(*plan_inputs)
     out = stdout_console()
@@ -227,8 +226,9 @@ def run_auto(args) -> int:
         out.print(f"[red]not measured[/] {line}")
     out.print(f"[dim]{footnote(export)}[/]")
     if export.plan_check:
-        out.print("planner check, weight bytes predicted from the architecture vs saved here: "
-                  + describe(export.plan_check))
+        out.print("planner check, predicted from the architecture vs measured here:")
+        for line in describe(export.plan_check):
+            out.print(f"  {line}", soft_wrap=True)
     print_recommendation(export)
     if export.plan is not None:
         print_plan_summary(export)

@@ -65,6 +65,7 @@ class Speed:
     decode_tok_s: float
     decode_tok_s_spread: float
     ttft_ms: float
+    kv_cache_bytes: int  # the cache left by one generation: prompt + new_tokens - 1 positions
 
 
 def _sync(device: str) -> None:
@@ -82,9 +83,18 @@ def _cache_of(output):
     return cache if cache is not None else output.past_key_values
 
 
+def cache_bytes(cache) -> int:
+    """Bytes of the key and value tensors a cache holds (DynamicCache's layers, or the legacy tuples)."""
+    layers = getattr(cache, "layers", None)
+    pairs = [(layer.keys, layer.values) for layer in layers] if layers is not None else list(cache)
+    return sum(t.numel() * t.element_size() for pair in pairs for t in pair if isinstance(t, torch.Tensor))
+
+
 @torch.no_grad()
-def timed_greedy(model, prompt: torch.Tensor, new_tokens: int, device: str) -> tuple[float, float]:
-    """One greedy generation with the KV cache: (seconds to first token, seconds for the rest)."""
+def timed_greedy(model, prompt: torch.Tensor, new_tokens: int, device: str,
+                 sizes: list[int] | None = None) -> tuple[float, float]:
+    """One greedy generation with the KV cache: (seconds to first token, seconds for the rest).
+    `sizes` receives the cache's bytes at the end."""
     ids = prompt[None, :].to(device)
     _sync(device)
     start = time.perf_counter()
@@ -99,12 +109,16 @@ def timed_greedy(model, prompt: torch.Tensor, new_tokens: int, device: str) -> t
         past = _cache_of(out)
         token = out.logits[:, -1].argmax(-1, keepdim=True)
     _sync(device)
-    return first - start, time.perf_counter() - first
+    done = time.perf_counter()
+    if sizes is not None:
+        sizes.append(cache_bytes(past))
+    return first - start, done - first
 
 
 def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: str) -> Speed:
     """Warm up once, then the median and spread (max - min) of `repeats` runs at batch 1."""
-    timed_greedy(model, prompt, new_tokens, device)
+    sizes: list[int] = []
+    timed_greedy(model, prompt, new_tokens, device, sizes)
     prefill, decode, ttft = [], [], []
     for _ in range(repeats):
         first_s, rest_s = timed_greedy(model, prompt, new_tokens, device)
@@ -117,7 +131,16 @@ def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: st
         decode_tok_s=statistics.median(decode),
         decode_tok_s_spread=max(decode) - min(decode),
         ttft_ms=statistics.median(ttft),
+        kv_cache_bytes=sizes[0],
     )
+
+
+def compute_dtype(model) -> str | None:
+    """The dtype of the token embeddings: what the unquantized tensors, activations and KV cache use."""
+    try:
+        return str(model.get_input_embeddings().weight.dtype).removeprefix("torch.")
+    except (AttributeError, TypeError):
+        return None
 
 
 def tensor_bytes(model) -> int:

@@ -1,4 +1,5 @@
-"""The planner checked against this run: predicted weight bytes next to the bytes each method saved."""
+"""The planner checked against this run: predicted bytes on disk, in memory and in the KV cache next to the
+measured ones, using the planner's own formulas at the element size the run computed in."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from qadvisor.errors import UserError
 from qadvisor.models.plan import PlanCheck
 from qadvisor.models.result import TrialResult
 
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
-def predicted_vs_measured(model_dir: Path, results: list[TrialResult]) -> list[PlanCheck]:
-    """One row per measured method the planner also knows; empty when the model's shape is not plannable."""
+
+def predicted_vs_measured(model_dir: Path, results: list[TrialResult], kv_positions: int | None = None) -> list[PlanCheck]:
+    """One row per measured method the planner also knows; empty when the model's shape is not plannable.
+    `kv_positions`: how many positions the measured KV cache held (prompt + new tokens - 1)."""
     try:
         arch = planner.resolve_architecture(str(model_dir))
     except UserError:
@@ -23,12 +27,31 @@ def predicted_vs_measured(model_dir: Path, results: list[TrialResult]) -> list[P
         if r.status != "ok" or fmt is None or not r.size_bytes:
             continue
         predicted, _ = planner.weights_bytes(arch, fmt)
-        rows.append(PlanCheck(method=r.method, predicted_bytes=predicted, measured_bytes=r.size_bytes,
-                              error_pct=100.0 * (predicted / r.size_bytes - 1)))
+        row = PlanCheck(method=r.method, predicted_bytes=predicted, measured_bytes=r.size_bytes,
+                        error_pct=100.0 * (predicted / r.size_bytes - 1), compute_dtype=r.compute_dtype)
+        dense = DTYPE_BYTES.get(r.compute_dtype or "")
+        if dense and r.weights_mem_bytes:
+            row.predicted_mem_bytes = planner.weights_bytes(arch, fmt, dense)[0]
+            row.measured_mem_bytes = r.weights_mem_bytes
+        if dense and r.kv_cache_bytes and kv_positions:
+            row.predicted_kv_bytes = planner.kv_cache_bytes(arch, kv_positions, 1, dense)
+            row.measured_kv_bytes = r.kv_cache_bytes
+        rows.append(row)
     return rows
 
 
-def describe(checks: list[PlanCheck]) -> str:
-    """`method predicted vs measured MiB (error)` for each check, on one line."""
-    return "; ".join(f"{c.method} {f.mib(c.predicted_bytes)} vs {f.mib(c.measured_bytes)} MiB ({c.error_pct:+.1f}%)"
-                     for c in checks)
+def _pair(predicted: int, measured: int) -> str:
+    return f"{f.mib(predicted)} vs {f.mib(measured)} MiB ({100 * (predicted / measured - 1):+.1f}%)"
+
+
+def describe(checks: list[PlanCheck]) -> list[str]:
+    """One line per method: predicted vs measured on disk, in memory (at its compute dtype) and in the KV cache."""
+    lines = []
+    for c in checks:
+        parts = [f"disk {_pair(c.predicted_bytes, c.measured_bytes)}"]
+        if c.predicted_mem_bytes and c.measured_mem_bytes:
+            parts.append(f"memory ({c.compute_dtype}) {_pair(c.predicted_mem_bytes, c.measured_mem_bytes)}")
+        if c.predicted_kv_bytes and c.measured_kv_bytes:
+            parts.append(f"KV cache {_pair(c.predicted_kv_bytes, c.measured_kv_bytes)}")
+        lines.append(f"{c.method}: " + " · ".join(parts))
+    return lines

@@ -147,28 +147,29 @@ def param_count(arch: Architecture) -> int:
     return embed + layers * (linear + bias + 2 * h) + h
 
 
-def _small_tensor_bytes(arch: Architecture) -> float:
-    """Norms and qkv biases, kept in bf16 by every method here."""
+def _small_tensor_bytes(arch: Architecture, dense_bytes: int = BF16) -> float:
+    """Norms and qkv biases, kept unquantized (bf16 as Qwen ships them) by every method here."""
     bias = (arch.num_attention_heads + 2 * arch.num_key_value_heads) * arch.dim_per_head if arch.attention_qkv_bias else 0
-    return (arch.num_hidden_layers * (bias + 2 * arch.hidden_size) + arch.hidden_size) * BF16
+    return (arch.num_hidden_layers * (bias + 2 * arch.hidden_size) + arch.hidden_size) * dense_bytes
 
 
-def weights_bytes(arch: Architecture, fmt: Format) -> tuple[int, int]:
-    """(bytes held in memory, bytes read per decoded token)."""
+def weights_bytes(arch: Architecture, fmt: Format, dense_bytes: int = BF16) -> tuple[int, int]:
+    """(bytes held in memory, bytes read per decoded token). `dense_bytes` is the element size of the tensors a
+    method leaves unquantized: 2 as saved and on GPU; 4 where a CPU run computes in fp32."""
     layers = arch.num_hidden_layers * sum(fmt.linear_bytes(i, o) for _, i, o in arch.layer_linears())
     table = arch.vocab_size * arch.hidden_size
-    embed = table * fmt.embed_bits / 8
+    embed = table * (fmt.embed_bits / 8 if fmt.embed_bits != 16 else dense_bytes)
     separate_head = not arch.tie_word_embeddings or fmt.untie_lm_head
-    head = table * fmt.lm_head_bits / 8 if separate_head else 0.0
-    small = _small_tensor_bytes(arch)
+    head = table * (fmt.lm_head_bits / 8 if fmt.lm_head_bits != 16 else dense_bytes) if separate_head else 0.0
+    small = _small_tensor_bytes(arch, dense_bytes)
     held = layers + embed + head + small
     # Per token the whole lm_head is read (the embedding itself when tied), but only one embedding row.
     read = layers + small + (head if separate_head else embed)
     return int(held), int(read)
 
 
-def kv_cache_bytes(arch: Architecture, context: int, batch: int) -> int:
-    return 2 * arch.num_hidden_layers * arch.num_key_value_heads * arch.dim_per_head * context * batch * 2
+def kv_cache_bytes(arch: Architecture, context: int, batch: int, dtype_bytes: int = 2) -> int:
+    return 2 * arch.num_hidden_layers * arch.num_key_value_heads * arch.dim_per_head * context * batch * dtype_bytes
 
 
 def overhead_bytes(arch: Architecture, fmt: Format, prompt_tokens: int, batch: int) -> int:

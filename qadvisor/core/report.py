@@ -46,8 +46,8 @@ def markdown(export: RunExport) -> str:
         if r.status != "ok":
             lines.append(f"\n- {r.method} ({r.backend}) was not measured: {r.status}: {r.reason}")
     if export.plan_check:
-        lines += ["", "Planner check (weights predicted from the architecture vs saved in this run): "
-                  + describe(export.plan_check)]
+        lines += ["", "Planner check (predicted from the architecture vs measured in this run):", ""]
+        lines += [f"- {line}" for line in describe(export.plan_check)]
     rec = export.recommendation
     if rec is not None:
         p = rec.priorities or export.priorities

@@ -137,7 +137,10 @@ class Run:
         ref = self.reference
         if ref is None:
             raise RuntimeError("export() before the reference step finished")
+        from qadvisor.core.plancheck import predicted_vs_measured
+
         s = self.request.settings
+        results = list(self.results)
         return RunExport(
             qadvisor_version=__version__,
             created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -146,7 +149,8 @@ class Run:
                             bf16_bytes=ref.bf16_bytes, ref_ppl=ref.ref_ppl, eval_tokens=ref.eval_tokens),
             settings=RunSettings(prompt_tokens=s.prompt_tokens, decode_tokens=s.decode_tokens, repeats=s.repeats,
                                  threads=s.threads, device=self.device_label),
-            results=list(self.results),
+            results=results,
+            plan_check=predicted_vs_measured(self.model_dir, results, s.prompt_tokens + s.decode_tokens - 1),
         )
 
 

@@ -70,6 +70,12 @@ class PlanCheck(BaseModel):
     """The planner checked against a run: predicted weight bytes next to what the real backend saved."""
 
     method: str
-    predicted_bytes: int
+    predicted_bytes: int  # weights on disk
     measured_bytes: int
     error_pct: float
+    # in memory after reload, at the run's compute dtype (the planner's formula with that element size)
+    compute_dtype: str | None = None
+    predicted_mem_bytes: int | None = None
+    measured_mem_bytes: int | None = None
+    predicted_kv_bytes: int | None = None
+    measured_kv_bytes: int | None = None

@@ -26,6 +26,8 @@ class TrialResult(BaseModel):
     decode_tok_s_spread: float | None = None  # max - min over the repeats
     ttft_ms: float | None = None
     peak_rss_bytes: int | None = None
+    kv_cache_bytes: int | None = None  # the KV cache after prompt + new tokens - 1 positions
+    compute_dtype: str | None = None  # dtype of the unquantized tensors and activations, e.g. float32
     # accuracy on the held-out text, against the unquantized fp32 reference
     ppl: float | None = None
     ppl_delta_pct: float | None = None

@@ -32,7 +32,7 @@ class MethodPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Label("waiting", classes="step")
-        yield ProgressBar(total=len(STEPS), show_eta=False, classes="bar")
+        yield ProgressBar(total=len(STEPS), show_eta=False, show_percentage=False, classes="bar")
         yield Static("", classes="metrics")
 
     def show_event(self, event) -> None:
@@ -88,13 +88,33 @@ class TradeoffPlot(PlotextPlot):
     def redraw(self) -> None:
         plt = self.plt
         plt.clear_data()
-        plt.title("size vs decode speed (measured)  ● KL<0.01  ◆ <0.1  ✕ ≥0.1")
-        plt.xlabel("size MiB")
+        plt.title("size × decode  ● KL<.01 ◆<.1 ✕≥.1")
+        plt.xlabel("MiB on disk")
         plt.ylabel("tok/s")
+        if not self.results:
+            self.refresh()
+            return
+        xs = [r.size_bytes / 2**20 for r in self.results]
+        ys = [r.decode_tok_s for r in self.results]
+        # margins so markers and their names stay inside the frame
+        x_lo, x_hi = _padded(min(xs), max(xs), 0.25)
+        y_lo, y_hi = _padded(min(ys), max(ys), 0.15)
+        plt.xlim(x_lo, x_hi)
+        plt.ylim(y_lo, y_hi)
+        cell = (x_hi - x_lo) / max(self.size.width - 10, 10)  # one character, in MiB
+        mid = (x_lo + x_hi) / 2
         for marker, lo, hi in (("●", 0, 0.01), ("◆", 0.01, 0.1), ("✕", 0.1, float("inf"))):
             pts = [r for r in self.results if lo <= r.kl_mean < hi]
             if pts:
                 plt.scatter([r.size_bytes / 2**20 for r in pts], [r.decode_tok_s for r in pts], marker=marker)
-                for r in pts:
-                    plt.text(r.method, x=r.size_bytes / 2**20, y=r.decode_tok_s)
+        for r in self.results:
+            x = r.size_bytes / 2**20
+            left = x < mid  # names point away from the nearer edge
+            plt.text(r.method, x=x + (2 if left else -2) * cell, y=r.decode_tok_s,
+                     alignment="left" if left else "right")
         self.refresh()
+
+
+def _padded(lo: float, hi: float, share: float) -> tuple[float, float]:
+    pad = (hi - lo) * share or max(abs(hi) * share, 1.0)
+    return max(lo - pad, 0.0), hi + pad

@@ -108,6 +108,8 @@ def test_planner_predicts_the_measured_sizes(auto_run):
     assert len(export.plan_check) >= 5
     for check in export.plan_check:
         assert abs(check.error_pct) < 2, check
+        assert abs(check.predicted_mem_bytes / check.measured_mem_bytes - 1) < 0.05, check
+        assert check.predicted_kv_bytes == check.measured_kv_bytes, check
 
 
 def test_plan_for_72b_lands_in_export_report_and_output(auto_run):

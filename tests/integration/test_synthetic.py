@@ -1,5 +1,7 @@
 """synthetic:Qwen2.5-0.5B: random weights at the real shape through the real backends, checked against the planner."""
 
+import pytest
+
 from qadvisor.models.export import load_export
 from tests.conftest import run_cli
 
@@ -15,4 +17,7 @@ def test_planner_size_within_10_percent_on_the_real_0_5b_shape(tmp_path):
     assert {c.method for c in export.plan_check} == {"bnb-nf4", "quanto-int4"}
     for check in export.plan_check:
         assert abs(check.error_pct) < 10, check
+        # memory after reload at the run's compute dtype, and the KV cache, also from the planner's formulas
+        assert check.predicted_mem_bytes == pytest.approx(check.measured_mem_bytes, rel=0.10), check
+        assert check.predicted_kv_bytes == pytest.approx(check.measured_kv_bytes, rel=0.01), check
     assert export.recommendation.method is None  # nothing to weigh without accuracy

@@ -121,3 +121,27 @@ async def test_palette_has_an_entry_per_action():
         provider = QAdvisorCommands(app.screen)
         for query in ("hardware", "priorities", "run the", "cancel", "recommendation", "save", "compare", "help"):
             assert [h async for h in provider.search(query)], query
+
+
+async def test_mouse_drives_the_flow(tmp_path):
+    """Buttons and footer keys answer clicks: next, run, the footer's recommendation key, save.
+    The run replays recorded events (tests/tui/test_snapshots.ScriptedRun); nothing is measured."""
+    from tests.tui.test_snapshots import HARDWARE, METHODS, ScriptedRun
+
+    app = QAdvisorApp(HARDWARE, METHODS, "qwen2-tiny-stdlib", lambda form, priorities: (ScriptedRun(), None))
+    async with app.run_test(size=(100, 40)) as pilot:
+        assert await pilot.click("#next")
+        assert isinstance(app.screen, PrioritiesScreen)
+        assert await pilot.click("#run")
+        await pilot.pause()
+        assert isinstance(app.screen, RunScreen)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        footer_key = next(k for k in app.screen.query("FooterKey") if k.action == "app.goto_recommendation")
+        assert await pilot.click(footer_key)
+        await pilot.pause()
+        assert isinstance(app.screen, RecommendationScreen)
+        app.screen.query_one("#save_path").value = str(tmp_path / "clicked.json")
+        assert await pilot.click("#save")
+        await pilot.pause()
+    assert load_export(tmp_path / "clicked.json").recommendation.method == app.export.recommendation.method

@@ -47,5 +47,41 @@ def test_recommendation_screen_wide(snap_compare):
     assert snap_compare(make_app(_recorded()), terminal_size=(140, 40))
 
 
+class ScriptedRun:
+    """Replays recorded events as the core's runner would yield them: three trials done, one mid-quantize."""
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        self.recipes = [SimpleNamespace(name=r.method) for r in RECORDED[:4]]
+
+    def events(self, cancel):
+        from qadvisor.models.events import Metric, Progress, Result
+
+        yield Progress(method="reference", step="done", message="fp32 reference log-probs ready")
+        for r in RECORDED[:3]:
+            yield Progress(method=r.method, step="benchmark", message="warm-up + 5 repeats")
+            for name in ("size_bytes", "compression_ratio", "decode_tok_s", "decode_tok_s_spread", "ppl_delta_pct",
+                         "kl_mean", "top1_agreement"):
+                yield Metric(method=r.method, name=name, value=getattr(r, name))
+            yield Result(result=r.model_copy(update={"total_s": 12.0}))
+        yield Progress(method=RECORDED[3].method, step="quantize", fraction=0.4, message="layer 10 of 24")
+
+    def export(self):
+        export = _recorded()
+        export.results = list(RECORDED[:3])
+        return export
+
+
+async def _wait_for_run(pilot):
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def test_run_screen(snap_compare):
+    app = QAdvisorApp(HARDWARE, METHODS, "qwen2-tiny-stdlib", lambda form, priorities: (ScriptedRun(), None))
+    assert snap_compare(app, press=["n", "ctrl+r"], run_before=_wait_for_run, terminal_size=(80, 24))
+
+
 def test_help_screen(snap_compare):
     assert snap_compare(make_app(), press=["question_mark"], terminal_size=(80, 24))

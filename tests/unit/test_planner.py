@@ -45,6 +45,15 @@ def test_kv_cache_by_hand():
     assert planner.kv_cache_bytes(TOY, 100, 3) == 2 * 2 * 1 * 4 * 100 * 3 * 2
 
 
+def test_fp32_compute_doubles_only_the_unquantized_tensors():
+    fmt = planner.FORMAT_BY_NAME["bnb-int8"]
+    bf16, _ = planner.weights_bytes(TOY, fmt)
+    fp32, _ = planner.weights_bytes(TOY, fmt, dense_bytes=4)
+    # embedding 10·8 + per layer (qkv bias 16 + norms 16) · 2 + final norm 8 = 152 elements, 2 more bytes each
+    assert fp32 - bf16 == 152 * 2
+    assert planner.kv_cache_bytes(TOY, 100, 3, dtype_bytes=4) == 2 * planner.kv_cache_bytes(TOY, 100, 3)
+
+
 def test_decode_bound_is_bandwidth_over_bytes_read():
     target = Target(name="t", memory_bytes=2**40, bandwidth_gb_s=1.0, bandwidth_source="test", kind="gpu")
     row = planner.plan(TOY, target, context=10, methods=["bf16"]).plans[0]
