@@ -85,3 +85,19 @@ def test_run_screen(snap_compare):
 
 def test_help_screen(snap_compare):
     assert snap_compare(make_app(), press=["question_mark"], terminal_size=(80, 24))
+
+
+def test_compare_screen(snap_compare, tmp_path):
+    from qadvisor.models.export import save_export
+
+    other = _recorded()
+    other.settings.device = "cuda: Example GPU"
+    other.results = [r.model_copy(update={"decode_tok_s": r.decode_tok_s * 3}) for r in RECORDED]
+    save_export(other, tmp_path / "gpu-run.json")
+
+    async def open_it(pilot):
+        pilot.app.screen.query_one("#compare_path").value = str(tmp_path / "gpu-run.json")
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+
+    assert snap_compare(make_app(_recorded()), run_before=open_it, terminal_size=(80, 24))
