@@ -15,7 +15,7 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--load", type=Path, help="open a saved run in the TUI (its recommendation screen)")
     parser.add_argument("--model", help="a local Qwen2/Qwen2.5 model directory, or synthetic:Qwen2.5-0.5B (random weights "
                         "at the real shape, to check the planner); default: the shipped model")
-    parser.add_argument("--methods", help="comma-separated methods (see `qadvisor methods`); default: a spread of nine")
+    parser.add_argument("--methods", help="comma-separated methods (see `qadvisor methods`); default: a spread of twelve from seven backends")
     parser.add_argument("--export", type=Path, help="write the run as JSON here")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where trials run (default: cuda if present)")
     parser.add_argument("--threads", type=int, help="CPU threads per trial (default: physical cores)")

@@ -137,7 +137,8 @@ def print_recommendation(export) -> None:
     if rec.flip:
         out.print(f"  • what would change it: {rec.flip}")
     if rec.archetypes:
-        groups = {k: [m for m, a in rec.archetypes.items() if a == k] for k in "ABC"}
+        fits = rec.fits or {m: [a] for m, a in rec.archetypes.items()}  # exports before `fits` had one label
+        groups = {k: [m for m, a in fits.items() if k in a] for k in "ABC"}
         out.print("  archetypes here: " + "; ".join(f"{k}: {', '.join(v) or '—'}" for k, v in groups.items()))
     out.print(f"  Pareto front (size × speed × loss): {', '.join(rec.pareto_front) or '—'}")
     for method, why in rec.ruled_out.items():

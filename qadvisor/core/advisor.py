@@ -83,9 +83,10 @@ def rank(results: list[TrialResult], weights: dict[str, float]) -> list[tuple[st
     return [(m, totals[m]) for m in order]
 
 
-def archetypes(results: list[TrialResult]) -> dict[str, str]:
-    """A: the highest compression (>80 % smaller than bf16 where reached, else near the best reached);
-    B: the fastest decode here among those with small loss; C: the balanced rest."""
+def fits(results: list[TrialResult]) -> dict[str, set[str]]:
+    """Every archetype each method qualifies for. A: the highest compression (>80 % smaller than bf16 where
+    reached, else near the best reached); B: the fastest decode here among those with small loss; C: neither.
+    A method can be both A and B (on llama.cpp the smallest file is often the fastest too)."""
     if not results:
         return {}
     best_size = min(r.size_bytes for r in results)
@@ -93,13 +94,18 @@ def archetypes(results: list[TrialResult]) -> dict[str, str]:
     best_speed = max(r.decode_tok_s for r in small_loss)
     out = {}
     for r in results:
+        kinds = set()
         if r.size_reduction_pct >= A_REDUCTION_PCT or r.size_bytes <= best_size * (1 + NEAR_BEST):
-            out[r.method] = "A"
-        elif r in small_loss and r.decode_tok_s >= best_speed * (1 - NEAR_BEST):
-            out[r.method] = "B"
-        else:
-            out[r.method] = "C"
+            kinds.add("A")
+        if r in small_loss and r.decode_tok_s >= best_speed * (1 - NEAR_BEST):
+            kinds.add("B")
+        out[r.method] = kinds or {"C"}
     return out
+
+
+def archetypes(results: list[TrialResult]) -> dict[str, str]:
+    """One label per method; one that qualifies for A and B is labelled A."""
+    return {m: min(kinds) for m, kinds in fits(results).items()}
 
 
 def team(weights: dict[str, float]) -> str | None:
@@ -111,11 +117,11 @@ def team(weights: dict[str, float]) -> str | None:
     return {"storage": "A", "latency": "B", "accuracy": None}[leaders[0]]
 
 
-def choose(candidates: list[TrialResult], weights: dict[str, float], kinds: dict[str, str]) -> str:
+def choose(candidates: list[TrialResult], weights: dict[str, float], fit: dict[str, set[str]]) -> str:
     """The best-ranked method in the archetype the weights ask for (the best overall if that one is empty)."""
     ranking = [m for m, _ in rank(candidates, weights)]
     wanted = team(weights)
-    return next((m for m in ranking if wanted is None or kinds[m] == wanted), ranking[0])
+    return next((m for m in ranking if wanted is None or wanted in fit[m]), ranking[0])
 
 
 def pareto_front(results: list[TrialResult]) -> list[str]:
@@ -128,14 +134,14 @@ def pareto_front(results: list[TrialResult]) -> list[str]:
     return [r.method for r in results if not any(dominates(o, r) for o in results if o is not r)]
 
 
-def _flip(candidates: list[TrialResult], priorities: Priorities, winner: str, kinds: dict[str, str]) -> str:
+def _flip(candidates: list[TrialResult], priorities: Priorities, winner: str, fit: dict[str, set[str]]) -> str:
     """The smallest single change of one weight that changes the winner."""
     base = {"storage": priorities.storage, "latency": priorities.latency, "accuracy": priorities.accuracy}
     for factor in FLIP_FACTORS:
         for key in ("storage", "latency", "accuracy"):
             raised = dict(base, **{key: max(base[key], 0.1) * factor})
             total = sum(raised.values())
-            top = choose(candidates, {k: v / total for k, v in raised.items()}, kinds)
+            top = choose(candidates, {k: v / total for k, v in raised.items()}, fit)
             if top != winner:
                 return f"raising {key} from {base[key]:g} to {raised[key]:g} would pick {top} instead"
     return "no single weight raised up to 10× changes the choice: it wins on these numbers"
@@ -165,6 +171,7 @@ def advise(results: list[TrialResult], priorities: Priorities) -> Recommendation
     ruled_out = {m: v for m, v in ruled_out.items() if v}
     candidates = [r for r in measured if r.method not in ruled_out]
     by_name = {r.method: r for r in measured}
+    fit = fits(candidates)
     kinds = archetypes(candidates)
     front = pareto_front(measured)
     if not candidates:
@@ -181,10 +188,12 @@ def advise(results: list[TrialResult], priorities: Priorities) -> Recommendation
     weights = priorities.weights()
     ranking = rank(candidates, weights)
     parts = metric_scores(candidates)
-    winner = choose(candidates, weights, kinds)
+    winner = choose(candidates, weights, fit)
+    wanted = team(weights)
+    label = wanted if wanted in fit[winner] else kinds[winner]
     totals = dict(ranking)
     scores = {m: MethodScore(total=t, archetype=kinds[m], **parts[m]) for m, t in ranking}
-    reasons = [_team_line(weights, kinds, winner)]
+    reasons = [_team_line(wanted, label)]
     reasons += _reasons(by_name[winner], by_name, parts[winner], weights, totals[winner], limits)
     runner_up = next((m for m, _ in ranking if m != winner), None)
     if runner_up:
@@ -195,17 +204,16 @@ def advise(results: list[TrialResult], priorities: Priorities) -> Recommendation
     else:
         reasons.append("only one method meets the limits, so there is no runner-up")
     return Recommendation(
-        archetype=kinds[winner], method=winner, reasons=reasons, runner_up=runner_up, scores=scores,
-        archetypes=kinds, pareto_front=front, team=team(weights),
-        flip=_flip(candidates, priorities, winner, kinds) if runner_up else "",
+        archetype=label, method=winner, reasons=reasons, runner_up=runner_up, scores=scores,
+        archetypes=kinds, fits={m: sorted(k) for m, k in fit.items()}, pareto_front=front, team=team(weights),
+        flip=_flip(candidates, priorities, winner, fit) if runner_up else "",
         ruled_out=ruled_out, priorities=priorities, device=by_name[winner].device,
     )
 
 
-def _team_line(weights: dict[str, float], kinds: dict[str, str], winner: str) -> str:
-    wanted = team(weights)
+def _team_line(wanted: str | None, label: str) -> str:
     if wanted is None:
         return "accuracy-bound priorities: the best fit whatever its archetype"
-    if kinds[winner] != wanted:
+    if label != wanted:
         return f"{TEAMS[wanted]} priorities ask for Tool {wanted}, but no Tool {wanted} method meets the limits here"
     return f"{TEAMS[wanted]} priorities → Tool {wanted}: the best-scoring of the Tool {wanted} methods measured here"

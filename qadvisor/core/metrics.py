@@ -65,7 +65,7 @@ class Speed:
     decode_tok_s: float
     decode_tok_s_spread: float
     ttft_ms: float
-    kv_cache_bytes: int  # the cache left by one generation: prompt + new_tokens - 1 positions
+    kv_cache_bytes: int | None  # the cache left by one generation: prompt + new_tokens - 1 positions
 
 
 def _sync(device: str) -> None:
@@ -83,11 +83,12 @@ def _cache_of(output):
     return cache if cache is not None else output.past_key_values
 
 
-def cache_bytes(cache) -> int:
-    """Bytes of the key and value tensors a cache holds (DynamicCache's layers, or the legacy tuples)."""
+def cache_bytes(cache) -> int | None:
+    """Bytes of the key and value tensors a cache holds (DynamicCache's layers, or the legacy tuples);
+    None when it holds no tensors qadvisor can see."""
     layers = getattr(cache, "layers", None)
     pairs = [(layer.keys, layer.values) for layer in layers] if layers is not None else list(cache)
-    return sum(t.numel() * t.element_size() for pair in pairs for t in pair if isinstance(t, torch.Tensor))
+    return sum(t.numel() * t.element_size() for pair in pairs for t in pair if isinstance(t, torch.Tensor)) or None
 
 
 @torch.no_grad()
@@ -137,6 +138,8 @@ def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: st
 
 def compute_dtype(model) -> str | None:
     """The dtype of the token embeddings: what the unquantized tensors, activations and KV cache use."""
+    if isinstance(getattr(model, "compute_dtype", None), str):  # a non-torch runtime says it itself
+        return model.compute_dtype
     try:
         return str(model.get_input_embeddings().weight.dtype).removeprefix("torch.")
     except (AttributeError, TypeError):

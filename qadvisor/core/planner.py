@@ -51,6 +51,8 @@ class Format:
     untie_lm_head: bool = False  # checkpoint stores lm_head even when the model ties it
     scratch: Callable[[Architecture], float] = lambda arch: 0.0
     notes: str = ""
+    gguf_block: int = 0  # llama.cpp: rows not a multiple of this fall back to `fallback_bits` (k-quants: 256)
+    fallback_bits: float = 0.0
 
 
 def _grouped(bits: float, group: int, scale_bytes: float, zero_bits: float, g_idx: bool = False):
@@ -65,9 +67,18 @@ def _largest_linear_fp16(arch: Architecture) -> float:
     return max(i * o for _, i, o in arch.layer_linears()) * 2
 
 
-def _gguf(method: str, bpw: float, output_bpw: float, note: str) -> Format:
-    return Format(method, bpw, lambda i, o: i * o * bpw / 8, f"{bpw} bits per weight (llama.cpp mix average)",
-                  embed_bits=bpw, lm_head_bits=output_bpw, notes=note)
+Q8_0_BITS = 8.5
+
+
+def _gguf(method: str, bpw: float, output_bpw: float, note: str, block: int = 256, fallback: float = 0.0) -> Format:
+    """llama.cpp quantizes rows in blocks; a k-quant row whose length is not a multiple of 256 (Qwen2.5-0.5B's
+    896, say) gets a fallback type instead (llama-quant.cpp: Q4_K→Q5_0, Q6_K→Q8_0, Q2_K/Q3_K→IQ4_NL)."""
+    def size(n_in: int, n_out: int) -> float:
+        return n_in * n_out * (bpw if n_in % block == 0 else fallback) / 8
+
+    return Format(method, bpw, size, f"{bpw} bits per weight (llama.cpp mix average); rows not a multiple of "
+                  f"{block}: {fallback or bpw} bits", embed_bits=bpw, lm_head_bits=output_bpw, notes=note,
+                  gguf_block=block, fallback_bits=fallback or bpw)
 
 
 FORMATS: tuple[Format, ...] = (
@@ -88,11 +99,11 @@ FORMATS: tuple[Format, ...] = (
     Format("quanto-int8", 8, lambda i, o: i * o + o * 2, "in·out + bf16 per-channel scale"),
     Format("torchao-int8", 8, lambda i, o: i * o + o * 4, "in·out + bf16 per-row scale and zero point"),
     Format("quanto-int4", 4, _grouped(4, 128, 2, 16), "in·out/2 + bf16 scale and shift per 128"),
-    _gguf("gguf-q8_0", 8.5, 8.5, "Q8_0 everywhere"),
-    _gguf("gguf-q6_k", 6.5625, 6.5625, "Q6_K everywhere"),
-    _gguf("gguf-q4_k_m", 4.85, 6.5625, "Q4_K with Q6_K for some attn_v / ffn_down; output Q6_K"),
-    _gguf("gguf-q3_k_m", 3.91, 6.5625, "Q3_K with Q4_K/Q5_K for some tensors; output Q6_K"),
-    _gguf("gguf-q2_k", 2.96, 6.5625, "Q2_K with Q3_K/Q4_K for some tensors; output Q6_K"),
+    _gguf("gguf-q8_0", Q8_0_BITS, Q8_0_BITS, "Q8_0 everywhere", block=32),
+    _gguf("gguf-q6_k", 6.5625, 6.5625, "Q6_K everywhere", fallback=Q8_0_BITS),
+    _gguf("gguf-q4_k_m", 4.85, 6.5625, "Q4_K with Q6_K for some attn_v / ffn_down; output Q6_K", fallback=5.5),
+    _gguf("gguf-q3_k_m", 3.91, 6.5625, "Q3_K with Q4_K/Q5_K for some tensors; output Q6_K", fallback=4.5),
+    _gguf("gguf-q2_k", 2.96, 6.5625, "Q2_K with Q3_K/Q4_K for some tensors; output Q6_K", fallback=4.5),
 )
 FORMAT_BY_NAME = {f.method: f for f in FORMATS}
 
@@ -158,9 +169,15 @@ def weights_bytes(arch: Architecture, fmt: Format, dense_bytes: int = BF16) -> t
     method leaves unquantized: 2 as saved and on GPU; 4 where a CPU run computes in fp32."""
     layers = arch.num_hidden_layers * sum(fmt.linear_bytes(i, o) for _, i, o in arch.layer_linears())
     table = arch.vocab_size * arch.hidden_size
-    embed = table * (fmt.embed_bits / 8 if fmt.embed_bits != 16 else dense_bytes)
+    embed_bits, head_bits = fmt.embed_bits, fmt.lm_head_bits
+    if fmt.gguf_block:
+        if arch.hidden_size % fmt.gguf_block:  # llama-quant.cpp: output → Q8_0, others → the fallback
+            embed_bits, head_bits = fmt.fallback_bits, Q8_0_BITS
+        if arch.tie_word_embeddings:  # with no output.weight, token_embd is quantized as the output
+            embed_bits = head_bits
+    embed = table * (embed_bits / 8 if embed_bits != 16 else dense_bytes)
     separate_head = not arch.tie_word_embeddings or fmt.untie_lm_head
-    head = table * (fmt.lm_head_bits / 8 if fmt.lm_head_bits != 16 else dense_bytes) if separate_head else 0.0
+    head = table * (head_bits / 8 if head_bits != 16 else dense_bytes) if separate_head else 0.0
     small = _small_tensor_bytes(arch, dense_bytes)
     held = layers + embed + head + small
     # Per token the whole lm_head is read (the embedding itself when tied), but only one embedding row.

@@ -82,7 +82,7 @@ def run_reference(job: Job, out: Emitter) -> None:
 def run_trial(job: Job, out: Emitter) -> TrialResult:
     import torch
 
-    from qadvisor.core.metrics import accuracy, compute_dtype, speed, tensor_bytes
+    from qadvisor.core.metrics import accuracy, compute_dtype, speed
     from qadvisor.quantizers import registry
     from qadvisor.quantizers.base import TrialContext, weights_bytes_on_disk
 
@@ -121,7 +121,7 @@ def run_trial(job: Job, out: Emitter) -> TrialResult:
     out.progress("reload", None, "load the saved model back")
     model = backend.load(save_dir, spec, ctx)
     model.eval()
-    record("weights_mem_bytes", tensor_bytes(model))
+    record("weights_mem_bytes", backend.memory_bytes(model))
     result.compute_dtype = compute_dtype(model)
 
     if job.settings.score_accuracy:
@@ -142,7 +142,8 @@ def run_trial(job: Job, out: Emitter) -> TrialResult:
     sp = speed(model, prompt, s.decode_tokens, s.repeats, s.device)
     for name in ("prefill_tok_s", "prefill_tok_s_spread", "decode_tok_s", "decode_tok_s_spread", "ttft_ms",
                  "kv_cache_bytes"):
-        record(name, getattr(sp, name))
+        if getattr(sp, name) is not None:  # a runtime that keeps its KV cache to itself has no count
+            record(name, getattr(sp, name))
     record("peak_rss_bytes", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux reports KiB
     result.total_s = time.perf_counter() - started
     if not job.keep_model:

@@ -23,7 +23,8 @@ class Recommendation(BaseModel):
     reasons: list[str] = []
     runner_up: str | None = None
     scores: dict[str, MethodScore] = {}
-    archetypes: dict[str, Literal["A", "B", "C"]] = {}
+    archetypes: dict[str, Literal["A", "B", "C"]] = {}  # one label each (A before B)
+    fits: dict[str, list[Literal["A", "B", "C"]]] = {}  # every archetype each method qualifies for
     pareto_front: list[str] = []
     team: Literal["A", "B", "C"] | None = None  # the archetype the priorities asked for; None: accuracy-bound
     flip: str = ""  # what change of priorities would change the choice

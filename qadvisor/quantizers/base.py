@@ -69,6 +69,12 @@ class Backend:
         """Reload the saved model for measuring; returns a torch module with an HF causal-LM forward."""
         raise NotImplementedError
 
+    def memory_bytes(self, model: Any) -> int:
+        """Bytes of the weights the reloaded model holds."""
+        from qadvisor.core.metrics import tensor_bytes
+
+        return tensor_bytes(model)
+
 
 def _older(version: str, minimum: str) -> bool:
     from packaging.version import Version

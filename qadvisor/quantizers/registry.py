@@ -11,12 +11,13 @@ from qadvisor.models.hardware import BackendAvailability
 from qadvisor.models.method import MethodSpec, Recipe, parse_recipe
 from qadvisor.quantizers.base import Backend
 
-BACKEND_MODULES = ("native", "bnb", "gptq", "hqq", "quanto", "torchao")
+BACKEND_MODULES = ("native", "bnb", "gptq", "hqq", "quanto", "torchao", "llamacpp")
 # A fake backend for fast UI tests only; never listed unless a test switches it on.
 MOCK_ENV = "QADVISOR_ENABLE_MOCK_BACKEND"
 
 # A spread over high, medium and low compression from several backends that finishes in minutes on 2 cores.
-DEFAULT_METHODS = ("fp32", "bnb-int8", "bnb-nf4", "gptq-int4", "gptq-int2", "hqq-int4", "quanto-int8", "quanto-int4", "torchao-int8")
+DEFAULT_METHODS = ("fp32", "bnb-int8", "bnb-nf4", "gptq-int4", "gptq-int2", "hqq-int4", "quanto-int8", "quanto-int4",
+                   "torchao-int8", "gguf-q8_0", "gguf-q4_k_m", "gguf-q2_k")
 
 
 @cache

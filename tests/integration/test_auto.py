@@ -44,7 +44,8 @@ def _by_method(path):
     return {r.method: r for r in load_export(path).results if r.status == "ok"}
 
 
-@pytest.mark.parametrize("more, fewer", [("bnb-int8", "bnb-nf4"), ("gptq-int4", "gptq-int2"), ("quanto-int8", "quanto-int4")])
+@pytest.mark.parametrize("more, fewer", [("bnb-int8", "bnb-nf4"), ("gptq-int4", "gptq-int2"), ("quanto-int8", "quanto-int4"),
+                                        ("gguf-q8_0", "gguf-q2_k")])
 def test_fewer_bits_are_smaller_and_lose_more(auto_run, more, fewer):
     r = _by_method(auto_run[1])
     assert r[fewer].size_bytes < r[more].size_bytes
@@ -107,9 +108,12 @@ def test_planner_predicts_the_measured_sizes(auto_run):
     export = load_export(auto_run[1])
     assert len(export.plan_check) >= 5
     for check in export.plan_check:
-        assert abs(check.error_pct) < 2, check
+        gguf = check.method.startswith("gguf-")
+        # GGUF k-quant mixes are modelled by their average bits, and the file also holds the tokenizer
+        assert abs(check.error_pct) < (8 if gguf else 2), check
         assert abs(check.predicted_mem_bytes / check.measured_mem_bytes - 1) < 0.05, check
-        assert check.predicted_kv_bytes == check.measured_kv_bytes, check
+        if not gguf:  # llama.cpp keeps its KV cache inside its context: not counted
+            assert check.predicted_kv_bytes == check.measured_kv_bytes, check
 
 
 def test_plan_for_72b_lands_in_export_report_and_output(auto_run):

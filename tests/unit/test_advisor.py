@@ -132,7 +132,20 @@ def test_accuracy_first_takes_the_best_fit_whatever_its_archetype():
 
 
 def test_a_team_with_no_method_of_its_archetype_gets_the_best_overall():
-    only = [RECORDED[1]]
-    rec = advisor.advise(only, load_profile("latency-first"))
-    assert rec.method == "int8" and rec.archetype == "A" and rec.team == "B"
-    assert "no Tool B method meets the limits" in rec.reasons[0]
+    # the smallest and the fastest, nothing in between: a balanced team has no Tool C method
+    runs = [result("small", 8, 20.0, 0.01, 1.0), result("fast", 30, 100.0, 0.0, 0.0)]
+    rec = advisor.advise(runs, load_profile("balanced"))
+    assert rec.team == "C" and rec.archetype in ("A", "B")
+    assert rec.method == max(rec.scores, key=lambda m: rec.scores[m].total)
+    assert "no Tool C method meets the limits" in rec.reasons[0]
+
+
+def test_the_smallest_can_also_be_the_fastest():
+    # llama.cpp on a CPU: the 2-bit file decodes fastest; it serves both a storage- and a latency-bound team
+    runs = [result("q8", 16, 2000.0, 0.0001, 0.0), result("q4", 12, 2050.0, 0.0002, 0.1),
+            result("q2", 9, 2300.0, 0.002, 0.4)]
+    storage = advisor.advise(runs, load_profile("storage-first"))
+    latency = advisor.advise(runs, load_profile("latency-first"))
+    assert (storage.archetype, storage.method) == ("A", "q2")
+    assert (latency.archetype, latency.method) == ("B", "q2")
+    assert latency.fits["q2"] == ["A", "B"] and latency.archetypes["q2"] == "A"

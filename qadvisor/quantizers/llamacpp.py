@@ -1,0 +1,209 @@
+"""llama.cpp through llama-cpp-python: GGUF Q8_0 … Q2_K, the fastest CPU decoder.
+
+The HF checkpoint is written to an fp32 GGUF by `to_gguf` (the `gguf` package; llama.cpp's own converter is
+not installed by the wheel), quantized by llama.cpp's `llama_model_quantize`, and measured through
+`LlamaAdapter`, which answers the few HF-style calls the metrics make (`model(ids).logits`, a cache).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from qadvisor.models.method import MethodSpec
+from qadvisor.quantizers.base import Backend
+
+GGUF_FILE = "model.gguf"
+# llama.cpp's LLAMA_FTYPE_* values (llama.h), one per method
+FTYPES = {"gguf-q8_0": 7, "gguf-q6_k": 18, "gguf-q4_k_m": 15, "gguf-q3_k_m": 12, "gguf-q2_k": 10}
+
+
+class LlamaCppBackend(Backend):
+    name = "llamacpp"
+    package = "llama_cpp_python"
+    install_hint = "pip install llama-cpp-python gguf (builds llama.cpp from source, 5–10 min)"
+    methods = (
+        MethodSpec(name="gguf-q8_0", backend="llamacpp", bits=8.5, scheme="Q8_0", group_size=32,
+                   summary="GGUF Q8_0 (llama.cpp), 8-bit blocks of 32"),
+        MethodSpec(name="gguf-q6_k", backend="llamacpp", bits=6.56, scheme="Q6_K", group_size=256,
+                   summary="GGUF Q6_K (llama.cpp) k-quant"),
+        MethodSpec(name="gguf-q4_k_m", backend="llamacpp", bits=4.85, scheme="Q4_K_M", group_size=256,
+                   summary="GGUF Q4_K_M (llama.cpp) k-quant mix"),
+        MethodSpec(name="gguf-q3_k_m", backend="llamacpp", bits=3.91, scheme="Q3_K_M", group_size=256,
+                   summary="GGUF Q3_K_M (llama.cpp) k-quant mix"),
+        MethodSpec(name="gguf-q2_k", backend="llamacpp", bits=2.96, scheme="Q2_K", group_size=256,
+                   summary="GGUF Q2_K (llama.cpp) k-quant mix"),
+    )
+
+    def available(self, has_cuda):
+        ok, reason = super().available(has_cuda)
+        if ok:
+            from importlib import metadata
+
+            try:
+                metadata.version("gguf")
+            except metadata.PackageNotFoundError:
+                return False, "gguf is not installed (pip install gguf)"
+        return ok, reason
+
+    def quantize(self, model_dir, spec, ctx):
+        # The "model" between quantize and save is the path of the quantized file in a scratch folder.
+        import tempfile
+
+        import llama_cpp
+
+        scratch = Path(tempfile.mkdtemp(prefix="qadvisor-gguf-"))
+        full = scratch / "f32.gguf"
+        ctx.progress("quantize", 0.1, "write an fp32 GGUF")
+        to_gguf(Path(model_dir), full)
+        ctx.progress("quantize", 0.5, f"llama.cpp quantize → {spec.scheme}")
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = FTYPES[spec.name]
+        params.nthread = ctx.threads
+        out = scratch / GGUF_FILE
+        if llama_cpp.llama_model_quantize(str(full).encode(), str(out).encode(), params) != 0:
+            raise RuntimeError(f"llama_model_quantize failed for {spec.scheme}")
+        full.unlink()
+        return out
+
+    def save(self, model, spec, out_dir):
+        import shutil
+
+        shutil.move(str(model), out_dir / GGUF_FILE)
+        shutil.rmtree(Path(model).parent, ignore_errors=True)
+
+    def load(self, out_dir, spec, ctx):
+        return LlamaAdapter(out_dir / GGUF_FILE, ctx.threads, ctx.device)
+
+    def memory_bytes(self, model) -> int:
+        return model.tensor_bytes
+
+
+def to_gguf(model_dir: Path, out: Path) -> None:
+    """Write a Qwen2 HF checkpoint as an fp32 GGUF that llama.cpp loads (arch `qwen2`, byte-level BPE)."""
+    import gguf
+    import numpy as np
+    from safetensors import safe_open
+
+    config = json.loads((model_dir / "config.json").read_text())
+    tok = json.loads((model_dir / "tokenizer.json").read_text())
+    w = gguf.GGUFWriter(str(out), arch="qwen2")
+    w.add_name(model_dir.name)
+    w.add_context_length(config.get("max_position_embeddings", 2048))
+    w.add_embedding_length(config["hidden_size"])
+    w.add_block_count(config["num_hidden_layers"])
+    w.add_feed_forward_length(config["intermediate_size"])
+    w.add_head_count(config["num_attention_heads"])
+    w.add_head_count_kv(config["num_key_value_heads"])
+    rope = config.get("rope_parameters") or {}
+    w.add_rope_freq_base(float(rope.get("rope_theta", config.get("rope_theta", 10000.0))))
+    w.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-6)))
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    _add_tokenizer(w, tok, config["vocab_size"])
+
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+             "lm_head.weight": "output.weight"}
+    per_layer = {"input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
+                 "self_attn.q_proj.weight": "attn_q.weight", "self_attn.q_proj.bias": "attn_q.bias",
+                 "self_attn.k_proj.weight": "attn_k.weight", "self_attn.k_proj.bias": "attn_k.bias",
+                 "self_attn.v_proj.weight": "attn_v.weight", "self_attn.v_proj.bias": "attn_v.bias",
+                 "self_attn.o_proj.weight": "attn_output.weight", "mlp.gate_proj.weight": "ffn_gate.weight",
+                 "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight"}
+    for path in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                if key == "lm_head.weight" and config.get("tie_word_embeddings"):
+                    continue  # llama.cpp reuses token_embd when output.weight is absent
+                if key.startswith("model.layers."):
+                    index, rest = key.removeprefix("model.layers.").split(".", 1)
+                    name = f"blk.{index}.{per_layer[rest]}"
+                else:
+                    name = names[key]
+                w.add_tensor(name, f.get_tensor(key).float().numpy().astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def _add_tokenizer(w, tok: dict, vocab_size: int) -> None:
+    """Byte-level BPE with the GPT-2 split regex, as the shipped tokenizer (and GPT-2) uses."""
+    import gguf
+
+    vocab = tok["model"]["vocab"]
+    special = {t["id"]: t["content"] for t in tok.get("added_tokens", [])}
+    by_id = {i: s for s, i in vocab.items()} | special
+    tokens, types = [], []
+    for i in range(vocab_size):
+        if i in by_id:
+            tokens.append(by_id[i])
+            types.append(gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL)
+        else:  # the embedding may be padded past the tokenizer's vocabulary
+            tokens.append(f"[PAD{i}]")
+            types.append(gguf.TokenType.UNUSED)
+    merges = [" ".join(m) if isinstance(m, list) else m for m in tok["model"]["merges"]]
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    eos = next(iter(special), 0)
+    w.add_bos_token_id(eos)
+    w.add_eos_token_id(eos)
+
+
+class _Out:
+    def __init__(self, logits, cache):
+        self.logits = logits
+        self.cache = cache
+
+
+class LlamaAdapter:
+    """A llama.cpp model behind the HF-style calls qadvisor's metrics make: `model(ids, use_cache, cache)`.
+
+    A call without a cache starts a new sequence; a call with the returned cache continues it (llama.cpp keeps
+    the KV cache inside the context, so the "cache" is a marker of the sequence position).
+    """
+
+    compute_dtype = "float32"  # llama.cpp's CPU path; GGUF keeps norms and biases in F32 too
+
+    def __init__(self, path: Path, threads: int, device: str):
+        import llama_cpp
+
+        self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=1024, n_batch=512, n_threads=threads,
+                                   n_threads_batch=threads, logits_all=True, verbose=False,
+                                   n_gpu_layers=-1 if device.startswith("cuda") else 0)
+        self.tensor_bytes = _gguf_tensor_bytes(path)
+
+    def eval(self):
+        return self
+
+    def forward(self, input_ids, use_cache: bool = False, cache=None):
+        import numpy as np
+        import torch
+
+        tokens = input_ids[0].tolist()
+        if cache is None:
+            self.llm.reset()
+        start = self.llm.n_tokens
+        self.llm.eval(tokens)
+        scores = np.array(self.llm.scores[start:self.llm.n_tokens], dtype=np.float32)
+        return _Out(torch.from_numpy(scores)[None], _Position(self.llm.n_tokens) if use_cache else None)
+
+    __call__ = forward
+
+
+class _Position(tuple):
+    """Stands for llama.cpp's internal KV cache: no tensors qadvisor can count."""
+
+    def __new__(cls, n_tokens: int):
+        return super().__new__(cls)
+
+
+def _gguf_tensor_bytes(path: Path) -> int:
+    import gguf
+
+    return int(sum(t.n_bytes for t in gguf.GGUFReader(str(path)).tensors))
+
+
+BACKEND = LlamaCppBackend()

@@ -1,0 +1,21 @@
+"""The HF → GGUF writer for llama.cpp, read back with gguf's own reader (no llama.cpp needed)."""
+
+import gguf
+
+from qadvisor.core.modelio import shipped_model_dir
+from qadvisor.quantizers.llamacpp import to_gguf
+
+
+def test_shipped_model_as_gguf(tmp_path):
+    out = tmp_path / "f32.gguf"
+    to_gguf(shipped_model_dir(), out)
+    reader = gguf.GGUFReader(str(out))
+    names = {t.name for t in reader.tensors}
+    # 8 layers × (2 norms + q/k/v weight and bias + o + gate/up/down) + embedding + final norm; tied: no output
+    assert len(names) == 8 * 12 + 2 and "output.weight" not in names
+    assert {"token_embd.weight", "output_norm.weight", "blk.7.ffn_down.weight", "blk.0.attn_q.bias"} <= names
+    assert sum(t.n_elements for t in reader.tensors) == 15_740_288
+    fields = reader.fields
+    assert bytes(fields["general.architecture"].parts[-1]).decode() == "qwen2"
+    assert len(fields["tokenizer.ggml.tokens"].data) == 8192
+    assert int(fields["qwen2.block_count"].parts[-1][0]) == 8
