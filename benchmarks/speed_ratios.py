@@ -31,7 +31,8 @@ def time_plan(repeats: int = 5) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", default="fp32,bf16,bnb-int8,bnb-nf4,gptq-int4,hqq-int4,quanto-int8,torchao-int8")
+    ap.add_argument("--methods", default="fp32,bf16,bnb-int8,bnb-nf4,gptq-int4,hqq-int4,quanto-int8,torchao-int8,"
+                    "gguf-q8_0,gguf-q4_k_m,gguf-q2_k")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
 
