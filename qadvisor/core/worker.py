@@ -99,7 +99,9 @@ def run_trial(job: Job, out: Emitter) -> TrialResult:
     out.progress("load", None, "tokenizer and evaluation text")
     _, windows = _prepare(job)
     calib = [c for c in job.calib_text.read_text(encoding="utf-8").split("\n\n") if c.strip()]
-    ctx = TrialContext(device=job.settings.device, calib_texts=calib, threads=job.settings.threads, progress=out.progress)
+    s = job.settings
+    ctx = TrialContext(device=s.device, calib_texts=calib, threads=s.threads, progress=out.progress,
+                       max_tokens=max(s.window, s.prompt_tokens + s.decode_tokens))
 
     out.progress("quantize", 0.0, f"{spec.summary}")
     t0 = time.perf_counter()
@@ -136,7 +138,6 @@ def run_trial(job: Job, out: Emitter) -> TrialResult:
     else:
         result.reason = "accuracy n/a: random weights"
 
-    s = job.settings
     out.progress("benchmark", None, f"prompt {s.prompt_tokens}, {s.decode_tokens} new tokens, warm-up + {s.repeats} repeats")
     prompt = windows.flatten()[: s.prompt_tokens]
     sp = speed(model, prompt, s.decode_tokens, s.repeats, s.device)

@@ -21,6 +21,7 @@ class TrialContext:
     device: str = "cpu"  # "cpu" or "cuda"
     calib_texts: list[str] = field(default_factory=list)
     threads: int = 1
+    max_tokens: int = 512  # the longest sequence a trial feeds the model (runtimes that preallocate use it)
     progress: ProgressFn = lambda step, fraction, message: None
 
     @property

@@ -73,7 +73,7 @@ class LlamaCppBackend(Backend):
         shutil.rmtree(Path(model).parent, ignore_errors=True)
 
     def load(self, out_dir, spec, ctx):
-        return LlamaAdapter(out_dir / GGUF_FILE, ctx.threads, ctx.device)
+        return LlamaAdapter(out_dir / GGUF_FILE, ctx.threads, ctx.device, ctx.max_tokens)
 
     def memory_bytes(self, model) -> int:
         return model.tensor_bytes
@@ -167,10 +167,11 @@ class LlamaAdapter:
 
     compute_dtype = "float32"  # llama.cpp's CPU path; GGUF keeps norms and biases in F32 too
 
-    def __init__(self, path: Path, threads: int, device: str):
+    def __init__(self, path: Path, threads: int, device: str, n_ctx: int):
         import llama_cpp
 
-        self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=1024, n_batch=512, n_threads=threads,
+        # logits_all keeps n_ctx × vocab floats, so the context is as long as the trial needs and no longer
+        self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads,
                                    n_threads_batch=threads, logits_all=True, verbose=False,
                                    n_gpu_layers=-1 if device.startswith("cuda") else 0)
         self.tensor_bytes = _gguf_tensor_bytes(path)

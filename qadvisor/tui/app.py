@@ -171,6 +171,9 @@ class QAdvisorApp(App):
         if isinstance(event, (Progress, Error)) and event.method == "reference":
             screen.query_one("#reference", Label).update(f"reference: {event.step} {getattr(event, 'message', '')}")
             return
+        if not screen.reference_done:  # trials start only once the fp32 reference is ready
+            screen.reference_done = True
+            screen.query_one("#reference", Label).update("reference: fp32 log-probs and bf16 size ready")
         panels = screen.query(f"#panel-{event.result.method if isinstance(event, Result) else event.method}")
         if isinstance(event, Result):
             for panel in panels:

@@ -140,6 +140,7 @@ class RunScreen(Screen):
     def __init__(self, methods: list[str]) -> None:
         super().__init__()
         self.methods = methods
+        self.reference_done = False
 
     def compose(self) -> ComposeResult:
         from qadvisor.tui.widgets import MethodPanel, TradeoffPlot

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar, Static
@@ -50,6 +52,9 @@ class MethodPanel(Vertical):
 
     def finish(self, result: TrialResult) -> None:
         self.add_class("ok" if result.status == "ok" else "failed")
+        # the result is complete even if a metric event was missed
+        self.metrics.update({k: v for k, v in result.model_dump().items() if isinstance(v, (int, float)) and v is not None})
+        self.query_one(".metrics", Static).update(self._metrics_text())
         self.query_one(ProgressBar).update(progress=len(STEPS))
         text = "done" if result.status == "ok" else f"[red]{result.status}: {result.reason}[/]"
         self.query_one(".step", Label).update(f"{text}  [dim]{result.total_s or 0:.0f} s[/]")
@@ -90,31 +95,47 @@ class TradeoffPlot(PlotextPlot):
         plt.clear_data()
         plt.title("size × decode  ● KL<.01 ◆<.1 ✕≥.1")
         plt.xlabel("MiB on disk")
-        plt.ylabel("tok/s")
+        plt.ylabel("tok/s (log)")
         if not self.results:
             self.refresh()
             return
         xs = [r.size_bytes / 2**20 for r in self.results]
-        ys = [r.decode_tok_s for r in self.results]
+        # log scale: decode speeds here span 10× and more (llama.cpp against torch kernels)
+        ys = [math.log10(r.decode_tok_s) for r in self.results]
         # margins so markers and their names stay inside the frame
         x_lo, x_hi = _padded(min(xs), max(xs), 0.25)
+        x_lo = max(x_lo, 0.0)  # no negative sizes on the axis
         y_lo, y_hi = _padded(min(ys), max(ys), 0.15)
         plt.xlim(x_lo, x_hi)
         plt.ylim(y_lo, y_hi)
+        ticks = [t for t in _NICE if y_lo <= math.log10(t) <= y_hi] or [round(10 ** ((y_lo + y_hi) / 2))]
+        plt.yticks([math.log10(t) for t in ticks], [f"{t:g}" for t in ticks])
         cell = (x_hi - x_lo) / max(self.size.width - 10, 10)  # one character, in MiB
+        row = (y_hi - y_lo) / max(self.size.height - 5, 5)  # one line, in tok/s
         mid = (x_lo + x_hi) / 2
         for marker, lo, hi in (("●", 0, 0.01), ("◆", 0.01, 0.1), ("✕", 0.1, float("inf"))):
             pts = [r for r in self.results if lo <= r.kl_mean < hi]
             if pts:
-                plt.scatter([r.size_bytes / 2**20 for r in pts], [r.decode_tok_s for r in pts], marker=marker)
-        for r in self.results:
-            x = r.size_bytes / 2**20
+                plt.scatter([r.size_bytes / 2**20 for r in pts], [math.log10(r.decode_tok_s) for r in pts], marker=marker)
+        taken: list[tuple[int, float, float]] = []  # (line, start, end) of names already placed
+        for r in sorted(self.results, key=lambda r: -r.decode_tok_s):
+            x, y = r.size_bytes / 2**20, math.log10(r.decode_tok_s)
             left = x < mid  # names point away from the nearer edge
-            plt.text(r.method, x=x + (2 if left else -2) * cell, y=r.decode_tok_s,
-                     alignment="left" if left else "right")
+            start = x + 2 * cell if left else x - (2 + len(r.method)) * cell
+            end = start + len(r.method) * cell
+            line = round((y - y_lo) / row)
+            for shift in (0, -1, 1, -2, 2, -3, 3):  # nearest free line, so close points keep readable names
+                if not any(t[0] == line + shift and t[1] < end and start < t[2] for t in taken):
+                    line += shift
+                    break
+            taken.append((line, start, end))
+            plt.text(r.method, x=start if left else end, y=y_lo + line * row, alignment="left" if left else "right")
         self.refresh()
 
 
+_NICE = [m * 10**e for e in range(-1, 6) for m in (1, 2, 5)]
+
+
 def _padded(lo: float, hi: float, share: float) -> tuple[float, float]:
-    pad = (hi - lo) * share or max(abs(hi) * share, 1.0)
-    return max(lo - pad, 0.0), hi + pad
+    pad = (hi - lo) * share or max(abs(hi) * share, 0.1)
+    return lo - pad, hi + pad
