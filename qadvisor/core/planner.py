@@ -25,8 +25,10 @@ FORMULAS = {
     "kv_cache_bytes": "2 (K and V) · layers · kv_heads · head_dim · context · batch · 2 bytes (fp16 cache)",
     "overhead_bytes": "prefill activations batch · prompt · 3 · intermediate · 2 bytes + fp32 logits 2 · batch · V · 4 "
                       "+ the method's kernel scratch + 32 MiB runtime",
-    "total_bytes": "weights + KV cache + overhead (what torch.cuda.max_memory_allocated counts; the CUDA context, "
-                   "about 0.3–0.5 GiB a GPU, is not in it)",
+    "total_bytes": "max(weights − a checkpoint's duplicate lm_head + KV cache + overhead, weights): the peak over "
+                   "loading and generating, as torch.cuda.max_memory_allocated counts it (the CUDA context, about "
+                   "0.3–0.5 GiB a GPU, is not in it). Loading holds every tensor of the checkpoint; AWQ files of "
+                   "tied-embedding models carry an lm_head copy, freed when transformers ties it to the embedding",
     "fits": f"total ≤ {USABLE_VRAM:.0%} of one device's memory (per GPU, summed over --target …xN); "
             "on CPU total ≤ available RAM",
     "devices_needed": f"ceil(total / ({USABLE_VRAM:.0%} of one GPU's memory)), layers split across GPUs",
@@ -48,7 +50,7 @@ class Format:
     formula: str
     embed_bits: float = 16.0  # token embeddings
     lm_head_bits: float = 16.0
-    untie_lm_head: bool = False  # checkpoint stores lm_head even when the model ties it
+    untie_lm_head: bool = False  # checkpoint stores an lm_head copy even when the model ties it (freed once tied)
     scratch: Callable[[Architecture], float] = lambda arch: 0.0
     notes: str = ""
     gguf_block: int = 0  # llama.cpp: rows not a multiple of this fall back to `fallback_bits` (k-quants: 256)
@@ -185,6 +187,13 @@ def weights_bytes(arch: Architecture, fmt: Format, dense_bytes: int = BF16) -> t
     return int(held), int(read)
 
 
+def duplicate_head_bytes(arch: Architecture, fmt: Format) -> int:
+    """The lm_head copy a checkpoint stores for a tied model: held while loading, freed when the weights are tied."""
+    if not (arch.tie_word_embeddings and fmt.untie_lm_head):
+        return 0
+    return int(arch.vocab_size * arch.hidden_size * fmt.lm_head_bits / 8)
+
+
 def kv_cache_bytes(arch: Architecture, context: int, batch: int, dtype_bytes: int = 2) -> int:
     return 2 * arch.num_hidden_layers * arch.num_key_value_heads * arch.dim_per_head * context * batch * dtype_bytes
 
@@ -237,7 +246,7 @@ def plan(arch: Architecture, target: Target, context: int = 2048, batch: int = 1
         fmt = FORMAT_BY_NAME[name]
         held, read = weights_bytes(arch, fmt)
         extra = overhead_bytes(arch, fmt, prompt, batch)
-        total = held + kv + extra
+        total = max(held - duplicate_head_bytes(arch, fmt) + kv + extra, held)
         reduction = 100.0 * (1 - held / bf16_held)
         if target.kind == "gpu":
             needed = math.ceil(total / (USABLE_VRAM * target.memory_bytes))
