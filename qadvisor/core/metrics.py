@@ -42,12 +42,31 @@ class Accuracy:
     top1_agreement: float
 
 
+INCREMENTAL_PROMPT = 32  # tokens prefilled before a quantized KV cache is scored token by token
+
+
 @torch.no_grad()
-def accuracy(model, windows: torch.Tensor, ref_logprobs: torch.Tensor, device: str) -> Accuracy:
+def _window_logits(model, ids: torch.Tensor, new_cache) -> torch.Tensor:
+    """Logits for every position of one window. With a quantized KV cache, a short prompt is prefilled and the
+    rest decoded one token at a time, so each prediction reads keys and values back from that cache."""
+    if new_cache is None:
+        return model(ids[None]).logits[0]
+    cache_arg = _cache_argument(model)
+    out = _first_call(model, ids[None, :INCREMENTAL_PROMPT], new_cache)
+    parts, past = [out.logits[0]], _cache_of(out)
+    for i in range(INCREMENTAL_PROMPT, len(ids)):
+        out = model(ids[None, i:i + 1], use_cache=True, **{cache_arg: past})
+        parts.append(out.logits[0])
+        past = _cache_of(out)
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def accuracy(model, windows: torch.Tensor, ref_logprobs: torch.Tensor, device: str, new_cache=None) -> Accuracy:
     """Perplexity, mean KL(P_ref || P_quant) per token, and top-1 agreement with the reference."""
     nll_sum, kl_sum, agree, count = 0.0, 0.0, 0, 0
     for i, row in enumerate(windows):
-        logits = model(row[None, :-1].to(device)).logits[0].float().cpu()
+        logits = _window_logits(model, row[:-1].to(device), new_cache).float().cpu()
         lp = torch.log_softmax(logits, dim=-1)
         ref = ref_logprobs[i]
         targets = row[1:]
@@ -84,22 +103,37 @@ def _cache_of(output):
 
 
 def cache_bytes(cache) -> int | None:
-    """Bytes of the key and value tensors a cache holds (DynamicCache's layers, or the legacy tuples);
-    None when it holds no tensors qadvisor can see."""
+    """Bytes of the tensors a cache holds (every tensor of DynamicCache's or QuantizedCache's layers, quantized
+    ones unpacked, or the legacy tuples); None when it holds no tensors qadvisor can see."""
     layers = getattr(cache, "layers", None)
-    pairs = [(layer.keys, layer.values) for layer in layers] if layers is not None else list(cache)
-    return sum(t.numel() * t.element_size() for pair in pairs for t in pair if isinstance(t, torch.Tensor)) or None
+    groups = [list(vars(layer).values()) for layer in layers] if layers is not None else [list(p) for p in cache]
+    return sum(_nbytes(t) for group in groups for t in group if isinstance(t, torch.Tensor)) or None
+
+
+def _nbytes(tensor) -> int:
+    """Bytes of a tensor's data; tensor subclasses (quantized weights or caches) are unpacked into their parts."""
+    if type(tensor) is not torch.Tensor and hasattr(tensor, "__tensor_flatten__"):
+        names, _ = tensor.__tensor_flatten__()
+        return sum(_nbytes(getattr(tensor, name)) for name in names)
+    return tensor.untyped_storage().nbytes() if tensor.device.type != "meta" else 0
+
+
+def _first_call(model, ids, new_cache):
+    """The prefill call: with a fresh cache of the trial's kind when it has one (a quantized KV cache)."""
+    if new_cache is None:
+        return model(ids, use_cache=True)
+    return model(ids, use_cache=True, **{_cache_argument(model): new_cache()})
 
 
 @torch.no_grad()
 def timed_greedy(model, prompt: torch.Tensor, new_tokens: int, device: str,
-                 sizes: list[int] | None = None) -> tuple[float, float]:
+                 sizes: list[int] | None = None, new_cache=None) -> tuple[float, float]:
     """One greedy generation with the KV cache: (seconds to first token, seconds for the rest).
     `sizes` receives the cache's bytes at the end."""
     ids = prompt[None, :].to(device)
     _sync(device)
     start = time.perf_counter()
-    out = model(ids, use_cache=True)
+    out = _first_call(model, ids, new_cache)
     token = out.logits[:, -1].argmax(-1, keepdim=True)
     _sync(device)
     first = time.perf_counter()
@@ -116,13 +150,13 @@ def timed_greedy(model, prompt: torch.Tensor, new_tokens: int, device: str,
     return first - start, done - first
 
 
-def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: str) -> Speed:
+def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: str, new_cache=None) -> Speed:
     """Warm up once, then the median and spread (max - min) of `repeats` runs at batch 1."""
     sizes: list[int] = []
-    timed_greedy(model, prompt, new_tokens, device, sizes)
+    timed_greedy(model, prompt, new_tokens, device, sizes, new_cache)
     prefill, decode, ttft = [], [], []
     for _ in range(repeats):
-        first_s, rest_s = timed_greedy(model, prompt, new_tokens, device)
+        first_s, rest_s = timed_greedy(model, prompt, new_tokens, device, new_cache=new_cache)
         ttft.append(first_s * 1000)
         prefill.append(len(prompt) / first_s)
         decode.append((new_tokens - 1) / rest_s)
@@ -154,10 +188,9 @@ def tensor_bytes(model) -> int:
         if type(tensor) is not torch.Tensor and hasattr(tensor, "__tensor_flatten__"):
             names, _ = tensor.__tensor_flatten__()
             return sum(count(getattr(tensor, name)) for name in names)
-        storage = tensor.untyped_storage()
-        if tensor.device.type == "meta" or storage.data_ptr() in seen:
+        if tensor.untyped_storage().data_ptr() in seen:  # tied weights share one storage
             return 0
-        seen.add(storage.data_ptr())
-        return storage.nbytes()
+        seen.add(tensor.untyped_storage().data_ptr())
+        return _nbytes(tensor)
 
     return sum(count(v) for v in model.state_dict().values() if isinstance(v, torch.Tensor))

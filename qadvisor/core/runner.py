@@ -85,12 +85,12 @@ class Run:
                 if cancel.is_set():
                     break
                 spec = recipe.weights
-                ok, reason = registry.method_available(spec, has_cuda=self.request.settings.device == "cuda")
+                ok, reason = registry.recipe_available(recipe, has_cuda=self.request.settings.device == "cuda")
                 if not ok:
-                    result = TrialResult(method=spec.name, backend=spec.backend, bits=spec.bits, status="failed",
+                    result = TrialResult(method=recipe.name, backend=spec.backend, bits=spec.bits, status="failed",
                                          reason=f"not available here: {reason}", device=self.device_label)
                 else:
-                    result = yield from self._trial(spec.name, work_dir, keep, cancel)
+                    result = yield from self._trial(recipe, work_dir, keep, cancel)
                 self.results.append(result)
                 yield Result(result=result)
 
@@ -116,10 +116,11 @@ class Run:
             yield Progress(method="reference", step="evaluate", fraction=1.0, message="reference log-probs from cache")
         self.reference = Reference.model_validate_json(ref_file.read_text())
 
-    def _trial(self, method: str, work_dir: Path, keep: bool, cancel: threading.Event):
+    def _trial(self, recipe, work_dir: Path, keep: bool, cancel: threading.Event):
         started = time.perf_counter()
         result, error = None, None
-        for event in _spawn(self._job("trial", method, work_dir, keep), work_dir, cancel, self.request.trial_timeout_s):
+        job = self._job("trial", recipe.name, work_dir, keep)
+        for event in _spawn(job, work_dir, cancel, self.request.trial_timeout_s):
             if isinstance(event, Result):
                 result = event.result
             else:
@@ -127,10 +128,10 @@ class Run:
                 yield event
         if result is not None:
             return result
-        spec = registry.methods()[method]
+        spec = recipe.weights
         status = "cancelled" if cancel.is_set() else "failed"
         reason = "cancelled by the user" if cancel.is_set() else (error or "the trial process ended without a result")
-        return TrialResult(method=method, backend=spec.backend, bits=spec.bits, status=status, reason=reason,
+        return TrialResult(method=recipe.name, backend=spec.backend, bits=spec.bits, status=status, reason=reason,
                            device=self.device_label, total_s=time.perf_counter() - started)
 
     def export(self) -> RunExport:

@@ -18,9 +18,14 @@ def results_table(export: RunExport) -> Table:
     table = Table(title=f"{export.model.name} on {export.settings.device}", title_justify="left", pad_edge=False)
     for name, justify in COLUMNS:
         table.add_column(name, justify=justify, no_wrap=name == "method")
+    # the KV cache matters to the reader only when a KV-cache method was stacked in this run
+    kv = any("+kv-" in r.method for r in export.results)
+    if kv:
+        table.add_column("KV KiB", justify="right")
     for r in export.results:
         if r.status != "ok":
             continue  # listed under the table by `not_measured`, with the reason
+        extra = [f.num(r.kv_cache_bytes / 1024, 0) if r.kv_cache_bytes else "—"] if kv else []
         table.add_row(
             r.method,
             f.mib(r.size_bytes),
@@ -33,6 +38,7 @@ def results_table(export: RunExport) -> Table:
             f.signed_pct(r.ppl_delta_pct),
             f.sci(r.kl_mean),
             f.pct(r.top1_agreement),
+            *extra,
         )
     return table
 
@@ -49,4 +55,6 @@ def footnote(export: RunExport) -> str:
         f"bf16 baseline {f.mib(m.bf16_bytes)} MiB (measured), {m.params:,} parameters; {accuracy}. Speed: batch 1, greedy, prompt {s.prompt_tokens} tokens, "
         f"{s.decode_tokens} new, median of {s.repeats} after a warm-up, ± half the range. "
         "vs bf16 = bf16 bytes / method bytes on disk."
+        + (f" KV = the cache after {s.prompt_tokens + s.decode_tokens - 1} positions." if any(
+            "+kv-" in r.method for r in export.results) else "")
     )

@@ -87,10 +87,11 @@ def run_trial(job: Job, out: Emitter) -> TrialResult:
     from qadvisor.quantizers.base import TrialContext, weights_bytes_on_disk
 
     started = time.perf_counter()
-    spec = registry.methods()[job.method]
+    recipe = registry.parse_methods(job.method)[0]
+    spec = recipe.weights
     backend = registry.backend_for(spec)
     ref = Reference.model_validate_json((job.cache_dir / REFERENCE_FILE).read_text())
-    result = TrialResult(method=spec.name, backend=spec.backend, bits=spec.bits, status="ok", device=job.device_label)
+    result = TrialResult(method=recipe.name, backend=spec.backend, bits=spec.bits, status="ok", device=job.device_label)
 
     def record(name: str, value: float) -> None:
         setattr(result, name, value)
@@ -125,11 +126,18 @@ def run_trial(job: Job, out: Emitter) -> TrialResult:
     model.eval()
     record("weights_mem_bytes", backend.memory_bytes(model))
     result.compute_dtype = compute_dtype(model)
+    new_cache = None
+    if recipe.kv is not None:  # a stacked KV-cache method: every generation gets a fresh quantized cache
+        from transformers import AutoConfig
+
+        from qadvisor.quantizers.kvcache import cache_factory
+
+        new_cache = cache_factory(recipe.kv, AutoConfig.from_pretrained(str(job.model_dir)))
 
     if job.settings.score_accuracy:
         out.progress("evaluate", None, f"perplexity, KL and top-1 on {ref.eval_tokens} held-out tokens")
         ref_lp = torch.load(job.cache_dir / LOGPROBS_FILE)
-        acc = accuracy(model, windows, ref_lp, job.settings.device)
+        acc = accuracy(model, windows, ref_lp, job.settings.device, new_cache)
         del ref_lp
         record("ppl", acc.ppl)
         record("ppl_delta_pct", 100.0 * (acc.ppl / ref.ref_ppl - 1))
@@ -140,7 +148,7 @@ def run_trial(job: Job, out: Emitter) -> TrialResult:
 
     out.progress("benchmark", None, f"prompt {s.prompt_tokens}, {s.decode_tokens} new tokens, warm-up + {s.repeats} repeats")
     prompt = windows.flatten()[: s.prompt_tokens]
-    sp = speed(model, prompt, s.decode_tokens, s.repeats, s.device)
+    sp = speed(model, prompt, s.decode_tokens, s.repeats, s.device, new_cache)
     for name in ("prefill_tok_s", "prefill_tok_s_spread", "decode_tok_s", "decode_tok_s_spread", "ttft_ms",
                  "kv_cache_bytes"):
         if getattr(sp, name) is not None:  # a runtime that keeps its KV cache to itself has no count

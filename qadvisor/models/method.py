@@ -40,6 +40,10 @@ class Recipe(BaseModel):
     def weights(self) -> MethodSpec:
         return next(p for p in self.parts if p.target == "weights")
 
+    @property
+    def kv(self) -> MethodSpec | None:
+        return next((p for p in self.parts if p.target == "kv-cache"), None)
+
 
 def parse_recipe(text: str, known: dict[str, MethodSpec]) -> Recipe:
     """Parse `a` or `a+b` against the registry's known specs; unknown names are a UserError."""
@@ -59,12 +63,18 @@ def parse_recipe(text: str, known: dict[str, MethodSpec]) -> Recipe:
 def check_recipe(recipe: Recipe) -> None:
     """Explain why a stack cannot run rather than stacking tools that conflict."""
     weights = [p for p in recipe.parts if p.target == "weights"]
+    kv = [p for p in recipe.parts if p.target == "kv-cache"]
+    if not weights and kv:
+        raise UserError(f"{recipe.name} quantizes the KV cache only: stack it on a weight method, e.g. "
+                        f"fp32+{kv[0].name} or bnb-nf4+{kv[0].name}")
     if len(weights) != 1:
         names = ", ".join(p.name for p in weights) or "none"
         raise UserError(
             f"{recipe.name}: a recipe needs exactly one weight method (got {names}); two weight quantizers "
             "would each replace the same Linear layers, so they cannot stack"
         )
-    kv = [p for p in recipe.parts if p.target == "kv-cache"]
     if len(kv) > 1:
-        raise UserError(f"{recipe.name}: at most one KV-cache method")
+        raise UserError(f"{recipe.name}: at most one KV-cache method; two would quantize the same cache twice")
+    if kv and weights[0].backend == "llamacpp":
+        raise UserError(f"{recipe.name}: llama.cpp keeps its own KV cache inside its runtime (its type_k / type_v "
+                        "settings), so transformers' quantized cache cannot attach to a GGUF model")

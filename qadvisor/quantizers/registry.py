@@ -11,7 +11,7 @@ from qadvisor.models.hardware import BackendAvailability
 from qadvisor.models.method import MethodSpec, Recipe, parse_recipe
 from qadvisor.quantizers.base import Backend
 
-BACKEND_MODULES = ("native", "bnb", "gptq", "hqq", "quanto", "torchao", "llamacpp")
+BACKEND_MODULES = ("native", "bnb", "gptq", "hqq", "quanto", "torchao", "llamacpp", "kvcache")
 # A fake backend for fast UI tests only; never listed unless a test switches it on.
 MOCK_ENV = "QADVISOR_ENABLE_MOCK_BACKEND"
 
@@ -49,9 +49,6 @@ def parse_methods(text: str) -> list[Recipe]:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise UserError(f"method listed twice: {', '.join(duplicates)}")
-    for recipe in recipes:
-        if len(recipe.parts) > 1:
-            raise UserError(f"{recipe.name}: stacking a KV-cache method is not measured yet; run {recipe.weights.name} alone")
     return recipes
 
 
@@ -66,3 +63,12 @@ def availability(has_cuda: bool) -> list[BackendAvailability]:
 
 def method_available(spec: MethodSpec, has_cuda: bool) -> tuple[bool, str]:
     return backend_for(spec).method_available(spec, has_cuda)
+
+
+def recipe_available(recipe: Recipe, has_cuda: bool) -> tuple[bool, str]:
+    """Every part must run here; the reason names the first that cannot."""
+    for spec in recipe.parts:
+        ok, reason = method_available(spec, has_cuda)
+        if not ok:
+            return False, f"{spec.name}: {reason}" if len(recipe.parts) > 1 else reason
+    return True, ""

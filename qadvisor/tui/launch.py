@@ -15,7 +15,9 @@ def method_rows(has_cuda: bool) -> list[tuple[str, bool, str, bool]]:
     rows = []
     for spec in registry.methods().values():
         ok, reason = registry.method_available(spec, has_cuda)
-        rows.append((spec.name, ok, spec.summary if ok else reason, spec.name in registry.DEFAULT_METHODS))
+        # a KV-cache method never runs alone: offer it stacked on the unquantized baseline
+        name = f"fp32+{spec.name}" if spec.target == "kv-cache" else spec.name
+        rows.append((name, ok, spec.summary if ok else reason, spec.name in registry.DEFAULT_METHODS))
     return rows
 
 

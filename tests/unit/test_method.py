@@ -45,3 +45,14 @@ def test_torchao_int4_is_gpu_only():
     spec = registry.methods()["torchao-int4"]
     ok, reason = registry.method_available(spec, has_cuda=False)
     assert not ok and "CUDA" in reason
+
+
+def test_kv_stacks_are_explained():
+    assert [r.name for r in registry.parse_methods("bnb-nf4+kv-int4")] == ["bnb-nf4+kv-int4"]
+    assert registry.parse_methods("quanto-int4+kv-int2")[0].kv.name == "kv-int2"
+    with pytest.raises(UserError, match="KV cache only: stack it on a weight method"):
+        registry.parse_methods("kv-int4")
+    with pytest.raises(UserError, match="llama.cpp keeps its own KV cache"):
+        registry.parse_methods("gguf-q4_k_m+kv-int4")
+    with pytest.raises(UserError, match="at most one KV-cache method"):
+        registry.parse_methods("fp32+kv-int4+kv-int2")
