@@ -10,9 +10,9 @@ from pathlib import Path
 import psutil
 
 from qadvisor.errors import UserError
+from qadvisor.shipped import shipped_dir
 from qadvisor.models.jsonfile import read_json_object
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_MODEL_NAME = "qwen2-tiny-stdlib"
 EVAL_FILE = "heldout.txt"
 CALIB_FILE = "calib.txt"
@@ -22,10 +22,10 @@ MEMORY_FACTOR = 3.0
 
 
 def shipped_model_dir() -> Path:
-    """The model that ships with qadvisor: packaged data first, then the source checkout's assets/."""
-    for candidate in (PACKAGE_ROOT / "_assets" / SHIPPED_MODEL_NAME, PACKAGE_ROOT.parent / "assets" / SHIPPED_MODEL_NAME):
-        if candidate.is_dir():
-            return candidate
+    """The model that ships with qadvisor: the checkout's assets/, or the copy a wheel installed."""
+    candidate = shipped_dir("assets") / SHIPPED_MODEL_NAME
+    if candidate.is_dir():
+        return candidate
     raise UserError(f"the shipped model {SHIPPED_MODEL_NAME} is missing from this install; pass --model DIR")
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from qadvisor.errors import UserError
+from qadvisor.shipped import shipped_dir
 from qadvisor.models.jsonfile import read_json_object, validate_versioned
 
 PROFILE_SCHEMA_VERSION = 1
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+PROFILES_DIR = shipped_dir("profiles")
 
 
 class Limits(BaseModel):

@@ -1,0 +1,19 @@
+"""Where the data that ships with qadvisor lives: the model in `assets/` and the preset `profiles/`.
+
+A source checkout (the README's `pip install -e`) reads them in place; a wheel installs copies under
+`<prefix>/share/qadvisor` (pyproject's data-files). Nothing here imports more than the standard library.
+"""
+
+from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+INSTALLED = Path(sysconfig.get_path("data")) / "share" / "qadvisor"
+
+
+def shipped_dir(name: str) -> Path:
+    """`assets` or `profiles`: the checkout's folder, else the installed copy (which may be missing)."""
+    checkout = CHECKOUT / name
+    return checkout if checkout.is_dir() else INSTALLED / name
