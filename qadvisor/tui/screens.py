@@ -200,6 +200,11 @@ class RecommendationScreen(Screen):
         lines += [f"- ruled out {m}: {'; '.join(v)}" for m, v in rec.ruled_out.items()]
         if export.plan is not None:
             lines += ["", self.app.plan_line()]
+        if export.plan_check:
+            from qadvisor.core.plancheck import describe
+
+            lines += ["", "**Planner check**, predicted from the architecture vs measured here:", ""]
+            lines += [f"- {line}" for line in describe(export.plan_check)]
         self.query_one("#advice", Markdown).update("\n".join(lines))
         table = self.query_one("#results", DataTable)
         table.clear()
