@@ -52,7 +52,8 @@ class LlamaCppBackend(Backend):
 
         import llama_cpp
 
-        scratch = Path(tempfile.mkdtemp(prefix="qadvisor-gguf-"))
+        # in the trial's working folder (its cwd), which the runner removes even when a step fails
+        scratch = Path(tempfile.mkdtemp(prefix="gguf-", dir=Path.cwd()))
         full = scratch / "f32.gguf"
         ctx.progress("quantize", 0.1, "write an fp32 GGUF")
         to_gguf(Path(model_dir), full)
