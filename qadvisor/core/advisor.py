@@ -203,12 +203,33 @@ def advise(results: list[TrialResult], priorities: Priorities) -> Recommendation
         reasons.append(line)
     else:
         reasons.append("only one method meets the limits, so there is no runner-up")
+    close = _within_noise(candidates, weights, fit, winner)
+    if close:
+        reasons.append(close)
     return Recommendation(
         archetype=label, method=winner, reasons=reasons, runner_up=runner_up, scores=scores,
         archetypes=kinds, fits={m: sorted(k) for m, k in fit.items()}, pareto_front=front, team=team(weights),
         flip=_flip(candidates, priorities, winner, fit) if runner_up else "",
         ruled_out=ruled_out, priorities=priorities, device=by_name[winner].device,
     )
+
+
+def _within_noise(candidates: list[TrialResult], weights: dict[str, float], fit: dict[str, set[str]],
+                  winner: str) -> str:
+    """Whether the decode spread measured in this run could swap the pick with its nearest rival."""
+    wanted = team(weights)
+    rival = next((m for m, _ in rank(candidates, weights) if m != winner and (wanted is None or wanted in fit[m])), None)
+    if rival is None:
+        return ""
+
+    def nudged(r: TrialResult) -> TrialResult:
+        sign = -1 if r.method == winner else 1 if r.method == rival else 0
+        return r.model_copy(update={"decode_tok_s": max(r.decode_tok_s + sign * (r.decode_tok_s_spread or 0) / 2, 1e-9)})
+
+    if choose([nudged(r) for r in candidates], weights, fit) != rival:
+        return ""
+    return (f"too close to call: within the decode spread measured in this run, {rival} would score higher; "
+            "both are sound picks, and a run with more repeats (--repeats) can separate them")
 
 
 def _team_line(wanted: str | None, label: str) -> str:

@@ -149,3 +149,14 @@ def test_the_smallest_can_also_be_the_fastest():
     assert (storage.archetype, storage.method) == ("A", "q2")
     assert (latency.archetype, latency.method) == ("B", "q2")
     assert latency.fits["q2"] == ["A", "B"] and latency.archetypes["q2"] == "A"
+
+
+def test_a_pick_within_the_measured_noise_says_so():
+    a = result("a", 12, 200.0, 0.001, 0.1)
+    b = result("b", 12, 196.0, 0.001, 0.1)
+    steady = advisor.advise([a, b, result("c", 30, 50.0, 0.0, 0.0)], load_profile("latency-first"))
+    assert steady.method == "a" and not any("too close to call" in r for r in steady.reasons)
+    noisy = [a.model_copy(update={"decode_tok_s_spread": 20.0}), b.model_copy(update={"decode_tok_s_spread": 20.0}),
+             result("c", 30, 50.0, 0.0, 0.0)]
+    rec = advisor.advise(noisy, load_profile("latency-first"))
+    assert rec.method == "a" and any("too close to call" in r and "b would score higher" in r for r in rec.reasons)
