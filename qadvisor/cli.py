@@ -120,10 +120,12 @@ def cmd_methods(args) -> int:
     info = detect(with_backends=False)
     has_cuda = info.cuda is not None
     rows = []
+    stacks = registry.kv_compatibility()
     for spec in registry.methods().values():
         ok, reason = registry.method_available(spec, has_cuda)
         rows.append({**spec.model_dump(), "available": ok, "reason": reason,
-                     "default": spec.name in registry.DEFAULT_METHODS})
+                     "default": spec.name in registry.DEFAULT_METHODS,
+                     "kv_stack": stacks.get(spec.name)})  # '' stacks with every KV method; None: a KV method
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

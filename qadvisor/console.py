@@ -48,7 +48,17 @@ def print_methods(rows: list[dict]) -> None:
         table.add_row(r["name"], r["backend"], f"{r['bits']:g}", str(r["group_size"] or "—"),
                       "[green]yes[/]" if r["available"] else "[red]no[/]", "•" if r["default"] else "",
                       r["summary"] if r["available"] else r["reason"])
-    stdout_console().print(table)
+    out = stdout_console()
+    out.print(table)
+    kv = [r["name"] for r in rows if r["target"] == "kv-cache"]
+    refused: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("kv_stack"):
+            refused.setdefault(r["kv_stack"], []).append(r["name"])
+    if kv:
+        out.print(f"Stacks: {' / '.join(kv)} go on a weight method as `METHOD+{kv[0]}`, on every one except:")
+        for why, names in refused.items():
+            out.print(f"  {', '.join(names)}: {why}")
 
 
 def print_plan(plan, explain: bool = False) -> None:

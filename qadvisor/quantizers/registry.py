@@ -52,6 +52,43 @@ def parse_methods(text: str) -> list[Recipe]:
     return recipes
 
 
+def kv_methods() -> list[str]:
+    return [name for name, spec in methods().items() if spec.target == "kv-cache"]
+
+
+def stack(names: list[str], kv: str | None) -> list[str]:
+    """Each weight method stacked with `kv` (None: unchanged). Conflicts are one UserError naming every method
+    that cannot take it and why: nothing is dropped or stacked silently."""
+    if not kv:
+        return list(names)
+    refused: dict[str, list[str]] = {}
+    for name in names:
+        try:
+            parse_recipe(f"{name}+{kv}", methods())
+        except UserError as exc:
+            why = str(exc).split(": ", 1)[-1]
+            refused.setdefault(why, []).append(name)
+    if refused:
+        raise UserError("; ".join(f"{kv} cannot stack on {', '.join(ms)}: {why}" for why, ms in refused.items())
+                        + f". Deselect {'them' if sum(map(len, refused.values())) > 1 else 'it'} or stack no KV method")
+    return [f"{name}+{kv}" for name in names]
+
+
+def kv_compatibility() -> dict[str, str]:
+    """For each weight method, '' when every KV method stacks on it, else why not."""
+    out = {}
+    for name, spec in methods().items():
+        if spec.target != "weights":
+            continue
+        try:
+            for kv in kv_methods():
+                parse_recipe(f"{name}+{kv}", methods())
+            out[name] = ""
+        except UserError as exc:
+            out[name] = str(exc).split(": ", 1)[-1]
+    return out
+
+
 def availability(has_cuda: bool) -> list[BackendAvailability]:
     rows = []
     for backend in backends().values():

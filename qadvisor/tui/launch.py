@@ -14,10 +14,10 @@ from qadvisor.quantizers import registry
 def method_rows(has_cuda: bool) -> list[tuple[str, bool, str, bool]]:
     rows = []
     for spec in registry.methods().values():
+        if spec.target == "kv-cache":
+            continue  # never alone: the priorities screen stacks one on the chosen methods
         ok, reason = registry.method_available(spec, has_cuda)
-        # a KV-cache method never runs alone: offer it stacked on the unquantized baseline
-        name = f"fp32+{spec.name}" if spec.target == "kv-cache" else spec.name
-        rows.append((name, ok, spec.summary if ok else reason, spec.name in registry.DEFAULT_METHODS))
+        rows.append((spec.name, ok, spec.summary if ok else reason, spec.name in registry.DEFAULT_METHODS))
     return rows
 
 
@@ -29,7 +29,8 @@ def tui_inputs(args):
     def run_factory(form: dict, priorities):
         """Build the core Run from the priorities form; bad input raises UserError before anything runs."""
         settings = EvalSettings(device=device, threads=hardware.physical_cores)
-        request = RunRequest(model_dir=form.get("model") or args.model, methods=form["methods"], settings=settings)
+        methods = registry.stack(form["methods"], form.get("kv"))
+        request = RunRequest(model_dir=form.get("model") or args.model, methods=methods, settings=settings)
         plan = None
         if form.get("plan_for"):
             target = planner.parse_target(form.get("target") or "this")

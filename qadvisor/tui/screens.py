@@ -13,6 +13,7 @@ from textual.widgets import (Button, DataTable, Footer, Header, Input, Label, Ma
 
 from qadvisor.core import format as f
 from qadvisor.models.hardware import HardwareInfo
+from qadvisor.quantizers import registry
 
 
 def _row(*fields: tuple[str, Input]) -> ComposeResult:
@@ -102,6 +103,10 @@ class PrioritiesScreen(Screen):
                       for name, ok, note, default in self.methods],
                     id="methods",
                 )
+                yield Label("[b]Stack a KV-cache method[/] on each")
+                kv = registry.methods()
+                yield Select([("none", "")] + [(f"{n}: {kv[n].summary.split(' (')[0]}", n) for n in registry.kv_methods()],
+                             value="", allow_blank=False, id="kv")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -123,6 +128,7 @@ class PrioritiesScreen(Screen):
     def form(self) -> dict:
         values = {i.id: i.value.strip() for i in self.query(Input)}
         values["preset"] = str(self.query_one("#preset", Select).value)
+        values["kv"] = str(self.query_one("#kv", Select).value)
         values["methods"] = list(self.query_one(SelectionList).selected)
         return values
 

@@ -145,3 +145,20 @@ async def test_mouse_drives_the_flow(tmp_path):
         assert await pilot.click("#save")
         await pilot.pause()
     assert load_export(tmp_path / "clicked.json").recommendation.method == app.export.recommendation.method
+
+
+async def test_kv_stack_conflicts_are_explained_not_dropped(app):
+    from textual.widgets import Select
+
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n")
+        methods = app.screen.query_one("#methods")
+        methods.deselect_all()
+        methods.select("mock-passthrough")
+        methods.select("gguf-q4_k_m")
+        app.screen.query_one("#kv", Select).value = "kv-int4"
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, PrioritiesScreen)  # nothing ran
+        error = str(app.screen.query_one("#form-error").render())
+        assert "kv-int4 cannot stack on gguf-q4_k_m" in error and "llama.cpp" in error

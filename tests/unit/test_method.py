@@ -56,3 +56,12 @@ def test_kv_stacks_are_explained():
         registry.parse_methods("gguf-q4_k_m+kv-int4")
     with pytest.raises(UserError, match="at most one KV-cache method"):
         registry.parse_methods("fp32+kv-int4+kv-int2")
+
+
+def test_stacking_a_kv_method_on_a_selection():
+    assert registry.stack(["fp32", "bnb-nf4"], None) == ["fp32", "bnb-nf4"]
+    assert registry.stack(["fp32", "bnb-nf4"], "kv-int4") == ["fp32+kv-int4", "bnb-nf4+kv-int4"]
+    with pytest.raises(UserError, match=r"kv-int4 cannot stack on gguf-q8_0, gguf-q2_k: llama.cpp keeps its own KV"):
+        registry.stack(["fp32", "gguf-q8_0", "gguf-q2_k"], "kv-int4")
+    compat = registry.kv_compatibility()
+    assert compat["bnb-nf4"] == "" and "llama.cpp" in compat["gguf-q4_k_m"]
