@@ -88,7 +88,8 @@ def to_gguf(model_dir: Path, out: Path) -> None:
 
     config = json.loads((model_dir / "config.json").read_text())
     tok = json.loads((model_dir / "tokenizer.json").read_text())
-    w = gguf.GGUFWriter(str(out), arch="qwen2")
+    # use_temp_file: tensors are spooled to disk as they come, not held in memory (fp32 is 4 bytes a weight)
+    w = gguf.GGUFWriter(str(out), arch="qwen2", use_temp_file=True)
     w.add_name(model_dir.name)
     w.add_context_length(config.get("max_position_embeddings", 2048))
     w.add_embedding_length(config["hidden_size"])
