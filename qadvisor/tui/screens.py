@@ -256,6 +256,8 @@ class CompareScreen(Screen):
         self.labels = (label_a, label_b)
 
     def compose(self) -> ComposeResult:
+        from qadvisor.tui.widgets import DecodeRatioPlot
+
         c = self.comparison
         yield Header()
         with VerticalScroll():
@@ -264,6 +266,7 @@ class CompareScreen(Screen):
             verdict = "the same" if c.same_advice else "[b]different[/]"
             yield Static(f"with priorities {c.priorities.name}: A → {c.advice_a.headline}; "
                          f"B → {c.advice_b.headline}: {verdict}", id="compare-verdict")
+            yield DecodeRatioPlot(c.pairs, id="compare-plot")
         yield Footer()
 
     def on_mount(self) -> None:

@@ -139,3 +139,21 @@ _NICE = [m * 10**e for e in range(-1, 6) for m in (1, 2, 5)]
 def _padded(lo: float, hi: float, share: float) -> tuple[float, float]:
     pad = (hi - lo) * share or max(abs(hi) * share, 0.1)
     return lo - pad, hi + pad
+
+
+class DecodeRatioPlot(PlotextPlot):
+    """Decode speed of run B over run A, one bar per method: where the other machine is faster, and by how much."""
+
+    DEFAULT_CSS = "DecodeRatioPlot { height: 14; }"
+
+    def __init__(self, pairs, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.pairs = pairs
+
+    def on_mount(self) -> None:
+        plt = self.plt
+        plt.title("decode tok/s, B ÷ A (1 = the same)")
+        ratios = [p.decode_ratio for p in self.pairs]
+        plt.bar([p.method for p in self.pairs], ratios, orientation="horizontal", width=0.6)
+        plt.xlim(0, max(ratios + [1.0]) * 1.1)  # from zero, so bar lengths compare
+        plt.vline(1.0)
