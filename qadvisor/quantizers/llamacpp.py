@@ -172,6 +172,10 @@ class LlamaAdapter:
     def __init__(self, path: Path, threads: int, device: str, n_ctx: int):
         import llama_cpp
 
+        if device.startswith("cuda") and not llama_cpp.llama_supports_gpu_offload():
+            # it would silently run on the CPU while the result says cuda
+            raise RuntimeError("this llama-cpp-python build has no GPU offload; reinstall it with "
+                               "CMAKE_ARGS=-DGGML_CUDA=on to measure GGUF on the GPU, or run with --device cpu")
         # logits_all keeps n_ctx × vocab floats, so the context is as long as the trial needs and no longer
         self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads,
                                    n_threads_batch=threads, logits_all=True, verbose=False,
