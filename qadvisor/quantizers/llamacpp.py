@@ -145,13 +145,21 @@ def _add_tokenizer(w, tok: dict, vocab_size: int) -> None:
             types.append(gguf.TokenType.UNUSED)
     merges = [" ".join(m) if isinstance(m, list) else m for m in tok["model"]["merges"]]
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt-2")
+    w.add_tokenizer_pre(_pre_tokenizer(tok))
     w.add_token_list(tokens)
     w.add_token_types(types)
     w.add_token_merges(merges)
     eos = next(iter(special), 0)
     w.add_bos_token_id(eos)
     w.add_eos_token_id(eos)
+
+
+def _pre_tokenizer(tok: dict) -> str:
+    """llama.cpp's name for the split rule: Qwen's own tokenizers split with a regex before the byte-level step
+    ("qwen2"); a plain byte-level one with the GPT-2 regex, as the shipped model's, is "gpt-2"."""
+    pre = tok.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    return "qwen2" if any(s.get("type") == "Split" for s in steps) else "gpt-2"
 
 
 class _Out:

@@ -19,3 +19,13 @@ def test_shipped_model_as_gguf(tmp_path):
     assert bytes(fields["general.architecture"].parts[-1]).decode() == "qwen2"
     assert len(fields["tokenizer.ggml.tokens"].data) == 8192
     assert int(fields["qwen2.block_count"].parts[-1][0]) == 8
+
+
+def test_pre_tokenizer_names():
+    from qadvisor.quantizers.llamacpp import _pre_tokenizer
+
+    assert _pre_tokenizer({"pre_tokenizer": {"type": "ByteLevel", "use_regex": True}}) == "gpt-2"
+    qwen = {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": "(?i:'s|'t|'re|'ve|'m|'ll|'d)|..."}, "behavior": "Isolated"},
+        {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}]}}
+    assert _pre_tokenizer(qwen) == "qwen2"
