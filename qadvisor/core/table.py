@@ -18,8 +18,7 @@ def results_table(export: RunExport) -> Table:
     table = Table(title=f"{export.model.name} on {export.settings.device}", title_justify="left", pad_edge=False)
     for name, justify in COLUMNS:
         table.add_column(name, justify=justify, no_wrap=name == "method")
-    # the KV cache matters to the reader only when a KV-cache method was stacked in this run
-    kv = any("+kv-" in r.method for r in export.results)
+    kv = _has_kv_stack(export)
     if kv:
         table.add_column("KV KiB", justify="right")
     for r in export.results:
@@ -43,6 +42,11 @@ def results_table(export: RunExport) -> Table:
     return table
 
 
+def _has_kv_stack(export: RunExport) -> bool:
+    """The KV cache matters to the reader only when a KV-cache method was stacked in this run."""
+    return any("+kv-" in r.method for r in export.results)
+
+
 def not_measured(export: RunExport) -> list[str]:
     return [f"{r.method} ({r.backend}): {r.status}: {r.reason}" for r in export.results if r.status != "ok"]
 
@@ -55,6 +59,5 @@ def footnote(export: RunExport) -> str:
         f"bf16 baseline {f.mib(m.bf16_bytes)} MiB (measured), {m.params:,} parameters; {accuracy}. Speed: batch 1, greedy, prompt {s.prompt_tokens} tokens, "
         f"{s.decode_tokens} new, median of {s.repeats} after a warm-up, ± half the range. "
         "vs bf16 = bf16 bytes / method bytes on disk."
-        + (f" KV = the cache after {s.prompt_tokens + s.decode_tokens - 1} positions." if any(
-            "+kv-" in r.method for r in export.results) else "")
+        + (f" KV = the cache after {s.prompt_tokens + s.decode_tokens - 1} positions." if _has_kv_stack(export) else "")
     )

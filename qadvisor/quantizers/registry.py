@@ -56,6 +56,15 @@ def kv_methods() -> list[str]:
     return [name for name, spec in methods().items() if spec.target == "kv-cache"]
 
 
+def _stack_problem(name: str, kv: str) -> str:
+    """Why `name+kv` cannot run ('' when it can), from the same check every recipe goes through."""
+    try:
+        parse_recipe(f"{name}+{kv}", methods())
+    except UserError as exc:
+        return str(exc).split(": ", 1)[-1]
+    return ""
+
+
 def stack(names: list[str], kv: str | None) -> list[str]:
     """Each weight method stacked with `kv` (None: unchanged). Conflicts are one UserError naming every method
     that cannot take it and why: nothing is dropped or stacked silently."""
@@ -63,10 +72,8 @@ def stack(names: list[str], kv: str | None) -> list[str]:
         return list(names)
     refused: dict[str, list[str]] = {}
     for name in names:
-        try:
-            parse_recipe(f"{name}+{kv}", methods())
-        except UserError as exc:
-            why = str(exc).split(": ", 1)[-1]
+        why = _stack_problem(name, kv)
+        if why:
             refused.setdefault(why, []).append(name)
     if refused:
         raise UserError("; ".join(f"{kv} cannot stack on {', '.join(ms)}: {why}" for why, ms in refused.items())
@@ -76,17 +83,8 @@ def stack(names: list[str], kv: str | None) -> list[str]:
 
 def kv_compatibility() -> dict[str, str]:
     """For each weight method, '' when every KV method stacks on it, else why not."""
-    out = {}
-    for name, spec in methods().items():
-        if spec.target != "weights":
-            continue
-        try:
-            for kv in kv_methods():
-                parse_recipe(f"{name}+{kv}", methods())
-            out[name] = ""
-        except UserError as exc:
-            out[name] = str(exc).split(": ", 1)[-1]
-    return out
+    return {name: next((why for kv in kv_methods() if (why := _stack_problem(name, kv))), "")
+            for name, spec in methods().items() if spec.target == "weights"}
 
 
 def availability(has_cuda: bool) -> list[BackendAvailability]:
