@@ -103,11 +103,6 @@ def fits(results: list[TrialResult]) -> dict[str, set[str]]:
     return out
 
 
-def archetypes(results: list[TrialResult]) -> dict[str, str]:
-    """One label per method; one that qualifies for A and B is labelled A."""
-    return {m: min(kinds) for m, kinds in fits(results).items()}
-
-
 def team(weights: dict[str, float]) -> str | None:
     """The archetype the priorities ask for: A, B, C, or None for an accuracy-bound team."""
     top = max(weights.values())
@@ -172,7 +167,7 @@ def advise(results: list[TrialResult], priorities: Priorities) -> Recommendation
     candidates = [r for r in measured if r.method not in ruled_out]
     by_name = {r.method: r for r in measured}
     fit = fits(candidates)
-    kinds = archetypes(candidates)
+    kinds = {m: min(k) for m, k in fit.items()}  # one label each: a method that is both A and B is labelled A
     front = pareto_front(measured)
     if not candidates:
         if not measured:
@@ -208,7 +203,7 @@ def advise(results: list[TrialResult], priorities: Priorities) -> Recommendation
         reasons.append(close)
     return Recommendation(
         archetype=label, method=winner, reasons=reasons, runner_up=runner_up, scores=scores,
-        archetypes=kinds, fits={m: sorted(k) for m, k in fit.items()}, pareto_front=front, team=team(weights),
+        archetypes=kinds, fits={m: sorted(k) for m, k in fit.items()}, pareto_front=front, team=wanted,
         flip=_flip(candidates, priorities, winner, fit) if runner_up else "",
         ruled_out=ruled_out, priorities=priorities, device=by_name[winner].device,
     )
