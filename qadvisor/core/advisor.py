@@ -22,6 +22,7 @@ KL_FLOOR = 1e-3  # nats/token; differences below this are noise on the held-out 
 A_REDUCTION_PCT = 80.0  # the seed's "Tool A" bar, where it is reachable
 NEAR_BEST = 0.10  # within 10 % of the best size (A) or speed (B) counts as "the" smallest / fastest
 SMALL_LOSS_PPL_PCT = 5.0
+LOW_COMPRESSION_PCT = 55.0  # the seed's B is "low compression": under the planner's C band (55–75 % smaller)
 FLIP_FACTORS = (1.5, 2, 3, 5, 10)
 STRONG_BIAS = 0.5  # one normalised weight at least as large as the other two together
 TEAMS = {"A": "storage-bound", "B": "latency-bound", "C": "balanced (no strong bias)", None: "accuracy-bound"}
@@ -85,19 +86,21 @@ def rank(results: list[TrialResult], weights: dict[str, float]) -> list[tuple[st
 
 def fits(results: list[TrialResult]) -> dict[str, set[str]]:
     """Every archetype each method qualifies for. A: the highest compression (>80 % smaller than bf16 where
-    reached, else near the best reached); B: the fastest decode here among those with small loss; C: neither.
-    A method can be both A and B (on llama.cpp the smallest file is often the fastest too)."""
+    reached, else near the best reached); B: low compression (< 55 % smaller) and near the fastest decode here
+    with small loss, or the fastest itself whatever its size; C: neither. A method can be both A and B (on
+    llama.cpp the smallest file is often the fastest too)."""
     if not results:
         return {}
     best_size = min(r.size_bytes for r in results)
     small_loss = [r for r in results if r.ppl_delta_pct <= SMALL_LOSS_PPL_PCT] or results
-    best_speed = max(r.decode_tok_s for r in small_loss)
+    fastest = max(small_loss, key=lambda r: (r.decode_tok_s, r.method))
     out = {}
     for r in results:
         kinds = set()
         if r.size_reduction_pct >= A_REDUCTION_PCT or r.size_bytes <= best_size * (1 + NEAR_BEST):
             kinds.add("A")
-        if r in small_loss and r.decode_tok_s >= best_speed * (1 - NEAR_BEST):
+        near_fastest = r in small_loss and r.decode_tok_s >= fastest.decode_tok_s * (1 - NEAR_BEST)
+        if r is fastest or (near_fastest and r.size_reduction_pct < LOW_COMPRESSION_PCT):
             kinds.add("B")
         out[r.method] = kinds or {"C"}
     return out
@@ -113,10 +116,12 @@ def team(weights: dict[str, float]) -> str | None:
 
 
 def choose(candidates: list[TrialResult], weights: dict[str, float], fit: dict[str, set[str]]) -> str:
-    """The best-ranked method in the archetype the weights ask for (the best overall if that one is empty)."""
+    """The best-ranked method in the archetype the weights ask for, among those no candidate beats on size,
+    speed and loss at once (a dominated method is never the answer); the best overall if there is none."""
     ranking = [m for m, _ in rank(candidates, weights)]
     wanted = team(weights)
-    return next((m for m in ranking if wanted is None or wanted in fit[m]), ranking[0])
+    front = set(pareto_front(candidates))
+    return next((m for m in ranking if m in front and (wanted is None or wanted in fit[m])), ranking[0])
 
 
 def pareto_front(results: list[TrialResult]) -> list[str]:

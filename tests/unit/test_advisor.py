@@ -152,11 +152,29 @@ def test_the_smallest_can_also_be_the_fastest():
 
 
 def test_a_pick_within_the_measured_noise_says_so():
-    a = result("a", 12, 200.0, 0.001, 0.1)
-    b = result("b", 12, 196.0, 0.001, 0.1)
+    a = result("a", 16, 200.0, 0.001, 0.1)  # both low compression (47 % smaller) and near the fastest: both B
+    b = result("b", 16, 196.0, 0.001, 0.1)
     steady = advisor.advise([a, b, result("c", 30, 50.0, 0.0, 0.0)], load_profile("latency-first"))
     assert steady.method == "a" and not any("too close to call" in r for r in steady.reasons)
     noisy = [a.model_copy(update={"decode_tok_s_spread": 20.0}), b.model_copy(update={"decode_tok_s_spread": 20.0}),
              result("c", 30, 50.0, 0.0, 0.0)]
     rec = advisor.advise(noisy, load_profile("latency-first"))
     assert rec.method == "a" and any("too close to call" in r and "b would score higher" in r for r in rec.reasons)
+
+
+def test_b_is_low_compression_unless_it_is_the_fastest():
+    # q4 is near the fastest but 60 % smaller: a middle method (C), as the seed's "B: low compression" says
+    runs = [result("q8", 16, 1900.0, 0.0001, 0.0), result("q4", 12, 2000.0, 0.0002, 0.1),
+            result("q2", 9, 2100.0, 0.002, 0.4), result("int8", 19, 150.0, 0.0, 0.0)]
+    rec = advisor.advise(runs, load_profile("balanced"))
+    assert rec.fits["q4"] == ["C"] and rec.fits["q8"] == ["B"] and rec.fits["q2"] == ["A", "B"]
+    assert (rec.archetype, rec.method) == ("C", "q4")
+
+
+def test_a_dominated_method_is_never_the_answer():
+    # the only Tool C method is beaten on size, speed and loss by a Tool B one: the team falls back to the best
+    runs = [result("fast", 16, 300.0, 0.0001, 0.0), result("slow", 17, 100.0, 0.001, 0.1),
+            result("tiny", 5, 50.0, 0.05, 4.0)]
+    rec = advisor.advise(runs, load_profile("balanced"))
+    assert rec.fits["slow"] == ["C"] and "slow" not in rec.pareto_front
+    assert rec.method != "slow"
