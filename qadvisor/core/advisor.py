@@ -237,4 +237,5 @@ def _team_line(wanted: str | None, label: str) -> str:
         return "accuracy-bound priorities: the best fit whatever its archetype"
     if label != wanted:
         return f"{TEAMS[wanted]} priorities ask for Tool {wanted}, but no Tool {wanted} method meets the limits here"
-    return f"{TEAMS[wanted]} priorities → Tool {wanted}: the best-scoring of the Tool {wanted} methods measured here"
+    return (f"{TEAMS[wanted]} priorities → Tool {wanted}: the best-scoring Tool {wanted} method measured here that no "
+            "other beats on size, speed and loss at once")
