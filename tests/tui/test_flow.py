@@ -23,15 +23,20 @@ def app(monkeypatch):
     registry.backends.cache_clear()
 
 
+async def _priorities_with(pilot, *names):
+    """From the hardware screen to the priorities screen, with exactly these methods chosen."""
+    await pilot.press("n")
+    methods = pilot.app.screen.query_one("#methods")
+    methods.deselect_all()
+    for name in names:
+        methods.select(name)
+
+
 async def test_whole_flow(app, tmp_path):
     async with app.run_test(size=(100, 40)) as pilot:
         assert isinstance(app.screen, HardwareScreen)
-        await pilot.press("n")
+        await _priorities_with(pilot, "mock-passthrough", "mock-crash")
         assert isinstance(app.screen, PrioritiesScreen)
-        methods = app.screen.query_one("#methods")
-        methods.deselect_all()
-        methods.select("mock-passthrough")
-        methods.select("mock-crash")
         await pilot.press("r")
         assert isinstance(app.screen, RunScreen)
         await app.workers.wait_for_complete()
@@ -66,11 +71,7 @@ async def test_bad_form_shows_one_line_and_does_not_run(app):
 
 async def test_cancel_keeps_finished_results(app):
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.press("n")
-        methods = app.screen.query_one("#methods")
-        methods.deselect_all()
-        methods.select("mock-passthrough")
-        methods.select("fp32")
+        await _priorities_with(pilot, "mock-passthrough", "fp32")
         await pilot.press("r")
         while not any(r.method == "mock-passthrough" for r in (app.export.results if app.export else [])):
             await pilot.pause(0.2)
@@ -151,11 +152,7 @@ async def test_kv_stack_conflicts_are_explained_not_dropped(app):
     from textual.widgets import Select
 
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.press("n")
-        methods = app.screen.query_one("#methods")
-        methods.deselect_all()
-        methods.select("mock-passthrough")
-        methods.select("gguf-q4_k_m")
+        await _priorities_with(pilot, "mock-passthrough", "gguf-q4_k_m")
         app.screen.query_one("#kv", Select).value = "kv-int4"
         await pilot.press("ctrl+r")
         await pilot.pause()
