@@ -37,6 +37,7 @@ class Backend:
 
     name: str = ""
     package: str = ""  # distribution name checked for availability, without importing it
+    also_needs: tuple[str, ...] = ()  # further distributions the backend imports
     min_version: str | None = None
     methods: tuple[MethodSpec, ...] = ()
     cpu_methods: frozenset[str] | None = None  # None: every method runs on CPU
@@ -51,6 +52,11 @@ class Backend:
                 return False, f"{self.package} is not installed ({self.install_hint})"
             if self.min_version and _older(version, self.min_version):
                 return False, f"{self.package} {version} is older than {self.min_version}"
+            for other in self.also_needs:
+                try:
+                    metadata.version(other)
+                except metadata.PackageNotFoundError:
+                    return False, f"{other} is not installed ({self.install_hint})"
             return True, f"{self.package} {version}"
         return True, "built in"
 

@@ -21,6 +21,7 @@ FTYPES = {"gguf-q8_0": 7, "gguf-q6_k": 18, "gguf-q4_k_m": 15, "gguf-q3_k_m": 12,
 class LlamaCppBackend(Backend):
     name = "llamacpp"
     package = "llama_cpp_python"
+    also_needs = ("gguf",)  # writes the GGUF file llama.cpp quantizes
     install_hint = "pip install llama-cpp-python gguf (builds llama.cpp from source, 5–10 min)"
     methods = (
         MethodSpec(name="gguf-q8_0", backend="llamacpp", bits=8.5, scheme="Q8_0", group_size=32,
@@ -34,17 +35,6 @@ class LlamaCppBackend(Backend):
         MethodSpec(name="gguf-q2_k", backend="llamacpp", bits=2.96, scheme="Q2_K", group_size=256,
                    summary="GGUF Q2_K (llama.cpp) k-quant mix"),
     )
-
-    def available(self, has_cuda):
-        ok, reason = super().available(has_cuda)
-        if ok:
-            from importlib import metadata
-
-            try:
-                metadata.version("gguf")
-            except metadata.PackageNotFoundError:
-                return False, "gguf is not installed (pip install gguf)"
-        return ok, reason
 
     def quantize(self, model_dir, spec, ctx):
         # The "model" between quantize and save is the path of the quantized file in a scratch folder.
