@@ -52,7 +52,7 @@ def _window_logits(model, ids: torch.Tensor, new_cache) -> torch.Tensor:
     if new_cache is None:
         return model(ids[None]).logits[0]
     cache_arg = _cache_argument(model)
-    out = _first_call(model, ids[None, :INCREMENTAL_PROMPT], new_cache)
+    out = _first_call(model, ids[None, :INCREMENTAL_PROMPT], new_cache, cache_arg)
     parts, past = [out.logits[0]], _cache_of(out)
     for i in range(INCREMENTAL_PROMPT, len(ids)):
         out = model(ids[None, i:i + 1], use_cache=True, **{cache_arg: past})
@@ -118,11 +118,11 @@ def _nbytes(tensor) -> int:
     return tensor.untyped_storage().nbytes() if tensor.device.type != "meta" else 0
 
 
-def _first_call(model, ids, new_cache):
+def _first_call(model, ids, new_cache, cache_arg: str):
     """The prefill call: with a fresh cache of the trial's kind when it has one (a quantized KV cache)."""
     if new_cache is None:
         return model(ids, use_cache=True)
-    return model(ids, use_cache=True, **{_cache_argument(model): new_cache()})
+    return model(ids, use_cache=True, **{cache_arg: new_cache()})
 
 
 @torch.no_grad()
@@ -131,13 +131,13 @@ def timed_greedy(model, prompt: torch.Tensor, new_tokens: int, device: str,
     """One greedy generation with the KV cache: (seconds to first token, seconds for the rest).
     `sizes` receives the cache's bytes at the end."""
     ids = prompt[None, :].to(device)
+    cache_arg = _cache_argument(model)  # looked up before the clock starts
     _sync(device)
     start = time.perf_counter()
-    out = _first_call(model, ids, new_cache)
+    out = _first_call(model, ids, new_cache, cache_arg)
     token = out.logits[:, -1].argmax(-1, keepdim=True)
     _sync(device)
     first = time.perf_counter()
-    cache_arg = _cache_argument(model)
     past = _cache_of(out)
     for _ in range(new_tokens - 1):
         out = model(token, use_cache=True, **{cache_arg: past})

@@ -53,7 +53,7 @@ class MethodPanel(Vertical):
     def finish(self, result: TrialResult) -> None:
         self.add_class("ok" if result.status == "ok" else "failed")
         # the result is complete even if a metric event was missed
-        self.metrics.update({k: v for k, v in result.model_dump().items() if isinstance(v, (int, float)) and v is not None})
+        self.metrics.update({k: v for k, v in result.model_dump().items() if isinstance(v, (int, float))})
         self.query_one(".metrics", Static).update(self._metrics_text())
         self.query_one(ProgressBar).update(progress=len(STEPS))
         text = "done" if result.status == "ok" else f"[red]{result.status}: {result.reason}[/]"
@@ -111,7 +111,7 @@ class TradeoffPlot(PlotextPlot):
         ticks = [t for t in _NICE if y_lo <= math.log10(t) <= y_hi] or [round(10 ** ((y_lo + y_hi) / 2))]
         plt.yticks([math.log10(t) for t in ticks], [f"{t:g}" for t in ticks])
         cell = (x_hi - x_lo) / max(self.size.width - 10, 10)  # one character, in MiB
-        row = (y_hi - y_lo) / max(self.size.height - 5, 5)  # one line, in tok/s
+        row = (y_hi - y_lo) / max(self.size.height - 5, 5)  # one line, in log10(tok/s)
         mid = (x_lo + x_hi) / 2
         for marker, lo, hi in (("●", 0, 0.01), ("◆", 0.01, 0.1), ("✕", 0.1, float("inf"))):
             pts = [r for r in self.results if lo <= r.kl_mean < hi]
