@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--methods", help="comma-separated planner methods (default: all)")
     plan.add_argument("--json", action="store_true")
     plan.add_argument("--explain", action="store_true", help="print the formula behind every column")
+    plan.add_argument("--measure", action="store_true", help="time slices of the model (a few real-shape layers, the "
+                      "real backends) on this machine and project the whole model's prefill and decode speed")
+    plan.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where --measure times the slices")
+    plan.add_argument("--threads", type=int, help="CPU threads for --measure (default: physical cores)")
     return parser
 
 
@@ -184,14 +188,21 @@ def cmd_schema(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from qadvisor.console import print_plan
-    from qadvisor.core import planner
+    from qadvisor.app.plan import PlanJob, options
+    from qadvisor.console import EventPrinter, print_plan
 
-    arch = planner.resolve_architecture(args.model)
-    target = planner.parse_target(args.target)
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
-    result = planner.plan(arch, target, context=args.context, batch=args.batch, prompt_tokens=args.prompt_tokens,
-                          methods=methods)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    job = PlanJob(options(model=args.model, context=args.context, batch=args.batch, prompt_tokens=args.prompt_tokens,
+                          target=args.target, methods=methods, measure=args.measure, device=args.device,
+                          threads=args.threads))
+    if job.measurement is not None:
+        m = job.measurement
+        printer = EventPrinter(len(m.methods) * len(m.depths))
+        printer.say(f"measuring {', '.join(m.methods)} on {m.depths[0]}- and {m.depths[1]}-layer slices of "
+                    f"{job.arch.name} here; each trial in its own process")
+        for event in job.events():
+            printer(event)
+    result = job.plan()
     if args.json:
         print(result.model_dump_json(indent=2))
     else:

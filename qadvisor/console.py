@@ -87,9 +87,46 @@ def print_plan(plan, explain: bool = False) -> None:
     out.print(table)
     if published:
         out.print("[dim]¹ measured by Qwen, not qadvisor: " + published_memory()["_source"] + "[/]")
+    print_projection(plan)
     if explain:
         for name, formula in plan.formulas.items():
             out.print(f"[b]{name}[/] = {formula}")
+
+
+def print_projection(plan) -> None:
+    """Speeds projected from slices measured here, beside the bandwidth bound and what share of it they reach."""
+    out = stdout_console()
+    rows = [r for r in plan.plans if r.projection is not None]
+    for note in plan.measure_notes:
+        out.print(f"[red]not measured[/] {note}")
+    if not rows:
+        return
+    p0 = rows[0].projection
+    table = Table(title=f"[b]projected[/] for all {p0.layers_projected} layers from {p0.layers_measured[0]}- and "
+                  f"{p0.layers_measured[1]}-layer slices measured on {p0.device}", title_justify="left",
+                  pad_edge=False, box=None)
+    for col in ("method", "decode tok/s", "range", "of bound", "prefill tok/s", "range", "per layer ms", "fixed ms",
+                "fits here"):
+        table.add_column(col, justify="left" if col in ("method", "fits here") else "right", no_wrap=True)
+    for r in rows:
+        p = r.projection
+        fits = "yes" if r.fits else "[red]no[/]" + (f" (mmap from disk: {r.streamed_decode_tok_s:.2f} tok/s)"
+                                                    if r.streamed_decode_tok_s else "")
+        table.add_row(r.method, f.num(p.decode_tok_s, 2), _span(p.decode_tok_s_range), f.pct(r.bound_fraction),
+                      f.num(p.prefill_tok_s, 1), _span(p.prefill_tok_s_range, 1), f"{p.decode_per_layer_ms:.1f}",
+                      f"{p.decode_fixed_ms:.1f}", fits)
+    out.print(table)
+    out.print(f"[dim]basis: {p0.basis}. Per layer and fixed ms are per decoded token. 'of bound' = projected decode "
+              f"÷ the bandwidth bound above.[/]", soft_wrap=True)
+    if any(not r.fits for r in rows):
+        out.print(f"[b]{plan.model} does not fit in this machine's memory[/] with "
+                  f"{', '.join(r.method for r in rows if not r.fits)}: those projections answer “if it fit”."
+                  + (f" Streamed from disk by mmap (GGUF): measured read rate {plan.disk_read_gb_s:.2f} GB/s ÷ "
+                     "the weights' bytes per token." if plan.disk_read_gb_s else ""), soft_wrap=True)
+
+
+def _span(span, digits: int = 2) -> str:
+    return "—" if span is None else f"{span[0]:,.{digits}f}–{span[1]:,.{digits}f}"
 
 
 def _g(n: int) -> str:
@@ -112,6 +149,9 @@ class EventPrinter:
         self.total = total
         self.done = 0
         self.err = Console(stderr=True, highlight=False)
+
+    def say(self, line: str) -> None:
+        self.err.print(f"qadvisor: {line}")
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Progress):
@@ -180,9 +220,7 @@ def print_comparison(first, second) -> None:
 
 def run_auto(args) -> int:
     """`qadvisor --auto`: measure every method, print the table, write the export."""
-    import torch
-
-    from qadvisor.core.hardware import detect
+    from qadvisor.core.hardware import detect, resolve_device
     from qadvisor.core.jobs import EvalSettings
     from qadvisor.core.runner import Run, RunRequest
     from qadvisor.core.table import footnote, not_measured, results_table
@@ -203,11 +241,7 @@ def run_auto(args) -> int:
         plan_inputs = (planner.resolve_architecture(args.plan_for), planner.parse_target(args.target))
 
     hardware = detect()
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is visible to torch here")
+    device = resolve_device(args.device)
     for name in ("repeats", "decode_tokens", "prompt_tokens"):
         if getattr(args, name) < 1 or (name == "decode_tokens" and args.decode_tokens < 2):
             raise UserError(f"--{name.replace('_', '-')} must be at least {2 if name == 'decode_tokens' else 1}")

@@ -59,3 +59,29 @@ def this_machine_target(ram_available: int | None = None, probe: Callable[[], fl
     return Target(name="this", count=1, memory_bytes=ram_available or psutil.virtual_memory().available,
                   bandwidth_gb_s=round((probe or probe_bandwidth_gb_s)(), 1),
                   bandwidth_source="measured: 64 MiB copy probe", kind="cpu")
+
+
+DISK_PROBE_BYTES = 512 * 2**20
+
+
+def probe_disk_read_gb_s(path) -> float | None:
+    """Read up to 512 MiB of `path` after asking the kernel to drop its cached pages (what mmap streaming of a model
+    larger than RAM pays per token). None when the file stayed cached (the read ran at memory speed)."""
+    import os
+
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        size = min(os.fstat(fd).st_size, DISK_PROBE_BYTES)
+        os.fsync(fd)  # dirty pages cannot be dropped
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        start, done = time.perf_counter(), 0
+        while done < size:
+            chunk = os.pread(fd, 16 * 2**20, done)
+            if not chunk:
+                break
+            done += len(chunk)
+        seconds = time.perf_counter() - start
+    finally:
+        os.close(fd)
+    rate = done / seconds / 1e9 if seconds > 0 else None
+    return rate if rate and done >= 64 * 2**20 and rate < 0.5 * probe_bandwidth_gb_s() else None

@@ -106,3 +106,16 @@ def detect(with_backends: bool = True) -> HardwareInfo:
 
         info.backends = registry.availability(has_cuda=cuda_version is not None)
     return info
+
+
+def resolve_device(requested: str) -> str:
+    """`auto` → cuda when torch sees a GPU, else cpu; `cuda` without one is a UserError."""
+    import torch
+
+    from qadvisor.errors import UserError
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is visible to torch here")
+    return requested

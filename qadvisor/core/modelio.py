@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from pathlib import Path
 
 import psutil
 
+from qadvisor.core import synthetic
 from qadvisor.errors import UserError
 from qadvisor.shipped import shipped_dir
 from qadvisor.models.jsonfile import read_json_object
@@ -71,6 +73,7 @@ def check_model_dir(model_dir: Path) -> dict:
         raise UserError(f"{model_dir}: no tokenizer files (tokenizer.json)")
     dtype_bytes = 4 if str(config.get("torch_dtype", config.get("dtype", "bfloat16"))) == "float32" else 2
     need = weight_bytes * (4 / dtype_bytes) * MEMORY_FACTOR
+    need = (synthetic.marker(model_dir) or {}).get("need_bytes", need)  # a slice was sized from the planner when it was built
     free = psutil.virtual_memory().available
     if need > free:
         raise UserError(
@@ -109,11 +112,10 @@ def fingerprint(model_dir: Path, *extra: str) -> str:
 
 
 SYNTHETIC_PREFIX = "synthetic:"
-SYNTHETIC_MARKER = "synthetic.json"
 
 
 def is_synthetic(model_dir: Path) -> bool:
-    return (Path(model_dir) / SYNTHETIC_MARKER).is_file()
+    return synthetic.marker(model_dir) is not None
 
 
 def synthetic_model_dir(spec: str, cache_dir: Path) -> Path:
@@ -122,34 +124,8 @@ def synthetic_model_dir(spec: str, cache_dir: Path) -> Path:
     It lets the real backends quantize a model of the real shape, so the planner's size and memory
     predictions can be checked against measurements; its accuracy numbers would mean nothing.
     """
-    import shutil
-
     arch = check_synthetic(spec)
-    target = Path(cache_dir) / "synthetic" / arch.name
-    if (target / SYNTHETIC_MARKER).is_file():
-        return target
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    config = Qwen2Config(
-        hidden_size=arch.hidden_size, intermediate_size=arch.intermediate_size, num_hidden_layers=arch.num_hidden_layers,
-        num_attention_heads=arch.num_attention_heads, num_key_value_heads=arch.num_key_value_heads,
-        vocab_size=arch.vocab_size, tie_word_embeddings=arch.tie_word_embeddings, max_position_embeddings=4096,
-        bos_token_id=0, eos_token_id=0,
-    )
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with torch.device("cpu"):
-        model = Qwen2ForCausalLM(config).to(torch.bfloat16)
-    model.save_pretrained(str(tmp))
-    shipped = shipped_model_dir()
-    for name in ("tokenizer.json", "tokenizer_config.json", EVAL_FILE, CALIB_FILE):
-        shutil.copy(shipped / name, tmp / name)  # token ids of the small tokenizer fit any Qwen vocabulary
-    (tmp / SYNTHETIC_MARKER).write_text(json.dumps({"architecture": arch.name, "weights": "random, seed 0"}))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return target
+    return synthetic.build(arch, Path(cache_dir) / "synthetic" / arch.name, shipped_model_dir(), {})
 
 
 def check_synthetic(spec: str):
@@ -162,3 +138,18 @@ def check_synthetic(spec: str):
         raise UserError(f"not enough memory to measure synthetic:{arch.name}: needs about {need / 2**30:.1f} GiB, "
                         f"{psutil.virtual_memory().available / 2**30:.1f} GiB available (`qadvisor plan` estimates it)")
     return arch
+
+
+def synthetic_reference(model_dir: Path):
+    """A random-weight model's reference needs no child process: it is saved in bf16, so its parameters and its
+    bf16 bytes are read from the files, and there is no accuracy to score."""
+    from qadvisor.core.jobs import Reference
+    from qadvisor.quantizers.base import weights_bytes_on_disk
+
+    params = 0
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        with path.open("rb") as fh:
+            (length,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(length))
+        params += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+    return Reference(params=params, bf16_bytes=weights_bytes_on_disk(Path(model_dir)), ref_ppl=None, eval_tokens=0)

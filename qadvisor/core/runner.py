@@ -101,6 +101,9 @@ class Run:
 
     def _reference(self, work_dir: Path, cancel: threading.Event) -> Iterator[Event]:
         ref_file = self.cache_dir / REFERENCE_FILE
+        if not ref_file.is_file() and modelio.is_synthetic(self.model_dir):
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            ref_file.write_text(modelio.synthetic_reference(self.model_dir).model_dump_json())
         if not ref_file.is_file():
             outcome: list[Event] = []
             for event in _spawn(self._job("reference", "", work_dir, False), work_dir, cancel, self.request.trial_timeout_s):

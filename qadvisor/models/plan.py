@@ -39,6 +39,27 @@ class Target(BaseModel):
     kind: str  # "cpu" or "gpu"
 
 
+class Projection(BaseModel):
+    """A target's speed here, projected from slices of it measured with the real backend: the time per token (or
+    per prompt) is `fixed + layers × per_layer`, fitted through two slice depths."""
+
+    label: str = "projected"
+    device: str  # where the slices were measured
+    layers_measured: list[int]  # the two slice depths
+    layers_projected: int  # the target's decoder layers
+    measured_decode_tok_s: list[float]  # per slice depth, median of the repeats
+    measured_prefill_tok_s: list[float]
+    decode_per_layer_ms: float
+    decode_fixed_ms: float  # embeddings, final norm, lm_head and the runtime, per token
+    prefill_per_layer_ms: float  # per prompt of `prompt_tokens`
+    prefill_fixed_ms: float
+    decode_tok_s: float | None = None  # None: the two depths could not be told apart (see basis)
+    prefill_tok_s: float | None = None
+    decode_tok_s_range: tuple[float, float] | None = None  # from the slowest and fastest repeats at each depth
+    prefill_tok_s_range: tuple[float, float] | None = None
+    basis: str
+
+
 class PlanRow(BaseModel):
     method: str
     bits: float
@@ -52,6 +73,12 @@ class PlanRow(BaseModel):
     decode_tok_s_bound: float
     archetype: str  # A / B / C from the size reduction
     notes: str = ""
+    # `plan --measure`: speed projected from slices measured here (None where not measured)
+    projected_decode_tok_s: float | None = None
+    projected_prefill_tok_s: float | None = None
+    projection: Projection | None = None
+    bound_fraction: float | None = None  # projected decode ÷ decode_tok_s_bound
+    streamed_decode_tok_s: float | None = None  # GGUF that does not fit in RAM: mmap reads it from disk each token
 
 
 class Plan(BaseModel):
@@ -64,6 +91,8 @@ class Plan(BaseModel):
     plans: list[PlanRow]
     label: str = "estimate"
     formulas: dict[str, str] = {}
+    disk_read_gb_s: float | None = None  # `plan --measure`: measured here, for GGUF streamed from disk
+    measure_notes: list[str] = []  # what the measured projection did and did not cover
 
 
 class PlanCheck(BaseModel):

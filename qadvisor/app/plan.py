@@ -1,0 +1,78 @@
+"""`qadvisor plan`: the planner's estimates and, with `measure`, speeds projected from slices measured here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from pydantic import BaseModel, Field, ValidationError
+
+from qadvisor.core import planner
+from qadvisor.errors import UserError
+from qadvisor.models.events import Event
+from qadvisor.models.plan import Plan
+
+
+class PlanOptions(BaseModel):
+    model: str = "Qwen2.5-72B"
+    context: int = Field(2048, ge=1)
+    batch: int = Field(1, ge=1)
+    prompt_tokens: int | None = Field(None, ge=1)
+    target: str = "this"
+    methods: list[str] | None = None
+    measure: bool = False  # time slices of the model here and project the whole
+    device: str = "auto"
+    threads: int | None = Field(None, ge=1)
+    cache_dir: Path | None = None
+
+
+def options(**values) -> PlanOptions:
+    """PlanOptions from a face's input; a value out of range is one UserError line."""
+    try:
+        return PlanOptions(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise UserError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+
+
+class PlanJob:
+    """Everything checked on creation; `events()` measures (only with `measure`); `plan()` is the answer."""
+
+    def __init__(self, opts: PlanOptions):
+        self.arch = planner.resolve_architecture(opts.model)
+        self.target = planner.parse_target(opts.target)
+        self.estimate = planner.plan(self.arch, self.target, context=opts.context, batch=opts.batch,
+                                     prompt_tokens=opts.prompt_tokens, methods=opts.methods)
+        self.measurement = _measurement(opts, self.arch, self.target, self.estimate) if opts.measure else None
+
+    def events(self, cancel=None) -> Iterator[Event]:
+        if self.measurement is not None:
+            yield from self.measurement.events(cancel)
+
+    def plan(self) -> Plan:
+        m = self.measurement
+        if m is None:
+            return self.estimate
+        from qadvisor.core.slices import attach
+
+        notes = [f"{name}: {r.reason}" for name, rs in m.results.items() for r in rs if r.status != "ok"]
+        return attach(self.estimate, m.projections, m.disk_read_gb_s).model_copy(update={"measure_notes": notes})
+
+
+def _measurement(opts: PlanOptions, arch, target, estimate: Plan):
+    from qadvisor.core.hardware import detect, resolve_device
+    from qadvisor.core.jobs import EvalSettings
+    from qadvisor.core.runner import default_cache_dir
+    from qadvisor.core.slices import MEASURE_DEFAULT, SliceMeasurement
+
+    if opts.target != "this":
+        raise UserError(f"--measure times this machine; --target {opts.target} is not here (drop --target, or plan "
+                        "without --measure for that GPU's bandwidth bound)")
+    if opts.batch != 1:
+        raise UserError("--measure times batch 1 (as --auto does); drop --batch or plan without --measure")
+    hardware = detect()
+    device = resolve_device(opts.device)
+    settings = EvalSettings(device=device, threads=opts.threads or hardware.physical_cores,
+                            prompt_tokens=estimate.prompt_tokens)
+    methods = opts.methods or list(MEASURE_DEFAULT)
+    return SliceMeasurement(arch, methods, hardware, settings, opts.cache_dir or default_cache_dir())

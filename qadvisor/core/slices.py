@@ -1,0 +1,167 @@
+"""`qadvisor plan --measure`: time each method on slices of the target (a few decoder layers at its real shape)
+with the real backend, and project the whole model. The full target is never built.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import psutil
+
+from qadvisor.core import planner, synthetic
+from qadvisor.core.bandwidth import probe_disk_read_gb_s
+from qadvisor.core.jobs import EvalSettings
+from qadvisor.core.modelio import shipped_model_dir
+from qadvisor.core.projection import project
+from qadvisor.core.runner import Run, RunRequest
+from qadvisor.errors import UserError
+from qadvisor.models.events import Error, Event, Progress, Result
+from qadvisor.models.hardware import HardwareInfo
+from qadvisor.models.plan import Architecture, Plan, Projection
+from qadvisor.models.result import TrialResult
+from qadvisor.quantizers import registry
+
+GIB = 2**30
+MEASURE_DEFAULT = ("bnb-nf4", "gguf-q8_0", "gguf-q4_k_m")
+DECODE_TOKENS = 16  # at a 72B layer a token takes a tenth of a second or more: 16 are steady enough
+REPEATS = 3
+DEEP_SLICE_LAYER_PARAMS = 2.0e9  # decoder-layer parameters in the deeper slice: a 72B trial stays within minutes
+RESERVE = 2 * GIB  # runtime, tokenizer, a quantizer's working buffers
+MAX_PROMPT = 2048  # the evaluation text the prompt is cut from has about this many tokens
+
+
+def slice_architecture(arch: Architecture, layers: int) -> Architecture:
+    """`layers` decoder layers of `arch`. The slice ties lm_head to the embedding: a lookup reads one row of the
+    table, so per token only lm_head is read either way, and tying halves the slice's memory."""
+    return arch.model_copy(update={"name": f"{arch.name}-{layers}L", "num_hidden_layers": layers,
+                                   "tie_word_embeddings": True})
+
+
+def need_bytes(arch: Architecture) -> int:
+    """Peak memory of a trial on this slice: every weight at 4 bytes (the CPU computes in fp32) plus a reserve."""
+    return 4 * planner.param_count(arch) + RESERVE
+
+
+def slice_depths(arch: Architecture, available: int) -> tuple[int, int]:
+    """1 layer and as many as time and memory allow (a quarter of the model at most): the further apart, the
+    less the repeats' noise is magnified when extrapolated to every layer."""
+    if arch.num_hidden_layers < 3:
+        raise UserError(f"{arch.name} has {arch.num_hidden_layers} layers: too shallow to slice; measure it whole "
+                        "with `qadvisor --auto --model …`")
+    per_layer = planner.param_count(slice_architecture(arch, 1)) - planner.param_count(slice_architecture(arch, 0))
+    deep = max(2, min(arch.num_hidden_layers // 4, int(DEEP_SLICE_LAYER_PARAMS // per_layer)))
+    while deep > 2 and need_bytes(slice_architecture(arch, deep)) > available:
+        deep -= 1
+    need = need_bytes(slice_architecture(arch, deep))
+    if need > available:
+        raise UserError(f"a {deep}-layer slice of {arch.name} needs about {need / GIB:.1f} GiB; "
+                        f"{available / GIB:.1f} GiB is available here")
+    return 1, deep
+
+
+def check_methods(names: list[str], has_cuda: bool) -> list[str]:
+    """Weight methods that run here and that the planner knows; anything else is one UserError."""
+    for recipe in registry.parse_methods(",".join(names)):
+        spec = recipe.weights
+        if recipe.kv is not None:
+            raise UserError(f"{recipe.name}: slices time the weights; measure KV stacks with `qadvisor --auto`")
+        if spec.backend == "gptq":
+            raise UserError(f"{spec.name}: GPTQ calibrates layer by layer (hours at a 72B layer on a CPU); timing "
+                            "its kernel on round-to-nearest codes is not built yet")
+        if spec.name not in planner.FORMAT_BY_NAME:
+            raise UserError(f"{spec.name}: the planner has no entry for it, so there is nothing to project onto")
+        ok, reason = registry.recipe_available(recipe, has_cuda)
+        if not ok:
+            raise UserError(f"{spec.name} cannot run here: {reason}")
+    return names
+
+
+class SliceMeasurement:
+    """Checked on creation (bad input raises UserError before anything is built); `events()` measures."""
+
+    def __init__(self, arch: Architecture, methods: list[str], hardware: HardwareInfo, settings: EvalSettings,
+                 cache_root: Path):
+        if settings.prompt_tokens > MAX_PROMPT:
+            raise UserError(f"--prompt-tokens {settings.prompt_tokens}: slices are timed on prompts of at most {MAX_PROMPT}")
+        self.arch, self.hardware, self.cache_root = arch, hardware, Path(cache_root)
+        self.methods = check_methods(methods, has_cuda=settings.device == "cuda")
+        self.depths = slice_depths(arch, psutil.virtual_memory().available)
+        self._check_disk()
+        self.settings = settings.model_copy(update={
+            "decode_tokens": DECODE_TOKENS, "repeats": REPEATS, "score_accuracy": False, "windows": 1,
+            "window": max(256, settings.prompt_tokens)})
+        self.results: dict[str, list[TrialResult]] = {}
+        self.projections: dict[str, Projection] = {}
+        self.disk_read_gb_s: float | None = None
+
+    def _check_disk(self) -> None:
+        """Both slices in bf16, plus a trial's scratch: GGUF writes an fp32 copy of the deeper slice."""
+        bf16 = [planner.weights_bytes(slice_architecture(self.arch, d), planner.FORMAT_BY_NAME["bf16"])[0]
+                for d in self.depths]
+        need = sum(bf16) + 3 * bf16[-1]
+        self.cache_root.mkdir(parents=True, exist_ok=True)
+        free = psutil.disk_usage(str(self.cache_root)).free
+        if need > free:
+            raise UserError(f"slices of {self.arch.name} need about {need / GIB:.1f} GiB of disk under "
+                            f"{self.cache_root}; {free / GIB:.1f} GiB is free")
+
+    def slice_dir(self, layers: int) -> Path:
+        return self.cache_root / "slices" / f"{self.arch.name}-{layers}L"
+
+    def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
+        """Build both slices (once; cached), then per method both depths side by side, then its projection."""
+        cancel = cancel or threading.Event()
+        for i, layers in enumerate(self.depths):
+            yield Progress(method="slices", step="build", fraction=i / len(self.depths),
+                           message=f"{layers}-layer slice of {self.arch.name} (random bf16 weights, cached)")
+            sliced = slice_architecture(self.arch, layers)
+            synthetic.build(sliced, self.slice_dir(layers), shipped_model_dir(),
+                            {"slice_of": self.arch.name, "layers": layers, "need_bytes": need_bytes(sliced)})
+        yield Progress(method="slices", step="build", fraction=1.0, message="disk read rate (for GGUF streamed by mmap)")
+        shards = sorted(self.slice_dir(self.depths[-1]).glob("*.safetensors"), key=lambda p: p.stat().st_size)
+        self.disk_read_gb_s = probe_disk_read_gb_s(shards[-1])
+        for method in self.methods:
+            results = []
+            for layers in self.depths:
+                if cancel.is_set():
+                    return
+                result = yield from self._trial(method, layers, cancel)
+                results.append(result)
+            self.results[method] = results
+            if all(r.status == "ok" for r in results):
+                self.projections[method] = project(results, self.depths, self.arch.num_hidden_layers,
+                                                   self.settings.prompt_tokens)
+
+    def _trial(self, method: str, layers: int, cancel: threading.Event):
+        request = RunRequest(model_dir=str(self.slice_dir(layers)), methods=[method], settings=self.settings,
+                             cache_dir=self.cache_root)
+        run = Run(request, self.hardware)
+        label = f"{method} @{layers}L"
+        for event in run.events(cancel):
+            if isinstance(event, Result):  # the label is for the eye; the result keeps the method's name
+                event = Result(result=event.result.model_copy(update={"method": label}))
+            elif isinstance(event, (Progress, Error)) and event.method != "reference":
+                event = event.model_copy(update={"method": label})
+            yield event
+        return run.results[0] if run.results else TrialResult(
+            method=method, backend="", bits=0, status="cancelled", reason="cancelled by the user")
+
+
+def attach(plan: Plan, projections: dict[str, Projection], disk_read_gb_s: float | None) -> Plan:
+    """The plan with each measured method's projection beside its bandwidth bound; GGUF that does not fit in RAM
+    also gets the speed of streaming its weights from disk (mmap), from the measured read rate."""
+    rows = []
+    for row in plan.plans:
+        p = projections.get(row.method)
+        update: dict = {}
+        if p is not None:
+            update = {"projection": p, "projected_decode_tok_s": p.decode_tok_s, "projected_prefill_tok_s": p.prefill_tok_s}
+            if p.decode_tok_s and row.decode_tok_s_bound:
+                update["bound_fraction"] = p.decode_tok_s / row.decode_tok_s_bound
+        if row.method.startswith("gguf-") and not row.fits and plan.target.kind == "cpu" and disk_read_gb_s:
+            streamed = disk_read_gb_s * 1e9 / row.weights_bytes  # every weight read from disk once a token
+            update["streamed_decode_tok_s"] = min(streamed, p.decode_tok_s) if p and p.decode_tok_s else streamed
+        rows.append(row.model_copy(update=update))
+    return plan.model_copy(update={"plans": rows, "disk_read_gb_s": disk_read_gb_s})

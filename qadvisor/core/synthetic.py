@@ -1,0 +1,99 @@
+"""Random-weight Qwen2 checkpoints at a real shape: a whole model (`synthetic:Qwen2.5-0.5B`) or a slice of one
+(a few decoder layers of, say, Qwen2.5-72B), written tensor by tensor in bf16 so the full model is never built.
+
+Speed does not depend on the values of the weights, so these measure the real backends at the real shape;
+their accuracy numbers would mean nothing and are not scored.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from qadvisor.models.plan import Architecture
+
+MARKER = "synthetic.json"
+BUILDER_VERSION = 2  # bump when the weights written here change, so cached directories are rebuilt
+SEED = 0
+INIT_STD = 0.02  # transformers' initializer_range for Qwen2: what a freshly built model holds
+ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+COPIED = ("tokenizer.json", "tokenizer_config.json", "heldout.txt", "calib.txt")
+
+
+def marker(model_dir: Path) -> dict | None:
+    path = Path(model_dir) / MARKER
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def build(arch: Architecture, target: Path, text_dir: Path, info: dict) -> Path:
+    """Write `arch` with random weights to `target` (once: a complete, current directory is reused)."""
+    found = marker(target)
+    if found and found.get("builder") == BUILDER_VERSION:
+        return target
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _write_config(arch, tmp)
+    _write_weights(arch, tmp)
+    for name in COPIED:  # the small tokenizer's ids fit any Qwen vocabulary
+        shutil.copy(text_dir / name, tmp / name)
+    (tmp / MARKER).write_text(json.dumps({**info, "architecture": arch.name, "weights": f"random, seed {SEED}",
+                                          "builder": BUILDER_VERSION}))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def _write_config(arch: Architecture, out: Path) -> None:
+    from transformers import Qwen2Config
+
+    Qwen2Config(
+        hidden_size=arch.hidden_size, intermediate_size=arch.intermediate_size, num_hidden_layers=arch.num_hidden_layers,
+        num_attention_heads=arch.num_attention_heads, num_key_value_heads=arch.num_key_value_heads,
+        vocab_size=arch.vocab_size, tie_word_embeddings=arch.tie_word_embeddings, max_position_embeddings=4096,
+        bos_token_id=0, eos_token_id=0, dtype="bfloat16",
+    ).save_pretrained(str(out))
+
+
+def _layer_shapes(arch: Architecture, index: int) -> dict[str, tuple[int, ...]]:
+    prefix = f"model.layers.{index}."
+    shapes = {f"{prefix}{'self_attn' if n in ATTENTION else 'mlp'}.{n}.weight": (o, i) for n, i, o in arch.layer_linears()}
+    if arch.attention_qkv_bias:
+        for name, _, out in arch.layer_linears()[:3]:
+            shapes[f"{prefix}self_attn.{name}.bias"] = (out,)
+    shapes[f"{prefix}input_layernorm.weight"] = (arch.hidden_size,)
+    shapes[f"{prefix}post_attention_layernorm.weight"] = (arch.hidden_size,)
+    return shapes
+
+
+def _tensor(name: str, shape: tuple[int, ...], generator):
+    import torch
+
+    if name.endswith("norm.weight"):
+        return torch.ones(shape, dtype=torch.bfloat16)
+    if name.endswith(".bias"):
+        return torch.zeros(shape, dtype=torch.bfloat16)
+    return torch.empty(shape, dtype=torch.bfloat16).normal_(0.0, INIT_STD, generator=generator)
+
+
+def _write_weights(arch: Architecture, out: Path) -> None:
+    """One safetensors shard per decoder layer plus one for the embeddings: peak memory is one shard."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(SEED)
+    table = {"model.embed_tokens.weight": (arch.vocab_size, arch.hidden_size), "model.norm.weight": (arch.hidden_size,)}
+    if not arch.tie_word_embeddings:
+        table["lm_head.weight"] = (arch.vocab_size, arch.hidden_size)
+    shards = [table] + [_layer_shapes(arch, i) for i in range(arch.num_hidden_layers)]
+    weight_map, total = {}, 0
+    for number, shapes in enumerate(shards, start=1):
+        file = f"model-{number:05d}-of-{len(shards):05d}.safetensors"
+        tensors = {name: _tensor(name, shape, generator) for name, shape in shapes.items()}
+        total += sum(t.numel() * t.element_size() for t in tensors.values())
+        save_file(tensors, str(out / file), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(tensors, file))
+        del tensors
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))

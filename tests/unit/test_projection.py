@@ -1,0 +1,107 @@
+"""Slices of a target and the projection from two depths to the whole model (no measuring here)."""
+
+import json
+
+import pytest
+
+from qadvisor.core import planner, synthetic
+from qadvisor.core.modelio import synthetic_reference
+from qadvisor.core.projection import fit_line, project
+from qadvisor.core.slices import attach, check_methods, need_bytes, slice_architecture, slice_depths
+from qadvisor.errors import UserError
+from qadvisor.models.result import TrialResult
+
+GIB = 2**30
+
+
+def _result(decode_ms: float, prefill_ms: float, prompt: int = 128, spread: float = 0.0) -> TrialResult:
+    decode = 1000 / decode_ms
+    return TrialResult(method="m", backend="b", bits=4, status="ok", device="cpu: test",
+                       decode_tok_s=decode, decode_tok_s_spread=spread * decode,
+                       prefill_tok_s=prompt * 1000 / prefill_ms, prefill_tok_s_spread=0.0)
+
+
+def test_fit_line_recovers_fixed_and_per_layer():
+    assert fit_line(1, 30.0, 4, 60.0) == pytest.approx((20.0, 10.0))
+
+
+def test_projection_is_fixed_plus_layers_times_per_layer():
+    # 20 ms fixed + 10 ms a layer per token; 100 ms fixed + 50 ms a layer per 128-token prompt
+    p = project([_result(30, 150), _result(60, 300)], (1, 4), 80, 128)
+    assert p.decode_fixed_ms == pytest.approx(20) and p.decode_per_layer_ms == pytest.approx(10)
+    assert p.decode_tok_s == pytest.approx(1000 / (20 + 80 * 10))
+    assert p.prefill_tok_s == pytest.approx(128 * 1000 / (100 + 80 * 50))
+    assert p.layers_measured == [1, 4] and p.label == "projected" and "slices of 1 and 4" in p.basis
+
+
+def test_projection_range_widens_with_the_repeats_spread():
+    steady = project([_result(30, 150), _result(60, 300)], (1, 4), 80, 128)
+    noisy = project([_result(30, 150, spread=0.1), _result(60, 300, spread=0.1)], (1, 4), 80, 128)
+    low, high = noisy.decode_tok_s_range
+    assert low < noisy.decode_tok_s < high
+    assert steady.decode_tok_s_range[1] - steady.decode_tok_s_range[0] < high - low
+
+
+def test_a_deeper_slice_that_is_not_slower_gives_no_projection():
+    p = project([_result(30, 150), _result(29, 300)], (1, 2), 80, 128)
+    assert p.decode_tok_s is None and "not separable" in p.basis
+
+
+def test_slice_ties_the_table_and_keeps_the_layer_shape():
+    arch = planner.resolve_architecture("Qwen2.5-72B")
+    s = slice_architecture(arch, 2)
+    assert (s.num_hidden_layers, s.tie_word_embeddings, s.hidden_size, s.intermediate_size) == (2, True, 8192, 29568)
+    assert s.vocab_size == arch.vocab_size and s.num_key_value_heads == arch.num_key_value_heads
+
+
+@pytest.mark.parametrize("name, ram_gib, depths", [
+    ("Qwen2.5-72B", 23, (1, 2)), ("Qwen2.5-0.5B", 23, (1, 6)), ("Qwen2.5-1.5B", 23, (1, 7)), ("Qwen2.5-7B", 23, (1, 7)),
+])
+def test_slice_depths_are_as_far_apart_as_time_and_memory_allow(name, ram_gib, depths):
+    arch = planner.resolve_architecture(name)
+    assert slice_depths(arch, ram_gib * GIB) == depths
+    assert need_bytes(slice_architecture(arch, depths[1])) <= ram_gib * GIB
+
+
+def test_a_machine_too_small_for_two_layers_is_refused():
+    with pytest.raises(UserError, match="2-layer slice of Qwen2.5-72B needs about"):
+        slice_depths(planner.resolve_architecture("Qwen2.5-72B"), 8 * GIB)
+
+
+@pytest.mark.parametrize("method, why", [
+    ("gptq-int4", "GPTQ calibrates"), ("fp32", "no entry"), ("bnb-nf4+kv-int4", "KV stacks"), ("nope", "unknown"),
+])
+def test_methods_slices_cannot_time_are_refused_up_front(method, why):
+    with pytest.raises(UserError, match=why):
+        check_methods([method], has_cuda=False)
+
+
+def test_gguf_that_does_not_fit_gets_a_streamed_speed():
+    arch = planner.resolve_architecture("Qwen2.5-72B")
+    target = planner.parse_target("this", ram_available=20 * GIB, probe=lambda: 10.0)
+    estimate = planner.plan(arch, target, methods=["gguf-q4_k_m", "bnb-nf4"])
+    p = project([_result(300, 3000), _result(500, 5000)], (1, 2), 80, 128)
+    plan = attach(estimate, {"gguf-q4_k_m": p}, disk_read_gb_s=1.0)
+    gguf, nf4 = plan.plans
+    assert not gguf.fits and gguf.streamed_decode_tok_s == pytest.approx(1e9 / gguf.weights_bytes)
+    assert gguf.projected_decode_tok_s == pytest.approx(1000 / (100 + 80 * 200))
+    assert gguf.bound_fraction == pytest.approx(gguf.projected_decode_tok_s / gguf.decode_tok_s_bound)
+    assert nf4.projection is None and nf4.projected_decode_tok_s is None and nf4.streamed_decode_tok_s is None
+    assert plan.disk_read_gb_s == 1.0
+
+
+def test_random_checkpoint_is_written_shard_by_shard_at_the_planned_size(tmp_path):
+    from tests.conftest import SHIPPED
+
+    arch = planner.Architecture(name="tiny", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=2, vocab_size=8192, tie_word_embeddings=True)
+    out = synthetic.build(arch, tmp_path / "tiny", SHIPPED, {"need_bytes": 123})
+    assert len(list(out.glob("*.safetensors"))) == 3  # the table, then one shard a layer
+    assert synthetic.marker(out)["need_bytes"] == 123
+    ref = synthetic_reference(out)
+    assert ref.params == planner.param_count(arch) and ref.ref_ppl is None
+    assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 2
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(out))  # transformers reads it like any checkpoint
+    assert sum(p.numel() for p in model.parameters()) == ref.params
