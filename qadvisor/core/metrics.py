@@ -118,11 +118,17 @@ def _nbytes(tensor) -> int:
     return tensor.untyped_storage().nbytes() if tensor.device.type != "meta" else 0
 
 
-def _first_call(model, ids, new_cache, cache_arg: str):
+def _first_call(model, ids, new_cache, cache_arg: str, **extra):
     """The prefill call: with a fresh cache of the trial's kind when it has one (a quantized KV cache)."""
     if new_cache is None:
-        return model(ids, use_cache=True)
-    return model(ids, use_cache=True, **{cache_arg: new_cache()})
+        return model(ids, use_cache=True, **extra)
+    return model(ids, use_cache=True, **{cache_arg: new_cache()}, **extra)
+
+
+def _last_logits_only(model) -> dict:
+    """Generation computes the prompt's logits at its last position only (transformers' `generate` and llama.cpp
+    alike); timing every position would charge prefill with vocabulary × prompt work no deployment does."""
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
 @torch.no_grad()
@@ -131,10 +137,10 @@ def timed_greedy(model, prompt: torch.Tensor, new_tokens: int, device: str,
     """One greedy generation with the KV cache: (seconds to first token, seconds for the rest).
     `sizes` receives the cache's bytes at the end."""
     ids = prompt[None, :].to(device)
-    cache_arg = _cache_argument(model)  # looked up before the clock starts
+    cache_arg, last_only = _cache_argument(model), _last_logits_only(model)  # looked up before the clock starts
     _sync(device)
     start = time.perf_counter()
-    out = _first_call(model, ids, new_cache, cache_arg)
+    out = _first_call(model, ids, new_cache, cache_arg, **last_only)
     token = out.logits[:, -1].argmax(-1, keepdim=True)
     _sync(device)
     first = time.perf_counter()

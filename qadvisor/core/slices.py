@@ -113,12 +113,14 @@ class SliceMeasurement:
     def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
         """Build both slices (once; cached), then per method both depths side by side, then its projection."""
         cancel = cancel or threading.Event()
-        for i, layers in enumerate(self.depths):
+        deep = self.slice_dir(self.depths[-1])
+        for i, layers in enumerate(reversed(self.depths)):  # the shallow slice links the deep one's first shards
             yield Progress(method="slices", step="build", fraction=i / len(self.depths),
                            message=f"{layers}-layer slice of {self.arch.name} (random bf16 weights, cached)")
             sliced = slice_architecture(self.arch, layers)
             synthetic.build(sliced, self.slice_dir(layers), shipped_model_dir(),
-                            {"slice_of": self.arch.name, "layers": layers, "need_bytes": need_bytes(sliced)})
+                            {"slice_of": self.arch.name, "layers": layers, "need_bytes": need_bytes(sliced)},
+                            reuse=deep if layers != self.depths[-1] else None)
         yield Progress(method="slices", step="build", fraction=1.0, message="disk read rate (for GGUF streamed by mmap)")
         shards = sorted(self.slice_dir(self.depths[-1]).glob("*.safetensors"), key=lambda p: p.stat().st_size)
         self.disk_read_gb_s = probe_disk_read_gb_s(shards[-1])

@@ -8,13 +8,15 @@ their accuracy numbers would mean nothing and are not scored.
 from __future__ import annotations
 
 import json
+import math
+import os
 import shutil
 from pathlib import Path
 
 from qadvisor.models.plan import Architecture
 
 MARKER = "synthetic.json"
-BUILDER_VERSION = 2  # bump when the weights written here change, so cached directories are rebuilt
+BUILDER_VERSION = 3  # bump when the weights written here change, so cached directories are rebuilt
 SEED = 0
 INIT_STD = 0.02  # transformers' initializer_range for Qwen2: what a freshly built model holds
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -26,8 +28,9 @@ def marker(model_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def build(arch: Architecture, target: Path, text_dir: Path, info: dict) -> Path:
-    """Write `arch` with random weights to `target` (once: a complete, current directory is reused)."""
+def build(arch: Architecture, target: Path, text_dir: Path, info: dict, reuse: Path | None = None) -> Path:
+    """Write `arch` with random weights to `target` (once: a complete, current directory is reused). `reuse`: a
+    deeper model of the same shape built here, whose table and first layers are linked instead of written."""
     found = marker(target)
     if found and found.get("builder") == BUILDER_VERSION:
         return target
@@ -35,7 +38,9 @@ def build(arch: Architecture, target: Path, text_dir: Path, info: dict) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     _write_config(arch, tmp)
-    _write_weights(arch, tmp)
+    same_shape = reuse is not None and (marker(reuse) or {}).get("builder") == BUILDER_VERSION and \
+        _shape(reuse) == _shape_of(arch)
+    _write_weights(arch, tmp, reuse if same_shape else None)
     for name in COPIED:  # the small tokenizer's ids fit any Qwen vocabulary
         shutil.copy(text_dir / name, tmp / name)
     (tmp / MARKER).write_text(json.dumps({**info, "architecture": arch.name, "weights": f"random, seed {SEED}",
@@ -43,6 +48,19 @@ def build(arch: Architecture, target: Path, text_dir: Path, info: dict) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target
+
+
+SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "vocab_size",
+              "tie_word_embeddings")
+
+
+def _shape(model_dir: Path) -> tuple:
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    return tuple(config.get(k) for k in SHAPE_KEYS)
+
+
+def _shape_of(arch: Architecture) -> tuple:
+    return tuple(getattr(arch, k) for k in SHAPE_KEYS)
 
 
 def _write_config(arch: Architecture, out: Path) -> None:
@@ -77,23 +95,26 @@ def _tensor(name: str, shape: tuple[int, ...], generator):
     return torch.empty(shape, dtype=torch.bfloat16).normal_(0.0, INIT_STD, generator=generator)
 
 
-def _write_weights(arch: Architecture, out: Path) -> None:
-    """One safetensors shard per decoder layer plus one for the embeddings: peak memory is one shard."""
+def _write_weights(arch: Architecture, out: Path, reuse: Path | None = None) -> None:
+    """One safetensors shard per decoder layer plus one for the embeddings: peak memory is one shard. Each shard
+    has its own seed, so a shard of a deeper model built earlier (`reuse`) is the same file: it is linked."""
     import torch
     from safetensors.torch import save_file
 
-    generator = torch.Generator().manual_seed(SEED)
     table = {"model.embed_tokens.weight": (arch.vocab_size, arch.hidden_size), "model.norm.weight": (arch.hidden_size,)}
     if not arch.tie_word_embeddings:
         table["lm_head.weight"] = (arch.vocab_size, arch.hidden_size)
-    shards = [table] + [_layer_shapes(arch, i) for i in range(arch.num_hidden_layers)]
+    shards = {"model-table.safetensors": table}
+    shards.update({f"model-layer-{i:05d}.safetensors": _layer_shapes(arch, i) for i in range(arch.num_hidden_layers)})
     weight_map, total = {}, 0
-    for number, shapes in enumerate(shards, start=1):
-        file = f"model-{number:05d}-of-{len(shards):05d}.safetensors"
-        tensors = {name: _tensor(name, shape, generator) for name, shape in shapes.items()}
-        total += sum(t.numel() * t.element_size() for t in tensors.values())
-        save_file(tensors, str(out / file), metadata={"format": "pt"})
-        weight_map.update(dict.fromkeys(tensors, file))
-        del tensors
+    for number, (file, shapes) in enumerate(shards.items()):
+        weight_map.update(dict.fromkeys(shapes, file))
+        total += sum(math.prod(shape) for shape in shapes.values()) * 2
+        if reuse is not None and (reuse / file).is_file():
+            os.link(reuse / file, out / file)
+            continue
+        generator = torch.Generator().manual_seed(SEED + number)
+        save_file({name: _tensor(name, shape, generator) for name, shape in shapes.items()}, str(out / file),
+                  metadata={"format": "pt"})
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))

@@ -1,6 +1,6 @@
 """llama.cpp through llama-cpp-python: GGUF Q8_0 … Q2_K, the fastest CPU decoder.
 
-The HF checkpoint is written to an fp32 GGUF by `to_gguf` (the `gguf` package; llama.cpp's own converter is
+The HF checkpoint is written to an unquantized GGUF (bf16 matrices, F32 norms) by `to_gguf` (the `gguf` package; llama.cpp's own converter is
 not installed by the wheel), quantized by llama.cpp's `llama_model_quantize`, and measured through
 `LlamaAdapter`, which answers the few HF-style calls the metrics make (`model(ids).logits`, a cache).
 """
@@ -44,8 +44,8 @@ class LlamaCppBackend(Backend):
 
         # in the trial's working folder (its cwd), which the runner removes even when a step fails
         scratch = Path(tempfile.mkdtemp(prefix="gguf-", dir=Path.cwd()))
-        full = scratch / "f32.gguf"
-        ctx.progress("quantize", 0.1, "write an fp32 GGUF")
+        full = scratch / "unquantized.gguf"
+        ctx.progress("quantize", 0.1, "write an unquantized GGUF (bf16 matrices)")
         to_gguf(Path(model_dir), full)
         ctx.progress("quantize", 0.5, f"llama.cpp quantize → {spec.scheme}")
         params = llama_cpp.llama_model_quantize_default_params()
@@ -71,14 +71,14 @@ class LlamaCppBackend(Backend):
 
 
 def to_gguf(model_dir: Path, out: Path) -> None:
-    """Write a Qwen2 HF checkpoint as an fp32 GGUF that llama.cpp loads (arch `qwen2`, byte-level BPE)."""
+    """Write a Qwen2 HF checkpoint as a GGUF that llama.cpp loads (arch `qwen2`, byte-level BPE), unquantized."""
     import gguf
     import numpy as np
     from safetensors import safe_open
 
     config = json.loads((model_dir / "config.json").read_text())
     tok = json.loads((model_dir / "tokenizer.json").read_text())
-    # use_temp_file: tensors are spooled to disk as they come, not held in memory (fp32 is 4 bytes a weight)
+    # use_temp_file: tensors are spooled to disk as they come, not held in memory (a 72B slice is gigabytes)
     w = gguf.GGUFWriter(str(out), arch="qwen2", use_temp_file=True)
     w.add_name(model_dir.name)
     w.add_context_length(config.get("max_position_embeddings", 2048))
@@ -90,7 +90,7 @@ def to_gguf(model_dir: Path, out: Path) -> None:
     rope = config.get("rope_parameters") or {}
     w.add_rope_freq_base(float(rope.get("rope_theta", config.get("rope_theta", 10000.0))))
     w.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-6)))
-    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_BF16)
     _add_tokenizer(w, tok, config["vocab_size"])
 
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
@@ -111,11 +111,24 @@ def to_gguf(model_dir: Path, out: Path) -> None:
                     name = f"blk.{index}.{per_layer[rest]}"
                 else:
                     name = names[key]
-                w.add_tensor(name, f.get_tensor(key).float().numpy().astype(np.float32))
+                array, raw_dtype = _gguf_array(f.get_tensor(key))
+                w.add_tensor(name, array, raw_dtype=raw_dtype)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+def _gguf_array(tensor) -> tuple:
+    """A matrix as BF16, bit for bit as the checkpoint holds it (half the bytes of F32 for llama.cpp to read back);
+    norms and biases as F32, which llama.cpp's CPU kernels expect for them."""
+    import gguf
+    import numpy as np
+    import torch
+
+    if tensor.dim() == 2 and tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy(), gguf.GGMLQuantizationType.BF16
+    return tensor.float().numpy().astype(np.float32), None
 
 
 def _add_tokenizer(w, tok: dict, vocab_size: int) -> None:
@@ -183,7 +196,7 @@ class LlamaAdapter:
     def eval(self):
         return self
 
-    def forward(self, input_ids, use_cache: bool = False, cache=None):
+    def forward(self, input_ids, use_cache: bool = False, cache=None, logits_to_keep: int = 0):
         import numpy as np
         import torch
 
@@ -191,8 +204,17 @@ class LlamaAdapter:
         if cache is None:
             self.llm.reset()
         start = self.llm.n_tokens
-        self.llm.eval(tokens)
-        scores = np.array(self.llm.scores[start:self.llm.n_tokens], dtype=np.float32)
+        if logits_to_keep == 1:  # as llama.cpp generates: the output layer runs at the last position only
+            self.llm._logits_all = False
+            try:
+                self.llm.eval(tokens)
+            finally:
+                self.llm._logits_all = True
+            last = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(-1), shape=(self.llm.n_vocab(),))
+            scores = np.array(last, dtype=np.float32)[None]
+        else:
+            self.llm.eval(tokens)
+            scores = np.array(self.llm.scores[start:self.llm.n_tokens], dtype=np.float32)
         return _Out(torch.from_numpy(scores)[None], _Position(self.llm.n_tokens) if use_cache else None)
 
     __call__ = forward

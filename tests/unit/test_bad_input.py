@@ -70,3 +70,17 @@ def test_not_enough_memory_for_a_synthetic_72b():
     if psutil.virtual_memory().available > 800 * 2**30:
         pytest.skip("this machine could measure a 72B")
     _assert_one_line_error(run_cli("--auto", "--model", "synthetic:Qwen2.5-72B"), "not enough memory")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--target", "A100-80GB"], "--measure times this machine"),
+    (["--methods", "gptq-int4"], "GPTQ calibrates"),
+    (["--methods", "bnb-nf4+kv-int4"], "KV stacks"),
+    (["--batch", "2"], "--measure times batch 1"),
+    (["--threads", "0"], "--threads"),
+    (["--prompt-tokens", "4000", "--context", "8192"], "prompts of at most 2048"),
+])
+def test_plan_measure_refuses_before_building_anything(args, fragment, tmp_path):
+    proc = run_cli("plan", "--model", "Qwen2.5-7B", "--measure", *args, env={"QADVISOR_CACHE": str(tmp_path)})
+    _assert_one_line_error(proc, fragment)
+    assert not (tmp_path / "slices").exists()

@@ -29,3 +29,19 @@ def test_pre_tokenizer_names():
         {"type": "Split", "pattern": {"Regex": "(?i:'s|'t|'re|'ve|'m|'ll|'d)|..."}, "behavior": "Isolated"},
         {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}]}}
     assert _pre_tokenizer(qwen) == "qwen2"
+
+
+def test_matrices_are_written_bit_for_bit_in_bf16(tmp_path):
+    import numpy as np
+    import torch
+    from safetensors import safe_open
+
+    out = tmp_path / "model.gguf"
+    to_gguf(shipped_model_dir(), out)
+    tensors = {t.name: t for t in gguf.GGUFReader(str(out)).tensors}
+    q = tensors["blk.0.attn_q.weight"]
+    assert q.tensor_type == gguf.GGMLQuantizationType.BF16
+    assert tensors["blk.0.attn_norm.weight"].tensor_type == gguf.GGMLQuantizationType.F32
+    with safe_open(str(shipped_model_dir() / "model.safetensors"), framework="pt") as f:
+        want = f.get_tensor("model.layers.0.self_attn.q_proj.weight").view(torch.int16).numpy()
+    assert np.array_equal(np.asarray(q.data).view(np.int16).reshape(want.shape), want)

@@ -105,3 +105,17 @@ def test_random_checkpoint_is_written_shard_by_shard_at_the_planned_size(tmp_pat
 
     model = AutoModelForCausalLM.from_pretrained(str(out))  # transformers reads it like any checkpoint
     assert sum(p.numel() for p in model.parameters()) == ref.params
+
+
+def test_a_shallow_slice_links_the_deep_slices_shards_and_equals_a_fresh_build(tmp_path):
+    from tests.conftest import SHIPPED
+
+    arch = planner.resolve_architecture(str(SHIPPED))
+    deep = synthetic.build(slice_architecture(arch, 3), tmp_path / "deep", SHIPPED, {})
+    linked = synthetic.build(slice_architecture(arch, 1), tmp_path / "linked", SHIPPED, {}, reuse=deep)
+    fresh = synthetic.build(slice_architecture(arch, 1), tmp_path / "fresh", SHIPPED, {})
+    for shard in ("model-table.safetensors", "model-layer-00000.safetensors"):
+        assert (linked / shard).stat().st_ino == (deep / shard).stat().st_ino  # a link, not a copy
+        assert (linked / shard).read_bytes() == (fresh / shard).read_bytes()
+    assert not (linked / "model-layer-00001.safetensors").exists()
+    assert synthetic_reference(linked).params == planner.param_count(slice_architecture(arch, 1))
