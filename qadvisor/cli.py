@@ -26,8 +26,11 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib-text", type=Path, help="calibration text for GPTQ (paragraphs split by blank lines)")
     parser.add_argument("--keep-models", type=Path, metavar="DIR", help="keep each quantized model under DIR")
     _priority_args(parser)
-    parser.add_argument("--plan-for", metavar="MODEL", help="add the planner's estimate for e.g. Qwen2.5-72B to the export")
+    parser.add_argument("--plan-for", metavar="MODEL", help="also advise for e.g. Qwen2.5-72B: size from the planner, speed "
+                        "projected from slices of it measured here, accuracy from this run's model")
     parser.add_argument("--target", default="this", help="deployment target for --plan-for (default: this machine)")
+    parser.add_argument("--target-methods", help="methods timed on slices of the --plan-for model (default: the "
+                        "measured ones among bnb-nf4, quanto-int4, torchao-int8 and GGUF Q8_0 / Q4_K_M / Q2_K)")
 
 
 def _priority_args(parser: argparse.ArgumentParser) -> None:
@@ -147,18 +150,19 @@ def priorities_from_args(args, default: str = "balanced"):
 
 
 def cmd_advise(args) -> int:
-    from qadvisor.console import print_recommendation
-    from qadvisor.core.advisor import advise
-    from qadvisor.core.report import markdown
+    from qadvisor.app.advice import readvise
+    from qadvisor.console import print_recommendation, print_target
+    from qadvisor.app.report import markdown
     from qadvisor.models.export import load_export, save_export
     from qadvisor.models.jsonfile import write_text_atomic
 
     export = load_export(args.source)
     priorities = priorities_from_args(args, default=export.priorities.name if export.priorities and
                                       export.priorities.name in _presets() else "balanced")
-    export.priorities = priorities
-    export.recommendation = advise(export.results, priorities)
+    readvise(export, priorities)
     print_recommendation(export)
+    if export.target is not None:
+        print_target(export)
     if args.export:
         save_export(export, args.export)
     if args.report:
@@ -213,7 +217,7 @@ def cmd_plan(args) -> int:
 def cmd_auto(args) -> int:
     from qadvisor.console import run_auto
 
-    return run_auto(args)
+    return run_auto(args, priorities_from_args(args))  # a bad profile fails before anything is measured
 
 
 def cmd_tui(args) -> int:

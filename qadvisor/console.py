@@ -9,8 +9,11 @@ from rich.console import Console
 from rich.table import Table
 
 from qadvisor.core import format as f
+from qadvisor.app.report import markdown
 from qadvisor.models.events import Error, Event, Progress, Result
+from qadvisor.models.export import save_export
 from qadvisor.models.hardware import HardwareInfo
+from qadvisor.models.jsonfile import write_text_atomic
 
 STEPS = ("load", "quantize", "save", "reload", "evaluate", "benchmark")
 
@@ -218,53 +221,43 @@ def print_comparison(first, second) -> None:
     out.print(f"with priorities {c.priorities.name}: A → {c.advice_a.headline}; B → {c.advice_b.headline}: {verdict}")
 
 
-def run_auto(args) -> int:
+def run_auto(args, priorities) -> int:
     """`qadvisor --auto`: measure every method, print the table, write the export."""
-    from qadvisor.core.hardware import detect, resolve_device
-    from qadvisor.core.jobs import EvalSettings
-    from qadvisor.core.runner import Run, RunRequest
-    from qadvisor.core.table import footnote, not_measured, results_table
-    from qadvisor.errors import UserError
-    from qadvisor.cli import priorities_from_args
-    from qadvisor.core import planner
-    from qadvisor.core.advisor import advise
+    from qadvisor.app.auto import AutoSession, auto_options
     from qadvisor.core.modelio import check_synthetic
-    from qadvisor.core.plancheck import describe
-    from qadvisor.core.report import markdown
-    from qadvisor.models.export import save_export
-    from qadvisor.models.jsonfile import write_text_atomic
-    from qadvisor.quantizers import registry
 
-    priorities = priorities_from_args(args)  # bad profiles and plan targets fail before anything is measured
-    plan_inputs = None
-    if args.plan_for:
-        plan_inputs = (planner.resolve_architecture(args.plan_for), planner.parse_target(args.target))
-
-    hardware = detect()
-    device = resolve_device(args.device)
-    for name in ("repeats", "decode_tokens", "prompt_tokens"):
-        if getattr(args, name) < 1 or (name == "decode_tokens" and args.decode_tokens < 2):
-            raise UserError(f"--{name.replace('_', '-')} must be at least {2 if name == 'decode_tokens' else 1}")
-    settings = EvalSettings(device=device, threads=args.threads or hardware.physical_cores, repeats=args.repeats,
-                            decode_tokens=args.decode_tokens, prompt_tokens=args.prompt_tokens)
-    methods = args.methods.split(",") if args.methods else list(registry.DEFAULT_METHODS)
-    request = RunRequest(model_dir=args.model, methods=methods, eval_text=args.eval_text, calib_text=args.calib_text,
-                         settings=settings, work_dir=args.keep_models)
+    opts = auto_options(model=args.model, methods=args.methods.split(",") if args.methods else None,
+                        eval_text=args.eval_text, calib_text=args.calib_text, keep_models=args.keep_models,
+                        device=args.device, threads=args.threads, repeats=args.repeats,
+                        decode_tokens=args.decode_tokens, prompt_tokens=args.prompt_tokens, plan_for=args.plan_for,
+                        target=args.target, target_methods=args.target_methods.split(",") if args.target_methods else None)
     err = Console(stderr=True, highlight=False)
     if args.model and args.model.startswith("synthetic:"):
-        check_synthetic(args.model)
+        check_synthetic(args.model)  # too big for this machine: one line, before anything is built
         err.print(f"qadvisor: {args.model}: random weights at the real shape (built once, then cached)")
-    run = Run(request, hardware)
+    session = AutoSession(opts, priorities)
+    run = session.run
     err.print(f"qadvisor: {len(run.recipes)} methods on {run.model_dir.name} ({run.device_label}); "
               "each runs in its own process")
     printer = EventPrinter(len(run.recipes))
-    for event in run.events():
+    for event in session.events():
         printer(event)
-    export = run.export()
-    export.priorities = priorities
-    export.recommendation = advise(export.results, priorities)
-    if plan_inputs:
-        export.plan = planner.plan(*plan_inputs)
+    export = session.export()
+    print_run(export)
+    if args.export:
+        save_export(export, args.export)
+        err.print(f"export written to {os.fspath(args.export)}")
+    if args.report:
+        write_text_atomic(args.report, markdown(export))
+        err.print(f"report written to {os.fspath(args.report)}")
+    return 0 if any(r.status == "ok" for r in export.results) else 1
+
+
+def print_run(export) -> None:
+    """The measured table, the planner check, the recommendation and, with --plan-for, the target's."""
+    from qadvisor.core.plancheck import describe
+    from qadvisor.core.table import footnote, not_measured, results_table
+
     out = stdout_console()
     out.print(results_table(export))
     for line in not_measured(export):
@@ -277,10 +270,24 @@ def run_auto(args) -> int:
     print_recommendation(export)
     if export.plan is not None:
         print_plan_summary(export)
-    if args.export:
-        save_export(export, args.export)
-        err.print(f"export written to {os.fspath(args.export)}")
-    if args.report:
-        write_text_atomic(args.report, markdown(export))
-        err.print(f"report written to {os.fspath(args.report)}")
-    return 0 if any(r.status == "ok" for r in export.results) else 1
+    if export.target is not None:
+        print_target(export)
+
+
+def print_target(export) -> None:
+    """The advice for the model the team will deploy (the shared view, as a Rich table)."""
+    from qadvisor.app.views import target_view
+
+    view, out = target_view(export), stdout_console()
+    table = Table(title=f"[b]{view.title}[/]", title_justify="left", pad_edge=False, box=None)
+    for col in view.columns:
+        table.add_column(col, justify="left" if col in ("method", "fits") else "right", no_wrap=True)
+    for row in view.rows:
+        table.add_row(*row)
+    out.print(table)
+    if view.headline:
+        out.print(f"[b]{view.headline}[/]")
+    for line in view.lines:
+        out.print(f"  • {line}", soft_wrap=True)
+    for note in view.notes:
+        out.print(f"  [dim]{note}[/]", soft_wrap=True)

@@ -39,6 +39,10 @@ class PlanJob:
     """Everything checked on creation; `events()` measures (only with `measure`); `plan()` is the answer."""
 
     def __init__(self, opts: PlanOptions):
+        if opts.measure and opts.methods:  # say why slices cannot time a method before the planner's broader no
+            from qadvisor.core.slices import check_sliceable
+
+            check_sliceable(opts.methods)
         self.arch = planner.resolve_architecture(opts.model)
         self.target = planner.parse_target(opts.target)
         self.estimate = planner.plan(self.arch, self.target, context=opts.context, batch=opts.batch,

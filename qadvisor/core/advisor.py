@@ -151,8 +151,8 @@ def _reasons(r: TrialResult, by_name: dict[str, TrialResult], parts: dict[str, f
              total: float, limits: Limits) -> list[str]:
     reasons = [
         f"{f.mib(r.size_bytes)} MiB on disk, {r.compression_ratio:.2f}× smaller than bf16 ({-r.size_reduction_pct:+.0f}%)",
-        f"decodes {r.decode_tok_s:.1f} tok/s (±{r.decode_tok_s_spread / 2:.1f}) and prefills {r.prefill_tok_s:.0f} tok/s "
-        f"on {r.device}" + (f", {r.decode_tok_s / by_name['fp32'].decode_tok_s:.2f}× fp32" if "fp32" in by_name else ""),
+        f"decodes {r.decode_tok_s:.1f} tok/s (±{(r.decode_tok_s_spread or 0) / 2:.1f})"
+        + (f" and prefills {r.prefill_tok_s:.0f} tok/s" if r.prefill_tok_s is not None else "") + f" on {r.device}" + (f", {r.decode_tok_s / by_name['fp32'].decode_tok_s:.2f}× fp32" if "fp32" in by_name else ""),
         f"perplexity {r.ppl_delta_pct:+.1f}% vs fp32, KL {f.sci(r.kl_mean)} nats/token, top-1 agreement "
         f"{100 * r.top1_agreement:.1f}%",
         "score {:.2f} = ".format(total) + " + ".join(
@@ -163,8 +163,8 @@ def _reasons(r: TrialResult, by_name: dict[str, TrialResult], parts: dict[str, f
     return reasons
 
 
-def advise(results: list[TrialResult], priorities: Priorities) -> Recommendation:
-    """Same results and priorities → the same recommendation."""
+def advise(results: list[TrialResult], priorities: Priorities, where: str = "measured here") -> Recommendation:
+    """Same results and priorities → the same recommendation. `where` says whose numbers these are."""
     measured = [r for r in results if r.status == "ok" and r.kl_mean is not None]
     limits = priorities.limits
     ruled_out = {r.method: violations(r, limits) for r in measured}
@@ -193,7 +193,7 @@ def advise(results: list[TrialResult], priorities: Priorities) -> Recommendation
     label = wanted if wanted in fit[winner] else kinds[winner]
     totals = dict(ranking)
     scores = {m: MethodScore(total=t, archetype=kinds[m], **parts[m]) for m, t in ranking}
-    reasons = [_team_line(wanted, label)]
+    reasons = [_team_line(wanted, label, where)]
     reasons += _reasons(by_name[winner], by_name, parts[winner], weights, totals[winner], limits)
     runner_up = next((m for m, _ in ranking if m != winner), None)
     if runner_up:
@@ -232,10 +232,10 @@ def _within_noise(candidates: list[TrialResult], weights: dict[str, float], fit:
             "both are sound picks, and a run with more repeats (--repeats) can separate them")
 
 
-def _team_line(wanted: str | None, label: str) -> str:
+def _team_line(wanted: str | None, label: str, where: str) -> str:
     if wanted is None:
         return "accuracy-bound priorities: the best fit whatever its archetype"
     if label != wanted:
-        return f"{TEAMS[wanted]} priorities ask for Tool {wanted}, but no Tool {wanted} method meets the limits here"
-    return (f"{TEAMS[wanted]} priorities → Tool {wanted}: the best-scoring Tool {wanted} method measured here that no "
+        return f"{TEAMS[wanted]} priorities ask for Tool {wanted}, but no Tool {wanted} method meets the limits {where}"
+    return (f"{TEAMS[wanted]} priorities → Tool {wanted}: the best-scoring Tool {wanted} method {where} that no "
             "other beats on size, speed and loss at once")

@@ -16,6 +16,7 @@ class EvalSettings(BaseModel):
     repeats: int = 5
     threads: int = 1
     device: str = "cpu"
+    decode_budget_s: float | None = None  # slices: fewer decode tokens where a token takes seconds (at least 4)
     score_accuracy: bool = True  # False for random-weight (synthetic) models: no reference to compare with
 
 

@@ -85,6 +85,7 @@ class Speed:
     decode_tok_s_spread: float
     ttft_ms: float
     kv_cache_bytes: int | None  # the cache left by one generation: prompt + new_tokens - 1 positions
+    decode_tokens: int  # new tokens per timed generation
 
 
 def _sync(device: str) -> None:
@@ -156,9 +157,19 @@ def timed_greedy(model, prompt: torch.Tensor, new_tokens: int, device: str,
     return first - start, done - first
 
 
-def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: str, new_cache=None) -> Speed:
-    """Warm up once, then the median and spread (max - min) of `repeats` runs at batch 1."""
+MIN_DECODE_TOKENS = 4  # three timed steps after the first token
+
+
+def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: str, new_cache=None,
+          budget_s: float | None = None) -> Speed:
+    """Warm up once, then the median and spread (max - min) of `repeats` runs at batch 1. With `budget_s`, a
+    short warm-up times a step first and each run decodes no more tokens than fit in the budget (at least 4):
+    a 72B layer on a CPU takes seconds a token."""
     sizes: list[int] = []
+    if budget_s is not None:
+        _, rest_s = timed_greedy(model, prompt, MIN_DECODE_TOKENS, device, new_cache=new_cache)
+        per_token = rest_s / (MIN_DECODE_TOKENS - 1)
+        new_tokens = max(MIN_DECODE_TOKENS, min(new_tokens, int(budget_s / per_token)))
     timed_greedy(model, prompt, new_tokens, device, sizes, new_cache)
     prefill, decode, ttft = [], [], []
     for _ in range(repeats):
@@ -173,6 +184,7 @@ def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: st
         decode_tok_s_spread=max(decode) - min(decode),
         ttft_ms=statistics.median(ttft),
         kv_cache_bytes=sizes[0],
+        decode_tokens=new_tokens,
     )
 
 

@@ -25,7 +25,8 @@ from qadvisor.quantizers import registry
 
 GIB = 2**30
 MEASURE_DEFAULT = ("bnb-nf4", "gguf-q8_0", "gguf-q4_k_m")
-DECODE_TOKENS = 16  # at a 72B layer a token takes a tenth of a second or more: 16 are steady enough
+DECODE_TOKENS = 16  # at most; fewer (at least 4) where a generation would take longer than DECODE_BUDGET_S
+DECODE_BUDGET_S = 8.0
 REPEATS = 3
 DEEP_SLICE_LAYER_PARAMS = 2.0e9  # decoder-layer parameters in the deeper slice: a 72B trial stays within minutes
 RESERVE = 2 * GIB  # runtime, tokenizer, a quantizer's working buffers
@@ -61,20 +62,38 @@ def slice_depths(arch: Architecture, available: int) -> tuple[int, int]:
     return 1, deep
 
 
+def why_not_sliceable(recipe) -> str:
+    """Why slices cannot time this recipe ('' when they can)."""
+    spec = recipe.weights
+    if recipe.kv is not None:
+        return f"{recipe.name}: slices time the weights; measure KV stacks with `qadvisor --auto`"
+    if spec.backend == "gptq":
+        return (f"{spec.name}: GPTQ calibrates layer by layer (hours at a 72B layer on a CPU); timing its kernel on "
+                "round-to-nearest codes is not built yet")
+    if spec.name not in planner.FORMAT_BY_NAME:
+        return f"{spec.name}: the planner has no entry for it, so there is nothing to project onto"
+    return ""
+
+
+def sliceable(name: str) -> bool:
+    return not why_not_sliceable(registry.parse_methods(name)[0])
+
+
+def check_sliceable(names: list[str]) -> None:
+    """Weight methods the planner knows; anything else is one UserError."""
+    for recipe in registry.parse_methods(",".join(names)):
+        why = why_not_sliceable(recipe)
+        if why:
+            raise UserError(why)
+
+
 def check_methods(names: list[str], has_cuda: bool) -> list[str]:
     """Weight methods that run here and that the planner knows; anything else is one UserError."""
+    check_sliceable(names)
     for recipe in registry.parse_methods(",".join(names)):
-        spec = recipe.weights
-        if recipe.kv is not None:
-            raise UserError(f"{recipe.name}: slices time the weights; measure KV stacks with `qadvisor --auto`")
-        if spec.backend == "gptq":
-            raise UserError(f"{spec.name}: GPTQ calibrates layer by layer (hours at a 72B layer on a CPU); timing "
-                            "its kernel on round-to-nearest codes is not built yet")
-        if spec.name not in planner.FORMAT_BY_NAME:
-            raise UserError(f"{spec.name}: the planner has no entry for it, so there is nothing to project onto")
         ok, reason = registry.recipe_available(recipe, has_cuda)
         if not ok:
-            raise UserError(f"{spec.name} cannot run here: {reason}")
+            raise UserError(f"{recipe.name} cannot run here: {reason}")
     return names
 
 
@@ -90,7 +109,8 @@ class SliceMeasurement:
         self.depths = slice_depths(arch, psutil.virtual_memory().available)
         self._check_disk()
         self.settings = settings.model_copy(update={
-            "decode_tokens": DECODE_TOKENS, "repeats": REPEATS, "score_accuracy": False, "windows": 1,
+            "decode_tokens": DECODE_TOKENS, "decode_budget_s": DECODE_BUDGET_S, "repeats": REPEATS,
+            "score_accuracy": False, "windows": 1,
             "window": max(256, settings.prompt_tokens)})
         self.results: dict[str, list[TrialResult]] = {}
         self.projections: dict[str, Projection] = {}

@@ -148,9 +148,9 @@ def run_trial(job: Job, out: Emitter) -> TrialResult:
 
     out.progress("benchmark", None, f"prompt {s.prompt_tokens}, {s.decode_tokens} new tokens, warm-up + {s.repeats} repeats")
     prompt = windows.flatten()[: s.prompt_tokens]
-    sp = speed(model, prompt, s.decode_tokens, s.repeats, s.device, new_cache)
+    sp = speed(model, prompt, s.decode_tokens, s.repeats, s.device, new_cache, s.decode_budget_s)
     for name in ("prefill_tok_s", "prefill_tok_s_spread", "decode_tok_s", "decode_tok_s_spread", "ttft_ms",
-                 "kv_cache_bytes"):
+                 "kv_cache_bytes", "decode_tokens"):
         if getattr(sp, name) is not None:  # a runtime that keeps its KV cache to itself has no count
             record(name, getattr(sp, name))
     record("peak_rss_bytes", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux reports KiB

@@ -33,6 +33,20 @@ class RunSettings(BaseModel):
     device: str
 
 
+class TargetAdvice(BaseModel):
+    """`--plan-for`: the recommendation for the model the team will deploy. Each result's `reason` names the basis
+    of its numbers: size from the planner (estimate), decode projected from slices measured here or the bound for
+    a GPU that is not here, accuracy measured on the proxy model of this run."""
+
+    model: str
+    target: str
+    results: list[TrialResult]
+    recommendation: Recommendation | None
+    left_out: dict[str, str] = {}  # method → why the target advice has no numbers for it
+    published: dict | None = None  # Qwen's published accuracy of its own quantized releases of that size
+    comparison: list[str] = []  # how the target's pick relates to the proxy's
+
+
 class RunExport(BaseModel):
     schema_version: int = SCHEMA_VERSION
     qadvisor_version: str
@@ -45,6 +59,7 @@ class RunExport(BaseModel):
     recommendation: Recommendation | None = None
     plan: Plan | None = None  # --plan-for: the planner's estimate for a deployment target
     plan_check: list[PlanCheck] = []  # the planner's predicted weight bytes next to the measured ones
+    target: TargetAdvice | None = None  # --plan-for: advice for that model, projected from this run
 
 
 def save_export(export: RunExport, path: Path) -> None:

@@ -25,6 +25,7 @@ class TrialResult(BaseModel):
     decode_tok_s: float | None = None
     decode_tok_s_spread: float | None = None  # max - min over the repeats
     ttft_ms: float | None = None
+    decode_tokens: int | None = None  # new tokens per timed generation (fewer than asked under a time budget)
     peak_rss_bytes: int | None = None
     kv_cache_bytes: int | None = None  # the KV cache after prompt + new tokens - 1 positions
     compute_dtype: str | None = None  # dtype of the unquantized tensors and activations, e.g. float32

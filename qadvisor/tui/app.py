@@ -13,7 +13,7 @@ from textual.command import Hit, Hits, Provider
 from textual.screen import ModalScreen
 from textual.widgets import Label, Markdown
 
-from qadvisor.core.advisor import advise
+from qadvisor.app.advice import readvise
 from qadvisor.errors import UserError
 from qadvisor.models.events import Error, Metric, Progress, Result
 from qadvisor.models.export import RunExport, save_export
@@ -78,7 +78,6 @@ class QAdvisorApp(App):
         self.priorities: Priorities = load_profile("balanced")
         self.export: RunExport | None = export
         self.cancel = threading.Event()
-        self.plan = None
 
     def on_mount(self) -> None:
         self.push_screen(HardwareScreen(self.hardware))
@@ -130,12 +129,12 @@ class QAdvisorApp(App):
             self.priorities = self.priorities_from(form)
             if not form["methods"]:
                 raise UserError("choose at least one method")
-            run, self.plan = self.run_factory(form, self.priorities)
+            session = self.run_factory(form, self.priorities)
         except UserError as exc:
             return str(exc)
         self.cancel = threading.Event()
-        self.push_screen(RunScreen([r.name for r in run.recipes]))
-        self.measure(run)
+        self.push_screen(RunScreen([r.name for r in session.run.recipes]))
+        self.measure(session)
         return ""
 
     def priorities_from(self, form: dict) -> Priorities:
@@ -148,11 +147,11 @@ class QAdvisorApp(App):
         return build_priorities(form.get("preset") or "balanced", weights, limits, replace_limits=True)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run", description="measure methods")
-    def measure(self, run) -> None:
+    def measure(self, session) -> None:
         try:
-            for event in run.events(self.cancel):
+            for event in session.events(self.cancel):
                 self.post_message(TrialEvent(event))
-            export = run.export()
+            export = session.export()
         except UserError as exc:
             self.post_message(RunFinished(None, str(exc)))
             return
@@ -189,8 +188,6 @@ class QAdvisorApp(App):
             self.notify(message.error, severity="error", timeout=10)
             return
         self.export = message.export
-        self.export.plan = self.plan
-        self.readvise({})
         self.notify(f"Done: {self.export.recommendation.headline}. Press n for the recommendation.")
 
     # advising
@@ -202,8 +199,7 @@ class QAdvisorApp(App):
         except (UserError, ValueError):
             return False
         self.priorities = priorities
-        self.export.priorities = priorities
-        self.export.recommendation = advise(self.export.results, priorities)
+        readvise(self.export, priorities)
         return True
 
     def plan_line(self) -> str:
@@ -227,7 +223,7 @@ class QAdvisorApp(App):
         return ""
 
     def save(self, path: Path) -> str:
-        from qadvisor.core.report import markdown
+        from qadvisor.app.report import markdown
 
         try:
             save_export(self.export, path)

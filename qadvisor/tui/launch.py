@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from qadvisor.core import planner
+from qadvisor.app.auto import AutoSession, auto_options
 from qadvisor.core.hardware import detect
-from qadvisor.core.jobs import EvalSettings
 from qadvisor.core.modelio import SHIPPED_MODEL_NAME
-from qadvisor.core.runner import Run, RunRequest
 from qadvisor.models.export import load_export
 from qadvisor.quantizers import registry
 
@@ -23,18 +21,12 @@ def method_rows(has_cuda: bool) -> list[tuple[str, bool, str, bool]]:
 
 def tui_inputs(args):
     hardware = detect()
-    device = "cuda" if hardware.cuda else "cpu"
     export = load_export(args.load) if getattr(args, "load", None) else None
 
-    def run_factory(form: dict, priorities):
-        """Build the core Run from the priorities form; bad input raises UserError before anything runs."""
-        settings = EvalSettings(device=device, threads=hardware.physical_cores)
-        methods = registry.stack(form["methods"], form.get("kv"))
-        request = RunRequest(model_dir=form.get("model") or args.model, methods=methods, settings=settings)
-        plan = None
-        if form.get("plan_for"):
-            target = planner.parse_target(form.get("target") or "this")
-            plan = planner.plan(planner.resolve_architecture(form["plan_for"]), target)
-        return Run(request, hardware), plan
+    def run_factory(form: dict, priorities) -> AutoSession:
+        """The same session `--auto` runs, from the priorities form; bad input raises UserError before anything runs."""
+        opts = auto_options(model=form.get("model") or args.model, methods=registry.stack(form["methods"], form.get("kv")),
+                            plan_for=form.get("plan_for") or None, target=form.get("target") or "this")
+        return AutoSession(opts, priorities)
 
-    return hardware, method_rows(device == "cuda"), SHIPPED_MODEL_NAME, run_factory, export
+    return hardware, method_rows(hardware.cuda is not None), SHIPPED_MODEL_NAME, run_factory, export

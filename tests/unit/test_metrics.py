@@ -63,3 +63,31 @@ def test_tensor_bytes_counts_tied_weights_once(tiny_model):
     assert metrics.tensor_bytes(tiny_model) <= expected
     params_only = sum(p.numel() * p.element_size() for p in tiny_model.parameters())
     assert metrics.tensor_bytes(tiny_model) >= params_only
+
+
+def test_a_time_budget_cuts_decode_tokens_but_never_below_four(tiny_model):
+    prompt = torch.randint(0, 97, (8,))
+    assert metrics.speed(tiny_model, prompt, new_tokens=12, repeats=1, device="cpu").decode_tokens == 12
+    tight = metrics.speed(tiny_model, prompt, new_tokens=12, repeats=1, device="cpu", budget_s=1e-9)
+    assert tight.decode_tokens == metrics.MIN_DECODE_TOKENS
+    roomy = metrics.speed(tiny_model, prompt, new_tokens=12, repeats=1, device="cpu", budget_s=60.0)
+    assert roomy.decode_tokens == 12
+
+
+def test_prefill_asks_for_the_last_positions_logits_only(tiny_model):
+    seen = []
+    forward = tiny_model.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("logits_to_keep", 0))
+        return forward(*args, **kwargs)
+
+    tiny_model.forward = spy
+    try:
+        import inspect
+
+        spy.__signature__ = inspect.signature(forward)  # the metrics look the argument up on forward
+        metrics.timed_greedy(tiny_model, torch.randint(0, 97, (8,)), 3, "cpu")
+    finally:
+        del tiny_model.forward
+    assert seen[0] == 1  # the prompt: generation needs only its last position's logits

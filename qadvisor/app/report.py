@@ -71,4 +71,19 @@ def markdown(export: RunExport) -> str:
         for row in plan.plans:
             lines.append(f"| {row.method} | {row.weights_bytes / 2**30:.1f} | {row.total_bytes / 2**30:.1f} | "
                          f"{'yes' if row.fits else 'no'} | {row.devices_needed or '—'} | {row.decode_tok_s_bound:.1f} |")
+    lines += target_markdown(export)
     return "\n".join(lines) + "\n"
+
+
+def target_markdown(export: RunExport) -> list[str]:
+    """The advice for the planned target as Markdown lines (the report and the TUI show the same)."""
+    from qadvisor.app.views import target_view
+
+    view = target_view(export)
+    if view is None:
+        return []
+    lines = ["", f"## {view.headline or 'Advice for ' + export.target.model}", "", view.title + ".", "",
+             "| " + " | ".join(view.columns) + " |", "|---|" + "--:|" * (len(view.columns) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in view.rows]
+    lines += [""] + [f"- {line}" for line in view.lines] + [f"- {note}" for note in view.notes]
+    return lines

@@ -1,0 +1,101 @@
+"""A measuring session, as `--auto` and the TUI run it: the proxy model's trials, then (with `plan_for`) slices of
+the target, and one export with the advice for both. Everything is checked when the session is created."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from pydantic import BaseModel, Field, ValidationError
+
+from qadvisor.errors import UserError
+from qadvisor.models.events import Event
+from qadvisor.models.export import RunExport
+from qadvisor.models.priorities import Priorities
+from qadvisor.quantizers import registry
+
+
+class AutoOptions(BaseModel):
+    model: str | None = None  # a directory, synthetic:NAME, or None for the shipped model
+    methods: list[str] = list(registry.DEFAULT_METHODS)
+    eval_text: Path | None = None
+    calib_text: Path | None = None
+    keep_models: Path | None = None
+    device: str = "auto"
+    threads: int | None = Field(None, ge=1)
+    repeats: int = Field(5, ge=1)
+    decode_tokens: int = Field(32, ge=2)
+    prompt_tokens: int = Field(128, ge=1)
+    plan_for: str | None = None  # e.g. Qwen2.5-72B: also advise for that model
+    target: str = "this"
+    target_methods: list[str] | None = None  # measured on slices of plan_for; default: see _target_methods
+
+
+def auto_options(**values) -> AutoOptions:
+    """AutoOptions from a face's input; a value out of range is one UserError line."""
+    try:
+        return AutoOptions(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        bound = err.get("ctx", {}).get("ge")
+        name = "--" + str(err["loc"][0]).replace("_", "-")
+        raise UserError(f"{name} must be at least {bound}" if bound is not None else f"{name}: {err['msg']}") from None
+
+
+# Slices at 72B cost minutes a method here: by default the target gets a spread over the archetypes.
+TARGET_DEFAULT = ("bnb-nf4", "quanto-int4", "torchao-int8", "gguf-q8_0", "gguf-q4_k_m", "gguf-q2_k")
+
+
+def _target_methods(opts: AutoOptions) -> list[str]:
+    """The proxy's methods that slices can time: the ones asked for, else the default spread among them."""
+    from qadvisor.core.slices import sliceable
+
+    if opts.target_methods:
+        missing = [m for m in opts.target_methods if m not in opts.methods]
+        if missing:
+            raise UserError(f"--target-methods {', '.join(missing)}: not in --methods, so no accuracy to pair with")
+        return opts.target_methods
+    chosen = [m for m in opts.methods if m in TARGET_DEFAULT] or [m for m in opts.methods if sliceable(m)]
+    if not chosen:
+        raise UserError(f"none of --methods can be timed on slices of {opts.plan_for}; add e.g. gguf-q4_k_m")
+    return chosen
+
+
+class AutoSession:
+    """One `--auto` (or TUI) session: created checked, `events()` measures, `export()` is the answer."""
+
+    def __init__(self, opts: AutoOptions, priorities: Priorities):
+        from qadvisor.app.plan import PlanJob, PlanOptions
+        from qadvisor.core.hardware import detect, resolve_device
+        from qadvisor.core.jobs import EvalSettings
+        from qadvisor.core.runner import Run, RunRequest
+
+        self.priorities = priorities
+        self.plan_job = None
+        if opts.plan_for:  # target checks first: they are cheap and need no measuring
+            measure = opts.target == "this"
+            self.plan_job = PlanJob(PlanOptions(model=opts.plan_for, target=opts.target, measure=measure,
+                                                methods=_target_methods(opts) if measure else None,
+                                                device=opts.device, threads=opts.threads,
+                                                prompt_tokens=opts.prompt_tokens))
+        self.hardware = detect()
+        settings = EvalSettings(device=resolve_device(opts.device), threads=opts.threads or self.hardware.physical_cores,
+                                repeats=opts.repeats, decode_tokens=opts.decode_tokens, prompt_tokens=opts.prompt_tokens)
+        request = RunRequest(model_dir=opts.model, methods=opts.methods, eval_text=opts.eval_text,
+                             calib_text=opts.calib_text, settings=settings, work_dir=opts.keep_models)
+        self.run = Run(request, self.hardware)
+
+    def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
+        cancel = cancel or threading.Event()
+        yield from self.run.events(cancel)
+        if self.plan_job is not None and not cancel.is_set():
+            yield from self.plan_job.events(cancel)
+
+    def export(self) -> RunExport:
+        from qadvisor.app.advice import readvise
+
+        export = self.run.export()
+        if self.plan_job is not None:
+            export.plan = self.plan_job.plan()
+        return readvise(export, self.priorities, with_target=self.plan_job is not None)

@@ -1,0 +1,99 @@
+"""Advice for the model the team will deploy (`--plan-for Qwen2.5-72B`), built from numbers that each say what they
+are: size and memory from the planner (estimate), speed projected from slices measured here (or, for a GPU that
+is not here, the planner's bandwidth bound), accuracy measured on the proxy model in this run, and Qwen's own
+published accuracy of its quantized releases of that size where it exists.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+from qadvisor.core.advisor import advise
+from qadvisor.models.export import RunExport, TargetAdvice
+from qadvisor.models.plan import Plan, PlanRow
+from qadvisor.models.priorities import Priorities
+from qadvisor.models.result import TrialResult
+
+
+def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str]:
+    """Decode tok/s, its spread and the basis: projected here, or the bound for a GPU target not here."""
+    if plan.target.kind == "gpu":
+        return row.decode_tok_s_bound, 0.0, f"estimate: bandwidth bound on {plan.target.name} ({plan.target.bandwidth_source})"
+    p = row.projection
+    if p is None or p.decode_tok_s is None:
+        return None, None, ""
+    low, high = p.decode_tok_s_range or (p.decode_tok_s, p.decode_tok_s)
+    return p.decode_tok_s, high - low, f"projected from {p.layers_measured[0]}- and {p.layers_measured[1]}-layer slices"
+
+
+def target_results(export: RunExport, plan: Plan) -> tuple[list[TrialResult], dict[str, str]]:
+    """One result per method measured on the proxy that the plan can speak for; and why each other one is left out."""
+    rows = {r.method: r for r in plan.plans}
+    results, left_out = [], {}
+    bf16 = _bf16_bytes(plan)
+    for proxy in export.results:
+        if proxy.status != "ok":
+            continue
+        row = rows.get(proxy.method)
+        speed, spread, basis = _speed(plan, row) if row else (None, None, "")
+        if row is None or speed is None:
+            left_out[proxy.method] = ("the planner has no entry for it" if row is None else
+                                      "no projected speed: " + ("not measured on slices" if row.projection is None
+                                                                else row.projection.basis.rsplit("; ", 1)[-1]))
+            continue
+        results.append(proxy.model_copy(update={
+            "size_bytes": row.weights_bytes, "weights_mem_bytes": row.weights_bytes,
+            "compression_ratio": bf16 / row.weights_bytes, "size_reduction_pct": row.size_reduction_pct,
+            "decode_tok_s": speed, "decode_tok_s_spread": spread, "prefill_tok_s": row.projected_prefill_tok_s,
+            "prefill_tok_s_spread": None, "ttft_ms": None, "peak_rss_bytes": None, "quantize_s": None, "total_s": None,
+            "device": f"{plan.model} ({basis})", "kv_cache_bytes": row.kv_cache_bytes,
+            "reason": f"size: estimate (planner) · decode: {basis} · accuracy: measured on {export.model.name}",
+        }))
+    return results, left_out
+
+
+def _bf16_bytes(plan: Plan) -> int:
+    from qadvisor.core import planner
+
+    arch = planner.resolve_architecture(plan.model)
+    return planner.weights_bytes(arch, planner.FORMAT_BY_NAME["bf16"])[0]
+
+
+def published(model: str) -> dict | None:
+    """Qwen's published accuracy of its quantized releases of the same size, with the source (None if none)."""
+    data = json.loads(resources.files("qadvisor.data").joinpath("qwen2-published-accuracy.json").read_text("utf-8"))
+    size = model.split("-")[-1]
+    name = next((n for n in data["benchmarks"] if n.split("-")[1] == size), None)
+    if name is None:
+        return None
+    return {"model": name, "columns": data["columns"], "rows": data["benchmarks"][name], "source": data["source"],
+            "note": data["note"]}
+
+
+def compare_picks(proxy: RunExport, target: list[TrialResult], target_pick: str | None, model: str) -> list[str]:
+    """When the target's pick differs from the proxy's: the decode ratio of the two at both shapes."""
+    proxy_pick = proxy.recommendation.method if proxy.recommendation else None
+    if not (proxy_pick and target_pick):
+        return []
+    if proxy_pick == target_pick:
+        return [f"the same pick as on {proxy.model.name}: {target_pick}"]
+    at_target = {r.method: r.decode_tok_s for r in target}
+    at_proxy = {r.method: r.decode_tok_s for r in proxy.results if r.status == "ok"}
+    line = f"the pick differs from {proxy.model.name}'s ({proxy_pick})"
+    if proxy_pick in at_target and target_pick in at_proxy:
+        big = at_target[target_pick] / at_target[proxy_pick]
+        small = at_proxy[target_pick] / at_proxy[proxy_pick]
+        line += (f": at the {model} shape {target_pick} decodes {big:.2f}× as fast as {proxy_pick} here; on "
+                 f"{proxy.model.name} it was {small:.2f}×")
+    else:
+        line += f": {proxy_pick} has no projected speed for {model}"
+    return [line]
+
+
+def target_advice(export: RunExport, plan: Plan, priorities: Priorities) -> TargetAdvice:
+    results, left_out = target_results(export, plan)
+    rec = advise(results, priorities, where=f"for {plan.model}") if results else None
+    return TargetAdvice(model=plan.model, target=plan.target.name, results=results, recommendation=rec,
+                        left_out=left_out, published=published(plan.model),
+                        comparison=compare_picks(export, results, rec.method if rec else None, plan.model))
