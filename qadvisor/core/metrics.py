@@ -166,14 +166,14 @@ def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: st
     short warm-up times a step first and each run decodes no more tokens than fit in the budget (at least 4):
     a 72B layer on a CPU takes seconds a token."""
     sizes: list[int] = []
-    if budget_s is not None:
+    if budget_s is None:
+        timed_greedy(model, prompt, new_tokens, device, sizes, new_cache)
+    else:  # the short generation is the warm-up
         _, rest_s = timed_greedy(model, prompt, MIN_DECODE_TOKENS, device, new_cache=new_cache)
-        per_token = rest_s / (MIN_DECODE_TOKENS - 1)
-        new_tokens = max(MIN_DECODE_TOKENS, min(new_tokens, int(budget_s / per_token)))
-    timed_greedy(model, prompt, new_tokens, device, sizes, new_cache)
+        new_tokens = max(MIN_DECODE_TOKENS, min(new_tokens, int(budget_s * (MIN_DECODE_TOKENS - 1) / rest_s)))
     prefill, decode, ttft = [], [], []
     for _ in range(repeats):
-        first_s, rest_s = timed_greedy(model, prompt, new_tokens, device, new_cache=new_cache)
+        first_s, rest_s = timed_greedy(model, prompt, new_tokens, device, sizes if not sizes else None, new_cache)
         ttft.append(first_s * 1000)
         prefill.append(len(prompt) / first_s)
         decode.append((new_tokens - 1) / rest_s)

@@ -8,6 +8,7 @@ not installed by the wheel), quantized by llama.cpp's `llama_model_quantize`, an
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from qadvisor.models.method import MethodSpec
@@ -78,8 +79,8 @@ def to_gguf(model_dir: Path, out: Path) -> None:
 
     config = json.loads((model_dir / "config.json").read_text())
     tok = json.loads((model_dir / "tokenizer.json").read_text())
-    # use_temp_file: tensors are spooled to disk as they come, not held in memory (a 72B slice is gigabytes)
-    w = gguf.GGUFWriter(str(out), arch="qwen2", use_temp_file=True)
+    # tensor infos first, then each tensor read and written in turn: one in memory at a time, written once
+    w = gguf.GGUFWriter(str(out), arch="qwen2")
     w.add_name(model_dir.name)
     w.add_context_length(config.get("max_position_embeddings", 2048))
     w.add_embedding_length(config["hidden_size"])
@@ -93,42 +94,61 @@ def to_gguf(model_dir: Path, out: Path) -> None:
     w.add_file_type(gguf.LlamaFileType.MOSTLY_BF16)
     _add_tokenizer(w, tok, config["vocab_size"])
 
-    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-             "lm_head.weight": "output.weight"}
-    per_layer = {"input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
-                 "self_attn.q_proj.weight": "attn_q.weight", "self_attn.q_proj.bias": "attn_q.bias",
-                 "self_attn.k_proj.weight": "attn_k.weight", "self_attn.k_proj.bias": "attn_k.bias",
-                 "self_attn.v_proj.weight": "attn_v.weight", "self_attn.v_proj.bias": "attn_v.bias",
-                 "self_attn.o_proj.weight": "attn_output.weight", "mlp.gate_proj.weight": "ffn_gate.weight",
-                 "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight"}
-    for path in sorted(model_dir.glob("*.safetensors")):
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
-                if key == "lm_head.weight" and config.get("tie_word_embeddings"):
-                    continue  # llama.cpp reuses token_embd when output.weight is absent
-                if key.startswith("model.layers."):
-                    index, rest = key.removeprefix("model.layers.").split(".", 1)
-                    name = f"blk.{index}.{per_layer[rest]}"
-                else:
-                    name = names[key]
-                array, raw_dtype = _gguf_array(f.get_tensor(key))
-                w.add_tensor(name, array, raw_dtype=raw_dtype)
+    entries = _gguf_entries(model_dir, bool(config.get("tie_word_embeddings")))
+    for name, _, _, shape, bf16 in entries:  # the header first; then each tensor streams from its shard
+        numel = math.prod(shape)
+        w.add_tensor_info(name, shape, np.int16 if bf16 else np.float32, numel * (2 if bf16 else 4),
+                          raw_dtype=gguf.GGMLQuantizationType.BF16 if bf16 else None)
     w.write_header_to_file()
     w.write_kv_data_to_file()
-    w.write_tensors_to_file()
+    w.write_ti_data_to_file()
+    for _, path, key, _, _ in entries:
+        with safe_open(str(path), framework="pt") as f:
+            w.write_tensor_data(_gguf_array(f.get_tensor(key)))
     w.close()
 
 
-def _gguf_array(tensor) -> tuple:
+GGUF_NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+              "lm_head.weight": "output.weight"}
+GGUF_LAYER_NAMES = {
+    "input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
+    "self_attn.q_proj.weight": "attn_q.weight", "self_attn.q_proj.bias": "attn_q.bias",
+    "self_attn.k_proj.weight": "attn_k.weight", "self_attn.k_proj.bias": "attn_k.bias",
+    "self_attn.v_proj.weight": "attn_v.weight", "self_attn.v_proj.bias": "attn_v.bias",
+    "self_attn.o_proj.weight": "attn_output.weight", "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight"}
+
+
+def _gguf_entries(model_dir: Path, tied: bool) -> list[tuple]:
+    """(GGUF name, shard, key, shape, stored as bf16 matrix) per tensor, from the shards' headers alone."""
+    from safetensors import safe_open
+
+    entries = []
+    for path in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                if key == "lm_head.weight" and tied:
+                    continue  # llama.cpp reuses token_embd when output.weight is absent
+                if key.startswith("model.layers."):
+                    index, rest = key.removeprefix("model.layers.").split(".", 1)
+                    name = f"blk.{index}.{GGUF_LAYER_NAMES[rest]}"
+                else:
+                    name = GGUF_NAMES[key]
+                part = f.get_slice(key)
+                shape = part.get_shape()
+                entries.append((name, path, key, shape, len(shape) == 2 and part.get_dtype() == "BF16"))
+    return entries
+
+
+def _gguf_array(tensor):
     """A matrix as BF16, bit for bit as the checkpoint holds it (half the bytes of F32 for llama.cpp to read back);
     norms and biases as F32, which llama.cpp's CPU kernels expect for them."""
-    import gguf
     import numpy as np
     import torch
 
     if tensor.dim() == 2 and tensor.dtype == torch.bfloat16:
-        return tensor.view(torch.int16).numpy(), gguf.GGMLQuantizationType.BF16
-    return tensor.float().numpy().astype(np.float32), None
+        return tensor.view(torch.int16).numpy()
+    return tensor.float().numpy().astype(np.float32)
 
 
 def _add_tokenizer(w, tok: dict, vocab_size: int) -> None:
