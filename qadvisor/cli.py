@@ -140,8 +140,9 @@ def cmd_methods(args) -> int:
     return 0
 
 
-def priorities_from_args(args, default: str = "balanced"):
-    """The chosen profile with any weights and limits given on the command line laid over it."""
+def priorities_from_args(args, default="balanced"):
+    """The chosen profile (else `default`: a preset name or saved priorities) with any weights and limits given on
+    the command line laid over it."""
     from qadvisor.models.priorities import build_priorities, parse_size
 
     limits = {"max_size_bytes": parse_size(args.max_size) if args.max_size else None,
@@ -154,11 +155,12 @@ def cmd_advise(args) -> int:
     from qadvisor.console import print_recommendation, print_target
     from qadvisor.app.report import markdown
     from qadvisor.models.export import load_export, save_export
-    from qadvisor.models.jsonfile import write_text_atomic
+    from qadvisor.models.jsonfile import check_output_paths, write_text_atomic
 
     export = load_export(args.source)
-    priorities = priorities_from_args(args, default=export.priorities.name if export.priorities and
-                                      export.priorities.name in _presets() else "balanced")
+    check_output_paths(args.export, args.report)
+    # the run's own weights and limits stand unless the command line overrides them
+    priorities = priorities_from_args(args, default=export.priorities or "balanced")
     readvise(export, priorities)
     print_recommendation(export)
     if export.target is not None:
@@ -168,12 +170,6 @@ def cmd_advise(args) -> int:
     if args.report:
         write_text_atomic(args.report, markdown(export))
     return 0
-
-
-def _presets() -> list[str]:
-    from qadvisor.models.priorities import preset_names
-
-    return preset_names()
 
 
 def cmd_compare(args) -> int:

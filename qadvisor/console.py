@@ -129,7 +129,7 @@ def print_projection(plan) -> None:
 
 
 def _span(span, digits: int = 2) -> str:
-    return "—" if span is None else f"{span[0]:,.{digits}f}–{span[1]:,.{digits}f}"
+    return "—" if span is None else f"{f.num(span[0], digits)}–{f.num(span[1], digits)}"
 
 
 def _g(n: int) -> str:
@@ -222,15 +222,18 @@ def print_comparison(first, second) -> None:
 
 
 def run_auto(args, priorities) -> int:
-    """`qadvisor --auto`: measure every method, print the table, write the export."""
+    """`qadvisor --auto`: measure every method, print the table, write the export. Ctrl-C stops the current trial
+    and still prints and writes what finished (exit 130); a second Ctrl-C quits at once."""
     from qadvisor.app.auto import AutoSession, auto_options
     from qadvisor.core.modelio import check_synthetic
+    from qadvisor.models.jsonfile import check_output_paths
 
     opts = auto_options(model=args.model, methods=args.methods.split(",") if args.methods else None,
                         eval_text=args.eval_text, calib_text=args.calib_text, keep_models=args.keep_models,
                         device=args.device, threads=args.threads, repeats=args.repeats,
                         decode_tokens=args.decode_tokens, prompt_tokens=args.prompt_tokens, plan_for=args.plan_for,
                         target=args.target, target_methods=args.target_methods.split(",") if args.target_methods else None)
+    check_output_paths(args.export, args.report)  # a run of minutes must not fail at its last step
     err = Console(stderr=True, highlight=False)
     if args.model and args.model.startswith("synthetic:"):
         check_synthetic(args.model)  # too big for this machine: one line, before anything is built
@@ -239,18 +242,37 @@ def run_auto(args, priorities) -> int:
     run = session.run
     err.print(f"qadvisor: {len(run.recipes)} methods on {run.model_dir.name} ({run.device_label}); "
               "each runs in its own process")
-    printer = EventPrinter(len(run.recipes))
-    for event in session.events():
-        printer(event)
+    interrupted = _measure(session, EventPrinter(len(run.recipes)), err)
+    if not session.measured():
+        err.print("qadvisor: interrupted before the reference was ready: nothing measured, nothing written")
+        return 130
     export = session.export()
     print_run(export)
-    if args.export:
-        save_export(export, args.export)
-        err.print(f"export written to {os.fspath(args.export)}")
-    if args.report:
-        write_text_atomic(args.report, markdown(export))
-        err.print(f"report written to {os.fspath(args.report)}")
+    _write(export, args.export, args.report, err)
+    if interrupted:
+        return 130
     return 0 if any(r.status == "ok" for r in export.results) else 1
+
+
+def _measure(session, printer, err: Console) -> bool:
+    """Print the session's events; True when Ctrl-C stopped it (the runner has stopped the trial's processes)."""
+    try:
+        for event in session.events():
+            printer(event)
+    except KeyboardInterrupt:
+        err.print("qadvisor: interrupted: the current trial is stopped; writing what finished "
+                  "(Ctrl-C again quits at once)")
+        return True
+    return False
+
+
+def _write(export, export_path, report_path, err: Console) -> None:
+    if export_path:
+        save_export(export, export_path)
+        err.print(f"export written to {os.fspath(export_path)}" + ("" if export.complete else " (incomplete)"))
+    if report_path:
+        write_text_atomic(report_path, markdown(export))
+        err.print(f"report written to {os.fspath(report_path)}")
 
 
 def print_run(export) -> None:

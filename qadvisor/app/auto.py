@@ -92,7 +92,12 @@ class AutoSession:
         if self.plan_job is not None and not cancel.is_set():
             yield from self.plan_job.events(cancel)
 
+    def measured(self) -> bool:
+        """Whether there is anything to export: the reference step finished (a stop before it leaves nothing)."""
+        return self.run.reference is not None
+
     def export(self) -> RunExport:
+        """The results so far, advised; after a stop, what finished (`complete` false, `cut` says what was not)."""
         from qadvisor.app.advice import readvise
 
         export = self.run.export()

@@ -45,6 +45,8 @@ def markdown(export: RunExport) -> str:
     for r in export.results:
         if r.status != "ok":
             lines.append(f"\n- {r.method} ({r.backend}) was not measured: {r.status}: {r.reason}")
+    if not export.complete:
+        lines.append(f"\n- **Incomplete run** (stopped by the user): {', '.join(export.cut)} not measured")
     if export.plan_check:
         lines += ["", "Planner check (predicted from the architecture vs measured in this run):", ""]
         lines += [f"- {line}" for line in describe(export.plan_check)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 def mib(n: float | None) -> str:
     return "—" if n is None else f"{n / 2**20:.1f}"
@@ -11,8 +13,13 @@ def gib(n: float | None) -> str:
     return "—" if n is None else f"{n / 2**30:.1f} GiB"
 
 
+def _digits(x: float, digits: int) -> int:
+    """At least two significant digits below 1: a 72B decoding 0.14 tok/s is not "0.1"."""
+    return max(digits, 1 - math.floor(math.log10(abs(x)))) if 0 < abs(x) < 1 else digits
+
+
 def num(x: float | None, digits: int = 1) -> str:
-    return "—" if x is None else f"{x:,.{digits}f}"
+    return "—" if x is None else f"{x:,.{_digits(x, digits)}f}"
 
 
 def signed_pct(x: float | None, digits: int = 1) -> str:
@@ -26,6 +33,7 @@ def sci(x: float | None) -> str:
 def pm(value: float | None, spread: float | None, digits: int = 1) -> str:
     if value is None:
         return "—"
+    digits = _digits(value, digits)
     return f"{value:,.{digits}f} ±{spread / 2:,.{digits}f}" if spread is not None else f"{value:,.{digits}f}"
 
 

@@ -96,6 +96,21 @@ def text_for(model_dir: Path, name: str, override: Path | None = None) -> tuple[
     raise UserError(f"no {name} found for {model_dir}" if not override else f"{override}: no such file")
 
 
+def check_eval_length(model_dir: Path, path: Path, window: int, windows: int, prompt_tokens: int) -> None:
+    """The evaluation text must fill a window and the benchmark's prompt: one line now, not a failed reference step
+    later. Counted with the model's own tokenizer.json (no torch needed)."""
+    tokenizer_file = Path(model_dir) / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        return  # the reference step's tokenizer load says what is missing
+    from tokenizers import Tokenizer
+
+    count = len(Tokenizer.from_file(str(tokenizer_file)).encode(path.read_text(encoding="utf-8")).ids)
+    need = max(window, prompt_tokens)
+    if min(windows, count // window) * window < need:
+        raise UserError(f"{path}: {count} tokens of evaluation text; at least {need} are needed "
+                        f"(windows of {window} tokens, a prompt of {prompt_tokens})")
+
+
 def fingerprint(model_dir: Path, *extra: str) -> str:
     """A cache key for the model's weights and the evaluation settings (size + head + tail of each file)."""
     digest = hashlib.sha256()

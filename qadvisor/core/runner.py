@@ -66,6 +66,7 @@ class Run:
         self.eval_path = modelio.text_for(self.model_dir, modelio.EVAL_FILE, request.eval_text)[0].resolve()
         self.calib_path = modelio.text_for(self.model_dir, modelio.CALIB_FILE, request.calib_text)[0].resolve()
         s = request.settings
+        modelio.check_eval_length(self.model_dir, self.eval_path, s.window, s.windows, s.prompt_tokens)
         key = modelio.fingerprint(self.model_dir, self.eval_path.read_text(encoding="utf-8"), str(s.window), str(s.windows),
                                   str(s.score_accuracy))
         self.cache_dir = (cache_root / "reference" / key).resolve()
@@ -145,6 +146,8 @@ class Run:
 
         s = self.request.settings
         results = list(self.results)
+        finished = {r.method for r in results if r.status != "cancelled"}
+        cut = [r.name for r in self.recipes if r.name not in finished]
         return RunExport(
             qadvisor_version=__version__,
             created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -153,7 +156,7 @@ class Run:
                             bf16_bytes=ref.bf16_bytes, ref_ppl=ref.ref_ppl, eval_tokens=ref.eval_tokens),
             settings=RunSettings(prompt_tokens=s.prompt_tokens, decode_tokens=s.decode_tokens, repeats=s.repeats,
                                  threads=s.threads, device=self.device_label),
-            results=results,
+            results=results, complete=not cut, cut=cut,
             plan_check=predicted_vs_measured(self.model_dir, results, s.prompt_tokens + s.decode_tokens - 1),
         )
 
@@ -171,28 +174,16 @@ def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float) 
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, pass_fds=(write_fd,), env=env,
                                 cwd=work_dir, start_new_session=True)  # cwd: GPTQModel writes logs/ there
     os.close(write_fd)
-    deadline = time.monotonic() + timeout_s
-    buffer = b""
-    with selectors.DefaultSelector() as sel, os.fdopen(read_fd, "rb", buffering=0) as pipe:
-        sel.register(pipe, selectors.EVENT_READ)
-        while True:
-            if cancel.is_set() or time.monotonic() > deadline:
-                _stop(proc)
-                if not cancel.is_set():
-                    yield Error(method=name, message=f"timed out after {timeout_s:.0f} s")
-                return
-            if not sel.select(timeout=0.2):
-                continue
-            chunk = pipe.read(65536)
-            if not chunk:
-                break
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                try:
-                    yield EventEnvelope.model_validate_json(line).event
-                except ValidationError:
-                    continue  # not an event; the log file keeps everything else
+    ended = False  # the worker closed its pipe: it is exiting on its own
+    try:
+        ended = yield from _relay(read_fd, cancel, time.monotonic() + timeout_s)
+    finally:  # cancel, timeout, Ctrl-C, a closed generator: the trial (its own session: no SIGINT) never outlives us
+        if not ended:
+            _stop(proc)
+    if not ended:
+        if not cancel.is_set():
+            yield Error(method=name, message=f"timed out after {timeout_s:.0f} s")
+        return
     code = proc.wait()
     if code < 0:
         yield Error(method=name, message=f"the trial process crashed ({signal.Signals(-code).name}); "
@@ -200,6 +191,27 @@ def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float) 
     elif code != 0:
         log_tail = (work_dir / f"{name}.log").read_text(errors="replace").strip().splitlines()[-1:] or [""]
         yield Error(method=name, message=f"process exited with code {code}: {log_tail[0][:300]}")
+
+
+def _relay(read_fd: int, cancel: threading.Event, deadline: float):
+    """Yield the worker's events from its pipe; True when it closed, False on cancel or past the deadline."""
+    buffer = b""
+    with selectors.DefaultSelector() as sel, os.fdopen(read_fd, "rb", buffering=0) as pipe:
+        sel.register(pipe, selectors.EVENT_READ)
+        while not cancel.is_set() and time.monotonic() < deadline:
+            if not sel.select(timeout=0.2):
+                continue
+            chunk = pipe.read(65536)
+            if not chunk:
+                return True
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                try:
+                    yield EventEnvelope.model_validate_json(line).event
+                except ValidationError:
+                    continue  # not an event; the log file keeps everything else
+    return False
 
 
 def _stop(proc: subprocess.Popen) -> None:

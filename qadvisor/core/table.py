@@ -48,7 +48,12 @@ def _has_kv_stack(export: RunExport) -> bool:
 
 
 def not_measured(export: RunExport) -> list[str]:
-    return [f"{r.method} ({r.backend}): {r.status}: {r.reason}" for r in export.results if r.status != "ok"]
+    lines = [f"{r.method} ({r.backend}): {r.status}: {r.reason}" for r in export.results if r.status != "ok"]
+    done = {r.method for r in export.results}
+    never = [m for m in export.cut if m not in done]
+    if never:
+        lines.append(f"{', '.join(never)}: not started, the run was stopped")
+    return lines
 
 
 def footnote(export: RunExport) -> str:

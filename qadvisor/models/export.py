@@ -55,6 +55,8 @@ class RunExport(BaseModel):
     model: ModelInfo
     settings: RunSettings
     results: list[TrialResult]
+    complete: bool = True  # False: the run was stopped (Ctrl-C, cancel, quit) and `cut` was not measured
+    cut: list[str] = []  # methods the stopped run did not measure
     priorities: Priorities | None = None
     recommendation: Recommendation | None = None
     plan: Plan | None = None  # --plan-for: the planner's estimate for a deployment target

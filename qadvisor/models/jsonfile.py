@@ -39,6 +39,28 @@ def validate_versioned(path: Path, data: dict, model: type[BaseModel], version: 
         raise UserError(f"{path}: field {field!r}: {first['msg']}") from None
 
 
+def check_output_path(path: Path | None, flag: str) -> None:
+    """A file we will write later (an export, a report) must be writable now: a run that measured for minutes
+    must not fail at its last step. One UserError line naming the flag."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path}: is a directory; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"{flag} {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"{flag} {path}: not writable")
+
+
+def check_output_paths(export: Path | None, report: Path | None) -> None:
+    check_output_path(export, "--export")
+    check_output_path(report, "--report")
+    if export is not None and report is not None and Path(export).resolve() == Path(report).resolve():
+        raise UserError(f"--export and --report are the same file ({export}); give them different names")
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write to a temporary file beside `path`, then rename, so a crash never leaves half a file."""
     path = Path(path)

@@ -94,13 +94,14 @@ def parse_number(text: str, what: str) -> float:
         raise UserError(f"{what}: {text!r} is not a number") from None
 
 
-def build_priorities(profile: str, weights: str | None = None, limits: dict | None = None,
+def build_priorities(profile: str | Priorities, weights: str | None = None, limits: dict | None = None,
                      replace_limits: bool = False) -> Priorities:
-    """A profile with weights (`storage=3,…`) and limits laid over it; bad values become one UserError line.
+    """A profile (a preset name, a JSON file, or priorities already built, e.g. a saved run's) with weights
+    (`storage=3,…`) and limits laid over it; bad values become one UserError line.
 
     `replace_limits` drops the profile's own limits first (the TUI form shows them, so blank means none).
     """
-    base = load_profile(profile)
+    base = profile if isinstance(profile, Priorities) else load_profile(profile)
     data = base.model_dump()
     if weights:
         data.update(parse_weights(weights))

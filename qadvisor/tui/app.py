@@ -133,7 +133,8 @@ class QAdvisorApp(App):
         except UserError as exc:
             return str(exc)
         self.cancel = threading.Event()
-        self.push_screen(RunScreen([r.name for r in session.run.recipes]))
+        plan_for = session.plan_job.arch.name if session.plan_job and session.plan_job.measurement else None
+        self.push_screen(RunScreen([r.name for r in session.run.recipes], plan_for))
         self.measure(session)
         return ""
 
@@ -148,12 +149,19 @@ class QAdvisorApp(App):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run", description="measure methods")
     def measure(self, session) -> None:
+        """Every outcome ends in one RunFinished: results (complete or not), or the one line that says why none."""
         try:
             for event in session.events(self.cancel):
                 self.post_message(TrialEvent(event))
+            if not session.measured():
+                self.post_message(RunFinished(None, "cancelled before the reference was ready: nothing measured"))
+                return
             export = session.export()
         except UserError as exc:
             self.post_message(RunFinished(None, str(exc)))
+            return
+        except Exception as exc:  # a bug must show as a line, never take the screen down
+            self.post_message(RunFinished(None, f"the run stopped on an internal error: {type(exc).__name__}: {exc}"))
             return
         self.post_message(RunFinished(export))
 
@@ -161,26 +169,15 @@ class QAdvisorApp(App):
         self.cancel.set()
         self.notify("Cancelling the current trial; finished results are kept.")
 
+    async def action_quit(self) -> None:
+        self.cancel.set()  # the measuring thread stops its trial's process group before it ends
+        self.exit()
+
     @on(TrialEvent)
     def _trial_event(self, message: TrialEvent) -> None:
         screen = self.screen
-        if not isinstance(screen, RunScreen):
-            return
-        event = message.event
-        if isinstance(event, (Progress, Error)) and event.method == "reference":
-            screen.query_one("#reference", Label).update(f"reference: {event.step} {getattr(event, 'message', '')}")
-            return
-        if not screen.reference_done:  # trials start only once the fp32 reference is ready
-            screen.reference_done = True
-            screen.query_one("#reference", Label).update("reference: fp32 log-probs and bf16 size ready")
-        panels = screen.query(f"#panel-{event.result.method if isinstance(event, Result) else event.method}")
-        if isinstance(event, Result):
-            for panel in panels:
-                panel.finish(event.result)
-            screen.query_one("#plot").add(event.result)
-        elif isinstance(event, (Progress, Metric, Error)):
-            for panel in panels:
-                panel.show_event(event)
+        if isinstance(screen, RunScreen):
+            show_event(screen, message.event)
 
     @on(RunFinished)
     def _run_finished(self, message: RunFinished) -> None:
@@ -188,7 +185,9 @@ class QAdvisorApp(App):
             self.notify(message.error, severity="error", timeout=10)
             return
         self.export = message.export
-        self.notify(f"Done: {self.export.recommendation.headline}. Press n for the recommendation.")
+        done = "Done" if self.export.complete else f"Stopped ({len(self.export.cut)} not measured)"
+        headline = self.export.recommendation.headline if self.export.recommendation else "no recommendation"
+        self.notify(f"{done}: {headline}. Press n for the recommendation.")
 
     # advising
     def readvise(self, weights: dict[str, str]) -> bool:
@@ -231,6 +230,44 @@ class QAdvisorApp(App):
         except OSError as exc:
             return f"[red]could not save: {exc}[/]"
         return f"saved {path} and {path.with_suffix('.md')}"
+
+
+def show_event(screen: RunScreen, event) -> None:
+    """Route one core event to its place on the run screen: the reference line, a method's panel, the slices line."""
+    match event:
+        case Progress(method="reference") | Error(method="reference"):
+            screen.show_line("reference", f"reference: {event.step if isinstance(event, Progress) else '[red]error[/]'} "
+                                          f"{event.message}")
+            return
+        case Result(result=result):
+            method = result.method
+        case Progress() | Metric() | Error():
+            method = event.method
+    if not screen.reference_done:  # trials start only once the fp32 reference is ready
+        screen.reference_done = True
+        screen.show_line("reference", "reference: fp32 log-probs and bf16 size ready")
+    panel = screen.panel(method)
+    if panel is None:  # a slice of the --plan-for model: one line, newest event
+        if not isinstance(event, Metric):
+            screen.show_line("slices", _slice_line(event))
+    elif isinstance(event, Result):
+        panel.finish(event.result)
+        screen.query_one("#plot").add(event.result)
+    else:
+        panel.show_event(event)
+
+
+def _slice_line(event) -> str:
+    match event:
+        case Result(result=r) if r.status == "ok":
+            return f"slices: {r.method} decode {r.decode_tok_s:.2f} tok/s, prefill {r.prefill_tok_s:.1f} tok/s"
+        case Result(result=r):
+            return f"slices: [red]{r.method}: {r.status}: {r.reason}[/]"
+        case Progress():
+            return f"slices: {event.method}: {event.step} {event.message}"
+        case Error():
+            return f"slices: [red]{event.method}: {event.message}[/]"
+    return f"slices: {event}"
 
 
 def run_tui(hardware: HardwareInfo, methods, model_hint: str, run_factory, export: RunExport | None = None) -> None:

@@ -144,22 +144,35 @@ class RunScreen(Screen):
 
     BINDINGS = [Binding("c", "app.cancel_run", "Cancel"), Binding("n", "app.goto_recommendation", "Recommendation")]
 
-    def __init__(self, methods: list[str]) -> None:
+    def __init__(self, methods: list[str], plan_for: str | None = None) -> None:
+        from qadvisor.tui.widgets import MethodPanel
+
         super().__init__()
         self.methods = methods
+        self.plan_for = plan_for
         self.reference_done = False
+        self.panels = {method: MethodPanel(method, i) for i, method in enumerate(methods)}
 
     def compose(self) -> ComposeResult:
-        from qadvisor.tui.widgets import MethodPanel, TradeoffPlot
+        from qadvisor.tui.widgets import TradeoffPlot
 
         yield Header()
         with Horizontal():
             with VerticalScroll(id="panels"):
                 yield Label("reference: waiting", id="reference")
-                for method in self.methods:
-                    yield MethodPanel(method)
+                yield from self.panels.values()
+                if self.plan_for:
+                    yield Label(f"slices of {self.plan_for}: after the methods above", id="slices")
             yield TradeoffPlot(id="plot")
         yield Footer()
+
+    def panel(self, method: str):
+        """The live panel of `method`, or None for events of other steps (the reference, the target's slices)."""
+        return self.panels.get(method)
+
+    def show_line(self, widget_id: str, text: str) -> None:
+        for label in self.query(f"#{widget_id}").results(Label):
+            label.update(text)
 
 
 class RecommendationScreen(Screen):

@@ -26,8 +26,8 @@ class MethodPanel(Vertical):
     MethodPanel > .metrics { color: $text-muted; }
     """
 
-    def __init__(self, method: str) -> None:
-        super().__init__(id=f"panel-{method}")
+    def __init__(self, method: str, index: int) -> None:
+        super().__init__(id=f"panel-{index}")  # a method name (`fp32+kv-int4`) is no valid widget id
         self.method = method
         self.metrics: dict[str, float] = {}
         self.border_title = method

@@ -43,7 +43,7 @@ async def test_whole_flow(app, tmp_path):
         await pilot.pause()
         results = {r.method: r.status for r in app.export.results}
         assert results == {"mock-passthrough": "ok", "mock-crash": "failed"}
-        panel = app.screen.query_one("#panel-mock-passthrough")
+        panel = app.screen.panel("mock-passthrough")
         assert "decode" in str(panel.query_one(".metrics").render())
         await pilot.press("n")
         assert isinstance(app.screen, RecommendationScreen)
@@ -75,7 +75,7 @@ async def test_cancel_keeps_finished_results(app):
         await pilot.press("r")
         while not any(r.method == "mock-passthrough" for r in (app.export.results if app.export else [])):
             await pilot.pause(0.2)
-            if app.screen.query("#panel-mock-passthrough.ok"):
+            if app.screen.panel("mock-passthrough").has_class("ok"):
                 break
         await pilot.press("c")
         await app.workers.wait_for_complete()
@@ -129,7 +129,7 @@ async def test_mouse_drives_the_flow(tmp_path):
     The run replays recorded events (tests/tui/test_snapshots.ScriptedRun); nothing is measured."""
     from tests.tui.test_snapshots import HARDWARE, METHODS, ScriptedRun
 
-    app = QAdvisorApp(HARDWARE, METHODS, "qwen2-tiny-stdlib", lambda form, priorities: (ScriptedRun(), None))
+    app = QAdvisorApp(HARDWARE, METHODS, "qwen2-tiny-stdlib", lambda form, priorities: ScriptedRun(priorities))
     async with app.run_test(size=(100, 40)) as pilot:
         assert await pilot.click("#next")
         assert isinstance(app.screen, PrioritiesScreen)
@@ -159,3 +159,78 @@ async def test_kv_stack_conflicts_are_explained_not_dropped(app):
         assert isinstance(app.screen, PrioritiesScreen)  # nothing ran
         error = str(app.screen.query_one("#form-error").render())
         assert "kv-int4 cannot stack on gguf-q4_k_m" in error and "llama.cpp" in error
+
+
+def _trial_processes() -> list:
+    import psutil
+
+    return [p for p in psutil.process_iter(["cmdline"]) if "qadvisor.core.worker" in " ".join(p.info["cmdline"] or [])]
+
+
+async def _wait_until(pilot, condition, seconds=300):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await pilot.pause(0.2)
+
+
+async def test_a_stacked_kv_method_runs_end_to_end(app):
+    """A recipe name such as `fp32+kv-int4` is no valid widget id; the panels must not depend on it."""
+    from textual.widgets import Select
+
+    async with app.run_test(size=(100, 40)) as pilot:
+        await _priorities_with(pilot, "fp32")
+        app.screen.query_one("#kv", Select).value = "kv-int4"
+        await pilot.press("ctrl+r")
+        assert isinstance(app.screen, RunScreen)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert [(r.method, r.status) for r in app.export.results] == [("fp32+kv-int4", "ok")]
+        assert app.screen.panel("fp32+kv-int4").has_class("ok")
+
+
+async def test_an_error_in_the_measuring_thread_is_shown_not_a_crash():
+    from tests.tui.test_snapshots import HARDWARE, METHODS, ScriptedRun
+
+    class Broken(ScriptedRun):
+        def events(self, cancel):
+            yield from list(super().events(cancel))[:3]
+            raise KeyError("a bug")
+
+    app = QAdvisorApp(HARDWARE, METHODS, "qwen2-tiny-stdlib", lambda form, priorities: Broken(priorities))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n", "ctrl+r")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, RunScreen) and app.export is None
+        assert any("internal error: KeyError" in str(n.message) for n in app._notifications)
+
+
+async def test_cancel_during_the_reference_step(app, monkeypatch, tmp_path):
+    monkeypatch.setenv("QADVISOR_CACHE", str(tmp_path))  # no cached reference: the step really runs
+    async with app.run_test(size=(100, 40)) as pilot:
+        await _priorities_with(pilot, "mock-passthrough")
+        await pilot.press("r")
+        await _wait_until(pilot, lambda: "waiting" not in str(app.screen.query_one("#reference").render()))
+        await pilot.press("c")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.export is None and isinstance(app.screen, RunScreen)
+        assert any("before the reference was ready" in str(n.message) for n in app._notifications)
+    assert not _trial_processes()
+
+
+async def test_quit_mid_run_stops_the_trial(app):
+    import time
+
+    async with app.run_test(size=(100, 40)) as pilot:
+        await _priorities_with(pilot, "mock-passthrough", "fp32")
+        await pilot.press("r")
+        await _wait_until(pilot, lambda: bool(_trial_processes()))
+        await pilot.press("q")
+    deadline = time.monotonic() + 20
+    while _trial_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _trial_processes()

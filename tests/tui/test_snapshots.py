@@ -48,12 +48,20 @@ def test_recommendation_screen_wide(snap_compare):
 
 
 class ScriptedRun:
-    """Replays recorded events as the core's runner would yield them: three trials done, one mid-quantize."""
+    """Replays recorded events as a measuring session (app.auto.AutoSession) would yield them: three trials done,
+    one mid-quantize."""
 
-    def __init__(self):
+    plan_job = None
+
+    def __init__(self, priorities):
         from types import SimpleNamespace
 
+        self.priorities = priorities
+        self.run = self  # the session's run: what the run screen reads the methods from
         self.recipes = [SimpleNamespace(name=r.method) for r in RECORDED[:4]]
+
+    def measured(self) -> bool:
+        return True
 
     def events(self, cancel):
         from qadvisor.models.events import Metric, Progress, Result
@@ -68,9 +76,11 @@ class ScriptedRun:
         yield Progress(method=RECORDED[3].method, step="quantize", fraction=0.4, message="layer 10 of 24")
 
     def export(self):
+        from qadvisor.app.advice import readvise
+
         export = _recorded()
         export.results = list(RECORDED[:3])
-        return export
+        return readvise(export, self.priorities)
 
 
 async def _wait_for_run(pilot):
@@ -79,7 +89,7 @@ async def _wait_for_run(pilot):
 
 
 def test_run_screen(snap_compare):
-    app = QAdvisorApp(HARDWARE, METHODS, "qwen2-tiny-stdlib", lambda form, priorities: (ScriptedRun(), None))
+    app = QAdvisorApp(HARDWARE, METHODS, "qwen2-tiny-stdlib", lambda form, priorities: ScriptedRun(priorities))
     assert snap_compare(app, press=["n", "ctrl+r"], run_before=_wait_for_run, terminal_size=(80, 24))
 
 

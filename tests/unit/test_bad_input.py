@@ -84,3 +84,43 @@ def test_plan_measure_refuses_before_building_anything(args, fragment, tmp_path)
     proc = run_cli("plan", "--model", "Qwen2.5-7B", "--measure", *args, env={"QADVISOR_CACHE": str(tmp_path)})
     _assert_one_line_error(proc, fragment)
     assert not (tmp_path / "slices").exists()
+
+
+@pytest.mark.parametrize("where, fragment", [
+    ("dir", "is a directory"),
+    ("missing/run.json", "does not exist"),
+])
+@pytest.mark.parametrize("flag", ["--export", "--report"])
+def test_output_paths_are_checked_before_measuring(tmp_path, flag, where, fragment):
+    path = tmp_path if where == "dir" else tmp_path / where
+    proc = run_cli("--auto", "--methods", "fp32", flag, str(path), env={"QADVISOR_CACHE": str(tmp_path / "cache")})
+    _assert_one_line_error(proc, f"{flag} ")
+    assert fragment in proc.stderr
+    assert not (tmp_path / "cache").exists()  # nothing was measured, not even the reference
+
+
+def test_export_and_report_must_differ(tmp_path):
+    same = str(tmp_path / "run.json")
+    _assert_one_line_error(run_cli("--auto", "--export", same, "--report", same), "the same file")
+
+
+def test_advise_checks_its_output_before_writing(tmp_path):
+    from tests.unit.samples import sample_export
+    from qadvisor.models.export import save_export
+
+    save_export(sample_export(), tmp_path / "run.json")
+    proc = run_cli("advise", "--from", str(tmp_path / "run.json"), "--export", str(tmp_path / "no" / "x.json"))
+    _assert_one_line_error(proc, "does not exist")
+
+
+def test_short_evaluation_text_is_refused_before_measuring(tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("def f():\n    return 1\n")
+    proc = run_cli("--auto", "--methods", "fp32", "--eval-text", str(short), env={"QADVISOR_CACHE": str(tmp_path / "c")})
+    _assert_one_line_error(proc, "tokens of evaluation text; at least 256 are needed")
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_prompt_longer_than_the_evaluation_text_is_refused(tmp_path):
+    proc = run_cli("--auto", "--methods", "fp32", "--prompt-tokens", "100000", env={"QADVISOR_CACHE": str(tmp_path)})
+    _assert_one_line_error(proc, "at least 100000 are needed")

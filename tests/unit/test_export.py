@@ -59,3 +59,17 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
         write_text_atomic(path, "new")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.json"]
+
+
+def test_a_stopped_run_says_what_it_cut(tmp_path):
+    from qadvisor.app.report import markdown
+    from qadvisor.core.table import not_measured
+
+    export = sample_export()
+    assert export.complete and export.cut == []  # exports written before these fields load as complete
+    export = export.model_copy(update={"complete": False, "cut": ["gptq-int4", "hqq-int4"]})
+    save_export(export, tmp_path / "part.json")
+    loaded = load_export(tmp_path / "part.json")
+    assert not loaded.complete and loaded.cut == ["gptq-int4", "hqq-int4"]
+    assert "hqq-int4: not started, the run was stopped" in not_measured(loaded)  # gptq-int4 has its own failed line
+    assert "Incomplete run" in markdown(loaded)

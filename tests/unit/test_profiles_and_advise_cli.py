@@ -108,3 +108,16 @@ def test_schema_command():
     proc = run_cli("schema")
     schema = json.loads(proc.stdout)
     assert "results" in schema["properties"] and "recommendation" in schema["properties"]
+
+
+def test_advise_keeps_the_runs_own_weights_and_limits(recorded_run, tmp_path):
+    custom, again = tmp_path / "custom.json", tmp_path / "again.json"
+    proc = run_cli("advise", "--from", str(recorded_run), "--priorities", "storage=7,latency=1,accuracy=1",
+                   "--max-ppl-rise", "3", "--export", str(custom))
+    assert proc.returncode == 0, proc.stderr
+    run_cli("advise", "--from", str(custom), "--export", str(again))
+    kept = load_export(again).priorities
+    assert (kept.storage, kept.latency, kept.accuracy) == (7, 1, 1) and kept.limits.max_ppl_rise_pct == 3
+    assert load_export(again).recommendation == load_export(custom).recommendation
+    run_cli("advise", "--from", str(custom), "--priorities", "latency=9", "--export", str(again))
+    assert load_export(again).priorities.latency == 9 and load_export(again).priorities.storage == 7

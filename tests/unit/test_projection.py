@@ -55,7 +55,8 @@ def test_slice_ties_the_table_and_keeps_the_layer_shape():
 
 
 @pytest.mark.parametrize("name, ram_gib, depths", [
-    ("Qwen2.5-72B", 23, (1, 2)), ("Qwen2.5-0.5B", 23, (1, 6)), ("Qwen2.5-1.5B", 23, (1, 7)), ("Qwen2.5-7B", 23, (1, 7)),
+    ("Qwen2.5-72B", 23, (1, 2)), ("Qwen2.5-0.5B", 23, (6, 12)), ("Qwen2.5-1.5B", 23, (7, 14)), ("Qwen2.5-7B", 23, (4, 8)),
+    ("Qwen2.5-7B", 10, (3, 6)),
 ])
 def test_slice_depths_are_as_far_apart_as_time_and_memory_allow(name, ram_gib, depths):
     arch = planner.resolve_architecture(name)

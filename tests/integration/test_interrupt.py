@@ -1,0 +1,53 @@
+"""Ctrl-C in `--auto` keeps what finished: the current trial is stopped, the export and report are written with
+`complete: false`, the exit code is 130, and no trial process outlives the run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+from qadvisor.models.export import load_export
+from qadvisor.quantizers import registry
+
+
+def _workers_under(folder) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if "qadvisor.core.worker" in cmdline and str(folder) in cmdline:
+            found.append(proc)
+    return found
+
+
+def test_ctrl_c_keeps_finished_results(tmp_path):
+    work, export, report = tmp_path / "models", tmp_path / "part.json", tmp_path / "part.md"
+    env = {**os.environ, registry.MOCK_ENV: "1", "QADVISOR_CACHE": str(tmp_path / "cache")}
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "qadvisor", "--auto", "--methods", "mock-passthrough,fp32,bf16", "--repeats", "2",
+         "--decode-tokens", "4", "--keep-models", str(work), "--export", str(export), "--report", str(report)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        seen = ""
+        while "✓ mock-passthrough" not in seen:  # the first trial finished
+            line = cli.stderr.readline()
+            assert line, f"the run ended early: {seen}"
+            seen += line
+        deadline = time.monotonic() + 120
+        while not _workers_under(work) and time.monotonic() < deadline:  # the second trial is running
+            time.sleep(0.1)
+        os.killpg(cli.pid, signal.SIGINT)  # as a terminal sends it: to the foreground process group
+        out, err = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    saved = load_export(export)
+    assert not saved.complete and saved.cut == ["fp32", "bf16"]
+    assert [r.method for r in saved.results if r.status == "ok"] == ["mock-passthrough"]
+    assert "Incomplete run" in report.read_text()
+    assert "mock-passthrough" in out
+    assert not _workers_under(work)
