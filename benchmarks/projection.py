@@ -4,8 +4,9 @@
                                     [--json FILE]
 
 Per model and method: decode and prefill tok/s projected from two slices (`qadvisor plan --measure`) next to
-the same method measured on the whole random-weight model (`qadvisor --auto --model synthetic:…`), with the
-same prompt, decode length and repeats, one after the other in this run. Targets: decode within 15 %, prefill
+the same method measured on the whole random-weight model (`synthetic:…`), all three quantized by the real backend
+and timed side by side in one process, rounds interleaved, so that the shared machine's swings between
+processes do not enter the comparison. Targets: decode within 15 %, prefill
 within 25 %. Prints a Markdown table for benchmarks/RESULTS.md and, with --json, the numbers.
 """
 
@@ -19,32 +20,37 @@ import time
 from qadvisor.core import planner
 from qadvisor.core.hardware import detect
 from qadvisor.core.jobs import EvalSettings
-from qadvisor.core.runner import Run, RunRequest, default_cache_dir
-from qadvisor.core.slices import DECODE_TOKENS, REPEATS, SliceMeasurement
+from qadvisor.core.modelio import synthetic_model_dir
+from qadvisor.core.runner import default_cache_dir
+from qadvisor.core.slices import DECODE_BUDGET_S, DECODE_TOKENS, REPEATS, SliceMeasurement
 
 DECODE_BOUND, PREFILL_BOUND = 0.15, 0.25
 
 
-def _drain(events, label: str) -> None:
+def _drain(events) -> None:
     for event in events:
         if getattr(event, "kind", "") == "result":
             r = event.result
-            print(f"  {label} {r.method}: {r.status} decode {r.decode_tok_s} prefill {r.prefill_tok_s} "
+            print(f"  {r.method}: {r.status} decode {r.decode_tok_s} prefill {r.prefill_tok_s} "
                   f"[{r.total_s or 0:.0f}s] {r.reason}", file=sys.stderr, flush=True)
 
 
 def measure(model: str, methods: list[str], settings: EvalSettings, hardware) -> list[dict]:
+    """Per method: both slices and the whole model, quantized by the real backend, timed side by side in one
+    process (the product's own path, with the whole model added), and the projection from the slices."""
     arch = planner.resolve_architecture(model)
-    sliced = SliceMeasurement(arch, methods, hardware, settings, default_cache_dir())
-    _drain(sliced.events(), f"slices {sliced.depths}")
-    whole = Run(RunRequest(model_dir=f"synthetic:{arch.name}", methods=methods,
-                           settings=sliced.settings.model_copy(update={"window": 256, "windows": 1})), hardware)
-    _drain(whole.events(), "whole")
+    whole = synthetic_model_dir(f"synthetic:{arch.name}", default_cache_dir())
+    sliced = SliceMeasurement(arch, methods, hardware, settings, default_cache_dir(), whole=whole)
+    _drain(sliced.events())
     rows = []
-    for r in whole.results:
-        p = sliced.projections.get(r.method)
-        row = {"model": arch.name, "method": r.method, "slices": list(sliced.depths), "layers": arch.num_hidden_layers,
-               "measured_decode_tok_s": r.decode_tok_s, "measured_prefill_tok_s": r.prefill_tok_s,
+    for method, results in sliced.results.items():
+        r = results[-1] if len(results) == 3 else None
+        p = sliced.projections.get(method)
+        row = {"model": arch.name, "method": method, "slices": list(sliced.depths), "layers": arch.num_hidden_layers,
+               "measured_decode_tok_s": r.decode_tok_s if r else None,
+               "measured_prefill_tok_s": r.prefill_tok_s if r else None,
+               "slice_decode_tok_s": [x.decode_tok_s for x in results[:2]],
+               "decode_tokens": r.decode_tokens if r else None,
                "projected_decode_tok_s": p.decode_tok_s if p else None,
                "projected_prefill_tok_s": p.prefill_tok_s if p else None}
         for kind in ("decode", "prefill"):
@@ -55,8 +61,9 @@ def measure(model: str, methods: list[str], settings: EvalSettings, hardware) ->
 
 
 def markdown(rows: list[dict], device: str) -> str:
-    lines = [f"Measured on {device}; slices and whole model one after the other in one run, "
-             f"{DECODE_TOKENS} decode tokens, {REPEATS} repeats after a warm-up, prompt 128.", "",
+    lines = [f"Measured on {device}; both slices and the whole model timed side by side in one process per method, "
+             f"{REPEATS} rounds after a warm-up, up to {DECODE_TOKENS} decode tokens (as many as the slowest decodes "
+             f"in {DECODE_BUDGET_S:g} s), prompt 128.", "",
              "| model | method | slices | decode projected | decode measured | error | prefill projected | "
              "prefill measured | error |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -242,7 +242,7 @@ def run_auto(args, priorities) -> int:
     run = session.run
     err.print(f"qadvisor: {len(run.recipes)} methods on {run.model_dir.name} ({run.device_label}); "
               "each runs in its own process")
-    interrupted = _measure(session, EventPrinter(len(run.recipes)), err)
+    interrupted = _measure(session, EventPrinter(session.trials()), err)
     if not session.measured():
         err.print("qadvisor: interrupted before the reference was ready: nothing measured, nothing written")
         return 130

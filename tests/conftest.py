@@ -23,3 +23,10 @@ def _isolated_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("QADVISOR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
         yield
+
+
+def pytest_collection_modifyitems(items):
+    """Everything under tests/integration runs real backends: `pytest -m "not slow"` is the fast loop."""
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.slow)

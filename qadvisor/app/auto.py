@@ -92,6 +92,11 @@ class AutoSession:
         if self.plan_job is not None and not cancel.is_set():
             yield from self.plan_job.events(cancel)
 
+    def trials(self) -> int:
+        """How many results `events()` will yield: one per method here, one per method and depth on slices."""
+        m = self.plan_job.measurement if self.plan_job is not None else None
+        return len(self.run.recipes) + (len(m.methods) * len(m.depths) if m is not None else 0)
+
     def measured(self) -> bool:
         """Whether there is anything to export: the reference step finished (a stop before it leaves nothing)."""
         return self.run.reference is not None

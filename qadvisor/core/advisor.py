@@ -147,12 +147,22 @@ def _flip(candidates: list[TrialResult], priorities: Priorities, winner: str, fi
     return "no single weight raised up to 10× changes the choice: it wins on these numbers"
 
 
+def _speed_line(r: TrialResult, by_name: dict[str, TrialResult]) -> str:
+    value, half = f.pm(r.decode_tok_s, r.decode_tok_s_spread or 0.0).split(" ±")
+    line = f"decodes {value} tok/s (±{half})"
+    if r.prefill_tok_s is not None:
+        line += f" and prefills {f.num(r.prefill_tok_s, 0)} tok/s"
+    line += f" on {r.device}"
+    if "fp32" in by_name:
+        line += f", {r.decode_tok_s / by_name['fp32'].decode_tok_s:.2f}× fp32"
+    return line
+
+
 def _reasons(r: TrialResult, by_name: dict[str, TrialResult], parts: dict[str, float], weights: dict[str, float],
              total: float, limits: Limits) -> list[str]:
     reasons = [
-        f"{f.mib(r.size_bytes)} MiB on disk, {r.compression_ratio:.2f}× smaller than bf16 ({-r.size_reduction_pct:+.0f}%)",
-        f"decodes {r.decode_tok_s:.1f} tok/s (±{(r.decode_tok_s_spread or 0) / 2:.1f})"
-        + (f" and prefills {r.prefill_tok_s:.0f} tok/s" if r.prefill_tok_s is not None else "") + f" on {r.device}" + (f", {r.decode_tok_s / by_name['fp32'].decode_tok_s:.2f}× fp32" if "fp32" in by_name else ""),
+        f"{f.size(r.size_bytes)} on disk, {r.compression_ratio:.2f}× smaller than bf16 ({-r.size_reduction_pct:+.0f}%)",
+        _speed_line(r, by_name),
         f"perplexity {r.ppl_delta_pct:+.1f}% vs fp32, KL {f.sci(r.kl_mean)} nats/token, top-1 agreement "
         f"{100 * r.top1_agreement:.1f}%",
         "score {:.2f} = ".format(total) + " + ".join(

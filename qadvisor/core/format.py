@@ -9,6 +9,13 @@ def mib(n: float | None) -> str:
     return "—" if n is None else f"{n / 2**20:.1f}"
 
 
+def size(n: float | None) -> str:
+    """Bytes in MiB, or in GiB from 10 GiB up (a 72B is 73,673.6 MiB to nobody)."""
+    if n is None:
+        return "—"
+    return f"{n / 2**30:.1f} GiB" if n >= 10 * 2**30 else f"{n / 2**20:.1f} MiB"
+
+
 def gib(n: float | None) -> str:
     return "—" if n is None else f"{n / 2**30:.1f} GiB"
 

@@ -16,12 +16,14 @@ class EvalSettings(BaseModel):
     repeats: int = 5
     threads: int = 1
     device: str = "cpu"
-    decode_budget_s: float | None = None  # slices: fewer decode tokens where a token takes seconds (at least 4)
+    # slices: each generation decodes as many tokens as fit in this (at least 4, at most decode_tokens)
+    decode_budget_s: float | None = None
     score_accuracy: bool = True  # False for random-weight (synthetic) models: no reference to compare with
+    benchmark: bool = True  # False: quantize, save and reload only (slices are timed side by side afterwards)
 
 
 class Job(BaseModel):
-    kind: Literal["reference", "trial"]
+    kind: Literal["reference", "trial", "timing"]
     model_dir: Path
     cache_dir: Path  # holds reference.json and reference_logprobs.pt
     work_dir: Path  # where the quantized model is saved
@@ -31,6 +33,7 @@ class Job(BaseModel):
     method: str = ""  # for trials
     device_label: str = ""
     keep_model: bool = False  # leave the quantized model in work_dir for the user
+    timed: list[Path] = []  # timing: saved quantized models of `method`, timed side by side in one process
 
 
 class Reference(BaseModel):

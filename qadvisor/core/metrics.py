@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from qadvisor.quantizers.tensors import nbytes
+
 
 def eval_windows(token_ids: list[int], window: int, count: int) -> torch.Tensor:
     """Non-overlapping windows of held-out tokens, [count, window]; fewer if the text is short."""
@@ -108,15 +110,7 @@ def cache_bytes(cache) -> int | None:
     ones unpacked, or the legacy tuples); None when it holds no tensors qadvisor can see."""
     layers = getattr(cache, "layers", None)
     groups = [list(vars(layer).values()) for layer in layers] if layers is not None else [list(p) for p in cache]
-    return sum(_nbytes(t) for group in groups for t in group if isinstance(t, torch.Tensor)) or None
-
-
-def _nbytes(tensor) -> int:
-    """Bytes of a tensor's data; tensor subclasses (quantized weights or caches) are unpacked into their parts."""
-    if type(tensor) is not torch.Tensor and hasattr(tensor, "__tensor_flatten__"):
-        names, _ = tensor.__tensor_flatten__()
-        return sum(_nbytes(getattr(tensor, name)) for name in names)
-    return tensor.untyped_storage().nbytes() if tensor.device.type != "meta" else 0
+    return sum(nbytes(t) for group in groups for t in group if isinstance(t, torch.Tensor)) or None
 
 
 def _first_call(model, ids, new_cache, cache_arg: str, **extra):
@@ -169,23 +163,45 @@ def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: st
     if budget_s is None:
         timed_greedy(model, prompt, new_tokens, device, sizes, new_cache)
     else:  # the short generation is the warm-up
-        _, rest_s = timed_greedy(model, prompt, MIN_DECODE_TOKENS, device, new_cache=new_cache)
-        new_tokens = max(MIN_DECODE_TOKENS, min(new_tokens, int(budget_s * (MIN_DECODE_TOKENS - 1) / rest_s)))
-    prefill, decode, ttft = [], [], []
-    for _ in range(repeats):
-        first_s, rest_s = timed_greedy(model, prompt, new_tokens, device, sizes if not sizes else None, new_cache)
-        ttft.append(first_s * 1000)
-        prefill.append(len(prompt) / first_s)
-        decode.append((new_tokens - 1) / rest_s)
+        new_tokens = _tokens_in_budget([model], prompt, new_tokens, device, budget_s, new_cache)
+    runs = [timed_greedy(model, prompt, new_tokens, device, sizes if not sizes else None, new_cache)
+            for _ in range(repeats)]
+    return _summary(runs, len(prompt), new_tokens, sizes[0] if sizes else None)
+
+
+def _tokens_in_budget(models: list, prompt: torch.Tensor, most: int, device: str, budget_s: float,
+                      new_cache=None) -> int:
+    """Warm each model up with a short generation; then as many new tokens as the slowest decodes in `budget_s`
+    (at least 4, at most `most`): every model then decodes the same number, so their cache lengths match."""
+    step_s = max(timed_greedy(m, prompt, MIN_DECODE_TOKENS, device, new_cache=new_cache)[1]
+                 for m in models) / (MIN_DECODE_TOKENS - 1)
+    return max(MIN_DECODE_TOKENS, min(most, int(budget_s / step_s)))
+
+
+def _summary(runs: list[tuple[float, float]], prompt_len: int, new_tokens: int, kv_bytes: int | None) -> Speed:
+    """Median and spread (max - min) of (seconds to first token, seconds for the rest) over repeated runs."""
+    prefill = [prompt_len / first for first, _ in runs]
+    decode = [(new_tokens - 1) / rest for _, rest in runs]
     return Speed(
-        prefill_tok_s=statistics.median(prefill),
-        prefill_tok_s_spread=max(prefill) - min(prefill),
-        decode_tok_s=statistics.median(decode),
-        decode_tok_s_spread=max(decode) - min(decode),
-        ttft_ms=statistics.median(ttft),
-        kv_cache_bytes=sizes[0],
+        prefill_tok_s=statistics.median(prefill), prefill_tok_s_spread=max(prefill) - min(prefill),
+        decode_tok_s=statistics.median(decode), decode_tok_s_spread=max(decode) - min(decode),
+        ttft_ms=statistics.median(first * 1000 for first, _ in runs), kv_cache_bytes=kv_bytes,
         decode_tokens=new_tokens,
     )
+
+
+def side_by_side(models: list, prompt: torch.Tensor, most_tokens: int, repeats: int, device: str,
+                 budget_s: float) -> list[Speed]:
+    """The speed of several models timed in turn in one process: each round runs every model once (forward, then
+    backward the next round), so a slow minute on a shared machine lands on all of them alike and their ratios
+    hold still where separate processes minutes apart would each see a different machine."""
+    new_tokens = _tokens_in_budget(models, prompt, most_tokens, device, budget_s)
+    runs: list[list[tuple[float, float]]] = [[] for _ in models]
+    for r in range(repeats):
+        order = range(len(models)) if r % 2 == 0 else reversed(range(len(models)))
+        for i in order:
+            runs[i].append(timed_greedy(models[i], prompt, new_tokens, device))
+    return [_summary(rs, len(prompt), new_tokens, None) for rs in runs]
 
 
 def compute_dtype(model) -> str | None:
@@ -196,19 +212,3 @@ def compute_dtype(model) -> str | None:
         return str(model.get_input_embeddings().weight.dtype).removeprefix("torch.")
     except (AttributeError, TypeError):
         return None
-
-
-def tensor_bytes(model) -> int:
-    """Bytes of every tensor in the model's state, quantized subclasses unpacked, shared storage counted once."""
-    seen: set[int] = set()
-
-    def count(tensor) -> int:
-        if type(tensor) is not torch.Tensor and hasattr(tensor, "__tensor_flatten__"):
-            names, _ = tensor.__tensor_flatten__()
-            return sum(count(getattr(tensor, name)) for name in names)
-        if tensor.untyped_storage().data_ptr() in seen:  # tied weights share one storage
-            return 0
-        seen.add(tensor.untyped_storage().data_ptr())
-        return _nbytes(tensor)
-
-    return sum(count(v) for v in model.state_dict().values() if isinstance(v, torch.Tensor))

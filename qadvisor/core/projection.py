@@ -42,8 +42,10 @@ def _project(depths: tuple[int, int], times: list[tuple[float, float, float]], l
     return rate, span, fixed, per_layer
 
 
-def project(results: list[TrialResult], depths: tuple[int, int], layers: int, prompt_tokens: int) -> Projection:
-    """The projection of one method from its two slice results (shallow first)."""
+def project(results: list[TrialResult], depths: tuple[int, int], layers: int, prompt_tokens: int,
+            note: str = "") -> Projection:
+    """The projection of one method from its two slice results (shallow first); `note` says anything the method did
+    differently on slices (GPTQ rounds to nearest)."""
     shallow, deep = results
     decode = [_times(r.decode_tok_s, r.decode_tok_s_spread, 1.0) for r in results]
     prefill = [_times(r.prefill_tok_s, r.prefill_tok_s_spread, prompt_tokens) for r in results]
@@ -51,6 +53,8 @@ def project(results: list[TrialResult], depths: tuple[int, int], layers: int, pr
     pre_rate, pre_span, pre_fixed, pre_per = _project(depths, prefill, layers, prompt_tokens)
     basis = (f"measured here on slices of {depths[0]} and {depths[1]} decoder layers at the target's shape "
              f"(random weights, the real backend and format); time = fixed + {layers} × per-layer")
+    if note:
+        basis += f"; {note}"
     if dec_rate is None or pre_rate is None:
         basis += ("; not separable: the deeper slice was not slower than the shallow one (noise larger than a "
                   "layer's cost), so no projection")

@@ -161,6 +161,22 @@ class Run:
         )
 
 
+def time_side_by_side(method: str, saved: list[Path], source: Path, settings: EvalSettings, device_label: str,
+                      work_dir: Path, cancel: threading.Event, timeout_s: float = 1800.0):
+    """Time the saved quantized models of `method` side by side in one fresh process (worker.run_timing). Yields its
+    progress; returns one result per model, or fewer when it failed or was cancelled (its Error says why)."""
+    eval_path = modelio.text_for(source, modelio.EVAL_FILE)[0]
+    job = Job(kind="timing", method=method, model_dir=source, cache_dir=work_dir, work_dir=work_dir,
+              eval_text=eval_path, calib_text=eval_path, settings=settings, device_label=device_label, timed=saved)
+    results = []
+    for event in _spawn(job, work_dir, cancel, timeout_s):
+        if isinstance(event, Result):
+            results.append(event.result)
+        else:
+            yield event
+    return results
+
+
 def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float) -> Iterator[Event]:
     """Start `qadvisor.core.worker` for one job and yield its events until it exits, is cancelled or times out."""
     name = job.method or "reference"

@@ -4,6 +4,7 @@ with the real backend, and project the whole model. The full target is never bui
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -15,9 +16,10 @@ from qadvisor.core.bandwidth import probe_disk_read_gb_s
 from qadvisor.core.jobs import EvalSettings
 from qadvisor.core.modelio import shipped_model_dir
 from qadvisor.core.projection import project
-from qadvisor.core.runner import Run, RunRequest
+from qadvisor.core.runner import Run, RunRequest, time_side_by_side
+from qadvisor.core.worker import SPEED_FIELDS, TIMING_BUDGET_S
 from qadvisor.errors import UserError
-from qadvisor.models.events import Error, Event, Progress, Result
+from qadvisor.models.events import Event, Progress, Result
 from qadvisor.models.hardware import HardwareInfo
 from qadvisor.models.plan import Architecture, Plan, Projection
 from qadvisor.models.result import TrialResult
@@ -25,9 +27,11 @@ from qadvisor.quantizers import registry
 
 GIB = 2**30
 MEASURE_DEFAULT = ("bnb-nf4", "gguf-q8_0", "gguf-q4_k_m")
-DECODE_TOKENS = 16  # at most; fewer (at least 4) where a generation would take longer than DECODE_BUDGET_S
-DECODE_BUDGET_S = 8.0
-REPEATS = 3
+# Both depths are timed side by side in one process (metrics.side_by_side): each generation decodes as many
+# tokens as the slower model does in DECODE_BUDGET_S, at least 4 and at most DECODE_TOKENS.
+DECODE_TOKENS = 64
+DECODE_BUDGET_S = TIMING_BUDGET_S
+REPEATS = 3  # rounds after the warm-up
 DEEP_SLICE_LAYER_PARAMS = 2.0e9  # decoder-layer parameters in the deeper slice: a 72B trial stays within minutes
 RESERVE = 2 * GIB  # runtime, tokenizer, a quantizer's working buffers
 MAX_PROMPT = 2048  # the evaluation text the prompt is cut from has about this many tokens
@@ -71,9 +75,6 @@ def why_not_sliceable(recipe) -> str:
     spec = recipe.weights
     if recipe.kv is not None:
         return f"{recipe.name}: slices time the weights; measure KV stacks with `qadvisor --auto`"
-    if spec.backend == "gptq":
-        return (f"{spec.name}: GPTQ calibrates layer by layer (hours at a 72B layer on a CPU); timing its kernel on "
-                "round-to-nearest codes is not built yet")
     if spec.name not in planner.FORMAT_BY_NAME:
         return f"{spec.name}: the planner has no entry for it, so there is nothing to project onto"
     return ""
@@ -105,10 +106,12 @@ class SliceMeasurement:
     """Checked on creation (bad input raises UserError before anything is built); `events()` measures."""
 
     def __init__(self, arch: Architecture, methods: list[str], hardware: HardwareInfo, settings: EvalSettings,
-                 cache_root: Path):
+                 cache_root: Path, whole: Path | None = None):
+        """`whole`: also time this model (the whole target, where it fits) side by side with the slices, to check
+        the projection (benchmarks/projection.py)."""
         if settings.prompt_tokens > MAX_PROMPT:
             raise UserError(f"--prompt-tokens {settings.prompt_tokens}: slices are timed on prompts of at most {MAX_PROMPT}")
-        self.arch, self.hardware, self.cache_root = arch, hardware, Path(cache_root)
+        self.arch, self.hardware, self.cache_root, self.whole = arch, hardware, Path(cache_root), whole
         self.methods = check_methods(methods, has_cuda=settings.device == "cuda")
         self.depths = slice_depths(arch, psutil.virtual_memory().available)
         self._check_disk()
@@ -121,10 +124,11 @@ class SliceMeasurement:
         self.disk_read_gb_s: float | None = None
 
     def _check_disk(self) -> None:
-        """Both slices in bf16, plus a trial's scratch: GGUF writes an fp32 copy of the deeper slice."""
+        """Both slices in bf16, their quantized copies (kept until they are timed side by side), and a trial's
+        scratch: GGUF writes a bf16 copy of the deeper slice."""
         bf16 = [planner.weights_bytes(slice_architecture(self.arch, d), planner.FORMAT_BY_NAME["bf16"])[0]
                 for d in self.depths]
-        need = sum(bf16) + 3 * bf16[-1]
+        need = 2 * sum(bf16) + 3 * bf16[-1]
         self.cache_root.mkdir(parents=True, exist_ok=True)
         free = psutil.disk_usage(str(self.cache_root)).free
         if need > free:
@@ -149,30 +153,71 @@ class SliceMeasurement:
         shards = sorted(self.slice_dir(self.depths[-1]).glob("*.safetensors"), key=lambda p: p.stat().st_size)
         self.disk_read_gb_s = probe_disk_read_gb_s(shards[-1])
         for method in self.methods:
-            results = []
-            for layers in self.depths:
-                if cancel.is_set():
-                    return
-                result = yield from self._trial(method, layers, cancel)
-                results.append(result)
+            if cancel.is_set():
+                return
+            with tempfile.TemporaryDirectory(prefix="slice-trials-", dir=self.cache_root) as tmp:
+                results = yield from self._method(method, Path(tmp), cancel)
             self.results[method] = results
-            if all(r.status == "ok" for r in results):
-                self.projections[method] = project(results, self.depths, self.arch.num_hidden_layers,
-                                                   self.settings.prompt_tokens)
+            if len(results) >= 2 and all(r.status == "ok" for r in results[:2]):  # a stop may leave one
+                note = registry.backend_for(registry.parse_methods(method)[0].weights).uncalibrated_note
+                self.projections[method] = project(results[:2], self.depths, self.arch.num_hidden_layers,
+                                                   self.settings.prompt_tokens, note)
 
-    def _trial(self, method: str, layers: int, cancel: threading.Event):
-        request = RunRequest(model_dir=str(self.slice_dir(layers)), methods=[method], settings=self.settings,
-                             cache_dir=self.cache_root)
+    def _method(self, method: str, tmp: Path, cancel: threading.Event):
+        """Quantize, save and reload `method` at each depth (and the whole model, with `whole`), then time them
+        side by side in one process: separate processes minutes apart each see a different shared machine."""
+        sources = [(f"@{d}L", self.slice_dir(d)) for d in self.depths]
+        if self.whole is not None:
+            sources.append(("whole", self.whole))
+        results: list[TrialResult] = []
+        for label, source in sources:
+            if cancel.is_set():
+                return results
+            result = yield from self._trial(method, label, source, tmp / label, cancel)
+            results.append(result)
+            if result.status != "ok":
+                yield Result(result=result.model_copy(update={"method": f"{method} {label}"}))
+                return results
+        timing = time_side_by_side(method, [tmp / label / method for label, _ in sources], sources[0][1],
+                                   self.settings, results[0].device or "", tmp, cancel)
+        timed = yield from _relabelled(timing, f"{method} {' + '.join(label for label, _ in sources)}")
+        if len(timed) == len(results):
+            results = [r.model_copy(update={k: getattr(t, k) for k in SPEED_FIELDS}) for r, t in zip(results, timed)]
+        else:
+            status = "cancelled" if cancel.is_set() else "failed"
+            why = "cancelled by the user" if cancel.is_set() else "timing side by side failed (its log is in the trial folder)"
+            results = [r.model_copy(update={"status": status, "reason": why}) for r in results]
+        for (label, _), result in zip(sources, results):
+            yield Result(result=result.model_copy(update={"method": f"{method} {label}"}))
+        return results
+
+    def _trial(self, method: str, label: str, source: Path, work_dir: Path, cancel: threading.Event):
+        """Quantize, save and reload (no timing yet); the saved model stays in `work_dir` for the timing job."""
+        request = RunRequest(model_dir=str(source), methods=[method], settings=self.settings.model_copy(
+            update={"benchmark": False}), cache_dir=self.cache_root, work_dir=work_dir)
         run = Run(request, self.hardware)
-        label = f"{method} @{layers}L"
-        for event in run.events(cancel):
-            if isinstance(event, Result):  # the label is for the eye; the result keeps the method's name
-                event = Result(result=event.result.model_copy(update={"method": label}))
-            elif isinstance(event, (Progress, Error)) and event.method != "reference":
-                event = event.model_copy(update={"method": label})
-            yield event
+        yield from _relabelled(run.events(cancel), f"{method} {label}")
         return run.results[0] if run.results else TrialResult(
             method=method, backend="", bits=0, status="cancelled", reason="cancelled by the user")
+
+
+def _relabelled(events, label: str):
+    """Yield `events` with `label` as their method ("gguf-q8_0 @2L", for the eye and so that a face never takes a
+    slice's numbers for the proxy's); a trial's result becomes a progress line, its numbers come after the timing.
+    Returns what `events` returns."""
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(event, Result):
+            r = event.result
+            yield Progress(method=label, step="reload", fraction=1.0, message=f"{r.status}: saved "
+                           f"{(r.size_bytes or 0) / 2**20:,.1f} MiB" if r.status == "ok" else f"{r.status}: {r.reason}")
+        elif getattr(event, "method", "") != "reference":
+            yield event.model_copy(update={"method": label})
+        else:
+            yield event
 
 
 def attach(plan: Plan, projections: dict[str, Projection], disk_read_gb_s: float | None) -> Plan:

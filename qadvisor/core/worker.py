@@ -20,6 +20,9 @@ from qadvisor.models.events import Error, EventEnvelope, Metric, Progress, Resul
 from qadvisor.models.result import TrialResult
 
 REFERENCE_FILE = "reference.json"
+TIMING_BUDGET_S = 3.0  # seconds the slowest model's timed generation may take, when a timing job names none
+SPEED_FIELDS = ("prefill_tok_s", "prefill_tok_s_spread", "decode_tok_s", "decode_tok_s_spread", "ttft_ms",
+                "kv_cache_bytes", "decode_tokens")
 LOGPROBS_FILE = "reference_logprobs.pt"
 
 
@@ -102,7 +105,7 @@ def run_trial(job: Job, out: Emitter) -> TrialResult:
     calib = [c for c in job.calib_text.read_text(encoding="utf-8").split("\n\n") if c.strip()]
     s = job.settings
     ctx = TrialContext(device=s.device, calib_texts=calib, threads=s.threads, progress=out.progress,
-                       max_tokens=max(s.window, s.prompt_tokens + s.decode_tokens))
+                       max_tokens=max(s.window, s.prompt_tokens + s.decode_tokens), calibrate=s.score_accuracy)
 
     out.progress("quantize", 0.0, f"{spec.summary}")
     t0 = time.perf_counter()
@@ -136,7 +139,7 @@ def run_trial(job: Job, out: Emitter) -> TrialResult:
 
     if job.settings.score_accuracy:
         out.progress("evaluate", None, f"perplexity, KL and top-1 on {ref.eval_tokens} held-out tokens")
-        ref_lp = torch.load(job.cache_dir / LOGPROBS_FILE)
+        ref_lp = torch.load(job.cache_dir / LOGPROBS_FILE, weights_only=True)  # a cached file: no pickle
         acc = accuracy(model, windows, ref_lp, job.settings.device, new_cache)
         del ref_lp
         record("ppl", acc.ppl)
@@ -144,20 +147,47 @@ def run_trial(job: Job, out: Emitter) -> TrialResult:
         record("kl_mean", acc.kl_mean)
         record("top1_agreement", acc.top1_agreement)
     else:
-        result.reason = "accuracy n/a: random weights"
+        result.reason = "; ".join(filter(None, ["accuracy n/a: random weights", backend.uncalibrated_note]))
 
-    out.progress("benchmark", None, f"prompt {s.prompt_tokens}, {s.decode_tokens} new tokens, warm-up + {s.repeats} repeats")
-    prompt = windows.flatten()[: s.prompt_tokens]
-    sp = speed(model, prompt, s.decode_tokens, s.repeats, s.device, new_cache, s.decode_budget_s)
-    for name in ("prefill_tok_s", "prefill_tok_s_spread", "decode_tok_s", "decode_tok_s_spread", "ttft_ms",
-                 "kv_cache_bytes", "decode_tokens"):
-        if getattr(sp, name) is not None:  # a runtime that keeps its KV cache to itself has no count
-            record(name, getattr(sp, name))
+    if s.benchmark:
+        out.progress("benchmark", None, f"prompt {s.prompt_tokens}, {s.decode_tokens} new tokens, warm-up + "
+                                        f"{s.repeats} repeats")
+        prompt = windows.flatten()[: s.prompt_tokens]
+        sp = speed(model, prompt, s.decode_tokens, s.repeats, s.device, new_cache, s.decode_budget_s)
+        for name in SPEED_FIELDS:
+            if getattr(sp, name) is not None:  # a runtime that keeps its KV cache to itself has no count
+                record(name, getattr(sp, name))
     record("peak_rss_bytes", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux reports KiB
     result.total_s = time.perf_counter() - started
     if not job.keep_model:
         shutil.rmtree(save_dir, ignore_errors=True)
     return result
+
+
+def run_timing(job: Job, out: Emitter) -> list[TrialResult]:
+    """Load the saved quantized models of one method and time them side by side (metrics.side_by_side): one
+    result per model, in order, with the speed fields only."""
+    from qadvisor.core.metrics import side_by_side
+    from qadvisor.quantizers import registry
+    from qadvisor.quantizers.base import TrialContext
+
+    spec = registry.parse_methods(job.method)[0].weights
+    backend = registry.backend_for(spec)
+    _, windows = _prepare(job)
+    s = job.settings
+    ctx = TrialContext(device=s.device, calib_texts=[], threads=s.threads, progress=out.progress,
+                       max_tokens=max(s.window, s.prompt_tokens + s.decode_tokens))
+    models = []
+    for i, saved in enumerate(job.timed):
+        out.progress("reload", i / len(job.timed), f"load {saved.parent.name}")
+        models.append(backend.load(saved, spec, ctx))
+        models[-1].eval()
+    out.progress("benchmark", None, f"{len(models)} models side by side: prompt {s.prompt_tokens}, up to "
+                                    f"{s.decode_tokens} new tokens, warm-up + {s.repeats} rounds")
+    speeds = side_by_side(models, windows.flatten()[: s.prompt_tokens], s.decode_tokens, s.repeats, s.device,
+                          s.decode_budget_s or TIMING_BUDGET_S)
+    return [TrialResult(method=job.method, backend=spec.backend, bits=spec.bits, status="ok", device=job.device_label,
+                        **{k: getattr(sp, k) for k in SPEED_FIELDS}) for sp in speeds]
 
 
 def main(argv: list[str]) -> int:
@@ -166,6 +196,9 @@ def main(argv: list[str]) -> int:
     try:
         if job.kind == "reference":
             run_reference(job, out)
+        elif job.kind == "timing":
+            for result in run_timing(job, out):
+                out.send(Result(result=result))
         else:
             out.send(Result(result=run_trial(job, out)))
     except Exception as exc:  # the runner reports it as this method's failure and goes on

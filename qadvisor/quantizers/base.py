@@ -22,6 +22,9 @@ class TrialContext:
     calib_texts: list[str] = field(default_factory=list)
     threads: int = 1
     max_tokens: int = 512  # the longest sequence a trial feeds the model (runtimes that preallocate use it)
+    # False for random weights (slices, synthetic models): a calibrated method rounds to nearest instead, in the
+    # same format and kernel (its size and speed), since calibrating on random weights would mean nothing
+    calibrate: bool = True
     progress: ProgressFn = lambda step, fraction, message: None
 
     @property
@@ -42,6 +45,8 @@ class Backend:
     methods: tuple[MethodSpec, ...] = ()
     cpu_methods: frozenset[str] | None = None  # None: every method runs on CPU
     install_hint: str = ""
+    # what a trial says when it ran without calibration (TrialContext.calibrate False); '' for methods that need none
+    uncalibrated_note: str = ""
 
     def available(self, has_cuda: bool) -> tuple[bool, str]:
         """Whether this backend can run here, and why not (or which version was found)."""
@@ -78,7 +83,7 @@ class Backend:
 
     def memory_bytes(self, model: Any) -> int:
         """Bytes of the weights the reloaded model holds."""
-        from qadvisor.core.metrics import tensor_bytes
+        from qadvisor.quantizers.tensors import tensor_bytes
 
         return tensor_bytes(model)
 

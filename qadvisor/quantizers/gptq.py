@@ -27,6 +27,8 @@ class GPTQBackend(Backend):
     package = "gptqmodel"
     min_version = "7.0"
     install_hint = "BUILD_CUDA_EXT=0 pip install gptqmodel==7.6.0"
+    uncalibrated_note = ("GPTQ codes rounded to nearest (GPTQModel's RTNConfig), not calibrated: random weights; "
+                         "the same GPTQ format and kernel, so its size and speed are GPTQ's")
     methods = tuple(_spec(b) for b in (8, 4, 3, 2))
 
     def _import(self, ctx):
@@ -37,6 +39,8 @@ class GPTQBackend(Backend):
         return GPTQModel, QuantizeConfig
 
     def quantize(self, model_dir, spec, ctx):
+        if not ctx.calibrate:
+            return self._round_to_nearest(model_dir, spec, ctx)
         import torch
         from transformers import AutoTokenizer
 
@@ -68,6 +72,19 @@ class GPTQBackend(Backend):
         finally:
             for handle in handles:
                 handle.remove()
+        return wrapped
+
+    def _round_to_nearest(self, model_dir, spec, ctx):
+        """Codes in GPTQ's format without calibration: seconds where calibrating a 72B layer on a CPU takes hours."""
+        import torch
+
+        GPTQModel, _ = self._import(ctx)
+        from gptqmodel.quantization.config import RTNConfig
+
+        ctx.progress("quantize", 0.1, "round-to-nearest codes in GPTQ's format (random weights: nothing to calibrate)")
+        wrapped = GPTQModel.load(str(model_dir), RTNConfig(bits=int(spec.bits), group_size=GROUP_SIZE),
+                                 device=ctx.device, dtype=torch.bfloat16)
+        wrapped.quantize(None)
         return wrapped
 
     def save(self, model, spec, out_dir):

@@ -42,8 +42,8 @@ class TorchAOBackend(Backend):
         import torch
 
         model = empty_hf(out_dir, torch.bfloat16)
-        # weights_only=False: the file holds torchao tensor subclasses and was written by this run.
-        state = torch.load(out_dir / WEIGHTS_FILE, map_location=ctx.device, weights_only=False)
+        # weights_only: no pickle runs code on load; torchao allow-lists its own tensor subclasses
+        state = torch.load(out_dir / WEIGHTS_FILE, map_location=ctx.device, weights_only=True)
         model.load_state_dict(state, assign=True, strict=False)
         return use_compute_dtype(model.to(ctx.device), ctx.compute_dtype)
 

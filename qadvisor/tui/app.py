@@ -11,7 +11,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
 from textual.screen import ModalScreen
-from textual.widgets import Label, Markdown
+from textual.widgets import Markdown
 
 from qadvisor.app.advice import readvise
 from qadvisor.errors import UserError

@@ -10,13 +10,15 @@ pytestmark = pytest.mark.slow
 
 
 def test_plan_measure_projects_every_layer_from_two_real_slices(tmp_path):
-    proc = run_cli("plan", "--model", str(SHIPPED), "--measure", "--methods", "gguf-q8_0,quanto-int4", "--json",
+    proc = run_cli("plan", "--model", str(SHIPPED), "--measure", "--methods", "gguf-q8_0,quanto-int4,gptq-int4", "--json",
                    env={"QADVISOR_CACHE": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     plan = json.loads(proc.stdout)
-    assert "gguf-q8_0 @4L: benchmark" in proc.stderr  # progress for every step
+    said = " ".join(proc.stderr.split())  # the console wraps long lines
+    assert "gguf-q8_0 @4L: reload" in said and "gguf-q8_0 @2L + @4L: benchmark" in said  # progress for every step
     rows = {r["method"]: r for r in plan["plans"]}
-    for method in ("gguf-q8_0", "quanto-int4"):
+    assert "rounded to nearest" in rows["gptq-int4"]["projection"]["basis"]  # no hours of calibration on slices
+    for method in ("gguf-q8_0", "quanto-int4", "gptq-int4"):
         p = rows[method]["projection"]
         assert p["label"] == "projected" and p["layers_measured"] == [2, 4] and p["layers_projected"] == 8
         assert "slices of 2 and 4 decoder layers" in p["basis"] and p["device"].startswith("cpu")

@@ -176,6 +176,7 @@ async def _wait_until(pilot, condition, seconds=300):
         await pilot.pause(0.2)
 
 
+@pytest.mark.slow
 async def test_a_stacked_kv_method_runs_end_to_end(app):
     """A recipe name such as `fp32+kv-int4` is no valid widget id; the panels must not depend on it."""
     from textual.widgets import Select
@@ -208,6 +209,7 @@ async def test_an_error_in_the_measuring_thread_is_shown_not_a_crash():
         assert any("internal error: KeyError" in str(n.message) for n in app._notifications)
 
 
+@pytest.mark.slow
 async def test_cancel_during_the_reference_step(app, monkeypatch, tmp_path):
     monkeypatch.setenv("QADVISOR_CACHE", str(tmp_path))  # no cached reference: the step really runs
     async with app.run_test(size=(100, 40)) as pilot:
@@ -222,6 +224,7 @@ async def test_cancel_during_the_reference_step(app, monkeypatch, tmp_path):
     assert not _trial_processes()
 
 
+@pytest.mark.slow
 async def test_quit_mid_run_stops_the_trial(app):
     import time
 
@@ -234,3 +237,19 @@ async def test_quit_mid_run_stops_the_trial(app):
     while _trial_processes() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _trial_processes()
+
+
+async def test_the_recommendation_screen_shows_the_target_advice():
+    from qadvisor.app.advice import readvise
+    from qadvisor.models.priorities import load_profile
+    from tests.tui.test_snapshots import make_app
+    from tests.unit.test_target import _export_with_plan
+
+    export = readvise(_export_with_plan(), load_profile("latency-first"), with_target=True)
+    app = make_app(export)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, RecommendationScreen)
+        shown = app.screen.query_one("#advice").source
+        assert export.target.recommendation.headline in shown and "Recommendation for Qwen2.5-72B" in shown
+        assert "gguf-q4_k_m" in shown and "published by Qwen" in shown

@@ -11,7 +11,7 @@ from tests.conftest import SHIPPED, run_cli
 def _assert_one_line_error(proc, fragment):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0], proc.stderr
 
 
@@ -74,7 +74,6 @@ def test_not_enough_memory_for_a_synthetic_72b():
 
 @pytest.mark.parametrize("args, fragment", [
     (["--target", "A100-80GB"], "--measure times this machine"),
-    (["--methods", "gptq-int4"], "GPTQ calibrates"),
     (["--methods", "bnb-nf4+kv-int4"], "KV stacks"),
     (["--batch", "2"], "--measure times batch 1"),
     (["--threads", "0"], "--threads"),

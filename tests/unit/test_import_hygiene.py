@@ -11,3 +11,23 @@ def test_core_and_cli_do_not_import_textual_or_heavy_backends():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_layers_hold():
+    """pyproject's import-linter contracts: faces → app → core → quantizers → models, Textual only in the TUI."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    linter = Path(sys.executable).with_name("lint-imports")
+    proc = subprocess.run([str(linter)], capture_output=True, text=True, cwd=root)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "0 broken" in proc.stdout
+
+
+def test_ruff_finds_nothing():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "qadvisor", "tests", "benchmarks", "scripts"],
+                          capture_output=True, text=True, cwd=root)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

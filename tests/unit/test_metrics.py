@@ -60,9 +60,11 @@ def test_speed_reports_positive_medians(tiny_model):
 def test_tensor_bytes_counts_tied_weights_once(tiny_model):
     expected = sum(t.numel() * t.element_size() for t in {id(p): p for p in tiny_model.parameters()}.values())
     expected += sum(b.numel() * b.element_size() for b in tiny_model.buffers() if b.is_floating_point() and b.dim())
-    assert metrics.tensor_bytes(tiny_model) <= expected
+    from qadvisor.quantizers.tensors import tensor_bytes
+
+    assert tensor_bytes(tiny_model) <= expected
     params_only = sum(p.numel() * p.element_size() for p in tiny_model.parameters())
-    assert metrics.tensor_bytes(tiny_model) >= params_only
+    assert tensor_bytes(tiny_model) >= params_only
 
 
 def test_a_time_budget_cuts_decode_tokens_but_never_below_four(tiny_model):
@@ -91,3 +93,34 @@ def test_prefill_asks_for_the_last_positions_logits_only(tiny_model):
     finally:
         del tiny_model.forward
     assert seen[0] == 1  # the prompt: generation needs only its last position's logits
+
+
+def test_side_by_side_times_every_model_in_turn_with_the_same_token_count(tiny_model):
+    """Rounds alternate direction; each model runs once a round after one warm-up, and all decode as many tokens
+    as the slowest fits in the budget."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=6,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    deeper = Qwen2ForCausalLM(config).eval()
+    calls = []
+    for name, model in (("shallow", tiny_model), ("deep", deeper)):
+        forward = model.forward
+
+        def spy(*args, _name=name, _forward=forward, **kwargs):
+            if args[0].shape[1] > 1:  # a prompt: a new generation starts
+                calls.append(_name)
+            return _forward(*args, **kwargs)
+
+        import inspect
+
+        spy.__signature__ = inspect.signature(forward)
+        model.forward = spy
+    try:
+        speeds = metrics.side_by_side([tiny_model, deeper], torch.randint(0, 97, (8,)), most_tokens=10, repeats=3,
+                                      device="cpu", budget_s=60.0)
+    finally:
+        del tiny_model.forward, deeper.forward
+    assert calls == ["shallow", "deep", "shallow", "deep", "deep", "shallow", "shallow", "deep"]
+    assert [s.decode_tokens for s in speeds] == [10, 10]
+    assert all(s.decode_tok_s > 0 and s.prefill_tok_s > 0 for s in speeds)

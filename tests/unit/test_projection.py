@@ -70,7 +70,7 @@ def test_a_machine_too_small_for_two_layers_is_refused():
 
 
 @pytest.mark.parametrize("method, why", [
-    ("gptq-int4", "GPTQ calibrates"), ("fp32", "no entry"), ("bnb-nf4+kv-int4", "KV stacks"), ("nope", "unknown"),
+    ("fp32", "no entry"), ("bnb-nf4+kv-int4", "KV stacks"), ("nope", "unknown"),
 ])
 def test_methods_slices_cannot_time_are_refused_up_front(method, why):
     with pytest.raises(UserError, match=why):

@@ -1,0 +1,66 @@
+"""Advice for the deployment target (`--plan-for`): each number says where it comes from (no measuring here)."""
+
+import pytest
+
+from qadvisor.app.advice import readvise
+from qadvisor.app.report import markdown
+from qadvisor.app.views import target_view
+from qadvisor.core import planner
+from qadvisor.core.projection import project
+from qadvisor.core.slices import attach
+from qadvisor.models.priorities import load_profile
+from tests.unit.samples import sample_export
+from tests.unit.test_advisor import result
+from tests.unit.test_projection import _result
+
+GIB = 2**30
+
+
+def _export_with_plan(target: str = "this"):
+    """A proxy run where gguf-q8_0 decodes fastest, and a 72B plan in which gguf-q4_k_m projects faster."""
+    export = sample_export()
+    export.results = [result("fp32", 60, 90.0, 0.0, 0.0), result("gguf-q8_0", 16, 1500.0, 5e-5, 0.0),
+                      result("gguf-q4_k_m", 12, 1450.0, 2e-4, 0.1), result("hqq-int4", 13, 100.0, 1e-3, 0.3)]
+    arch = planner.resolve_architecture("Qwen2.5-72B")
+    where = planner.parse_target(target, ram_available=20 * GIB, probe=lambda: 30.0)
+    estimate = planner.plan(arch, where, methods=["gguf-q8_0", "gguf-q4_k_m", "hqq-int4"])
+    projections = {"gguf-q8_0": project([_result(120, 2000), _result(150, 4000)], (1, 2), 80, 128),
+                   "gguf-q4_k_m": project([_result(80, 1500), _result(100, 3000)], (1, 2), 80, 128)}
+    export.plan = attach(estimate, projections, disk_read_gb_s=1.5)
+    return export
+
+
+def test_target_advice_takes_size_from_the_planner_speed_from_slices_accuracy_from_the_proxy():
+    export = readvise(_export_with_plan(), load_profile("latency-first"), with_target=True)
+    t = export.target
+    rows = {r.method: r for r in t.results}
+    plans = {p.method: p for p in export.plan.plans}
+    assert set(rows) == {"gguf-q8_0", "gguf-q4_k_m"}
+    q4 = rows["gguf-q4_k_m"]
+    assert q4.size_bytes == plans["gguf-q4_k_m"].weights_bytes  # the planner's estimate, not the proxy's file
+    assert q4.decode_tok_s == pytest.approx(1000 / (60 + 80 * 20))  # fixed 60 ms + 80 layers × 20 ms
+    assert q4.kl_mean == 2e-4  # measured on the proxy
+    assert "estimate (planner)" in q4.reason and "projected from 1- and 2-layer slices" in q4.reason
+    assert "measured on m" in q4.reason
+    assert "hqq-int4" in t.left_out and "not measured on slices" in t.left_out["hqq-int4"]
+    assert "fp32" in t.left_out  # the planner has no fp32 row
+    assert t.recommendation.method == "gguf-q4_k_m" and export.recommendation.method == "gguf-q8_0"
+    assert "the pick differs" in t.comparison[0] and "decodes" in t.comparison[0]
+    assert t.published and t.published["model"].endswith("72B-Instruct")
+
+
+def test_a_gpu_target_uses_the_bandwidth_bound_and_says_so():
+    export = readvise(_export_with_plan("A100-80GB"), load_profile("balanced"), with_target=True)
+    row = export.target.results[0]
+    assert row.decode_tok_s == next(p.decode_tok_s_bound for p in export.plan.plans if p.method == row.method)
+    assert "estimate: bandwidth bound on A100-80GB" in row.reason
+
+
+def test_every_face_renders_the_same_target_view():
+    export = readvise(_export_with_plan(), load_profile("latency-first"), with_target=True)
+    view = target_view(export)
+    assert view.headline.startswith("Recommendation for Qwen2.5-72B: Tool")
+    assert view.columns[0] == "method" and len(view.rows) == 2
+    report = markdown(export)
+    assert view.headline in report and "decode projected from slices measured here" in view.title
+    assert "not in the Qwen2.5-72B advice: hqq-int4" in report and "published by Qwen" in report
