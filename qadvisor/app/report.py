@@ -77,15 +77,20 @@ def markdown(export: RunExport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def target_markdown(export: RunExport) -> list[str]:
-    """The advice for the planned target as Markdown lines (the report and the TUI show the same)."""
+def target_markdown(export: RunExport, narrow: bool = False) -> list[str]:
+    """The advice for the planned target as Markdown lines (the report and the TUI show the same view). `narrow`:
+    a line per method instead of a table, for a half-width pane where eight columns would be cut to "…"."""
     from qadvisor.app.views import target_view
 
     view = target_view(export)
     if view is None:
         return []
-    lines = ["", f"## {view.headline or 'Advice for ' + export.target.model}", "", view.title + ".", "",
-             "| " + " | ".join(view.columns) + " |", "|---|" + "--:|" * (len(view.columns) - 1)]
-    lines += ["| " + " | ".join(row) + " |" for row in view.rows]
+    lines = ["", f"## {view.headline or 'Advice for ' + export.target.model}", "", view.title + ".", ""]
+    if narrow:
+        lines += [f"- **{row[0]}**: " + " · ".join(f"{col} {value}" for col, value in zip(view.columns[1:], row[1:]))
+                  for row in view.rows]
+    else:
+        lines += ["| " + " | ".join(view.columns) + " |", "|---|" + "--:|" * (len(view.columns) - 1)]
+        lines += ["| " + " | ".join(row) + " |" for row in view.rows]
     lines += [""] + [f"- {line}" for line in view.lines] + [f"- {note}" for note in view.notes]
     return lines

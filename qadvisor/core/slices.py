@@ -214,10 +214,8 @@ def _relabelled(events, label: str):
             r = event.result
             yield Progress(method=label, step="reload", fraction=1.0, message=f"{r.status}: saved "
                            f"{(r.size_bytes or 0) / 2**20:,.1f} MiB" if r.status == "ok" else f"{r.status}: {r.reason}")
-        elif getattr(event, "method", "") != "reference":
+        else:  # the slice's own reference step too: a face must not show it as the proxy's
             yield event.model_copy(update={"method": label})
-        else:
-            yield event
 
 
 def attach(plan: Plan, projections: dict[str, Projection], disk_read_gb_s: float | None) -> Plan:

@@ -220,7 +220,7 @@ class RecommendationScreen(Screen):
         lines += [f"- ruled out {m}: {'; '.join(v)}" for m, v in rec.ruled_out.items()]
         if export.plan is not None:
             lines += ["", self.app.plan_line()]
-        lines += target_markdown(export)
+        lines += target_markdown(export, narrow=True)
         if export.plan_check:
             from qadvisor.core.plancheck import describe
 
