@@ -164,7 +164,7 @@ class SliceMeasurement:
                                                    self.settings.prompt_tokens, note)
 
     def _method(self, method: str, tmp: Path, cancel: threading.Event):
-        """Quantize, save and reload `method` at each depth (and the whole model, with `whole`), then time them
+        """Quantize and save `method` at each depth (and the whole model, with `whole`), then load and time them
         side by side in one process: separate processes minutes apart each see a different shared machine."""
         sources = [(f"@{d}L", self.slice_dir(d)) for d in self.depths]
         if self.whole is not None:
@@ -192,7 +192,7 @@ class SliceMeasurement:
         return results
 
     def _trial(self, method: str, label: str, source: Path, work_dir: Path, cancel: threading.Event):
-        """Quantize, save and reload (no timing yet); the saved model stays in `work_dir` for the timing job."""
+        """Quantize and save (no reload, no timing yet); the saved model stays in `work_dir` for the timing job."""
         request = RunRequest(model_dir=str(source), methods=[method], settings=self.settings.model_copy(
             update={"benchmark": False}), cache_dir=self.cache_root, work_dir=work_dir)
         run = Run(request, self.hardware)
@@ -212,7 +212,7 @@ def _relabelled(events, label: str):
             return stop.value
         if isinstance(event, Result):
             r = event.result
-            yield Progress(method=label, step="reload", fraction=1.0, message=f"{r.status}: saved "
+            yield Progress(method=label, step="save", fraction=1.0, message=f"{r.status}: saved "
                            f"{(r.size_bytes or 0) / 2**20:,.1f} MiB" if r.status == "ok" else f"{r.status}: {r.reason}")
         else:  # the slice's own reference step too: a face must not show it as the proxy's
             yield event.model_copy(update={"method": label})

@@ -123,6 +123,9 @@ def run_trial(job: Job, out: Emitter) -> TrialResult:
     record("size_reduction_pct", 100.0 * (1 - size / ref.bf16_bytes))
     del model
     gc.collect()
+    if job.keep_model and not (s.benchmark or s.score_accuracy):  # a slice: the timing job loads it (side by side)
+        result.total_s = time.perf_counter() - started
+        return result
 
     out.progress("reload", None, "load the saved model back")
     model = backend.load(save_dir, spec, ctx)

@@ -15,7 +15,7 @@ def test_plan_measure_projects_every_layer_from_two_real_slices(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     plan = json.loads(proc.stdout)
     said = " ".join(proc.stderr.split())  # the console wraps long lines
-    assert "gguf-q8_0 @4L: reload" in said and "gguf-q8_0 @2L + @4L: benchmark" in said  # progress for every step
+    assert "gguf-q8_0 @4L: save" in said and "gguf-q8_0 @2L + @4L: benchmark" in said  # progress for every step
     rows = {r["method"]: r for r in plan["plans"]}
     assert "rounded to nearest" in rows["gptq-int4"]["projection"]["basis"]  # no hours of calibration on slices
     for method in ("gguf-q8_0", "quanto-int4", "gptq-int4"):
