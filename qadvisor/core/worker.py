@@ -82,12 +82,21 @@ def run_reference(job: Job, out: Emitter) -> None:
     (job.cache_dir / REFERENCE_FILE).write_text(ref.model_dump_json())
 
 
+def _context(job: Job, out: Emitter, calib: list[str]):
+    """What a backend gets besides the spec, the same for a trial and a timing job."""
+    from qadvisor.quantizers.base import TrialContext
+
+    s = job.settings
+    return TrialContext(device=s.device, calib_texts=calib, threads=s.threads, progress=out.progress,
+                        max_tokens=max(s.window, s.prompt_tokens + s.decode_tokens), calibrate=s.score_accuracy)
+
+
 def run_trial(job: Job, out: Emitter) -> TrialResult:
     import torch
 
     from qadvisor.core.metrics import accuracy, compute_dtype, speed
     from qadvisor.quantizers import registry
-    from qadvisor.quantizers.base import TrialContext, weights_bytes_on_disk
+    from qadvisor.quantizers.base import weights_bytes_on_disk
 
     started = time.perf_counter()
     recipe = registry.parse_methods(job.method)[0]
@@ -104,8 +113,7 @@ def run_trial(job: Job, out: Emitter) -> TrialResult:
     _, windows = _prepare(job)
     calib = [c for c in job.calib_text.read_text(encoding="utf-8").split("\n\n") if c.strip()]
     s = job.settings
-    ctx = TrialContext(device=s.device, calib_texts=calib, threads=s.threads, progress=out.progress,
-                       max_tokens=max(s.window, s.prompt_tokens + s.decode_tokens), calibrate=s.score_accuracy)
+    ctx = _context(job, out, calib)
 
     out.progress("quantize", 0.0, f"{spec.summary}")
     t0 = time.perf_counter()
@@ -172,14 +180,12 @@ def run_timing(job: Job, out: Emitter) -> list[TrialResult]:
     result per model, in order, with the speed fields only."""
     from qadvisor.core.metrics import side_by_side
     from qadvisor.quantizers import registry
-    from qadvisor.quantizers.base import TrialContext
 
     spec = registry.parse_methods(job.method)[0].weights
     backend = registry.backend_for(spec)
     _, windows = _prepare(job)
     s = job.settings
-    ctx = TrialContext(device=s.device, calib_texts=[], threads=s.threads, progress=out.progress,
-                       max_tokens=max(s.window, s.prompt_tokens + s.decode_tokens))
+    ctx = _context(job, out, [])
     models = []
     for i, saved in enumerate(job.timed):
         out.progress("reload", i / len(job.timed), f"load {saved.parent.name}")
