@@ -25,6 +25,8 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-text", type=Path, help="held-out text for the accuracy metrics")
     parser.add_argument("--calib-text", type=Path, help="calibration text for GPTQ (paragraphs split by blank lines)")
     parser.add_argument("--keep-models", type=Path, metavar="DIR", help="keep each quantized model under DIR")
+    parser.add_argument("--no-cache", action="store_true", help="compute the reference and quantize every method again "
+                        "(the cache is refreshed); speed and accuracy are measured in every run either way")
     _priority_args(parser)
     parser.add_argument("--plan-for", metavar="MODEL", help="also advise for e.g. Qwen2.5-72B: size from the planner, speed "
                         "projected from slices of it measured here, accuracy from this run's model")

@@ -230,6 +230,7 @@ def run_auto(args, priorities) -> int:
 
     opts = auto_options(model=args.model, methods=args.methods.split(",") if args.methods else None,
                         eval_text=args.eval_text, calib_text=args.calib_text, keep_models=args.keep_models,
+                        reuse_cache=not args.no_cache,
                         device=args.device, threads=args.threads, repeats=args.repeats,
                         decode_tokens=args.decode_tokens, prompt_tokens=args.prompt_tokens, plan_for=args.plan_for,
                         target=args.target, target_methods=args.target_methods.split(",") if args.target_methods else None)
@@ -294,13 +295,21 @@ def print_run(export) -> None:
         print_plan_summary(export)
     if export.target is not None:
         print_target(export)
+    from qadvisor.app.views import time_view
+
+    print_view(time_view(export))
 
 
 def print_target(export) -> None:
     """The advice for the model the team will deploy (the shared view, as a Rich table)."""
     from qadvisor.app.views import target_view
 
-    view, out = target_view(export), stdout_console()
+    print_view(target_view(export))
+
+
+def print_view(view) -> None:
+    """A shared view (app.views) as a Rich table with its headline, lines and notes."""
+    out = stdout_console()
     table = Table(title=f"[b]{view.title}[/]", title_justify="left", pad_edge=False, box=None)
     for col in view.columns:
         table.add_column(col, justify="left" if col in ("method", "fits") else "right", no_wrap=True)

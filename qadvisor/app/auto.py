@@ -22,6 +22,7 @@ class AutoOptions(BaseModel):
     eval_text: Path | None = None
     calib_text: Path | None = None
     keep_models: Path | None = None
+    reuse_cache: bool = True  # False: --no-cache
     device: str = "auto"
     threads: int | None = Field(None, ge=1)
     repeats: int = Field(5, ge=1)
@@ -83,7 +84,8 @@ class AutoSession:
         settings = EvalSettings(device=resolve_device(opts.device), threads=opts.threads or self.hardware.physical_cores,
                                 repeats=opts.repeats, decode_tokens=opts.decode_tokens, prompt_tokens=opts.prompt_tokens)
         request = RunRequest(model_dir=opts.model, methods=opts.methods, eval_text=opts.eval_text,
-                             calib_text=opts.calib_text, settings=settings, work_dir=opts.keep_models)
+                             calib_text=opts.calib_text, settings=settings, work_dir=opts.keep_models,
+                             reuse_cache=opts.reuse_cache)
         self.run = Run(request, self.hardware)
 
     def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:

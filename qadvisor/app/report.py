@@ -74,7 +74,17 @@ def markdown(export: RunExport) -> str:
             lines.append(f"| {row.method} | {row.weights_bytes / 2**30:.1f} | {row.total_bytes / 2**30:.1f} | "
                          f"{'yes' if row.fits else 'no'} | {row.devices_needed or '—'} | {row.decode_tok_s_bound:.1f} |")
     lines += target_markdown(export)
+    from qadvisor.app.views import time_view
+
+    lines += ["", "## Where the time went", ""] + table_markdown(time_view(export))
     return "\n".join(lines) + "\n"
+
+
+def table_markdown(view) -> list[str]:
+    """A shared view's title, table and notes as Markdown lines."""
+    lines = [view.title + ".", "", "| " + " | ".join(view.columns) + " |", "|---|" + "--:|" * (len(view.columns) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in view.rows]
+    return lines + [""] + [f"- {line}" for line in view.lines] + [f"- {note}" for note in view.notes]
 
 
 def target_markdown(export: RunExport, narrow: bool = False) -> list[str]:
@@ -85,12 +95,10 @@ def target_markdown(export: RunExport, narrow: bool = False) -> list[str]:
     view = target_view(export)
     if view is None:
         return []
-    lines = ["", f"## {view.headline or 'Advice for ' + export.target.model}", "", view.title + ".", ""]
-    if narrow:
-        lines += [f"- **{row[0]}**: " + " · ".join(f"{col} {value}" for col, value in zip(view.columns[1:], row[1:]))
-                  for row in view.rows]
-    else:
-        lines += ["| " + " | ".join(view.columns) + " |", "|---|" + "--:|" * (len(view.columns) - 1)]
-        lines += ["| " + " | ".join(row) + " |" for row in view.rows]
-    lines += [""] + [f"- {line}" for line in view.lines] + [f"- {note}" for note in view.notes]
-    return lines
+    lines = ["", f"## {view.headline or 'Advice for ' + export.target.model}", ""]
+    if not narrow:
+        return lines + table_markdown(view)
+    lines += [view.title + ".", ""]
+    lines += [f"- **{row[0]}**: " + " · ".join(f"{col} {value}" for col, value in zip(view.columns[1:], row[1:]))
+              for row in view.rows]
+    return lines + [""] + [f"- {line}" for line in view.lines] + [f"- {note}" for note in view.notes]

@@ -66,6 +66,12 @@ def detect_gpus() -> tuple[list[GpuInfo], str]:
         pynvml.nvmlShutdown()
 
 
+def fast_bf16() -> bool:
+    """Whether this CPU computes bf16 natively; without AVX512_BF16 or AMX torch emulates it, several times slower
+    than fp32, so quantizers work in fp32 there (TrialContext.work_dtype)."""
+    return bool({"AVX512_BF16", "AMX"} & set(_cpuinfo()[1]))
+
+
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

@@ -34,6 +34,11 @@ class Job(BaseModel):
     device_label: str = ""
     keep_model: bool = False  # leave the quantized model in work_dir for the user
     timed: list[Path] = []  # timing: saved quantized models of `method`, timed side by side in one process
+    # trials: the cache entry for this quantized model (core.artifacts), None to keep none; reuse_artifact False
+    # quantizes again and replaces the entry (--no-cache)
+    artifact_dir: Path | None = None
+    artifact_inputs: dict[str, str] = {}
+    reuse_artifact: bool = True
 
 
 class Reference(BaseModel):

@@ -20,7 +20,7 @@ from typing import Iterator
 from pydantic import BaseModel, ValidationError
 
 from qadvisor import __version__
-from qadvisor.core import modelio
+from qadvisor.core import artifacts, modelio
 from qadvisor.core.jobs import EvalSettings, Job, Reference
 from qadvisor.core.worker import REFERENCE_FILE
 from qadvisor.errors import UserError
@@ -39,6 +39,7 @@ class RunRequest(BaseModel):
     settings: EvalSettings = EvalSettings()
     cache_dir: Path | None = None
     work_dir: Path | None = None  # keep the quantized models here; None: a temporary folder
+    reuse_cache: bool = True  # False (--no-cache): the reference and every method computed again, the cache refreshed
     trial_timeout_s: float = 1800.0
 
 
@@ -71,7 +72,10 @@ class Run:
                                   str(s.score_accuracy))
         self.cache_dir = (cache_root / "reference" / key).resolve()
         self.device_label = hardware.label(s.device, s.threads)
+        self.artifacts_dir = (cache_root / "artifacts").resolve()
+        self.model_hash: str | None = None  # the model's content hash, computed at the first trial (artifacts)
         self.reference: Reference | None = None
+        self.reference_s: float | None = None  # the reference step, when it ran (not from the cache)
         self.results: list[TrialResult] = []
 
     def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
@@ -96,16 +100,34 @@ class Run:
                 yield Result(result=result)
 
     def _job(self, kind: str, method: str, work_dir: Path, keep: bool) -> Job:
-        return Job(kind=kind, method=method, model_dir=self.model_dir, cache_dir=self.cache_dir, work_dir=work_dir,
-                   eval_text=self.eval_path, calib_text=self.calib_path, settings=self.request.settings,
-                   device_label=self.device_label, keep_model=keep)
+        job = Job(kind=kind, method=method, model_dir=self.model_dir, cache_dir=self.cache_dir, work_dir=work_dir,
+                  eval_text=self.eval_path, calib_text=self.calib_path, settings=self.request.settings,
+                  device_label=self.device_label, keep_model=keep, reuse_artifact=self.request.reuse_cache)
+        if kind == "trial" and artifacts.model_bytes(self.model_dir) <= artifacts.MAX_MODEL_BYTES:
+            inputs = self._artifact_inputs(registry.parse_methods(method)[0].weights)
+            job = job.model_copy(update={"artifact_dir": self.artifacts_dir / artifacts.key_of(inputs),
+                                         "artifact_inputs": inputs})
+        return job
+
+    def _artifact_inputs(self, spec) -> dict[str, str]:
+        """What decides the quantized files of `spec` here (core.artifacts)."""
+        from qadvisor.core.hardware import fast_bf16
+
+        backend = registry.backend_for(spec)
+        self.model_hash = self.model_hash or artifacts.content_hash(self.model_dir)
+        s = self.request.settings
+        return artifacts.key_inputs(self.model_hash, spec.model_dump_json(), (backend.package, *backend.also_needs),
+                                    self.calib_path.read_text(encoding="utf-8") if backend.calibrated else "",
+                                    s.device, backend.calibrated and s.score_accuracy, fast_bf16())
 
     def _reference(self, work_dir: Path, cancel: threading.Event) -> Iterator[Event]:
         ref_file = self.cache_dir / REFERENCE_FILE
         if not ref_file.is_file() and modelio.is_synthetic(self.model_dir):
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             ref_file.write_text(modelio.synthetic_reference(self.model_dir).model_dump_json())
-        if not ref_file.is_file():
+        if not ref_file.is_file() or not (self.request.reuse_cache or modelio.is_synthetic(self.model_dir)):
+            started = time.perf_counter()
+            ref_file.unlink(missing_ok=True)  # --no-cache: a failed step must not leave the old one looking fresh
             outcome: list[Event] = []
             for event in _spawn(self._job("reference", "", work_dir, False), work_dir, cancel, self.request.trial_timeout_s):
                 outcome.append(event)
@@ -116,6 +138,7 @@ class Run:
             if errors or not ref_file.is_file():
                 why = errors[-1].message if errors else "the reference step ended without a result"
                 raise UserError(f"cannot run the unquantized model {self.model_dir}: {why}")
+            self.reference_s = time.perf_counter() - started
         else:
             yield Progress(method="reference", step="evaluate", fraction=1.0, message="reference log-probs from cache")
         self.reference = Reference.model_validate_json(ref_file.read_text())
@@ -131,7 +154,8 @@ class Run:
                 error = error or (event.message if isinstance(event, Error) else None)
                 yield event
         if result is not None:
-            return result
+            wall = time.perf_counter() - started
+            return result.model_copy(update={"start_s": max(0.0, wall - (result.total_s or wall))})
         spec = recipe.weights
         status = "cancelled" if cancel.is_set() else "failed"
         reason = "cancelled by the user" if cancel.is_set() else (error or "the trial process ended without a result")
@@ -155,8 +179,8 @@ class Run:
             model=ModelInfo(name=self.model_dir.name, path=str(self.model_dir), params=ref.params,
                             bf16_bytes=ref.bf16_bytes, ref_ppl=ref.ref_ppl, eval_tokens=ref.eval_tokens),
             settings=RunSettings(prompt_tokens=s.prompt_tokens, decode_tokens=s.decode_tokens, repeats=s.repeats,
-                                 threads=s.threads, device=self.device_label),
-            results=results, complete=not cut, cut=cut,
+                                 threads=s.threads, device=self.device_label, reuse_cache=self.request.reuse_cache),
+            results=results, complete=not cut, cut=cut, reference_s=self.reference_s,
             plan_check=predicted_vs_measured(self.model_dir, results, s.prompt_tokens + s.decode_tokens - 1),
         )
 

@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from qadvisor.core.jobs import Job, Reference
@@ -84,95 +85,145 @@ def run_reference(job: Job, out: Emitter) -> None:
 
 def _context(job: Job, out: Emitter, calib: list[str]):
     """What a backend gets besides the spec, the same for a trial and a timing job."""
+    from qadvisor.core.hardware import fast_bf16
     from qadvisor.quantizers.base import TrialContext
 
     s = job.settings
     return TrialContext(device=s.device, calib_texts=calib, threads=s.threads, progress=out.progress,
-                        max_tokens=max(s.window, s.prompt_tokens + s.decode_tokens), calibrate=s.score_accuracy)
+                        max_tokens=max(s.window, s.prompt_tokens + s.decode_tokens), calibrate=s.score_accuracy,
+                        fast_bf16=fast_bf16())
 
 
-def run_trial(job: Job, out: Emitter) -> TrialResult:
-    import torch
+class Steps:
+    """Announces each step of a trial and adds up the seconds it took (TrialResult.step_s)."""
 
-    from qadvisor.core.metrics import accuracy, compute_dtype, speed
+    def __init__(self, out: Emitter, result: TrialResult):
+        self.out, self.result = out, result
+
+    @contextmanager
+    def __call__(self, name: str, message: str, fraction: float | None = None):
+        self.out.progress(name, fraction, message)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.result.step_s[name] = self.result.step_s.get(name, 0.0) + time.perf_counter() - t0
+
+    def record(self, name: str, value: float) -> None:
+        setattr(self.result, name, value)
+        self.out.metric(name, value)
+
+
+def run_trial(job: Job, out: Emitter, started: float) -> TrialResult:
+    from qadvisor.core.metrics import compute_dtype
     from qadvisor.quantizers import registry
     from qadvisor.quantizers.base import weights_bytes_on_disk
 
-    started = time.perf_counter()
     recipe = registry.parse_methods(job.method)[0]
     spec = recipe.weights
     backend = registry.backend_for(spec)
     ref = Reference.model_validate_json((job.cache_dir / REFERENCE_FILE).read_text())
     result = TrialResult(method=recipe.name, backend=spec.backend, bits=spec.bits, status="ok", device=job.device_label)
-
-    def record(name: str, value: float) -> None:
-        setattr(result, name, value)
-        out.metric(name, value)
-
-    out.progress("load", None, "tokenizer and evaluation text")
-    _, windows = _prepare(job)
-    calib = [c for c in job.calib_text.read_text(encoding="utf-8").split("\n\n") if c.strip()]
-    s = job.settings
+    steps = Steps(out, result)
+    with steps("load", "tokenizer and evaluation text"):
+        _, windows = _prepare(job)
+        calib = [c for c in job.calib_text.read_text(encoding="utf-8").split("\n\n") if c.strip()]
     ctx = _context(job, out, calib)
-
-    out.progress("quantize", 0.0, f"{spec.summary}")
-    t0 = time.perf_counter()
-    model = backend.quantize(job.model_dir, spec, ctx)
-    record("quantize_s", time.perf_counter() - t0)
-
-    out.progress("save", None, "write the quantized model")
-    save_dir = job.work_dir / spec.name
-    shutil.rmtree(save_dir, ignore_errors=True)
-    save_dir.mkdir(parents=True)
-    backend.save(model, spec, save_dir)
-    size = weights_bytes_on_disk(save_dir)
-    record("size_bytes", size)
-    record("compression_ratio", ref.bf16_bytes / size)
-    record("size_reduction_pct", 100.0 * (1 - size / ref.bf16_bytes))
-    del model
-    gc.collect()
+    save_dir = _quantized(job, spec, backend, ctx, steps)
+    s = job.settings
+    steps.record("size_bytes", weights_bytes_on_disk(save_dir))
+    steps.record("compression_ratio", ref.bf16_bytes / result.size_bytes)
+    steps.record("size_reduction_pct", 100.0 * (1 - result.size_bytes / ref.bf16_bytes))
     if job.keep_model and not (s.benchmark or s.score_accuracy):  # a slice: the timing job loads it (side by side)
         result.total_s = time.perf_counter() - started
         return result
-
-    out.progress("reload", None, "load the saved model back")
-    model = backend.load(save_dir, spec, ctx)
-    model.eval()
-    record("weights_mem_bytes", backend.memory_bytes(model))
+    with steps("reload", "load the saved model back"):
+        model = backend.load(save_dir, spec, ctx)
+        model.eval()
+    steps.record("weights_mem_bytes", backend.memory_bytes(model))
     result.compute_dtype = compute_dtype(model)
-    new_cache = None
-    if recipe.kv is not None:  # a stacked KV-cache method: every generation gets a fresh quantized cache
-        from transformers import AutoConfig
-
-        from qadvisor.quantizers.kvcache import cache_factory
-
-        new_cache = cache_factory(recipe.kv, AutoConfig.from_pretrained(str(job.model_dir)))
-
-    if job.settings.score_accuracy:
-        out.progress("evaluate", None, f"perplexity, KL and top-1 on {ref.eval_tokens} held-out tokens")
-        ref_lp = torch.load(job.cache_dir / LOGPROBS_FILE, weights_only=True)  # a cached file: no pickle
-        acc = accuracy(model, windows, ref_lp, job.settings.device, new_cache)
-        del ref_lp
-        record("ppl", acc.ppl)
-        record("ppl_delta_pct", 100.0 * (acc.ppl / ref.ref_ppl - 1))
-        record("kl_mean", acc.kl_mean)
-        record("top1_agreement", acc.top1_agreement)
+    new_cache = _kv_cache(recipe, job)
+    if s.score_accuracy:
+        with steps("evaluate", f"perplexity, KL and top-1 on {ref.eval_tokens} held-out tokens"):
+            _evaluate(model, windows, ref, job, new_cache, steps)
     else:
         result.reason = "; ".join(filter(None, ["accuracy n/a: random weights", backend.uncalibrated_note]))
-
     if s.benchmark:
-        out.progress("benchmark", None, f"prompt {s.prompt_tokens}, {s.decode_tokens} new tokens, warm-up + "
-                                        f"{s.repeats} repeats")
-        prompt = windows.flatten()[: s.prompt_tokens]
-        sp = speed(model, prompt, s.decode_tokens, s.repeats, s.device, new_cache, s.decode_budget_s)
-        for name in SPEED_FIELDS:
-            if getattr(sp, name) is not None:  # a runtime that keeps its KV cache to itself has no count
-                record(name, getattr(sp, name))
-    record("peak_rss_bytes", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux reports KiB
+        with steps("benchmark", f"prompt {s.prompt_tokens}, {s.decode_tokens} new tokens, warm-up + {s.repeats} "
+                                "repeats"):
+            _benchmark(model, windows, s, new_cache, steps)
+    steps.record("peak_rss_bytes", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux reports KiB
     result.total_s = time.perf_counter() - started
-    if not job.keep_model:
+    if not job.keep_model and not result.cached:
         shutil.rmtree(save_dir, ignore_errors=True)
     return result
+
+
+def _quantized(job: Job, spec, backend, ctx, steps: Steps) -> Path:
+    """The saved quantized model: from the cache when an entry with the trial's key is there (artifacts), else
+    quantized and saved now (and stored in the cache). Returns its folder."""
+    from qadvisor.core import artifacts
+
+    entry = job.artifact_dir
+    hit = artifacts.lookup(entry) if entry is not None and job.reuse_artifact else None
+    save_dir = job.work_dir / spec.name
+    if hit is not None:
+        steps.result.cached = True
+        steps.record("quantize_s", hit.quantize_s)
+        steps.out.progress("quantize", 1.0, f"from the cache (quantized {hit.made_at} in {hit.quantize_s:.1f} s)")
+        if not job.keep_model:
+            return entry / artifacts.MODEL_FOLDER
+        with steps("save", "copy the cached model to the kept models' folder"):
+            shutil.rmtree(save_dir, ignore_errors=True)
+            shutil.copytree(entry / artifacts.MODEL_FOLDER, save_dir)
+        return save_dir
+    with steps("quantize", spec.summary, 0.0):
+        model = backend.quantize(job.model_dir, spec, ctx)
+    steps.record("quantize_s", steps.result.step_s["quantize"])
+    with steps("save", "write the quantized model"):
+        shutil.rmtree(save_dir, ignore_errors=True)
+        save_dir.mkdir(parents=True)
+        backend.save(model, spec, save_dir)
+        del model
+        gc.collect()
+        if entry is not None:
+            artifacts.store(entry, save_dir, spec.name, steps.result.quantize_s, job.artifact_inputs)
+    return save_dir
+
+
+def _kv_cache(recipe, job: Job):
+    """A stacked KV-cache method: every generation gets a fresh quantized cache (None without one)."""
+    if recipe.kv is None:
+        return None
+    from transformers import AutoConfig
+
+    from qadvisor.quantizers.kvcache import cache_factory
+
+    return cache_factory(recipe.kv, AutoConfig.from_pretrained(str(job.model_dir)))
+
+
+def _evaluate(model, windows, ref: Reference, job: Job, new_cache, steps: Steps) -> None:
+    import torch
+
+    from qadvisor.core.metrics import accuracy
+
+    ref_lp = torch.load(job.cache_dir / LOGPROBS_FILE, weights_only=True)  # a cached file: no pickle
+    acc = accuracy(model, windows, ref_lp, job.settings.device, new_cache)
+    del ref_lp
+    steps.record("ppl", acc.ppl)
+    steps.record("ppl_delta_pct", 100.0 * (acc.ppl / ref.ref_ppl - 1))
+    steps.record("kl_mean", acc.kl_mean)
+    steps.record("top1_agreement", acc.top1_agreement)
+
+
+def _benchmark(model, windows, s, new_cache, steps: Steps) -> None:
+    from qadvisor.core.metrics import speed
+
+    prompt = windows.flatten()[: s.prompt_tokens]
+    sp = speed(model, prompt, s.decode_tokens, s.repeats, s.device, new_cache, s.decode_budget_s)
+    for name in SPEED_FIELDS:
+        if getattr(sp, name) is not None:  # a runtime that keeps its KV cache to itself has no count
+            steps.record(name, getattr(sp, name))
 
 
 def run_timing(job: Job, out: Emitter) -> list[TrialResult]:
@@ -199,9 +250,21 @@ def run_timing(job: Job, out: Emitter) -> list[TrialResult]:
                         **{k: getattr(sp, k) for k in SPEED_FIELDS}) for sp in speeds]
 
 
+def warm_imports() -> None:
+    """What every job needs, imported before its clock starts: the result's start_s is the process start with these."""
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+
+    import qadvisor.core.metrics  # noqa: F401
+    import qadvisor.quantizers.registry  # noqa: F401
+
+
 def main(argv: list[str]) -> int:
     job = Job.model_validate_json(Path(argv[1]).read_text())
     out = Emitter(int(os.environ["QADVISOR_EVENT_FD"]), job.method or "reference")
+    warm_imports()
+    started = time.perf_counter()
     try:
         if job.kind == "reference":
             run_reference(job, out)
@@ -209,7 +272,7 @@ def main(argv: list[str]) -> int:
             for result in run_timing(job, out):
                 out.send(Result(result=result))
         else:
-            out.send(Result(result=run_trial(job, out)))
+            out.send(Result(result=run_trial(job, out, started)))
     except Exception as exc:  # the runner reports it as this method's failure and goes on
         import traceback
 

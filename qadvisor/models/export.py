@@ -31,6 +31,7 @@ class RunSettings(BaseModel):
     repeats: int
     threads: int
     device: str
+    reuse_cache: bool = True  # False: --no-cache (reference and quantized models computed again)
 
 
 class TargetAdvice(BaseModel):
@@ -57,6 +58,7 @@ class RunExport(BaseModel):
     results: list[TrialResult]
     complete: bool = True  # False: the run was stopped (Ctrl-C, cancel, quit) and `cut` was not measured
     cut: list[str] = []  # methods the stopped run did not measure
+    reference_s: float | None = None  # the reference step's seconds in this run; None: read from the cache
     priorities: Priorities | None = None
     recommendation: Recommendation | None = None
     plan: Plan | None = None  # --plan-for: the planner's estimate for a deployment target

@@ -35,5 +35,8 @@ class TrialResult(BaseModel):
     kl_mean: float | None = None
     top1_agreement: float | None = None
     # how long the steps took
-    quantize_s: float | None = None
-    total_s: float | None = None
+    quantize_s: float | None = None  # with `cached`, how long it took in the run that made the cache entry
+    cached: bool = False  # the quantized model came from the cache (same model, method, versions and calibration)
+    step_s: dict[str, float] = {}  # seconds per step in this run: load, quantize, save, reload, evaluate, benchmark
+    start_s: float | None = None  # the trial process's start and common imports, before its first step
+    total_s: float | None = None  # from the first step to the result (start_s not included)

@@ -25,6 +25,7 @@ class TrialContext:
     # False for random weights (slices, synthetic models): a calibrated method rounds to nearest instead, in the
     # same format and kernel (its size and speed), since calibrating on random weights would mean nothing
     calibrate: bool = True
+    fast_bf16: bool = False  # the CPU computes bf16 natively (AVX512_BF16 or AMX): core.hardware decides
     progress: ProgressFn = lambda step, fraction, message: None
 
     @property
@@ -33,6 +34,14 @@ class TrialContext:
 
         # bf16 matmuls are several times slower than fp32 on CPUs without AVX512_BF16/AMX.
         return torch.float32 if self.device == "cpu" else torch.bfloat16
+
+    @property
+    def work_dtype(self):
+        """The dtype a quantizer works in while quantizing: bf16 where it is fast (a GPU, or a CPU with AVX512_BF16
+        or AMX), fp32 elsewhere: on an AVX2-only CPU bf16 matmuls are emulated and GPTQ took minutes for 8 layers."""
+        import torch
+
+        return torch.bfloat16 if self.device != "cpu" or self.fast_bf16 else torch.float32
 
 
 class Backend:
@@ -45,6 +54,7 @@ class Backend:
     methods: tuple[MethodSpec, ...] = ()
     cpu_methods: frozenset[str] | None = None  # None: every method runs on CPU
     install_hint: str = ""
+    calibrated = False  # quantizing reads the calibration text (its content is part of the artifact cache's key)
     # what a trial says when it ran without calibration (TrialContext.calibrate False); '' for methods that need none
     uncalibrated_note: str = ""
 

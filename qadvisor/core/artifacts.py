@@ -1,0 +1,104 @@
+"""Quantized models kept between runs: quantizing is the slow step and its output does not change while its inputs
+do not. Each entry is keyed by everything that decides the quantized files (the model's content, the method's spec,
+the backend's and the frameworks' versions, the calibration text, where it was quantized); a change in any of them
+is another key, so an entry is never reused across one. Speed and accuracy are measured again in every run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from qadvisor import __version__
+
+META_FILE = "artifact.json"
+MODEL_FOLDER = "model"
+# Models larger than this are not kept: slices of a 72B model are several GiB a method, and a cache the user never
+# asked for must not fill the disk. `synthetic:Qwen2.5-0.5B` and the shipped model fit.
+MAX_MODEL_BYTES = 2 * 2**30
+# Files of a model folder that are not the model: they have their own place in the key (calibration) or none.
+NOT_MODEL = ("heldout.txt", "calib.txt", "README.md", "training_stats.json")
+
+
+class ArtifactMeta(BaseModel):
+    key: str
+    method: str
+    made_at: str
+    quantize_s: float  # how long quantizing took when the entry was made
+    inputs: dict[str, str]  # what the key is made of, for a person reading the cache
+    files: dict[str, int]  # path inside the entry's model folder → bytes: a cut-short copy is not an entry
+
+
+def model_bytes(model_dir: Path) -> int:
+    return sum(p.stat().st_size for p in Path(model_dir).iterdir() if p.is_file())
+
+
+def content_hash(model_dir: Path) -> str:
+    """sha256 of every file of the model folder (weights, config, tokenizer), names included."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(model_dir).iterdir() if p.is_file() and p.name not in NOT_MODEL):
+        digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def versions(packages: tuple[str, ...]) -> str:
+    found = []
+    for name in ("torch", "transformers", *packages):
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} none")
+    return ", ".join(found)
+
+
+def key_of(inputs: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def key_inputs(model_hash: str, spec_json: str, packages: tuple[str, ...], calib_text: str, device: str,
+               calibrate: bool, fast_bf16: bool) -> dict[str, str]:
+    return {"model": model_hash, "spec": spec_json, "versions": versions(packages), "qadvisor": __version__,
+            "calibration": hashlib.sha256(calib_text.encode()).hexdigest() if calibrate else "none",
+            "device": device, "work_dtype": "bf16" if fast_bf16 or device != "cpu" else "fp32"}
+
+
+def lookup(entry: Path) -> ArtifactMeta | None:
+    """The entry's record when the entry is whole (every file there at its recorded size), else None."""
+    try:
+        meta = ArtifactMeta.model_validate_json((entry / META_FILE).read_text())
+    except (OSError, ValidationError):
+        return None
+    folder = entry / MODEL_FOLDER
+    for name, size in meta.files.items():
+        path = folder / name
+        if not path.is_file() or path.stat().st_size != size:
+            return None
+    return meta if meta.key == entry.name else None
+
+
+def store(entry: Path, saved: Path, method: str, quantize_s: float, inputs: dict[str, str]) -> None:
+    """Copy the saved model into the cache under its key: written beside, then renamed into place, so a run that
+    stops half-way leaves no entry that looks whole."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = entry.parent / f".{entry.name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(saved, tmp / MODEL_FOLDER)
+    files = {str(p.relative_to(tmp / MODEL_FOLDER)): p.stat().st_size for p in (tmp / MODEL_FOLDER).rglob("*")
+             if p.is_file()}
+    meta = ArtifactMeta(key=entry.name, method=method, quantize_s=quantize_s, inputs=inputs, files=files,
+                        made_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    (tmp / META_FILE).write_text(meta.model_dump_json(indent=1))
+    shutil.rmtree(entry, ignore_errors=True)  # a stale or refreshed entry (--no-cache)
+    try:
+        os.rename(tmp, entry)
+    except OSError:  # another run stored the same key just now: theirs is as good
+        shutil.rmtree(tmp, ignore_errors=True)

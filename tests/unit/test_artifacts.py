@@ -1,0 +1,55 @@
+"""The quantized-model cache: keyed by every input that decides the files, reused only whole."""
+
+from pathlib import Path
+
+from qadvisor.core import artifacts
+from qadvisor.core.hardware import detect
+from qadvisor.core.runner import Run, RunRequest
+
+SHIPPED = Path(__file__).resolve().parents[2] / "assets" / "qwen2-tiny-stdlib"
+
+
+def _entry(run: Run, method: str) -> Path:
+    job = run._job("trial", method, run.cache_dir, False)
+    return job.artifact_dir
+
+
+def test_a_changed_calibration_text_changes_the_key_of_calibrated_methods_only(tmp_path):
+    other = tmp_path / "calib.txt"
+    other.write_text((SHIPPED / "calib.txt").read_text() + "\n\nOne more paragraph.")
+    hw = detect(with_backends=False)
+    first = Run(RunRequest(methods=["gptq-int4", "bnb-nf4"]), hw)
+    second = Run(RunRequest(methods=["gptq-int4", "bnb-nf4"], calib_text=other), hw)
+    assert _entry(first, "gptq-int4") != _entry(second, "gptq-int4")
+    assert _entry(first, "bnb-nf4") == _entry(second, "bnb-nf4")
+    assert _entry(first, "bnb-nf4") != _entry(first, "gptq-int4")
+    # A KV-cache stack quantizes the same weights: it reuses the weight method's entry.
+    assert _entry(first, "bnb-nf4+kv-int4") == _entry(first, "bnb-nf4")
+
+
+def test_a_changed_model_file_changes_the_hash(tmp_path):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"\0" * 1000)
+    before = artifacts.content_hash(model)
+    (model / "model.safetensors").write_bytes(b"\0" * 500 + b"\1" + b"\0" * 499)  # same size, one byte in the middle
+    assert artifacts.content_hash(model) != before
+    (model / "heldout.txt").write_text("evaluation text is not the model")
+    assert artifacts.content_hash(model) == artifacts.content_hash(model)
+
+
+def test_an_entry_is_used_only_when_whole(tmp_path):
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "model.safetensors").write_bytes(b"x" * 100)
+    inputs = {"model": "abc", "spec": "{}"}
+    entry = tmp_path / "artifacts" / artifacts.key_of(inputs)
+    assert artifacts.lookup(entry) is None
+    artifacts.store(entry, saved, "m", 1.5, inputs)
+    meta = artifacts.lookup(entry)
+    assert meta is not None and meta.quantize_s == 1.5 and meta.files == {"model.safetensors": 100}
+    (entry / artifacts.MODEL_FOLDER / "model.safetensors").write_bytes(b"x" * 50)  # cut short
+    assert artifacts.lookup(entry) is None
+    artifacts.store(entry, saved, "m", 2.0, inputs)  # stored again over the damaged one
+    assert artifacts.lookup(entry).quantize_s == 2.0
+    assert not list(entry.parent.glob(".*.tmp"))
