@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 
 from rich.console import Console
 from rich.table import Table
@@ -256,15 +258,24 @@ def run_auto(args, priorities) -> int:
 
 
 def _measure(session, printer, err: Console) -> bool:
-    """Print the session's events; True when Ctrl-C stopped it (the runner has stopped the trial's processes)."""
-    try:
-        for event in session.events():
-            printer(event)
-    except KeyboardInterrupt:
+    """Print the session's events; True when Ctrl-C stopped it. The first Ctrl-C asks the runner to stop (it stops
+    the trial's processes and keeps what finished, wherever the run was); a second one quits at once."""
+    cancel = threading.Event()
+
+    def on_ctrl_c(signum, frame):
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
         err.print("qadvisor: interrupted: the current trial is stopped; writing what finished "
                   "(Ctrl-C again quits at once)")
-        return True
-    return False
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        for event in session.events(cancel):
+            printer(event)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return cancel.is_set()
 
 
 def _write(export, export_path, report_path, err: Console) -> None:

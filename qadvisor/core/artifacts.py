@@ -52,7 +52,7 @@ def content_hash(model_dir: Path) -> str:
 
 def versions(packages: tuple[str, ...]) -> str:
     found = []
-    for name in ("torch", "transformers", *packages):
+    for name in ("torch", "transformers", *filter(None, packages)):
         try:
             found.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:

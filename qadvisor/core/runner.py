@@ -23,6 +23,7 @@ from qadvisor import __version__
 from qadvisor.core import artifacts, modelio
 from qadvisor.core.jobs import EvalSettings, Job, Reference
 from qadvisor.core.worker import REFERENCE_FILE
+from qadvisor.core.zygote import Zygote
 from qadvisor.errors import UserError
 from qadvisor.models.events import Error, Event, EventEnvelope, Progress, Result
 from qadvisor.models.export import ModelInfo, RunExport, RunSettings
@@ -40,6 +41,7 @@ class RunRequest(BaseModel):
     cache_dir: Path | None = None
     work_dir: Path | None = None  # keep the quantized models here; None: a temporary folder
     reuse_cache: bool = True  # False (--no-cache): the reference and every method computed again, the cache refreshed
+    warm_start: bool = True  # trial processes forked from one that imported torch once (core.zygote)
     trial_timeout_s: float = 1800.0
 
 
@@ -77,11 +79,20 @@ class Run:
         self.reference: Reference | None = None
         self.reference_s: float | None = None  # the reference step, when it ran (not from the cache)
         self.results: list[TrialResult] = []
+        self.zygote: Zygote | None = None
 
     def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
         """Yield progress, metric, result and error events; a failing method never stops the run."""
         cancel = cancel or threading.Event()
         keep = self.request.work_dir is not None
+        self.zygote = Zygote(trial_env(self.request.settings.threads)) if self.request.warm_start else None
+        try:
+            yield from self._events(cancel, keep)
+        finally:
+            if self.zygote is not None:
+                self.zygote.close()
+
+    def _events(self, cancel: threading.Event, keep: bool) -> Iterator[Event]:
         with tempfile.TemporaryDirectory(prefix="qadvisor-") as tmp:
             work_dir = Path(self.request.work_dir or tmp).resolve()
             work_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +140,8 @@ class Run:
             started = time.perf_counter()
             ref_file.unlink(missing_ok=True)  # --no-cache: a failed step must not leave the old one looking fresh
             outcome: list[Event] = []
-            for event in _spawn(self._job("reference", "", work_dir, False), work_dir, cancel, self.request.trial_timeout_s):
+            for event in _spawn(self._job("reference", "", work_dir, False), work_dir, cancel, self.request.trial_timeout_s,
+                                self.zygote):
                 outcome.append(event)
                 yield event
             if cancel.is_set():
@@ -147,7 +159,7 @@ class Run:
         started = time.perf_counter()
         result, error = None, None
         job = self._job("trial", recipe.name, work_dir, keep)
-        for event in _spawn(job, work_dir, cancel, self.request.trial_timeout_s):
+        for event in _spawn(job, work_dir, cancel, self.request.trial_timeout_s, self.zygote):
             if isinstance(event, Result):
                 result = event.result
             else:
@@ -201,18 +213,19 @@ def time_side_by_side(method: str, saved: list[Path], source: Path, settings: Ev
     return results
 
 
-def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float) -> Iterator[Event]:
+def trial_env(threads: int) -> dict[str, str]:
+    return dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
+
+
+def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float,
+           zygote: Zygote | None = None) -> Iterator[Event]:
     """Start `qadvisor.core.worker` for one job and yield its events until it exits, is cancelled or times out."""
     name = job.method or "reference"
     job_file = work_dir / f"{name}.job.json"
     job_file.write_text(job.model_dump_json())
     read_fd, write_fd = os.pipe()
-    env = dict(os.environ, QADVISOR_EVENT_FD=str(write_fd), TOKENIZERS_PARALLELISM="false",
-               OMP_NUM_THREADS=str(job.settings.threads), PYTHONWARNINGS="ignore")
     with open(work_dir / f"{name}.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "qadvisor.core.worker", str(job_file)], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, pass_fds=(write_fd,), env=env,
-                                cwd=work_dir, start_new_session=True)  # cwd: GPTQModel writes logs/ there
+        proc = _start(job_file, work_dir, write_fd, log, job.settings.threads, zygote)
     os.close(write_fd)
     ended = False  # the worker closed its pipe: it is exiting on its own
     try:
@@ -231,6 +244,20 @@ def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float) 
     elif code != 0:
         log_tail = (work_dir / f"{name}.log").read_text(errors="replace").strip().splitlines()[-1:] or [""]
         yield Error(method=name, message=f"process exited with code {code}: {log_tail[0][:300]}")
+
+
+def _start(job_file: Path, work_dir: Path, write_fd: int, log, threads: int, zygote: Zygote | None):
+    """A fresh process for the job: forked warm when there is a zygote (a fresh interpreter if it is gone), in its
+    own session, output to the job's log, events to `write_fd`."""
+    if zygote is not None:
+        try:
+            return zygote.spawn(str(job_file), str(work_dir), write_fd, log.fileno())
+        except OSError:
+            pass
+    env = dict(trial_env(threads), QADVISOR_EVENT_FD=str(write_fd))
+    return subprocess.Popen([sys.executable, "-m", "qadvisor.core.worker", str(job_file)], stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, pass_fds=(write_fd,), env=env,
+                            cwd=work_dir, start_new_session=True)  # cwd: GPTQModel writes logs/ there
 
 
 def _relay(read_fd: int, cancel: threading.Event, deadline: float):

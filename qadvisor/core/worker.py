@@ -254,7 +254,9 @@ def warm_imports() -> None:
     """What every job needs, imported before its clock starts: the result's start_s is the process start with these."""
     import torch  # noqa: F401
     import transformers  # noqa: F401
+    import transformers.modeling_utils  # noqa: F401  (1.5 s of the first from_pretrained: integrations, torchao)
     from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+    from transformers.models.qwen2 import modeling_qwen2  # noqa: F401
 
     import qadvisor.core.metrics  # noqa: F401
     import qadvisor.quantizers.registry  # noqa: F401

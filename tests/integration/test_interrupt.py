@@ -14,10 +14,16 @@ from qadvisor.quantizers import registry
 
 
 def _workers_under(folder) -> list[psutil.Process]:
+    """Trial processes working in `folder` (fresh or forked warm: either way their working folder is the trial's),
+    and the warm process that forks them (its cache folder is the test's)."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter(["cmdline", "cwd", "environ"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if "qadvisor.core.worker" in cmdline and str(folder) in cmdline:
+        if "qadvisor.core." not in cmdline or proc.pid == os.getpid():
+            continue
+        in_folder = str(folder) in (proc.info["cwd"] or "")
+        ours = (proc.info["environ"] or {}).get("QADVISOR_CACHE", "").startswith(str(folder.parent))
+        if in_folder or ("qadvisor.core.zygote" in cmdline and ours):
             found.append(proc)
     return found
 
@@ -50,4 +56,4 @@ def test_ctrl_c_keeps_finished_results(tmp_path):
     assert [r.method for r in saved.results if r.status == "ok"] == ["mock-passthrough"]
     assert "Incomplete run" in report.read_text()
     assert "mock-passthrough" in out
-    assert not _workers_under(work)
+    assert not _workers_under(work), [(p.pid, p.cmdline(), p.cwd(), p.status()) for p in _workers_under(work)]
