@@ -226,7 +226,8 @@ def advise(results: list[TrialResult], priorities: Priorities, where: str = "mea
 
 def _within_noise(candidates: list[TrialResult], weights: dict[str, float], fit: dict[str, set[str]],
                   winner: str) -> str:
-    """Whether the decode spread measured in this run could swap the pick with its nearest rival."""
+    """Whether the decode noise measured in this run could swap the pick with its nearest rival: each decode moved by
+    twice its coefficient of variation over the repeats (or half its spread, in exports from before the CV)."""
     wanted = team(weights)
     rival = next((m for m, _ in rank(candidates, weights) if m != winner and (wanted is None or wanted in fit[m])), None)
     if rival is None:
@@ -234,12 +235,22 @@ def _within_noise(candidates: list[TrialResult], weights: dict[str, float], fit:
 
     def nudged(r: TrialResult) -> TrialResult:
         sign = -1 if r.method == winner else 1 if r.method == rival else 0
-        return r.model_copy(update={"decode_tok_s": max(r.decode_tok_s + sign * (r.decode_tok_s_spread or 0) / 2, 1e-9)})
+        return r.model_copy(update={"decode_tok_s": max(r.decode_tok_s + sign * decode_noise(r), 1e-9)})
 
     if choose([nudged(r) for r in candidates], weights, fit) != rival:
         return ""
-    return (f"too close to call: within the decode spread measured in this run, {rival} would score higher; "
-            "both are sound picks, and a run with more repeats (--repeats) can separate them")
+    cvs = [r.decode_cv for r in candidates if r.method in (winner, rival) and r.decode_cv is not None]
+    within = (f"within twice the decode CV measured in this run ({' and '.join(f'{100 * cv:.1f} %' for cv in cvs)})"
+              if len(cvs) == 2 else "within the decode spread measured in this run")
+    return (f"too close to call: {within}, {rival} would score higher; both are sound picks, and a run with more "
+            "repeats (--repeats) can separate them")
+
+
+def decode_noise(r: TrialResult) -> float:
+    """How far a decode figure may move from noise alone: 2 × CV × decode, else half the spread over the repeats."""
+    if r.decode_cv is not None:
+        return 2 * r.decode_cv * r.decode_tok_s
+    return (r.decode_tok_s_spread or 0) / 2
 
 
 def _team_line(wanted: str | None, label: str, where: str) -> str:

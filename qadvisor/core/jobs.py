@@ -14,6 +14,10 @@ class EvalSettings(BaseModel):
     prompt_tokens: int = 128
     decode_tokens: int = 32
     repeats: int = 5
+    # A figure rests on at least this many seconds of timed generation: a 15 ms generation (llama.cpp on the shipped
+    # model) timed 5 times is 75 ms of measuring, at the mercy of one scheduler hiccup. More repeats, not more tokens,
+    # so that every method decodes the same positions (the KV cache's length changes the cost of a step).
+    min_measure_s: float = 1.0
     threads: int = 1
     device: str = "cpu"
     # slices: each generation decodes as many tokens as fit in this (at least 4, at most decode_tokens)

@@ -88,6 +88,8 @@ class Speed:
     ttft_ms: float
     kv_cache_bytes: int | None  # the cache left by one generation: prompt + new_tokens - 1 positions
     decode_tokens: int  # new tokens per timed generation
+    decode_cv: float | None = None  # standard deviation ÷ mean of the repeats' decode speeds
+    repeats: int | None = None  # timed generations behind the median
 
 
 def _sync(device: str) -> None:
@@ -152,16 +154,18 @@ def timed_greedy(model, prompt: torch.Tensor, new_tokens: int, device: str,
 
 
 MIN_DECODE_TOKENS = 4  # three timed steps after the first token
+MAX_REPEATS = 64  # the most repeats min_measure_s may ask for
 
 
 def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: str, new_cache=None,
-          budget_s: float | None = None) -> Speed:
-    """Warm up once, then the median and spread (max - min) of `repeats` runs at batch 1. With `budget_s`, a
-    short warm-up times a step first and each run decodes no more tokens than fit in the budget (at least 4):
-    a 72B layer on a CPU takes seconds a token."""
+          budget_s: float | None = None, min_measure_s: float = 0.0) -> Speed:
+    """Warm up once, then the median and spread (max - min) of `repeats` runs at batch 1, more where they would add
+    up to less than `min_measure_s`. With `budget_s`, a short warm-up times a step first and each run decodes no more
+    tokens than fit in the budget (at least 4): a 72B layer on a CPU takes seconds a token."""
     sizes: list[int] = []
     if budget_s is None:
-        timed_greedy(model, prompt, new_tokens, device, sizes, new_cache)
+        warm_up = sum(timed_greedy(model, prompt, new_tokens, device, sizes, new_cache))
+        repeats = max(repeats, min(MAX_REPEATS, math.ceil(min_measure_s / max(warm_up, 1e-6))))
     else:  # the short generation is the warm-up
         new_tokens = _tokens_in_budget([model], prompt, new_tokens, device, budget_s, new_cache)
     runs = [timed_greedy(model, prompt, new_tokens, device, sizes if not sizes else None, new_cache)
@@ -186,7 +190,8 @@ def _summary(runs: list[tuple[float, float]], prompt_len: int, new_tokens: int, 
         prefill_tok_s=statistics.median(prefill), prefill_tok_s_spread=max(prefill) - min(prefill),
         decode_tok_s=statistics.median(decode), decode_tok_s_spread=max(decode) - min(decode),
         ttft_ms=statistics.median(first * 1000 for first, _ in runs), kv_cache_bytes=kv_bytes,
-        decode_tokens=new_tokens,
+        decode_tokens=new_tokens, repeats=len(runs),
+        decode_cv=statistics.stdev(decode) / statistics.mean(decode) if len(decode) > 1 else None,
     )
 
 

@@ -191,6 +191,7 @@ class Run:
             model=ModelInfo(name=self.model_dir.name, path=str(self.model_dir), params=ref.params,
                             bf16_bytes=ref.bf16_bytes, ref_ppl=ref.ref_ppl, eval_tokens=ref.eval_tokens),
             settings=RunSettings(prompt_tokens=s.prompt_tokens, decode_tokens=s.decode_tokens, repeats=s.repeats,
+                                 min_measure_s=s.min_measure_s,
                                  threads=s.threads, device=self.device_label, reuse_cache=self.request.reuse_cache),
             results=results, complete=not cut, cut=cut, reference_s=self.reference_s,
             plan_check=predicted_vs_measured(self.model_dir, results, s.prompt_tokens + s.decode_tokens - 1),

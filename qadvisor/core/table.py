@@ -9,7 +9,7 @@ from qadvisor.models.export import RunExport
 
 COLUMNS = (
     ("method", "left"), ("size MiB", "right"), ("vs bf16", "right"), ("prefill tok/s", "right"),
-    ("decode tok/s", "right"), ("TTFT ms", "right"), ("peak RSS MiB", "right"), ("PPL", "right"),
+    ("decode tok/s", "right"), ("CV", "right"), ("TTFT ms", "right"), ("peak RSS MiB", "right"), ("PPL", "right"),
     ("ΔPPL", "right"), ("KL", "right"), ("top-1", "right"),
 )
 
@@ -31,6 +31,7 @@ def results_table(export: RunExport) -> Table:
             f"{r.compression_ratio:.2f}× ({r.size_reduction_pct:+.0f}%)",
             f.num(r.prefill_tok_s, 0),
             f.pm(r.decode_tok_s, r.decode_tok_s_spread),
+            "—" if r.decode_cv is None else f"{100 * r.decode_cv:.1f}%",
             f.num(r.ttft_ms, 1),
             f.mib(r.peak_rss_bytes),
             f.num(r.ppl, 2),
@@ -62,7 +63,9 @@ def footnote(export: RunExport) -> str:
                 else "accuracy n/a: random weights")
     return (
         f"bf16 baseline {f.mib(m.bf16_bytes)} MiB (measured), {m.params:,} parameters; {accuracy}. Speed: batch 1, greedy, prompt {s.prompt_tokens} tokens, "
-        f"{s.decode_tokens} new, median of {s.repeats} after a warm-up, ± half the range. "
+        f"{s.decode_tokens} new, median of {s.repeats} after a warm-up"
+        + (f" (more where {s.repeats} take under {s.min_measure_s:g} s)" if s.min_measure_s else "")
+        + ", ± half the range; CV = stdev ÷ mean of the repeats' decode. "
         "vs bf16 = bf16 bytes / method bytes on disk."
         + (f" KV = the cache after {s.prompt_tokens + s.decode_tokens - 1} positions." if _has_kv_stack(export) else "")
     )

@@ -23,7 +23,7 @@ from qadvisor.models.result import TrialResult
 REFERENCE_FILE = "reference.json"
 TIMING_BUDGET_S = 3.0  # seconds the slowest model's timed generation may take, when a timing job names none
 SPEED_FIELDS = ("prefill_tok_s", "prefill_tok_s_spread", "decode_tok_s", "decode_tok_s_spread", "ttft_ms",
-                "kv_cache_bytes", "decode_tokens")
+                "kv_cache_bytes", "decode_tokens", "decode_cv", "repeats")
 LOGPROBS_FILE = "reference_logprobs.pt"
 
 
@@ -149,8 +149,8 @@ def run_trial(job: Job, out: Emitter, started: float) -> TrialResult:
     else:
         result.reason = "; ".join(filter(None, ["accuracy n/a: random weights", backend.uncalibrated_note]))
     if s.benchmark:
-        with steps("benchmark", f"prompt {s.prompt_tokens}, {s.decode_tokens} new tokens, warm-up + {s.repeats} "
-                                "repeats"):
+        with steps("benchmark", f"prompt {s.prompt_tokens}, {s.decode_tokens} new tokens, warm-up + at least "
+                                f"{s.repeats} repeats ({s.min_measure_s:g} s of timing)"):
             _benchmark(model, windows, s, new_cache, steps)
     steps.record("peak_rss_bytes", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux reports KiB
     result.total_s = time.perf_counter() - started
@@ -170,7 +170,7 @@ def _quantized(job: Job, spec, backend, ctx, steps: Steps) -> Path:
     if hit is not None:
         steps.result.cached = True
         steps.record("quantize_s", hit.quantize_s)
-        steps.out.progress("quantize", 1.0, f"from the cache (quantized {hit.made_at} in {hit.quantize_s:.1f} s)")
+        steps.out.progress("quantize", 1.0, f"from the cache (quantized in {hit.quantize_s:.1f} s on {hit.made_at[:10]})")
         if not job.keep_model:
             return entry / artifacts.MODEL_FOLDER
         with steps("save", "copy the cached model to the kept models' folder"):
@@ -220,7 +220,7 @@ def _benchmark(model, windows, s, new_cache, steps: Steps) -> None:
     from qadvisor.core.metrics import speed
 
     prompt = windows.flatten()[: s.prompt_tokens]
-    sp = speed(model, prompt, s.decode_tokens, s.repeats, s.device, new_cache, s.decode_budget_s)
+    sp = speed(model, prompt, s.decode_tokens, s.repeats, s.device, new_cache, s.decode_budget_s, s.min_measure_s)
     for name in SPEED_FIELDS:
         if getattr(sp, name) is not None:  # a runtime that keeps its KV cache to itself has no count
             steps.record(name, getattr(sp, name))

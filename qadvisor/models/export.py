@@ -29,6 +29,7 @@ class RunSettings(BaseModel):
     prompt_tokens: int
     decode_tokens: int
     repeats: int
+    min_measure_s: float | None = None  # repeats were added until the timed generations took this long
     threads: int
     device: str
     reuse_cache: bool = True  # False: --no-cache (reference and quantized models computed again)

@@ -26,6 +26,8 @@ class TrialResult(BaseModel):
     decode_tok_s_spread: float | None = None  # max - min over the repeats
     ttft_ms: float | None = None
     decode_tokens: int | None = None  # new tokens per timed generation (fewer than asked under a time budget)
+    decode_cv: float | None = None  # coefficient of variation of the repeats' decode speeds (stdev ÷ mean)
+    repeats: int | None = None  # timed generations behind the medians (more than asked where a generation is short)
     peak_rss_bytes: int | None = None
     kv_cache_bytes: int | None = None  # the KV cache after prompt + new tokens - 1 positions
     compute_dtype: str | None = None  # dtype of the unquantized tensors and activations, e.g. float32

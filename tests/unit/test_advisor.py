@@ -178,3 +178,15 @@ def test_a_dominated_method_is_never_the_answer():
     rec = advisor.advise(runs, load_profile("balanced"))
     assert rec.fits["slow"] == ["C"] and "slow" not in rec.pareto_front
     assert rec.method != "slow"
+
+
+def test_too_close_to_call_uses_the_measured_cv():
+    a = result("a", 16, 200.0, 0.001, 0.1)
+    b = result("b", 16, 196.0, 0.001, 0.1)
+    c = result("c", 30, 50.0, 0.0, 0.0)
+    steady = [a.model_copy(update={"decode_cv": 0.002}), b.model_copy(update={"decode_cv": 0.002}), c]
+    assert not any("too close" in r for r in advisor.advise(steady, load_profile("latency-first")).reasons)
+    noisy = [a.model_copy(update={"decode_cv": 0.03}), b.model_copy(update={"decode_cv": 0.03}), c]
+    rec = advisor.advise(noisy, load_profile("latency-first"))
+    assert any("twice the decode CV" in r and "3.0 %" in r for r in rec.reasons)
+    assert advisor.decode_noise(noisy[0]) == 2 * 0.03 * 200.0
