@@ -68,7 +68,11 @@ def detect_gpus() -> tuple[list[GpuInfo], str]:
 
 def fast_bf16() -> bool:
     """Whether this CPU computes bf16 natively; without AVX512_BF16 or AMX torch emulates it, several times slower
-    than fp32, so quantizers work in fp32 there (TrialContext.work_dtype)."""
+    than fp32, so quantizers work in fp32 there (TrialContext.work_dtype). QADVISOR_FAST_BF16=0 or 1 overrides the
+    flags (with ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 an AVX-512 machine then behaves as an AVX2 one)."""
+    forced = os.environ.get("QADVISOR_FAST_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
     return bool({"AVX512_BF16", "AMX"} & set(_cpuinfo()[1]))
 
 

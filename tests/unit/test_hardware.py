@@ -45,3 +45,19 @@ def test_empty_cache_variable_means_default(monkeypatch):
 
     monkeypatch.setenv("QADVISOR_CACHE", "")
     assert default_cache_dir() == Path.home() / ".cache" / "qadvisor"
+
+
+def test_quantizers_work_in_bf16_only_where_the_cpu_computes_it(monkeypatch):
+    from qadvisor.quantizers.base import TrialContext
+
+    monkeypatch.setattr(hardware, "_cpuinfo", lambda: ("cpu", ["AVX2", "FMA"]))
+    assert not hardware.fast_bf16()
+    monkeypatch.setattr(hardware, "_cpuinfo", lambda: ("cpu", ["AVX2", "AVX512F", "AVX512_BF16"]))
+    assert hardware.fast_bf16()
+    monkeypatch.setenv("QADVISOR_FAST_BF16", "0")
+    assert not hardware.fast_bf16()
+    import torch
+
+    assert TrialContext(fast_bf16=False).work_dtype == torch.float32
+    assert TrialContext(fast_bf16=True).work_dtype == torch.bfloat16
+    assert TrialContext(device="cuda").work_dtype == torch.bfloat16
