@@ -308,7 +308,9 @@ def print_run(export) -> None:
         print_target(export)
     from qadvisor.app.views import time_view
 
-    print_view(time_view(export))
+    times = time_view(export)
+    if times.rows:
+        print_view(times)
 
 
 def print_target(export) -> None:

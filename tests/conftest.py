@@ -17,6 +17,26 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 1800) -> subpr
     )
 
 
+def trial_processes(with_zygotes: bool = False) -> list:
+    """Running trial processes: started fresh (`qadvisor.core.worker`) or forked by a warm process
+    (`qadvisor.core.zygote` under a parent that is one too); `with_zygotes` adds the warm processes themselves."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline", "ppid"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if "qadvisor.core.worker" in cmdline:
+            found.append(proc)
+        elif "qadvisor.core.zygote" in cmdline:
+            try:
+                forked = "qadvisor.core.zygote" in " ".join(psutil.Process(proc.info["ppid"]).cmdline())
+            except psutil.Error:
+                forked = False
+            if forked or with_zygotes:
+                found.append(proc)
+    return found
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
     # Session-wide, so module fixtures see it too: no test reads a stale cache or writes the user's.

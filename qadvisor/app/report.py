@@ -73,17 +73,28 @@ def markdown(export: RunExport) -> str:
         for row in plan.plans:
             lines.append(f"| {row.method} | {row.weights_bytes / 2**30:.1f} | {row.total_bytes / 2**30:.1f} | "
                          f"{'yes' if row.fits else 'no'} | {row.devices_needed or '—'} | {row.decode_tok_s_bound:.1f} |")
-    lines += target_markdown(export)
-    from qadvisor.app.views import time_view
-
-    lines += ["", "## Where the time went", ""] + table_markdown(time_view(export))
+    lines += target_markdown(export) + time_markdown(export)
     return "\n".join(lines) + "\n"
 
 
-def table_markdown(view) -> list[str]:
-    """A shared view's title, table and notes as Markdown lines."""
-    lines = [view.title + ".", "", "| " + " | ".join(view.columns) + " |", "|---|" + "--:|" * (len(view.columns) - 1)]
-    lines += ["| " + " | ".join(row) + " |" for row in view.rows]
+def time_markdown(export: RunExport, narrow: bool = False) -> list[str]:
+    """Where the run's time went (nothing for exports from before step times were kept)."""
+    from qadvisor.app.views import time_view
+
+    view = time_view(export)
+    return ["", "## Where the time went", ""] + table_markdown(view, narrow) if view.rows else []
+
+
+def table_markdown(view, narrow: bool = False) -> list[str]:
+    """A shared view's title, table and notes as Markdown lines. `narrow`: a line per row instead of a table, for a
+    half-width pane where eight columns would be cut to "…"."""
+    lines = [view.title + ".", ""]
+    if narrow:
+        lines += [f"- **{row[0]}**: " + " · ".join(f"{col} {value}" for col, value in zip(view.columns[1:], row[1:]))
+                  for row in view.rows]
+    else:
+        lines += ["| " + " | ".join(view.columns) + " |", "|---|" + "--:|" * (len(view.columns) - 1)]
+        lines += ["| " + " | ".join(row) + " |" for row in view.rows]
     return lines + [""] + [f"- {line}" for line in view.lines] + [f"- {note}" for note in view.notes]
 
 
@@ -95,10 +106,4 @@ def target_markdown(export: RunExport, narrow: bool = False) -> list[str]:
     view = target_view(export)
     if view is None:
         return []
-    lines = ["", f"## {view.headline or 'Advice for ' + export.target.model}", ""]
-    if not narrow:
-        return lines + table_markdown(view)
-    lines += [view.title + ".", ""]
-    lines += [f"- **{row[0]}**: " + " · ".join(f"{col} {value}" for col, value in zip(view.columns[1:], row[1:]))
-              for row in view.rows]
-    return lines + [""] + [f"- {line}" for line in view.lines] + [f"- {note}" for note in view.notes]
+    return ["", f"## {view.headline or 'Advice for ' + export.target.model}", ""] + table_markdown(view, narrow)

@@ -12,17 +12,35 @@ class MockBackend(Backend):
     methods = (
         MethodSpec(name="mock-passthrough", backend="mock", bits=32, scheme="fp32", summary="MOCK: saves the fp32 model unchanged"),
         MethodSpec(name="mock-crash", backend="mock", bits=4, scheme="int4", summary="MOCK: fails while quantizing"),
+        # faults a real library can cause, for the runner's fault tests: a segfault in native code, the OOM killer's
+        # SIGKILL, a hang (the trial's timeout), and a disk that fills while saving
+        MethodSpec(name="mock-segfault", backend="mock", bits=4, scheme="int4", summary="MOCK: segfaults"),
+        MethodSpec(name="mock-sigkill", backend="mock", bits=4, scheme="int4", summary="MOCK: killed as by the OOM killer"),
+        MethodSpec(name="mock-hang", backend="mock", bits=4, scheme="int4", summary="MOCK: never returns"),
+        MethodSpec(name="mock-diskfull", backend="mock", bits=4, scheme="int4", summary="MOCK: the disk fills while saving"),
     )
 
     def quantize(self, model_dir, spec, ctx):
+        import os
+        import signal
+        import time
+
         import torch
 
         if spec.name == "mock-crash":
             raise RuntimeError("mock-crash always fails (test backend)")
+        if spec.name in ("mock-segfault", "mock-sigkill"):
+            os.kill(os.getpid(), signal.SIGSEGV if spec.name == "mock-segfault" else signal.SIGKILL)
+        while spec.name == "mock-hang":
+            time.sleep(1)
         ctx.progress("quantize", 0.5, "MOCK: nothing to quantize")
         return load_hf(model_dir, torch.float32, ctx.device)
 
     def save(self, model, spec, out_dir):
+        if spec.name == "mock-diskfull":
+            import errno
+
+            raise OSError(errno.ENOSPC, "No space left on device", str(out_dir))
         model.save_pretrained(str(out_dir))
 
     def load(self, out_dir, spec, ctx):

@@ -26,7 +26,8 @@ def tui_inputs(args):
     def run_factory(form: dict, priorities) -> AutoSession:
         """The same session `--auto` runs, from the priorities form; bad input raises UserError before anything runs."""
         opts = auto_options(model=form.get("model") or args.model, methods=registry.stack(form["methods"], form.get("kv")),
-                            plan_for=form.get("plan_for") or None, target=form.get("target") or "this")
+                            plan_for=form.get("plan_for") or None, target=form.get("target") or "this",
+                            reuse_cache=not getattr(args, "no_cache", False))
         return AutoSession(opts, priorities)
 
     return hardware, method_rows(hardware.cuda is not None), SHIPPED_MODEL_NAME, run_factory, export

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, HorizontalGroup, Vertical, VerticalSc
 from textual.screen import Screen
 from textual.widgets import (Button, DataTable, Footer, Header, Input, Label, Markdown, Select, SelectionList, Static)
 
-from qadvisor.app.report import target_markdown
+from qadvisor.app.report import target_markdown, time_markdown
 from qadvisor.core import format as f
 from qadvisor.models.hardware import HardwareInfo
 from qadvisor.quantizers import registry
@@ -220,7 +220,7 @@ class RecommendationScreen(Screen):
         lines += [f"- ruled out {m}: {'; '.join(v)}" for m, v in rec.ruled_out.items()]
         if export.plan is not None:
             lines += ["", self.app.plan_line()]
-        lines += target_markdown(export, narrow=True)
+        lines += target_markdown(export, narrow=True) + time_markdown(export, narrow=True)
         if export.plan_check:
             from qadvisor.core.plancheck import describe
 

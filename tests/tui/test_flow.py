@@ -13,6 +13,7 @@ from qadvisor.quantizers import registry
 from qadvisor.tui.app import QAdvisorApp
 from qadvisor.tui.launch import tui_inputs
 from qadvisor.tui.screens import HardwareScreen, PrioritiesScreen, RecommendationScreen, RunScreen
+from tests.conftest import trial_processes
 
 
 @pytest.fixture
@@ -162,9 +163,9 @@ async def test_kv_stack_conflicts_are_explained_not_dropped(app):
 
 
 def _trial_processes() -> list:
-    import psutil
+    from tests.conftest import trial_processes
 
-    return [p for p in psutil.process_iter(["cmdline"]) if "qadvisor.core.worker" in " ".join(p.info["cmdline"] or [])]
+    return trial_processes()
 
 
 async def _wait_until(pilot, condition, seconds=300):
@@ -221,7 +222,7 @@ async def test_cancel_during_the_reference_step(app, monkeypatch, tmp_path):
         await pilot.pause()
         assert app.export is None and isinstance(app.screen, RunScreen)
         assert any("before the reference was ready" in str(n.message) for n in app._notifications)
-    assert not _trial_processes()
+    assert not trial_processes(with_zygotes=True)
 
 
 @pytest.mark.slow
@@ -234,9 +235,9 @@ async def test_quit_mid_run_stops_the_trial(app):
         await _wait_until(pilot, lambda: bool(_trial_processes()))
         await pilot.press("q")
     deadline = time.monotonic() + 20
-    while _trial_processes() and time.monotonic() < deadline:
+    while trial_processes(with_zygotes=True) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _trial_processes()
+    assert not trial_processes(with_zygotes=True)
 
 
 async def test_the_recommendation_screen_shows_the_target_advice():

@@ -1,0 +1,37 @@
+"""Faults a real library can cause inside a trial (forked warm or started fresh): each becomes that method's failure
+with its cause, the methods after it are measured, and no trial process is left behind."""
+
+import psutil
+import pytest
+
+from qadvisor.core.hardware import detect
+from qadvisor.core.jobs import EvalSettings
+from qadvisor.core.runner import Run, RunRequest
+from qadvisor.quantizers import registry
+
+
+@pytest.fixture
+def mock_backend(monkeypatch):
+    monkeypatch.setenv(registry.MOCK_ENV, "1")
+    registry.backends.cache_clear()
+    yield
+    registry.backends.cache_clear()
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["forked", "fresh"])
+def test_each_fault_fails_its_method_and_the_run_goes_on(mock_backend, tmp_path, warm):
+    faults = ["mock-segfault", "mock-sigkill", "mock-hang", "mock-diskfull"]
+    request = RunRequest(methods=[*faults, "mock-passthrough"], work_dir=tmp_path / "work", warm_start=warm,
+                         trial_timeout_s=15, settings=EvalSettings(threads=2, repeats=2, decode_tokens=4, windows=2))
+    run = Run(request, detect(with_backends=False))
+    list(run.events())
+    results = {r.method: r for r in run.results}
+    assert results["mock-segfault"].status == "failed" and "SIGSEGV" in results["mock-segfault"].reason
+    assert results["mock-sigkill"].status == "failed" and "SIGKILL" in results["mock-sigkill"].reason
+    assert results["mock-hang"].status == "failed" and "timed out after 15 s" in results["mock-hang"].reason
+    assert results["mock-diskfull"].status == "failed" and "No space left" in results["mock-diskfull"].reason
+    assert results["mock-passthrough"].status == "ok"
+    export = run.export()
+    assert export.complete and [r.method for r in export.results] == [*faults, "mock-passthrough"]
+    left = [p for p in psutil.process_iter(["cwd"]) if str(tmp_path) in (p.info["cwd"] or "")]
+    assert not left, left
