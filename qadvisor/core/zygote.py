@@ -28,15 +28,23 @@ class Zygote:
                                      env={**env, FD_ENV: str(theirs.fileno())}, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         theirs.close()
-        self.sock, self.buffer = ours, b""
+        self.sock, self.buffer, self.broken = ours, b"", False
 
     def spawn(self, job_file: str, cwd: str, event_fd: int, log_fd: int) -> "ForkedChild":
-        """A child running `worker.main` on `job_file`; raises OSError when the warm process is gone."""
-        self.sock.settimeout(120)  # the first request waits for the imports
-        socket.send_fds(self.sock, [json.dumps({"job": job_file, "cwd": cwd}).encode()], [event_fd, log_fd])
-        kind, value = self._line()
-        if kind != "pid":
-            raise OSError(f"the warm process answered {kind} {value}")
+        """A child running `worker.main` on `job_file`; raises OSError when the warm process is gone or did not
+        answer, and is then closed for good (a child it forks late is stopped with it: no trial runs twice)."""
+        if self.broken:
+            raise OSError("the warm process is closed")
+        try:
+            self.sock.settimeout(120)  # the first request waits for the imports
+            socket.send_fds(self.sock, [json.dumps({"job": job_file, "cwd": cwd}).encode()], [event_fd, log_fd])
+            kind, value = self._line()
+            if kind != "pid":
+                raise OSError(f"the warm process answered {kind} {value}")
+        except OSError:
+            self.broken = True
+            self.close()
+            raise
         return ForkedChild(self, value)
 
     def _line(self, timeout: float | None = 120) -> tuple[str, int]:
@@ -51,6 +59,7 @@ class Zygote:
         return kind, int(value)
 
     def close(self) -> None:
+        self.broken = True
         self.sock.close()  # the warm process stops a child still running, then ends
         try:
             self.proc.wait(timeout=15)

@@ -35,3 +35,17 @@ def test_each_fault_fails_its_method_and_the_run_goes_on(mock_backend, tmp_path,
     assert export.complete and [r.method for r in export.results] == [*faults, "mock-passthrough"]
     left = [p for p in psutil.process_iter(["cwd"]) if str(tmp_path) in (p.info["cwd"] or "")]
     assert not left, left
+
+
+def test_a_dead_warm_process_falls_back_to_fresh_ones(mock_backend, tmp_path):
+    from qadvisor.models.events import Result
+
+    request = RunRequest(methods=["mock-passthrough", "fp32"], work_dir=tmp_path / "work",
+                         settings=EvalSettings(threads=2, repeats=2, decode_tokens=4, windows=2))
+    run = Run(request, detect(with_backends=False))
+    for event in run.events():
+        if isinstance(event, Result) and event.result.method == "mock-passthrough":
+            run.zygote.proc.kill()  # as the OOM killer might
+            run.zygote.proc.wait()
+    assert [(r.method, r.status) for r in run.results] == [("mock-passthrough", "ok"), ("fp32", "ok")]
+    assert run.zygote.broken
