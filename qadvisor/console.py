@@ -22,7 +22,7 @@ STEPS = ("load", "quantize", "save", "reload", "evaluate", "benchmark")
 
 def stdout_console() -> Console:
     """Rich console for stdout; when piped, wide enough that tables keep their columns."""
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def print_hardware(info: HardwareInfo) -> None:
