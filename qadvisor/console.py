@@ -228,7 +228,7 @@ def run_auto(args, priorities) -> int:
     and still prints and writes what finished (exit 130); a second Ctrl-C quits at once."""
     from qadvisor.app.auto import AutoSession, auto_options
     from qadvisor.core.modelio import check_synthetic
-    from qadvisor.models.jsonfile import check_output_paths
+    from qadvisor.models.jsonfile import check_output_dir, check_output_paths
 
     opts = auto_options(model=args.model, methods=args.methods.split(",") if args.methods else None,
                         eval_text=args.eval_text, calib_text=args.calib_text, keep_models=args.keep_models,
@@ -237,6 +237,7 @@ def run_auto(args, priorities) -> int:
                         decode_tokens=args.decode_tokens, prompt_tokens=args.prompt_tokens, plan_for=args.plan_for,
                         target=args.target, target_methods=args.target_methods.split(",") if args.target_methods else None)
     check_output_paths(args.export, args.report)  # a run of minutes must not fail at its last step
+    check_output_dir(args.keep_models, "--keep-models")
     err = Console(stderr=True, highlight=False)
     if args.model and args.model.startswith("synthetic:"):
         check_synthetic(args.model)  # too big for this machine: one line, before anything is built

@@ -54,6 +54,19 @@ def check_output_path(path: Path | None, flag: str) -> None:
         raise UserError(f"{flag} {path}: not writable")
 
 
+def check_output_dir(path: Path | None, flag: str) -> None:
+    """A folder we will write into later (the kept quantized models): a folder or nothing yet, under one we can
+    write in. One UserError line naming the flag."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path}: is a file; give a folder")
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: {existing} is not writable")
+
+
 def check_output_paths(export: Path | None, report: Path | None) -> None:
     check_output_path(export, "--export")
     check_output_path(report, "--report")

@@ -123,3 +123,24 @@ def test_short_evaluation_text_is_refused_before_measuring(tmp_path):
 def test_a_prompt_longer_than_the_evaluation_text_is_refused(tmp_path):
     proc = run_cli("--auto", "--methods", "fp32", "--prompt-tokens", "100000", env={"QADVISOR_CACHE": str(tmp_path)})
     _assert_one_line_error(proc, "at least 100000 are needed")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--repeats", "0"], "--repeats must be at least 1"),
+    (["--decode-tokens", "1"], "--decode-tokens must be at least 2"),
+    (["--prompt-tokens", "0"], "--prompt-tokens must be at least 1"),
+    (["--max-kl", "-1"], "max_kl"),
+    (["--min-tok-s", "-5"], "min_decode_tok_s"),
+    (["--priorities", "storage=-1"], "storage must not be negative"),
+    (["--max-size", "abc"], "cannot read size 'abc'"),
+    (["--profile", "nope"], "unknown profile 'nope'"),
+    (["--calib-text", "/nonexistent/calib.txt"], "no such file"),
+    (["--keep-models", "A_FILE"], "A_FILE: is a file; give a folder"),
+])
+def test_every_option_is_checked_before_measuring(tmp_path, args, fragment):
+    (tmp_path / "A_FILE").write_text("not a folder")
+    args = [str(tmp_path / a) if a == "A_FILE" else a for a in args]
+    proc = run_cli("--auto", "--methods", "fp32", *args, env={"QADVISOR_CACHE": str(tmp_path / "c")})
+    _assert_one_line_error(proc, fragment)
+    assert not (tmp_path / "c").exists()
