@@ -144,3 +144,13 @@ def test_every_option_is_checked_before_measuring(tmp_path, args, fragment):
     proc = run_cli("--auto", "--methods", "fp32", *args, env={"QADVISOR_CACHE": str(tmp_path / "c")})
     _assert_one_line_error(proc, fragment)
     assert not (tmp_path / "c").exists()
+
+
+def test_cuda_asked_for_without_cuda(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = run_cli("--auto", "--methods", "fp32", "--device", "cuda", env={"QADVISOR_CACHE": str(tmp_path / "c")})
+    _assert_one_line_error(proc, "--device cuda: no CUDA device is visible")
+    assert not (tmp_path / "c").exists()
