@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import struct
 from pathlib import Path
 
@@ -161,10 +162,40 @@ def synthetic_reference(model_dir: Path):
     from qadvisor.core.jobs import Reference
     from qadvisor.quantizers.base import weights_bytes_on_disk
 
+    return Reference(params=param_count(model_dir), bf16_bytes=weights_bytes_on_disk(Path(model_dir)), ref_ppl=None,
+                     eval_tokens=0)
+
+
+def param_count(model_dir: Path) -> int:
+    """Parameters in the model's safetensors files, read from their headers (no weights loaded)."""
     params = 0
     for path in sorted(Path(model_dir).glob("*.safetensors")):
         with path.open("rb") as fh:
             (length,) = struct.unpack("<Q", fh.read(8))
             header = json.loads(fh.read(length))
         params += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
-    return Reference(params=params, bf16_bytes=weights_bytes_on_disk(Path(model_dir)), ref_ppl=None, eval_tokens=0)
+    return params
+
+
+def check_disk(model_dir: Path, bits: list[float], cache_root: Path | None, work_root: Path) -> None:
+    """Room for the run's files, before it starts: each quantized model is written to the work folder (the largest,
+    with llama.cpp's unquantized GGUF beside it, at a time) and, when models are cached, all of them to the cache.
+    Sizes from the parameter count and each method's bits (an estimate; group scales add a few %)."""
+    bf16 = 2 * param_count(model_dir)
+    sizes = [bf16 * b / 16 for b in bits]
+    wanted = [(_existing(work_root), 1.1 * (max(sizes, default=0) + bf16))]
+    if cache_root is not None:
+        wanted.append((_existing(cache_root), 1.1 * sum(sizes)))
+    needs: dict[int, tuple[Path, float]] = {}
+    for root, need in wanted:  # on one file system the two add up
+        device = root.stat().st_dev
+        needs[device] = (needs.get(device, (root, 0.0))[0], needs.get(device, (root, 0.0))[1] + need)
+    for root, need in needs.values():
+        free = shutil.disk_usage(root).free
+        if need > free:
+            raise UserError(f"not enough disk for this run: about {need / 2**30:.1f} GiB needed in {root} for the "
+                            f"quantized models, {free / 2**30:.1f} GiB free (fewer --methods, or free some space)")
+
+
+def _existing(path: Path) -> Path:
+    return next((p for p in (Path(path), *Path(path).parents) if p.exists()), Path("/"))

@@ -63,6 +63,11 @@ class Run:
         else:
             self.model_dir = (Path(request.model_dir) if request.model_dir else modelio.shipped_model_dir()).resolve()
         self.config = modelio.check_model_dir(self.model_dir)
+        self.artifacts_dir = (cache_root / "artifacts").resolve()
+        cached = artifacts.model_bytes(self.model_dir) <= artifacts.MAX_MODEL_BYTES
+        weights = {r.weights.name: r.weights.bits for r in self.recipes}
+        modelio.check_disk(self.model_dir, list(weights.values()), self.artifacts_dir if cached else None,
+                           Path(request.work_dir or tempfile.gettempdir()))
         if modelio.is_synthetic(self.model_dir):
             request = request.model_copy(update={"settings": request.settings.model_copy(update={"score_accuracy": False})})
             self.request = request
@@ -74,7 +79,6 @@ class Run:
                                   str(s.score_accuracy))
         self.cache_dir = (cache_root / "reference" / key).resolve()
         self.device_label = hardware.label(s.device, s.threads)
-        self.artifacts_dir = (cache_root / "artifacts").resolve()
         self.model_hash: str | None = None  # the model's content hash, computed at the first trial (artifacts)
         self.reference: Reference | None = None
         self.reference_s: float | None = None  # the reference step, when it ran (not from the cache)

@@ -154,3 +154,20 @@ def test_cuda_asked_for_without_cuda(tmp_path):
     proc = run_cli("--auto", "--methods", "fp32", "--device", "cuda", env={"QADVISOR_CACHE": str(tmp_path / "c")})
     _assert_one_line_error(proc, "--device cuda: no CUDA device is visible")
     assert not (tmp_path / "c").exists()
+
+
+def test_not_enough_disk_is_refused_before_measuring(tmp_path, monkeypatch):
+    import shutil as sh
+    from collections import namedtuple
+
+    from qadvisor.core.hardware import detect
+    from qadvisor.core.runner import Run, RunRequest
+    from qadvisor.errors import UserError
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(sh, "disk_usage", lambda path: usage(10**9, 10**9 - 50 * 2**20, 50 * 2**20))  # 50 MiB free
+    request = RunRequest(methods=["fp32", "bnb-nf4"], cache_dir=tmp_path / "c", work_dir=tmp_path / "w")
+    with pytest.raises(UserError, match="not enough disk for this run"):
+        Run(request, detect(with_backends=False))
+    monkeypatch.setattr(sh, "disk_usage", lambda path: usage(10**12, 0, 10**12))
+    Run(request, detect(with_backends=False))
