@@ -64,9 +64,9 @@ class Run:
             self.model_dir = (Path(request.model_dir) if request.model_dir else modelio.shipped_model_dir()).resolve()
         self.config = modelio.check_model_dir(self.model_dir)
         self.artifacts_dir = (cache_root / "artifacts").resolve()
-        cached = artifacts.model_bytes(self.model_dir) <= artifacts.MAX_MODEL_BYTES
+        self.keeps_models = artifacts.model_bytes(self.model_dir) <= artifacts.MAX_MODEL_BYTES  # in the cache
         weights = {r.weights.name: r.weights.bits for r in self.recipes}
-        modelio.check_disk(self.model_dir, list(weights.values()), self.artifacts_dir if cached else None,
+        modelio.check_disk(self.model_dir, list(weights.values()), self.artifacts_dir if self.keeps_models else None,
                            Path(request.work_dir or tempfile.gettempdir()))
         if modelio.is_synthetic(self.model_dir):
             request = request.model_copy(update={"settings": request.settings.model_copy(update={"score_accuracy": False})})
@@ -118,7 +118,7 @@ class Run:
         job = Job(kind=kind, method=method, model_dir=self.model_dir, cache_dir=self.cache_dir, work_dir=work_dir,
                   eval_text=self.eval_path, calib_text=self.calib_path, settings=self.request.settings,
                   device_label=self.device_label, keep_model=keep, reuse_artifact=self.request.reuse_cache)
-        if kind == "trial" and artifacts.model_bytes(self.model_dir) <= artifacts.MAX_MODEL_BYTES:
+        if kind == "trial" and self.keeps_models:
             inputs = self._artifact_inputs(registry.parse_methods(method)[0].weights)
             job = job.model_copy(update={"artifact_dir": self.artifacts_dir / artifacts.key_of(inputs),
                                          "artifact_inputs": inputs})
