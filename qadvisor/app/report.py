@@ -82,13 +82,13 @@ def time_markdown(export: RunExport, narrow: bool = False) -> list[str]:
     from qadvisor.app.views import time_view
 
     view = time_view(export)
-    return ["", "## Where the time went", ""] + table_markdown(view, narrow) if view.rows else []
+    return ["", "## Where the time went", ""] + table_markdown(view, narrow, title=False) if view.rows else []
 
 
-def table_markdown(view, narrow: bool = False) -> list[str]:
+def table_markdown(view, narrow: bool = False, title: bool = True) -> list[str]:
     """A shared view's title, table and notes as Markdown lines. `narrow`: a line per row instead of a table, for a
-    half-width pane where eight columns would be cut to "…"."""
-    lines = [view.title + ".", ""]
+    half-width pane where eight columns would be cut to "…"; `title` False when a heading says it already."""
+    lines = [view.title + ".", ""] if title else []
     if narrow:
         lines += [f"- **{row[0]}**: " + " · ".join(f"{col} {value}" for col, value in zip(view.columns[1:], row[1:]))
                   for row in view.rows]

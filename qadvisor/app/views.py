@@ -61,9 +61,11 @@ def time_view(export: RunExport) -> TableView:
     measured = [r for r in export.results if r.status == "ok" and r.step_s]
     ref = (f"reference step {export.reference_s:.1f} s" if export.reference_s is not None
            else "reference from the cache")
-    view = TableView(title="Where the time went (seconds in this run; start = process start and imports)",
-                     columns=["method", "start", *TIME_STEPS, "total"], rows=rows)
-    view.notes = [f"{ref}; trials {sum((r.start_s or 0) + (r.total_s or 0) for r in measured):.0f} s in all, "
+    view = TableView(title="Where the time went (seconds in this run)", columns=["method", "start", *TIME_STEPS, "total"],
+                     rows=rows)
+    view.notes = ["start = the trial process's start and the imports before its first step; quantize \"cached\": the "
+                  "model came from the cache (in brackets, how long quantizing took when it was made)",
+                  f"{ref}; trials {sum((r.start_s or 0) + (r.total_s or 0) for r in measured):.0f} s in all, "
                   f"{sum(r.cached for r in measured)} of {len(measured)} quantized models from the cache"
                   + ("" if export.settings.reuse_cache else " (--no-cache: the cache was refreshed)")]
     return view

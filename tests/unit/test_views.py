@@ -1,0 +1,26 @@
+"""The shared views every face renders: where the time went."""
+
+from qadvisor.app.report import markdown
+from qadvisor.app.views import time_view
+from tests.unit.samples import sample_export
+
+
+def test_where_the_time_went_per_method_and_step():
+    export = sample_export()
+    first, second = export.results[0], export.results[1]
+    export.results[0] = first.model_copy(update={"step_s": {"quantize": 2.0, "benchmark": 1.5}, "start_s": 0.5,
+                                                 "total_s": 4.0, "quantize_s": 2.0})
+    export.results[1] = first.model_copy(update={"method": "bnb-int8", "step_s": {"reload": 0.3}, "cached": True,
+                                                 "quantize_s": 7.9, "start_s": 0.02, "total_s": 1.0})
+    second = export.results[1]
+    view = time_view(export)
+    rows = {row[0]: row for row in view.rows}
+    assert rows[first.method][3] == "2.0" and rows[first.method][-1] == "4.5"
+    assert rows[second.method][3] == "cached (7.9)"
+    assert "1 of 2 quantized models from the cache" in view.notes[-1]
+    text = markdown(export)
+    assert "## Where the time went" in text and "cached (7.9)" in text
+
+
+def test_exports_without_step_times_show_no_time_table():
+    assert "Where the time went" not in markdown(sample_export())
