@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("first", type=Path)
     compare.add_argument("second", type=Path)
     sub.add_parser("schema", help="print the JSON Schema of the export")
+    cache = sub.add_parser("cache", help="what qadvisor keeps between runs ($QADVISOR_CACHE or ~/.cache/qadvisor)")
+    cache.add_argument("--clear", choices=("artifacts", "reference", "synthetic", "all"),
+                       help="remove that part (it is recomputed when a run needs it)")
     plan = sub.add_parser("plan", help="estimate size, memory fit and a decode bound per method for any Qwen2.5 size")
     plan.add_argument("--model", default="Qwen2.5-72B", help="Qwen2.5-0.5B … Qwen2.5-72B, or a Qwen2 config.json / directory")
     plan.add_argument("--context", type=int, default=2048, help="tokens held in the KV cache (default 2048)")
@@ -98,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_compare(args)
         if args.command == "schema":
             return cmd_schema(args)
+        if args.command == "cache":
+            return cmd_cache(args)
         if args.auto:
             return cmd_auto(args)
         return cmd_tui(args)
@@ -171,6 +176,21 @@ def cmd_advise(args) -> int:
         save_export(export, args.export)
     if args.report:
         write_text_atomic(args.report, markdown(export))
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from qadvisor.core import artifacts
+    from qadvisor.core.runner import default_cache_dir
+
+    root = default_cache_dir()
+    if args.clear:
+        freed = artifacts.clear(root, args.clear)
+        print(f"cleared {args.clear} in {root}: {freed / 2**20:,.1f} MiB freed")
+        return 0
+    print(f"qadvisor's cache: {root}")
+    for part, what, entries, size in artifacts.cache_summary(root):
+        print(f"  {part:10s} {entries:4d} entries  {size / 2**20:12,.1f} MiB  {what}")
     return 0
 
 

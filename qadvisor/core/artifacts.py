@@ -102,3 +102,34 @@ def store(entry: Path, saved: Path, method: str, quantize_s: float, inputs: dict
         os.rename(tmp, entry)
     except OSError:  # another run stored the same key just now: theirs is as good
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+CACHE_PARTS = {"artifacts": "quantized models", "reference": "reference log-probs",
+               "synthetic": "random-weight models and slices"}
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def cache_summary(root: Path) -> list[tuple[str, str, int, int]]:
+    """(part, what it holds, entries, bytes) for each part of the cache folder."""
+    rows = []
+    for part, what in CACHE_PARTS.items():
+        folder = Path(root) / part
+        entries = [p for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []
+        rows.append((part, what, len(entries), folder_bytes(folder) if folder.is_dir() else 0))
+    return rows
+
+
+def clear(root: Path, part: str) -> int:
+    """Remove one part of the cache (or all of them); returns the bytes freed. Everything in it is recomputed when a
+    run needs it again."""
+    parts = list(CACHE_PARTS) if part == "all" else [part]
+    freed = 0
+    for name in parts:
+        folder = Path(root) / name
+        if folder.is_dir():
+            freed += folder_bytes(folder)
+            shutil.rmtree(folder)
+    return freed

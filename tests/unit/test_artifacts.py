@@ -53,3 +53,18 @@ def test_an_entry_is_used_only_when_whole(tmp_path):
     artifacts.store(entry, saved, "m", 2.0, inputs)  # stored again over the damaged one
     assert artifacts.lookup(entry).quantize_s == 2.0
     assert not list(entry.parent.glob(".*.tmp"))
+
+
+def test_cache_command_lists_and_clears(tmp_path):
+    from tests.conftest import run_cli
+
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "model.safetensors").write_bytes(b"x" * 2**20)
+    artifacts.store(tmp_path / "cache" / "artifacts" / "k1", saved, "m", 1.0, {})
+    env = {"QADVISOR_CACHE": str(tmp_path / "cache")}
+    listed = run_cli("cache", env=env)
+    assert listed.returncode == 0 and "artifacts     1 entries" in listed.stdout and "1.0 MiB" in listed.stdout
+    cleared = run_cli("cache", "--clear", "artifacts", env=env)
+    assert cleared.returncode == 0 and "1.0 MiB freed" in cleared.stdout
+    assert not (tmp_path / "cache" / "artifacts").exists()
