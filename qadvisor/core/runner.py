@@ -41,7 +41,7 @@ class RunRequest(BaseModel):
     cache_dir: Path | None = None
     work_dir: Path | None = None  # keep the quantized models here; None: a temporary folder
     reuse_cache: bool = True  # False (--no-cache): the reference and every method computed again, the cache refreshed
-    warm_start: bool = True  # trial processes forked from one that imported torch once (core.zygote)
+    warm_start: bool = True  # CPU trial processes forked from one that imported torch once (core.zygote)
     trial_timeout_s: float = 1800.0
 
 
@@ -89,7 +89,10 @@ class Run:
         """Yield progress, metric, result and error events; a failing method never stops the run."""
         cancel = cancel or threading.Event()
         keep = self.request.work_dir is not None
-        self.zygote = Zygote(trial_env(self.request.settings.threads)) if self.request.warm_start else None
+        # CPU only: a process that touched the CUDA driver (an import may ask it for devices) cannot fork a child that
+        # uses CUDA, so GPU trials start fresh, as they always did
+        warm = self.request.warm_start and self.request.settings.device == "cpu"
+        self.zygote = Zygote(trial_env(self.request.settings.threads)) if warm else None
         try:
             yield from self._events(cancel, keep)
         finally:
