@@ -37,6 +37,17 @@ def trial_processes(with_zygotes: bool = False) -> list:
     return found
 
 
+@pytest.fixture
+def mock_backend(monkeypatch):
+    """The MOCK backend (never offered to users) switched on for one test."""
+    from qadvisor.quantizers import registry
+
+    monkeypatch.setenv(registry.MOCK_ENV, "1")
+    registry.backends.cache_clear()
+    yield
+    registry.backends.cache_clear()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
     # Session-wide, so module fixtures see it too: no test reads a stale cache or writes the user's.

@@ -7,15 +7,6 @@ import pytest
 from qadvisor.core.hardware import detect
 from qadvisor.core.jobs import EvalSettings
 from qadvisor.core.runner import Run, RunRequest
-from qadvisor.quantizers import registry
-
-
-@pytest.fixture
-def mock_backend(monkeypatch):
-    monkeypatch.setenv(registry.MOCK_ENV, "1")
-    registry.backends.cache_clear()
-    yield
-    registry.backends.cache_clear()
 
 
 @pytest.mark.parametrize("warm", [True, False], ids=["forked", "fresh"])

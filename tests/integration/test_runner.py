@@ -8,15 +8,6 @@ from qadvisor.core.hardware import detect
 from qadvisor.core.jobs import EvalSettings
 from qadvisor.core.runner import Run, RunRequest
 from qadvisor.models.events import Error, Metric, Progress, Result
-from qadvisor.quantizers import registry
-
-
-@pytest.fixture
-def mock_backend(monkeypatch):
-    monkeypatch.setenv(registry.MOCK_ENV, "1")
-    registry.backends.cache_clear()
-    yield
-    registry.backends.cache_clear()
 
 
 def _request(methods, **kw):
