@@ -17,9 +17,6 @@ from qadvisor.models.export import save_export
 from qadvisor.models.hardware import HardwareInfo
 from qadvisor.models.jsonfile import write_text_atomic
 
-STEPS = ("load", "quantize", "save", "reload", "evaluate", "benchmark")
-
-
 def stdout_console() -> Console:
     """Rich console for stdout; when piped, wide enough that tables keep their columns."""
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)

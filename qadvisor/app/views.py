@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from qadvisor.core import format as f
+from qadvisor.models.events import STEPS
 from qadvisor.models.export import RunExport
 
 
@@ -43,29 +44,28 @@ def target_view(export: RunExport) -> TableView | None:
     return view
 
 
-TIME_STEPS = ("load", "quantize", "save", "reload", "evaluate", "benchmark")
-
-
 def time_view(export: RunExport) -> TableView:
     """Where the run's time went, per method and step (seconds measured in this run). A method whose quantized model
     came from the cache shows "cached" for quantize; its quantize time from the run that made it is in brackets."""
-    rows = []
-    for r in export.results:
-        if r.status != "ok" or not r.step_s:
-            continue
-        steps = [f"{r.step_s[name]:.1f}" if name in r.step_s else "—" for name in TIME_STEPS]
-        if r.cached:
-            steps[1] = f"cached ({r.quantize_s:.1f})" if r.quantize_s is not None else "cached"
-        total = (r.start_s or 0.0) + (r.total_s or 0.0)
-        rows.append([r.method, f.num(r.start_s), *steps, f"{total:.1f}"])
     measured = [r for r in export.results if r.status == "ok" and r.step_s]
+    rows = []
+    for r in measured:
+        steps = [f"{r.step_s[name]:.1f}" if name in r.step_s else "—" for name in STEPS]
+        if r.cached:
+            steps[STEPS.index("quantize")] = f"cached ({r.quantize_s:.1f})" if r.quantize_s is not None else "cached"
+        rows.append([r.method, f.num(r.start_s), *steps, f"{_trial_s(r):.1f}"])
     ref = (f"reference step {export.reference_s:.1f} s" if export.reference_s is not None
            else "reference from the cache")
-    view = TableView(title="Where the time went (seconds in this run)", columns=["method", "start", *TIME_STEPS, "total"],
+    view = TableView(title="Where the time went (seconds in this run)", columns=["method", "start", *STEPS, "total"],
                      rows=rows)
     view.notes = ["start = the trial process's start and the imports before its first step; quantize \"cached\": the "
                   "model came from the cache (in brackets, how long quantizing took when it was made)",
-                  f"{ref}; trials {sum((r.start_s or 0) + (r.total_s or 0) for r in measured):.0f} s in all, "
+                  f"{ref}; trials {sum(_trial_s(r) for r in measured):.0f} s in all, "
                   f"{sum(r.cached for r in measured)} of {len(measured)} quantized models from the cache"
                   + ("" if export.settings.reuse_cache else " (--no-cache: the cache was refreshed)")]
     return view
+
+
+def _trial_s(r) -> float:
+    """A trial's seconds from its process's start to its result."""
+    return (r.start_s or 0.0) + (r.total_s or 0.0)

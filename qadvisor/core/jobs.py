@@ -41,6 +41,7 @@ class Job(BaseModel):
     # trials: the cache entry for this quantized model (core.artifacts), None to keep none; reuse_artifact False
     # quantizes again and replaces the entry (--no-cache)
     artifact_dir: Path | None = None
+    fast_bf16: bool = False  # the CPU computes bf16 natively (core.hardware.fast_bf16): the quantizers' work dtype
     artifact_inputs: dict[str, str] = {}
     reuse_artifact: bool = True
 

@@ -186,11 +186,14 @@ def check_disk(model_dir: Path, bits: list[float], cache_root: Path | None, work
     wanted = [(_existing(work_root), 1.1 * (max(sizes, default=0) + bf16))]
     if cache_root is not None:
         wanted.append((_existing(cache_root), 1.1 * sum(sizes)))
-    needs: dict[int, tuple[Path, float]] = {}
+    roots: dict[int, Path] = {}
+    needs: dict[int, float] = {}
     for root, need in wanted:  # on one file system the two add up
         device = root.stat().st_dev
-        needs[device] = (needs.get(device, (root, 0.0))[0], needs.get(device, (root, 0.0))[1] + need)
-    for root, need in needs.values():
+        roots.setdefault(device, root)
+        needs[device] = needs.get(device, 0.0) + need
+    for device, need in needs.items():
+        root = roots[device]
         free = shutil.disk_usage(root).free
         if need > free:
             raise UserError(f"not enough disk for this run: about {need / 2**30:.1f} GiB needed in {root} for the "

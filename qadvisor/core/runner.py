@@ -84,6 +84,9 @@ class Run:
         self.reference_s: float | None = None  # the reference step, when it ran (not from the cache)
         self.results: list[TrialResult] = []
         self.zygote: Zygote | None = None
+        from qadvisor.core.hardware import fast_bf16
+
+        self.fast_bf16 = fast_bf16()  # one answer for the trials' work dtype and the cache keys that record it
 
     def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
         """Yield progress, metric, result and error events; a failing method never stops the run."""
@@ -120,7 +123,8 @@ class Run:
     def _job(self, kind: str, method: str, work_dir: Path, keep: bool) -> Job:
         job = Job(kind=kind, method=method, model_dir=self.model_dir, cache_dir=self.cache_dir, work_dir=work_dir,
                   eval_text=self.eval_path, calib_text=self.calib_path, settings=self.request.settings,
-                  device_label=self.device_label, keep_model=keep, reuse_artifact=self.request.reuse_cache)
+                  device_label=self.device_label, keep_model=keep, reuse_artifact=self.request.reuse_cache,
+                  fast_bf16=self.fast_bf16)
         if kind == "trial" and self.keeps_models:
             inputs = self._artifact_inputs(registry.parse_methods(method)[0].weights)
             job = job.model_copy(update={"artifact_dir": self.artifacts_dir / artifacts.key_of(inputs),
@@ -129,14 +133,12 @@ class Run:
 
     def _artifact_inputs(self, spec) -> dict[str, str]:
         """What decides the quantized files of `spec` here (core.artifacts)."""
-        from qadvisor.core.hardware import fast_bf16
-
         backend = registry.backend_for(spec)
         self.model_hash = self.model_hash or artifacts.content_hash(self.model_dir)
         s = self.request.settings
         return artifacts.key_inputs(self.model_hash, spec.model_dump_json(), (backend.package, *backend.also_needs),
                                     self.calib_path.read_text(encoding="utf-8") if backend.calibrated else "",
-                                    s.device, backend.calibrated and s.score_accuracy, fast_bf16())
+                                    s.device, backend.calibrated and s.score_accuracy, self.fast_bf16)
 
     def _reference(self, work_dir: Path, cancel: threading.Event) -> Iterator[Event]:
         ref_file = self.cache_dir / REFERENCE_FILE

@@ -85,13 +85,12 @@ def run_reference(job: Job, out: Emitter) -> None:
 
 def _context(job: Job, out: Emitter, calib: list[str]):
     """What a backend gets besides the spec, the same for a trial and a timing job."""
-    from qadvisor.core.hardware import fast_bf16
     from qadvisor.quantizers.base import TrialContext
 
     s = job.settings
     return TrialContext(device=s.device, calib_texts=calib, threads=s.threads, progress=out.progress,
                         max_tokens=max(s.window, s.prompt_tokens + s.decode_tokens), calibrate=s.score_accuracy,
-                        fast_bf16=fast_bf16())
+                        fast_bf16=job.fast_bf16)
 
 
 class Steps:

@@ -9,10 +9,14 @@ from pydantic import BaseModel, Field
 from qadvisor.models.result import TrialResult
 
 
+# A trial's steps, in order: its progress events name them, the faces count them and show the time each took.
+STEPS = ("load", "quantize", "save", "reload", "evaluate", "benchmark")
+
+
 class Progress(BaseModel):
     kind: Literal["progress"] = "progress"
     method: str
-    step: str  # load, quantize, save, reload, evaluate, benchmark
+    step: str  # one of STEPS
     fraction: float | None = None  # within the step, when known
     message: str = ""
 

@@ -10,10 +10,8 @@ from textual.widgets import Label, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
 from qadvisor.core import format as f
-from qadvisor.models.events import Error, Metric, Progress
+from qadvisor.models.events import STEPS, Error, Metric, Progress
 from qadvisor.models.result import TrialResult
-
-STEPS = ("load", "quantize", "save", "reload", "evaluate", "benchmark")
 
 
 class MethodPanel(Vertical):
