@@ -150,11 +150,12 @@ def cmd_methods(args) -> int:
 def priorities_from_args(args, default="balanced"):
     """The chosen profile (else `default`: a preset name or saved priorities) with any weights and limits given on
     the command line laid over it."""
-    from qadvisor.models.priorities import build_priorities, parse_size
+    from qadvisor.app.options import priority_options
+    from qadvisor.models.priorities import parse_weights
 
-    limits = {"max_size_bytes": parse_size(args.max_size) if args.max_size else None,
-              "min_decode_tok_s": args.min_tok_s, "max_ppl_rise_pct": args.max_ppl_rise, "max_kl": args.max_kl}
-    return build_priorities(args.profile or default, args.priorities, limits)
+    return priority_options(profile=args.profile or default, **parse_weights(args.priorities or ""),
+                            max_size=args.max_size, min_tok_s=args.min_tok_s, max_ppl_rise=args.max_ppl_rise,
+                            max_kl=args.max_kl).priorities()
 
 
 def cmd_advise(args) -> int:
@@ -233,9 +234,60 @@ def cmd_plan(args) -> int:
 
 
 def cmd_auto(args) -> int:
-    from qadvisor.console import run_auto
+    """`qadvisor --auto`: measure every method, print the table, write the export. Ctrl-C stops the current trial
+    and still prints and writes what finished (exit 130); a second Ctrl-C quits at once."""
+    from qadvisor.app.auto import AutoSession
+    from qadvisor.app.options import run_options
+    from qadvisor.console import EventPrinter, print_run
 
-    return run_auto(args, priorities_from_args(args))  # a bad profile fails before anything is measured
+    def split(text):
+        return [m.strip() for m in text.split(",") if m.strip()] if text else None
+
+    priorities = priorities_from_args(args)  # a bad profile fails before anything is measured
+    opts = run_options(model=args.model, methods=split(args.methods), eval_text=args.eval_text,
+                       calib_text=args.calib_text, keep_models=args.keep_models, export=args.export, report=args.report,
+                       reuse_cache=not args.no_cache, device=args.device, threads=args.threads, repeats=args.repeats,
+                       decode_tokens=args.decode_tokens, prompt_tokens=args.prompt_tokens, plan_for=args.plan_for,
+                       target=args.target, target_methods=split(args.target_methods))
+    printer = EventPrinter(0)
+    session = AutoSession(opts, priorities, say=printer.say)
+    run = session.run
+    printer.total = session.trials()
+    printer.say(f"{len(run.recipes)} methods on {run.model_dir.name} ({run.device_label}); each runs in its own process")
+    interrupted = _measure(session, printer)
+    if not session.measured():
+        printer.say("interrupted before the reference was ready: nothing measured, nothing written")
+        return 130
+    export = session.export()
+    print_run(export)
+    for line in session.write(export):
+        printer.err.print(line)
+    if interrupted:
+        return 130
+    return 0 if any(r.status == "ok" for r in export.results) else 1
+
+
+def _measure(session, printer) -> bool:
+    """Print the session's events; True when Ctrl-C stopped it. The first Ctrl-C asks the runner to stop (it stops
+    the trial's processes and keeps what finished, wherever the run was); a second one quits at once."""
+    import signal
+    import threading
+
+    cancel = threading.Event()
+
+    def on_ctrl_c(signum, frame):
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        printer.say("interrupted: the current trial is stopped; writing what finished (Ctrl-C again quits at once)")
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        for event in session.events(cancel):
+            printer(event)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return cancel.is_set()
 
 
 def cmd_tui(args) -> int:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
-import threading
 
 from rich.console import Console
 from rich.table import Table
 
+from qadvisor.app.views import TEXT_COLUMNS
 from qadvisor.core import format as f
-from qadvisor.app.report import markdown
 from qadvisor.models.events import Error, Event, Progress, Result
-from qadvisor.models.export import save_export
 from qadvisor.models.hardware import HardwareInfo
-from qadvisor.models.jsonfile import write_text_atomic
 
 def stdout_console() -> Console:
     """Rich console for stdout; when piped, wide enough that tables keep their columns."""
@@ -23,23 +18,12 @@ def stdout_console() -> Console:
 
 
 def print_hardware(info: HardwareInfo) -> None:
+    from qadvisor.app.views import backends_view, hardware_lines
+
     out = stdout_console()
-    out.print(f"[b]CPU[/]   {info.cpu_model} — {info.physical_cores} physical / {info.logical_cores} logical cores; "
-              f"ISA: {', '.join(info.isa_flags) or 'none of AVX2/AVX-512/AMX/NEON'}")
-    out.print(f"[b]RAM[/]   {f.gib(info.ram_total_bytes)} total, {f.gib(info.ram_available_bytes)} available; "
-              f"disk {f.gib(info.disk_free_bytes)} free")
-    out.print(f"[b]OS[/]    {info.os}, Python {info.python}, torch {info.torch or 'not installed'}, CUDA {info.cuda or 'none'}")
-    if info.gpus:
-        for g in info.gpus:
-            out.print(f"[b]GPU {g.index}[/] {g.name}, {f.gib(g.vram_bytes)}, compute {g.compute_capability}, driver {g.driver}")
-    else:
-        out.print(f"[b]GPU[/]   {info.gpu_note}")
-    table = Table(title="Backends", title_justify="left")
-    for col in ("backend", "here", "why / version", "methods"):
-        table.add_column(col)
-    for b in info.backends:
-        table.add_row(b.backend, "[green]yes[/]" if b.available else "[red]no[/]", b.reason, ", ".join(b.methods))
-    out.print(table)
+    for label, text in hardware_lines(info):
+        out.print(f"[b]{label:<5}[/] {text}")
+    print_view(backends_view(info), boxed=True)
 
 
 def print_methods(rows: list[dict]) -> None:
@@ -138,10 +122,10 @@ def _g(n: int) -> str:
 
 def print_plan_summary(export) -> None:
     """Measured here → this method; for the planned model on the target → fits or not, size, decode bound."""
-    from qadvisor.core.planner import summary_for
+    from qadvisor.app.views import plan_summary
 
     rec = export.recommendation
-    stdout_console().print(summary_for(export.plan, rec.method if rec else None))
+    stdout_console().print(plan_summary(export.plan, rec.method if rec else None))
 
 
 class EventPrinter:
@@ -174,138 +158,43 @@ class EventPrinter:
 
 
 def print_recommendation(export) -> None:
-    """The advisor's answer: headline, reasons with numbers, archetypes, Pareto front, what would flip it."""
-    rec = export.recommendation
+    """The advisor's answer (the shared view): priorities, headline, reasons, archetypes, Pareto front."""
+    from qadvisor.app.views import recommendation_view
+
+    view = recommendation_view(export)
     out = stdout_console()
-    p = rec.priorities or export.priorities
-    if p is not None:
-        w = p.weights()
-        limits = ", ".join(f"{k}={v:g}" for k, v in p.limits.model_dump().items() if v is not None) or "none"
-        out.print(f"[dim]priorities {p.name}: storage {w['storage']:.2f}, latency {w['latency']:.2f}, "
-                  f"accuracy {w['accuracy']:.2f}; limits: {limits}[/]")
-    out.print(f"[b]Recommendation: {rec.headline}[/]" + (f"  [dim](measured on {rec.device})[/]" if rec.device else ""))
-    for reason in rec.reasons:
-        out.print(f"  • {reason}")
-    if rec.flip:
-        out.print(f"  • what would change it: {rec.flip}")
-    if rec.archetypes:
-        fits = rec.fits or {m: [a] for m, a in rec.archetypes.items()}  # exports before `fits` had one label
-        groups = {k: [m for m, a in fits.items() if k in a] for k in "ABC"}
-        out.print("  archetypes here: " + "; ".join(f"{k}: {', '.join(v) or '—'}" for k, v in groups.items()))
-    out.print(f"  Pareto front (size × speed × loss): {', '.join(rec.pareto_front) or '—'}")
-    for method, why in rec.ruled_out.items():
-        out.print(f"  [red]ruled out[/] {method}: {'; '.join(why)}")
+    if view.title:
+        out.print(f"[dim]{view.title}[/]")
+    out.print(f"[b]Recommendation: {view.headline}[/]" + "".join(f"  [dim]({note})[/]" for note in view.notes))
+    for line in view.lines:
+        out.print(f"  • {line}", soft_wrap=True)
 
 
 def print_comparison(first, second) -> None:
     """Two runs side by side: per method the change in each metric, and whether the advice differs."""
+    from qadvisor.app.views import comparison_view
     from qadvisor.core.compare import compare
 
-    c = compare(first, second)
-    out = stdout_console()
-    out.print(f"[b]A[/] {first.model.name} on {first.settings.device} ({first.created_at})")
-    out.print(f"[b]B[/] {second.model.name} on {second.settings.device} ({second.created_at})")
-    table = Table(box=None, pad_edge=False)
-    for col in ("method", "size MiB A→B", "decode tok/s A→B", "B/A", "ΔPPL A→B", "KL A→B"):
-        table.add_column(col, justify="left" if col == "method" else "right", no_wrap=True)
-    for p in c.pairs:
-        x, y = p.a, p.b
-        table.add_row(p.method, f"{f.mib(x.size_bytes)}→{f.mib(y.size_bytes)}",
-                      f"{x.decode_tok_s:.1f}→{y.decode_tok_s:.1f}", f"{p.decode_ratio:.2f}×",
-                      f"{f.signed_pct(x.ppl_delta_pct)}→{f.signed_pct(y.ppl_delta_pct)}", f"{f.sci(x.kl_mean)}→{f.sci(y.kl_mean)}")
-    out.print(table)
-    if c.only_in_a or c.only_in_b:
-        out.print("measured in one run only: " + ", ".join([f"{m} (A)" for m in c.only_in_a] + [f"{m} (B)" for m in c.only_in_b]))
-    verdict = "the same" if c.same_advice else "[b]different[/]"
-    out.print(f"with priorities {c.priorities.name}: A → {c.advice_a.headline}; B → {c.advice_b.headline}: {verdict}")
-
-
-def run_auto(args, priorities) -> int:
-    """`qadvisor --auto`: measure every method, print the table, write the export. Ctrl-C stops the current trial
-    and still prints and writes what finished (exit 130); a second Ctrl-C quits at once."""
-    from qadvisor.app.auto import AutoSession, auto_options
-    from qadvisor.core.modelio import check_synthetic
-    from qadvisor.models.jsonfile import check_output_dir, check_output_paths
-
-    opts = auto_options(model=args.model, methods=args.methods.split(",") if args.methods else None,
-                        eval_text=args.eval_text, calib_text=args.calib_text, keep_models=args.keep_models,
-                        reuse_cache=not args.no_cache,
-                        device=args.device, threads=args.threads, repeats=args.repeats,
-                        decode_tokens=args.decode_tokens, prompt_tokens=args.prompt_tokens, plan_for=args.plan_for,
-                        target=args.target, target_methods=args.target_methods.split(",") if args.target_methods else None)
-    check_output_paths(args.export, args.report)  # a run of minutes must not fail at its last step
-    check_output_dir(args.keep_models, "--keep-models")
-    err = Console(stderr=True, highlight=False)
-    if args.model and args.model.startswith("synthetic:"):
-        check_synthetic(args.model)  # too big for this machine: one line, before anything is built
-        err.print(f"qadvisor: {args.model}: random weights at the real shape (built once, then cached)")
-    session = AutoSession(opts, priorities)
-    run = session.run
-    err.print(f"qadvisor: {len(run.recipes)} methods on {run.model_dir.name} ({run.device_label}); "
-              "each runs in its own process")
-    interrupted = _measure(session, EventPrinter(session.trials()), err)
-    if not session.measured():
-        err.print("qadvisor: interrupted before the reference was ready: nothing measured, nothing written")
-        return 130
-    export = session.export()
-    print_run(export)
-    _write(export, args.export, args.report, err)
-    if interrupted:
-        return 130
-    return 0 if any(r.status == "ok" for r in export.results) else 1
-
-
-def _measure(session, printer, err: Console) -> bool:
-    """Print the session's events; True when Ctrl-C stopped it. The first Ctrl-C asks the runner to stop (it stops
-    the trial's processes and keeps what finished, wherever the run was); a second one quits at once."""
-    cancel = threading.Event()
-
-    def on_ctrl_c(signum, frame):
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set()
-        err.print("qadvisor: interrupted: the current trial is stopped; writing what finished "
-                  "(Ctrl-C again quits at once)")
-
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
-    try:
-        for event in session.events(cancel):
-            printer(event)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    return cancel.is_set()
-
-
-def _write(export, export_path, report_path, err: Console) -> None:
-    if export_path:
-        save_export(export, export_path)
-        err.print(f"export written to {os.fspath(export_path)}" + ("" if export.complete else " (incomplete)"))
-    if report_path:
-        write_text_atomic(report_path, markdown(export))
-        err.print(f"report written to {os.fspath(report_path)}")
+    view = comparison_view(compare(first, second), f"{first.model.name} on {first.settings.device} ({first.created_at})",
+                           f"{second.model.name} on {second.settings.device} ({second.created_at})")
+    print_view(view)
 
 
 def print_run(export) -> None:
     """The measured table, the planner check, the recommendation and, with --plan-for, the target's."""
-    from qadvisor.core.plancheck import describe
-    from qadvisor.core.table import footnote, not_measured, results_table
+    from qadvisor.app.views import plan_check_lines, results_view, time_view
 
-    out = stdout_console()
-    out.print(results_table(export))
-    for line in not_measured(export):
-        out.print(f"[red]not measured[/] {line}")
-    out.print(f"[dim]{footnote(export)}[/]")
+    print_view(results_view(export), boxed=True)
     if export.plan_check:
+        out = stdout_console()
         out.print("planner check, predicted from the architecture vs measured here:")
-        for line in describe(export.plan_check):
+        for line in plan_check_lines(export.plan_check):
             out.print(f"  {line}", soft_wrap=True)
     print_recommendation(export)
     if export.plan is not None:
         print_plan_summary(export)
     if export.target is not None:
         print_target(export)
-    from qadvisor.app.views import time_view
-
     times = time_view(export)
     if times.rows:
         print_view(times)
@@ -318,14 +207,17 @@ def print_target(export) -> None:
     print_view(target_view(export))
 
 
-def print_view(view) -> None:
-    """A shared view (app.views) as a Rich table with its headline, lines and notes."""
+def print_view(view, boxed: bool = False) -> None:
+    """A shared view (app.views) as a Rich table with its headline, lines and notes; "no" in a cell shows red."""
     out = stdout_console()
-    table = Table(title=f"[b]{view.title}[/]", title_justify="left", pad_edge=False, box=None)
+    for line in view.above:
+        out.print(line)
+    table = Table(title=f"[b]{view.title}[/]" if view.title else None, title_justify="left", pad_edge=boxed,
+                  **({} if boxed else {"box": None}))
     for col in view.columns:
-        table.add_column(col, justify="left" if col in ("method", "fits") else "right", no_wrap=True)
+        table.add_column(col, justify="left" if col in TEXT_COLUMNS else "right", no_wrap=col == "method")
     for row in view.rows:
-        table.add_row(*row)
+        table.add_row(*(f"[red]{cell}[/]" if cell == "no" else cell for cell in row))
     out.print(table)
     if view.headline:
         out.print(f"[b]{view.headline}[/]")
@@ -333,3 +225,5 @@ def print_view(view) -> None:
         out.print(f"  • {line}", soft_wrap=True)
     for note in view.notes:
         out.print(f"  [dim]{note}[/]", soft_wrap=True)
+
+

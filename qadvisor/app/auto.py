@@ -4,51 +4,21 @@ the target, and one export with the advice for both. Everything is checked when 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
-from pydantic import BaseModel, Field, ValidationError
-
+from qadvisor.app.options import RunOptions
 from qadvisor.errors import UserError
 from qadvisor.models.events import Event
-from qadvisor.models.export import RunExport
+from qadvisor.models.export import RunExport, save_export
+from qadvisor.models.jsonfile import check_output_dir, check_output_paths, write_text_atomic
 from qadvisor.models.priorities import Priorities
-from qadvisor.quantizers import registry
-
-
-class AutoOptions(BaseModel):
-    model: str | None = None  # a directory, synthetic:NAME, or None for the shipped model
-    methods: list[str] = list(registry.DEFAULT_METHODS)
-    eval_text: Path | None = None
-    calib_text: Path | None = None
-    keep_models: Path | None = None
-    reuse_cache: bool = True  # False: --no-cache
-    device: str = "auto"
-    threads: int | None = Field(None, ge=1)
-    repeats: int = Field(5, ge=1)
-    decode_tokens: int = Field(32, ge=2)
-    prompt_tokens: int = Field(128, ge=1)
-    plan_for: str | None = None  # e.g. Qwen2.5-72B: also advise for that model
-    target: str = "this"
-    target_methods: list[str] | None = None  # measured on slices of plan_for; default: see _target_methods
-
-
-def auto_options(**values) -> AutoOptions:
-    """AutoOptions from a face's input; a value out of range is one UserError line."""
-    try:
-        return AutoOptions(**{k: v for k, v in values.items() if v is not None})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        bound = err.get("ctx", {}).get("ge")
-        name = "--" + str(err["loc"][0]).replace("_", "-")
-        raise UserError(f"{name} must be at least {bound}" if bound is not None else f"{name}: {err['msg']}") from None
 
 
 # Slices at 72B cost minutes a method here: by default the target gets a spread over the archetypes.
 TARGET_DEFAULT = ("bnb-nf4", "quanto-int4", "torchao-int8", "gguf-q8_0", "gguf-q4_k_m", "gguf-q2_k")
 
 
-def _target_methods(opts: AutoOptions) -> list[str]:
+def _target_methods(opts: RunOptions) -> list[str]:
     """The proxy's methods that slices can time: the ones asked for, else the default spread among them."""
     from qadvisor.core.slices import sliceable
 
@@ -66,12 +36,19 @@ def _target_methods(opts: AutoOptions) -> list[str]:
 class AutoSession:
     """One `--auto` (or TUI) session: created checked, `events()` measures, `export()` is the answer."""
 
-    def __init__(self, opts: AutoOptions, priorities: Priorities):
+    def __init__(self, opts: RunOptions, priorities: Priorities, say: Callable[[str], None] = lambda line: None):
         from qadvisor.app.plan import PlanJob, PlanOptions
         from qadvisor.core.hardware import detect, resolve_device
         from qadvisor.core.jobs import EvalSettings
+        from qadvisor.core.modelio import SYNTHETIC_PREFIX, check_synthetic
         from qadvisor.core.runner import Run, RunRequest
 
+        check_output_paths(opts.export, opts.report)  # a run of minutes must not fail at its last step
+        check_output_dir(opts.keep_models, "--keep-models")
+        if opts.model and opts.model.startswith(SYNTHETIC_PREFIX):
+            check_synthetic(opts.model)  # too big for this machine: one line, before anything is built
+            say(f"{opts.model}: random weights at the real shape (built once, then cached)")
+        self.opts = opts
         self.priorities = priorities
         self.plan_job = None
         if opts.plan_for:  # target checks first: they are cheap and need no measuring
@@ -111,3 +88,16 @@ class AutoSession:
         if self.plan_job is not None:
             export.plan = self.plan_job.plan()
         return readvise(export, self.priorities, with_target=self.plan_job is not None)
+
+    def write(self, export: RunExport) -> list[str]:
+        """Write the export and the report the options asked for (each atomically); returns what was written."""
+        written = []
+        if self.opts.export:
+            save_export(export, self.opts.export)
+            written.append(f"export written to {self.opts.export}" + ("" if export.complete else " (incomplete)"))
+        if self.opts.report:
+            from qadvisor.app.report import markdown
+
+            write_text_atomic(self.opts.report, markdown(export))
+            written.append(f"report written to {self.opts.report}")
+        return written

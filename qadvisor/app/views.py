@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 from qadvisor.core import format as f
 from qadvisor.models.events import STEPS
 from qadvisor.models.export import RunExport
+from qadvisor.models.hardware import HardwareInfo
+from qadvisor.models.plan import Plan, PlanCheck
+
+
+TEXT_COLUMNS = ("method", "fits", "type", "backend", "here", "why / version", "methods")  # left-aligned; numbers right
 
 
 @dataclass
@@ -17,6 +22,137 @@ class TableView:
     headline: str = ""
     lines: list[str] = field(default_factory=list)  # reasons, comparisons
     notes: list[str] = field(default_factory=list)  # what is left out, sources
+    above: list[str] = field(default_factory=list)  # lines before the table (which runs a comparison reads)
+
+
+def hardware_lines(hw: HardwareInfo) -> list[tuple[str, str]]:
+    """(label, text) per line: what `qadvisor hardware`, the TUI's first screen and the report say of a machine."""
+    gpus = "; ".join(f"{g.name} {f.gib(g.vram_bytes)} (compute {g.compute_capability}, driver {g.driver})"
+                     for g in hw.gpus)
+    return [("CPU", f"{hw.cpu_model} — {hw.physical_cores} physical / {hw.logical_cores} logical cores"),
+            ("ISA", ", ".join(hw.isa_flags) or "none of AVX2 / AVX-512 / AMX / NEON"),
+            ("RAM", f"{f.gib(hw.ram_total_bytes)} total, {f.gib(hw.ram_available_bytes)} available; "
+                    f"disk {f.gib(hw.disk_free_bytes)} free"),
+            ("GPU", gpus or hw.gpu_note),
+            ("SW", f"{hw.os}, Python {hw.python}, torch {hw.torch or 'not installed'}, CUDA {hw.cuda or 'none'}")]
+
+
+def backends_view(hw: HardwareInfo) -> TableView:
+    rows = [[b.backend, "yes" if b.available else "no", b.reason, ", ".join(b.methods)] for b in hw.backends]
+    return TableView(title="Backends", columns=["backend", "here", "why / version", "methods"], rows=rows)
+
+
+RESULT_COLUMNS = ["method", "size MiB", "vs bf16", "prefill tok/s", "decode tok/s", "CV", "TTFT ms", "peak RSS MiB",
+                  "PPL", "ΔPPL", "KL", "top-1", "type"]
+
+
+def results_view(export: RunExport) -> TableView:
+    """The measured table: one row per method that finished; the others, and how to read it, as notes."""
+    kinds = export.recommendation.archetypes if export.recommendation else {}
+    kv = any("+kv-" in r.method for r in export.results)  # the KV cache column only when a KV method was stacked
+    rows = [[r.method, f.mib(r.size_bytes), f"{r.compression_ratio:.2f}× ({-r.size_reduction_pct:+.0f}%)",
+             f.num(r.prefill_tok_s, 0), f.pm(r.decode_tok_s, r.decode_tok_s_spread),
+             "—" if r.decode_cv is None else f"{100 * r.decode_cv:.1f}%", f.num(r.ttft_ms, 1), f.mib(r.peak_rss_bytes),
+             f.num(r.ppl, 2), f.signed_pct(r.ppl_delta_pct), f.sci(r.kl_mean), f.pct(r.top1_agreement),
+             kinds.get(r.method, "—")]
+            + ([f.num(r.kv_cache_bytes / 1024, 0) if r.kv_cache_bytes else "—"] if kv else [])
+            for r in export.results if r.status == "ok"]
+    view = TableView(title=f"{export.model.name} on {export.settings.device}",
+                     columns=RESULT_COLUMNS + (["KV KiB"] if kv else []), rows=rows)
+    view.lines = [f"not measured: {line}" for line in not_measured(export)]
+    view.notes = [_footnote(export, kv)]
+    return view
+
+
+def not_measured(export: RunExport) -> list[str]:
+    lines = [f"{r.method} ({r.backend}): {r.status}: {r.reason}" for r in export.results if r.status != "ok"]
+    done = {r.method for r in export.results}
+    never = [m for m in export.cut if m not in done]
+    if never:
+        lines.append(f"{', '.join(never)}: not started, the run was stopped")
+    return lines
+
+
+def _footnote(export: RunExport, kv: bool) -> str:
+    m, s = export.model, export.settings
+    accuracy = (f"fp32 reference PPL {m.ref_ppl:.2f} on {m.eval_tokens} held-out tokens" if m.ref_ppl is not None
+                else "accuracy n/a: random weights")
+    return (f"bf16 baseline {f.mib(m.bf16_bytes)} MiB (measured), {m.params:,} parameters; {accuracy}. Speed: batch 1, "
+            f"greedy, prompt {s.prompt_tokens} tokens, {s.decode_tokens} new, median of {s.repeats} after a warm-up"
+            + (f" (more where {s.repeats} take under {s.min_measure_s:g} s)" if s.min_measure_s else "")
+            + ", ± half the range; CV = stdev ÷ mean of the repeats' decode. vs bf16 = bf16 bytes / method bytes on "
+            "disk (size change in brackets); type = the archetype (Tool A / B / C) it qualifies for."
+            + (f" KV = the cache after {s.prompt_tokens + s.decode_tokens - 1} positions." if kv else ""))
+
+
+def recommendation_view(export: RunExport) -> TableView:
+    """The advisor's answer: headline, reasons with numbers, archetypes, Pareto front, what would flip it. `title`
+    says which priorities it answers."""
+    rec = export.recommendation
+    p = rec.priorities or export.priorities
+    view = TableView(title=priorities_line(p) if p is not None else "", columns=[], rows=[], headline=rec.headline)
+    view.lines = list(rec.reasons) + ([f"what would change it: {rec.flip}"] if rec.flip else [])
+    if rec.archetypes:
+        fits = rec.fits or {m: [a] for m, a in rec.archetypes.items()}  # exports before `fits` had one label
+        groups = {k: [m for m, a in fits.items() if k in a] for k in "ABC"}
+        view.lines.append("archetypes here: " + "; ".join(f"{k}: {', '.join(v) or '—'}" for k, v in groups.items()))
+    view.lines.append(f"Pareto front (size × speed × loss): {', '.join(rec.pareto_front) or '—'}")
+    view.lines += [f"ruled out {method}: {'; '.join(why)}" for method, why in rec.ruled_out.items()]
+    view.notes = [f"measured on {rec.device}"] if rec.device else []
+    return view
+
+
+def priorities_line(p) -> str:
+    w = p.weights()
+    limits = ", ".join(f"{k}={v:g}" for k, v in p.limits.model_dump().items() if v is not None) or "none"
+    return (f"priorities {p.name}: storage {w['storage']:.2f}, latency {w['latency']:.2f}, accuracy {w['accuracy']:.2f}; "
+            f"limits: {limits}")
+
+
+def comparison_view(c, label_a: str, label_b: str) -> TableView:
+    """Two runs side by side (core.compare): per method the change in each metric, and whether the advice differs."""
+    rows = [[p.method, f"{f.mib(p.a.size_bytes)}→{f.mib(p.b.size_bytes)}",
+             f"{p.a.decode_tok_s:.1f}→{p.b.decode_tok_s:.1f}", f"{p.decode_ratio:.2f}×",
+             f"{f.signed_pct(p.a.ppl_delta_pct)}→{f.signed_pct(p.b.ppl_delta_pct)}",
+             f"{f.sci(p.a.kl_mean)}→{f.sci(p.b.kl_mean)}"] for p in c.pairs]
+    view = TableView(title="", above=[f"A {label_a}", f"B {label_b}"], rows=rows,
+                     columns=["method", "size MiB A→B", "decode tok/s A→B", "B/A", "ΔPPL A→B", "KL A→B"])
+    view.headline = (f"with priorities {c.priorities.name}: A → {c.advice_a.headline}; B → {c.advice_b.headline}: "
+                     + ("the same" if c.same_advice else "different"))
+    if c.only_in_a or c.only_in_b:
+        view.notes = ["measured in one run only: " + ", ".join([f"{m} (A)" for m in c.only_in_a]
+                                                               + [f"{m} (B)" for m in c.only_in_b])]
+    return view
+
+
+def plan_summary(plan: Plan, method: str | None) -> str:
+    """One line: the planned model on its target with `method` — fits or not, size, decode bound (estimates)."""
+    where = f"{plan.model} on {plan.target.name} ×{plan.target.count}"
+    row = next((r for r in plan.plans if method and r.method == method), None)
+    if row is None:
+        return (f"{where} (estimates): the planner has no row for {method or 'the recommendation'}; "
+                f"see `qadvisor plan --model {plan.model}`")
+    return (f"{where} with {row.method} (estimate): {'fits' if row.fits else 'does not fit'}"
+            + (f" on {row.devices_needed} GPU(s)" if row.devices_needed else "")
+            + f", weights {row.weights_bytes / 2**30:.1f} GiB, total {row.total_bytes / 2**30:.1f} GiB, "
+            f"decode ≤ {row.decode_tok_s_bound:.1f} tok/s, Tool {row.archetype} by size")
+
+
+def plan_check_lines(checks: list[PlanCheck]) -> list[str]:
+    """One line per method: predicted vs measured on disk, in memory (at its compute dtype) and in the KV cache."""
+    lines = []
+    for c in checks:
+        parts = [f"disk {_pair(c.predicted_bytes, c.measured_bytes)}"]
+        if c.predicted_mem_bytes and c.measured_mem_bytes:
+            parts.append(f"memory ({c.compute_dtype}) {_pair(c.predicted_mem_bytes, c.measured_mem_bytes)}")
+        if c.predicted_kv_bytes and c.measured_kv_bytes:
+            parts.append(f"KV cache {_pair(c.predicted_kv_bytes, c.measured_kv_bytes)}")
+        lines.append(f"{c.method}: " + " · ".join(parts))
+    return lines
+
+
+def _pair(predicted: int, measured: int) -> str:
+    return f"{f.mib(predicted)} vs {f.mib(measured)} MiB ({100 * (predicted / measured - 1):+.1f}%)"
 
 
 def target_view(export: RunExport) -> TableView | None:

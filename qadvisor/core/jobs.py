@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from qadvisor.models.method import Recipe
+
 
 class EvalSettings(BaseModel):
     window: int = 256  # tokens per evaluation window
@@ -27,6 +29,8 @@ class EvalSettings(BaseModel):
 
 
 class Job(BaseModel):
+    """One child process's work; written as JSON beside its log."""
+
     kind: Literal["reference", "trial", "timing"]
     model_dir: Path
     cache_dir: Path  # holds reference.json and reference_logprobs.pt
@@ -34,7 +38,7 @@ class Job(BaseModel):
     eval_text: Path
     calib_text: Path
     settings: EvalSettings
-    method: str = ""  # for trials
+    recipe: Recipe | None = None  # trials and timing: what to run, as data (the child parses no names)
     device_label: str = ""
     keep_model: bool = False  # leave the quantized model in work_dir for the user
     timed: list[Path] = []  # timing: saved quantized models of `method`, timed side by side in one process
@@ -44,6 +48,10 @@ class Job(BaseModel):
     fast_bf16: bool = False  # the CPU computes bf16 natively (core.hardware.fast_bf16): the quantizers' work dtype
     artifact_inputs: dict[str, str] = {}
     reuse_artifact: bool = True
+
+    @property
+    def method(self) -> str:
+        return self.recipe.name if self.recipe else ""
 
 
 class Reference(BaseModel):

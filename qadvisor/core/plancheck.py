@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qadvisor.core import format as f
 from qadvisor.core import planner
 from qadvisor.errors import UserError
 from qadvisor.models.plan import PlanCheck
@@ -38,20 +37,3 @@ def predicted_vs_measured(model_dir: Path, results: list[TrialResult], kv_positi
             row.measured_kv_bytes = r.kv_cache_bytes
         rows.append(row)
     return rows
-
-
-def _pair(predicted: int, measured: int) -> str:
-    return f"{f.mib(predicted)} vs {f.mib(measured)} MiB ({100 * (predicted / measured - 1):+.1f}%)"
-
-
-def describe(checks: list[PlanCheck]) -> list[str]:
-    """One line per method: predicted vs measured on disk, in memory (at its compute dtype) and in the KV cache."""
-    lines = []
-    for c in checks:
-        parts = [f"disk {_pair(c.predicted_bytes, c.measured_bytes)}"]
-        if c.predicted_mem_bytes and c.measured_mem_bytes:
-            parts.append(f"memory ({c.compute_dtype}) {_pair(c.predicted_mem_bytes, c.measured_mem_bytes)}")
-        if c.predicted_kv_bytes and c.measured_kv_bytes:
-            parts.append(f"KV cache {_pair(c.predicted_kv_bytes, c.measured_kv_bytes)}")
-        lines.append(f"{c.method}: " + " · ".join(parts))
-    return lines

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from qadvisor.errors import UserError
+from qadvisor.models.jsonfile import read_json_object
 from qadvisor.models.plan import Architecture, Plan, PlanRow, Target
 
 GIB = 2**30
@@ -55,14 +56,19 @@ class Format:
     notes: str = ""
     gguf_block: int = 0  # llama.cpp: rows not a multiple of this fall back to `fallback_bits` (k-quants: 256)
     fallback_bits: float = 0.0
+    group_size: int | None = None  # inputs per scale, as the method's MethodSpec says
+    dense_bytes: int | None = None  # norms and biases: None follows the run (bf16 as saved, fp32 on CPU); fp32: 4
 
 
-def _grouped(bits: float, group: int, scale_bytes: float, zero_bits: float, g_idx: bool = False):
+def _grouped(method: str, bits: float, group: int, scale_bytes: float, zero_bits: float, formula: str,
+             g_idx: bool = False, stored_bits: float | None = None, **kw) -> Format:
+    """A format that stores `stored_bits` (default `bits`) per weight plus a scale and a zero point per `group`
+    inputs of each output row (and GPTQ's int32 g_idx per input)."""
     def size(n_in: int, n_out: int) -> float:
         groups = math.ceil(n_in / group) * n_out
-        return n_in * n_out * bits / 8 + groups * (scale_bytes + zero_bits / 8) + (n_in * 4 if g_idx else 0)
+        return n_in * n_out * (stored_bits or bits) / 8 + groups * (scale_bytes + zero_bits / 8) + (n_in * 4 if g_idx else 0)
 
-    return size
+    return Format(method, bits, size, formula, group_size=group, **kw)
 
 
 def _largest_linear_fp16(arch: Architecture) -> float:
@@ -80,27 +86,33 @@ def _gguf(method: str, bpw: float, output_bpw: float, note: str, block: int = 25
 
     return Format(method, bpw, size, f"{bpw} bits per weight (llama.cpp mix average); rows not a multiple of "
                   f"{block}: {fallback or bpw} bits", embed_bits=bpw, lm_head_bits=output_bpw, notes=note,
-                  gguf_block=block, fallback_bits=fallback or bpw)
+                  gguf_block=block, fallback_bits=fallback or bpw, group_size=block)
 
 
+# One entry per runnable method (keyed by its MethodSpec name, same bits: tests/unit/test_method.py checks it),
+# plus formats qadvisor plans but cannot run here (fp16, awq-int4).
 FORMATS: tuple[Format, ...] = (
+    Format("fp32", 32, lambda i, o: i * o * 4, "4 bytes per weight", embed_bits=32, lm_head_bits=32, dense_bytes=4),
     Format("bf16", 16, lambda i, o: i * o * 2, "2 bytes per weight"),
     Format("fp16", 16, lambda i, o: i * o * 2, "2 bytes per weight"),
-    Format("gptq-int8", 8, _grouped(8, 128, 2, 8, g_idx=True), "in·out + per-128 group fp16 scale and 8-bit zero + int32 g_idx"),
-    Format("gptq-int4", 4, _grouped(4, 128, 2, 4, g_idx=True), "in·out/2 + per-128 group fp16 scale and 4-bit zero + int32 g_idx",
-           scratch=_largest_linear_fp16, notes="exllama kernels keep an fp16 scratch the size of the largest layer"),
-    Format("gptq-int3", 3, _grouped(3, 128, 2, 3, g_idx=True), "3/8·in·out + per-128 group fp16 scale and 3-bit zero + g_idx"),
-    Format("gptq-int2", 2, _grouped(2, 128, 2, 2, g_idx=True), "in·out/4 + per-128 group fp16 scale and 2-bit zero + g_idx"),
-    Format("awq-int4", 4, _grouped(4, 128, 2, 4), "in·out/2 + per-128 group fp16 scale and 4-bit zero", untie_lm_head=True,
-           notes="AWQ checkpoints store lm_head separately even for tied models"),
+    _grouped("gptq-int8", 8, 128, 2, 8, "in·out + per-128 group fp16 scale and 8-bit zero + int32 g_idx", g_idx=True),
+    _grouped("gptq-int4", 4, 128, 2, 4, "in·out/2 + per-128 group fp16 scale and 4-bit zero + int32 g_idx", g_idx=True,
+             scratch=_largest_linear_fp16, notes="exllama kernels keep an fp16 scratch the size of the largest layer"),
+    _grouped("gptq-int3", 3, 128, 2, 3, "3/8·in·out + per-128 group fp16 scale and 3-bit zero + g_idx", g_idx=True),
+    _grouped("gptq-int2", 2, 128, 2, 2, "in·out/4 + per-128 group fp16 scale and 2-bit zero + g_idx", g_idx=True),
+    _grouped("awq-int4", 4, 128, 2, 4, "in·out/2 + per-128 group fp16 scale and 4-bit zero", untie_lm_head=True,
+             notes="AWQ checkpoints store lm_head separately even for tied models"),
     Format("bnb-int8", 8, lambda i, o: i * o + o * 4, "in·out + fp32 row scale"),
-    Format("bnb-nf4", 4, _grouped(4, 64, 4, 0), "in·out/2 + fp32 absmax per 64 (no double quantization)"),
-    Format("hqq-int4", 4, _grouped(4, 64, 2, 16), "in·out/2 + fp16 scale and zero per 64"),
-    Format("hqq-int3", 3.2, _grouped(3.2, 64, 2, 16), "10 3-bit values per 32-bit word + fp16 scale and zero per 64"),
-    Format("hqq-int2", 2, _grouped(2, 64, 2, 16), "in·out/4 + fp16 scale and zero per 64"),
+    _grouped("bnb-nf4", 4, 64, 4, 0, "in·out/2 + fp32 absmax per 64 (no double quantization)"),
+    _grouped("bnb-fp4", 4, 64, 4, 0, "in·out/2 + fp32 absmax per 64 (no double quantization)"),
+    _grouped("hqq-int4", 4, 64, 2, 16, "in·out/2 + fp16 scale and zero per 64"),
+    _grouped("hqq-int3", 3, 64, 2, 16, "10 3-bit values per 32-bit word + fp16 scale and zero per 64", stored_bits=3.2),
+    _grouped("hqq-int2", 2, 64, 2, 16, "in·out/4 + fp16 scale and zero per 64"),
     Format("quanto-int8", 8, lambda i, o: i * o + o * 2, "in·out + bf16 per-channel scale"),
     Format("torchao-int8", 8, lambda i, o: i * o + o * 4, "in·out + bf16 per-row scale and zero point"),
-    Format("quanto-int4", 4, _grouped(4, 128, 2, 16), "in·out/2 + bf16 scale and shift per 128"),
+    _grouped("quanto-int4", 4, 128, 2, 16, "in·out/2 + bf16 scale and shift per 128"),
+    _grouped("quanto-int2", 2, 128, 2, 16, "in·out/4 + bf16 scale and shift per 128"),
+    _grouped("torchao-int4", 4, 128, 2, 16, "in·out/2 + bf16 scale and zero per 128 (tinygemm layout)"),
     _gguf("gguf-q8_0", Q8_0_BITS, Q8_0_BITS, "Q8_0 everywhere", block=32),
     _gguf("gguf-q6_k", 6.5625, 6.5625, "Q6_K everywhere", fallback=Q8_0_BITS),
     _gguf("gguf-q4_k_m", 4.85, 6.5625, "Q4_K with Q6_K for some attn_v / ffn_down; output Q6_K", fallback=5.5),
@@ -138,9 +150,7 @@ def resolve_architecture(spec: str) -> Architecture:
         path = path / "config.json"
     if not path.is_file():
         raise UserError(f"unknown model {spec!r}: use one of {', '.join(builtins)} or a path to a Qwen2 config.json")
-    from qadvisor.core.modelio import read_config
-
-    config = read_config(path.parent)
+    config = read_json_object(path, "model config")
     if config.get("model_type") not in ("qwen2",):
         raise UserError(f"{path}: model_type {config.get('model_type')!r}; the planner knows Qwen2-style models")
     try:
@@ -177,10 +187,10 @@ def weights_bytes(arch: Architecture, fmt: Format, dense_bytes: int = BF16) -> t
             embed_bits, head_bits = fmt.fallback_bits, Q8_0_BITS
         if arch.tie_word_embeddings:  # with no output.weight, token_embd is quantized as the output
             embed_bits = head_bits
-    embed = table * (embed_bits / 8 if embed_bits != 16 else dense_bytes)
+    embed = table * (embed_bits / 8 if embed_bits != 16 else dense_bytes)  # 16: kept as the run keeps dense tensors
     separate_head = not arch.tie_word_embeddings or fmt.untie_lm_head
     head = table * (head_bits / 8 if head_bits != 16 else dense_bytes) if separate_head else 0.0
-    small = _small_tensor_bytes(arch, dense_bytes)
+    small = _small_tensor_bytes(arch, fmt.dense_bytes or dense_bytes)
     held = layers + embed + head + small
     # Per token the whole lm_head is read (the embedding itself when tied), but only one embedding row.
     read = layers + small + (head if separate_head else embed)
@@ -262,16 +272,3 @@ def plan(arch: Architecture, target: Target, context: int = 2048, batch: int = 1
     formulas = dict(FORMULAS, **{f"bytes(in,out) {f.method}": f.formula for f in FORMATS if f.method in chosen})
     return Plan(model=arch.name, params=param_count(arch), context=context, batch=batch, prompt_tokens=prompt,
                 target=target, plans=rows, formulas=formulas)
-
-
-def summary_for(plan: Plan, method: str | None) -> str:
-    """One line: the planned model on its target with `method` — fits or not, size, decode bound (estimates)."""
-    where = f"{plan.model} on {plan.target.name} ×{plan.target.count}"
-    row = next((r for r in plan.plans if method and r.method == method), None)
-    if row is None:
-        return (f"{where} (estimates): the planner has no row for {method or 'the recommendation'}; "
-                f"see `qadvisor plan --model {plan.model}`")
-    return (f"{where} with {row.method} (estimate): {'fits' if row.fits else 'does not fit'}"
-            + (f" on {row.devices_needed} GPU(s)" if row.devices_needed else "")
-            + f", weights {row.weights_bytes / 2**30:.1f} GiB, total {row.total_bytes / 2**30:.1f} GiB, "
-            f"decode ≤ {row.decode_tok_s_bound:.1f} tok/s, Tool {row.archetype} by size")

@@ -120,13 +120,13 @@ class Run:
                 self.results.append(result)
                 yield Result(result=result)
 
-    def _job(self, kind: str, method: str, work_dir: Path, keep: bool) -> Job:
-        job = Job(kind=kind, method=method, model_dir=self.model_dir, cache_dir=self.cache_dir, work_dir=work_dir,
+    def _job(self, kind: str, recipe, work_dir: Path, keep: bool) -> Job:
+        job = Job(kind=kind, recipe=recipe, model_dir=self.model_dir, cache_dir=self.cache_dir, work_dir=work_dir,
                   eval_text=self.eval_path, calib_text=self.calib_path, settings=self.request.settings,
                   device_label=self.device_label, keep_model=keep, reuse_artifact=self.request.reuse_cache,
                   fast_bf16=self.fast_bf16)
         if kind == "trial" and self.keeps_models:
-            inputs = self._artifact_inputs(registry.parse_methods(method)[0].weights)
+            inputs = self._artifact_inputs(recipe.weights)
             job = job.model_copy(update={"artifact_dir": self.artifacts_dir / artifacts.key_of(inputs),
                                          "artifact_inputs": inputs})
         return job
@@ -149,7 +149,7 @@ class Run:
             started = time.perf_counter()
             ref_file.unlink(missing_ok=True)  # --no-cache: a failed step must not leave the old one looking fresh
             outcome: list[Event] = []
-            for event in _spawn(self._job("reference", "", work_dir, False), work_dir, cancel, self.request.trial_timeout_s,
+            for event in _spawn(self._job("reference", None, work_dir, False), work_dir, cancel, self.request.trial_timeout_s,
                                 self.zygote):
                 outcome.append(event)
                 yield event
@@ -167,7 +167,7 @@ class Run:
     def _trial(self, recipe, work_dir: Path, keep: bool, cancel: threading.Event):
         started = time.perf_counter()
         result, error = None, None
-        job = self._job("trial", recipe.name, work_dir, keep)
+        job = self._job("trial", recipe, work_dir, keep)
         for event in _spawn(job, work_dir, cancel, self.request.trial_timeout_s, self.zygote):
             if isinstance(event, Result):
                 result = event.result
@@ -207,12 +207,12 @@ class Run:
         )
 
 
-def time_side_by_side(method: str, saved: list[Path], source: Path, settings: EvalSettings, device_label: str,
+def time_side_by_side(recipe, saved: list[Path], source: Path, settings: EvalSettings, device_label: str,
                       work_dir: Path, cancel: threading.Event, timeout_s: float = 1800.0):
-    """Time the saved quantized models of `method` side by side in one fresh process (worker.run_timing). Yields its
+    """Time the saved quantized models of `recipe` side by side in one fresh process (worker.run_timing). Yields its
     progress; returns one result per model, or fewer when it failed or was cancelled (its Error says why)."""
     eval_path = modelio.text_for(source, modelio.EVAL_FILE)[0]
-    job = Job(kind="timing", method=method, model_dir=source, cache_dir=work_dir, work_dir=work_dir,
+    job = Job(kind="timing", recipe=recipe, model_dir=source, cache_dir=work_dir, work_dir=work_dir,
               eval_text=eval_path, calib_text=eval_path, settings=settings, device_label=device_label, timed=saved)
     results = []
     for event in _spawn(job, work_dir, cancel, timeout_s):

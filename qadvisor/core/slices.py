@@ -178,7 +178,7 @@ class SliceMeasurement:
             if result.status != "ok":
                 yield Result(result=result.model_copy(update={"method": f"{method} {label}"}))
                 return results
-        timing = time_side_by_side(method, [tmp / label / method for label, _ in sources], sources[0][1],
+        timing = time_side_by_side(registry.parse_methods(method)[0], [tmp / label / method for label, _ in sources], sources[0][1],
                                    self.settings, results[0].device or "", tmp, cancel)
         timed = yield from _relabelled(timing, f"{method} {' + '.join(label for label, _ in sources)}")
         if len(timed) == len(results):

@@ -118,7 +118,7 @@ def run_trial(job: Job, out: Emitter, started: float) -> TrialResult:
     from qadvisor.quantizers import registry
     from qadvisor.quantizers.base import weights_bytes_on_disk
 
-    recipe = registry.parse_methods(job.method)[0]
+    recipe = job.recipe
     spec = recipe.weights
     backend = registry.backend_for(spec)
     ref = Reference.model_validate_json((job.cache_dir / REFERENCE_FILE).read_text())
@@ -231,7 +231,7 @@ def run_timing(job: Job, out: Emitter) -> list[TrialResult]:
     from qadvisor.core.metrics import side_by_side
     from qadvisor.quantizers import registry
 
-    spec = registry.parse_methods(job.method)[0].weights
+    spec = job.recipe.weights
     backend = registry.backend_for(spec)
     _, windows = _prepare(job)
     s = job.settings

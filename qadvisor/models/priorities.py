@@ -18,7 +18,7 @@ PROFILES_DIR = shipped_dir("profiles")
 class Limits(BaseModel):
     max_size_bytes: int | None = Field(None, gt=0)
     min_decode_tok_s: float | None = Field(None, gt=0)
-    max_ppl_rise_pct: float | None = None
+    max_ppl_rise_pct: float | None = Field(None, ge=0)  # a rise; a limit below 0 could never be met
     max_kl: float | None = Field(None, ge=0)
 
 
@@ -85,13 +85,6 @@ def parse_weights(text: str) -> dict[str, float]:
         if weights[key] < 0:
             raise UserError(f"--priorities: {key} must not be negative")
     return weights
-
-
-def parse_number(text: str, what: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise UserError(f"{what}: {text!r} is not a number") from None
 
 
 def build_priorities(profile: str | Priorities, weights: str | None = None, limits: dict | None = None,

@@ -55,7 +55,7 @@ class GPTQBackend(Backend):
         # offload_to_disk: GPTQModel would write every layer to a temporary folder and read it back (for models larger
         # than memory); qadvisor measures models that fit, so it only costs time. true_sequential=False: one forward
         # pass per layer feeds all its linears instead of one pass per group of them (same KL here, 17 % less time).
-        config = QuantizeConfig(bits=int(spec.bits), group_size=GROUP_SIZE, offload_to_disk=False,
+        config = QuantizeConfig(bits=int(spec.bits), group_size=spec.group_size, offload_to_disk=False,
                                 true_sequential=False)
         wrapped = GPTQModel.load(str(model_dir), config, device=ctx.device, dtype=ctx.work_dtype)
         layers = wrapped.model.model.layers
@@ -84,7 +84,7 @@ class GPTQBackend(Backend):
         from gptqmodel.quantization.config import RTNConfig
 
         ctx.progress("quantize", 0.1, "round-to-nearest codes in GPTQ's format (random weights: nothing to calibrate)")
-        wrapped = GPTQModel.load(str(model_dir), RTNConfig(bits=int(spec.bits), group_size=GROUP_SIZE,
+        wrapped = GPTQModel.load(str(model_dir), RTNConfig(bits=int(spec.bits), group_size=spec.group_size,
                                                            offload_to_disk=False),
                                  device=ctx.device, dtype=ctx.work_dtype)
         wrapped.quantize(None)

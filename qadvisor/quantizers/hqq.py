@@ -28,7 +28,7 @@ class HQQBackend(Backend):
         from hqq.models.hf.base import AutoHQQHFModel
 
         model = load_hf(model_dir, torch.bfloat16, "cpu")
-        config = BaseQuantizeConfig(nbits=int(spec.bits), group_size=GROUP_SIZE)
+        config = BaseQuantizeConfig(nbits=int(spec.bits), group_size=spec.group_size)
         AutoHQQHFModel.quantize_model(model, quant_config=config, compute_dtype=torch.bfloat16, device=ctx.device)
         return model
 

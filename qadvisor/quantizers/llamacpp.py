@@ -27,7 +27,7 @@ class LlamaCppBackend(Backend):
     methods = (
         MethodSpec(name="gguf-q8_0", backend="llamacpp", bits=8.5, scheme="Q8_0", group_size=32,
                    summary="GGUF Q8_0 (llama.cpp), 8-bit blocks of 32"),
-        MethodSpec(name="gguf-q6_k", backend="llamacpp", bits=6.56, scheme="Q6_K", group_size=256,
+        MethodSpec(name="gguf-q6_k", backend="llamacpp", bits=6.5625, scheme="Q6_K", group_size=256,
                    summary="GGUF Q6_K (llama.cpp) k-quant"),
         MethodSpec(name="gguf-q4_k_m", backend="llamacpp", bits=4.85, scheme="Q4_K_M", group_size=256,
                    summary="GGUF Q4_K_M (llama.cpp) k-quant mix"),

@@ -19,8 +19,8 @@ from qadvisor.models.events import Error, Metric, Progress, Result
 from qadvisor.models.export import RunExport, save_export
 from qadvisor.models.jsonfile import write_text_atomic
 from qadvisor.models.hardware import HardwareInfo
-from qadvisor.models.priorities import (Priorities, build_priorities, load_profile, parse_number, parse_size,
-                                        parse_weights, preset_names)
+from qadvisor.app.options import priority_options
+from qadvisor.models.priorities import Priorities, load_profile, parse_weights, preset_names
 from qadvisor.tui.messages import RunFinished, TrialEvent
 from qadvisor.tui.screens import HardwareScreen, PrioritiesScreen, RecommendationScreen, RunScreen
 
@@ -139,13 +139,9 @@ class QAdvisorApp(App):
         return ""
 
     def priorities_from(self, form: dict) -> Priorities:
-        weights = ",".join(f"{k}={form[k]}" for k in ("storage", "latency", "accuracy") if form.get(k))
-        limits = {
-            "max_size_bytes": parse_size(form["max_size"]) if form.get("max_size") else None,
-            "min_decode_tok_s": parse_number(form["min_tok_s"], "min tok/s") if form.get("min_tok_s") else None,
-            "max_ppl_rise_pct": parse_number(form["max_ppl_rise"], "max PPL rise") if form.get("max_ppl_rise") else None,
-        }
-        return build_priorities(form.get("preset") or "balanced", weights, limits, replace_limits=True)
+        keys = ("storage", "latency", "accuracy", "max_size", "min_tok_s", "max_ppl_rise", "max_kl")
+        return priority_options(prefix="", profile=form.get("preset") or "balanced", replace_limits=True,
+                                **{k: form.get(k) for k in keys}).priorities()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run", description="measure methods")
     def measure(self, session) -> None:
@@ -200,11 +196,6 @@ class QAdvisorApp(App):
         self.priorities = priorities
         readvise(self.export, priorities)
         return True
-
-    def plan_line(self) -> str:
-        from qadvisor.core.planner import summary_for
-
-        return summary_for(self.export.plan, self.export.recommendation.method)
 
     def open_comparison(self, path: Path) -> str:
         """Load a saved run and show it beside this one; returns an error line or ''."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from qadvisor.app.auto import AutoSession, auto_options
+from qadvisor.app.auto import AutoSession
+from qadvisor.app.options import run_options
 from qadvisor.core.hardware import detect
 from qadvisor.core.modelio import SHIPPED_MODEL_NAME
 from qadvisor.models.export import load_export
@@ -25,9 +26,11 @@ def tui_inputs(args):
 
     def run_factory(form: dict, priorities) -> AutoSession:
         """The same session `--auto` runs, from the priorities form; bad input raises UserError before anything runs."""
-        opts = auto_options(model=form.get("model") or args.model, methods=registry.stack(form["methods"], form.get("kv")),
-                            plan_for=form.get("plan_for") or None, target=form.get("target") or "this",
-                            reuse_cache=not getattr(args, "no_cache", False))
+        opts = run_options(prefix="", model=form.get("model") or args.model,
+                           methods=registry.stack(form["methods"], form.get("kv")), plan_for=form.get("plan_for"),
+                           target=form.get("target"), repeats=form.get("repeats"),
+                           decode_tokens=form.get("decode_tokens"), prompt_tokens=form.get("prompt_tokens"),
+                           reuse_cache=form.get("reuse_cache", True) and not getattr(args, "no_cache", False))
         return AutoSession(opts, priorities)
 
     return hardware, method_rows(hardware.cuda is not None), SHIPPED_MODEL_NAME, run_factory, export

@@ -9,9 +9,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, HorizontalGroup, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import (Button, DataTable, Footer, Header, Input, Label, Markdown, Select, SelectionList, Static)
+from textual.widgets import (Button, Checkbox, DataTable, Footer, Header, Input, Label, Markdown, Select, SelectionList, Static)
 
 from qadvisor.app.report import target_markdown, time_markdown
+from qadvisor.app.views import (backends_view, comparison_view, hardware_lines, plan_check_lines, plan_summary,
+                                recommendation_view)
 from qadvisor.core import format as f
 from qadvisor.models.hardware import HardwareInfo
 from qadvisor.quantizers import registry
@@ -37,28 +39,16 @@ class HardwareScreen(Screen):
         self.hardware = hardware
 
     def compose(self) -> ComposeResult:
-        hw = self.hardware
         yield Header()
         with VerticalScroll():
-            yield Static(
-                f"[b]CPU[/]  {hw.cpu_model} — {hw.physical_cores} physical / {hw.logical_cores} logical cores\n"
-                f"[b]ISA[/]  {', '.join(hw.isa_flags) or 'none of AVX2 / AVX-512 / AMX / NEON'}\n"
-                f"[b]RAM[/]  {f.gib(hw.ram_total_bytes)} total, {f.gib(hw.ram_available_bytes)} available;"
-                f" disk {f.gib(hw.disk_free_bytes)} free\n"
-                f"[b]GPU[/]  " + ("; ".join(f"{g.name} {f.gib(g.vram_bytes)} (cc {g.compute_capability})" for g in hw.gpus)
-                                  or hw.gpu_note) + "\n"
-                f"[b]SW[/]   {hw.os}, Python {hw.python}, torch {hw.torch}, CUDA {hw.cuda or 'none'}",
-                id="hardware-summary",
-            )
+            yield Static("\n".join(f"[b]{label:<4}[/] {text}" for label, text in hardware_lines(self.hardware)),
+                         id="hardware-summary")
             yield DataTable(id="backends", cursor_type="row")
             yield Button("Next: priorities", id="next", variant="primary")
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns("backend", "here", "why / version", "methods")
-        for b in self.hardware.backends:
-            table.add_row(b.backend, "[green]yes[/]" if b.available else "[red]no[/]", b.reason, ", ".join(b.methods))
+        fill_table(self.query_one(DataTable), backends_view(self.hardware))
 
     @on(Button.Pressed, "#next")
     def _next(self) -> None:
@@ -88,13 +78,19 @@ class PrioritiesScreen(Screen):
                 yield from _row(*[(key, Input("1", id=key, type="number")) for key in ("storage", "latency", "accuracy")])
                 yield Label("[b]Hard limits[/] (blank: none)")
                 yield from _row(("max size", Input(placeholder="15MiB", id="max_size")),
-                                ("min tok/s", Input(placeholder="tok/s", id="min_tok_s", type="number")),
-                                ("max PPL +%", Input(placeholder="%", id="max_ppl_rise", type="number")))
+                                ("min tok/s", Input(placeholder="tok/s", id="min_tok_s", type="number")))
+                yield from _row(("max PPL +%", Input(placeholder="%", id="max_ppl_rise", type="number")),
+                                ("max KL", Input(placeholder="KL", id="max_kl", type="number")))
                 yield Label("[b]Model directory[/] (blank: shipped)")
                 yield Input(placeholder=self.model_hint, id="model")
                 yield Label("[b]Plan for[/] (optional)")
                 yield from _row(("Qwen model", Input(placeholder="Qwen2.5-72B", id="plan_for")),
                                 ("target", Input(placeholder="A100-80GB", id="target")))
+                yield Label("[b]Measuring[/] (blank: the defaults)")
+                yield from _row(("repeats", Input(placeholder="5", id="repeats", type="integer")),
+                                ("new tokens", Input(placeholder="32", id="decode_tokens", type="integer")),
+                                ("prompt", Input(placeholder="128", id="prompt_tokens", type="integer")))
+                yield Checkbox("reuse cached quantized models", True, id="reuse_cache")
                 yield Static("", id="form-error")
                 yield Button("Run", id="run", variant="primary")
             with Vertical(id="right"):
@@ -125,12 +121,14 @@ class PrioritiesScreen(Screen):
         self.query_one("#max_size", Input).value = f"{lim.max_size_bytes}" if lim.max_size_bytes else ""
         self.query_one("#min_tok_s", Input).value = f"{lim.min_decode_tok_s:g}" if lim.min_decode_tok_s else ""
         self.query_one("#max_ppl_rise", Input).value = f"{lim.max_ppl_rise_pct:g}" if lim.max_ppl_rise_pct else ""
+        self.query_one("#max_kl", Input).value = f"{lim.max_kl:g}" if lim.max_kl else ""
 
     def form(self) -> dict:
         values = {i.id: i.value.strip() for i in self.query(Input)}
         values["preset"] = str(self.query_one("#preset", Select).value)
         values["kv"] = str(self.query_one("#kv", Select).value)
         values["methods"] = list(self.query_one(SelectionList).selected)
+        values["reuse_cache"] = self.query_one("#reuse_cache", Checkbox).value
         return values
 
     @on(Button.Pressed, "#run")
@@ -210,22 +208,14 @@ class RecommendationScreen(Screen):
     def render_export(self) -> None:
         export = self.app.export
         rec = export.recommendation
-        lines = [f"# {rec.headline}", ""]
-        if rec.device:
-            lines.append(f"*measured on {rec.device}*\n")
-        lines += [f"- {r}" for r in rec.reasons]
-        if rec.flip:
-            lines.append(f"- what would change it: {rec.flip}")
-        lines.append(f"- Pareto front: {', '.join(rec.pareto_front) or '—'}")
-        lines += [f"- ruled out {m}: {'; '.join(v)}" for m, v in rec.ruled_out.items()]
+        view = recommendation_view(export)
+        lines = [f"# {view.headline}", ""] + [f"*{note}*\n" for note in view.notes] + [f"- {line}" for line in view.lines]
         if export.plan is not None:
-            lines += ["", self.app.plan_line()]
+            lines += ["", plan_summary(export.plan, rec.method)]
         lines += target_markdown(export, narrow=True) + time_markdown(export, narrow=True)
         if export.plan_check:
-            from qadvisor.core.plancheck import describe
-
             lines += ["", "**Planner check**, predicted from the architecture vs measured here:", ""]
-            lines += [f"- {line}" for line in describe(export.plan_check)]
+            lines += [f"- {line}" for line in plan_check_lines(export.plan_check)]
         self.query_one("#advice", Markdown).update("\n".join(lines))
         table = self.query_one("#results", DataTable)
         table.clear()
@@ -268,26 +258,25 @@ class CompareScreen(Screen):
     def __init__(self, comparison, label_a: str, label_b: str) -> None:
         super().__init__()
         self.comparison = comparison
-        self.labels = (label_a, label_b)
+        self.view = comparison_view(comparison, label_a, label_b)
 
     def compose(self) -> ComposeResult:
         from qadvisor.tui.widgets import DecodeRatioPlot
 
-        c = self.comparison
         yield Header()
         with VerticalScroll():
-            yield Static(f"[b]A[/] {self.labels[0]}\n[b]B[/] {self.labels[1]}", id="compare-heads")
+            yield Static("\n".join(self.view.above), id="compare-heads")
             yield DataTable(id="compare-table", cursor_type="row")
-            verdict = "the same" if c.same_advice else "[b]different[/]"
-            yield Static(f"with priorities {c.priorities.name}: A → {c.advice_a.headline}; "
-                         f"B → {c.advice_b.headline}: {verdict}", id="compare-verdict")
-            yield DecodeRatioPlot(c.pairs, id="compare-plot")
+            yield Static("\n".join([self.view.headline, *self.view.notes]), id="compare-verdict")
+            yield DecodeRatioPlot(self.comparison.pairs, id="compare-plot")
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns("method", "MiB A→B", "tok/s A→B", "B/A", "ΔPPL A→B")
-        for p in self.comparison.pairs:
-            table.add_row(p.method, f"{f.mib(p.a.size_bytes)}→{f.mib(p.b.size_bytes)}",
-                          f"{p.a.decode_tok_s:.1f}→{p.b.decode_tok_s:.1f}", f"{p.decode_ratio:.2f}×",
-                          f"{f.signed_pct(p.a.ppl_delta_pct)}→{f.signed_pct(p.b.ppl_delta_pct)}")
+        fill_table(self.query_one(DataTable), self.view)
+
+
+def fill_table(table: DataTable, view) -> None:
+    """A shared view's columns and rows in a DataTable; "no" shows red, as in the CLI."""
+    table.add_columns(*view.columns)
+    for row in view.rows:
+        table.add_row(*(f"[red]{cell}[/]" if cell == "no" else cell for cell in row))

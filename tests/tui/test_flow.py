@@ -70,6 +70,28 @@ async def test_bad_form_shows_one_line_and_does_not_run(app):
         assert "not found" in str(app.screen.query_one("#form-error").render())
 
 
+async def test_the_form_sets_what_the_command_line_sets(app, tmp_path):
+    """Repeats, token counts, the cache and every limit, as `--auto` takes them; a value out of range is one line."""
+    async with app.run_test(size=(100, 40)) as pilot:
+        await _priorities_with(pilot, "mock-passthrough")
+        form = app.screen
+        form.query_one("#repeats").value = "0"
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, PrioritiesScreen)
+        assert "repeats must be at least 1" in str(form.query_one("#form-error").render())
+        form.query_one("#repeats").value = "2"
+        form.query_one("#decode_tokens").value = "8"
+        form.query_one("#max_kl").value = "0.5"
+        form.query_one("#reuse_cache").value = False
+        await pilot.press("ctrl+r")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        settings = app.export.settings
+        assert (settings.repeats, settings.decode_tokens, settings.reuse_cache) == (2, 8, False)
+        assert app.export.priorities.limits.max_kl == 0.5
+
+
 async def test_cancel_keeps_finished_results(app):
     async with app.run_test(size=(100, 40)) as pilot:
         await _priorities_with(pilot, "mock-passthrough", "fp32")

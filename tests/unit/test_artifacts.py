@@ -10,7 +10,10 @@ SHIPPED = Path(__file__).resolve().parents[2] / "assets" / "qwen2-tiny-stdlib"
 
 
 def _entry(run: Run, method: str) -> Path:
-    job = run._job("trial", method, run.cache_dir, False)
+    from qadvisor.quantizers import registry
+
+    recipe = registry.parse_methods(method)[0]
+    job = run._job("trial", recipe, run.cache_dir, False)
     return job.artifact_dir
 
 

@@ -63,7 +63,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
 
 def test_a_stopped_run_says_what_it_cut(tmp_path):
     from qadvisor.app.report import markdown
-    from qadvisor.core.table import not_measured
+    from qadvisor.app.views import not_measured
 
     export = sample_export()
     assert export.complete and export.cut == []  # exports written before these fields load as complete

@@ -65,3 +65,15 @@ def test_stacking_a_kv_method_on_a_selection():
         registry.stack(["fp32", "gguf-q8_0", "gguf-q2_k"], "kv-int4")
     compat = registry.kv_compatibility()
     assert compat["bnb-nf4"] == "" and "llama.cpp" in compat["gguf-q4_k_m"]
+
+
+def test_one_method_table_every_runnable_method_is_planned_alike():
+    """The planner's formats and the backends' specs describe each method once: same name, bits and group size."""
+    from qadvisor.core.planner import FORMAT_BY_NAME
+
+    for name, spec in registry.methods().items():
+        if spec.target != "weights":
+            continue
+        fmt = FORMAT_BY_NAME.get(name)
+        assert fmt is not None, f"{name} has no planner entry"
+        assert (fmt.bits, fmt.group_size) == (spec.bits, spec.group_size), name

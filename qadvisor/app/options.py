@@ -1,0 +1,74 @@
+"""The typed options both faces fill in: what to measure (RunOptions) and what matters (PriorityOptions). Ranges are
+Field constraints, so a bad value fails here, in one place, as one line naming the option, before anything runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError
+
+from qadvisor.errors import UserError
+from qadvisor.models.priorities import Priorities, build_priorities, parse_size
+from qadvisor.quantizers import registry
+
+
+class RunOptions(BaseModel):
+    model: str | None = None  # a directory, synthetic:NAME, or None for the shipped model
+    methods: list[str] = list(registry.DEFAULT_METHODS)
+    eval_text: Path | None = None
+    calib_text: Path | None = None
+    keep_models: Path | None = None
+    export: Path | None = None  # written at the end (checked at the start: a run of minutes must not fail last)
+    report: Path | None = None
+    reuse_cache: bool = True  # False: --no-cache
+    device: str = "auto"
+    threads: int | None = Field(None, ge=1)
+    repeats: int = Field(5, ge=1)
+    decode_tokens: int = Field(32, ge=2)
+    prompt_tokens: int = Field(128, ge=1)
+    plan_for: str | None = None  # e.g. Qwen2.5-72B: also advise for that model
+    target: str = "this"
+    target_methods: list[str] | None = None  # measured on slices of plan_for; default: app.auto._target_methods
+
+
+class PriorityOptions(BaseModel):
+    """A profile (preset name, JSON file, or a saved run's priorities) with weights and limits laid over it."""
+
+    profile: str | Priorities = "balanced"
+    storage: float | None = Field(None, ge=0)
+    latency: float | None = Field(None, ge=0)
+    accuracy: float | None = Field(None, ge=0)
+    max_size: str | None = None  # 15MiB, 40GB, or bytes
+    min_tok_s: float | None = Field(None, gt=0)
+    max_ppl_rise: float | None = Field(None, ge=0)
+    max_kl: float | None = Field(None, ge=0)
+    replace_limits: bool = False  # the TUI's form shows the profile's limits, so a blank field there means none
+
+    def priorities(self) -> Priorities:
+        weights = ",".join(f"{k}={v:g}" for k in ("storage", "latency", "accuracy") if (v := getattr(self, k)) is not None)
+        limits = {"max_size_bytes": parse_size(self.max_size) if self.max_size else None,
+                  "min_decode_tok_s": self.min_tok_s, "max_ppl_rise_pct": self.max_ppl_rise, "max_kl": self.max_kl}
+        return build_priorities(self.profile, weights or None, limits, self.replace_limits)
+
+
+def run_options(prefix: str = "--", **values) -> RunOptions:
+    """RunOptions from a face's input (None or '': the default); a value out of range is one UserError line that
+    names the option as the face shows it (`prefix`: '--' for the command line, '' for the TUI's fields)."""
+    return _checked(RunOptions, values, prefix)
+
+
+def priority_options(prefix: str = "--", **values) -> PriorityOptions:
+    return _checked(PriorityOptions, values, prefix)
+
+
+def _checked(model: type[BaseModel], values: dict, prefix: str):
+    try:
+        return model(**{k: v for k, v in values.items() if v is not None and v != ""})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = prefix + str(err["loc"][0]).replace("_", "-" if prefix else " ")
+        ctx = err.get("ctx", {})
+        for key, words in (("ge", "at least"), ("gt", "above")):
+            if key in ctx:
+                raise UserError(f"{name} must be {words} {ctx[key]}") from None
+        raise UserError(f"{name}: {err['msg']}") from None
