@@ -17,11 +17,14 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
                         "at the real shape, to check the planner); default: the shipped model")
     parser.add_argument("--methods", help="comma-separated methods (see `qadvisor methods`); default: a spread of twelve from seven backends")
     parser.add_argument("--export", type=Path, help="write the run as JSON here")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where trials run (default: cuda if present)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where trials run (default: cuda if present)")
     parser.add_argument("--threads", type=int, help="CPU threads per trial (default: physical cores)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats after one warm-up (default 5)")
-    parser.add_argument("--decode-tokens", type=int, default=32, help="new tokens per timed generation (default 32)")
-    parser.add_argument("--prompt-tokens", type=int, default=128, help="prompt length for prefill and TTFT (default 128)")
+    # defaults live in app.options.RunOptions, the one place both faces read them from
+    parser.add_argument("--repeats", type=int, help=f"timed repeats after one warm-up (default {_default('repeats')})")
+    parser.add_argument("--decode-tokens", type=int,
+                        help=f"new tokens per timed generation (default {_default('decode_tokens')})")
+    parser.add_argument("--prompt-tokens", type=int,
+                        help=f"prompt length for prefill and TTFT (default {_default('prompt_tokens')})")
     parser.add_argument("--eval-text", type=Path, help="held-out text for the accuracy metrics")
     parser.add_argument("--calib-text", type=Path, help="calibration text for GPTQ (paragraphs split by blank lines)")
     parser.add_argument("--keep-models", type=Path, metavar="DIR", help="keep each quantized model under DIR")
@@ -30,9 +33,15 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
     _priority_args(parser)
     parser.add_argument("--plan-for", metavar="MODEL", help="also advise for e.g. Qwen2.5-72B: size from the planner, speed "
                         "projected from slices of it measured here, accuracy from this run's model")
-    parser.add_argument("--target", default="this", help="deployment target for --plan-for (default: this machine)")
+    parser.add_argument("--target", help="deployment target for --plan-for (default: this machine)")
     parser.add_argument("--target-methods", help="methods timed on slices of the --plan-for model (default: the "
                         "measured ones among bnb-nf4, quanto-int4, torchao-int8 and GGUF Q8_0 / Q4_K_M / Q2_K)")
+
+
+def _default(option: str):
+    from qadvisor.app.options import RunOptions
+
+    return RunOptions.model_fields[option].default
 
 
 def _priority_args(parser: argparse.ArgumentParser) -> None:

@@ -48,33 +48,14 @@ def print_methods(rows: list[dict]) -> None:
 
 
 def print_plan(plan, explain: bool = False) -> None:
-    """The planner's table; every figure is an estimate, and says so."""
+    """The planner's table (the shared view); every figure is an estimate, and says so."""
+    from qadvisor.app.views import plan_view
     from qadvisor.core.planner import published_memory
 
-    out = stdout_console()
-    t = plan.target
-    where = (f"{t.name} ×{t.count}, {f.gib(t.memory_bytes)} each" if t.kind == "gpu" else f"this CPU, {f.gib(t.memory_bytes)} RAM free")
-    out.print(f"[b]{plan.model}[/] — {plan.params / 1e9:.2f} B parameters, context {plan.context}, batch {plan.batch}, "
-              f"prompt {plan.prompt_tokens}; target {where}, {t.bandwidth_gb_s:g} GB/s ({t.bandwidth_source})")
-    published = published_memory()["memory_gib"].get(plan.model, {})
-    table = Table(title="[b]estimates[/], GiB (formulas: --explain; overhead and more: --json)", title_justify="left",
-                  pad_edge=False, box=None)
-    for col in ("method", "bits", "weights", "KV", "total", "vs bf16", "fits", "tok/s ≤", "type"):
-        table.add_column(col, justify="left" if col in ("method", "fits") else "right", no_wrap=True)
-    if published:
-        table.add_column("Qwen¹", justify="right")
-    for r in plan.plans:
-        fits = ("[green]yes[/]" if r.fits else "[red]no[/]") + (f" {r.devices_needed}×" if r.devices_needed else "")
-        row = [r.method, f"{r.bits:g}", _g(r.weights_bytes), _g(r.kv_cache_bytes), _g(r.total_bytes),
-               f"{-r.size_reduction_pct:+.0f}%", fits, f"{r.decode_tok_s_bound:,.1f}", r.archetype]
-        if published:
-            row.append(f"{published[r.method]:.2f}" if r.method in published else "")
-        table.add_row(*row)
-    out.print(table)
-    if published:
-        out.print("[dim]¹ measured by Qwen, not qadvisor: " + published_memory()["_source"] + "[/]")
+    print_view(plan_view(plan, published_memory()))
     print_projection(plan)
     if explain:
+        out = stdout_console()
         for name, formula in plan.formulas.items():
             out.print(f"[b]{name}[/] = {formula}")
 
@@ -113,11 +94,6 @@ def print_projection(plan) -> None:
 
 def _span(span, digits: int = 2) -> str:
     return "—" if span is None else f"{f.num(span[0], digits)}–{f.num(span[1], digits)}"
-
-
-def _g(n: int) -> str:
-    gib = n / 2**30
-    return f"{gib:.1f}" if gib >= 10 else f"{gib:.2f}"
 
 
 def print_plan_summary(export) -> None:

@@ -38,15 +38,13 @@ def recommendation_markdown(export: RunExport) -> list[str]:
 
 
 def plan_markdown(export: RunExport) -> list[str]:
+    from qadvisor.app.views import plan_view
+
     plan = export.plan
     if plan is None:
         return []
-    lines = ["", f"## Plan for {plan.model} on {plan.target.name} ×{plan.target.count} (estimates)", "",
-             "| method | weights GiB | total GiB | fits | GPUs | decode ≤ tok/s |", "|---|--:|--:|:-:|--:|--:|"]
-    for row in plan.plans:
-        lines.append(f"| {row.method} | {row.weights_bytes / 2**30:.1f} | {row.total_bytes / 2**30:.1f} | "
-                     f"{'yes' if row.fits else 'no'} | {row.devices_needed or '—'} | {row.decode_tok_s_bound:.1f} |")
-    return lines
+    return ["", f"## Plan for {plan.model} on {plan.target.name} ×{plan.target.count} (estimates)", ""] + table_markdown(
+        plan_view(plan))
 
 
 def time_markdown(export: RunExport, narrow: bool = False) -> list[str]:

@@ -50,7 +50,7 @@ def results_view(export: RunExport) -> TableView:
     """The measured table: one row per method that finished; the others, and how to read it, as notes."""
     kinds = export.recommendation.archetypes if export.recommendation else {}
     kv = any("+kv-" in r.method for r in export.results)  # the KV cache column only when a KV method was stacked
-    rows = [[r.method, f.mib(r.size_bytes), f"{r.compression_ratio:.2f}× ({-r.size_reduction_pct:+.0f}%)",
+    rows = [[r.method, f.mib(r.size_bytes), f"{r.compression_ratio:.2f}× ({f.size_change(r.size_reduction_pct)})",
              f.num(r.prefill_tok_s, 0), f.pm(r.decode_tok_s, r.decode_tok_s_spread),
              "—" if r.decode_cv is None else f"{100 * r.decode_cv:.1f}%", f.num(r.ttft_ms, 1), f.mib(r.peak_rss_bytes),
              f.num(r.ppl, 2), f.signed_pct(r.ppl_delta_pct), f.sci(r.kl_mean), f.pct(r.top1_agreement),
@@ -125,6 +125,32 @@ def comparison_view(c, label_a: str, label_b: str) -> TableView:
     return view
 
 
+def plan_view(plan: Plan, published: dict | None = None) -> TableView:
+    """The planner's table; every figure an estimate, and the title says so. `published`: Qwen's own measured
+    memory for this model (core.planner.published_memory), shown beside ours with its source."""
+    t = plan.target
+    where = (f"{t.name} ×{t.count}, {f.gib(t.memory_bytes)} each" if t.kind == "gpu"
+             else f"this CPU, {f.gib(t.memory_bytes)} RAM free")
+    mine = (published or {}).get("memory_gib", {}).get(plan.model, {})
+    rows = [[r.method, f"{r.bits:g}", _g(r.weights_bytes), _g(r.kv_cache_bytes), _g(r.total_bytes),
+             f.size_change(r.size_reduction_pct), ("yes" if r.fits else "no") + (f" {r.devices_needed}×" if r.devices_needed else ""),
+             f"{r.decode_tok_s_bound:,.1f}", r.archetype] + ([f"{mine[r.method]:.2f}" if r.method in mine else ""] if mine else [])
+            for r in plan.plans]
+    view = TableView(title="estimates, GiB (formulas: --explain; overhead and more: --json)", rows=rows,
+                     columns=["method", "bits", "weights", "KV", "total", "vs bf16", "fits", "tok/s ≤", "type"]
+                     + (["Qwen¹"] if mine else []))
+    view.above = [f"{plan.model} — {plan.params / 1e9:.2f} B parameters, context {plan.context}, batch {plan.batch}, "
+                  f"prompt {plan.prompt_tokens}; target {where}, {t.bandwidth_gb_s:g} GB/s ({t.bandwidth_source})"]
+    if mine:
+        view.notes = ["¹ measured by Qwen, not qadvisor: " + published["_source"]]
+    return view
+
+
+def _g(n: int) -> str:
+    gib = n / 2**30
+    return f"{gib:.1f}" if gib >= 10 else f"{gib:.2f}"
+
+
 def plan_summary(plan: Plan, method: str | None) -> str:
     """One line: the planned model on its target with `method` — fits or not, size, decode bound (estimates)."""
     where = f"{plan.model} on {plan.target.name} ×{plan.target.count}"
@@ -161,7 +187,7 @@ def target_view(export: RunExport) -> TableView | None:
     if t is None:
         return None
     fits = {r.method: r.fits for r in export.plan.plans} if export.plan else {}
-    rows = [[r.method, f"{r.size_bytes / 2**30:.1f}", f"{-r.size_reduction_pct:+.0f}%",
+    rows = [[r.method, f"{r.size_bytes / 2**30:.1f}", f.size_change(r.size_reduction_pct),
              f.pm(r.decode_tok_s, r.decode_tok_s_spread, 2), f.num(r.prefill_tok_s),
              "yes" if fits.get(r.method) else "no", f.signed_pct(r.ppl_delta_pct), f.sci(r.kl_mean)] for r in t.results]
     view = TableView(

@@ -161,7 +161,7 @@ def _speed_line(r: TrialResult, by_name: dict[str, TrialResult]) -> str:
 def _reasons(r: TrialResult, by_name: dict[str, TrialResult], parts: dict[str, float], weights: dict[str, float],
              total: float, limits: Limits) -> list[str]:
     reasons = [
-        f"{f.size(r.size_bytes)} on disk, {r.compression_ratio:.2f}× smaller than bf16 ({-r.size_reduction_pct:+.0f}%)",
+        f"{f.size(r.size_bytes)} on disk, {r.compression_ratio:.2f}× smaller than bf16 ({f.size_change(r.size_reduction_pct)})",
         _speed_line(r, by_name),
         f"perplexity {r.ppl_delta_pct:+.1f}% vs fp32, KL {f.sci(r.kl_mean)} nats/token, top-1 agreement "
         f"{100 * r.top1_agreement:.1f}%",

@@ -46,3 +46,9 @@ def pm(value: float | None, spread: float | None, digits: int = 1) -> str:
 
 def pct(fraction: float | None) -> str:
     return "n/a" if fraction is None else f"{100 * fraction:.1f}%"
+
+
+def size_change(reduction_pct: float) -> str:
+    """A size against bf16 as a change: −75% for four times smaller, +100% for fp32; never "-0%"."""
+    change = round(-reduction_pct)
+    return f"{change:+d}%" if change else "±0%"
