@@ -47,7 +47,6 @@ class AutoSession:
         check_output_dir(opts.keep_models, "--keep-models")
         if opts.model and opts.model.startswith(SYNTHETIC_PREFIX):
             check_synthetic(opts.model)  # too big for this machine: one line, before anything is built
-            say(f"{opts.model}: random weights at the real shape (built once, then cached)")
         self.opts = opts
         self.priorities = priorities
         self.plan_job = None
@@ -63,7 +62,7 @@ class AutoSession:
         request = RunRequest(model_dir=opts.model, methods=opts.methods, eval_text=opts.eval_text,
                              calib_text=opts.calib_text, settings=settings, work_dir=opts.keep_models,
                              reuse_cache=opts.reuse_cache)
-        self.run = Run(request, self.hardware)
+        self.run = Run(request, self.hardware, say)
 
     def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
         cancel = cancel or threading.Event()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from qadvisor.core import synthetic
+from qadvisor.core import memory, synthetic
 from qadvisor.errors import UserError
 from qadvisor.shipped import shipped_dir
 from qadvisor.models.jsonfile import read_json_object
@@ -20,8 +20,6 @@ SHIPPED_MODEL_NAME = "qwen2-tiny-stdlib"
 EVAL_FILE = "heldout.txt"
 CALIB_FILE = "calib.txt"
 SUPPORTED_TYPES = ("qwen2",)
-# The fp32 copy plus a quantizer's working set; measured peaks here stay under 3x the fp32 weights.
-MEMORY_FACTOR = 3.0
 
 
 def shipped_model_dir() -> Path:
@@ -69,19 +67,23 @@ def check_model_dir(model_dir: Path) -> dict:
     weights = sorted(model_dir.glob("*.safetensors"))
     if not weights:
         raise UserError(f"{model_dir}: no *.safetensors weights")
-    weight_bytes = sum(_check_safetensors(p) for p in weights)
+    for path in weights:
+        _check_safetensors(path)
     if not any((model_dir / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
         raise UserError(f"{model_dir}: no tokenizer files (tokenizer.json)")
-    dtype_bytes = 4 if str(config.get("torch_dtype", config.get("dtype", "bfloat16"))) == "float32" else 2
-    need = weight_bytes * (4 / dtype_bytes) * MEMORY_FACTOR
-    need = (synthetic.marker(model_dir) or {}).get("need_bytes", need)  # a slice was sized from the planner when it was built
-    free = psutil.virtual_memory().available
-    if need > free:
-        raise UserError(
-            f"not enough memory to measure {model_dir.name}: needs about {need / 2**30:.1f} GiB, "
-            f"{free / 2**30:.1f} GiB available (`qadvisor plan` estimates without loading it)"
-        )
     return config
+
+
+def check_memory(model_dir: Path, config: dict, backends: dict[str, str], scored_tokens: int) -> None:
+    """Room for the reference step and each trial (core.memory); a slice was sized for its trials when it was built
+    (core.slices), so only that size is checked."""
+    need = (synthetic.marker(model_dir) or {}).get("need_bytes")
+    if need is not None:
+        if need > psutil.virtual_memory().available:
+            raise UserError(f"not enough memory to measure {model_dir.name}: needs about {need / 2**30:.1f} GiB, "
+                            f"{psutil.virtual_memory().available / 2**30:.1f} GiB available")
+        return
+    memory.check({"the reference": "torch", **backends}, param_count(model_dir), config["vocab_size"], scored_tokens)
 
 
 def text_for(model_dir: Path, name: str, override: Path | None = None) -> tuple[Path, str]:
@@ -149,9 +151,10 @@ def check_synthetic(spec: str):
     from qadvisor.core.planner import param_count, resolve_architecture
 
     arch = resolve_architecture(spec.removeprefix(SYNTHETIC_PREFIX))
-    need = 4 * param_count(arch) * MEMORY_FACTOR  # fp32 reference copy and a quantizer's working set
+    need = memory.floor_bytes(param_count(arch), arch.vocab_size)  # each method is checked once they are known
     if need > psutil.virtual_memory().available:
-        raise UserError(f"not enough memory to measure synthetic:{arch.name}: needs about {need / 2**30:.1f} GiB, "
+        raise UserError(f"not enough memory to measure synthetic:{arch.name} with any method: needs at least "
+                        f"{need / 2**30:.1f} GiB, "
                         f"{psutil.virtual_memory().available / 2**30:.1f} GiB available (`qadvisor plan` estimates it)")
     return arch
 

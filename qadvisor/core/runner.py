@@ -15,12 +15,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from pydantic import BaseModel, ValidationError
 
 from qadvisor import __version__
-from qadvisor.core import artifacts, modelio
+from qadvisor.core import artifacts, memory, modelio, planner
 from qadvisor.core.jobs import EvalSettings, Job, Reference
 from qadvisor.core.worker import REFERENCE_FILE
 from qadvisor.core.zygote import Zygote
@@ -53,16 +53,13 @@ def default_cache_dir() -> Path:
 class Run:
     """One measuring run: checked on creation (bad input raises UserError before anything starts)."""
 
-    def __init__(self, request: RunRequest, hardware: HardwareInfo):
+    def __init__(self, request: RunRequest, hardware: HardwareInfo, say: Callable[[str], None] = lambda line: None):
         self.request = request
+        self.say = say  # a line for the user before a long step that is not a trial (building a synthetic model)
         self.hardware = hardware
         self.recipes = registry.parse_methods(",".join(request.methods))
         cache_root = request.cache_dir or default_cache_dir()
-        if request.model_dir and str(request.model_dir).startswith(modelio.SYNTHETIC_PREFIX):
-            self.model_dir = modelio.synthetic_model_dir(str(request.model_dir), cache_root).resolve()
-        else:
-            self.model_dir = (Path(request.model_dir) if request.model_dir else modelio.shipped_model_dir()).resolve()
-        self.config = modelio.check_model_dir(self.model_dir)
+        self.model_dir, self.config = self._checked_model(cache_root)
         self.artifacts_dir = (cache_root / "artifacts").resolve()
         self.keeps_models = artifacts.model_bytes(self.model_dir) <= artifacts.MAX_MODEL_BYTES  # in the cache
         weights = {r.weights.name: r.weights.bits for r in self.recipes}
@@ -87,6 +84,26 @@ class Run:
         from qadvisor.core.hardware import fast_bf16
 
         self.fast_bf16 = fast_bf16()  # one answer for the trials' work dtype and the cache keys that record it
+
+    def _checked_model(self, cache_root: Path) -> tuple[Path, dict]:
+        """The model to measure, once this machine's RAM is known to hold the reference step and every trial (on CPU:
+        a GPU run's peaks are on the GPU). A synthetic model is checked from its architecture before it is built."""
+        request, backends = self.request, {r.name: r.weights.backend for r in self.recipes}
+        cpu = request.settings.device == "cpu"
+        if request.model_dir and str(request.model_dir).startswith(modelio.SYNTHETIC_PREFIX):
+            arch = modelio.check_synthetic(str(request.model_dir))
+            if cpu:
+                memory.check(backends, planner.param_count(arch), arch.vocab_size, 0)  # random weights: nothing scored
+            self.say(f"{request.model_dir}: random weights at the real shape (built once, then cached)")
+            model_dir = modelio.synthetic_model_dir(str(request.model_dir), cache_root).resolve()
+            return model_dir, modelio.check_model_dir(model_dir)
+        model_dir = (Path(request.model_dir) if request.model_dir else modelio.shipped_model_dir()).resolve()
+        config = modelio.check_model_dir(model_dir)
+        if cpu:
+            s = request.settings
+            scored = s.windows * s.window if s.score_accuracy and not modelio.is_synthetic(model_dir) else 0
+            modelio.check_memory(model_dir, config, backends, scored)
+        return model_dir, config
 
     def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
         """Yield progress, metric, result and error events; a failing method never stops the run."""
@@ -249,7 +266,9 @@ def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float,
         return
     code = proc.wait()
     if code < 0:
-        yield Error(method=name, message=f"the trial process crashed ({signal.Signals(-code).name}); "
+        # nobody here sends SIGKILL to a running trial but _stop, which sets `ended`: the kernel's OOM killer does
+        oom = " — killed by the system, most likely out of memory (the OOM killer)" if code == -signal.SIGKILL else ""
+        yield Error(method=name, message=f"the trial process crashed ({signal.Signals(-code).name}{oom}); "
                                          f"log: {work_dir / (name + '.log')}")
     elif code != 0:
         log_tail = (work_dir / f"{name}.log").read_text(errors="replace").strip().splitlines()[-1:] or [""]

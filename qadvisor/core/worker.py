@@ -261,6 +261,18 @@ def warm_imports() -> None:
     import qadvisor.quantizers.registry  # noqa: F401
 
 
+def _failure(exc: Exception) -> str:
+    """One line for a failed job. Out of memory says so, with the peak this process reached: the allocator's own
+    message (empty for MemoryError, "can't allocate memory" deep in a traceback for torch) means little to a user."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower():
+        return (f"out of memory: the trial reached {peak / 2**30:.1f} GiB of RAM and could not allocate more "
+                f"({type(exc).__name__}); a smaller model or a machine with more free RAM would measure it")
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
 def main(argv: list[str]) -> int:
     job = Job.model_validate_json(Path(argv[1]).read_text())
     out = Emitter(int(os.environ["QADVISOR_EVENT_FD"]), job.method or "reference")
@@ -278,7 +290,7 @@ def main(argv: list[str]) -> int:
         import traceback
 
         traceback.print_exc()  # into the trial's log file
-        out.send(Error(method=out.method, message=f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
+        out.send(Error(method=out.method, message=_failure(exc)))
         return 1
     return 0
 

@@ -18,6 +18,8 @@ class MockBackend(Backend):
         MethodSpec(name="mock-sigkill", backend="mock", bits=4, scheme="int4", summary="MOCK: killed as by the OOM killer"),
         MethodSpec(name="mock-hang", backend="mock", bits=4, scheme="int4", summary="MOCK: never returns"),
         MethodSpec(name="mock-diskfull", backend="mock", bits=4, scheme="int4", summary="MOCK: the disk fills while saving"),
+        MethodSpec(name="mock-oom", backend="mock", bits=4, scheme="int4",
+                   summary="MOCK: runs out of memory (capped at 256 MiB above its size, so the machine never is)"),
     )
 
     def quantize(self, model_dir, spec, ctx):
@@ -33,6 +35,8 @@ class MockBackend(Backend):
             os.kill(os.getpid(), signal.SIGSEGV if spec.name == "mock-segfault" else signal.SIGKILL)
         while spec.name == "mock-hang":
             time.sleep(1)
+        if spec.name == "mock-oom":
+            _exhaust_memory()
         ctx.progress("quantize", 0.5, "MOCK: nothing to quantize")
         return load_hf(model_dir, torch.float32, ctx.device)
 
@@ -47,6 +51,19 @@ class MockBackend(Backend):
         import torch
 
         return load_hf(out_dir, torch.float32, ctx.device)
+
+
+def _exhaust_memory() -> None:
+    """Allocate and touch memory until the allocator fails, as a quantizer too large for the machine does; the cap
+    on this process's address space makes "the machine" 256 MiB larger than the process."""
+    import resource
+
+    with open("/proc/self/statm") as fh:
+        size = int(fh.read().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (size + (256 << 20), resource.getrlimit(resource.RLIMIT_AS)[1]))
+    held = []
+    while True:
+        held.append(bytearray(16 << 20))  # zero-filled: every page is touched
 
 
 BACKEND = MockBackend()

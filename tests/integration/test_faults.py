@@ -11,7 +11,7 @@ from qadvisor.core.runner import Run, RunRequest
 
 @pytest.mark.parametrize("warm", [True, False], ids=["forked", "fresh"])
 def test_each_fault_fails_its_method_and_the_run_goes_on(mock_backend, tmp_path, warm):
-    faults = ["mock-segfault", "mock-sigkill", "mock-hang", "mock-diskfull"]
+    faults = ["mock-segfault", "mock-sigkill", "mock-hang", "mock-diskfull", "mock-oom"]
     request = RunRequest(methods=[*faults, "mock-passthrough"], work_dir=tmp_path / "work", warm_start=warm,
                          trial_timeout_s=15, settings=EvalSettings(threads=2, repeats=2, decode_tokens=4, windows=2))
     run = Run(request, detect(with_backends=False))
@@ -19,6 +19,8 @@ def test_each_fault_fails_its_method_and_the_run_goes_on(mock_backend, tmp_path,
     results = {r.method: r for r in run.results}
     assert results["mock-segfault"].status == "failed" and "SIGSEGV" in results["mock-segfault"].reason
     assert results["mock-sigkill"].status == "failed" and "SIGKILL" in results["mock-sigkill"].reason
+    assert "out of memory (the OOM killer)" in results["mock-sigkill"].reason
+    assert results["mock-oom"].status == "failed" and "out of memory: the trial reached" in results["mock-oom"].reason
     assert results["mock-hang"].status == "failed" and "timed out after 15 s" in results["mock-hang"].reason
     assert results["mock-diskfull"].status == "failed" and "No space left" in results["mock-diskfull"].reason
     assert results["mock-passthrough"].status == "ok"
