@@ -4,6 +4,7 @@ the target, and one export with the advice for both. Everything is checked when 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Callable, Iterator
 
 from qadvisor.app.options import RunOptions
@@ -87,6 +88,17 @@ class AutoSession:
         if self.plan_job is not None:
             export.plan = self.plan_job.plan()
         return readvise(export, self.priorities, with_target=self.plan_job is not None)
+
+    def autosave(self, export: RunExport) -> Path:
+        """Keep the run where the next session finds it (the TUI saves every run it ends, finished or stopped, so a
+        quit never loses results): $QADVISOR_CACHE/runs/TIME-MODEL.json."""
+        from qadvisor.core.runner import default_cache_dir
+
+        stamp = export.created_at[:19].replace(":", "").replace("-", "")
+        path = default_cache_dir() / "runs" / f"{stamp}-{export.model.name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_export(export, path)
+        return path
 
     def write(self, export: RunExport) -> list[str]:
         """Write the export and the report the options asked for (each atomically); returns what was written."""

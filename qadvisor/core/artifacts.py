@@ -105,7 +105,8 @@ def store(entry: Path, saved: Path, method: str, quantize_s: float, inputs: dict
 
 
 CACHE_PARTS = {"artifacts": "quantized models", "reference": "reference log-probs",
-               "synthetic": "random-weight models and slices"}
+               "synthetic": "random-weight models and slices", "runs": "runs the TUI saved on its own"}
+RECOMPUTED = ("artifacts", "reference", "synthetic")  # what `--clear all` removes: saved runs are results, kept
 
 
 def folder_bytes(folder: Path) -> int:
@@ -123,9 +124,9 @@ def cache_summary(root: Path) -> list[tuple[str, str, int, int]]:
 
 
 def clear(root: Path, part: str) -> int:
-    """Remove one part of the cache (or all of them); returns the bytes freed. Everything in it is recomputed when a
-    run needs it again."""
-    parts = list(CACHE_PARTS) if part == "all" else [part]
+    """Remove one part of the cache (`all`: every part that is recomputed when a run needs it again, not the saved
+    runs); returns the bytes freed."""
+    parts = list(RECOMPUTED) if part == "all" else [part]
     freed = 0
     for name in parts:
         folder = Path(root) / name

@@ -78,6 +78,7 @@ class QAdvisorApp(App):
         self.priorities: Priorities = load_profile("balanced")
         self.export: RunExport | None = export
         self.cancel = threading.Event()
+        self.autosaved: Path | None = None  # where the last run was saved on its own (app.auto.AutoSession.autosave)
 
     def on_mount(self) -> None:
         self.push_screen(HardwareScreen(self.hardware))
@@ -159,6 +160,12 @@ class QAdvisorApp(App):
         except Exception as exc:  # a bug must show as a line, never take the screen down
             self.post_message(RunFinished(None, f"the run stopped on an internal error: {type(exc).__name__}: {exc}"))
             return
+        try:
+            self.autosaved = session.autosave(export)
+        except OSError as exc:  # the results stay on screen and can still be saved by hand
+            self.autosaved = None
+            self.post_message(RunFinished(export, f"could not save the run on its own: {exc}"))
+            return
         self.post_message(RunFinished(export))
 
     def action_cancel_run(self) -> None:
@@ -166,8 +173,16 @@ class QAdvisorApp(App):
         self.notify("Cancelling the current trial; finished results are kept.")
 
     async def action_quit(self) -> None:
-        self.cancel.set()  # the measuring thread stops its trial's process group before it ends
-        self.exit()
+        """Quit; mid-run, first stop the trial (its process group) and let the run save what finished."""
+        self.cancel.set()
+        running = [w for w in self.workers if w.group == "run" and w.is_running]
+        for worker in running:
+            try:
+                await worker.wait()
+            except Exception:  # its failure was posted as a line; quitting goes on
+                pass
+        saved = f"qadvisor: the stopped run's finished results are in {self.autosaved}" if running and self.autosaved else None
+        self.exit(message=saved)
 
     @on(TrialEvent)
     def _trial_event(self, message: TrialEvent) -> None:
@@ -177,13 +192,15 @@ class QAdvisorApp(App):
 
     @on(RunFinished)
     def _run_finished(self, message: RunFinished) -> None:
-        if message.export is None:
+        if message.error:
             self.notify(message.error, severity="error", timeout=10)
+        if message.export is None:
             return
         self.export = message.export
         done = "Done" if self.export.complete else f"Stopped ({len(self.export.cut)} not measured)"
         headline = self.export.recommendation.headline if self.export.recommendation else "no recommendation"
-        self.notify(f"{done}: {headline}. Press n for the recommendation.")
+        saved = f" Saved to {self.autosaved}." if self.autosaved else ""
+        self.notify(f"{done}: {headline}.{saved} Press n for the recommendation.")
 
     # advising
     def readvise(self, weights: dict[str, str]) -> bool:

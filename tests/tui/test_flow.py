@@ -248,18 +248,18 @@ async def test_cancel_during_the_reference_step(app, monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-async def test_quit_mid_run_stops_the_trial(app):
-    import time
-
+async def test_quit_mid_run_stops_the_trial(app, capsys):
+    """q mid-run: the trial stops, the finished results are saved (complete false), no process is left."""
     async with app.run_test(size=(100, 40)) as pilot:
-        await _priorities_with(pilot, "mock-passthrough", "fp32")
+        await _priorities_with(pilot, "mock-passthrough", "mock-hang")
         await pilot.press("r")
-        await _wait_until(pilot, lambda: bool(_trial_processes()))
+        await _wait_until(pilot, lambda: app.screen.panel("mock-passthrough").has_class("ok") and _trial_processes())
         await pilot.press("q")
-    deadline = time.monotonic() + 20
-    while trial_processes(with_zygotes=True) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not trial_processes(with_zygotes=True)
+    assert not trial_processes(with_zygotes=True)  # quitting waited for the run to stop its processes
+    saved = load_export(app.autosaved)
+    assert not saved.complete and saved.cut == ["mock-hang"]
+    assert [r.method for r in saved.results if r.status == "ok"] == ["mock-passthrough"]
+    assert "finished results are in" in capsys.readouterr().err  # said on the terminal once the TUI is gone
 
 
 async def test_the_recommendation_screen_shows_the_target_advice():

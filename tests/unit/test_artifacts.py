@@ -71,3 +71,12 @@ def test_cache_command_lists_and_clears(tmp_path):
     cleared = run_cli("cache", "--clear", "artifacts", env=env)
     assert cleared.returncode == 0 and "1.0 MiB freed" in cleared.stdout
     assert not (tmp_path / "cache" / "artifacts").exists()
+
+
+def test_clear_all_keeps_the_saved_runs(tmp_path):
+    for part in ("artifacts", "reference", "runs"):
+        (tmp_path / part).mkdir()
+        (tmp_path / part / "x").write_bytes(b"1234")
+    assert artifacts.clear(tmp_path, "all") == 8
+    assert (tmp_path / "runs" / "x").exists() and not (tmp_path / "artifacts").exists()
+    assert artifacts.clear(tmp_path, "runs") == 4
