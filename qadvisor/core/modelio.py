@@ -114,6 +114,21 @@ def check_eval_length(model_dir: Path, path: Path, window: int, windows: int, pr
                         f"(windows of {window} tokens, a prompt of {prompt_tokens})")
 
 
+def check_calib_text(model_dir: Path, path: Path, min_tokens: int) -> None:
+    """A calibrated method needs at least one paragraph (split by blank lines) of `min_tokens` tokens: one line now,
+    not a failed trial later."""
+    tokenizer_file = Path(model_dir) / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        return
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    paragraphs = [p for p in path.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+    if not any(len(tokenizer.encode(p).ids) >= min_tokens for p in paragraphs):
+        raise UserError(f"{path}: no paragraph of at least {min_tokens} tokens to calibrate on (paragraphs are "
+                        "split by blank lines)")
+
+
 def fingerprint(model_dir: Path, *extra: str) -> str:
     """A cache key for the model's weights and the evaluation settings (size + head + tail of each file)."""
     digest = hashlib.sha256()

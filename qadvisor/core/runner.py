@@ -72,6 +72,9 @@ class Run:
         self.calib_path = modelio.text_for(self.model_dir, modelio.CALIB_FILE, request.calib_text)[0].resolve()
         s = request.settings
         modelio.check_eval_length(self.model_dir, self.eval_path, s.window, s.windows, s.prompt_tokens)
+        calib_tokens = max((registry.backend_for(r.weights).calib_min_tokens for r in self.recipes), default=0)
+        if calib_tokens and s.score_accuracy:  # random weights round to nearest instead of calibrating
+            modelio.check_calib_text(self.model_dir, self.calib_path, calib_tokens)
         key = modelio.fingerprint(self.model_dir, self.eval_path.read_text(encoding="utf-8"), str(s.window), str(s.windows),
                                   str(s.score_accuracy))
         self.cache_dir = (cache_root / "reference" / key).resolve()

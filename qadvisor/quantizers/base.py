@@ -55,6 +55,7 @@ class Backend:
     cpu_methods: frozenset[str] | None = None  # None: every method runs on CPU
     install_hint: str = ""
     calibrated = False  # quantizing reads the calibration text (its content is part of the artifact cache's key)
+    calib_min_tokens = 0  # a calibration paragraph shorter than this is skipped; a text with none is refused up front
     # what a trial says when it ran without calibration (TrialContext.calibrate False); '' for methods that need none
     uncalibrated_note: str = ""
 

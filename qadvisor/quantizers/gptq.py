@@ -33,6 +33,7 @@ class GPTQBackend(Backend):
     min_version = "7.0"
     install_hint = "BUILD_CUDA_EXT=0 pip install gptqmodel==7.6.0"
     calibrated = True
+    calib_min_tokens = 16
     uncalibrated_note = ("GPTQ codes rounded to nearest (GPTQModel's RTNConfig), not calibrated: random weights; "
                          "the same GPTQ format and kernel, so its size and speed are GPTQ's")
     methods = tuple(_spec(b) for b in (8, 4, 3, 2))
@@ -114,7 +115,7 @@ def _calibration(tokenizer, texts: list[str], inputs: int) -> list[dict]:
         if tokens >= TOKENS_PER_INPUT * inputs and len(calib) >= MIN_SAMPLES:
             break
         ids = tokenizer(text).input_ids[:CALIB_TOKENS]
-        if len(ids) >= 16:
+        if len(ids) >= GPTQBackend.calib_min_tokens:
             calib.append({"input_ids": ids, "attention_mask": [1] * len(ids)})
             tokens += len(ids)
     if not calib:

@@ -172,3 +172,12 @@ def test_not_enough_disk_is_refused_before_measuring(tmp_path, monkeypatch):
         Run(request, detect(with_backends=False))
     monkeypatch.setattr(sh, "disk_usage", lambda path: usage(10**12, 0, 10**12))
     Run(request, detect(with_backends=False))
+
+
+def test_a_calibration_text_too_short_for_gptq_is_refused_before_measuring(tmp_path):
+    empty = tmp_path / "calib.txt"
+    empty.write_text("short\n\nlines\n\n")
+    args = ["--auto", "--methods", "fp32,gptq-int4", "--calib-text", str(empty)]
+    proc = run_cli(*args, env={"QADVISOR_CACHE": str(tmp_path / "c")})
+    _assert_one_line_error(proc, "no paragraph of at least 16 tokens to calibrate on")
+    assert not (tmp_path / "c").exists()
