@@ -136,19 +136,11 @@ def cmd_hardware(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    from qadvisor.core.hardware import detect
+    from qadvisor.app.views import method_rows
     from qadvisor.console import print_methods
-    from qadvisor.quantizers import registry
+    from qadvisor.core.hardware import detect
 
-    info = detect(with_backends=False)
-    has_cuda = info.cuda is not None
-    rows = []
-    stacks = registry.kv_compatibility()
-    for spec in registry.methods().values():
-        ok, reason = registry.method_available(spec, has_cuda)
-        rows.append({**spec.model_dump(), "available": ok, "reason": reason,
-                     "default": spec.name in registry.DEFAULT_METHODS,
-                     "kv_stack": stacks.get(spec.name)})  # '' stacks with every KV method; None: a KV method
+    rows = method_rows(detect(with_backends=False).cuda is not None)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

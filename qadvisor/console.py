@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from qadvisor.app.views import TEXT_COLUMNS
-from qadvisor.core import format as f
+from qadvisor import format as f
 from qadvisor.models.events import Error, Event, Progress, Result
 from qadvisor.models.hardware import HardwareInfo
 

@@ -7,9 +7,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
+from qadvisor.core.jobs import EvalSettings
 from qadvisor.errors import UserError
 from qadvisor.models.priorities import Priorities, build_priorities, parse_size
 from qadvisor.quantizers import registry
+
+
+_EVAL = EvalSettings.model_fields
 
 
 class RunOptions(BaseModel):
@@ -23,9 +27,9 @@ class RunOptions(BaseModel):
     reuse_cache: bool = True  # False: --no-cache
     device: str = "auto"
     threads: int | None = Field(None, ge=1)
-    repeats: int = Field(5, ge=1)
-    decode_tokens: int = Field(32, ge=2)
-    prompt_tokens: int = Field(128, ge=1)
+    repeats: int = Field(_EVAL["repeats"].default, ge=1)  # the defaults are the measuring core's own
+    decode_tokens: int = Field(_EVAL["decode_tokens"].default, ge=2)
+    prompt_tokens: int = Field(_EVAL["prompt_tokens"].default, ge=1)
     plan_for: str | None = None  # e.g. Qwen2.5-72B: also advise for that model
     target: str = "this"
     target_methods: list[str] | None = None  # measured on slices of plan_for; default: app.auto._target_methods

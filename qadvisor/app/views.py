@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from qadvisor.core import format as f
+from qadvisor import format as f
 from qadvisor.models.events import STEPS
 from qadvisor.models.export import RunExport
 from qadvisor.models.hardware import HardwareInfo
@@ -35,6 +35,21 @@ def hardware_lines(hw: HardwareInfo) -> list[tuple[str, str]]:
                     f"disk {f.gib(hw.disk_free_bytes)} free"),
             ("GPU", gpus or hw.gpu_note),
             ("SW", f"{hw.os}, Python {hw.python}, torch {hw.torch or 'not installed'}, CUDA {hw.cuda or 'none'}")]
+
+
+def method_rows(has_cuda: bool) -> list[dict]:
+    """Every method with whether it runs here (and why not), whether it is in the default set, and which KV-cache
+    methods stack on it: what `qadvisor methods` prints (or writes as JSON) and the TUI offers."""
+    from qadvisor.quantizers import registry
+
+    stacks = registry.kv_compatibility()
+    rows = []
+    for spec in registry.methods().values():
+        ok, reason = registry.method_available(spec, has_cuda)
+        rows.append({**spec.model_dump(), "available": ok, "reason": reason,
+                     "default": spec.name in registry.DEFAULT_METHODS,
+                     "kv_stack": stacks.get(spec.name)})  # '' stacks with every KV method; None: a KV method
+    return rows
 
 
 def backends_view(hw: HardwareInfo) -> TableView:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from qadvisor.core import format as f
+from qadvisor import format as f
 from qadvisor.models.priorities import Limits, Priorities
 from qadvisor.models.recommendation import MethodScore, Recommendation
 from qadvisor.models.result import TrialResult

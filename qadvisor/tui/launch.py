@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from qadvisor.app.auto import AutoSession
 from qadvisor.app.options import run_options
+from qadvisor.app.views import method_rows
 from qadvisor.core.hardware import detect
 from qadvisor.core.modelio import SHIPPED_MODEL_NAME
 from qadvisor.models.export import load_export
 from qadvisor.quantizers import registry
 
 
-def method_rows(has_cuda: bool) -> list[tuple[str, bool, str, bool]]:
-    rows = []
-    for spec in registry.methods().values():
-        if spec.target == "kv-cache":
-            continue  # never alone: the priorities screen stacks one on the chosen methods
-        ok, reason = registry.method_available(spec, has_cuda)
-        rows.append((spec.name, ok, spec.summary if ok else reason, spec.name in registry.DEFAULT_METHODS))
-    return rows
+def method_choices(has_cuda: bool) -> list[tuple[str, bool, str, bool]]:
+    """(name, runs here, what it is or why not, default) per weight method; a KV method never runs alone: the
+    priorities screen stacks one on the chosen methods."""
+    return [(r["name"], r["available"], r["summary"] if r["available"] else r["reason"], r["default"])
+            for r in method_rows(has_cuda) if r["target"] == "weights"]
 
 
 def tui_inputs(args):
@@ -33,4 +31,4 @@ def tui_inputs(args):
                            reuse_cache=form.get("reuse_cache", True) and not getattr(args, "no_cache", False))
         return AutoSession(opts, priorities)
 
-    return hardware, method_rows(hardware.cuda is not None), SHIPPED_MODEL_NAME, run_factory, export
+    return hardware, method_choices(hardware.cuda is not None), SHIPPED_MODEL_NAME, run_factory, export

@@ -14,7 +14,7 @@ from textual.widgets import (Button, Checkbox, DataTable, Footer, Header, Input,
 from qadvisor.app.report import target_markdown, time_markdown
 from qadvisor.app.views import (backends_view, comparison_view, hardware_lines, plan_check_lines, plan_summary,
                                 recommendation_view)
-from qadvisor.core import format as f
+from qadvisor import format as f
 from qadvisor.models.hardware import HardwareInfo
 from qadvisor.quantizers import registry
 

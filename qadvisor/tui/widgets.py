@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
-from qadvisor.core import format as f
+from qadvisor import format as f
 from qadvisor.models.events import STEPS, Error, Metric, Progress
 from qadvisor.models.result import TrialResult
 
