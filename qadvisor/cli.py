@@ -34,6 +34,8 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plan-for", metavar="MODEL", help="also advise for e.g. Qwen2.5-72B: size from the planner, speed "
                         "projected from slices of it measured here, accuracy from this run's model")
     parser.add_argument("--target", help="deployment target for --plan-for (default: this machine)")
+    parser.add_argument("--cluster", metavar="local|HOST:PORT", help="measure every method on every node of a Ray "
+                        "cluster (local: start one here); advice per hardware kind. Needs pip install -e '.[cluster]'")
     parser.add_argument("--target-methods", help="methods timed on slices of the --plan-for model (default: the "
                         "measured ones among bnb-nf4, quanto-int4, torchao-int8 and GGUF Q8_0 / Q4_K_M / Q2_K)")
 
@@ -66,9 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     advise.add_argument("--from", dest="source", type=Path, required=True, help="an export written by --auto")
     advise.add_argument("--export", type=Path, help="write the export with the new priorities and recommendation")
     _priority_args(advise)
-    compare = sub.add_parser("compare", help="two saved runs side by side (two machines, two models)")
+    compare = sub.add_parser("compare", help="two saved runs side by side (two machines, two models), or the first "
+                             "two hardware kinds of one --cluster run")
     compare.add_argument("first", type=Path)
-    compare.add_argument("second", type=Path)
+    compare.add_argument("second", type=Path, nargs="?")
     sub.add_parser("schema", help="print the JSON Schema of the export")
     cache = sub.add_parser("cache", help="what qadvisor keeps between runs ($QADVISOR_CACHE or ~/.cache/qadvisor)")
     cache.add_argument("--clear", choices=("artifacts", "reference", "synthetic", "runs", "all"),
@@ -200,7 +203,16 @@ def cmd_compare(args) -> int:
     from qadvisor.console import print_comparison
     from qadvisor.models.export import load_export
 
-    print_comparison(load_export(args.first), load_export(args.second))
+    first = load_export(args.first)
+    if args.second is not None:
+        print_comparison(first, load_export(args.second))
+        return 0
+    from qadvisor.app.views import per_kind
+
+    kinds = [part for heading, part in per_kind(first) if heading]
+    if len(kinds) < 2:
+        raise UserError(f"{args.first}: one kind of hardware in this run; compare it with another run's export")
+    print_comparison(kinds[0], kinds[1])
     return 0
 
 
@@ -249,7 +261,7 @@ def cmd_auto(args) -> int:
                        calib_text=args.calib_text, keep_models=args.keep_models, export=args.export, report=args.report,
                        reuse_cache=not args.no_cache, device=args.device, threads=args.threads, repeats=args.repeats,
                        decode_tokens=args.decode_tokens, prompt_tokens=args.prompt_tokens, plan_for=args.plan_for,
-                       target=args.target, target_methods=split(args.target_methods))
+                       target=args.target, target_methods=split(args.target_methods), cluster=args.cluster)
     printer = EventPrinter(0)
     session = AutoSession(opts, priorities, say=printer.say)
     run = session.run

@@ -125,12 +125,13 @@ class EventPrinter:
         elif isinstance(event, Result):
             self.done += 1
             r = event.result
+            where = f" @ {r.node}" if r.node else ""
             if r.status == "ok":
-                self.err.print(f"[green]✓[/] {r.method}: {f.mib(r.size_bytes)} MiB ({r.compression_ratio:.2f}× vs bf16), "
+                self.err.print(f"[green]✓[/] {r.method}{where}: {f.mib(r.size_bytes)} MiB ({r.compression_ratio:.2f}× vs bf16), "
                                f"decode {f.num(r.decode_tok_s)} tok/s, ΔPPL {f.signed_pct(r.ppl_delta_pct)}, "
                                f"KL {f.sci(r.kl_mean)}  [{r.total_s:.0f}s]")
             else:
-                self.err.print(f"[red]✗[/] {r.method}: {r.status}: {r.reason}")
+                self.err.print(f"[red]✗[/] {r.method}{where}: {r.status}: {r.reason}")
 
 
 def print_recommendation(export) -> None:
@@ -157,7 +158,17 @@ def print_comparison(first, second) -> None:
 
 
 def print_run(export) -> None:
-    """The measured table, the planner check, the recommendation and, with --plan-for, the target's."""
+    """The measured table, the planner check, the recommendation and, with --plan-for, the target's; on a cluster,
+    all of it per hardware kind."""
+    from qadvisor.app.views import per_kind
+
+    for heading, part in per_kind(export):
+        if heading:
+            stdout_console().rule(f"[b]{heading}[/]", align="left")
+        _print_one(part)
+
+
+def _print_one(export) -> None:
     from qadvisor.app.views import plan_check_lines, results_view, time_view
 
     print_view(results_view(export), boxed=True)

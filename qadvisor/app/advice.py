@@ -6,13 +6,30 @@ from qadvisor.core.advisor import advise
 from qadvisor.core.target import target_advice
 from qadvisor.models.export import RunExport
 from qadvisor.models.priorities import Priorities
+from qadvisor.models.result import TrialResult
 
 
 def readvise(export: RunExport, priorities: Priorities, with_target: bool = False) -> RunExport:
     """The recommendation for the measured model and, when the export has (or `with_target` asks for) advice for
     a planned target, for that too. No measuring."""
     export.priorities = priorities
-    export.recommendation = advise(export.results, priorities)
+    for kind in export.kinds:  # --cluster: advice per hardware kind, from that kind's results only
+        kind.recommendation = advise(kind_results(export, kind.kind), priorities)
+    export.recommendation = export.kinds[0].recommendation if export.kinds else advise(export.results, priorities)
     if export.plan is not None and (with_target or export.target is not None):
         export.target = target_advice(export, export.plan, priorities)
     return export
+
+
+def kind_results(export: RunExport, kind: str) -> list[TrialResult]:
+    """One hardware kind's results, one per method: where several nodes of the kind measured a method, the node with
+    the median decode speed stands for it (a result measured on one node, not an average of several)."""
+    by_method: dict[str, list[TrialResult]] = {}
+    for r in export.results:
+        if r.kind == kind:
+            by_method.setdefault(r.method, []).append(r)
+    chosen = []
+    for results in by_method.values():
+        ok = sorted((r for r in results if r.status == "ok"), key=lambda r: r.decode_tok_s)
+        chosen.append(ok[(len(ok) - 1) // 2] if ok else results[0])
+    return chosen

@@ -34,6 +34,19 @@ def _target_methods(opts: RunOptions) -> list[str]:
     return chosen
 
 
+def _on_cluster(run, opts: RunOptions, say: Callable[[str], None]):
+    """The checked local run, measured on every node of a Ray cluster instead of here."""
+    from qadvisor.core.cluster import ClusterRun
+
+    for flag, value in (("--plan-for", opts.plan_for), ("--keep-models", opts.keep_models)):
+        if value:
+            raise UserError(f"{flag} with --cluster: not supported yet (run it without --cluster)")
+    cluster = ClusterRun(run, opts.cluster, opts.device, opts.threads)
+    for kind, nodes in cluster.kinds().items():
+        say(f"cluster: {len(nodes)} node(s) of {kind}: {', '.join(n.label for n in nodes)}")
+    return cluster
+
+
 class AutoSession:
     """One `--auto` (or TUI) session: created checked, `events()` measures, `export()` is the answer."""
 
@@ -64,6 +77,8 @@ class AutoSession:
                              calib_text=opts.calib_text, settings=settings, work_dir=opts.keep_models,
                              reuse_cache=opts.reuse_cache)
         self.run = Run(request, self.hardware, say)
+        if opts.cluster:
+            self.run = _on_cluster(self.run, opts, say)
 
     def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
         cancel = cancel or threading.Event()
@@ -72,9 +87,10 @@ class AutoSession:
             yield from self.plan_job.events(cancel)
 
     def trials(self) -> int:
-        """How many results `events()` will yield: one per method here, one per method and depth on slices."""
+        """How many results `events()` will yield: one per method here (and node, on a cluster), one per method and
+        depth on slices."""
         m = self.plan_job.measurement if self.plan_job is not None else None
-        return len(self.run.recipes) + (len(m.methods) * len(m.depths) if m is not None else 0)
+        return self.run.trials() + (len(m.methods) * len(m.depths) if m is not None else 0)
 
     def measured(self) -> bool:
         """Whether there is anything to export: the reference step finished (a stop before it leaves nothing)."""

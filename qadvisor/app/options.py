@@ -33,6 +33,7 @@ class RunOptions(BaseModel):
     plan_for: str | None = None  # e.g. Qwen2.5-72B: also advise for that model
     target: str = "this"
     target_methods: list[str] | None = None  # measured on slices of plan_for; default: app.auto._target_methods
+    cluster: str | None = None  # `local` or HOST:PORT of a Ray cluster: every method on every node (core.cluster)
 
 
 class PriorityOptions(BaseModel):

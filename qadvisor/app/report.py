@@ -7,12 +7,23 @@ from qadvisor.models.export import RunExport
 
 
 def markdown(export: RunExport) -> str:
-    """The report: the same shared views the CLI and the TUI show, as Markdown."""
-    from qadvisor.app.views import backends_view, hardware_lines, results_view
+    """The report: the same shared views the CLI and the TUI show, as Markdown; on a cluster, a part per hardware
+    kind."""
+    from qadvisor.app.views import per_kind
 
     m = export.model
     lines = [f"# Quantization advice: {m.name}", "", f"Measured by qadvisor {export.qadvisor_version} on "
-             f"{export.created_at}.", "", "## Hardware", ""]
+             f"{export.created_at}."]
+    for heading, part in per_kind(export):
+        lines += ["", f"# {heading}"] if heading else []
+        lines += _one_machine(part)
+    return "\n".join(lines) + "\n"
+
+
+def _one_machine(export: RunExport) -> list[str]:
+    from qadvisor.app.views import backends_view, hardware_lines, results_view
+
+    lines = ["", "## Hardware", ""]
     lines += [f"- {label}: {text}" for label, text in hardware_lines(export.hardware)]
     lines += [f"- Trials ran on: {export.settings.device}", ""]
     if export.hardware.backends:
@@ -23,8 +34,7 @@ def markdown(export: RunExport) -> str:
     if export.plan_check:
         lines += ["", "Planner check (predicted from the architecture vs measured in this run):", ""]
         lines += [f"- {line}" for line in plan_check_lines(export.plan_check)]
-    lines += recommendation_markdown(export) + plan_markdown(export) + target_markdown(export) + time_markdown(export)
-    return "\n".join(lines) + "\n"
+    return lines + recommendation_markdown(export) + plan_markdown(export) + target_markdown(export) + time_markdown(export)
 
 
 def recommendation_markdown(export: RunExport) -> list[str]:

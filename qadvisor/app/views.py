@@ -25,6 +25,21 @@ class TableView:
     above: list[str] = field(default_factory=list)  # lines before the table (which runs a comparison reads)
 
 
+def per_kind(export: RunExport) -> list[tuple[str, RunExport]]:
+    """--cluster: one export per hardware kind (its hardware, its results, its advice), each shown as a run on one
+    machine is; a run on one machine is its own single kind."""
+    from qadvisor.app.advice import kind_results
+
+    if not export.kinds:
+        return [("", export)]
+    return [(f"On {k.kind} ({len(k.nodes)} node{'s' if len(k.nodes) > 1 else ''}: {', '.join(k.nodes)}"
+             + ("; each method's row: the node with the median decode" if len(k.nodes) > 1 else "") + ")",
+             export.model_copy(update={"hardware": k.hardware, "recommendation": k.recommendation, "kinds": [],
+                                       "results": kind_results(export, k.kind),
+                                       "settings": export.settings.model_copy(update={"device": k.kind})}))
+            for k in export.kinds]
+
+
 def hardware_lines(hw: HardwareInfo) -> list[tuple[str, str]]:
     """(label, text) per line: what `qadvisor hardware`, the TUI's first screen and the report say of a machine."""
     gpus = "; ".join(f"{g.name} {f.gib(g.vram_bytes)} (compute {g.compute_capability}, driver {g.driver})"

@@ -203,6 +203,10 @@ class Run:
         return TrialResult(method=recipe.name, backend=spec.backend, bits=spec.bits, status=status, reason=reason,
                            device=self.device_label, total_s=time.perf_counter() - started)
 
+    def trials(self) -> int:
+        """How many results `events()` yields."""
+        return len(self.recipes)
+
     def export(self) -> RunExport:
         ref = self.reference
         if ref is None:

@@ -49,6 +49,15 @@ class TargetAdvice(BaseModel):
     comparison: list[str] = []  # how the target's pick relates to the proxy's
 
 
+class HardwareKind(BaseModel):
+    """--cluster: the nodes of one kind of hardware, and the advice from their results (those with this `kind`)."""
+
+    kind: str
+    hardware: HardwareInfo
+    nodes: list[str]
+    recommendation: Recommendation | None = None
+
+
 class RunExport(BaseModel):
     schema_version: int = SCHEMA_VERSION
     qadvisor_version: str
@@ -65,6 +74,7 @@ class RunExport(BaseModel):
     plan: Plan | None = None  # --plan-for: the planner's estimate for a deployment target
     plan_check: list[PlanCheck] = []  # the planner's predicted weight bytes next to the measured ones
     target: TargetAdvice | None = None  # --plan-for: advice for that model, projected from this run
+    kinds: list[HardwareKind] = []  # --cluster: one entry per hardware kind; `recommendation` is the first kind's
 
 
 def save_export(export: RunExport, path: Path) -> None:

@@ -14,6 +14,8 @@ class TrialResult(BaseModel):
     status: Literal["ok", "failed", "cancelled"]
     reason: str = ""
     device: str = ""  # where it was measured, e.g. `cpu: ... (2 threads)`
+    node: str | None = None  # --cluster: the Ray node that measured it (address and node id)
+    kind: str | None = None  # --cluster: that node's hardware kind (core.cluster.hardware_kind)
     # compression
     size_bytes: int | None = None  # saved weights on disk
     weights_mem_bytes: int | None = None  # tensors held in memory after reload

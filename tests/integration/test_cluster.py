@@ -1,0 +1,115 @@
+"""`--cluster local`: a real Ray started on this machine (nothing reaches outside it). Trials run as Ray tasks on
+the node, each result names its node and hardware kind, and a Ray worker killed mid-trial fails that trial only."""
+
+import time
+
+import psutil
+import pytest
+
+from qadvisor.app.advice import kind_results
+from qadvisor.app.auto import AutoSession
+from qadvisor.app.options import run_options
+from qadvisor.models.events import Progress
+from qadvisor.models.priorities import load_profile
+from tests.conftest import trial_processes
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture
+def fresh_ray():
+    yield
+    ray.shutdown()
+
+
+def _session(methods, **extra):
+    opts = run_options(methods=methods, repeats=1, decode_tokens=8, **extra)
+    return AutoSession(opts, load_profile("balanced"))
+
+
+def test_a_local_cluster_measures_what_a_local_run_does(fresh_ray):
+    here = _session(["fp32", "gguf-q8_0"])
+    list(here.events())
+    local = {r.method: r for r in here.export().results}
+    session = _session(["fp32", "gguf-q8_0"], cluster="local")
+    list(session.events())
+    export = session.export()
+    assert len(export.kinds) == 1 and export.kinds[0].recommendation is not None
+    node = ray.nodes()[0]["NodeManagerAddress"]
+    for r in export.results:
+        assert r.status == "ok", r.reason
+        assert r.node.startswith(node) and r.kind == export.kinds[0].kind
+        same = local[r.method]
+        assert r.size_bytes == same.size_bytes and r.ppl == pytest.approx(same.ppl, rel=1e-4)
+    assert export.recommendation == export.kinds[0].recommendation
+
+
+def _ray_task_processes() -> list:
+    """Ray worker processes running a trial task (Ray titles a worker after the task it runs)."""
+    return [p for p in psutil.process_iter(["cmdline"]) if " ".join(p.info["cmdline"] or []).startswith("ray::trial_here")]
+
+
+def test_a_killed_ray_worker_fails_that_trial_and_keeps_the_others(fresh_ray, mock_backend):
+    session = _session(["mock-passthrough", "mock-hang", "fp32"], cluster="local")
+    killed = []
+    for event in session.events():
+        if isinstance(event, Progress) and event.method.startswith("mock-hang") and event.step == "quantize":
+            time.sleep(1)  # into its hang
+            killed = _ray_task_processes()
+            for proc in killed:
+                proc.kill()  # a node's worker dying mid-trial, as SIGKILL leaves it
+    assert killed, "no Ray worker was running the trial"
+    results = {r.method: r for r in session.export().results}
+    assert results["mock-passthrough"].status == "ok" and results["fp32"].status == "ok"
+    assert results["mock-hang"].status == "failed" and "died: WorkerCrashedError" in results["mock-hang"].reason
+    deadline = time.monotonic() + 20
+    while trial_processes(with_zygotes=True) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not trial_processes(with_zygotes=True)
+
+
+@pytest.fixture
+def two_nodes(tmp_path, monkeypatch):
+    """A head and a worker node on this machine, each started by `ray start` as a team would on two machines (token
+    authentication off: nothing here listens beyond this machine's own addresses, and the nodes stop at the end)."""
+    import shutil
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    ray_cli = shutil.which("ray")
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    import os
+
+    def env(name):  # each node its own cache, as on two machines
+        return {**os.environ, "QADVISOR_CACHE": str(tmp_path / name)}
+
+    subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", *common], check=True,
+                   capture_output=True, timeout=120, env=env("head"))
+    try:
+        subprocess.run([ray_cli, "start", f"--address=127.0.0.1:{port}", *common], check=True, capture_output=True,
+                       timeout=120, env=env("worker"))
+        yield f"127.0.0.1:{port}"
+    finally:
+        ray.shutdown()
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_trials_reach_both_nodes_and_identical_nodes_fold_into_one_kind(two_nodes, tmp_path):
+    """As a user runs it: `qadvisor --auto --cluster HOST:PORT` in its own process, against two `ray start` nodes."""
+    from qadvisor.models.export import load_export
+    from tests.conftest import run_cli
+
+    proc = run_cli("--auto", "--cluster", two_nodes, "--methods", "fp32,gguf-q4_k_m", "--repeats", "1",
+                   "--decode-tokens", "8", "--export", str(tmp_path / "run.json"), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    export = load_export(tmp_path / "run.json")
+    assert len({r.node for r in export.results}) == 2 and all(r.status == "ok" for r in export.results)
+    assert len(export.results) == 4 and len(export.kinds) == 1 and len(export.kinds[0].nodes) == 2
+    folded = kind_results(export, export.kinds[0].kind)  # one row per method for the advice and the table
+    assert sorted(r.method for r in folded) == ["fp32", "gguf-q4_k_m"]
+    assert export.kinds[0].recommendation.method in ("fp32", "gguf-q4_k_m")
+    assert "2 nodes" in proc.stdout and "Token authentication" not in proc.stderr
