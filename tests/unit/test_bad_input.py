@@ -181,3 +181,10 @@ def test_a_calibration_text_too_short_for_gptq_is_refused_before_measuring(tmp_p
     proc = run_cli(*args, env={"QADVISOR_CACHE": str(tmp_path / "c")})
     _assert_one_line_error(proc, "no paragraph of at least 16 tokens to calibrate on")
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("flag", [["--plan-for", "Qwen2.5-7B"], ["--keep-models", "KEEP"]])
+def test_cluster_options_not_supported_yet_are_refused_up_front(tmp_path, flag):
+    flag = [str(tmp_path / "keep") if part == "KEEP" else part for part in flag]
+    proc = run_cli("--auto", "--cluster", "local", "--methods", "fp32", *flag, env={"QADVISOR_CACHE": str(tmp_path / "c")})
+    _assert_one_line_error(proc, "with --cluster: not supported yet")
