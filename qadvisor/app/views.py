@@ -132,6 +132,20 @@ def recommendation_view(export: RunExport) -> TableView:
     return view
 
 
+def score_view(export: RunExport) -> TableView:
+    """The compact table beside the re-advise weights: each method's archetype, size, speed, loss and score."""
+    rec = export.recommendation
+    rows = []
+    for r in export.results:
+        if r.status != "ok":
+            rows.append([r.method, "—", "", "", "", r.status])
+            continue
+        score = rec.scores.get(r.method)
+        rows.append([r.method, rec.archetypes.get(r.method, "✗"), f.mib(r.size_bytes), f.num(r.decode_tok_s),
+                     f.signed_pct(r.ppl_delta_pct), f"{score.total:.2f}" if score else "ruled out"])
+    return TableView(title="", columns=["method", "type", "MiB", "tok/s", "ΔPPL", "score"], rows=rows)
+
+
 def priorities_line(p) -> str:
     w = p.weights()
     limits = ", ".join(f"{k}={v:g}" for k, v in p.limits.model_dump().items() if v is not None) or "none"

@@ -96,9 +96,10 @@ def build_priorities(profile: str | Priorities, weights: str | None = None, limi
     """
     base = profile if isinstance(profile, Priorities) else load_profile(profile)
     data = base.model_dump()
-    if weights:
-        data.update(parse_weights(weights))
-        data["name"] = f"{base.name} (custom weights)"
+    changed = {k: v for k, v in parse_weights(weights or "").items() if v != data[k]}
+    if changed:  # the profile's own weights given again leave it as it was
+        data.update(changed)
+        data["name"] = base.name if base.name.endswith("(custom weights)") else f"{base.name} (custom weights)"
     if replace_limits:
         data["limits"] = {}
     data["limits"].update({k: v for k, v in (limits or {}).items() if v is not None})

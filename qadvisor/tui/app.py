@@ -20,7 +20,7 @@ from qadvisor.models.export import RunExport, save_export
 from qadvisor.models.jsonfile import write_text_atomic
 from qadvisor.models.hardware import HardwareInfo
 from qadvisor.app.options import priority_options
-from qadvisor.models.priorities import Priorities, load_profile, parse_weights, preset_names
+from qadvisor.models.priorities import Priorities, load_profile, preset_names
 from qadvisor.tui.messages import RunFinished, TrialEvent
 from qadvisor.tui.screens import HardwareScreen, PrioritiesScreen, RecommendationScreen, RunScreen
 
@@ -206,9 +206,8 @@ class QAdvisorApp(App):
     def readvise(self, weights: dict[str, str]) -> bool:
         """Recompute the recommendation from the measured results; no re-measuring."""
         try:
-            numbers = parse_weights(",".join(f"{k}={v}" for k, v in weights.items() if v.strip()))
-            priorities = Priorities.model_validate({**self.priorities.model_dump(), **numbers})
-        except (UserError, ValueError):
+            priorities = priority_options(prefix="", profile=self.priorities, **weights).priorities()
+        except UserError:
             return False
         self.priorities = priorities
         readvise(self.export, priorities)

@@ -13,8 +13,7 @@ from textual.widgets import (Button, Checkbox, DataTable, Footer, Header, Input,
 
 from qadvisor.app.report import target_markdown, time_markdown
 from qadvisor.app.views import (backends_view, comparison_view, hardware_lines, plan_check_lines, plan_summary,
-                                recommendation_view)
-from qadvisor import format as f
+                                recommendation_view, score_view)
 from qadvisor.models.hardware import HardwareInfo
 from qadvisor.quantizers import registry
 
@@ -219,15 +218,7 @@ class RecommendationScreen(Screen):
         self.query_one("#advice", Markdown).update("\n".join(lines))
         table = self.query_one("#results", DataTable)
         table.clear()
-        if not table.columns:
-            table.add_columns("method", "type", "MiB", "tok/s", "ΔPPL", "score")
-        for r in export.results:
-            if r.status != "ok":
-                table.add_row(r.method, "—", "", "", "", f"[red]{r.status}[/]")
-                continue
-            score = rec.scores.get(r.method)
-            table.add_row(r.method, rec.archetypes.get(r.method, "✗"), f.mib(r.size_bytes), f.num(r.decode_tok_s),
-                          f.signed_pct(r.ppl_delta_pct), f"{score.total:.2f}" if score else "ruled out")
+        fill_table(table, score_view(export))
 
     @on(Input.Changed, "#re_storage, #re_latency, #re_accuracy")
     def _reweight(self) -> None:
@@ -276,7 +267,8 @@ class CompareScreen(Screen):
 
 
 def fill_table(table: DataTable, view) -> None:
-    """A shared view's columns and rows in a DataTable; "no" shows red, as in the CLI."""
-    table.add_columns(*view.columns)
+    """A shared view's rows (and its columns, the first time) in a DataTable; "no" shows red, as in the CLI."""
+    if not table.columns:
+        table.add_columns(*view.columns)
     for row in view.rows:
         table.add_row(*(f"[red]{cell}[/]" if cell == "no" else cell for cell in row))
