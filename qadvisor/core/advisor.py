@@ -121,7 +121,16 @@ def choose(candidates: list[TrialResult], weights: dict[str, float], fit: dict[s
     ranking = [m for m, _ in rank(candidates, weights)]
     wanted = team(weights)
     front = set(pareto_front(candidates))
-    return next((m for m in ranking if m in front and (wanted is None or wanted in fit[m])), ranking[0])
+    skip = baselines(candidates) if wanted == "C" else set()
+    return next((m for m in ranking if m in front and m not in skip and (wanted is None or wanted in fit[m])),
+                ranking[0])
+
+
+def baselines(candidates: list[TrialResult]) -> set[str]:
+    """Methods no smaller than bf16 (fp32, bf16): labelled C when neither A nor B, but an unquantized model balances
+    nothing, so it is a balanced team's pick only when every candidate is one."""
+    unquantized = {r.method for r in candidates if r.size_reduction_pct <= 0}
+    return unquantized if len(unquantized) < len(candidates) else set()
 
 
 def pareto_front(results: list[TrialResult]) -> list[str]:
@@ -204,6 +213,10 @@ def advise(results: list[TrialResult], priorities: Priorities, where: str = "mea
     totals = dict(ranking)
     scores = {m: MethodScore(total=t, archetype=kinds[m], **parts[m]) for m, t in ranking}
     reasons = [_team_line(wanted, label, where)]
+    skipped = sorted(m for m in baselines(candidates) if wanted == "C" and "C" in fit[m])
+    if label != wanted and skipped:
+        reasons.append(f"{', '.join(skipped)}: Tool C by the numbers, but no smaller than bf16, so a baseline, "
+                       "not a balanced choice")
     reasons += _reasons(by_name[winner], by_name, parts[winner], weights, totals[winner], limits)
     runner_up = next((m for m, _ in ranking if m != winner), None)
     if runner_up:

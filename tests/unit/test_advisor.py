@@ -190,3 +190,15 @@ def test_too_close_to_call_uses_the_measured_cv():
     rec = advisor.advise(noisy, load_profile("latency-first"))
     assert any("twice the decode CV" in r and "3.0 %" in r for r in rec.reasons)
     assert advisor.decode_noise(noisy[0]) == 2 * 0.03 * 200.0
+
+
+def test_an_unquantized_baseline_is_not_the_balanced_pick_while_anything_else_is_measured():
+    # as `--auto --methods fp32,bnb-nf4,gguf-q4_k_m` on a CPU: fp32 is neither smallest nor fastest, so "C" by the
+    # numbers, but twice the size of bf16 balances nothing
+    runs = [result("fp32", 60, 200.0, 0.0, 0.0), result("nf4", 13, 250.0, 0.0015, 0.1),
+            result("q4", 12, 1500.0, 0.0002, 0.0)]
+    rec = advisor.advise(runs, load_profile("balanced"))
+    assert rec.archetypes["fp32"] == "C" and rec.method != "fp32"
+    assert any("fp32: Tool C by the numbers, but no smaller than bf16" in r for r in rec.reasons)
+    only = advisor.advise([runs[0]], load_profile("balanced"))
+    assert only.method == "fp32"  # alone it is still the answer
