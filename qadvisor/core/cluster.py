@@ -67,6 +67,16 @@ def connect(address: str) -> None:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"--cluster {address}: cannot join the Ray cluster ({str(exc).splitlines()[0][:200]}); start "
                         "one with `ray start --head` (README: Beyond one machine)") from None
+    _quiet_driver()
+
+
+def _quiet_driver() -> None:
+    """Ray prints a worker's death to the driver's stdout ("(raylet) A worker died…"), into qadvisor's table; the
+    trial's result already says it (with its cause). Ray has no public switch for these lines: its module flag."""
+    from ray._private import worker
+
+    if hasattr(worker, "_worker_logs_enabled"):
+        worker._worker_logs_enabled = False
 
 
 def discover() -> list[Node]:
