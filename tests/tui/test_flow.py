@@ -112,8 +112,8 @@ async def test_load_saved_run_and_compare(tmp_path):
     from qadvisor.models.export import save_export
     from qadvisor.tui.screens import CompareScreen
     from tests.tui.test_snapshots import make_app
-    from tests.unit.samples import sample_export
-    from tests.unit.test_advisor import RECORDED
+    from tests.samples import sample_export
+    from tests.samples import RECORDED
 
     export = sample_export()
     export.results = list(RECORDED)

@@ -2,8 +2,8 @@
 
 from qadvisor.models.hardware import BackendAvailability, HardwareInfo
 from qadvisor.tui.app import QAdvisorApp
-from tests.unit.samples import sample_export
-from tests.unit.test_advisor import RECORDED
+from tests.samples import sample_export
+from tests.samples import RECORDED
 
 HARDWARE = HardwareInfo(
     cpu_model="Example CPU 8-core", physical_cores=8, logical_cores=16, isa_flags=["AVX2", "FMA"],

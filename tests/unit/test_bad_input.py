@@ -104,7 +104,7 @@ def test_export_and_report_must_differ(tmp_path):
 
 
 def test_advise_checks_its_output_before_writing(tmp_path):
-    from tests.unit.samples import sample_export
+    from tests.samples import sample_export
     from qadvisor.models.export import save_export
 
     save_export(sample_export(), tmp_path / "run.json")

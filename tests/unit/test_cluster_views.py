@@ -8,7 +8,7 @@ from qadvisor.core.cluster import hardware_kind
 from qadvisor.models.export import HardwareKind, save_export
 from qadvisor.models.priorities import load_profile
 from tests.conftest import run_cli
-from tests.unit.samples import sample_export
+from tests.samples import sample_export
 
 
 def _two_kinds():

@@ -5,7 +5,7 @@ import pytest
 from qadvisor.errors import UserError
 from qadvisor.models.export import SCHEMA_VERSION, load_export, save_export
 from qadvisor.models.jsonfile import write_text_atomic
-from tests.unit.samples import sample_export
+from tests.samples import sample_export
 
 
 def test_round_trip(tmp_path):

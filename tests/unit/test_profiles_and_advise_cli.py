@@ -8,8 +8,8 @@ from qadvisor.errors import UserError
 from qadvisor.models.export import load_export, save_export
 from qadvisor.models.priorities import load_profile, parse_size, parse_weights, preset_names
 from tests.conftest import run_cli
-from tests.unit.samples import sample_export
-from tests.unit.test_advisor import RECORDED
+from tests.samples import sample_export
+from tests.samples import RECORDED
 
 
 def test_presets_exist_and_validate():

@@ -9,8 +9,8 @@ from qadvisor.core import planner
 from qadvisor.core.projection import project
 from qadvisor.core.slices import attach
 from qadvisor.models.priorities import load_profile
-from tests.unit.samples import sample_export
-from tests.unit.test_advisor import result
+from tests.samples import sample_export
+from tests.samples import result
 from tests.unit.test_projection import _result
 
 GIB = 2**30

@@ -2,7 +2,7 @@
 
 from qadvisor.app.report import markdown
 from qadvisor.app.views import time_view
-from tests.unit.samples import sample_export
+from tests.samples import sample_export
 
 
 def test_where_the_time_went_per_method_and_step():

@@ -1,4 +1,4 @@
-"""Recorded-looking results for tests that need an export but no measurement."""
+"""Shared test data: recorded-looking results and an export for tests that need them but no measurement."""
 
 from qadvisor.models.export import ModelInfo, RunExport, RunSettings
 from qadvisor.models.hardware import HardwareInfo
@@ -18,3 +18,25 @@ def sample_export() -> RunExport:
                      model=ModelInfo(name="m", path="/m", params=1000, bf16_bytes=30 << 20, ref_ppl=12.0, eval_tokens=2040),
                      settings=RunSettings(prompt_tokens=128, decode_tokens=32, repeats=5, threads=2, device="cpu"),
                      results=[ok, failed])
+
+
+BF16 = 30_000_000
+
+
+def result(method, size_mb, tok_s, kl, ppl_pct, backend="x"):
+    size = int(size_mb * 1e6)
+    return TrialResult(method=method, backend=backend, bits=4, status="ok", device="cpu: test", size_bytes=size,
+                       compression_ratio=BF16 / size, size_reduction_pct=100 * (1 - size / BF16), prefill_tok_s=500,
+                       decode_tok_s=tok_s, decode_tok_s_spread=1.0, ttft_ms=50, peak_rss_bytes=10**9, ppl=10,
+                       ppl_delta_pct=ppl_pct, kl_mean=kl, top1_agreement=0.9)
+
+
+# Shaped like a CPU run: fp32 fastest and exact, 4-bit small and slow, 2-bit tiny and lossy.
+RECORDED = [
+    result("fp32", 60, 90.0, 0.0, 0.0),
+    result("int8", 19, 40.0, 0.0005, 0.1),
+    result("int4-fast", 13, 55.0, 0.02, 2.0),
+    result("int4-slow", 12.5, 20.0, 0.015, 1.5),
+    result("int3", 10.5, 25.0, 0.08, 8.0),
+    result("int2", 8.5, 30.0, 0.6, 60.0),
+]
