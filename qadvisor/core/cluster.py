@@ -55,9 +55,13 @@ def connect(address: str) -> None:
         raise UserError("--cluster needs Ray: pip install -e '.[cluster]'") from None
     if ray.is_initialized():
         return
+    if address != "local":
+        _reachable(address)  # ray.init retries a wrong address for minutes
     import logging
+    import os
 
     logging.getLogger("ray").setLevel(logging.ERROR)  # its start-up notices are not qadvisor's lines; errors still are
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # and its C++ core's warnings
     quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         if address == "local":
@@ -68,6 +72,20 @@ def connect(address: str) -> None:
         raise UserError(f"--cluster {address}: cannot join the Ray cluster ({str(exc).splitlines()[0][:200]}); start "
                         "one with `ray start --head` (README: Beyond one machine)") from None
     _quiet_driver()
+
+
+def _reachable(address: str, timeout_s: float = 5.0) -> None:
+    """HOST:PORT of a Ray head that answers, or one UserError line."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise UserError(f"--cluster {address}: write local or HOST:PORT (the head's address, e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(f"--cluster {address}: no Ray head answers there ({exc.strerror or exc}); start one with "
+                        "`ray start --head --port PORT` (README: Beyond one machine)") from None
 
 
 def _quiet_driver() -> None:

@@ -188,3 +188,12 @@ def test_cluster_options_not_supported_yet_are_refused_up_front(tmp_path, flag):
     flag = [str(tmp_path / "keep") if part == "KEEP" else part for part in flag]
     proc = run_cli("--auto", "--cluster", "local", "--methods", "fp32", *flag, env={"QADVISOR_CACHE": str(tmp_path / "c")})
     _assert_one_line_error(proc, "with --cluster: not supported yet")
+
+
+@pytest.mark.parametrize("address, fragment", [("nonsense", "write local or HOST:PORT"),
+                                               ("127.0.0.1:1", "no Ray head answers there")])
+def test_a_cluster_address_that_cannot_work_is_one_line_at_once(tmp_path, address, fragment):
+    pytest.importorskip("ray")
+    proc = run_cli("--auto", "--cluster", address, "--methods", "fp32", env={"QADVISOR_CACHE": str(tmp_path / "c")},
+                   timeout=60)
+    _assert_one_line_error(proc, fragment)
