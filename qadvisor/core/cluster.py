@@ -207,6 +207,10 @@ class ClusterRun:
     def trials(self) -> int:
         return len(self.recipes) * len(self.nodes)
 
+    def trial_names(self) -> list[str]:
+        """What each trial's events and result are called: `METHOD @ NODE`."""
+        return [f"{r.name} @ {n.label}" for n in self.nodes for r in self.recipes]
+
     def export(self):
         """The local run's export with every node's results, and one entry per hardware kind."""
         from qadvisor.models.export import HardwareKind
@@ -287,13 +291,13 @@ class ClusterRun:
                 elif isinstance(item, Result):
                     result = item.result
                 else:
-                    out.put(item.model_copy(update={"method": f"{item.method} @ {node.address}"}))
+                    out.put(item.model_copy(update={"method": f"{item.method} @ {node.label}"}))
         except ray.exceptions.RayError as exc:
             # an exception in qadvisor's own code on the node (RayTaskError) is that trial's failure; anything else
             # (a worker or node that died, an object lost with it) is the node's, and worth another node of its kind
             lost = "died" if not isinstance(exc, ray.exceptions.RayTaskError) else "raised"
             cause = f"{type(exc).__name__}: " + str(exc).strip().splitlines()[0][:200]
-            out.put(Error(method=f"{method} @ {node.address}", message=f"node {node.label} {lost}: {cause}"))
+            out.put(Error(method=f"{method} @ {node.label}", message=f"node {node.label} {lost}: {cause}"))
             result = TrialResult(method=method, backend="", bits=0, status="failed",
                                  reason=f"node {node.label} {lost}: {cause}")
         if result is None:

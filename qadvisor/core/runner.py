@@ -207,6 +207,10 @@ class Run:
         """How many results `events()` yields."""
         return len(self.recipes)
 
+    def trial_names(self) -> list[str]:
+        """What each trial's events and result are called (a cluster adds the node)."""
+        return [r.name for r in self.recipes]
+
     def export(self) -> RunExport:
         ref = self.reference
         if ref is None:

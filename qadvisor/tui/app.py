@@ -135,7 +135,7 @@ class QAdvisorApp(App):
             return str(exc)
         self.cancel = threading.Event()
         plan_for = session.plan_job.arch.name if session.plan_job and session.plan_job.measurement else None
-        self.push_screen(RunScreen([r.name for r in session.run.recipes], plan_for))
+        self.push_screen(RunScreen(session.run.trial_names(), plan_for))
         self.measure(session)
         return ""
 
@@ -242,12 +242,12 @@ class QAdvisorApp(App):
 def show_event(screen: RunScreen, event) -> None:
     """Route one core event to its place on the run screen: the reference line, a method's panel, the slices line."""
     match event:
-        case Progress(method="reference") | Error(method="reference"):
+        case Progress(method=m) | Error(method=m) if m.split(" @ ")[0] == "reference":
             screen.show_line("reference", f"reference: {event.step if isinstance(event, Progress) else '[red]error[/]'} "
                                           f"{event.message}")
             return
         case Result(result=result):
-            method = result.method
+            method = result.method + (f" @ {result.node}" if result.node else "")
         case Progress() | Metric() | Error():
             method = event.method
     if not screen.reference_done:  # trials start only once the fp32 reference is ready

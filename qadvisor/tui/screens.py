@@ -13,7 +13,7 @@ from textual.widgets import (Button, Checkbox, DataTable, Footer, Header, Input,
 
 from qadvisor.app.report import target_markdown, time_markdown
 from qadvisor.app.views import (backends_view, comparison_view, hardware_lines, plan_check_lines, plan_summary,
-                                recommendation_view, score_view)
+                                per_kind, recommendation_view, score_view)
 from qadvisor.models.hardware import HardwareInfo
 from qadvisor.quantizers import registry
 
@@ -90,6 +90,8 @@ class PrioritiesScreen(Screen):
                                 ("new tokens", Input(placeholder="32", id="decode_tokens", type="integer")),
                                 ("prompt", Input(placeholder="128", id="prompt_tokens", type="integer")))
                 yield Checkbox("reuse cached quantized models", True, id="reuse_cache")
+                yield Label("[b]Ray cluster[/] (blank: this machine)")
+                yield Input(placeholder="local or HOST:PORT", id="cluster")
                 yield Static("", id="form-error")
                 yield Button("Run", id="run", variant="primary")
             with Vertical(id="right"):
@@ -205,10 +207,15 @@ class RecommendationScreen(Screen):
         self.render_export()
 
     def render_export(self) -> None:
+        """The advice (per hardware kind on a cluster, the first kind's scores in the table) and what goes with it."""
         export = self.app.export
         rec = export.recommendation
-        view = recommendation_view(export)
-        lines = [f"# {view.headline}", ""] + [f"*{note}*\n" for note in view.notes] + [f"- {line}" for line in view.lines]
+        parts = per_kind(export)
+        lines = []
+        for heading, part in parts:
+            view = recommendation_view(part)
+            lines += ([f"**{heading}**", ""] if heading else []) + [f"# {view.headline}", ""]
+            lines += [f"*{note}*\n" for note in view.notes] + [f"- {line}" for line in view.lines] + [""]
         if export.plan is not None:
             lines += ["", plan_summary(export.plan, rec.method)]
         lines += target_markdown(export, narrow=True) + time_markdown(export, narrow=True)
@@ -218,7 +225,7 @@ class RecommendationScreen(Screen):
         self.query_one("#advice", Markdown).update("\n".join(lines))
         table = self.query_one("#results", DataTable)
         table.clear()
-        fill_table(table, score_view(export))
+        fill_table(table, score_view(parts[0][1]))
 
     @on(Input.Changed, "#re_storage, #re_latency, #re_accuracy")
     def _reweight(self) -> None:

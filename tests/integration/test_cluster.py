@@ -113,3 +113,29 @@ def test_trials_reach_both_nodes_and_identical_nodes_fold_into_one_kind(two_node
     assert sorted(r.method for r in folded) == ["fp32", "gguf-q4_k_m"]
     assert export.kinds[0].recommendation.method in ("fp32", "gguf-q4_k_m")
     assert "2 nodes" in proc.stdout and "Token authentication" not in proc.stderr
+
+
+async def test_the_tui_runs_on_a_cluster_and_advises_per_kind(fresh_ray, mock_backend):
+    import argparse
+
+    from qadvisor.tui.app import QAdvisorApp
+    from qadvisor.tui.launch import tui_inputs
+    from qadvisor.tui.screens import RecommendationScreen
+
+    app = QAdvisorApp(*tui_inputs(argparse.Namespace(model=None, load=None)))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n")
+        methods = app.screen.query_one("#methods")
+        methods.deselect_all()
+        methods.select("mock-passthrough")
+        app.screen.query_one("#cluster").value = "local"
+        await pilot.press("ctrl+r")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        export = app.export
+        assert export is not None and len(export.kinds) == 1
+        (result,) = export.results
+        assert result.status == "ok" and app.screen.panel(f"mock-passthrough @ {result.node}").has_class("ok")
+        await pilot.press("n")
+        assert isinstance(app.screen, RecommendationScreen)
+        assert "On " in app.screen.query_one("#advice").source

@@ -156,6 +156,8 @@ async def test_mouse_drives_the_flow(tmp_path):
     async with app.run_test(size=(100, 40)) as pilot:
         assert await pilot.click("#next")
         assert isinstance(app.screen, PrioritiesScreen)
+        app.screen.query_one("#run").scroll_visible(animate=False)  # below the fold: a mouse user scrolls too
+        await pilot.pause()
         assert await pilot.click("#run")
         await pilot.pause()
         assert isinstance(app.screen, RunScreen)

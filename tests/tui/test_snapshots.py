@@ -63,6 +63,9 @@ class ScriptedRun:
     def measured(self) -> bool:
         return True
 
+    def trial_names(self) -> list[str]:
+        return [r.name for r in self.recipes]
+
     def events(self, cancel):
         from qadvisor.models.events import Metric, Progress, Result
 
