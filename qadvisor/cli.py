@@ -164,7 +164,7 @@ def priorities_from_args(args, default="balanced"):
 
 def cmd_advise(args) -> int:
     from qadvisor.app.advice import readvise
-    from qadvisor.console import print_recommendation, print_target
+    from qadvisor.console import print_recommendations, print_target
     from qadvisor.app.report import markdown
     from qadvisor.models.export import load_export, save_export
     from qadvisor.models.jsonfile import check_output_paths, write_text_atomic
@@ -174,7 +174,7 @@ def cmd_advise(args) -> int:
     # the run's own weights and limits stand unless the command line overrides them
     priorities = priorities_from_args(args, default=export.priorities or "balanced")
     readvise(export, priorities)
-    print_recommendation(export)
+    print_recommendations(export)
     if export.target is not None:
         print_target(export)
     if args.export:

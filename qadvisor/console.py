@@ -147,6 +147,16 @@ def print_recommendation(export) -> None:
         out.print(f"  • {line}", soft_wrap=True)
 
 
+def print_recommendations(export) -> None:
+    """The recommendation, or one per hardware kind of a --cluster run."""
+    from qadvisor.app.views import per_kind
+
+    for heading, part in per_kind(export):
+        if heading:
+            stdout_console().rule(f"[b]{heading}[/]", align="left")
+        print_recommendation(part)
+
+
 def print_comparison(first, second) -> None:
     """Two runs side by side: per method the change in each metric, and whether the advice differs."""
     from qadvisor.app.views import comparison_view

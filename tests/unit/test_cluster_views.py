@@ -38,6 +38,13 @@ def test_each_kind_is_advised_and_shown_on_its_own_results():
     assert report.count("## Measured results") == 2 and "# On Fast CPU" in report
 
 
+def test_advise_from_a_cluster_export_advises_each_kind(tmp_path):
+    save_export(_two_kinds(), tmp_path / "cluster.json")
+    proc = run_cli("advise", "--from", str(tmp_path / "cluster.json"), "--profile", "latency-first")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("Recommendation:") == 2 and "On Fast CPU" in proc.stdout
+
+
 def test_compare_reads_the_two_kinds_of_one_export(tmp_path):
     save_export(_two_kinds(), tmp_path / "cluster.json")
     proc = run_cli("compare", str(tmp_path / "cluster.json"))
