@@ -62,6 +62,7 @@ def connect(address: str) -> None:
 
     logging.getLogger("ray").setLevel(logging.ERROR)  # its start-up notices are not qadvisor's lines; errors still are
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # and its C++ core's warnings
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a cluster qadvisor starts reports nothing outside
     quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         if address == "local":
