@@ -165,9 +165,9 @@ def priorities_from_args(args, default="balanced"):
 def cmd_advise(args) -> int:
     from qadvisor.app.advice import readvise
     from qadvisor.console import print_recommendations, print_target
-    from qadvisor.app.report import markdown
-    from qadvisor.models.export import load_export, save_export
-    from qadvisor.models.jsonfile import check_output_paths, write_text_atomic
+    from qadvisor.app.report import write_run
+    from qadvisor.models.export import load_export
+    from qadvisor.models.jsonfile import check_output_paths
 
     export = load_export(args.source)
     check_output_paths(args.export, args.report)
@@ -177,10 +177,7 @@ def cmd_advise(args) -> int:
     print_recommendations(export)
     if export.target is not None:
         print_target(export)
-    if args.export:
-        save_export(export, args.export)
-    if args.report:
-        write_text_atomic(args.report, markdown(export))
+    write_run(export, args.export, args.report)
     return 0
 
 

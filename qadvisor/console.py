@@ -149,12 +149,17 @@ def print_recommendation(export) -> None:
 
 def print_recommendations(export) -> None:
     """The recommendation, or one per hardware kind of a --cluster run."""
+    _each_kind(export, print_recommendation)
+
+
+def _each_kind(export, show) -> None:
+    """`show` the export, or each hardware kind of a --cluster run under a rule naming it."""
     from qadvisor.app.views import per_kind
 
     for heading, part in per_kind(export):
         if heading:
             stdout_console().rule(f"[b]{heading}[/]", align="left")
-        print_recommendation(part)
+        show(part)
 
 
 def print_comparison(first, second) -> None:
@@ -170,12 +175,7 @@ def print_comparison(first, second) -> None:
 def print_run(export) -> None:
     """The measured table, the planner check, the recommendation and, with --plan-for, the target's; on a cluster,
     all of it per hardware kind."""
-    from qadvisor.app.views import per_kind
-
-    for heading, part in per_kind(export):
-        if heading:
-            stdout_console().rule(f"[b]{heading}[/]", align="left")
-        _print_one(part)
+    _each_kind(export, _print_one)
 
 
 def _print_one(export) -> None:

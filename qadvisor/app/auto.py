@@ -11,7 +11,7 @@ from qadvisor.app.options import RunOptions
 from qadvisor.errors import UserError
 from qadvisor.models.events import Event
 from qadvisor.models.export import RunExport, save_export
-from qadvisor.models.jsonfile import check_output_dir, check_output_paths, write_text_atomic
+from qadvisor.models.jsonfile import check_output_dir, check_output_paths
 from qadvisor.models.priorities import Priorities
 
 
@@ -54,13 +54,10 @@ class AutoSession:
         from qadvisor.app.plan import PlanJob, PlanOptions
         from qadvisor.core.hardware import detect, resolve_device
         from qadvisor.core.jobs import EvalSettings
-        from qadvisor.core.modelio import SYNTHETIC_PREFIX, check_synthetic
         from qadvisor.core.runner import Run, RunRequest
 
         check_output_paths(opts.export, opts.report)  # a run of minutes must not fail at its last step
         check_output_dir(opts.keep_models, "--keep-models")
-        if opts.model and opts.model.startswith(SYNTHETIC_PREFIX):
-            check_synthetic(opts.model)  # too big for this machine: one line, before anything is built
         self.opts = opts
         self.priorities = priorities
         self.plan_job = None
@@ -90,7 +87,7 @@ class AutoSession:
         """How many results `events()` will yield: one per method here (and node, on a cluster), one per method and
         depth on slices."""
         m = self.plan_job.measurement if self.plan_job is not None else None
-        return self.run.trials() + (len(m.methods) * len(m.depths) if m is not None else 0)
+        return len(self.run.trial_names()) + (len(m.methods) * len(m.depths) if m is not None else 0)
 
     def measured(self) -> bool:
         """Whether there is anything to export: the reference step finished (a stop before it leaves nothing)."""
@@ -117,14 +114,7 @@ class AutoSession:
         return path
 
     def write(self, export: RunExport) -> list[str]:
-        """Write the export and the report the options asked for (each atomically); returns what was written."""
-        written = []
-        if self.opts.export:
-            save_export(export, self.opts.export)
-            written.append(f"export written to {self.opts.export}" + ("" if export.complete else " (incomplete)"))
-        if self.opts.report:
-            from qadvisor.app.report import markdown
+        """Write the export and the report the options asked for; returns what was written."""
+        from qadvisor.app.report import write_run
 
-            write_text_atomic(self.opts.report, markdown(export))
-            written.append(f"report written to {self.opts.report}")
-        return written
+        return write_run(export, self.opts.export, self.opts.report)

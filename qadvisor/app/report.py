@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from qadvisor.app.views import TEXT_COLUMNS, plan_check_lines
-from qadvisor.models.export import RunExport
+from qadvisor.models.export import RunExport, save_export
+from qadvisor.models.jsonfile import write_text_atomic
+
+
+def write_run(export: RunExport, export_path: Path | None, report_path: Path | None) -> list[str]:
+    """The export (JSON) and the report (Markdown), each written atomically where asked; returns what was written."""
+    written = []
+    if export_path:
+        save_export(export, export_path)
+        written.append(f"export written to {export_path}" + ("" if export.complete else " (incomplete)"))
+    if report_path:
+        write_text_atomic(report_path, markdown(export))
+        written.append(f"report written to {report_path}")
+    return written
 
 
 def markdown(export: RunExport) -> str:

@@ -11,6 +11,7 @@ import queue
 import tarfile
 import threading
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Iterator
 
@@ -104,7 +105,7 @@ def discover() -> list[Node]:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     alive = [n for n in ray.nodes() if n["Alive"]]
-    detect_task = ray.remote(_detect_here)
+    detect_task = _remote(_detect_here)
     refs = [detect_task.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
             .remote() for n in alive]
     hardware = ray.get(refs, timeout=300)
@@ -205,9 +206,6 @@ class ClusterRun:
         """A node's reference (the model's parameters and bf16 size are the same on every node)."""
         return next(iter(self.references.values()), None)
 
-    def trials(self) -> int:
-        return len(self.recipes) * len(self.nodes)
-
     def trial_names(self) -> list[str]:
         """What each trial's events and result are called: `METHOD @ NODE`."""
         return [f"{r.name} @ {n.label}" for n in self.nodes for r in self.recipes]
@@ -252,8 +250,8 @@ class ClusterRun:
             for recipe in self.local.recipes:
                 if cancel.is_set():
                     break
-                result = self._trial(node, recipe.name, shipped, request_json, out, cancel)
-                if result.status == "failed" and result.reason.startswith("node ") and "died" in result.reason:
+                result, died = self._trial(node, recipe.name, shipped, request_json, out, cancel)
+                if died:
                     result = self._retry(node, recipe.name, shipped, request_json, out, cancel) or result
                 self.results.append(result)
                 out.put(Result(result=result))
@@ -266,21 +264,22 @@ class ClusterRun:
         if other is None or cancel.is_set():
             return None
         out.put(Progress(method=method, step="retry", message=f"{failed.label} failed; again on {other.label}"))
-        return self._trial(other, method, shipped, request_json, out, cancel)
+        return self._trial(other, method, shipped, request_json, out, cancel)[0]
 
     def _trial(self, node: Node, method: str, shipped, request_json: str, out: queue.Queue,
-               cancel: threading.Event) -> TrialResult:
-        """One task pinned to `node`, holding all its CPUs; its events relayed, its result tagged with the node."""
+               cancel: threading.Event) -> tuple[TrialResult, bool]:
+        """One task pinned to `node`, holding all its CPUs; its events relayed, its result tagged with the node, and
+        whether the node (not qadvisor's code on it) failed it."""
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         # all the node's CPUs and GPUs: nothing else runs beside a measurement, and Ray hides the GPUs of a task
         # that asks for none (CUDA_VISIBLE_DEVICES="")
-        task = ray.remote(trial_here).options(
+        task = _remote(trial_here).options(
             num_cpus=node.cpus, num_gpus=node.gpus, max_retries=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node.id, soft=False))
         stream = task.remote(shipped, request_json, method, self.device)
-        result = None
+        result, died = None, False
         try:
             for ref in stream:
                 if cancel.is_set():
@@ -296,14 +295,23 @@ class ClusterRun:
         except ray.exceptions.RayError as exc:
             # an exception in qadvisor's own code on the node (RayTaskError) is that trial's failure; anything else
             # (a worker or node that died, an object lost with it) is the node's, and worth another node of its kind
-            lost = "died" if not isinstance(exc, ray.exceptions.RayTaskError) else "raised"
+            died = not isinstance(exc, ray.exceptions.RayTaskError)
+            lost = "died" if died else "raised"
             cause = f"{type(exc).__name__}: " + str(exc).strip().splitlines()[0][:200]
             out.put(Error(method=f"{method} @ {node.label}", message=f"node {node.label} {lost}: {cause}"))
             result = TrialResult(method=method, backend="", bits=0, status="failed",
                                  reason=f"node {node.label} {lost}: {cause}")
         if result is None:
             result = TrialResult(method=method, backend="", bits=0, status="cancelled", reason="cancelled by the user")
-        return result.model_copy(update={"node": node.label, "kind": node.kind})
+        return result.model_copy(update={"node": node.label, "kind": node.kind}), died
+
+
+@cache
+def _remote(function):
+    """One Ray remote function per task kind: each `ray.remote` call registers the function with the cluster anew."""
+    import ray
+
+    return ray.remote(function)
 
 
 def _alive(node_id: str) -> bool:

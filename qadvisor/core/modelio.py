@@ -79,9 +79,10 @@ def check_memory(model_dir: Path, config: dict, backends: dict[str, str], scored
     (core.slices), so only that size is checked."""
     need = (synthetic.marker(model_dir) or {}).get("need_bytes")
     if need is not None:
-        if need > psutil.virtual_memory().available:
+        free = psutil.virtual_memory().available
+        if need > free:
             raise UserError(f"not enough memory to measure {model_dir.name}: needs about {need / 2**30:.1f} GiB, "
-                            f"{psutil.virtual_memory().available / 2**30:.1f} GiB available")
+                            f"{free / 2**30:.1f} GiB available")
         return
     memory.check({"the reference": "torch", **backends}, param_count(model_dir), config["vocab_size"], scored_tokens)
 
@@ -157,7 +158,11 @@ def synthetic_model_dir(spec: str, cache_dir: Path) -> Path:
     It lets the real backends quantize a model of the real shape, so the planner's size and memory
     predictions can be checked against measurements; its accuracy numbers would mean nothing.
     """
-    arch = check_synthetic(spec)
+    return build_synthetic(check_synthetic(spec), cache_dir)
+
+
+def build_synthetic(arch, cache_dir: Path) -> Path:
+    """The random-weight model of an architecture already checked (`check_synthetic`), built once and cached."""
     return synthetic.build(arch, Path(cache_dir) / "synthetic" / arch.name, shipped_model_dir(), {})
 
 

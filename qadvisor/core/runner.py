@@ -98,7 +98,7 @@ class Run:
             if cpu:
                 memory.check(backends, planner.param_count(arch), arch.vocab_size, 0)  # random weights: nothing scored
             self.say(f"{request.model_dir}: random weights at the real shape (built once, then cached)")
-            model_dir = modelio.synthetic_model_dir(str(request.model_dir), cache_root).resolve()
+            model_dir = modelio.build_synthetic(arch, cache_root).resolve()
             return model_dir, modelio.check_model_dir(model_dir)
         model_dir = (Path(request.model_dir) if request.model_dir else modelio.shipped_model_dir()).resolve()
         config = modelio.check_model_dir(model_dir)
@@ -203,12 +203,9 @@ class Run:
         return TrialResult(method=recipe.name, backend=spec.backend, bits=spec.bits, status=status, reason=reason,
                            device=self.device_label, total_s=time.perf_counter() - started)
 
-    def trials(self) -> int:
-        """How many results `events()` yields."""
-        return len(self.recipes)
-
     def trial_names(self) -> list[str]:
-        """What each trial's events and result are called (a cluster adds the node)."""
+        """What each trial's events and result are called, one per result `events()` yields (a cluster adds the
+        node)."""
         return [r.name for r in self.recipes]
 
     def export(self) -> RunExport:

@@ -16,8 +16,7 @@ from textual.widgets import Markdown
 from qadvisor.app.advice import readvise
 from qadvisor.errors import UserError
 from qadvisor.models.events import Error, Metric, Progress, Result
-from qadvisor.models.export import RunExport, save_export
-from qadvisor.models.jsonfile import write_text_atomic
+from qadvisor.models.export import RunExport
 from qadvisor.models.hardware import HardwareInfo
 from qadvisor.app.options import priority_options
 from qadvisor.models.priorities import Priorities, load_profile, preset_names
@@ -229,11 +228,10 @@ class QAdvisorApp(App):
         return ""
 
     def save(self, path: Path) -> str:
-        from qadvisor.app.report import markdown
+        from qadvisor.app.report import write_run
 
         try:
-            save_export(self.export, path)
-            write_text_atomic(path.with_suffix(".md"), markdown(self.export))
+            write_run(self.export, path, path.with_suffix(".md"))
         except OSError as exc:
             return f"[red]could not save: {exc}[/]"
         return f"saved {path} and {path.with_suffix('.md')}"
