@@ -133,6 +133,9 @@ def timed_greedy(model, prompt: torch.Tensor, new_tokens: int, device: str,
                  sizes: list[int] | None = None, new_cache=None) -> tuple[float, float]:
     """One greedy generation with the KV cache: (seconds to first token, seconds for the rest).
     `sizes` receives the cache's bytes at the end."""
+    step = getattr(model, "greedy_step", None)
+    if step is not None and new_cache is None:
+        return _timed_steps(step, prompt.tolist(), new_tokens, sizes)
     ids = prompt[None, :].to(device)
     cache_arg, last_only = _cache_argument(model), _last_logits_only(model)  # looked up before the clock starts
     _sync(device)
@@ -150,6 +153,19 @@ def timed_greedy(model, prompt: torch.Tensor, new_tokens: int, device: str,
     done = time.perf_counter()
     if sizes is not None:
         sizes.append(cache_bytes(past))
+    return first - start, done - first
+
+
+def _timed_steps(step, prompt: list[int], new_tokens: int, sizes: list[int] | None) -> tuple[float, float]:
+    """`timed_greedy` for a model that picks the greedy token itself (llama.cpp), the same steps without tensors."""
+    start = time.perf_counter()
+    token = step(prompt, fresh=True)
+    first = time.perf_counter()
+    for _ in range(new_tokens - 1):
+        token = step([token])
+    done = time.perf_counter()
+    if sizes is not None:
+        sizes.append(None)  # its KV cache lives inside llama.cpp, as `cache_bytes` says of its marker
     return first - start, done - first
 
 
