@@ -36,6 +36,8 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", help="deployment target for --plan-for (default: this machine)")
     parser.add_argument("--cluster", metavar="local|HOST:PORT", help="measure every method on every node of a Ray "
                         "cluster (local: start one here); advice per hardware kind. Needs pip install -e '.[cluster]'")
+    parser.add_argument("--pin", metavar="METHOD=RESOURCE[,…]", help="with --cluster: run METHOD only on the nodes "
+                        "that have that Ray resource (ray start --resources '{\"H100\": 1}'), e.g. gptq-int4=H100")
     parser.add_argument("--target-methods", help="methods timed on slices of the --plan-for model (default: the "
                         "measured ones among bnb-nf4, quanto-int4, torchao-int8 and GGUF Q8_0 / Q4_K_M / Q2_K)")
 
@@ -258,7 +260,8 @@ def cmd_auto(args) -> int:
                        calib_text=args.calib_text, keep_models=args.keep_models, export=args.export, report=args.report,
                        reuse_cache=not args.no_cache, device=args.device, threads=args.threads, repeats=args.repeats,
                        decode_tokens=args.decode_tokens, prompt_tokens=args.prompt_tokens, plan_for=args.plan_for,
-                       target=args.target, target_methods=split(args.target_methods), cluster=args.cluster)
+                       target=args.target, target_methods=split(args.target_methods), cluster=args.cluster,
+                       pin=args.pin)
     printer = EventPrinter(0)
     session = AutoSession(opts, priorities, say=printer.say)
     run = session.run

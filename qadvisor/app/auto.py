@@ -41,7 +41,7 @@ def _on_cluster(run, opts: RunOptions, say: Callable[[str], None]):
     for flag, value in (("--plan-for", opts.plan_for), ("--keep-models", opts.keep_models)):
         if value:
             raise UserError(f"{flag} with --cluster: not supported yet (run it without --cluster)")
-    cluster = ClusterRun(run, opts.cluster, opts.device, opts.threads)
+    cluster = ClusterRun(run, opts.cluster, opts.device, opts.threads, opts.pin)
     for kind, nodes in cluster.kinds().items():
         say(f"cluster: {len(nodes)} node(s) of {kind}: {', '.join(n.label for n in nodes)}")
     return cluster
@@ -58,6 +58,8 @@ class AutoSession:
 
         check_output_paths(opts.export, opts.report)  # a run of minutes must not fail at its last step
         check_output_dir(opts.keep_models, "--keep-models")
+        if opts.pin and not opts.cluster:
+            raise UserError("--pin places methods on the nodes of a Ray cluster: it needs --cluster")
         self.opts = opts
         self.priorities = priorities
         self.plan_job = None

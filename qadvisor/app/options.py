@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from qadvisor.core.jobs import EvalSettings
 from qadvisor.errors import UserError
@@ -34,6 +34,18 @@ class RunOptions(BaseModel):
     target: str = "this"
     target_methods: list[str] | None = None  # measured on slices of plan_for; default: app.auto._target_methods
     cluster: str | None = None  # `local` or HOST:PORT of a Ray cluster: every method on every node (core.cluster)
+    pin: dict[str, str] = {}  # method → a Ray resource: that method only on the nodes that have it (e.g. H100s)
+
+    @field_validator("pin", mode="before")
+    @classmethod
+    def _pairs(cls, value):
+        """`gptq-int4=H100,bnb-nf4=A10G` as the faces take it."""
+        if not isinstance(value, str):
+            return value
+        pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
+        if any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+            raise ValueError("write METHOD=RESOURCE[,METHOD=RESOURCE], e.g. gptq-int4=H100")
+        return {m.strip(): r.strip() for m, r in pairs}
 
 
 class PriorityOptions(BaseModel):
@@ -76,4 +88,4 @@ def _checked(model: type[BaseModel], values: dict, prefix: str):
         for key, words in (("ge", "at least"), ("gt", "above")):
             if key in ctx:
                 raise UserError(f"{name} must be {words} {ctx[key]}") from None
-        raise UserError(f"{name}: {err['msg']}") from None
+        raise UserError(f"{name}: {err['msg'].removeprefix('Value error, ')}") from None

@@ -1,19 +1,18 @@
-"""The same trials on every node of a Ray cluster (`--cluster local|HOST:PORT`). Each trial is a Ray task that runs
-the unchanged trial machinery on its node (core.runner.Run: the reference step once per node, cached there, and one
-fresh process per trial), pinned to the node and holding all of the node's CPUs, so that only one trial measures on a
-node at a time. Ray is imported only here, and only when a run asks for a cluster."""
+"""The same trials on every node of a Ray cluster (`--cluster local|HOST:PORT`) that can run them (a CUDA method where
+there is a GPU, a `--pin`ned one where its resource is). Each trial is a Ray task that runs the unchanged trial
+machinery on its node (core.cluster_node: the node's own Run, one fresh process per trial), pinned to the node and
+holding all of its CPUs and GPUs, so that only one trial measures on a node at a time. The reference step runs once
+per hardware kind and each quantized model is made once per cache key, then shipped through Ray's object store to
+the nodes that need it. Ray is imported only here, and only when a run asks for a cluster."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 import queue
-import tarfile
 import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from qadvisor.errors import UserError
 from qadvisor.models.events import Error, Event, Progress, Result
@@ -21,7 +20,6 @@ from qadvisor.models.hardware import HardwareInfo
 from qadvisor.models.result import TrialResult
 
 LOCAL_OBJECT_STORE = 256 << 20  # `--cluster local` ships one small model folder; Ray's default reserves 30 % of RAM
-MAX_SHIPPED = 2 << 30  # a larger model folder must already be on every node, at the same path
 
 
 @dataclass
@@ -31,6 +29,7 @@ class Node:
     cpus: float
     gpus: float
     hardware: HardwareInfo
+    resources: dict[str, float]  # Ray's view of the node, custom resources (`ray start --resources`) included
 
     @property
     def kind(self) -> str:
@@ -110,7 +109,7 @@ def discover() -> list[Node]:
             .remote() for n in alive]
     hardware = ray.get(refs, timeout=300)
     return [Node(n["NodeID"], n["NodeManagerAddress"], n["Resources"].get("CPU", 1.0), n["Resources"].get("GPU", 0.0),
-                 hw) for n, hw in zip(alive, hardware)]
+                 hw, dict(n["Resources"])) for n, hw in zip(alive, hardware)]
 
 
 def _detect_here() -> HardwareInfo:
@@ -119,75 +118,79 @@ def _detect_here() -> HardwareInfo:
     return detect()
 
 
-def pack(model_dir: Path, eval_text: Path, calib_text: Path) -> tuple[str, bytes] | None:
-    """The model folder and the two texts as one tar (shipped through Ray's object store to nodes that lack them);
-    None when the folder is too large to ship."""
-    files = [p for p in sorted(Path(model_dir).iterdir()) if p.is_file()]
-    if sum(p.stat().st_size for p in files) > MAX_SHIPPED:
-        return None
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for path in files:
-            tar.add(path, arcname=f"model/{path.name}")
-        tar.add(eval_text, arcname="eval.txt")
-        tar.add(calib_text, arcname="calib.txt")
-    data = buffer.getvalue()
-    return hashlib.sha256(data).hexdigest()[:16], data
+class Shared:
+    """What nodes hand each other, each made once: the reference of a hardware kind (by the first of its nodes to
+    ask) and each quantized model per cache key (by the first node to reach it; the others run other methods
+    meanwhile and take it from Ray's object store). Something that failed to be made is made again by the next node
+    that needs it."""
 
+    PENDING = object()
 
-def unpack(payload: tuple[str, bytes]) -> Path:
-    """The shipped files in this node's cache (once per content: the folder's name is its hash)."""
-    from qadvisor.core.runner import default_cache_dir
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.references: dict[str, object] = {}  # hardware kind → object ref of the reference files, or None
+        self.models: dict[str, object] = {}  # cache key → object ref of ("artifact", tar)
+        self.making: set[str] = set()
+        self.reference_nodes: dict[str, str] = {}  # hardware kind → the node whose reference the kind uses
 
-    import shutil
-    import tempfile
-
-    key, data = payload
-    target = default_cache_dir() / "cluster" / key
-    if not target.is_dir():  # nodes sharing a cache folder (one machine, a shared home) may unpack at once
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=target.parent))
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            tar.extractall(tmp, filter="data")
+    def reference(self, kind: str, node: str, compute: Callable[[], object]):
+        with self.cond:
+            while self.references.get(kind) is self.PENDING:
+                self.cond.wait()
+            if kind in self.references:
+                return self.references[kind]
+            self.references[kind] = self.PENDING
+        ref = None
         try:
-            tmp.rename(target)
-        except OSError:  # another node's copy landed first: the same content
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+            ref = compute()
+        finally:
+            with self.cond:
+                self.references[kind] = ref
+                if ref is not None:
+                    self.reference_nodes[kind] = node
+                self.cond.notify_all()
+        return ref
 
+    def next(self, keys: dict[str, tuple[str, bool]], methods: list[str], cancel: threading.Event) -> tuple[str, str]:
+        """The next of `methods` for a node and its part: "make" (its quantized model is for the others too), "take"
+        (made elsewhere already) or "own" (nothing to share). A method another node is making now waits its turn."""
+        with self.cond:
+            while True:
+                for method in methods:
+                    key, here = keys.get(method, ("", True))
+                    if here:
+                        return method, "own"
+                    if key in self.models:
+                        return method, "take"
+                    if key not in self.making:
+                        self.making.add(key)
+                        return method, "make"
+                if cancel.is_set():
+                    return methods[0], "own"
+                self.cond.wait(timeout=1.0)
 
-def trial_here(payload, request_json: str, method: str, device: str) -> Iterator[tuple[str, object]]:
-    """On a node: one method through the node's own Run (its reference from the node's cache, or computed there
-    first). Yields ("event", Event) as they come, then ("reference", Reference) for the export's model line."""
-    from qadvisor.core.hardware import detect, resolve_device
-    from qadvisor.core.runner import Run, RunRequest
-
-    request = RunRequest.model_validate_json(request_json)
-    update: dict = {"methods": [method], "work_dir": None, "cache_dir": None}
-    if payload is not None:
-        folder = unpack(payload)
-        update.update(model_dir=str(folder / "model"), eval_text=folder / "eval.txt", calib_text=folder / "calib.txt")
-    hardware = detect(with_backends=False)
-    settings = request.settings.model_copy(update={"device": resolve_device(device),
-                                                   "threads": request.settings.threads or hardware.physical_cores})
-    run = Run(request.model_copy(update={**update, "settings": settings}), hardware)
-    for event in run.events():
-        yield "event", event
-    yield "reference", run.reference
+    def made(self, key: str, ref) -> None:
+        with self.cond:
+            self.making.discard(key)
+            if ref is not None:
+                self.models[key] = ref
+            self.cond.notify_all()
 
 
 class ClusterRun:
-    """A run on every node of a Ray cluster: checked here first (core.runner.Run), then one task per method and node,
-    each node's tasks one after another. A trial whose node dies is failed with the cause and tried once more on
-    another node of the same kind."""
+    """A run on every node of a Ray cluster: checked here first (core.runner.Run), then one task per method and node
+    that can run it, each node's tasks one after another. A trial whose node dies is failed with the cause and tried
+    once more on another node of the same kind."""
 
-    def __init__(self, local, address: str, device: str, threads: int | None):
+    def __init__(self, local, address: str, device: str, threads: int | None, pins: dict[str, str] | None = None):
         self.local = local  # the same run on this machine: every check, the recipes, the export's skeleton
         self.device, self.threads = device, threads
         connect(address)
         self.nodes = discover()
+        self.pins = _checked_pins(pins or {}, [r.name for r in local.recipes], self.nodes)
         self.results: list[TrialResult] = []
         self.references: dict[str, object] = {}
+        self.shared = Shared()
 
     @property
     def recipes(self):
@@ -206,9 +209,22 @@ class ClusterRun:
         """A node's reference (the model's parameters and bf16 size are the same on every node)."""
         return next(iter(self.references.values()), None)
 
+    def runs_on(self, node: Node, recipe) -> bool:
+        """A pinned method on the nodes with its resource; a CUDA method where there is a GPU; the rest everywhere."""
+        from qadvisor.quantizers import registry
+
+        if recipe.name in self.pins:
+            return node.resources.get(self.pins[recipe.name], 0) > 0
+        cuda_only = not registry.recipe_available(recipe, False)[0] and registry.recipe_available(recipe, True)[0]
+        return node.gpus > 0 or not cuda_only
+
     def trial_names(self) -> list[str]:
-        """What each trial's events and result are called: `METHOD @ NODE`."""
-        return [f"{r.name} @ {n.label}" for n in self.nodes for r in self.recipes]
+        """What each trial's events and result are called: `METHOD @ NODE`, or METHOD alone when no node can run it."""
+        names = [f"{r.name} @ {n.label}" for n in self.nodes for r in self.recipes if self.runs_on(n, r)]
+        return names + [r.name for r in self._nowhere()]
+
+    def _nowhere(self) -> list:
+        return [r for r in self.recipes if not any(self.runs_on(n, r) for n in self.nodes)]
 
     def export(self):
         """The local run's export with every node's results, and one entry per hardware kind."""
@@ -216,7 +232,8 @@ class ClusterRun:
 
         self.local.reference, self.local.results = self.reference, list(self.results)
         export = self.local.export()
-        export.kinds = [HardwareKind(kind=kind, hardware=nodes[0].hardware, nodes=[n.label for n in nodes])
+        export.kinds = [HardwareKind(kind=kind, hardware=nodes[0].hardware, nodes=[n.label for n in nodes],
+                                     reference_node=self.shared.reference_nodes.get(kind))
                         for kind, nodes in self.kinds().items()]
         return export
 
@@ -229,65 +246,137 @@ class ClusterRun:
     def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
         """Every node's events as they come (one thread per node feeds a queue); results tagged with node and kind."""
         cancel = cancel or threading.Event()
-        import ray
-
-        payload = pack(self.local.model_dir, self.local.eval_path, self.local.calib_path)
-        shipped = ray.put(payload) if payload is not None else None
-        request = self.local.request.model_copy(update={"model_dir": str(self.local.model_dir),
-                                                        "eval_text": self.local.eval_path,
-                                                        "calib_text": self.local.calib_path})
-        # 0: each node uses its own physical cores (trial_here)
-        request = request.model_copy(update={"settings": request.settings.model_copy(update={"threads": self.threads or 0})})
+        for recipe in self._nowhere():
+            why = f"resource {self.pins[recipe.name]}" if recipe.name in self.pins else "a GPU"
+            result = TrialResult(method=recipe.name, backend=recipe.weights.backend, bits=recipe.weights.bits,
+                                 status="failed", reason=f"no node of the cluster has {why}")
+            self.results.append(result)
+            yield Result(result=result)
+        task = NodeTask(self, cancel)
         out: queue.Queue = queue.Queue()
-        workers = [threading.Thread(target=self._node_loop, args=(node, shipped, request.model_dump_json(), out, cancel),
-                                    daemon=True) for node in self.nodes]
+        workers = [threading.Thread(target=self._node_loop, args=(node, task, out), daemon=True) for node in self.nodes]
         for worker in workers:
             worker.start()
         yield from _drain(out, workers)
 
-    def _node_loop(self, node: Node, shipped, request_json: str, out: queue.Queue, cancel: threading.Event) -> None:
+    def _node_loop(self, node: Node, task: "NodeTask", out: queue.Queue) -> None:
         try:
-            for recipe in self.local.recipes:
-                if cancel.is_set():
-                    break
-                result, died = self._trial(node, recipe.name, shipped, request_json, out, cancel)
-                if died:
-                    result = self._retry(node, recipe.name, shipped, request_json, out, cancel) or result
+            reference = self.shared.reference(node.kind, node.label, lambda: task.reference(node, out))
+            methods = [r.name for r in self.recipes if self.runs_on(node, r)]
+            keys = task.keys.get(node.id, {})
+            while methods and not task.cancel.is_set():
+                method, part = self.shared.next(keys, methods, task.cancel)
+                methods.remove(method)
+                key = keys.get(method, ("", True))[0]
+                offered = self.shared.models.get(key) if part == "take" else None
+                made = None
+                try:
+                    result, died, made = task.trial(node, method, out, reference, offered, share=part == "make")
+                    if died:
+                        result = self._retry(node, method, task, out, reference) or result
+                finally:
+                    if part == "make":
+                        self.shared.made(key, made)
                 self.results.append(result)
                 out.put(Result(result=result))
         finally:
             out.put(None)  # this node is done
 
-    def _retry(self, failed: Node, method: str, shipped, request_json: str, out, cancel) -> TrialResult | None:
+    def _retry(self, failed: Node, method: str, task: "NodeTask", out, reference) -> TrialResult | None:
         """Once more on another live node of the same kind, if there is one."""
         other = next((n for n in self.kinds()[failed.kind] if n.id != failed.id and _alive(n.id)), None)
-        if other is None or cancel.is_set():
+        if other is None or task.cancel.is_set():
             return None
         out.put(Progress(method=method, step="retry", message=f"{failed.label} failed; again on {other.label}"))
-        return self._trial(other, method, shipped, request_json, out, cancel)[0]
+        return task.trial(other, method, out, reference)[0]
 
-    def _trial(self, node: Node, method: str, shipped, request_json: str, out: queue.Queue,
-               cancel: threading.Event) -> tuple[TrialResult, bool]:
-        """One task pinned to `node`, holding all its CPUs; its events relayed, its result tagged with the node, and
-        whether the node (not qadvisor's code on it) failed it."""
+
+class NodeTask:
+    """The Ray tasks of one cluster run, each pinned to a node: the reference of a kind, the cache keys, a trial."""
+
+    def __init__(self, cluster: ClusterRun, cancel: threading.Event):
         import ray
+
+        from qadvisor.core.cluster_node import pack
+
+        local = cluster.local
+        self.cluster, self.cancel = cluster, cancel
+        payload = pack(local.model_dir, local.eval_path, local.calib_path)
+        self.shipped = ray.put(payload) if payload is not None else None
+        request = local.request.model_copy(update={"model_dir": str(local.model_dir), "eval_text": local.eval_path,
+                                                   "calib_text": local.calib_path})
+        # 0: each node uses its own physical cores (cluster_node.node_run)
+        settings = request.settings.model_copy(update={"threads": cluster.threads or 0})
+        self.request_json = request.model_copy(update={"settings": settings}).model_dump_json()
+        self.keys = _shared_keys(self._keys())
+
+    def _keys(self) -> dict[str, dict[str, tuple[str, bool]]]:
+        """node → method → (its quantized model's cache key there, whether that node's cache holds it)."""
+        import ray
+
+        from qadvisor.core.cluster_node import keys_here
+
+        refs = {node.id: self._on(node, keys_here, num_cpus=0) for node in self.cluster.nodes}
+        keys = {}
+        for node_id, ref in refs.items():
+            try:
+                keys[node_id] = ray.get(ref, timeout=600)
+            except ray.exceptions.RayError:  # that node quantizes everything itself
+                keys[node_id] = {}
+        return keys
+
+    def _on(self, node: Node, function, *args, num_cpus: float | None = None, **options):
+        """`function(shipped, request, device, *args)` as a task pinned to `node`; by default it holds all the node's
+        CPUs and GPUs: nothing else runs beside a measurement, and Ray hides the GPUs of a task that asks for none."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        # all the node's CPUs and GPUs: nothing else runs beside a measurement, and Ray hides the GPUs of a task
-        # that asks for none (CUDA_VISIBLE_DEVICES="")
-        task = _remote(trial_here).options(
-            num_cpus=node.cpus, num_gpus=node.gpus, max_retries=0,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node.id, soft=False))
-        stream = task.remote(shipped, request_json, method, self.device)
-        result, died = None, False
+        task = _remote(function).options(
+            num_cpus=node.cpus if num_cpus is None else num_cpus, num_gpus=node.gpus if num_cpus is None else 0,
+            max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node.id, soft=False), **options)
+        return task.remote(self.shipped, self.request_json, self.cluster.device, *args)
+
+    def reference(self, node: Node, out: queue.Queue):
+        """The reference step of `node`'s hardware kind, on `node`; None when it failed there (each node of the kind
+        then computes its own)."""
+        import ray
+
+        from qadvisor.core.cluster_node import reference_here
+
+        out.put(Progress(method="reference", step="evaluate", message=f"on {node.label} for its hardware kind"))
+        ref = self._on(node, reference_here)
+        try:
+            while not ray.wait([ref], timeout=1.0)[0]:
+                if self.cancel.is_set():
+                    ray.cancel(ref)
+                    return None
+            ray.get(ref)
+            return ref
+        except ray.exceptions.RayError as exc:
+            out.put(Progress(method="reference", step="evaluate",
+                             message=f"on {node.label} failed ({type(exc).__name__}); each node computes its own"))
+            return None
+
+    def trial(self, node: Node, method: str, out: queue.Queue, reference=None, artifact=None,
+              share: bool = False) -> tuple[TrialResult, bool, object]:
+        """One trial on `node`: its events relayed, its result tagged with the node, whether the node (not qadvisor's
+        code on it) failed it, and the ref of the quantized model it made when asked to share it."""
+        import ray
+
+        from qadvisor.core.cluster_node import trial_here
+
+        # the args after the request: Ray hands a task the object behind a ref (the reference's and model's files)
+        stream = self._on(node, trial_here, method, reference, artifact, share)
+        result, died, made = None, False, None
         try:
             for ref in stream:
-                if cancel.is_set():
+                if self.cancel.is_set():
                     ray.cancel(stream)  # raises KeyboardInterrupt in the task: its Run stops the trial's processes
                     break
                 kind, item = ray.get(ref)
-                if kind == "reference":
-                    self.references.setdefault(node.kind, item)
+                if kind == "artifact":
+                    made = ref  # the streamed item itself: the driver owns it, so it outlives the task
+                elif kind == "reference":
+                    self.cluster.references.setdefault(node.kind, item)
                 elif isinstance(item, Result):
                     result = item.result
                 else:
@@ -297,13 +386,43 @@ class ClusterRun:
             # (a worker or node that died, an object lost with it) is the node's, and worth another node of its kind
             died = not isinstance(exc, ray.exceptions.RayTaskError)
             lost = "died" if died else "raised"
-            cause = f"{type(exc).__name__}: " + str(exc).strip().splitlines()[0][:200]
+            cause = _cause(exc)
             out.put(Error(method=f"{method} @ {node.label}", message=f"node {node.label} {lost}: {cause}"))
             result = TrialResult(method=method, backend="", bits=0, status="failed",
                                  reason=f"node {node.label} {lost}: {cause}")
         if result is None:
             result = TrialResult(method=method, backend="", bits=0, status="cancelled", reason="cancelled by the user")
-        return result.model_copy(update={"node": node.label, "kind": node.kind}), died
+        return result.model_copy(update={"node": node.label, "kind": node.kind}), died, made
+
+
+def _cause(exc) -> str:
+    """One line for a Ray error: the exception qadvisor's code raised on the node, or Ray's own (a death)."""
+    inner = getattr(exc, "cause", None)
+    if isinstance(inner, Exception):
+        return f"{type(inner).__name__}: " + (str(inner).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: " + (str(exc).strip().splitlines() or [""])[0][:200]
+
+
+def _shared_keys(keys: dict[str, dict[str, tuple[str, bool]]]) -> dict[str, dict[str, tuple[str, bool]]]:
+    """The keys worth sharing: a model that fewer than two nodes lack is no one else's business (marked as held)."""
+    lacking: dict[str, int] = {}
+    for per_node in keys.values():
+        for key, here in per_node.values():
+            lacking[key] = lacking.get(key, 0) + (not here)
+    return {node: {m: (key, here or lacking[key] < 2) for m, (key, here) in per_node.items()}
+            for node, per_node in keys.items()}
+
+
+def _checked_pins(pins: dict[str, str], methods: list[str], nodes: list[Node]) -> dict[str, str]:
+    """--pin METHOD=RESOURCE: the method is in the run and some node has the resource (`ray start --resources`)."""
+    for method, resource in pins.items():
+        if method not in methods:
+            raise UserError(f"--pin {method}={resource}: {method} is not among the run's methods")
+        if not any(n.resources.get(resource, 0) > 0 for n in nodes):
+            have = sorted({r for n in nodes for r in n.resources if not r.startswith("node:")})
+            raise UserError(f"--pin {method}={resource}: no node of the cluster has resource {resource} (they have: "
+                            f"{', '.join(have)}); start a node with ray start --resources '{{\"{resource}\": 1}}'")
+    return pins
 
 
 @cache

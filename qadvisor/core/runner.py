@@ -81,6 +81,7 @@ class Run:
         self.device_label = hardware.label(s.device, s.threads)
         self.model_hash: str | None = None  # the model's content hash, computed at the first trial (artifacts)
         self.reference: Reference | None = None
+        self.reference_given = False  # a cluster node: its kind's reference, shipped into cache_dir by another node
         self.reference_s: float | None = None  # the reference step, when it ran (not from the cache)
         self.results: list[TrialResult] = []
         self.zygote: Zygote | None = None
@@ -165,7 +166,8 @@ class Run:
         if not ref_file.is_file() and modelio.is_synthetic(self.model_dir):
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             ref_file.write_text(modelio.synthetic_reference(self.model_dir).model_dump_json())
-        if not ref_file.is_file() or not (self.request.reuse_cache or modelio.is_synthetic(self.model_dir)):
+        trusted = self.reference_given or self.request.reuse_cache or modelio.is_synthetic(self.model_dir)
+        if not ref_file.is_file() or not trusted:
             started = time.perf_counter()
             ref_file.unlink(missing_ok=True)  # --no-cache: a failed step must not leave the old one looking fresh
             outcome: list[Event] = []
@@ -181,8 +183,18 @@ class Run:
                 raise UserError(f"cannot run the unquantized model {self.model_dir}: {why}")
             self.reference_s = time.perf_counter() - started
         else:
-            yield Progress(method="reference", step="evaluate", fraction=1.0, message="reference log-probs from cache")
+            where = "shipped from another node of this hardware kind" if self.reference_given else "from cache"
+            yield Progress(method="reference", step="evaluate", fraction=1.0, message=f"reference log-probs {where}")
         self.reference = Reference.model_validate_json(ref_file.read_text())
+
+    def reference_events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
+        """The reference step alone: on a cluster one node of each hardware kind computes it for the others."""
+        with tempfile.TemporaryDirectory(prefix="qadvisor-") as tmp:
+            yield from self._reference(Path(tmp), cancel or threading.Event())
+
+    def artifact_entry(self, spec) -> Path | None:
+        """Where this machine's cache keeps `spec`'s quantized model (None when models this large are not kept)."""
+        return self.artifacts_dir / artifacts.key_of(self._artifact_inputs(spec)) if self.keeps_models else None
 
     def _trial(self, recipe, work_dir: Path, keep: bool, cancel: threading.Event):
         started = time.perf_counter()

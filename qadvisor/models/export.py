@@ -55,6 +55,7 @@ class HardwareKind(BaseModel):
     kind: str
     hardware: HardwareInfo
     nodes: list[str]
+    reference_node: str | None = None  # the node that computed the kind's reference for all of them (None: each its own)
     recommendation: Recommendation | None = None
 
 

@@ -90,8 +90,8 @@ def two_nodes(tmp_path, monkeypatch):
     subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", *common], check=True,
                    capture_output=True, timeout=120, env=env("head"))
     try:
-        subprocess.run([ray_cli, "start", f"--address=127.0.0.1:{port}", *common], check=True, capture_output=True,
-                       timeout=120, env=env("worker"))
+        subprocess.run([ray_cli, "start", f"--address=127.0.0.1:{port}", '--resources={"pinned": 1}', *common],
+                       check=True, capture_output=True, timeout=120, env=env("worker"))
         yield f"127.0.0.1:{port}"
     finally:
         ray.shutdown()
@@ -103,16 +103,27 @@ def test_trials_reach_both_nodes_and_identical_nodes_fold_into_one_kind(two_node
     from qadvisor.models.export import load_export
     from tests.conftest import run_cli
 
-    proc = run_cli("--auto", "--cluster", two_nodes, "--methods", "fp32,gguf-q4_k_m", "--repeats", "1",
-                   "--decode-tokens", "8", "--export", str(tmp_path / "run.json"), timeout=600)
+    proc = run_cli("--auto", "--cluster", two_nodes, "--methods", "fp32,gguf-q4_k_m,gguf-q8_0", "--repeats", "1",
+                   "--decode-tokens", "8", "--pin", "gguf-q8_0=pinned", "--export", str(tmp_path / "run.json"),
+                   timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     export = load_export(tmp_path / "run.json")
     assert len({r.node for r in export.results}) == 2 and all(r.status == "ok" for r in export.results)
-    assert len(export.results) == 4 and len(export.kinds) == 1 and len(export.kinds[0].nodes) == 2
+    assert len(export.results) == 5 and len(export.kinds) == 1 and len(export.kinds[0].nodes) == 2
+    pinned = [r.node for r in export.results if r.method == "gguf-q8_0"]  # only the node started with the resource
+    ray.init(address=two_nodes, log_to_driver=False)
+    (worker,) = [n["NodeID"][:8] for n in ray.nodes() if n["Alive"] and n["Resources"].get("pinned")]
+    assert len(pinned) == 1 and pinned[0].endswith(f"({worker})")
     folded = kind_results(export, export.kinds[0].kind)  # one row per method for the advice and the table
-    assert sorted(r.method for r in folded) == ["fp32", "gguf-q4_k_m"]
-    assert export.kinds[0].recommendation.method in ("fp32", "gguf-q4_k_m")
+    assert sorted(r.method for r in folded) == ["fp32", "gguf-q4_k_m", "gguf-q8_0"]
+    assert export.kinds[0].recommendation.method in ("fp32", "gguf-q4_k_m", "gguf-q8_0")
     assert "2 nodes" in proc.stdout and "Token authentication" not in proc.stderr
+    for method in ("fp32", "gguf-q4_k_m"):  # made on one node, taken from the object store by the other
+        made = sorted(r.cached for r in export.results if r.method == method)
+        assert made == [False, True], (method, proc.stdout[-3000:])
+    # one reference for the kind: computed on one node, shipped into the other's cache
+    assert export.kinds[0].reference_node in export.kinds[0].nodes
+    assert all((tmp_path / node / "reference").is_dir() for node in ("head", "worker"))
 
 
 async def test_the_tui_runs_on_a_cluster_and_advises_per_kind(fresh_ray, mock_backend):
