@@ -6,7 +6,8 @@ import threading
 import pytest
 
 from qadvisor.app.options import run_options
-from qadvisor.core.cluster import Node, Shared, _checked_pins, _shared_keys
+from qadvisor.core.cluster import Node, _checked_pins
+from qadvisor.core.cluster_share import Shared, shared_keys
 from qadvisor.core.hardware import detect
 from qadvisor.errors import UserError
 from tests.samples import sample_export
@@ -50,7 +51,7 @@ def test_a_kind_computes_its_reference_once():
 def test_only_models_two_nodes_lack_are_shared():
     keys = {"n1": {"a": ("k1", False), "b": ("k2", False)}, "n2": {"a": ("k1", False), "b": ("k2", True)},
             "n3": {"a": ("k3", False)}}
-    shared = _shared_keys(keys)
+    shared = shared_keys(keys)
     assert shared["n1"] == {"a": ("k1", False), "b": ("k2", True)}  # k2: only n1 lacks it
     assert shared["n3"] == {"a": ("k3", True)}  # another kind's key: nobody to share with
 
