@@ -40,3 +40,21 @@ RECORDED = [
     result("int3", 10.5, 25.0, 0.08, 8.0),
     result("int2", 8.5, 30.0, 0.6, 60.0),
 ]
+
+
+def two_kind_export():
+    """A --cluster export: one ok method measured on two nodes of two hardware kinds, advised per kind."""
+    from qadvisor.app.advice import readvise
+    from qadvisor.core.cluster import hardware_kind
+    from qadvisor.models.export import HardwareKind
+    from qadvisor.models.priorities import load_profile
+
+    export = sample_export()
+    fast = export.hardware.model_copy(update={"cpu_model": "Fast CPU", "isa_flags": ["AVX2", "AVX512F"]})
+    kinds = [hardware_kind(export.hardware), hardware_kind(fast)]
+    ok = export.results[0]
+    export.results = [ok.model_copy(update={"node": "10.0.0.1 (aaaa)", "kind": kinds[0]}),
+                      ok.model_copy(update={"node": "10.0.0.2 (bbbb)", "kind": kinds[1], "decode_tok_s": 200.0})]
+    export.kinds = [HardwareKind(kind=kinds[0], hardware=export.hardware, nodes=["10.0.0.1 (aaaa)"]),
+                    HardwareKind(kind=kinds[1], hardware=fast, nodes=["10.0.0.2 (bbbb)"])]
+    return readvise(export, load_profile("balanced"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -190,7 +192,8 @@ class RecommendationScreen(Screen):
                 yield Label("[b]Re-advise[/] with other weights")
                 yield from _row(*[(key, Input("1", id=f"re_{key}", type="number"))
                                   for key in ("storage", "latency", "accuracy")])
-                yield DataTable(id="results", cursor_type="row")
+                with Vertical(id="scores"):
+                    yield DataTable(id="results", classes="scores", cursor_type="row")
                 yield Label("Save to (report beside it as .md)")
                 yield Input("qadvisor-run.json", id="save_path")
                 yield Button("Save JSON + report", id="save", variant="primary")
@@ -207,7 +210,7 @@ class RecommendationScreen(Screen):
         self.render_export()
 
     def render_export(self) -> None:
-        """The advice (per hardware kind on a cluster, the first kind's scores in the table) and what goes with it."""
+        """The advice and the score table (one of each per hardware kind on a cluster) and what goes with them."""
         export = self.app.export
         rec = export.recommendation
         parts = per_kind(export)
@@ -223,9 +226,21 @@ class RecommendationScreen(Screen):
             lines += ["", "**Planner check**, predicted from the architecture vs measured here:", ""]
             lines += [f"- {line}" for line in plan_check_lines(export.plan_check)]
         self.query_one("#advice", Markdown).update("\n".join(lines))
-        table = self.query_one("#results", DataTable)
-        table.clear()
-        fill_table(table, score_view(parts[0][1]))
+        for table, (_, part) in zip(self._score_tables(parts), parts):
+            table.clear()
+            fill_table(table, score_view(part))
+
+    def _score_tables(self, parts: list) -> list[DataTable]:
+        """The first kind's table is in the layout; a cluster's other kinds get theirs, under their heading, once
+        (re-advising keeps the kinds)."""
+        tables = list(self.query_one("#scores").query(DataTable))
+        if len(tables) == 1 and len(parts) > 1:
+            box = self.query_one("#scores")
+            box.mount(Label(Text(parts[0][0], style="bold")), before=tables[0])
+            for i, (heading, _) in enumerate(parts[1:], start=1):
+                tables.append(DataTable(id=f"results-{i}", classes="scores", cursor_type="row"))
+                box.mount(Label(Text(heading, style="bold")), tables[-1])
+        return tables
 
     @on(Input.Changed, "#re_storage, #re_latency, #re_accuracy")
     def _reweight(self) -> None:

@@ -278,3 +278,19 @@ async def test_the_recommendation_screen_shows_the_target_advice():
         shown = app.screen.query_one("#advice").source
         assert export.target.recommendation.headline in shown and "Recommendation for Qwen2.5-72B" in shown
         assert "gguf-q4_k_m" in shown and "published by Qwen" in shown
+
+
+async def test_a_cluster_run_has_a_score_table_per_hardware_kind():
+    from tests.samples import two_kind_export
+    from tests.tui.test_snapshots import make_app
+
+    app = make_app(two_kind_export())
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        tables = list(app.screen.query(".scores"))
+        assert len(tables) == 2 and all(t.row_count == 1 for t in tables)
+        app.screen.query_one("#re_latency").value = "3"  # re-advising refills the same two tables
+        await pilot.pause()
+        assert len(list(app.screen.query(".scores"))) == 2
+        headings = [str(label.render()) for label in app.screen.query("#scores Label")]
+        assert [h.split(" (")[0] for h in headings] == [f"On {k.kind}" for k in app.export.kinds]

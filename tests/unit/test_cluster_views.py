@@ -1,26 +1,12 @@
 """A --cluster export: results tagged by node and hardware kind, advice per kind, every face per kind, and
 `compare` across the kinds of one export. No Ray here (tests/integration/test_cluster.py starts a real one)."""
 
-from qadvisor.app.advice import readvise
 from qadvisor.app.report import markdown
 from qadvisor.app.views import per_kind
 from qadvisor.core.cluster import hardware_kind
-from qadvisor.models.export import HardwareKind, save_export
-from qadvisor.models.priorities import load_profile
+from qadvisor.models.export import save_export
 from tests.conftest import run_cli
-from tests.samples import sample_export
-
-
-def _two_kinds():
-    export = sample_export()
-    fast = export.hardware.model_copy(update={"cpu_model": "Fast CPU", "isa_flags": ["AVX2", "AVX512F"]})
-    kinds = [hardware_kind(export.hardware), hardware_kind(fast)]
-    ok = export.results[0]
-    export.results = [ok.model_copy(update={"node": "10.0.0.1 (aaaa)", "kind": kinds[0]}),
-                      ok.model_copy(update={"node": "10.0.0.2 (bbbb)", "kind": kinds[1], "decode_tok_s": 200.0})]
-    export.kinds = [HardwareKind(kind=kinds[0], hardware=export.hardware, nodes=["10.0.0.1 (aaaa)"]),
-                    HardwareKind(kind=kinds[1], hardware=fast, nodes=["10.0.0.2 (bbbb)"])]
-    return readvise(export, load_profile("balanced"))
+from tests.samples import sample_export, two_kind_export
 
 
 def test_identical_hardware_is_one_kind_and_different_hardware_is_not():
@@ -30,7 +16,7 @@ def test_identical_hardware_is_one_kind_and_different_hardware_is_not():
 
 
 def test_each_kind_is_advised_and_shown_on_its_own_results():
-    export = _two_kinds()
+    export = two_kind_export()
     assert all(k.recommendation is not None and k.recommendation.method == "bnb-nf4" for k in export.kinds)
     parts = per_kind(export)
     assert [len(p.results) for _, p in parts] == [1, 1] and parts[1][1].results[0].decode_tok_s == 200.0
@@ -39,14 +25,14 @@ def test_each_kind_is_advised_and_shown_on_its_own_results():
 
 
 def test_advise_from_a_cluster_export_advises_each_kind(tmp_path):
-    save_export(_two_kinds(), tmp_path / "cluster.json")
+    save_export(two_kind_export(), tmp_path / "cluster.json")
     proc = run_cli("advise", "--from", str(tmp_path / "cluster.json"), "--profile", "latency-first")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("Recommendation:") == 2 and "On Fast CPU" in proc.stdout
 
 
 def test_compare_reads_the_two_kinds_of_one_export(tmp_path):
-    save_export(_two_kinds(), tmp_path / "cluster.json")
+    save_export(two_kind_export(), tmp_path / "cluster.json")
     proc = run_cli("compare", str(tmp_path / "cluster.json"))
     assert proc.returncode == 0, proc.stderr
     assert "2.50×" in proc.stdout and "Fast CPU" in proc.stdout  # 200 ÷ 80 tok/s, B is the second kind
