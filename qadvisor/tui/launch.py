@@ -29,7 +29,8 @@ def tui_inputs(args):
                            target=form.get("target"), repeats=form.get("repeats"),
                            decode_tokens=form.get("decode_tokens"), prompt_tokens=form.get("prompt_tokens"),
                            reuse_cache=form.get("reuse_cache", True) and not getattr(args, "no_cache", False),
-                           cluster=form.get("cluster") or getattr(args, "cluster", None))
+                           cluster=form.get("cluster") or getattr(args, "cluster", None),
+                           pin=form.get("pin") or getattr(args, "pin", None))
         return AutoSession(opts, priorities)
 
     return hardware, method_choices(hardware.cuda is not None), SHIPPED_MODEL_NAME, run_factory, export

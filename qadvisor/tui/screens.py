@@ -93,7 +93,8 @@ class PrioritiesScreen(Screen):
                                 ("prompt", Input(placeholder="128", id="prompt_tokens", type="integer")))
                 yield Checkbox("reuse cached quantized models", True, id="reuse_cache")
                 yield Label("[b]Ray cluster[/] (blank: this machine)")
-                yield Input(placeholder="local or HOST:PORT", id="cluster")
+                yield from _row(("address", Input(placeholder="local or HOST:PORT", id="cluster")),
+                                ("pin", Input(placeholder="gptq-int4=H100", id="pin")))
                 yield Static("", id="form-error")
                 yield Button("Run", id="run", variant="primary")
             with Vertical(id="right"):

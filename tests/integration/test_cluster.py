@@ -140,6 +140,7 @@ async def test_the_tui_runs_on_a_cluster_and_advises_per_kind(fresh_ray, mock_ba
         methods.deselect_all()
         methods.select("mock-passthrough")
         app.screen.query_one("#cluster").value = "local"
+        app.screen.query_one("#pin").value = "mock-passthrough=CPU"  # a resource every Ray node has
         await pilot.press("ctrl+r")
         await app.workers.wait_for_complete()
         await pilot.pause()
