@@ -26,15 +26,15 @@ class TableView:
 
 
 def per_kind(export: RunExport) -> list[tuple[str, RunExport]]:
-    """--cluster: one export per hardware kind (its hardware, its results, its advice), each shown as a run on one
-    machine is; a run on one machine is its own single kind."""
+    """--cluster: one export per hardware kind (its hardware, its results, its advice, and that kind alone in
+    `kinds`), each shown as a run on one machine is; a run on one machine is its own single kind."""
     from qadvisor.app.advice import kind_results
 
     if not export.kinds:
         return [("", export)]
     return [(f"On {k.kind} ({len(k.nodes)} node{'s' if len(k.nodes) > 1 else ''}: {', '.join(k.nodes)}"
              + ("; each method's row: the node with the median decode" if len(k.nodes) > 1 else "") + ")",
-             export.model_copy(update={"hardware": k.hardware, "recommendation": k.recommendation, "kinds": [],
+             export.model_copy(update={"hardware": k.hardware, "recommendation": k.recommendation, "kinds": [k],
                                        "results": kind_results(export, k.kind),
                                        "settings": export.settings.model_copy(update={"device": k.kind})}))
             for k in export.kinds]
@@ -261,7 +261,9 @@ def time_view(export: RunExport) -> TableView:
             steps[STEPS.index("quantize")] = f"cached ({r.quantize_s:.1f})" if r.quantize_s is not None else "cached"
         rows.append([r.method, f.num(r.start_s), *steps, f"{_trial_s(r):.1f}"])
     ref = (f"reference step {export.reference_s:.1f} s" if export.reference_s is not None
-           else "reference from the cache")
+           else "reference from the cache" if not export.kinds
+           else "reference computed once per hardware kind, on "
+           + ", ".join(k.reference_node or "each node" for k in export.kinds))
     view = TableView(title="Where the time went (seconds in this run)", columns=["method", "start", *STEPS, "total"],
                      rows=rows)
     view.notes = ["start = the trial process's start and the imports before its first step; quantize \"cached\": the "

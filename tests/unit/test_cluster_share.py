@@ -84,3 +84,21 @@ def test_a_shipped_reference_is_used_even_with_no_cache(tmp_path):
     run.reference_given = True
     (event,) = list(run.reference_events())
     assert isinstance(event, Progress) and "shipped" in event.message and run.reference.params == 1
+
+
+def test_a_cuda_method_runs_on_gpu_nodes_only_and_a_pinned_one_where_its_resource_is():
+    from types import SimpleNamespace
+
+    from qadvisor.core.cluster import ClusterRun
+    from qadvisor.quantizers import registry
+
+    cpu = _node({"CPU": 2})
+    gpu = Node("gpu-node", "10.0.0.9", 8, 1, sample_export().hardware, {"CPU": 8, "GPU": 1, "H100": 1})
+    cluster = ClusterRun.__new__(ClusterRun)  # no Ray: placement only
+    cluster.local = SimpleNamespace(recipes=registry.parse_methods("fp32,torchao-int4,gguf-q8_0"))
+    cluster.pins, cluster.nodes = {"gguf-q8_0": "H100"}, [cpu, gpu]
+    assert [n.split(" @ ")[0] for n in cluster.trial_names()] == ["fp32", "fp32", "torchao-int4", "gguf-q8_0"]
+    assert not cluster._nowhere()
+    cluster.nodes = [cpu]  # no GPU anywhere: torchao-int4 fails once, named without a node
+    cluster.pins = {}
+    assert [r.name for r in cluster._nowhere()] == ["torchao-int4"] and "torchao-int4" in cluster.trial_names()
