@@ -98,6 +98,18 @@ def two_nodes(tmp_path, monkeypatch):
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
 
 
+def _node_with(resource: str, address: str) -> str:
+    """The id of the node that has `resource`, asked by a driver of its own (a driver's Ray state outlives
+    ray.shutdown() enough to break a later local Ray in this process)."""
+    import subprocess
+    import sys
+
+    code = (f"import ray; ray.init(address={address!r}, log_to_driver=False); "
+            f"print(*[n['NodeID'] for n in ray.nodes() if n['Alive'] and n['Resources'].get({resource!r})])")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          timeout=120).stdout.split()[-1]
+
+
 def test_trials_reach_both_nodes_and_identical_nodes_fold_into_one_kind(two_nodes, tmp_path):
     """As a user runs it: `qadvisor --auto --cluster HOST:PORT` in its own process, against two `ray start` nodes."""
     from qadvisor.models.export import load_export
@@ -111,9 +123,7 @@ def test_trials_reach_both_nodes_and_identical_nodes_fold_into_one_kind(two_node
     assert len({r.node for r in export.results}) == 2 and all(r.status == "ok" for r in export.results)
     assert len(export.results) == 5 and len(export.kinds) == 1 and len(export.kinds[0].nodes) == 2
     pinned = [r.node for r in export.results if r.method == "gguf-q8_0"]  # only the node started with the resource
-    ray.init(address=two_nodes, log_to_driver=False)
-    (worker,) = [n["NodeID"][:8] for n in ray.nodes() if n["Alive"] and n["Resources"].get("pinned")]
-    assert len(pinned) == 1 and pinned[0].endswith(f"({worker})")
+    assert len(pinned) == 1 and pinned[0].endswith(f"({_node_with('pinned', two_nodes)[:8]})")
     folded = kind_results(export, export.kinds[0].kind)  # one row per method for the advice and the table
     assert sorted(r.method for r in folded) == ["fp32", "gguf-q4_k_m", "gguf-q8_0"]
     assert export.kinds[0].recommendation.method in ("fp32", "gguf-q4_k_m", "gguf-q8_0")
@@ -145,7 +155,8 @@ async def test_the_tui_runs_on_a_cluster_and_advises_per_kind(fresh_ray, mock_ba
         await app.workers.wait_for_complete()
         await pilot.pause()
         export = app.export
-        assert export is not None and len(export.kinds) == 1
+        errors = [str(w.render()) for w in app.screen.query("#form-error")]
+        assert export is not None and len(export.kinds) == 1, (type(app.screen).__name__, errors)
         (result,) = export.results
         assert result.status == "ok" and app.screen.panel(f"mock-passthrough @ {result.node}").has_class("ok")
         await pilot.press("n")

@@ -1,4 +1,5 @@
-"""llama.cpp's greedy step (no tensors per token) must pick the tokens the logits of its HF-style call pick."""
+"""llama.cpp through its adapter: the greedy step (no tensors per token) picks the tokens the logits of its HF-style
+call pick, and the weight bytes are the GGUF's tensor table's."""
 
 import torch
 
@@ -8,12 +9,17 @@ from qadvisor.quantizers import registry
 from qadvisor.quantizers.base import TrialContext
 
 
+def _gguf(method: str, folder):
+    """The shipped model quantized by `method`, saved in `folder` and loaded back: (backend, model)."""
+    spec = registry.parse_methods(method)[0].weights
+    backend, ctx = registry.backend_for(spec), TrialContext(threads=2, max_tokens=64)
+    backend.save(backend.quantize(shipped_model_dir(), spec, ctx), spec, folder)
+    return backend, backend.load(folder, spec, ctx)
+
+
 def test_greedy_steps_follow_the_logits(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the backend's scratch folder goes to the working folder
-    spec = registry.parse_methods("gguf-q8_0")[0].weights
-    backend, ctx = registry.backend_for(spec), TrialContext(threads=2, max_tokens=64)
-    backend.save(backend.quantize(shipped_model_dir(), spec, ctx), spec, tmp_path)
-    model = backend.load(tmp_path, spec, ctx)
+    model = _gguf("gguf-q8_0", tmp_path)[1]
     prompt = torch.arange(100, 132)
 
     native = [model.greedy_step(prompt.tolist(), fresh=True)]
@@ -28,3 +34,12 @@ def test_greedy_steps_follow_the_logits(tmp_path, monkeypatch):
 
     first_s, rest_s = timed_greedy(model, prompt, 8, "cpu")  # takes the native path
     assert first_s > 0 and rest_s > 0
+
+
+def test_weight_bytes_are_the_gguf_tensor_tables(tmp_path, monkeypatch):
+    import gguf
+
+    monkeypatch.chdir(tmp_path)
+    backend, model = _gguf("gguf-q4_k_m", tmp_path)
+    table = sum(int(t.n_bytes) for t in gguf.GGUFReader(str(tmp_path / "model.gguf")).tensors)
+    assert backend.memory_bytes(model) == table
