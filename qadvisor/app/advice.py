@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qadvisor.core.advisor import advise
 from qadvisor.core.target import target_advice
-from qadvisor.models.export import RunExport
+from qadvisor.models.export import HardwareKind, RunExport
 from qadvisor.models.priorities import Priorities
 from qadvisor.models.result import TrialResult
 
@@ -15,10 +15,25 @@ def readvise(export: RunExport, priorities: Priorities, with_target: bool = Fals
     export.priorities = priorities
     for kind in export.kinds:  # --cluster: advice per hardware kind, from that kind's results only
         kind.recommendation = advise(kind_results(export, kind.kind), priorities)
-    export.recommendation = export.kinds[0].recommendation if export.kinds else advise(export.results, priorities)
+        plan = kind.plan or export.plan  # slices measured on the kind, or one plan for a target that is not here
+        if plan is not None and (with_target or kind.target is not None):
+            kind.target = target_advice(kind_export(export, kind), plan, priorities)
+    if export.kinds:
+        export.recommendation, export.target = export.kinds[0].recommendation, export.kinds[0].target
+        return export
+    export.recommendation = advise(export.results, priorities)
     if export.plan is not None and (with_target or export.target is not None):
         export.target = target_advice(export, export.plan, priorities)
     return export
+
+
+def kind_export(export: RunExport, kind: HardwareKind) -> RunExport:
+    """One hardware kind of a --cluster run as a run on one machine: its hardware, results, advice and plan (and that
+    kind alone in `kinds`)."""
+    return export.model_copy(update={"hardware": kind.hardware, "recommendation": kind.recommendation, "kinds": [kind],
+                                     "results": kind_results(export, kind.kind), "plan": kind.plan or export.plan,
+                                     "target": kind.target,
+                                     "settings": export.settings.model_copy(update={"device": kind.kind})})
 
 
 def kind_results(export: RunExport, kind: str) -> list[TrialResult]:

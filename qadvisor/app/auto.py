@@ -34,14 +34,16 @@ def _target_methods(opts: RunOptions) -> list[str]:
     return chosen
 
 
-def _on_cluster(run, opts: RunOptions, say: Callable[[str], None]):
-    """The checked local run, measured on every node of a Ray cluster instead of here."""
+def _on_cluster(run, opts: RunOptions, plan_options, say: Callable[[str], None]):
+    """The checked local run, measured on every node of a Ray cluster instead of here; `plan_options` (--plan-for
+    measured on slices): once per hardware kind, on one node of the kind."""
+    from qadvisor.app.plan import plan_here
     from qadvisor.core.cluster import ClusterRun
 
-    for flag, value in (("--plan-for", opts.plan_for), ("--keep-models", opts.keep_models)):
-        if value:
-            raise UserError(f"{flag} with --cluster: not supported yet (run it without --cluster)")
-    cluster = ClusterRun(run, opts.cluster, opts.device, opts.threads, opts.pin)
+    if opts.keep_models:
+        raise UserError("--keep-models with --cluster: not supported yet (each node keeps its models in its own cache)")
+    per_kind = (plan_here, plan_options.model_dump_json()) if plan_options is not None else None
+    cluster = ClusterRun(run, opts.cluster, opts.device, opts.threads, opts.pin, per_kind)
     for kind, nodes in cluster.kinds().items():
         say(f"cluster: {len(nodes)} node(s) of {kind}: {', '.join(n.label for n in nodes)}")
     return cluster
@@ -62,13 +64,13 @@ class AutoSession:
             raise UserError("--pin places methods on the nodes of a Ray cluster: it needs --cluster")
         self.opts = opts
         self.priorities = priorities
-        self.plan_job = None
+        self.plan_job, plan_options = None, None
         if opts.plan_for:  # target checks first: they are cheap and need no measuring
             measure = opts.target == "this"
-            self.plan_job = PlanJob(PlanOptions(model=opts.plan_for, target=opts.target, measure=measure,
-                                                methods=_target_methods(opts) if measure else None,
-                                                device=opts.device, threads=opts.threads,
-                                                prompt_tokens=opts.prompt_tokens))
+            plan_options = PlanOptions(model=opts.plan_for, target=opts.target, measure=measure,
+                                       methods=_target_methods(opts) if measure else None, device=opts.device,
+                                       threads=opts.threads, prompt_tokens=opts.prompt_tokens)
+            self.plan_job = PlanJob(plan_options)  # on a cluster: checked here, measured on each kind's node
         self.hardware = detect()
         settings = EvalSettings(device=resolve_device(opts.device), threads=opts.threads or self.hardware.physical_cores,
                                 repeats=opts.repeats, decode_tokens=opts.decode_tokens, prompt_tokens=opts.prompt_tokens)
@@ -77,19 +79,25 @@ class AutoSession:
                              reuse_cache=opts.reuse_cache)
         self.run = Run(request, self.hardware, say)
         if opts.cluster:
-            self.run = _on_cluster(self.run, opts, say)
+            measured_per_kind = plan_options if self.plan_job is not None and self.plan_job.measurement else None
+            self.run = _on_cluster(self.run, opts, measured_per_kind, say)
 
     def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
         cancel = cancel or threading.Event()
         yield from self.run.events(cancel)
-        if self.plan_job is not None and not cancel.is_set():
+        if self.plan_job is not None and not self._plans_per_kind() and not cancel.is_set():
             yield from self.plan_job.events(cancel)
+
+    def _plans_per_kind(self) -> bool:
+        """--plan-for measured on a cluster: slices timed on one node of each hardware kind (by the cluster run)."""
+        return getattr(self.run, "per_kind", None) is not None
 
     def trials(self) -> int:
         """How many results `events()` will yield: one per method here (and node, on a cluster), one per method and
         depth on slices."""
         m = self.plan_job.measurement if self.plan_job is not None else None
-        return len(self.run.trial_names()) + (len(m.methods) * len(m.depths) if m is not None else 0)
+        slices = len(m.methods) * len(m.depths) if m is not None else 0  # this machine's depths: an estimate elsewhere
+        return len(self.run.trial_names()) + slices * (len(self.run.kinds()) if self._plans_per_kind() else 1)
 
     def measured(self) -> bool:
         """Whether there is anything to export: the reference step finished (a stop before it leaves nothing)."""
@@ -100,8 +108,8 @@ class AutoSession:
         from qadvisor.app.advice import readvise
 
         export = self.run.export()
-        if self.plan_job is not None:
-            export.plan = self.plan_job.plan()
+        if self.plan_job is not None and not self._plans_per_kind():
+            export.plan = self.plan_job.plan()  # per kind: in export.kinds, from the cluster run
         return readvise(export, self.priorities, with_target=self.plan_job is not None)
 
     def autosave(self, export: RunExport) -> Path:

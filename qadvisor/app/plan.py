@@ -63,6 +63,16 @@ class PlanJob:
         return attach(self.estimate, m.projections, m.disk_read_gb_s).model_copy(update={"measure_notes": notes})
 
 
+def plan_here(payload, request_json: str, device: str, options_json: str) -> Iterator[tuple[str, object]]:
+    """On a node of a cluster (core.cluster runs it once per hardware kind, after the kind's trials): the --plan-for
+    measurement on that node's hardware. Yields ("event", Event) as they come, then ("value", Plan)."""
+    opts = PlanOptions.model_validate_json(options_json).model_copy(update={"device": device})
+    job = PlanJob(opts)
+    for event in job.events():
+        yield "event", event
+    yield "value", job.plan()
+
+
 def _measurement(opts: PlanOptions, arch, target, estimate: Plan):
     from qadvisor.core.hardware import detect, resolve_device
     from qadvisor.core.jobs import EvalSettings

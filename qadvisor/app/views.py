@@ -26,17 +26,15 @@ class TableView:
 
 
 def per_kind(export: RunExport) -> list[tuple[str, RunExport]]:
-    """--cluster: one export per hardware kind (its hardware, its results, its advice, and that kind alone in
-    `kinds`), each shown as a run on one machine is; a run on one machine is its own single kind."""
-    from qadvisor.app.advice import kind_results
+    """--cluster: one export per hardware kind (app.advice.kind_export), each shown as a run on one machine is; a run
+    on one machine is its own single kind."""
+    from qadvisor.app.advice import kind_export
 
     if not export.kinds:
         return [("", export)]
     return [(f"On {k.kind} ({len(k.nodes)} node{'s' if len(k.nodes) > 1 else ''}: {', '.join(k.nodes)}"
              + ("; each method's row: the node with the median decode" if len(k.nodes) > 1 else "") + ")",
-             export.model_copy(update={"hardware": k.hardware, "recommendation": k.recommendation, "kinds": [k],
-                                       "results": kind_results(export, k.kind),
-                                       "settings": export.settings.model_copy(update={"device": k.kind})}))
+             kind_export(export, k))
             for k in export.kinds]
 
 

@@ -124,9 +124,13 @@ class ClusterRun:
     that can run it, each node's tasks one after another. A trial whose node dies is failed with the cause and tried
     once more on another node of the same kind."""
 
-    def __init__(self, local, address: str, device: str, threads: int | None, pins: dict[str, str] | None = None):
+    def __init__(self, local, address: str, device: str, threads: int | None, pins: dict[str, str] | None = None,
+                 per_kind: tuple | None = None):
         self.local = local  # the same run on this machine: every check, the recipes, the export's skeleton
         self.device, self.threads = device, threads
+        # (function, *args): once per hardware kind, on its first node after its trials, a streaming task
+        # `function(shipped, request, device, *args)` whose ("value", x) lands in kind_values (app.plan: --plan-for)
+        self.per_kind, self.kind_values = per_kind, {}
         connect(address)
         self.nodes = discover()
         self.pins = _checked_pins(pins or {}, [r.name for r in local.recipes], self.nodes)
@@ -175,7 +179,8 @@ class ClusterRun:
         self.local.reference, self.local.results = self.reference, list(self.results)
         export = self.local.export()
         export.kinds = [HardwareKind(kind=kind, hardware=nodes[0].hardware, nodes=[n.label for n in nodes],
-                                     reference_node=self.shared.reference_nodes.get(kind))
+                                     reference_node=self.shared.reference_nodes.get(kind),
+                                     plan=self.kind_values.get(kind))
                         for kind, nodes in self.kinds().items()]
         return export
 
@@ -221,6 +226,8 @@ class ClusterRun:
                         self.shared.made(key, made)
                 self.results.append(result)
                 out.put(Result(result=result))
+            if self.per_kind is not None and not task.cancel.is_set() and node is self.kinds()[node.kind][0]:
+                self.kind_values[node.kind] = task.kind_value(node, out, *self.per_kind)
         finally:
             out.put(None)  # this node is done
 
@@ -302,39 +309,61 @@ class NodeTask:
               share: bool = False) -> tuple[TrialResult, bool, object]:
         """One trial on `node`: its events relayed, its result tagged with the node, whether the node (not qadvisor's
         code on it) failed it, and the ref of the quantized model it made when asked to share it."""
-        import ray
-
         from qadvisor.core.cluster_node import trial_here
 
         # the args after the request: Ray hands a task the object behind a ref (the reference's and model's files)
-        stream = self._on(node, trial_here, method, reference, artifact, share)
-        result, died, made = None, False, None
+        items, error, died = self.stream(node, out, trial_here, method, reference, artifact, share)
+        if "reference" in items:
+            self.cluster.references.setdefault(node.kind, items["reference"])
+        result = items.get("result")
+        if error is not None:
+            out.put(Error(method=f"{method} @ {node.label}", message=error))
+            result = TrialResult(method=method, backend="", bits=0, status="failed", reason=error)
+        elif result is None:
+            result = TrialResult(method=method, backend="", bits=0, status="cancelled", reason="cancelled by the user")
+        return result.model_copy(update={"node": node.label, "kind": node.kind}), died, items.get("artifact")
+
+    def kind_value(self, node: Node, out: queue.Queue, function, *args):
+        """The per-kind task on `node`: its events relayed (results too, named with the node), its value."""
+        items, error, _ = self.stream(node, out, function, *args, results_are_events=True)
+        if error is not None:
+            out.put(Error(method=f"{function.__name__} @ {node.label}", message=error))
+        return items.get("value")
+
+    def stream(self, node: Node, out: queue.Queue, function, *args,
+               results_are_events: bool = False) -> tuple[dict, str | None, bool]:
+        """A streaming task on `node`: its ("event", e) items relayed (named with the node), the others kept by kind
+        (a trial's Result under "result"; a shipped model's item as its ref, which the driver owns so it outlives the
+        task); the error line when it failed, and whether the node (not qadvisor's code on it) failed it."""
+        import ray
+
+        stream, items = self._on(node, function, *args), {}
         try:
             for ref in stream:
                 if self.cancel.is_set():
                     ray.cancel(stream)  # raises KeyboardInterrupt in the task: its Run stops the trial's processes
                     break
                 kind, item = ray.get(ref)
-                if kind == "artifact":
-                    made = ref  # the streamed item itself: the driver owns it, so it outlives the task
-                elif kind == "reference":
-                    self.cluster.references.setdefault(node.kind, item)
-                elif isinstance(item, Result):
-                    result = item.result
+                if kind != "event":
+                    items[kind] = ref if kind == "artifact" else item
+                elif isinstance(item, Result) and not results_are_events:
+                    items["result"] = item.result
                 else:
-                    out.put(item.model_copy(update={"method": f"{item.method} @ {node.label}"}))
+                    out.put(_named(item, node))
         except ray.exceptions.RayError as exc:
-            # an exception in qadvisor's own code on the node (RayTaskError) is that trial's failure; anything else
+            # an exception in qadvisor's own code on the node (RayTaskError) is that task's failure; anything else
             # (a worker or node that died, an object lost with it) is the node's, and worth another node of its kind
             died = not isinstance(exc, ray.exceptions.RayTaskError)
-            lost = "died" if died else "raised"
-            cause = _cause(exc)
-            out.put(Error(method=f"{method} @ {node.label}", message=f"node {node.label} {lost}: {cause}"))
-            result = TrialResult(method=method, backend="", bits=0, status="failed",
-                                 reason=f"node {node.label} {lost}: {cause}")
-        if result is None:
-            result = TrialResult(method=method, backend="", bits=0, status="cancelled", reason="cancelled by the user")
-        return result.model_copy(update={"node": node.label, "kind": node.kind}), died, made
+            return items, f"node {node.label} {'died' if died else 'raised'}: {_cause(exc)}", died
+        return items, None, False
+
+
+def _named(event: Event, node: Node) -> Event:
+    """An event from a node, its method named `METHOD @ NODE`."""
+    if isinstance(event, Result):
+        return Result(result=event.result.model_copy(update={"method": f"{event.result.method} @ {node.label}",
+                                                             "node": node.label, "kind": node.kind}))
+    return event.model_copy(update={"method": f"{event.method} @ {node.label}"})
 
 
 def _cause(exc) -> str:

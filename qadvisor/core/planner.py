@@ -271,4 +271,4 @@ def plan(arch: Architecture, target: Target, context: int = 2048, batch: int = 1
         ))
     formulas = dict(FORMULAS, **{f"bytes(in,out) {f.method}": f.formula for f in FORMATS if f.method in chosen})
     return Plan(model=arch.name, params=param_count(arch), context=context, batch=batch, prompt_tokens=prompt,
-                target=target, plans=rows, formulas=formulas)
+                target=target, plans=rows, formulas=formulas, bf16_bytes=weights_bytes(arch, FORMAT_BY_NAME["bf16"])[0])

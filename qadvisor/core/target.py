@@ -54,8 +54,12 @@ def target_results(export: RunExport, plan: Plan) -> tuple[list[TrialResult], di
 
 
 def _bf16_bytes(plan: Plan) -> int:
+    """From the plan (a model given as a folder has no name the planner could resolve later); older exports' plans
+    lack it and name a built-in architecture."""
     from qadvisor.core import planner
 
+    if plan.bf16_bytes is not None:
+        return plan.bf16_bytes
     arch = planner.resolve_architecture(plan.model)
     return planner.weights_bytes(arch, planner.FORMAT_BY_NAME["bf16"])[0]
 

@@ -57,6 +57,8 @@ class HardwareKind(BaseModel):
     nodes: list[str]
     reference_node: str | None = None  # the node that computed the kind's reference for all of them (None: each its own)
     recommendation: Recommendation | None = None
+    plan: Plan | None = None  # --plan-for on this machine's kind: slices measured on one node of the kind
+    target: TargetAdvice | None = None  # the advice for the planned model on this kind
 
 
 class RunExport(BaseModel):

@@ -89,6 +89,7 @@ class Plan(BaseModel):
     prompt_tokens: int
     target: Target
     plans: list[PlanRow]
+    bf16_bytes: int | None = None  # the model's weights in bf16 (estimate), the baseline of its size reduction
     label: str = "estimate"
     formulas: dict[str, str] = {}
     disk_read_gb_s: float | None = None  # `plan --measure`: measured here, for GGUF streamed from disk

@@ -162,3 +162,20 @@ async def test_the_tui_runs_on_a_cluster_and_advises_per_kind(fresh_ray, mock_ba
         await pilot.press("n")
         assert isinstance(app.screen, RecommendationScreen)
         assert "On " in app.screen.query_one("#advice").source
+
+
+def test_plan_for_on_a_cluster_measures_slices_once_per_hardware_kind(fresh_ray):
+    """--plan-for on this machine's kind: slices timed on one node of each kind after its trials, advice per kind."""
+    from tests.conftest import SHIPPED
+
+    session = _session(["fp32", "gguf-q8_0"], cluster="local", plan_for=str(SHIPPED), target_methods=["gguf-q8_0"])
+    events = list(session.events())
+    export = session.export()
+    (kind,) = export.kinds
+    assert export.plan is None and kind.plan is not None  # the plan is the kind's, measured on its node
+    (row,) = [r for r in kind.plan.plans if r.method == "gguf-q8_0"]
+    assert row.projection is not None and row.projection.label == "projected"
+    assert kind.target is not None and export.target == kind.target and kind.target.model == SHIPPED.name
+    slices = [e for e in events if isinstance(e, Progress) and "@2L" in e.method]
+    assert slices and all(e.method.endswith(f"@ {kind.nodes[0]}") for e in slices)
+    assert session.trials() == len(export.results) + len(row.projection.layers_measured)
