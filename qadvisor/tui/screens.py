@@ -213,16 +213,16 @@ class RecommendationScreen(Screen):
     def render_export(self) -> None:
         """The advice and the score table (one of each per hardware kind on a cluster) and what goes with them."""
         export = self.app.export
-        rec = export.recommendation
         parts = per_kind(export)
         lines = []
-        for heading, part in parts:
+        for heading, part in parts:  # a cluster's kinds each with its advice, and its --plan-for target's
             view = recommendation_view(part)
             lines += ([f"**{heading}**", ""] if heading else []) + [f"# {view.headline}", ""]
             lines += [f"*{note}*\n" for note in view.notes] + [f"- {line}" for line in view.lines] + [""]
-        if export.plan is not None:
-            lines += ["", plan_summary(export.plan, rec.method)]
-        lines += target_markdown(export, narrow=True) + time_markdown(export, narrow=True)
+            if part.plan is not None:
+                lines += ["", plan_summary(part.plan, part.recommendation.method)]
+            lines += target_markdown(part, narrow=True)
+        lines += time_markdown(export, narrow=True)
         if export.plan_check:
             lines += ["", "**Planner check**, predicted from the architecture vs measured here:", ""]
             lines += [f"- {line}" for line in plan_check_lines(export.plan_check)]

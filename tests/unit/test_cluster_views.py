@@ -1,10 +1,12 @@
 """A --cluster export: results tagged by node and hardware kind, advice per kind, every face per kind, and
 `compare` across the kinds of one export. No Ray here (tests/integration/test_cluster.py starts a real one)."""
 
+from qadvisor.app.advice import readvise
 from qadvisor.app.report import markdown
 from qadvisor.app.views import per_kind
 from qadvisor.core.cluster import hardware_kind
 from qadvisor.models.export import save_export
+from qadvisor.models.priorities import load_profile
 from tests.conftest import run_cli
 from tests.samples import sample_export, two_kind_export
 
@@ -39,3 +41,19 @@ def test_compare_reads_the_two_kinds_of_one_export(tmp_path):
     save_export(sample_export(), tmp_path / "one.json")
     proc = run_cli("compare", str(tmp_path / "one.json"))
     assert proc.returncode == 2 and "one kind of hardware" in proc.stderr
+
+
+def test_each_kind_gets_the_target_advice_of_its_own_plan():
+    from qadvisor.core import planner
+
+    export = two_kind_export()
+    arch = planner.resolve_architecture("Qwen2.5-7B")
+    plans = [planner.plan(arch, planner.parse_target(gpu)) for gpu in ("A100-80GB", "A100-40GB")]
+    for kind, plan in zip(export.kinds, plans):
+        kind.plan = plan
+    export = readvise(export, load_profile("balanced"), with_target=True)
+    assert [k.target.target for k in export.kinds] == ["A100-80GB", "A100-40GB"]
+    assert export.target == export.kinds[0].target and export.plan is None
+    (_, first), (_, second) = per_kind(export)
+    assert first.plan == plans[0] and second.target == export.kinds[1].target  # what each kind's part shows
+    assert "A100-40GB" in markdown(export) and "A100-80GB" in markdown(export)
