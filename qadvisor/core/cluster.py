@@ -361,8 +361,7 @@ class NodeTask:
 def _named(event: Event, node: Node) -> Event:
     """An event from a node, its method named `METHOD @ NODE`."""
     if isinstance(event, Result):
-        return Result(result=event.result.model_copy(update={"method": f"{event.result.method} @ {node.label}",
-                                                             "node": node.label, "kind": node.kind}))
+        return Result(result=event.result.model_copy(update={"method": f"{event.result.method} @ {node.label}"}))
     return event.model_copy(update={"method": f"{event.method} @ {node.label}"})
 
 
