@@ -8,7 +8,9 @@ the nodes that need it. Ray is imported only here, and only when a run asks for 
 from __future__ import annotations
 
 import queue
+import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -66,14 +68,32 @@ def connect(address: str) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a cluster qadvisor starts reports nothing outside
     quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        if address == "local":
-            ray.init(object_store_memory=LOCAL_OBJECT_STORE, **quiet)
-        else:
-            ray.init(address=address, **quiet)
+        with _stderr_with_a_descriptor():
+            if address == "local":
+                ray.init(object_store_memory=LOCAL_OBJECT_STORE, **quiet)
+            else:
+                ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"--cluster {address}: cannot join the Ray cluster ({str(exc).splitlines()[0][:200]}); start "
                         "one with `ray start --head` (README: Beyond one machine)") from None
     _quiet_driver()
+
+
+@contextmanager
+def _stderr_with_a_descriptor():
+    """ray.init enables faulthandler on sys.stderr, which the TUI replaces with an object that has no file
+    descriptor ("file.fileno() is not a valid file descriptor"); the process's own stderr serves meanwhile."""
+    saved = sys.stderr
+    try:
+        usable = saved.fileno() >= 0
+    except (AttributeError, OSError, ValueError):
+        usable = False
+    if not usable and sys.__stderr__ is not None:
+        sys.stderr = sys.__stderr__
+    try:
+        yield
+    finally:
+        sys.stderr = saved
 
 
 def _reachable(address: str, timeout_s: float = 5.0) -> None:

@@ -102,3 +102,22 @@ def test_a_cuda_method_runs_on_gpu_nodes_only_and_a_pinned_one_where_its_resourc
     cluster.nodes = [cpu]  # no GPU anywhere: torchao-int4 fails once, named without a node
     cluster.pins = {}
     assert [r.name for r in cluster._nowhere()] == ["torchao-int4"] and "torchao-int4" in cluster.trial_names()
+
+
+def test_ray_starts_under_the_tui_whose_stderr_has_no_descriptor(monkeypatch):
+    """ray.init enables faulthandler on sys.stderr: under the TUI that failed with 'file.fileno() is not a valid
+    file descriptor'."""
+    import io
+    import sys
+
+    from qadvisor.core.cluster import _stderr_with_a_descriptor
+
+    class Captured(io.StringIO):
+        def fileno(self):
+            return -1
+
+    captured = Captured()
+    monkeypatch.setattr(sys, "stderr", captured)
+    with _stderr_with_a_descriptor():
+        assert sys.stderr is sys.__stderr__
+    assert sys.stderr is captured
