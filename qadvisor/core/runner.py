@@ -183,7 +183,7 @@ class Run:
                 raise UserError(f"cannot run the unquantized model {self.model_dir}: {why}")
             self.reference_s = time.perf_counter() - started
         else:
-            where = "shipped from another node of this hardware kind" if self.reference_given else "from cache"
+            where = "computed once for this hardware kind (cluster)" if self.reference_given else "from cache"
             yield Progress(method="reference", step="evaluate", fraction=1.0, message=f"reference log-probs {where}")
         self.reference = Reference.model_validate_json(ref_file.read_text())
 

@@ -83,7 +83,7 @@ def test_a_shipped_reference_is_used_even_with_no_cache(tmp_path):
     (run.cache_dir / REFERENCE_FILE).write_text('{"params": 1, "bf16_bytes": 2, "ref_ppl": null, "eval_tokens": 3}')
     run.reference_given = True
     (event,) = list(run.reference_events())
-    assert isinstance(event, Progress) and "shipped" in event.message and run.reference.params == 1
+    assert isinstance(event, Progress) and "once for this hardware kind" in event.message and run.reference.params == 1
 
 
 def test_a_cuda_method_runs_on_gpu_nodes_only_and_a_pinned_one_where_its_resource_is():
