@@ -28,20 +28,33 @@ def _session(methods, **extra):
 
 
 def test_a_local_cluster_measures_what_a_local_run_does(fresh_ray):
+    """... and --plan-for on this machine's kind: slices timed on one node of each kind after its trials, advice
+    per kind."""
+    from tests.conftest import SHIPPED
+
     here = _session(["fp32", "gguf-q8_0"])
     list(here.events())
     local = {r.method: r for r in here.export().results}
-    session = _session(["fp32", "gguf-q8_0"], cluster="local")
-    list(session.events())
+    session = _session(["fp32", "gguf-q8_0"], cluster="local", plan_for=str(SHIPPED), target_methods=["gguf-q8_0"])
+    events = list(session.events())
     export = session.export()
-    assert len(export.kinds) == 1 and export.kinds[0].recommendation is not None
+    (kind,) = export.kinds
+    assert kind.recommendation is not None
     node = ray.nodes()[0]["NodeManagerAddress"]
     for r in export.results:
         assert r.status == "ok", r.reason
-        assert r.node.startswith(node) and r.kind == export.kinds[0].kind
+        assert r.node.startswith(node) and r.kind == kind.kind
         same = local[r.method]
         assert r.size_bytes == same.size_bytes and r.ppl == pytest.approx(same.ppl, rel=1e-4)
-    assert export.recommendation == export.kinds[0].recommendation
+    assert export.recommendation == kind.recommendation
+
+    assert export.plan is None and kind.plan is not None  # the plan is the kind's, measured on its node
+    (row,) = [r for r in kind.plan.plans if r.method == "gguf-q8_0"]
+    assert row.projection is not None and row.projection.label == "projected"
+    assert kind.target is not None and export.target == kind.target and kind.target.model == SHIPPED.name
+    slices = [e for e in events if isinstance(e, Progress) and "@2L" in e.method]
+    assert slices and all(e.method.endswith(f"@ {kind.nodes[0]}") for e in slices)
+    assert session.trials() == len(export.results) + len(row.projection.layers_measured)
 
 
 def _ray_task_processes() -> list:
@@ -163,19 +176,3 @@ async def test_the_tui_runs_on_a_cluster_and_advises_per_kind(fresh_ray, mock_ba
         assert isinstance(app.screen, RecommendationScreen)
         assert "On " in app.screen.query_one("#advice").source
 
-
-def test_plan_for_on_a_cluster_measures_slices_once_per_hardware_kind(fresh_ray):
-    """--plan-for on this machine's kind: slices timed on one node of each kind after its trials, advice per kind."""
-    from tests.conftest import SHIPPED
-
-    session = _session(["fp32", "gguf-q8_0"], cluster="local", plan_for=str(SHIPPED), target_methods=["gguf-q8_0"])
-    events = list(session.events())
-    export = session.export()
-    (kind,) = export.kinds
-    assert export.plan is None and kind.plan is not None  # the plan is the kind's, measured on its node
-    (row,) = [r for r in kind.plan.plans if r.method == "gguf-q8_0"]
-    assert row.projection is not None and row.projection.label == "projected"
-    assert kind.target is not None and export.target == kind.target and kind.target.model == SHIPPED.name
-    slices = [e for e in events if isinstance(e, Progress) and "@2L" in e.method]
-    assert slices and all(e.method.endswith(f"@ {kind.nodes[0]}") for e in slices)
-    assert session.trials() == len(export.results) + len(row.projection.layers_measured)
