@@ -40,8 +40,6 @@ def _on_cluster(run, opts: RunOptions, plan_options, say: Callable[[str], None])
     from qadvisor.app.plan import plan_here
     from qadvisor.core.cluster import ClusterRun
 
-    if opts.keep_models:
-        raise UserError("--keep-models with --cluster: not supported yet (each node keeps its models in its own cache)")
     per_kind = (plan_here, plan_options.model_dump_json()) if plan_options is not None else None
     cluster = ClusterRun(run, opts.cluster, opts.device, opts.threads, opts.pin, per_kind)
     for kind, nodes in cluster.kinds().items():

@@ -272,8 +272,10 @@ class NodeTask:
         self.cluster, self.cancel = cluster, cancel
         payload = pack(local.model_dir, local.eval_path, local.calib_path)
         self.shipped = ray.put(payload) if payload is not None else None
+        keep = local.request.work_dir
         request = local.request.model_copy(update={"model_dir": str(local.model_dir), "eval_text": local.eval_path,
-                                                   "calib_text": local.calib_path})
+                                                   "calib_text": local.calib_path,
+                                                   "work_dir": Path(keep).resolve() if keep else None})
         # 0: each node uses its own physical cores (cluster_node.node_run)
         settings = request.settings.model_copy(update={"threads": cluster.threads or 0})
         self.request_json = request.model_copy(update={"settings": settings}).model_dump_json()

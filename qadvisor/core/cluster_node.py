@@ -65,7 +65,9 @@ def node_run(payload, request_json: str, methods: list[str] | None, device: str)
     from qadvisor.core.runner import Run, RunRequest, default_cache_dir
 
     request = RunRequest.model_validate_json(request_json)
-    update: dict = {"methods": methods or request.methods, "work_dir": None, "cache_dir": None}
+    # --keep-models DIR: this node's models in DIR/NODE on its own disk (nodes sharing a disk do not collide)
+    keep = Path(request.work_dir) / _node_id()[:8] if request.work_dir else None
+    update: dict = {"methods": methods or request.methods, "work_dir": keep, "cache_dir": None}
     if payload is not None:
         key, data = payload
         folder = unpack_to(data, default_cache_dir() / "cluster" / key)  # once per content: named by its hash
@@ -74,6 +76,12 @@ def node_run(payload, request_json: str, methods: list[str] | None, device: str)
     settings = request.settings.model_copy(update={"device": resolve_device(device),
                                                    "threads": request.settings.threads or hardware.physical_cores})
     return Run(request.model_copy(update={**update, "settings": settings}), hardware)
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def reference_here(payload, request_json: str, device: str) -> bytes:

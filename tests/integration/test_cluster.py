@@ -130,7 +130,7 @@ def test_trials_reach_both_nodes_and_identical_nodes_fold_into_one_kind(two_node
 
     proc = run_cli("--auto", "--cluster", two_nodes, "--methods", "fp32,gguf-q4_k_m,gguf-q8_0", "--repeats", "1",
                    "--decode-tokens", "8", "--pin", "gguf-q8_0=pinned", "--export", str(tmp_path / "run.json"),
-                   timeout=600)
+                   "--keep-models", str(tmp_path / "keep"), timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     export = load_export(tmp_path / "run.json")
     assert len({r.node for r in export.results}) == 2 and all(r.status == "ok" for r in export.results)
@@ -147,6 +147,10 @@ def test_trials_reach_both_nodes_and_identical_nodes_fold_into_one_kind(two_node
     # one reference for the kind: computed on one node, shipped into the other's cache
     assert export.kinds[0].reference_node in export.kinds[0].nodes
     assert all((tmp_path / node / "reference").is_dir() for node in ("head", "worker"))
+    # --keep-models: each node's models in a folder of its own, the pinned method on its node only
+    kept = sorted(p.relative_to(tmp_path / "keep").parts for p in (tmp_path / "keep").glob("*/*") if p.is_dir())
+    assert len({node for node, _ in kept}) == 2, kept
+    assert sorted(m for _, m in kept) == ["fp32", "fp32", "gguf-q4_k_m", "gguf-q4_k_m", "gguf-q8_0"], kept
 
 
 async def test_the_tui_runs_on_a_cluster_and_advises_per_kind(fresh_ray, mock_backend):

@@ -183,12 +183,6 @@ def test_a_calibration_text_too_short_for_gptq_is_refused_before_measuring(tmp_p
     assert not (tmp_path / "c").exists()
 
 
-def test_keep_models_on_a_cluster_is_refused_up_front(tmp_path):
-    proc = run_cli("--auto", "--cluster", "local", "--methods", "fp32", "--keep-models", str(tmp_path / "keep"),
-                   env={"QADVISOR_CACHE": str(tmp_path / "c")})
-    _assert_one_line_error(proc, "--keep-models with --cluster: not supported yet")
-
-
 @pytest.mark.parametrize("address, fragment", [("nonsense", "write local or HOST:PORT"),
                                                ("127.0.0.1:1", "no Ray head answers there")])
 def test_a_cluster_address_that_cannot_work_is_one_line_at_once(tmp_path, address, fragment):
