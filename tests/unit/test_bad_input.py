@@ -183,6 +183,14 @@ def test_a_calibration_text_too_short_for_gptq_is_refused_before_measuring(tmp_p
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.parametrize("args, fragment", [(["--pin", "fp32"], "--pin: write METHOD=RESOURCE"),
+                                            (["--pin", "fp32=H100"], "--pin places methods on the nodes of a Ray "
+                                                                      "cluster: it needs --cluster")])
+def test_a_pin_that_cannot_work_is_one_line(tmp_path, args, fragment):
+    proc = run_cli("--auto", "--methods", "fp32", *args, env={"QADVISOR_CACHE": str(tmp_path / "c")})
+    _assert_one_line_error(proc, fragment)
+
+
 @pytest.mark.parametrize("address, fragment", [("nonsense", "write local or HOST:PORT"),
                                                ("127.0.0.1:1", "no Ray head answers there")])
 def test_a_cluster_address_that_cannot_work_is_one_line_at_once(tmp_path, address, fragment):
