@@ -242,15 +242,13 @@ class LlamaAdapter:
         per step (torch's argmax and conversions cost 3 % of a step on the shipped model)."""
         if fresh:
             self.llm.reset()
-        if len(tokens) == 1 and not fresh:
-            self._decode_one(tokens[0])
-        else:
-            self._decode_for_last(tokens)
+        self._decode_for_last(tokens)
         return int(self._last_logits().argmax())
 
     def _decode_one(self, token: int) -> None:
         """A decode step straight to `llama_decode` through a batch of one made once: llama-cpp-python's `eval` fills
-        a batch and trims the cache in Python at every step (15–20 µs of a 600 µs step on the shipped model)."""
+        a batch and trims the cache in Python at every step (15–20 µs of a 600 µs step on the shipped model). Only
+        after `eval` began the sequence (a reset leaves n_tokens at 0), so no stale cache cells lie past its end."""
         import llama_cpp
 
         batch = self._one.batch
@@ -262,6 +260,9 @@ class LlamaAdapter:
     def _decode_for_last(self, tokens: list[int]) -> None:
         # as llama.cpp generates: the output layer runs at the last position only (and a decode step has no other;
         # its logits then skip the copy into the all-positions table: 3 % of a step on the shipped model)
+        if len(tokens) == 1 and self.llm.n_tokens > 0:  # a decode step of a sequence `eval` started
+            self._decode_one(tokens[0])
+            return
         self.llm._logits_all = False
         try:
             self.llm.eval(tokens)

@@ -31,6 +31,9 @@ def test_greedy_steps_follow_the_logits(tmp_path, monkeypatch):
         out = model(torch.tensor([[generic[-1]]]), use_cache=True, cache=out.cache)
         generic.append(int(out.logits[0, -1].argmax()))
     assert native == generic
+    model.llm.reset()  # and llama-cpp-python's own greedy generation, which decodes through its `eval`
+    own = model.llm.generate(prompt.tolist(), temp=0.0, reset=True)
+    assert [next(own) for _ in range(8)] == native
 
     first_s, rest_s = timed_greedy(model, prompt, 8, "cpu")  # takes the native path
     assert first_s > 0 and rest_s > 0
