@@ -29,10 +29,16 @@ LOCAL_OBJECT_STORE = 256 << 20  # `--cluster local` ships one small model folder
 class Node:
     id: str
     address: str
-    cpus: float
-    gpus: float
     hardware: HardwareInfo
     resources: dict[str, float]  # Ray's view of the node, custom resources (`ray start --resources`) included
+
+    @property
+    def cpus(self) -> float:
+        return self.resources.get("CPU", 1.0)
+
+    @property
+    def gpus(self) -> float:
+        return self.resources.get("GPU", 0.0)
 
     @property
     def kind(self) -> str:
@@ -122,15 +128,18 @@ def _quiet_driver() -> None:
 def discover() -> list[Node]:
     """Every live node, with its hardware as qadvisor detects it there (a task pinned to each node)."""
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     alive = [n for n in ray.nodes() if n["Alive"]]
-    detect_task = _remote(_detect_here)
-    refs = [detect_task.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-            .remote() for n in alive]
-    hardware = ray.get(refs, timeout=300)
-    return [Node(n["NodeID"], n["NodeManagerAddress"], n["Resources"].get("CPU", 1.0), n["Resources"].get("GPU", 0.0),
-                 hw, dict(n["Resources"])) for n, hw in zip(alive, hardware)]
+    hardware = ray.get([_pinned(_detect_here, n["NodeID"]).remote() for n in alive], timeout=300)
+    return [Node(n["NodeID"], n["NodeManagerAddress"], hw, dict(n["Resources"])) for n, hw in zip(alive, hardware)]
+
+
+def _pinned(function, node_id: str, cpus: float = 0, gpus: float = 0):
+    """`function` as a Ray task that runs on that node only, holding `cpus` and `gpus` of it while it runs."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return _remote(function).options(num_cpus=cpus, num_gpus=gpus, max_retries=0,
+                                     scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))
 
 
 def _detect_here() -> HardwareInfo:
@@ -287,7 +296,7 @@ class NodeTask:
 
         from qadvisor.core.cluster_node import keys_here
 
-        refs = {node.id: self._on(node, keys_here, num_cpus=0) for node in self.cluster.nodes}
+        refs = {node.id: self._on(node, keys_here, whole_node=False) for node in self.cluster.nodes}
         keys = {}
         for node_id, ref in refs.items():
             try:
@@ -296,14 +305,10 @@ class NodeTask:
                 keys[node_id] = {}
         return keys
 
-    def _on(self, node: Node, function, *args, num_cpus: float | None = None, **options):
+    def _on(self, node: Node, function, *args, whole_node: bool = True):
         """`function(shipped, request, device, *args)` as a task pinned to `node`; by default it holds all the node's
         CPUs and GPUs: nothing else runs beside a measurement, and Ray hides the GPUs of a task that asks for none."""
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        task = _remote(function).options(
-            num_cpus=node.cpus if num_cpus is None else num_cpus, num_gpus=node.gpus if num_cpus is None else 0,
-            max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node.id, soft=False), **options)
+        task = _pinned(function, node.id, node.cpus, node.gpus) if whole_node else _pinned(function, node.id)
         return task.remote(self.shipped, self.request_json, self.cluster.device, *args)
 
     def reference(self, node: Node, out: queue.Queue):
@@ -390,9 +395,8 @@ def _named(event: Event, node: Node) -> Event:
 def _cause(exc) -> str:
     """One line for a Ray error: the exception qadvisor's code raised on the node, or Ray's own (a death)."""
     inner = getattr(exc, "cause", None)
-    if isinstance(inner, Exception):
-        return f"{type(inner).__name__}: " + (str(inner).strip().splitlines() or [""])[0][:200]
-    return f"{type(exc).__name__}: " + (str(exc).strip().splitlines() or [""])[0][:200]
+    err = inner if isinstance(inner, Exception) else exc
+    return f"{type(err).__name__}: " + (str(err).strip().splitlines() or [""])[0][:200]
 
 
 def _checked_pins(pins: dict[str, str], methods: list[str], nodes: list[Node]) -> dict[str, str]:

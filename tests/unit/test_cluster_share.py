@@ -57,7 +57,7 @@ def test_only_models_two_nodes_lack_are_shared():
 
 
 def _node(resources):
-    return Node("id", "10.0.0.1", 2, 0, sample_export().hardware, resources)
+    return Node("id", "10.0.0.1", sample_export().hardware, resources)
 
 
 def test_pins_name_a_method_of_the_run_and_a_resource_some_node_has():
@@ -93,7 +93,7 @@ def test_a_cuda_method_runs_on_gpu_nodes_only_and_a_pinned_one_where_its_resourc
     from qadvisor.quantizers import registry
 
     cpu = _node({"CPU": 2})
-    gpu = Node("gpu-node", "10.0.0.9", 8, 1, sample_export().hardware, {"CPU": 8, "GPU": 1, "H100": 1})
+    gpu = Node("gpu-node", "10.0.0.9", sample_export().hardware, {"CPU": 8, "GPU": 1, "H100": 1})
     cluster = ClusterRun.__new__(ClusterRun)  # no Ray: placement only
     cluster.local = SimpleNamespace(recipes=registry.parse_methods("fp32,torchao-int4,gguf-q8_0"))
     cluster.pins, cluster.nodes = {"gguf-q8_0": "H100"}, [cpu, gpu]
