@@ -11,6 +11,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -38,10 +39,7 @@ def unpack_to(data: bytes, target: Path) -> Path:
     machine or a shared home, may unpack the same thing at once: the first copy stays)."""
     if target.is_dir():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(tmp, filter="data")
+    tmp = _extracted_beside(data, target)
     try:
         tmp.rename(target)
     except OSError:  # another node's copy landed first: the same content
@@ -49,16 +47,25 @@ def unpack_to(data: bytes, target: Path) -> Path:
     return target
 
 
-def pack(model_dir: Path, eval_text: Path, calib_text: Path) -> tuple[str, bytes] | None:
+@dataclass
+class Payload:
+    """The model folder and the two texts as one tar, shipped to every node."""
+
+    key: str  # the tar's hash: the folder it is unpacked to on a node
+    data: bytes
+    model_hash: str  # the model's content hash (core.artifacts), hashed once here rather than per trial per node
+
+
+def pack(model_dir: Path, eval_text: Path, calib_text: Path) -> Payload | None:
     """The model folder and the two texts (shipped to nodes that lack them); None when the folder is too large."""
     files = {f"model/{p.name}": p for p in sorted(Path(model_dir).iterdir()) if p.is_file()}
     if sum(p.stat().st_size for p in files.values()) > MAX_SHIPPED:
         return None
     data = pack_files({**files, "eval.txt": eval_text, "calib.txt": calib_text})
-    return hashlib.sha256(data).hexdigest()[:16], data
+    return Payload(hashlib.sha256(data).hexdigest()[:16], data, artifacts.content_hash(model_dir))
 
 
-def node_run(payload, request_json: str, methods: list[str] | None, device: str):
+def node_run(payload: Payload | None, request_json: str, methods: list[str] | None, device: str):
     """This node's Run of `methods` (default: the request's): the shipped files from this node's cache, this node's
     hardware, device and cores."""
     from qadvisor.core.hardware import detect, resolve_device
@@ -69,13 +76,15 @@ def node_run(payload, request_json: str, methods: list[str] | None, device: str)
     keep = Path(request.work_dir) / _node_id()[:8] if request.work_dir else None
     update: dict = {"methods": methods or request.methods, "work_dir": keep, "cache_dir": None}
     if payload is not None:
-        key, data = payload
-        folder = unpack_to(data, default_cache_dir() / "cluster" / key)  # once per content: named by its hash
+        folder = unpack_to(payload.data, default_cache_dir() / "cluster" / payload.key)  # once per content
         update.update(model_dir=str(folder / "model"), eval_text=folder / "eval.txt", calib_text=folder / "calib.txt")
     hardware = detect(with_backends=False)
     settings = request.settings.model_copy(update={"device": resolve_device(device),
                                                    "threads": request.settings.threads or hardware.physical_cores})
-    return Run(request.model_copy(update={**update, "settings": settings}), hardware)
+    run = Run(request.model_copy(update={**update, "settings": settings}), hardware)
+    if payload is not None:
+        run.model_hash = payload.model_hash  # the same files as the driver's
+    return run
 
 
 def _node_id() -> str:
@@ -133,8 +142,18 @@ def trial_here(payload, request_json: str, device: str, method: str, reference: 
 def _install(data: bytes, folder: Path) -> None:
     """The shipped files into `folder`, each replacing its old copy in one rename."""
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            tar.extractall(tmp, filter="data")
-        for name, path in folder_files(Path(tmp)).items():
+    tmp = _extracted_beside(data, folder)
+    try:
+        for name, path in folder_files(tmp).items():
             os.replace(path, folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _extracted_beside(data: bytes, target: Path) -> Path:
+    """The tar's files in a new hidden folder beside `target` (same file system: each can then move in one rename)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(tmp, filter="data")
+    return tmp
