@@ -166,7 +166,7 @@ def priorities_from_args(args, default="balanced"):
 
 def cmd_advise(args) -> int:
     from qadvisor.app.advice import readvise
-    from qadvisor.console import print_recommendations, print_target
+    from qadvisor.console import print_recommendations
     from qadvisor.app.report import write_run
     from qadvisor.models.export import load_export
     from qadvisor.models.jsonfile import check_output_paths
@@ -177,8 +177,6 @@ def cmd_advise(args) -> int:
     priorities = priorities_from_args(args, default=export.priorities or "balanced")
     readvise(export, priorities)
     print_recommendations(export)
-    if export.target is not None:
-        print_target(export)
     write_run(export, args.export, args.report)
     return 0
 

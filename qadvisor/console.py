@@ -148,8 +148,14 @@ def print_recommendation(export) -> None:
 
 
 def print_recommendations(export) -> None:
-    """The recommendation, or one per hardware kind of a --cluster run."""
-    _each_kind(export, print_recommendation)
+    """The recommendation and, with --plan-for, the target's; on a cluster, both per hardware kind."""
+    _each_kind(export, _print_advice)
+
+
+def _print_advice(export) -> None:
+    print_recommendation(export)
+    if export.target is not None:
+        print_target(export)
 
 
 def _each_kind(export, show) -> None:

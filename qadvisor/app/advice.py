@@ -15,9 +15,9 @@ def readvise(export: RunExport, priorities: Priorities, with_target: bool = Fals
     export.priorities = priorities
     for kind in export.kinds:  # --cluster: advice per hardware kind, from that kind's results only
         kind.recommendation = advise(kind_results(export, kind.kind), priorities)
-        plan = kind.plan or export.plan  # slices measured on the kind, or one plan for a target that is not here
-        if plan is not None and (with_target or kind.target is not None):
-            kind.target = target_advice(kind_export(export, kind), plan, priorities)
+        part = kind_export(export, kind)
+        if part.plan is not None and (with_target or kind.target is not None):
+            kind.target = target_advice(part, part.plan, priorities)
     if export.kinds:
         export.recommendation, export.target = export.kinds[0].recommendation, export.kinds[0].target
         return export
@@ -31,7 +31,9 @@ def kind_export(export: RunExport, kind: HardwareKind) -> RunExport:
     """One hardware kind of a --cluster run as a run on one machine: its hardware, results, advice and plan (and that
     kind alone in `kinds`)."""
     return export.model_copy(update={"hardware": kind.hardware, "recommendation": kind.recommendation, "kinds": [kind],
-                                     "results": kind_results(export, kind.kind), "plan": kind.plan or export.plan,
+                                     "results": kind_results(export, kind.kind),
+                                     # slices measured on the kind, or one plan for a target that is not here
+                                     "plan": kind.plan or export.plan,
                                      "target": kind.target,
                                      "settings": export.settings.model_copy(update={"device": kind.kind})})
 

@@ -76,26 +76,23 @@ class AutoSession:
                              calib_text=opts.calib_text, settings=settings, work_dir=opts.keep_models,
                              reuse_cache=opts.reuse_cache)
         self.run = Run(request, self.hardware, say)
+        # --plan-for measured on a cluster: slices timed on one node of each hardware kind, by the cluster run
+        self.plans_per_kind = bool(opts.cluster and self.plan_job is not None and self.plan_job.measurement)
         if opts.cluster:
-            measured_per_kind = plan_options if self.plan_job is not None and self.plan_job.measurement else None
-            self.run = _on_cluster(self.run, opts, measured_per_kind, say)
+            self.run = _on_cluster(self.run, opts, plan_options if self.plans_per_kind else None, say)
 
     def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
         cancel = cancel or threading.Event()
         yield from self.run.events(cancel)
-        if self.plan_job is not None and not self._plans_per_kind() and not cancel.is_set():
+        if self.plan_job is not None and not self.plans_per_kind and not cancel.is_set():
             yield from self.plan_job.events(cancel)
-
-    def _plans_per_kind(self) -> bool:
-        """--plan-for measured on a cluster: slices timed on one node of each hardware kind (by the cluster run)."""
-        return getattr(self.run, "per_kind", None) is not None
 
     def trials(self) -> int:
         """How many results `events()` will yield: one per method here (and node, on a cluster), one per method and
         depth on slices."""
         m = self.plan_job.measurement if self.plan_job is not None else None
         slices = len(m.methods) * len(m.depths) if m is not None else 0  # this machine's depths: an estimate elsewhere
-        return len(self.run.trial_names()) + slices * (len(self.run.kinds()) if self._plans_per_kind() else 1)
+        return len(self.run.trial_names()) + slices * (len(self.run.kinds()) if self.plans_per_kind else 1)
 
     def measured(self) -> bool:
         """Whether there is anything to export: the reference step finished (a stop before it leaves nothing)."""
@@ -106,7 +103,7 @@ class AutoSession:
         from qadvisor.app.advice import readvise
 
         export = self.run.export()
-        if self.plan_job is not None and not self._plans_per_kind():
+        if self.plan_job is not None and not self.plans_per_kind:
             export.plan = self.plan_job.plan()  # per kind: in export.kinds, from the cluster run
         return readvise(export, self.priorities, with_target=self.plan_job is not None)
 

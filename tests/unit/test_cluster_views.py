@@ -43,17 +43,29 @@ def test_compare_reads_the_two_kinds_of_one_export(tmp_path):
     assert proc.returncode == 2 and "one kind of hardware" in proc.stderr
 
 
-def test_each_kind_gets_the_target_advice_of_its_own_plan():
+def _planned_per_kind():
+    """Two kinds, each with its own plan for Qwen2.5-7B (an A100-80GB and an A100-40GB target), advised."""
     from qadvisor.core import planner
 
     export = two_kind_export()
     arch = planner.resolve_architecture("Qwen2.5-7B")
-    plans = [planner.plan(arch, planner.parse_target(gpu)) for gpu in ("A100-80GB", "A100-40GB")]
-    for kind, plan in zip(export.kinds, plans):
-        kind.plan = plan
-    export = readvise(export, load_profile("balanced"), with_target=True)
+    for kind, gpu in zip(export.kinds, ("A100-80GB", "A100-40GB")):
+        kind.plan = planner.plan(arch, planner.parse_target(gpu))
+    return readvise(export, load_profile("balanced"), with_target=True)
+
+
+def test_each_kind_gets_the_target_advice_of_its_own_plan():
+    export = _planned_per_kind()
+    plans = [k.plan for k in export.kinds]
     assert [k.target.target for k in export.kinds] == ["A100-80GB", "A100-40GB"]
     assert export.target == export.kinds[0].target and export.plan is None
     (_, first), (_, second) = per_kind(export)
     assert first.plan == plans[0] and second.target == export.kinds[1].target  # what each kind's part shows
     assert "A100-40GB" in markdown(export) and "A100-80GB" in markdown(export)
+
+
+def test_advise_from_a_cluster_run_prints_each_kinds_target(tmp_path):
+    save_export(_planned_per_kind(), tmp_path / "run.json")
+    proc = run_cli("advise", "--from", str(tmp_path / "run.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert "For Qwen2.5-7B on A100-80GB" in proc.stdout and "For Qwen2.5-7B on A100-40GB" in proc.stdout
