@@ -184,6 +184,9 @@ class ClusterRun:
         """A node's reference (the model's parameters and bf16 size are the same on every node)."""
         return next(iter(self.references.values()), None)
 
+    def recipe(self, method: str):
+        return next(r for r in self.recipes if r.name == method)
+
     def runs_on(self, node: Node, recipe) -> bool:
         """A pinned method on the nodes with its resource; a CUDA method where there is a GPU; the rest everywhere."""
         from qadvisor.quantizers import registry
@@ -224,8 +227,7 @@ class ClusterRun:
         cancel = cancel or threading.Event()
         for recipe in self._nowhere():
             why = f"resource {self.pins[recipe.name]}" if recipe.name in self.pins else "a GPU"
-            result = TrialResult(method=recipe.name, backend=recipe.weights.backend, bits=recipe.weights.bits,
-                                 status="failed", reason=f"no node of the cluster has {why}")
+            result = _unmeasured(recipe, "failed", f"no node of the cluster has {why}")
             self.results.append(result)
             yield Result(result=result)
         task = NodeTask(self, cancel)
@@ -345,9 +347,9 @@ class NodeTask:
         result = items.get("result")
         if error is not None:
             out.put(Error(method=f"{method} @ {node.label}", message=error))
-            result = TrialResult(method=method, backend="", bits=0, status="failed", reason=error)
+            result = _unmeasured(self.cluster.recipe(method), "failed", error)
         elif result is None:
-            result = TrialResult(method=method, backend="", bits=0, status="cancelled", reason="cancelled by the user")
+            result = _unmeasured(self.cluster.recipe(method), "cancelled", "cancelled by the user")
         return result.model_copy(update={"node": node.label, "kind": node.kind}), died, items.get("artifact")
 
     def kind_value(self, node: Node, out: queue.Queue, function, *args):
@@ -383,6 +385,12 @@ class NodeTask:
             died = not isinstance(exc, ray.exceptions.RayTaskError)
             return items, f"node {node.label} {'died' if died else 'raised'}: {_cause(exc)}", died
         return items, None, False
+
+
+def _unmeasured(recipe, status: str, reason: str) -> TrialResult:
+    """The result of a method that has no measurement, with its backend and bits as a local run's has."""
+    return TrialResult(method=recipe.name, backend=recipe.weights.backend, bits=recipe.weights.bits, status=status,
+                       reason=reason)
 
 
 def _named(event: Event, node: Node) -> Event:
