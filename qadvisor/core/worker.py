@@ -260,6 +260,10 @@ def warm_imports() -> None:
     import qadvisor.core.metrics  # noqa: F401
     import qadvisor.quantizers.registry  # noqa: F401
 
+    # What the imports made lives as long as the process: a full collection (the backends call gc.collect() at
+    # every load and layer; hqq three times a load) no longer walks its 450,000 objects, 0.18 s each time here.
+    gc.freeze()
+
 
 def _failure(exc: Exception) -> str:
     """One line for a failed job. Out of memory says so, with the peak this process reached: the allocator's own

@@ -13,11 +13,17 @@ from textual.containers import Horizontal, HorizontalGroup, Vertical, VerticalSc
 from textual.screen import Screen
 from textual.widgets import (Button, Checkbox, DataTable, Footer, Header, Input, Label, Markdown, Select, SelectionList, Static)
 
+from qadvisor.app.options import RunOptions
 from qadvisor.app.report import target_markdown, time_markdown
 from qadvisor.app.views import (backends_view, comparison_view, hardware_lines, plan_check_lines, plan_summary,
                                 per_kind, recommendation_view, score_view)
 from qadvisor.models.hardware import HardwareInfo
 from qadvisor.quantizers import registry
+
+
+def _default_input(option: str) -> Input:
+    """A number field whose placeholder is the option's default (blank means that)."""
+    return Input(placeholder=str(RunOptions.model_fields[option].default), id=option, type="integer")
 
 
 def _row(*fields: tuple[str, Input]) -> ComposeResult:
@@ -88,9 +94,9 @@ class PrioritiesScreen(Screen):
                 yield from _row(("Qwen model", Input(placeholder="Qwen2.5-72B", id="plan_for")),
                                 ("target", Input(placeholder="A100-80GB", id="target")))
                 yield Label("[b]Measuring[/] (blank: the defaults)")
-                yield from _row(("repeats", Input(placeholder="5", id="repeats", type="integer")),
-                                ("new tokens", Input(placeholder="32", id="decode_tokens", type="integer")),
-                                ("prompt", Input(placeholder="128", id="prompt_tokens", type="integer")))
+                yield from _row(("repeats", _default_input("repeats")),
+                                ("new tokens", _default_input("decode_tokens")),
+                                ("prompt", _default_input("prompt_tokens")))
                 yield Checkbox("reuse cached quantized models", True, id="reuse_cache")
                 yield Label("[b]Ray cluster[/] (blank: this machine)")
                 yield from _row(("address", Input(placeholder="local or HOST:PORT", id="cluster")),
