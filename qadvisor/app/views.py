@@ -76,13 +76,13 @@ RESULT_COLUMNS = ["method", "size MiB", "vs bf16", "prefill tok/s", "decode tok/
 
 def results_view(export: RunExport) -> TableView:
     """The measured table: one row per method that finished; the others, and how to read it, as notes."""
-    kinds = export.recommendation.archetypes if export.recommendation else {}
+    rec = export.recommendation
     kv = any("+kv-" in r.method for r in export.results)  # the KV cache column only when a KV method was stacked
     rows = [[r.method, f.mib(r.size_bytes), f"{r.compression_ratio:.2f}× ({f.size_change(r.size_reduction_pct)})",
              f.num(r.prefill_tok_s, 0), f.pm(r.decode_tok_s, r.decode_tok_s_spread),
              "—" if r.decode_cv is None else f"{100 * r.decode_cv:.1f}%", f.num(r.ttft_ms, 1), f.mib(r.peak_rss_bytes),
              f.num(r.ppl, 2), f.signed_pct(r.ppl_delta_pct), f.sci(r.kl_mean), f.pct(r.top1_agreement),
-             kinds.get(r.method, "—")]
+             rec.label(r.method) if rec and rec.archetypes else "—"]
             + ([f.num(r.kv_cache_bytes / 1024, 0) if r.kv_cache_bytes else "—"] if kv else [])
             for r in export.results if r.status == "ok"]
     view = TableView(title=f"{export.model.name} on {export.settings.device}",
@@ -109,7 +109,7 @@ def _footnote(export: RunExport, kv: bool) -> str:
             f"greedy, prompt {s.prompt_tokens} tokens, {s.decode_tokens} new, median of {s.repeats} after a warm-up"
             + (f" (more where {s.repeats} take under {s.min_measure_s:g} s)" if s.min_measure_s else "")
             + ", ± half the range; CV = stdev ÷ mean of the repeats' decode. vs bf16 = bf16 bytes / method bytes on "
-            "disk (size change in brackets); type = the archetype (Tool A / B / C) it qualifies for."
+            "disk (size change in brackets); type = the archetype (Tool A / B / C) it qualifies for, base = an unquantized baseline."
             + (f" KV = the cache after {s.prompt_tokens + s.decode_tokens - 1} positions." if kv else ""))
 
 
@@ -122,8 +122,10 @@ def recommendation_view(export: RunExport) -> TableView:
     view.lines = list(rec.reasons) + ([f"what would change it: {rec.flip}"] if rec.flip else [])
     if rec.archetypes:
         fits = rec.fits or {m: [a] for m, a in rec.archetypes.items()}  # exports before `fits` had one label
-        groups = {k: [m for m, a in fits.items() if k in a] for k in "ABC"}
-        view.lines.append("archetypes here: " + "; ".join(f"{k}: {', '.join(v) or '—'}" for k, v in groups.items()))
+        groups = {k: [m for m, a in fits.items() if k in a and not (k == "C" and m in rec.baselines)] for k in "ABC"}
+        line = "; ".join(f"{k}: {', '.join(v) or '—'}" for k, v in groups.items())
+        line += f"; baseline (not quantized): {', '.join(rec.baselines)}" if rec.baselines else ""
+        view.lines.append("archetypes here: " + line)
     view.lines.append(f"Pareto front (size × speed × loss): {', '.join(rec.pareto_front) or '—'}")
     view.lines += [f"ruled out {method}: {'; '.join(why)}" for method, why in rec.ruled_out.items()]
     view.notes = [f"measured on {rec.device}"] if rec.device else []
@@ -139,7 +141,7 @@ def score_view(export: RunExport) -> TableView:
             rows.append([r.method, "—", "", "", "", r.status])
             continue
         score = rec.scores.get(r.method)
-        rows.append([r.method, rec.archetypes.get(r.method, "✗"), f.mib(r.size_bytes), f.num(r.decode_tok_s),
+        rows.append([r.method, rec.label(r.method), f.mib(r.size_bytes), f.num(r.decode_tok_s),
                      f.signed_pct(r.ppl_delta_pct), f"{score.total:.2f}" if score else "ruled out"])
     return TableView(title="", columns=["method", "type", "MiB", "tok/s", "ΔPPL", "score"], rows=rows)
 

@@ -232,6 +232,7 @@ def advise(results: list[TrialResult], priorities: Priorities, where: str = "mea
     return Recommendation(
         archetype=label, method=winner, reasons=reasons, runner_up=runner_up, scores=scores,
         archetypes=kinds, fits={m: sorted(k) for m, k in fit.items()}, pareto_front=front, team=wanted,
+        baselines=sorted(baselines(candidates)),
         flip=_flip(candidates, priorities, winner, fit) if runner_up else "",
         ruled_out=ruled_out, priorities=priorities, device=by_name[winner].device,
     )

@@ -25,6 +25,14 @@ class Recommendation(BaseModel):
     scores: dict[str, MethodScore] = {}
     archetypes: dict[str, Literal["A", "B", "C"]] = {}  # one label each (A before B)
     fits: dict[str, list[Literal["A", "B", "C"]]] = {}  # every archetype each method qualifies for
+    baselines: list[str] = []  # unquantized (no smaller than bf16): C by the numbers, never a balanced pick
+
+    def label(self, method: str) -> str:
+        """A method's type as the tables show it: its archetype, `base` for a baseline labelled C, ✗ ruled out."""
+        kind = self.archetypes.get(method)
+        if kind is None:
+            return "✗"
+        return "base" if kind == "C" and method in self.baselines else kind
     pareto_front: list[str] = []
     team: Literal["A", "B", "C"] | None = None  # the archetype the priorities asked for; None: accuracy-bound
     flip: str = ""  # what change of priorities would change the choice

@@ -179,5 +179,6 @@ def test_an_unquantized_baseline_is_not_the_balanced_pick_while_anything_else_is
     rec = advisor.advise(runs, load_profile("balanced"))
     assert rec.archetypes["fp32"] == "C" and rec.method != "fp32"
     assert any("fp32: Tool C by the numbers, but no smaller than bf16" in r for r in rec.reasons)
+    assert rec.baselines == ["fp32"] and rec.label("fp32") == "base" and rec.label("nf4") == "A"
     only = advisor.advise([runs[0]], load_profile("balanced"))
-    assert only.method == "fp32"  # alone it is still the answer
+    assert only.method == "fp32" and only.baselines == []  # alone it is still the answer, and no baseline of others

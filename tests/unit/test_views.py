@@ -24,3 +24,19 @@ def test_where_the_time_went_per_method_and_step():
 
 def test_exports_without_step_times_show_no_time_table():
     assert "Where the time went" not in markdown(sample_export())
+
+
+def test_an_unquantized_baseline_is_shown_apart_from_the_balanced_archetype():
+    from qadvisor.app.advice import readvise
+    from qadvisor.app.views import recommendation_view, results_view
+    from qadvisor.models.priorities import load_profile
+    from tests.samples import result
+
+    export = sample_export()
+    export.results = [result("fp32", 60, 200.0, 0.0, 0.0), result("nf4", 13, 250.0, 0.0015, 0.1),
+                      result("q4", 12, 1500.0, 0.0002, 0.0)]
+    export = readvise(export, load_profile("balanced"))
+    types = {row[0]: row[-1] for row in results_view(export).rows}
+    assert types == {"fp32": "base", "nf4": "A", "q4": "A"}  # fp32 is C by the numbers; q4 is both A and B
+    line = next(line for line in recommendation_view(export).lines if line.startswith("archetypes here"))
+    assert line == "archetypes here: A: nf4, q4; B: q4; C: —; baseline (not quantized): fp32"
