@@ -274,9 +274,9 @@ def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float,
     with open(work_dir / f"{name}.log", "wb") as log:
         proc = _start(job_file, work_dir, write_fd, log, job.settings.threads, zygote)
     os.close(write_fd)
-    ended = False  # the worker closed its pipe: it is exiting on its own
+    ended, reported = False, []  # ended: the worker closed its pipe, it is exiting on its own
     try:
-        ended = yield from _relay(read_fd, cancel, time.monotonic() + timeout_s)
+        ended = yield from _relay(read_fd, cancel, time.monotonic() + timeout_s, reported)
     finally:  # cancel, timeout, Ctrl-C, a closed generator: the trial (its own session: no SIGINT) never outlives us
         if not ended:
             _stop(proc)
@@ -285,7 +285,12 @@ def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float,
             yield Error(method=name, message=f"timed out after {timeout_s:.0f} s")
         return
     code = proc.wait()
-    if code < 0:
+    if getattr(proc, "orphaned", False):  # nobody saw how the trial ended
+        _stop(proc)  # in case it outlived the warm process
+        if not reported:
+            yield Error(method=name, message="the warm process that started the trial ended during it (killed, or "
+                                             f"out of memory) and the trial with it; log: {work_dir / (name + '.log')}")
+    elif code < 0:
         # nobody here sends SIGKILL to a running trial but _stop, which sets `ended`: the kernel's OOM killer does
         oom = " — killed by the system, most likely out of memory (the OOM killer)" if code == -signal.SIGKILL else ""
         yield Error(method=name, message=f"the trial process crashed ({signal.Signals(-code).name}{oom}); "
@@ -309,8 +314,9 @@ def _start(job_file: Path, work_dir: Path, write_fd: int, log, threads: int, zyg
                             cwd=work_dir, start_new_session=True)  # cwd: GPTQModel writes logs/ there
 
 
-def _relay(read_fd: int, cancel: threading.Event, deadline: float):
-    """Yield the worker's events from its pipe; True when it closed, False on cancel or past the deadline."""
+def _relay(read_fd: int, cancel: threading.Event, deadline: float, reported: list):
+    """Yield the worker's events from its pipe; True when it closed, False on cancel or past the deadline. A Result
+    among them is also put in `reported`."""
     buffer = b""
     with selectors.DefaultSelector() as sel, os.fdopen(read_fd, "rb", buffering=0) as pipe:
         sel.register(pipe, selectors.EVENT_READ)
@@ -324,9 +330,12 @@ def _relay(read_fd: int, cancel: threading.Event, deadline: float):
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 try:
-                    yield EventEnvelope.model_validate_json(line).event
+                    event = EventEnvelope.model_validate_json(line).event
                 except ValidationError:
                     continue  # not an event; the log file keeps everything else
+                if isinstance(event, Result):
+                    reported.append(event)
+                yield event
     return False
 
 

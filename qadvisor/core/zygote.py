@@ -73,6 +73,7 @@ class ForkedChild:
 
     def __init__(self, zygote: Zygote, pid: int):
         self.zygote, self.pid, self.returncode = zygote, pid, None
+        self.orphaned = False  # the warm process ended before saying how the child ended (it stops the child)
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
@@ -81,7 +82,7 @@ class ForkedChild:
             except socket.timeout:
                 raise subprocess.TimeoutExpired("trial", timeout) from None
             except OSError:
-                code = -signal.SIGKILL  # the warm process went away with its child
+                code, self.orphaned = -signal.SIGKILL, True
             self.returncode = code
         return self.returncode
 

@@ -42,3 +42,32 @@ def test_a_dead_warm_process_falls_back_to_fresh_ones(mock_backend, tmp_path):
             run.zygote.proc.wait()
     assert [(r.method, r.status) for r in run.results] == [("mock-passthrough", "ok"), ("fp32", "ok")]
     assert run.zygote.broken
+
+
+@pytest.mark.parametrize("trial_too", [False, True], ids=["trial-finishes", "trial-killed-too"])
+def test_a_warm_process_dying_mid_trial_is_named_not_read_as_the_trials_crash(mock_backend, tmp_path, trial_too):
+    from qadvisor.models.events import Error, Progress
+
+    request = RunRequest(methods=["fp32", "mock-passthrough"], work_dir=tmp_path / "work",
+                         settings=EvalSettings(threads=2, repeats=2, decode_tokens=4, windows=2))
+    run = Run(request, detect(with_backends=False))
+    errors, killed = [], False
+    for event in run.events():
+        if isinstance(event, Progress) and event.method == "fp32" and not killed:
+            killed = True
+            children = psutil.Process(run.zygote.proc.pid).children()
+            run.zygote.proc.kill()  # the warm process goes (the OOM killer's pick), the trial it forked runs on...
+            run.zygote.proc.wait()
+            for child in children if trial_too else []:
+                child.kill()  # ...unless it goes too
+        elif isinstance(event, Error):
+            errors.append(event.message)
+    results = {r.method: r for r in run.results}
+    if trial_too:
+        assert results["fp32"].status == "failed" and "the warm process that started the trial ended" in results["fp32"].reason
+        assert "OOM killer" not in results["fp32"].reason
+    else:
+        assert results["fp32"].status == "ok" and not errors  # it reported its result: nothing failed
+    assert results["mock-passthrough"].status == "ok"  # a fresh interpreter after the warm process is gone
+    left = [p for p in psutil.process_iter(["cwd"]) if str(tmp_path) in (p.info["cwd"] or "")]
+    assert not left, left
