@@ -268,10 +268,21 @@ def time_view(export: RunExport) -> TableView:
                      rows=rows)
     view.notes = ["start = the trial process's start and the imports before its first step; quantize \"cached\": the "
                   "model came from the cache (in brackets, how long quantizing took when it was made)",
-                  f"{ref}; trials {sum(_trial_s(r) for r in measured):.0f} s in all, "
+                  f"{ref}; {_trials_line(measured)}, "
                   f"{sum(r.cached for r in measured)} of {len(measured)} quantized models from the cache"
                   + ("" if export.settings.reuse_cache else " (--no-cache: the cache was refreshed)")]
     return view
+
+
+def _trials_line(measured: list) -> str:
+    """The trials' seconds added up: per node on a cluster, where nodes measure at the same time (their sum is no
+    wall time)."""
+    per_node: dict[str, float] = {}
+    for r in measured:
+        per_node[r.node or ""] = per_node.get(r.node or "", 0.0) + _trial_s(r)
+    if len(per_node) < 2:
+        return f"trials {sum(per_node.values()):.0f} s in all"
+    return "trials per node, the nodes at the same time: " + ", ".join(f"{n} {s:.0f} s" for n, s in per_node.items())
 
 
 def _trial_s(r) -> float:

@@ -22,6 +22,16 @@ def test_where_the_time_went_per_method_and_step():
     assert "## Where the time went" in text and "cached (7.9)" in text
 
 
+def test_a_clusters_trial_seconds_add_up_per_node_not_across_nodes_measuring_at_once():
+    export = sample_export()
+    first = export.results[0].model_copy(update={"step_s": {"benchmark": 1.0}, "start_s": 0.0, "total_s": 10.0})
+    export.results = [first.model_copy(update={"node": node, "method": f"{m} @ {node}"})
+                      for node in ("a", "b") for m in ("x", "y")]
+    assert "trials per node, the nodes at the same time: a 20 s, b 20 s," in time_view(export).notes[-1]
+    export.results = [r.model_copy(update={"node": None}) for r in export.results]
+    assert "trials 40 s in all," in time_view(export).notes[-1]
+
+
 def test_exports_without_step_times_show_no_time_table():
     assert "Where the time went" not in markdown(sample_export())
 
