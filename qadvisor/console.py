@@ -7,7 +7,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from qadvisor.app.views import TEXT_COLUMNS
+from qadvisor.app.views import BRIEF_METRICS, TEXT_COLUMNS, metrics_line
 from qadvisor import format as f
 from qadvisor.models.events import Error, Event, Progress, Result
 from qadvisor.models.hardware import HardwareInfo
@@ -127,9 +127,7 @@ class EventPrinter:
             r = event.result
             where = f" @ {r.node}" if r.node else ""
             if r.status == "ok":
-                self.err.print(f"[green]✓[/] {r.method}{where}: {f.mib(r.size_bytes)} MiB ({r.compression_ratio:.2f}× vs bf16), "
-                               f"decode {f.num(r.decode_tok_s)} tok/s, ΔPPL {f.signed_pct(r.ppl_delta_pct)}, "
-                               f"KL {f.sci(r.kl_mean)}  [{r.total_s:.0f}s]")
+                self.err.print(f"[green]✓[/] {r.method}{where}: {metrics_line(r.model_dump(), BRIEF_METRICS)}  [{r.total_s:.0f}s]")
             else:
                 self.err.print(f"[red]✗[/] {r.method}{where}: {r.status}: {r.reason}")
 

@@ -70,6 +70,29 @@ def backends_view(hw: HardwareInfo) -> TableView:
     return TableView(title="Backends", columns=["backend", "here", "why / version", "methods"], rows=rows)
 
 
+# A trial's numbers in one line, in the order the trial measures them: the TUI's panel as metrics arrive, the command
+# line's line per result. `values` is a result's fields or the metrics heard so far (name → number).
+_METRIC_TEXT = (
+    ("size_bytes", lambda m: f"{f.mib(m['size_bytes'])} MiB"),
+    ("compression_ratio", lambda m: f"{m['compression_ratio']:.2f}× vs bf16"),
+    ("peak_rss_bytes", lambda m: f"peak {f.mib(m['peak_rss_bytes'])} MiB"),
+    ("decode_tok_s", lambda m: f"decode {f.pm(m['decode_tok_s'], m.get('decode_tok_s_spread'))} tok/s"),
+    ("prefill_tok_s", lambda m: f"prefill {f.pm(m['prefill_tok_s'], m.get('prefill_tok_s_spread'), 0)} tok/s"),
+    ("ppl_delta_pct", lambda m: f"ΔPPL {f.signed_pct(m['ppl_delta_pct'])}"),
+    ("kl_mean", lambda m: f"KL {f.sci(m['kl_mean'])}"),
+    ("top1_agreement", lambda m: f"top-1 {100 * m['top1_agreement']:.1f}%"),
+)
+
+
+BRIEF_METRICS = ("size_bytes", "compression_ratio", "decode_tok_s", "ppl_delta_pct", "kl_mean")  # the three numbers
+
+
+def metrics_line(values: dict, only: tuple[str, ...] | None = None) -> str:
+    """What of a trial's numbers is known so far (of `only`, when given), as one line."""
+    return " · ".join(text(values) for name, text in _METRIC_TEXT
+                      if values.get(name) is not None and (only is None or name in only))
+
+
 RESULT_COLUMNS = ["method", "size MiB", "vs bf16", "prefill tok/s", "decode tok/s", "CV", "TTFT ms", "peak RSS MiB",
                   "PPL", "ΔPPL", "KL", "top-1", "type"]
 

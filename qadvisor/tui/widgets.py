@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
-from qadvisor import format as f
+from qadvisor.app.views import metrics_line
 from qadvisor.models.events import STEPS, Error, Metric, Progress
 from qadvisor.models.result import TrialResult
 
@@ -58,19 +58,7 @@ class MethodPanel(Vertical):
         self.query_one(".step", Label).update(f"{text}  [dim]{result.total_s or 0:.0f} s[/]")
 
     def _metrics_text(self) -> str:
-        """Whatever has been measured so far, in the order the trial measures it."""
-        m = self.metrics
-        shown = [
-            ("size_bytes", lambda: f"{f.mib(m['size_bytes'])} MiB"),
-            ("compression_ratio", lambda: f"{m['compression_ratio']:.2f}× vs bf16"),
-            ("peak_rss_bytes", lambda: f"peak {f.mib(m['peak_rss_bytes'])} MiB"),
-            ("decode_tok_s", lambda: f"decode {f.pm(m['decode_tok_s'], m.get('decode_tok_s_spread'))} tok/s"),
-            ("prefill_tok_s", lambda: f"prefill {f.pm(m['prefill_tok_s'], m.get('prefill_tok_s_spread'), 0)} tok/s"),
-            ("ppl_delta_pct", lambda: f"ΔPPL {f.signed_pct(m['ppl_delta_pct'])}"),
-            ("kl_mean", lambda: f"KL {f.sci(m['kl_mean'])}"),
-            ("top1_agreement", lambda: f"top-1 {100 * m['top1_agreement']:.1f}%"),
-        ]
-        return " · ".join(text() for name, text in shown if name in m)
+        return metrics_line(self.metrics)
 
 
 class TradeoffPlot(PlotextPlot):
