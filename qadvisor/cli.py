@@ -193,6 +193,8 @@ def cmd_cache(args) -> int:
     print(f"qadvisor's cache: {root}")
     for part, what, entries, size in artifacts.cache_summary(root):
         print(f"  {part:10s} {entries:4d} entries  {size / 2**20:12,.1f} MiB  {what}")
+    print(f"quantized models kept up to {artifacts.max_bytes() / 2**30:g} GiB (${artifacts.MAX_GB_ENV}), the least "
+          "recently used removed beyond it")
     return 0
 
 

@@ -22,6 +22,10 @@ MODEL_FOLDER = "model"
 # Models larger than this are not kept: slices of a 72B model are several GiB a method, and a cache the user never
 # asked for must not fill the disk. `synthetic:Qwen2.5-0.5B` and the shipped model fit.
 MAX_MODEL_BYTES = 2 * 2**30
+# The quantized models kept in all: beyond it the least recently used go (a cache the user never asked for must not
+# grow without end: twelve methods of the shipped model are ~0.2 GiB, of synthetic:Qwen2.5-0.5B a few GiB).
+DEFAULT_MAX_GB = 8.0
+MAX_GB_ENV = "QADVISOR_CACHE_MAX_GB"
 # Files of a model folder that are not the model: they have their own place in the key (calibration) or none.
 NOT_MODEL = ("heldout.txt", "calib.txt", "README.md", "training_stats.json")
 
@@ -102,6 +106,47 @@ def store(entry: Path, saved: Path, method: str, quantize_s: float, inputs: dict
         os.rename(tmp, entry)
     except OSError:  # another run stored the same key just now: theirs is as good
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def mark_used(entry: Path) -> None:
+    """An entry a trial has just used is the last the cap removes."""
+    try:
+        os.utime(entry / META_FILE)
+    except OSError:
+        pass
+
+
+def max_bytes() -> int:
+    """The cap on the quantized models kept: $QADVISOR_CACHE_MAX_GB (GiB), else DEFAULT_MAX_GB."""
+    try:
+        return int(float(os.environ.get(MAX_GB_ENV) or DEFAULT_MAX_GB) * 2**30)
+    except ValueError:
+        return int(DEFAULT_MAX_GB * 2**30)
+
+
+def prune(folder: Path, keep: str, limit: int | None = None) -> list[str]:
+    """Remove the least recently used entries until the kept models fit under `limit` (max_bytes()); never `keep`,
+    the entry just stored. Returns the keys removed."""
+    limit = max_bytes() if limit is None else limit
+    entries = [p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith(".")]
+    sizes = {p: folder_bytes(p) for p in entries}
+    total = sum(sizes.values())
+    removed = []
+    for entry in sorted(entries, key=_last_used):
+        if total <= limit:
+            break
+        if entry.name != keep:
+            shutil.rmtree(entry, ignore_errors=True)
+            total -= sizes[entry]
+            removed.append(entry.name)
+    return removed
+
+
+def _last_used(entry: Path) -> float:
+    try:
+        return (entry / META_FILE).stat().st_mtime
+    except OSError:
+        return 0.0  # no record: not a whole entry, the first to go
 
 
 CACHE_PARTS = {"artifacts": "quantized models", "reference": "reference log-probs",

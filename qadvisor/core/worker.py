@@ -167,6 +167,7 @@ def _quantized(job: Job, spec, backend, ctx, steps: Steps) -> Path:
     hit = artifacts.lookup(entry) if entry is not None and job.reuse_artifact else None
     save_dir = job.work_dir / spec.name
     if hit is not None:
+        artifacts.mark_used(entry)
         steps.result.cached = True
         steps.record("quantize_s", hit.quantize_s)
         steps.out.progress("quantize", 1.0, f"from the cache (quantized in {hit.quantize_s:.1f} s on {hit.made_at[:10]})")
@@ -187,6 +188,7 @@ def _quantized(job: Job, spec, backend, ctx, steps: Steps) -> Path:
         gc.collect()
         if entry is not None:
             artifacts.store(entry, save_dir, spec.name, steps.result.quantize_s, job.artifact_inputs)
+            artifacts.prune(entry.parent, keep=entry.name)
     return save_dir
 
 

@@ -58,6 +58,26 @@ def test_an_entry_is_used_only_when_whole(tmp_path):
     assert not list(entry.parent.glob(".*.tmp"))
 
 
+def test_the_least_recently_used_models_go_beyond_the_cap(tmp_path, monkeypatch):
+    import os
+
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "model.safetensors").write_bytes(b"x" * 1000)
+    folder = tmp_path / "artifacts"
+    for age, key in enumerate(("old", "use", "new")):
+        artifacts.store(folder / key, saved, key, 1.0, {})
+        os.utime(folder / key / artifacts.META_FILE, (1000 + age, 1000 + age))
+    artifacts.mark_used(folder / "use")  # a trial took it just now
+    kept_bytes = artifacts.folder_bytes(folder / "new")
+    assert artifacts.prune(folder, keep="new", limit=3 * kept_bytes) == []  # all three fit
+    assert artifacts.prune(folder, keep="new", limit=2 * kept_bytes) == ["old"]
+    assert artifacts.prune(folder, keep="new", limit=0) == ["use"]  # never the one just stored
+    assert [p.name for p in folder.iterdir()] == ["new"]
+    monkeypatch.setenv(artifacts.MAX_GB_ENV, "0.5")
+    assert artifacts.max_bytes() == 2**29
+
+
 def test_cache_command_lists_and_clears(tmp_path):
     from tests.conftest import run_cli
 
@@ -68,6 +88,7 @@ def test_cache_command_lists_and_clears(tmp_path):
     env = {"QADVISOR_CACHE": str(tmp_path / "cache")}
     listed = run_cli("cache", env=env)
     assert listed.returncode == 0 and "artifacts     1 entries" in listed.stdout and "1.0 MiB" in listed.stdout
+    assert "quantized models kept up to 8 GiB" in listed.stdout
     cleared = run_cli("cache", "--clear", "artifacts", env=env)
     assert cleared.returncode == 0 and "1.0 MiB freed" in cleared.stdout
     assert not (tmp_path / "cache" / "artifacts").exists()
