@@ -143,6 +143,8 @@ def recommendation_view(export: RunExport) -> TableView:
     p = rec.priorities or export.priorities
     view = TableView(title=priorities_line(p) if p is not None else "", columns=[], rows=[], headline=rec.headline)
     view.lines = list(rec.reasons) + ([f"what would change it: {rec.flip}"] if rec.flip else [])
+    if not export.complete:  # the advice weighs only what finished: a stopped run must not read as a whole one
+        view.lines.insert(0, f"the run was stopped: advised on what finished, without {', '.join(export.cut)}")
     if rec.archetypes:
         fits = rec.fits or {m: [a] for m, a in rec.archetypes.items()}  # exports before `fits` had one label
         groups = {k: [m for m, a in fits.items() if k in a and not (k == "C" and m in rec.baselines)] for k in "ABC"}

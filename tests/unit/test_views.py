@@ -50,3 +50,15 @@ def test_an_unquantized_baseline_is_shown_apart_from_the_balanced_archetype():
     assert types == {"fp32": "base", "nf4": "A", "q4": "A"}  # fp32 is C by the numbers; q4 is both A and B
     line = next(line for line in recommendation_view(export).lines if line.startswith("archetypes here"))
     assert line == "archetypes here: A: nf4, q4; B: q4; C: —; baseline (not quantized): fp32"
+
+
+def test_the_advice_of_a_stopped_run_says_what_it_leaves_out():
+    from qadvisor.app.advice import readvise
+    from qadvisor.app.views import recommendation_view
+    from qadvisor.models.priorities import load_profile
+
+    export = readvise(sample_export(), load_profile("balanced"))
+    assert not any("stopped" in line for line in recommendation_view(export).lines)
+    export.complete, export.cut = False, ["gguf-q8_0", "gguf-q2_k"]
+    first = recommendation_view(export).lines[0]
+    assert first == "the run was stopped: advised on what finished, without gguf-q8_0, gguf-q2_k"
