@@ -230,7 +230,8 @@ def plan_summary(plan: Plan, method: str | None) -> str:
     return (f"{where} with {row.method} (estimate): {'fits' if row.fits else 'does not fit'}"
             + (f" on {row.devices_needed} GPU(s)" if row.devices_needed else "")
             + f", weights {row.weights_bytes / 2**30:.1f} GiB, total {row.total_bytes / 2**30:.1f} GiB, "
-            f"decode ≤ {row.decode_tok_s_bound:.1f} tok/s, Tool {row.archetype} by size")
+            f"decode ≤ {row.decode_tok_s_bound:.1f} tok/s, "
+            + ("an unquantized baseline" if row.archetype == "base" else f"Tool {row.archetype} by size"))
 
 
 def plan_check_lines(checks: list[PlanCheck]) -> list[str]:

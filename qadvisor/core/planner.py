@@ -37,7 +37,8 @@ FORMULAS = {
                           "KV cache at full context); an upper bound, real decode is slower; split layers run one GPU "
                           "after another, so the bound uses one GPU's bandwidth",
     "size_reduction_pct": "100 · (1 − weights_bytes / bf16 weights_bytes)",
-    "archetype": "A: ≥ 75 % smaller than bf16 (storage-first); C: 55–75 % (balanced); B: < 55 % (low compression)",
+    "archetype": "A: ≥ 75 % smaller than bf16 (storage-first); C: 55–75 % (balanced); B: 0–55 % (low compression); "
+                 "base: no smaller than bf16 (unquantized, a baseline)",
 }
 
 
@@ -215,6 +216,8 @@ def overhead_bytes(arch: Architecture, fmt: Format, prompt_tokens: int, batch: i
 
 
 def archetype(reduction_pct: float) -> str:
+    if reduction_pct <= 0:
+        return "base"  # fp32, bf16, fp16: what the others are compared with, not low compression
     return "A" if reduction_pct >= 75 else "C" if reduction_pct >= 55 else "B"
 
 

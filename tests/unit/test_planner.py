@@ -65,7 +65,8 @@ def test_fewer_bits_smaller_and_faster_bound():
     rows = {r.method: r for r in planner.plan(ARCHS["Qwen2.5-72B"], A100).plans}
     assert rows["gptq-int2"].weights_bytes < rows["gptq-int4"].weights_bytes < rows["gptq-int8"].weights_bytes
     assert rows["gptq-int2"].decode_tok_s_bound > rows["gptq-int8"].decode_tok_s_bound
-    assert rows["gguf-q2_k"].archetype == "A" and rows["bf16"].archetype == "B"
+    assert rows["gguf-q2_k"].archetype == "A" and rows["bf16"].archetype == "base"
+    assert rows["gguf-q8_0"].archetype == "B"
 
 
 def test_matches_qwen_published_memory_within_5_percent():
