@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 from qadvisor.core.advisor import advise
@@ -30,6 +31,12 @@ class Comparison:
     priorities: Priorities
     advice_a: Recommendation
     advice_b: Recommendation
+    same_hardware: bool = False  # the same CPU (model, instruction sets) and GPUs, each method on the same device
+
+    def decode_ratios(self) -> tuple[float, float, float] | None:
+        """Lowest, median and highest B/A decode ratio over the methods in both runs."""
+        ratios = sorted(p.decode_ratio for p in self.pairs)
+        return (ratios[0], statistics.median(ratios), ratios[-1]) if ratios else None
 
     @property
     def same_advice(self) -> bool:
@@ -41,8 +48,14 @@ def compare(first: RunExport, second: RunExport) -> Comparison:
     a = {r.method: r for r in first.results if r.status == "ok"}
     b = {r.method: r for r in second.results if r.status == "ok"}
     priorities = first.priorities or second.priorities or load_profile("balanced")
+    pairs = [MethodPair(m, a[m], b[m]) for m in a if m in b]
     return Comparison(
-        pairs=[MethodPair(m, a[m], b[m]) for m in a if m in b],
-        only_in_a=sorted(set(a) - set(b)), only_in_b=sorted(set(b) - set(a)), priorities=priorities,
+        pairs=pairs, only_in_a=sorted(set(a) - set(b)), only_in_b=sorted(set(b) - set(a)), priorities=priorities,
         advice_a=advise(first.results, priorities), advice_b=advise(second.results, priorities),
+        same_hardware=_machine(first) == _machine(second) and all(p.a.device == p.b.device for p in pairs),
     )
+
+
+def _machine(export: RunExport) -> tuple:
+    hw = export.hardware
+    return hw.cpu_model, tuple(sorted(hw.isa_flags)), tuple(g.name for g in hw.gpus)

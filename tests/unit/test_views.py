@@ -62,3 +62,18 @@ def test_the_advice_of_a_stopped_run_says_what_it_leaves_out():
     export.complete, export.cut = False, ["gguf-q8_0", "gguf-q2_k"]
     first = recommendation_view(export).lines[0]
     assert first == "the run was stopped: advised on what finished, without gguf-q8_0, gguf-q2_k"
+
+
+def test_comparing_two_runs_of_one_machine_names_the_spread_between_runs():
+    from qadvisor.app.views import comparison_view
+    from qadvisor.core.compare import compare
+    from tests.samples import RECORDED
+
+    first, second = sample_export(), sample_export()
+    first.results = list(RECORDED)
+    second.results = [r.model_copy(update={"decode_tok_s": r.decode_tok_s * k})
+                      for r, k in zip(RECORDED, (0.8, 1.0, 1.0, 1.1, 1.0, 1.0))]
+    note = comparison_view(compare(first, second), "a", "b").notes[-1]
+    assert note.startswith("the same hardware in both runs: B/A decode from 0.80× to 1.10× (median 1.00×)")
+    second.hardware = second.hardware.model_copy(update={"cpu_model": "Other CPU"})
+    assert not any("same hardware" in n for n in comparison_view(compare(first, second), "a", "b").notes)
