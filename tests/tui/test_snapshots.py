@@ -110,7 +110,8 @@ def test_compare_screen(snap_compare, tmp_path):
 
     other = _recorded()
     other.settings.device = "cuda: Example GPU"
-    other.results = [r.model_copy(update={"decode_tok_s": r.decode_tok_s * (0.5 + i)}) for i, r in enumerate(RECORDED)]
+    other.results = [r.model_copy(update={"decode_tok_s": r.decode_tok_s * (0.5 + i), "device": "cuda: Example GPU"})
+                     for i, r in enumerate(RECORDED)]
     save_export(other, tmp_path / "gpu-run.json")
 
     async def open_it(pilot):

@@ -88,13 +88,14 @@ def test_report_is_markdown_with_the_recommendation(recorded_run, tmp_path):
 def test_compare_two_runs(recorded_run, tmp_path):
     other = load_export(recorded_run)
     other.settings.device = "cuda: Test GPU"
-    other.results = [r.model_copy(update={"decode_tok_s": r.decode_tok_s * (10 if r.method == "int4-slow" else 1)})
-                     for r in other.results]
+    other.results = [r.model_copy(update={"decode_tok_s": r.decode_tok_s * (10 if r.method == "int4-slow" else 1),
+                                          "device": "cuda: Test GPU"}) for r in other.results]
     second = tmp_path / "gpu.json"
     save_export(other, second)
     proc = run_cli("compare", str(recorded_run), str(second))
     assert proc.returncode == 0, proc.stderr
     assert "int4-slow" in proc.stdout and "10.00×" in proc.stdout and "cuda: Test GPU" in proc.stdout
+    assert "same hardware" not in proc.stdout  # another device: the differences are the hardware's
 
 
 def test_advise_bad_export_is_one_line(tmp_path):
