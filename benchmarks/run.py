@@ -4,7 +4,8 @@
 
 Prints one JSON object (and writes it to FILE):
 - auto_wall_s: the default `qadvisor --auto` with an empty cache (target ≤ 180 s on 2 slow cores);
-  auto_rerun_wall_s: the same command again, its quantized models cached (target ≤ 60 s);
+  auto_rerun_wall_s: the same command again, its quantized models cached (target ≤ 60 s); auto_steps_s and
+  auto_rerun_steps_s: their seconds per step over all trials (which part scales with the CPU);
 - auto_vs_naive_speedup: a naive loop (a fresh `qadvisor --auto --methods M --no-cache` per method, each with an
   empty cache: the model reloaded, the reference recomputed, nothing shared) ÷ one `--auto` of the same methods
   with an empty cache (target ≥ 1.5); auto_rerun_vs_naive_speedup the same against the cached re-run;
@@ -78,6 +79,16 @@ def projection_errors(tmp: Path) -> dict | None:
     return json.loads(path.read_text()) if done.returncode == 0 and path.is_file() else None
 
 
+def steps_s(export: dict) -> dict[str, float]:
+    """Seconds per step over all trials of a run (start, quantize, evaluate, benchmark, ...) and outside the trials:
+    on another machine, which part scaled with its CPU and which did not (the timed generations)."""
+    sums: dict[str, float] = {}
+    for r in export["results"]:
+        for name, s in {"start": r.get("start_s") or 0.0, **(r.get("step_s") or {})}.items():
+            sums[name] = sums.get(name, 0.0) + s
+    return {name: round(s, 1) for name, s in sums.items()}
+
+
 def verdicts(figures: dict) -> dict[str, bool]:
     met = {}
     for name, (op, bound) in TARGETS.items():
@@ -104,6 +115,7 @@ def measure(quick: bool, tmp: Path) -> dict:
     figures = {
         "machine": {"cpu": hw.cpu_model, "cores": hw.physical_cores, "isa": hw.isa_flags, "torch": hw.torch},
         "auto_wall_s": round(cold_s, 1), "auto_rerun_wall_s": round(warm_s, 1),
+        "auto_steps_s": steps_s(cold), "auto_rerun_steps_s": steps_s(warm),
         "auto_vs_naive_speedup": round(naive_s / same_s, 2), "auto_rerun_vs_naive_speedup": round(naive_s / same_warm_s, 2),
         "naive_methods": methods, "naive_wall_s": round(naive_s, 1), "auto_same_methods_wall_s": round(same_s, 1),
         "harness_overhead_ratio": min(overhead.values()), "harness_overhead_by_method": overhead,
