@@ -85,9 +85,28 @@ def _torch_versions() -> tuple[str | None, str | None]:
         version = metadata.version("torch")
     except metadata.PackageNotFoundError:
         return None, None
+    if _cpu_build(version):
+        return version, None
     import torch
 
     return version, torch.version.cuda if torch.cuda.is_available() else None
+
+
+def _cpu_build(version: str | None) -> bool:
+    """A CPU wheel of torch (`2.13.0+cpu`) sees no GPU whatever the machine has: no need to import torch (a second
+    or two of the command's start, before any trial) to ask it."""
+    return version is not None and version.endswith("+cpu")
+
+
+def _cuda_available() -> bool:
+    try:
+        if _cpu_build(metadata.version("torch")):
+            return False
+    except metadata.PackageNotFoundError:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def detect(with_backends: bool = True) -> HardwareInfo:
@@ -120,12 +139,10 @@ def detect(with_backends: bool = True) -> HardwareInfo:
 
 def resolve_device(requested: str) -> str:
     """`auto` → cuda when torch sees a GPU, else cpu; `cuda` without one is a UserError."""
-    import torch
-
     from qadvisor.errors import UserError
 
     if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
+        return "cuda" if _cuda_available() else "cpu"
+    if requested == "cuda" and not _cuda_available():
         raise UserError("--device cuda: no CUDA device is visible to torch here")
     return requested

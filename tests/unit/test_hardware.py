@@ -61,3 +61,18 @@ def test_quantizers_work_in_bf16_only_where_the_cpu_computes_it(monkeypatch):
     assert TrialContext(fast_bf16=False).work_dtype == torch.float32
     assert TrialContext(fast_bf16=True).work_dtype == torch.bfloat16
     assert TrialContext(device="cuda").work_dtype == torch.bfloat16
+
+
+def test_a_cpu_build_of_torch_sees_no_cuda_without_importing_torch(monkeypatch):
+    import torch
+
+    from qadvisor.core import hardware
+
+    assert hardware._cuda_available() == torch.cuda.is_available()  # the shortcut agrees with torch here
+    assert hardware._cpu_build("2.13.0+cpu") and not hardware._cpu_build("2.13.0+cu128")
+    assert not hardware._cpu_build("2.13.0")  # a plain version (CUDA wheels on PyPI) asks torch
+    monkeypatch.setattr(hardware.metadata, "version", lambda name: "2.13.0+cu128")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a CUDA build on a GPU machine: torch decides
+    assert hardware._cuda_available() and hardware.resolve_device("auto") == "cuda"
+    monkeypatch.setattr(hardware.metadata, "version", lambda name: "2.13.0+cpu")
+    assert hardware.resolve_device("auto") == "cpu"
