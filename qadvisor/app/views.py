@@ -192,8 +192,8 @@ def comparison_view(c, label_a: str, label_b: str) -> TableView:
         view.notes = ["measured in one run only: " + ", ".join([f"{m} (A)" for m in c.only_in_a]
                                                                + [f"{m} (B)" for m in c.only_in_b])]
     ratios = c.decode_ratios()
-    if c.same_hardware and ratios and len(c.pairs) > 1:  # nothing but the runs differs: their spread is the noise
-        view.notes.append(f"the same hardware in both runs: B/A decode from {ratios[0]:.2f}× to {ratios[2]:.2f}× "
+    if c.same_setup and ratios and len(c.pairs) > 1:  # nothing but the runs differs: their spread is the noise
+        view.notes.append(f"the same hardware, model and lengths in both runs: B/A decode from {ratios[0]:.2f}× to {ratios[2]:.2f}× "
                           f"(median {ratios[1]:.2f}×): unless a library or setting changed between them, that is "
                           "how far separate runs of this machine move; compare methods within one run, where their "
                           "ratios hold")

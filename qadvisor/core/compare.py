@@ -31,7 +31,9 @@ class Comparison:
     priorities: Priorities
     advice_a: Recommendation
     advice_b: Recommendation
-    same_hardware: bool = False  # the same CPU (model, instruction sets) and GPUs, each method on the same device
+    # the same CPU (model, instruction sets) and GPUs, model and generation lengths, each method on the same device:
+    # nothing but the runs themselves differs
+    same_setup: bool = False
 
     def decode_ratios(self) -> tuple[float, float, float] | None:
         """Lowest, median and highest B/A decode ratio over the methods in both runs."""
@@ -52,10 +54,11 @@ def compare(first: RunExport, second: RunExport) -> Comparison:
     return Comparison(
         pairs=pairs, only_in_a=sorted(set(a) - set(b)), only_in_b=sorted(set(b) - set(a)), priorities=priorities,
         advice_a=advise(first.results, priorities), advice_b=advise(second.results, priorities),
-        same_hardware=_machine(first) == _machine(second) and all(p.a.device == p.b.device for p in pairs),
+        same_setup=_setup(first) == _setup(second) and all(p.a.device == p.b.device for p in pairs),
     )
 
 
-def _machine(export: RunExport) -> tuple:
-    hw = export.hardware
-    return hw.cpu_model, tuple(sorted(hw.isa_flags)), tuple(g.name for g in hw.gpus)
+def _setup(export: RunExport) -> tuple:
+    hw, m, s = export.hardware, export.model, export.settings
+    return (hw.cpu_model, tuple(sorted(hw.isa_flags)), tuple(g.name for g in hw.gpus), m.name, m.params,
+            s.prompt_tokens, s.decode_tokens)

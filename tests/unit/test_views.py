@@ -74,6 +74,9 @@ def test_comparing_two_runs_of_one_machine_names_the_spread_between_runs():
     second.results = [r.model_copy(update={"decode_tok_s": r.decode_tok_s * k})
                       for r, k in zip(RECORDED, (0.8, 1.0, 1.0, 1.1, 1.0, 1.0))]
     note = comparison_view(compare(first, second), "a", "b").notes[-1]
-    assert note.startswith("the same hardware in both runs: B/A decode from 0.80× to 1.10× (median 1.00×)")
-    second.hardware = second.hardware.model_copy(update={"cpu_model": "Other CPU"})
-    assert not any("same hardware" in n for n in comparison_view(compare(first, second), "a", "b").notes)
+    assert note.startswith("the same hardware, model and lengths in both runs: B/A decode from 0.80× to 1.10× "
+                           "(median 1.00×)")
+    for other in (second.model_copy(update={"hardware": second.hardware.model_copy(update={"cpu_model": "Other"})}),
+                  second.model_copy(update={"model": second.model.model_copy(update={"name": "another model"})}),
+                  second.model_copy(update={"settings": second.settings.model_copy(update={"decode_tokens": 64})})):
+        assert not any("same hardware" in n for n in comparison_view(compare(first, other), "a", "b").notes)
