@@ -73,7 +73,7 @@ class ForkedChild:
 
     def __init__(self, zygote: Zygote, pid: int):
         self.zygote, self.pid, self.returncode = zygote, pid, None
-        self.orphaned = False  # the warm process ended before saying how the child ended (it stops the child)
+        self.orphaned = False  # the warm process ended before saying how the child ended (the runner stops it)
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
