@@ -130,6 +130,7 @@ def trial_here(payload, request_json: str, device: str, method: str, reference: 
     if artifact is not None and entry is not None and artifacts.lookup(entry) is None:
         shutil.rmtree(entry, ignore_errors=True)  # a cut-short copy
         unpack_to(artifact[1], entry)
+        artifacts.prune(entry.parent, keep=entry.name)  # the cache's cap holds for shipped models too
         yield "event", Progress(method=method, step="quantize", message="quantized model from another node")
     for event in run.events():
         yield "event", event
