@@ -20,7 +20,8 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where trials run (default: cuda if present)")
     parser.add_argument("--threads", type=int, help="CPU threads per trial (default: physical cores)")
     # defaults live in app.options.RunOptions, the one place both faces read them from
-    parser.add_argument("--repeats", type=int, help=f"timed repeats after one warm-up (default {_default('repeats')})")
+    parser.add_argument("--repeats", type=int, help="timed generations after one warm-up, at least (more until they add "
+                        f"up to {_min_measure_s():g} s; default {_default('repeats')})")
     parser.add_argument("--decode-tokens", type=int,
                         help=f"new tokens per timed generation (default {_default('decode_tokens')})")
     parser.add_argument("--prompt-tokens", type=int,
@@ -40,6 +41,12 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
                         "that have that Ray resource (ray start --resources '{\"H100\": 1}'), e.g. gptq-int4=H100")
     parser.add_argument("--target-methods", help="methods timed on slices of the --plan-for model (default: the "
                         "measured ones among bnb-nf4, quanto-int4, torchao-int8 and GGUF Q8_0 / Q4_K_M / Q2_K)")
+
+
+def _min_measure_s() -> float:
+    from qadvisor.core.jobs import EvalSettings
+
+    return EvalSettings.model_fields["min_measure_s"].default
 
 
 def _default(option: str):
