@@ -6,6 +6,7 @@ import statistics
 from dataclasses import dataclass
 
 from qadvisor.core.advisor import advise
+from qadvisor.core.cluster import hardware_kind
 from qadvisor.models.export import RunExport
 from qadvisor.models.priorities import Priorities, load_profile
 from qadvisor.models.recommendation import Recommendation
@@ -31,8 +32,8 @@ class Comparison:
     priorities: Priorities
     advice_a: Recommendation
     advice_b: Recommendation
-    # the same CPU (model, instruction sets) and GPUs, model and generation lengths, each method on the same device:
-    # nothing but the runs themselves differs
+    # the same kind of machine (core.cluster.hardware_kind), model and generation lengths, each method on the same
+    # device: nothing but the runs themselves differs
     same_setup: bool = False
 
     def decode_ratios(self) -> tuple[float, float, float] | None:
@@ -59,6 +60,7 @@ def compare(first: RunExport, second: RunExport) -> Comparison:
 
 
 def _setup(export: RunExport) -> tuple:
-    hw, m, s = export.hardware, export.model, export.settings
-    return (hw.cpu_model, tuple(sorted(hw.isa_flags)), tuple(g.name for g in hw.gpus), m.name, m.params,
-            s.prompt_tokens, s.decode_tokens)
+    """What decides a run's speeds besides the run itself: the kind of machine (as a cluster groups its nodes), the
+    model and the generation lengths."""
+    m, s = export.model, export.settings
+    return hardware_kind(export.hardware), m.name, m.params, s.prompt_tokens, s.decode_tokens
