@@ -81,32 +81,33 @@ def _text(value) -> str:
 
 
 def _torch_versions() -> tuple[str | None, str | None]:
-    try:
-        version = metadata.version("torch")
-    except metadata.PackageNotFoundError:
-        return None, None
-    if _cpu_build(version):
-        return version, None
+    if not _cuda_available():
+        return _torch_version(), None
     import torch
 
-    return version, torch.version.cuda if torch.cuda.is_available() else None
+    return _torch_version(), torch.version.cuda
 
 
-def _cpu_build(version: str | None) -> bool:
-    """A CPU wheel of torch (`2.13.0+cpu`) sees no GPU whatever the machine has: no need to import torch (a second
-    or two of the command's start, before any trial) to ask it."""
-    return version is not None and version.endswith("+cpu")
+def _torch_version() -> str | None:
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _cuda_available() -> bool:
-    try:
-        if _cpu_build(metadata.version("torch")):
-            return False
-    except metadata.PackageNotFoundError:
+    """Whether torch sees a GPU. A CPU wheel of torch (`2.13.0+cpu`) sees none whatever the machine has: no need to
+    import torch (a second or two of the command's start, before any trial) to ask it."""
+    version = _torch_version()
+    if version is None or _cpu_build(version):
         return False
     import torch
 
     return torch.cuda.is_available()
+
+
+def _cpu_build(version: str) -> bool:
+    return version.endswith("+cpu")
 
 
 def detect(with_backends: bool = True) -> HardwareInfo:
