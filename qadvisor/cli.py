@@ -43,16 +43,16 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
                         "measured ones among bnb-nf4, quanto-int4, torchao-int8 and GGUF Q8_0 / Q4_K_M / Q2_K)")
 
 
-def _min_measure_s() -> float:
-    from qadvisor.core.jobs import EvalSettings
-
-    return EvalSettings.model_fields["min_measure_s"].default
-
-
 def _default(option: str):
-    from qadvisor.app.options import RunOptions
+    from qadvisor.app.options import default
 
-    return RunOptions.model_fields[option].default
+    return default(option)
+
+
+def _min_measure_s() -> float:
+    from qadvisor.app.options import MIN_MEASURE_S
+
+    return MIN_MEASURE_S
 
 
 def _priority_args(parser: argparse.ArgumentParser) -> None:

@@ -68,6 +68,14 @@ class PriorityOptions(BaseModel):
         return build_priorities(self.profile, weights or None, limits, self.replace_limits)
 
 
+MIN_MEASURE_S = _EVAL["min_measure_s"].default  # each speed rests on at least this much timing (not an option)
+
+
+def default(option: str):
+    """A RunOptions field's default, as both faces show it (help text, the form's placeholders)."""
+    return RunOptions.model_fields[option].default
+
+
 def run_options(prefix: str = "--", **values) -> RunOptions:
     """RunOptions from a face's input (None or '': the default); a value out of range is one UserError line that
     names the option as the face shows it (`prefix`: '--' for the command line, '' for the TUI's fields)."""

@@ -13,7 +13,7 @@ from textual.containers import Horizontal, HorizontalGroup, Vertical, VerticalSc
 from textual.screen import Screen
 from textual.widgets import (Button, Checkbox, DataTable, Footer, Header, Input, Label, Markdown, Select, SelectionList, Static)
 
-from qadvisor.app.options import RunOptions
+from qadvisor.app.options import default
 from qadvisor.app.report import target_markdown, time_markdown
 from qadvisor.app.views import (backends_view, comparison_view, hardware_lines, plan_check_lines, plan_summary,
                                 per_kind, recommendation_view, score_view)
@@ -23,7 +23,7 @@ from qadvisor.quantizers import registry
 
 def _default_input(option: str) -> Input:
     """A number field whose placeholder is the option's default (blank means that)."""
-    return Input(placeholder=str(RunOptions.model_fields[option].default), id=option, type="integer")
+    return Input(placeholder=str(default(option)), id=option, type="integer")
 
 
 def _row(*fields: tuple[str, Input]) -> ComposeResult:
