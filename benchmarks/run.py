@@ -80,8 +80,8 @@ def projection_errors(tmp: Path) -> dict | None:
 
 
 def steps_s(export: dict) -> dict[str, float]:
-    """Seconds per step over all trials of a run (start, quantize, evaluate, benchmark, ...) and outside the trials:
-    on another machine, which part scaled with its CPU and which did not (the timed generations)."""
+    """Seconds per step over all trials of a run (start, quantize, evaluate, benchmark, ...): on another machine,
+    which part scaled with its CPU and which did not (the timed generations)."""
     sums: dict[str, float] = {}
     for r in export["results"]:
         for name, s in {"start": r.get("start_s") or 0.0, **(r.get("step_s") or {})}.items():
