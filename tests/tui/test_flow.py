@@ -294,3 +294,27 @@ async def test_a_cluster_run_has_a_score_table_per_hardware_kind():
         assert len(list(app.screen.query(".scores"))) == 2
         headings = [str(label.render()) for label in app.screen.query("#scores Label")]
         assert [h.split(" (")[0] for h in headings] == [f"On {k.kind}" for k in app.export.kinds]
+
+
+async def test_the_compare_plot_puts_each_methods_bar_beside_its_name(tmp_path):
+    # twelve methods, the default --auto's count: each labelled line of the plot must carry that method's ratio
+    from qadvisor.models.export import save_export
+    from tests.samples import result, sample_export
+    from tests.tui.test_snapshots import make_app
+
+    ratios = [0.5, 1.3, 0.7, 1.6, 0.9, 1.1, 0.6, 1.5, 0.8, 1.2, 1.0, 1.4]
+    export = sample_export()
+    export.results = [result(f"m{i}", 10 + i, 100.0, 0.001, 0.1) for i in range(len(ratios))]
+    other = export.model_copy(deep=True)
+    other.results = [r.model_copy(update={"decode_tok_s": 100.0 * k}) for r, k in zip(export.results, ratios)]
+    save_export(other, tmp_path / "other.json")
+    app = make_app(export)
+    async with app.run_test(size=(120, 60)) as pilot:
+        app.screen.query_one("#compare_path").value = str(tmp_path / "other.json")
+        await pilot.press("o")
+        await pilot.pause()
+        lines = app.screen.query_one("#compare-plot").render().plain.splitlines()
+    bars = {line.split("┤")[0].strip(): line.count("█") for line in lines if "┤" in line and "m" in line.split("┤")[0]}
+    assert sorted(bars) == sorted(r.method for r in export.results)
+    by_ratio = [bars[f"m{i}"] for i in sorted(range(len(ratios)), key=ratios.__getitem__)]
+    assert by_ratio == sorted(by_ratio) and len(set(by_ratio)) == len(ratios)  # longer bar, larger ratio, each its own
