@@ -38,7 +38,7 @@ class BitsAndBytesBackend(Backend):
     def load(self, out_dir, spec, ctx):
         import torch
 
-        if spec.scheme == "int8":
+        if spec.scheme == "int8" and ctx.compute_dtype != torch.float16:
             quiet_int8_cast_warning()
         return use_compute_dtype(load_hf(out_dir, torch.bfloat16, ctx.device), ctx.compute_dtype)
 
