@@ -5,7 +5,7 @@ from qadvisor.core.jobs import EvalSettings
 from qadvisor.core.runner import Run, RunRequest
 
 
-def test_bnb_int8_trial_logs_the_cast_warning_once(tmp_path):
+def test_bnb_int8_trial_says_once_that_it_mutes_the_cast_warning(tmp_path):
     request = RunRequest(methods=["bnb-int8"], cache_dir=tmp_path / "cache", work_dir=tmp_path / "work",
                          settings=EvalSettings(threads=2, repeats=2, decode_tokens=4, windows=2))
     run = Run(request, detect(with_backends=False))
