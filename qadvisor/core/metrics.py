@@ -175,27 +175,34 @@ MAX_REPEATS = 64  # the most repeats min_measure_s may ask for
 
 def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: str, new_cache=None,
           budget_s: float | None = None, min_measure_s: float = 0.0) -> Speed:
-    """Warm up once, then the median and spread (max - min) of `repeats` runs at batch 1, more where they would add
-    up to less than `min_measure_s`. With `budget_s`, a short warm-up times a step first and each run decodes no more
-    tokens than fit in the budget (at least 4): a 72B layer on a CPU takes seconds a token."""
-    sizes: list[int] = []
+    """Warm up with a short generation, then the median and spread (max - min) of `repeats` runs at batch 1, more
+    where they would add up to less than `min_measure_s` (by the warm-up's pace). With `budget_s`, each run decodes
+    no more tokens than fit in the budget (at least 4): a 72B layer on a CPU takes seconds a token."""
+    first_s, step_s = _warm_up([model], prompt, device, new_cache)
     if budget_s is None:
-        warm_up = sum(timed_greedy(model, prompt, new_tokens, device, sizes, new_cache))
-        repeats = max(repeats, min(MAX_REPEATS, math.ceil(min_measure_s / max(warm_up, 1e-6))))
-    else:  # the short generation is the warm-up
-        new_tokens = _tokens_in_budget([model], prompt, new_tokens, device, budget_s, new_cache)
+        run_s = first_s + step_s * (new_tokens - 1)
+        repeats = max(repeats, min(MAX_REPEATS, math.ceil(min_measure_s / max(run_s, 1e-6))))
+    else:
+        new_tokens = _tokens_in_budget(new_tokens, step_s, budget_s)
+    sizes: list[int] = []
     runs = [timed_greedy(model, prompt, new_tokens, device, sizes if not sizes else None, new_cache)
             for _ in range(repeats)]
     return _summary(runs, len(prompt), new_tokens, sizes[0] if sizes else None)
 
 
-def _tokens_in_budget(models: list, prompt: torch.Tensor, most: int, device: str, budget_s: float,
-                      new_cache=None) -> int:
-    """Warm each model up with a short generation; then as many new tokens as the slowest decodes in `budget_s`
-    (at least 4, at most `most`): every model then decodes the same number, so their cache lengths match."""
-    step_s = max(timed_greedy(m, prompt, MIN_DECODE_TOKENS, device, new_cache=new_cache)[1]
-                 for m in models) / (MIN_DECODE_TOKENS - 1)
-    return max(MIN_DECODE_TOKENS, min(most, int(budget_s / step_s)))
+def _warm_up(models: list, prompt: torch.Tensor, device: str, new_cache=None) -> tuple[float, float]:
+    """A short generation of each model: its first calls pay for allocations and kernels picked or compiled, which
+    the timed runs must not; later steps differ only in the cache's length. Returns the slowest model's seconds to
+    the first token and seconds per later step. A full-length warm-up cost a slow method a second more, and the
+    first timed run after the short one was no slower than the rest (benchmarks/RESULTS.md, session 9)."""
+    timings = [timed_greedy(m, prompt, MIN_DECODE_TOKENS, device, new_cache=new_cache) for m in models]
+    first_s, rest_s = max(timings, key=lambda t: t[1])
+    return first_s, rest_s / (MIN_DECODE_TOKENS - 1)
+
+
+def _tokens_in_budget(most: int, step_s: float, budget_s: float) -> int:
+    """As many new tokens as a step of `step_s` fits in `budget_s` (at least 4, at most `most`)."""
+    return max(MIN_DECODE_TOKENS, min(most, int(budget_s / max(step_s, 1e-9))))
 
 
 def _summary(runs: list[tuple[float, float]], prompt_len: int, new_tokens: int, kv_bytes: int | None) -> Speed:
@@ -216,7 +223,8 @@ def side_by_side(models: list, prompt: torch.Tensor, most_tokens: int, repeats: 
     """The speed of several models timed in turn in one process: each round runs every model once (forward, then
     backward the next round), so a slow minute on a shared machine lands on all of them alike and their ratios
     hold still where separate processes minutes apart would each see a different machine."""
-    new_tokens = _tokens_in_budget(models, prompt, most_tokens, device, budget_s)
+    # the slowest model's pace sets one token count for all, so their cache lengths match
+    new_tokens = _tokens_in_budget(most_tokens, _warm_up(models, prompt, device)[1], budget_s)
     runs: list[list[tuple[float, float]]] = [[] for _ in models]
     for r in range(repeats):
         order = range(len(models)) if r % 2 == 0 else reversed(range(len(models)))

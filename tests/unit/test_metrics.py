@@ -1,4 +1,5 @@
 import math
+import time
 
 import pytest
 import torch
@@ -55,6 +56,34 @@ def test_speed_reports_positive_medians(tiny_model):
     s = metrics.speed(tiny_model, torch.randint(0, 97, (8,)), new_tokens=4, repeats=3, device="cpu")
     assert s.prefill_tok_s > 0 and s.decode_tok_s > 0 and s.ttft_ms > 0
     assert s.decode_tok_s_spread >= 0
+
+
+class _Stepper:
+    """A model that picks its greedy token itself (the llama.cpp protocol): it records each generation's steps."""
+
+    def __init__(self, step_s: float = 0.0):
+        self.lengths: list[int] = []
+        self.step_s = step_s
+
+    def greedy_step(self, ids, fresh=False):
+        if fresh:
+            self.lengths.append(0)
+        self.lengths[-1] += 1
+        time.sleep(self.step_s)
+        return 1
+
+
+def test_speed_warms_up_with_a_short_generation_then_times_full_ones():
+    model = _Stepper()
+    s = metrics.speed(model, torch.arange(8), new_tokens=12, repeats=3, device="cpu")
+    assert model.lengths == [metrics.MIN_DECODE_TOKENS, 12, 12, 12]
+    assert s.repeats == 3 and s.decode_tokens == 12
+
+
+def test_a_minimum_measuring_time_adds_repeats_at_the_warm_ups_pace():
+    model = _Stepper(step_s=0.005)  # a 12-token run takes about 0.06 s: a second of timing needs ~17 of them
+    s = metrics.speed(model, torch.arange(8), new_tokens=12, repeats=3, device="cpu", min_measure_s=1.0)
+    assert s.repeats >= 8 and model.lengths[1:] == [12] * s.repeats
 
 
 def test_tensor_bytes_counts_tied_weights_once(tiny_model):
