@@ -110,7 +110,8 @@ class EventPrinter:
     def __init__(self, total: int):
         self.total = total
         self.done = 0
-        self.err = Console(stderr=True, highlight=False)
+        # soft wrap: a line is never cut into two (a terminal wraps it at its width; a log keeps it whole)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def say(self, line: str) -> None:
         self.err.print(f"qadvisor: {line}")

@@ -80,3 +80,13 @@ def test_comparing_two_runs_of_one_machine_names_the_spread_between_runs():
                   second.model_copy(update={"model": second.model.model_copy(update={"name": "another model"})}),
                   second.model_copy(update={"settings": second.settings.model_copy(update={"decode_tokens": 64})})):
         assert not any("same hardware" in n for n in comparison_view(compare(first, other), "a", "b").notes)
+
+
+def test_a_progress_line_on_a_piped_stderr_is_never_cut_in_two(capsys):
+    from qadvisor.console import EventPrinter
+    from qadvisor.models.events import Progress
+
+    message = "prompt 128, 32 new tokens, warm-up + at least 3 repeats (1 s of timing), " * 2
+    EventPrinter(12)(Progress(method="gptq-int4", step="benchmark", message=message))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"  [1/12] gptq-int4: benchmark {message}".rstrip()]
