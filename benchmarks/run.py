@@ -13,7 +13,9 @@ Prints one JSON object (and writes it to FILE):
   for fp32, llama-cpp-python's own `generate` for GGUF), rounds interleaved in one process (target ≥ 0.97);
 - fastest_vs_fp32_decode (target ≥ 3), decode_cv (largest over the methods, target ≤ 0.05), and per method
   roofline_fraction: measured decode ÷ (measured copy bandwidth ÷ weight bytes read per token);
-- projection_error: per method and size from benchmarks/projection.py (skipped by --quick: ~16 min).
+- projection_error: per method and size from benchmarks/projection.py (skipped by --quick: ~16 min);
+- machine_noise_cv: before and after all the above, the CV of a fixed job timed back to back with qadvisor not
+  running (benchmarks/machine_noise.py): how quiet the machine was, which the decode_cv target presumes.
 Every figure comes from this run, on the machine in `machine`. --quick runs a shorter naive comparison.
 """
 
@@ -65,6 +67,15 @@ def harness(models: Path, threads: int) -> dict[str, float]:
     return json.loads(out.stdout)
 
 
+def machine_noise(threads: int) -> float:
+    """The CV of a fixed job timed back to back in a fresh process (benchmarks/machine_noise.py)."""
+    out = subprocess.run([sys.executable, str(Path(__file__).with_name("machine_noise.py")), str(threads)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"machine_noise.py failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)["probe_cv"]
+
+
 def roofline(export: dict) -> tuple[float, dict[str, float]]:
     from qadvisor.core.bandwidth import probe_bandwidth_gb_s
 
@@ -103,6 +114,7 @@ def measure(quick: bool, tmp: Path) -> dict:
 
     hw = detect(with_backends=False)
     kept = tmp / "models"
+    noise_before = machine_noise(hw.physical_cores)
     cold_s, cold = auto(tmp / "default", "--keep-models", str(kept))
     warm_s, warm = auto(tmp / "default")
     methods = QUICK_METHODS if quick else ",".join(r["method"] for r in cold["results"])
@@ -125,6 +137,7 @@ def measure(quick: bool, tmp: Path) -> dict:
         "decode_cv_rerun": round(max(r["decode_cv"] for r in warm["results"] if r["status"] == "ok"), 4),
         "bandwidth_gb_s": round(gb_s, 1), "roofline_fraction": fractions,
         "projection_error": None if quick else projection_errors(tmp),
+        "machine_noise_cv": {"before": noise_before, "after": machine_noise(hw.physical_cores)},
     }
     figures["targets"] = {k: f"{op} {bound}" for k, (op, bound) in TARGETS.items()}
     figures["met"] = verdicts(figures)
