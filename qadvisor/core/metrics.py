@@ -176,28 +176,25 @@ MAX_REPEATS = 64  # the most repeats min_measure_s may ask for
 def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: str, new_cache=None,
           budget_s: float | None = None, min_measure_s: float = 0.0) -> Speed:
     """Warm up with a short generation, then the median and spread (max - min) of `repeats` runs at batch 1, more
-    where they would add up to less than `min_measure_s` (by the warm-up's pace). With `budget_s`, each run decodes
-    no more tokens than fit in the budget (at least 4): a 72B layer on a CPU takes seconds a token."""
-    first_s, step_s = _warm_up([model], prompt, device, new_cache)
-    if budget_s is None:
-        run_s = first_s + step_s * (new_tokens - 1)
-        repeats = max(repeats, min(MAX_REPEATS, math.ceil(min_measure_s / max(run_s, 1e-6))))
-    else:
-        new_tokens = _tokens_in_budget(new_tokens, step_s, budget_s)
+    until the timed runs add up to `min_measure_s` (at most MAX_REPEATS). With `budget_s`, each run decodes no more
+    tokens than fit in the budget (at least 4), `repeats` of them: a 72B layer on a CPU takes seconds a token."""
+    step_s = _warm_up([model], prompt, device, new_cache)
+    if budget_s is not None:
+        new_tokens, min_measure_s = _tokens_in_budget(new_tokens, step_s, budget_s), 0.0
     sizes: list[int] = []
-    runs = [timed_greedy(model, prompt, new_tokens, device, sizes if not sizes else None, new_cache)
-            for _ in range(repeats)]
+    runs = [timed_greedy(model, prompt, new_tokens, device, sizes, new_cache)]  # sizes: the cache at full length
+    while len(runs) < repeats or (sum(map(sum, runs)) < min_measure_s and len(runs) < MAX_REPEATS):
+        runs.append(timed_greedy(model, prompt, new_tokens, device, None, new_cache))
     return _summary(runs, len(prompt), new_tokens, sizes[0] if sizes else None)
 
 
-def _warm_up(models: list, prompt: torch.Tensor, device: str, new_cache=None) -> tuple[float, float]:
+def _warm_up(models: list, prompt: torch.Tensor, device: str, new_cache=None) -> float:
     """A short generation of each model: its first calls pay for allocations and kernels picked or compiled, which
-    the timed runs must not; later steps differ only in the cache's length. Returns the slowest model's seconds to
-    the first token and seconds per later step. A full-length warm-up cost a slow method a second more, and the
-    first timed run after the short one was no slower than the rest (benchmarks/RESULTS.md, session 9)."""
-    timings = [timed_greedy(m, prompt, MIN_DECODE_TOKENS, device, new_cache=new_cache) for m in models]
-    first_s, rest_s = max(timings, key=lambda t: t[1])
-    return first_s, rest_s / (MIN_DECODE_TOKENS - 1)
+    the timed runs must not; later steps differ only in the cache's length. Returns the slowest model's seconds per
+    step after the first token. A full-length warm-up cost a slow method a second more, and the first timed run
+    after the short one was no slower than the rest (benchmarks/RESULTS.md, session 9)."""
+    return max(timed_greedy(m, prompt, MIN_DECODE_TOKENS, device, new_cache=new_cache)[1]
+               for m in models) / (MIN_DECODE_TOKENS - 1)
 
 
 def _tokens_in_budget(most: int, step_s: float, budget_s: float) -> int:
@@ -224,7 +221,7 @@ def side_by_side(models: list, prompt: torch.Tensor, most_tokens: int, repeats: 
     backward the next round), so a slow minute on a shared machine lands on all of them alike and their ratios
     hold still where separate processes minutes apart would each see a different machine."""
     # the slowest model's pace sets one token count for all, so their cache lengths match
-    new_tokens = _tokens_in_budget(most_tokens, _warm_up(models, prompt, device)[1], budget_s)
+    new_tokens = _tokens_in_budget(most_tokens, _warm_up(models, prompt, device), budget_s)
     runs: list[list[tuple[float, float]]] = [[] for _ in models]
     for r in range(repeats):
         order = range(len(models)) if r % 2 == 0 else reversed(range(len(models)))

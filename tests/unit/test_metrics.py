@@ -80,10 +80,12 @@ def test_speed_warms_up_with_a_short_generation_then_times_full_ones():
     assert s.repeats == 3 and s.decode_tokens == 12
 
 
-def test_a_minimum_measuring_time_adds_repeats_at_the_warm_ups_pace():
-    model = _Stepper(step_s=0.005)  # a 12-token run takes about 0.06 s: a second of timing needs ~17 of them
-    s = metrics.speed(model, torch.arange(8), new_tokens=12, repeats=3, device="cpu", min_measure_s=1.0)
-    assert s.repeats >= 8 and model.lengths[1:] == [12] * s.repeats
+def test_a_minimum_measuring_time_adds_repeats_until_the_timed_runs_add_up_to_it():
+    model = _Stepper(step_s=0.005)  # a 12-token run takes at least 0.06 s
+    started = time.perf_counter()
+    s = metrics.speed(model, torch.arange(8), new_tokens=12, repeats=3, device="cpu", min_measure_s=0.5)
+    assert time.perf_counter() - started >= 0.5 and model.lengths[1:] == [12] * s.repeats
+    assert 3 < s.repeats <= 0.5 / (12 * 0.005) + 1  # no more than the last run that crossed 0.5 s
 
 
 def test_tensor_bytes_counts_tied_weights_once(tiny_model):
