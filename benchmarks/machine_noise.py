@@ -15,14 +15,14 @@ import statistics
 import sys
 import time
 
+import torch
+
 ROUNDS = 12
 PROBE_S = 0.15
 SHAPE = (896, 4864)
 
 
 def products_per_s(weight, row) -> float:
-    import torch
-
     count, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < PROBE_S:
         torch.mm(row, weight)
@@ -31,8 +31,6 @@ def products_per_s(weight, row) -> float:
 
 
 def main() -> None:
-    import torch
-
     torch.set_num_threads(int(sys.argv[1]))
     weight, row = torch.ones(SHAPE), torch.ones(1, SHAPE[0])  # the values do not change the time
     products_per_s(weight, row)  # warm-up
