@@ -43,6 +43,7 @@ class GPTQBackend(Backend):
         os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(2, ctx.threads)))
         from gptqmodel import GPTQModel, QuantizeConfig
 
+        _compile_per_shape()
         return GPTQModel, QuantizeConfig
 
     def quantize(self, model_dir, spec, ctx):
@@ -97,6 +98,28 @@ class GPTQBackend(Backend):
     def load(self, out_dir, spec, ctx):
         GPTQModel, _ = self._import(ctx)
         return use_compute_dtype(GPTQModel.load(str(out_dir), device=ctx.device).model, ctx.compute_dtype)
+
+
+# TorchLinear's helpers that look up a per-layer cache keyed on a tensor's address (a Python int to dynamo).
+_CACHE_LOOKUPS = ("_stream_decode_qzeros", "_stream_g_idx_long", "_maybe_offload_g_idx_to_cpu",
+                  "_init_wf_unsqueeze_buffers")
+
+
+def _compile_per_shape() -> None:
+    """Let GPTQModel's CPU kernel (TorchLinear, for 2, 3 and 8 bits) compile once per weight shape, not per layer.
+
+    The kernel compiles its dequantize step, inside which those cache lookups make dynamo guard on each layer's tensor
+    addresses: it recompiled 67 times for the shipped model's 56 linears (2 to 8 s of a run), meets dynamo's recompile
+    limit at Qwen2.5-0.5B's 168 (the rest then run eager), and every call walks that chain of guards. Run eagerly
+    (they only read or fill the layer's cache), the lookups leave 4 graphs of the same arithmetic, 13 frames; decode
+    was no slower in fresh processes taking turns (benchmarks/RESULTS.md, session 10)."""
+    import torch
+    from gptqmodel.nn_modules.qlinear.torch import TorchLinear
+
+    for name in _CACHE_LOOKUPS:
+        lookup = getattr(TorchLinear, name, None)
+        if lookup is not None and not getattr(lookup, "_torchdynamo_disable", False):
+            setattr(TorchLinear, name, torch._dynamo.disable(lookup))
 
 
 def _config_inputs(model_dir) -> int:
