@@ -129,11 +129,19 @@ def _footnote(export: RunExport, kv: bool) -> str:
     accuracy = (f"fp32 reference PPL {m.ref_ppl:.2f} on {m.eval_tokens} held-out tokens" if m.ref_ppl is not None
                 else "accuracy n/a: random weights")
     return (f"bf16 baseline {f.mib(m.bf16_bytes)} MiB (measured), {m.params:,} parameters; {accuracy}. Speed: batch 1, "
-            f"greedy, prompt {s.prompt_tokens} tokens, {s.decode_tokens} new, median of {s.repeats} after a warm-up"
-            + (f" (more where {s.repeats} take under {s.min_measure_s:g} s)" if s.min_measure_s else "")
+            f"greedy, prompt {s.prompt_tokens} tokens, {s.decode_tokens} new{_shortened(export)}, median of {s.repeats} "
+            "after a warm-up" + (f" (more where {s.repeats} take under {s.min_measure_s:g} s)" if s.min_measure_s else "")
             + ", ± half the range; CV = stdev ÷ mean of the repeats' decode. vs bf16 = bf16 bytes / method bytes on "
             "disk (size change in brackets); type = the archetype (Tool A / B / C) it qualifies for, base = an unquantized baseline."
             + (f" KV = the cache after {s.prompt_tokens + s.decode_tokens - 1} positions." if kv else ""))
+
+
+def _shortened(export: RunExport) -> str:
+    """The methods whose timed runs decoded fewer tokens than asked (slow steps or a time budget), with how many."""
+    asked = export.settings.decode_tokens
+    short = [f"{r.method} {r.decode_tokens}" for r in export.results
+             if r.status == "ok" and r.decode_tokens and r.decode_tokens < asked]
+    return f" (fewer in each timed run where {asked} would overrun the measuring time: {', '.join(short)})" if short else ""
 
 
 def recommendation_view(export: RunExport) -> TableView:

@@ -170,36 +170,49 @@ def _timed_steps(step, prompt: list[int], new_tokens: int, sizes: list[int] | No
 
 
 MIN_DECODE_TOKENS = 4  # three timed steps after the first token
+MIN_TIMED_TOKENS = 8  # a timed run shortened to fit the measuring time still times seven steps
 MAX_REPEATS = 64  # the most repeats min_measure_s may ask for
 
 
 def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: str, new_cache=None,
           budget_s: float | None = None, min_measure_s: float = 0.0) -> Speed:
-    """Warm up with a short generation, then the median and spread (max - min) of `repeats` runs at batch 1, more
-    until the timed runs add up to `min_measure_s` (at most MAX_REPEATS). With `budget_s`, each run decodes no more
-    tokens than fit in the budget (at least 4), `repeats` of them: a 72B layer on a CPU takes seconds a token."""
-    step_s = _warm_up([model], prompt, device, new_cache)
-    if budget_s is not None:
-        new_tokens, min_measure_s = _tokens_in_budget(new_tokens, step_s, budget_s), 0.0
+    """Warm up with one generation, then the median and spread (max - min) of `repeats` timed runs at batch 1, more
+    until they add up to `min_measure_s` (at most MAX_REPEATS). The warm-up decodes `new_tokens` and measures the
+    KV cache at that length; a timed run decodes fewer where `repeats` full ones would take longer than
+    `min_measure_s` (the measuring time, not the token count, is what holds a figure still). With `budget_s`, a
+    short warm-up and runs of no more tokens than fit in the budget (at least 4): a 72B layer takes seconds a token."""
     sizes: list[int] = []
-    runs = [timed_greedy(model, prompt, new_tokens, device, sizes, new_cache)]  # sizes: the cache at full length
+    if budget_s is None:
+        step_s = _warm_up([model], prompt, device, new_cache, new_tokens, sizes)
+        timed = _tokens_to_fill(new_tokens, step_s, min_measure_s / max(repeats, 1))
+    else:
+        step_s = _warm_up([model], prompt, device, new_cache)
+        timed, min_measure_s = _tokens_in_budget(new_tokens, step_s, budget_s), 0.0
+    runs = [timed_greedy(model, prompt, timed, device, None if sizes else sizes, new_cache)]
     while len(runs) < repeats or (sum(map(sum, runs)) < min_measure_s and len(runs) < MAX_REPEATS):
-        runs.append(timed_greedy(model, prompt, new_tokens, device, None, new_cache))
-    return _summary(runs, len(prompt), new_tokens, sizes[0] if sizes else None)
+        runs.append(timed_greedy(model, prompt, timed, device, None, new_cache))
+    return _summary(runs, len(prompt), timed, sizes[0] if sizes else None)
 
 
-def _warm_up(models: list, prompt: torch.Tensor, device: str, new_cache=None) -> float:
-    """A short generation of each model: its first calls pay for allocations and kernels picked or compiled, which
-    the timed runs must not; later steps differ only in the cache's length. Returns the slowest model's seconds per
-    step after the first token. A full-length warm-up cost a slow method a second more, and the first timed run
-    after the short one was no slower than the rest (benchmarks/RESULTS.md, session 9)."""
-    return max(timed_greedy(m, prompt, MIN_DECODE_TOKENS, device, new_cache=new_cache)[1]
-               for m in models) / (MIN_DECODE_TOKENS - 1)
+def _warm_up(models: list, prompt: torch.Tensor, device: str, new_cache=None, new_tokens: int = MIN_DECODE_TOKENS,
+             sizes: list[int] | None = None) -> float:
+    """One generation of each model: its first calls pay for allocations and kernels picked or compiled, which the
+    timed runs must not (after a 4-token one the first timed run was no slower than the rest, benchmarks/RESULTS.md,
+    session 9). Returns the slowest model's seconds per step after the first token."""
+    return max(timed_greedy(m, prompt, new_tokens, device, sizes, new_cache)[1] for m in models) / (new_tokens - 1)
 
 
 def _tokens_in_budget(most: int, step_s: float, budget_s: float) -> int:
     """As many new tokens as a step of `step_s` fits in `budget_s` (at least 4, at most `most`)."""
     return max(MIN_DECODE_TOKENS, min(most, int(budget_s / max(step_s, 1e-9))))
+
+
+def _tokens_to_fill(most: int, step_s: float, share_s: float) -> int:
+    """New tokens for a timed run whose steps take about `share_s` (at least MIN_TIMED_TOKENS, at most `most`);
+    `most` where no share is asked for."""
+    if share_s <= 0:
+        return most
+    return max(min(MIN_TIMED_TOKENS, most), min(most, math.ceil(share_s / max(step_s, 1e-9)) + 1))
 
 
 def _summary(runs: list[tuple[float, float]], prompt_len: int, new_tokens: int, kv_bytes: int | None) -> Speed:

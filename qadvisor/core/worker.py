@@ -148,7 +148,7 @@ def run_trial(job: Job, out: Emitter, started: float) -> TrialResult:
     else:
         result.reason = "; ".join(filter(None, ["accuracy n/a: random weights", backend.uncalibrated_note]))
     if s.benchmark:
-        with steps("benchmark", f"prompt {s.prompt_tokens}, {s.decode_tokens} new tokens, warm-up + at least "
+        with steps("benchmark", f"prompt {s.prompt_tokens}, up to {s.decode_tokens} new tokens, warm-up + at least "
                                 f"{s.repeats} repeats ({s.min_measure_s:g} s of timing)"):
             _benchmark(model, windows, s, new_cache, steps)
     steps.record("peak_rss_bytes", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux reports KiB

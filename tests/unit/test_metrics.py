@@ -73,11 +73,24 @@ class _Stepper:
         return 1
 
 
-def test_speed_warms_up_with_a_short_generation_then_times_full_ones():
+def test_speed_warms_up_with_a_full_generation_then_times_full_ones():
     model = _Stepper()
     s = metrics.speed(model, torch.arange(8), new_tokens=12, repeats=3, device="cpu")
-    assert model.lengths == [metrics.MIN_DECODE_TOKENS, 12, 12, 12]
+    assert model.lengths == [12, 12, 12, 12]
     assert s.repeats == 3 and s.decode_tokens == 12
+
+
+def test_slow_steps_shorten_the_timed_runs_to_the_measuring_time_not_below_eight_tokens():
+    model = _Stepper(step_s=0.02)  # 3 runs of 32 tokens would take 1.9 s
+    started = time.perf_counter()
+    s = metrics.speed(model, torch.arange(8), new_tokens=32, repeats=3, device="cpu", min_measure_s=0.6)
+    assert time.perf_counter() - started >= 0.6
+    assert model.lengths[0] == 32  # the warm-up: the KV cache is measured at the full length
+    assert model.lengths[1:] == [s.decode_tokens] * s.repeats and s.repeats == 3
+    assert metrics.MIN_TIMED_TOKENS <= s.decode_tokens <= 0.2 / 0.02 + 1  # a third of 0.6 s each
+    crawl = _Stepper(step_s=0.05)
+    assert metrics.speed(crawl, torch.arange(8), new_tokens=32, repeats=3, device="cpu",
+                         min_measure_s=0.3).decode_tokens == metrics.MIN_TIMED_TOKENS
 
 
 def test_a_minimum_measuring_time_adds_repeats_until_the_timed_runs_add_up_to_it():

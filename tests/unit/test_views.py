@@ -90,3 +90,14 @@ def test_a_progress_line_on_a_piped_stderr_is_never_cut_in_two(capsys):
     EventPrinter(12)(Progress(method="gptq-int4", step="benchmark", message=message))
     lines = capsys.readouterr().err.splitlines()
     assert lines == [f"  [1/12] gptq-int4: benchmark {message}".rstrip()]
+
+
+def test_the_footnote_names_the_methods_whose_timed_runs_decoded_fewer_tokens():
+    from qadvisor.app.views import results_view
+    from tests.samples import result
+
+    export = sample_export()
+    export.results = [result("fp32", 60, 200.0, 0.0, 0.0), result("slow", 13, 20.0, 0.0015, 0.1)]
+    assert "fewer in each timed run" not in results_view(export).notes[0]
+    export.results[1] = export.results[1].model_copy(update={"decode_tokens": 9})
+    assert "32 new (fewer in each timed run where 32 would overrun the measuring time: slow 9)" in results_view(export).notes[0]
