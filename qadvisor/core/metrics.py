@@ -176,30 +176,50 @@ MAX_REPEATS = 64  # the most repeats min_measure_s may ask for
 
 def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: str, new_cache=None,
           budget_s: float | None = None, min_measure_s: float = 0.0) -> Speed:
-    """Warm up with one generation, then the median and spread (max - min) of `repeats` timed runs at batch 1, more
-    until they add up to `min_measure_s` (at most MAX_REPEATS). The warm-up decodes `new_tokens` and measures the
-    KV cache at that length; a timed run decodes fewer where `repeats` full ones would take longer than
-    `min_measure_s` (the measuring time, not the token count, is what holds a figure still). With `budget_s`, a
-    short warm-up and runs of no more tokens than fit in the budget (at least 4): a 72B layer takes seconds a token."""
-    sizes: list[int] = []
+    """Warm up with a short generation, then the median and spread (max - min) of `repeats` timed runs at batch 1,
+    more until they add up to `min_measure_s` (at most MAX_REPEATS). A timed run decodes `new_tokens`, or fewer
+    where `repeats` of them would take longer than `min_measure_s`: the measuring time, not the token count, holds
+    a figure still. With `budget_s`, no more tokens than fit in the budget (at least 4): a 72B layer takes seconds
+    a token. The KV cache is measured apart, at the full `new_tokens`, so every method's is the same length."""
+    step_s = _warm_up([model], prompt, device, new_cache)
     if budget_s is None:
-        step_s = _warm_up([model], prompt, device, new_cache, new_tokens, sizes)
         timed = _tokens_to_fill(new_tokens, step_s, min_measure_s / max(repeats, 1))
     else:
-        step_s = _warm_up([model], prompt, device, new_cache)
         timed, min_measure_s = _tokens_in_budget(new_tokens, step_s, budget_s), 0.0
-    runs = [timed_greedy(model, prompt, timed, device, None if sizes else sizes, new_cache)]
+    runs = [timed_greedy(model, prompt, timed, device, None, new_cache)]
     while len(runs) < repeats or (sum(map(sum, runs)) < min_measure_s and len(runs) < MAX_REPEATS):
         runs.append(timed_greedy(model, prompt, timed, device, None, new_cache))
-    return _summary(runs, len(prompt), timed, sizes[0] if sizes else None)
+    return _summary(runs, len(prompt), timed, kv_bytes_after(model, prompt, new_tokens, device, new_cache))
 
 
-def _warm_up(models: list, prompt: torch.Tensor, device: str, new_cache=None, new_tokens: int = MIN_DECODE_TOKENS,
-             sizes: list[int] | None = None) -> float:
-    """One generation of each model: its first calls pay for allocations and kernels picked or compiled, which the
-    timed runs must not (after a 4-token one the first timed run was no slower than the rest, benchmarks/RESULTS.md,
-    session 9). Returns the slowest model's seconds per step after the first token."""
-    return max(timed_greedy(m, prompt, new_tokens, device, sizes, new_cache)[1] for m in models) / (new_tokens - 1)
+def _warm_up(models: list, prompt: torch.Tensor, device: str, new_cache=None) -> float:
+    """Two short generations of each model: the first pays for allocations and kernels picked or compiled, which
+    the timed runs must not; the second's steps set the pace (the first's made slow methods look slower still and
+    cut their timed runs short). Returns the slowest model's seconds per step after the first token. A full-length
+    warm-up cost a slow method a second more, and the first timed run after a short one was no slower than the rest
+    (benchmarks/RESULTS.md, session 9)."""
+    paces = []
+    for m in models:
+        timed_greedy(m, prompt, MIN_DECODE_TOKENS, device, new_cache=new_cache)
+        paces.append(timed_greedy(m, prompt, MIN_DECODE_TOKENS, device, new_cache=new_cache)[1])
+    return max(paces) / (MIN_DECODE_TOKENS - 1)
+
+
+@torch.no_grad()
+def kv_bytes_after(model, prompt: torch.Tensor, new_tokens: int, device: str, new_cache=None) -> int | None:
+    """The KV cache's bytes after a generation of `new_tokens` (prompt + new_tokens - 1 positions), untimed. A plain
+    cache holds each position it is given, so one prefill of that many tokens fills it as decoding would; a
+    quantized one keeps a full-precision tail between quantizations, so it is decoded to that length."""
+    if getattr(model, "greedy_step", None) is not None:
+        return None  # llama.cpp keeps its KV cache inside its runtime, out of qadvisor's sight
+    if new_cache is not None:
+        sizes: list[int] = []
+        timed_greedy(model, prompt, new_tokens, device, sizes, new_cache)
+        return sizes[0]
+    positions = len(prompt) + new_tokens - 1
+    ids = prompt.repeat(-(-positions // len(prompt)))[:positions]  # which tokens does not change the cache's size
+    out = _first_call(model, ids[None].to(device), None, _cache_argument(model), **_last_logits_only(model))
+    return cache_bytes(_cache_of(out))
 
 
 def _tokens_in_budget(most: int, step_s: float, budget_s: float) -> int:

@@ -27,11 +27,11 @@ class TrialResult(BaseModel):
     decode_tok_s: float | None = None
     decode_tok_s_spread: float | None = None  # max - min over the repeats
     ttft_ms: float | None = None
-    decode_tokens: int | None = None  # new tokens per timed generation (fewer than asked under a time budget)
+    decode_tokens: int | None = None  # new tokens per timed generation (fewer than asked where steps are slow)
     decode_cv: float | None = None  # coefficient of variation of the repeats' decode speeds (stdev ÷ mean)
     repeats: int | None = None  # timed generations behind the medians (more than asked where a generation is short)
     peak_rss_bytes: int | None = None
-    kv_cache_bytes: int | None = None  # the KV cache after prompt + new tokens - 1 positions
+    kv_cache_bytes: int | None = None  # the KV cache after prompt + the asked new tokens - 1 positions
     compute_dtype: str | None = None  # dtype of the unquantized tensors and activations, e.g. float32
     # accuracy on the held-out text, against the unquantized fp32 reference
     ppl: float | None = None

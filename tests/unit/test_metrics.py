@@ -73,10 +73,10 @@ class _Stepper:
         return 1
 
 
-def test_speed_warms_up_with_a_full_generation_then_times_full_ones():
+def test_speed_warms_up_with_two_short_generations_then_times_full_ones():
     model = _Stepper()
     s = metrics.speed(model, torch.arange(8), new_tokens=12, repeats=3, device="cpu")
-    assert model.lengths == [12, 12, 12, 12]
+    assert model.lengths == [metrics.MIN_DECODE_TOKENS] * 2 + [12, 12, 12]
     assert s.repeats == 3 and s.decode_tokens == 12
 
 
@@ -85,8 +85,7 @@ def test_slow_steps_shorten_the_timed_runs_to_the_measuring_time_not_below_eight
     started = time.perf_counter()
     s = metrics.speed(model, torch.arange(8), new_tokens=32, repeats=3, device="cpu", min_measure_s=0.6)
     assert time.perf_counter() - started >= 0.6
-    assert model.lengths[0] == 32  # the warm-up: the KV cache is measured at the full length
-    assert model.lengths[1:] == [s.decode_tokens] * s.repeats and s.repeats == 3
+    assert model.lengths[2:] == [s.decode_tokens] * s.repeats and s.repeats in (3, 4)
     assert metrics.MIN_TIMED_TOKENS <= s.decode_tokens <= 0.2 / 0.02 + 1  # a third of 0.6 s each
     crawl = _Stepper(step_s=0.05)
     assert metrics.speed(crawl, torch.arange(8), new_tokens=32, repeats=3, device="cpu",
@@ -97,8 +96,18 @@ def test_a_minimum_measuring_time_adds_repeats_until_the_timed_runs_add_up_to_it
     model = _Stepper(step_s=0.005)  # a 12-token run takes at least 0.06 s
     started = time.perf_counter()
     s = metrics.speed(model, torch.arange(8), new_tokens=12, repeats=3, device="cpu", min_measure_s=0.5)
-    assert time.perf_counter() - started >= 0.5 and model.lengths[1:] == [12] * s.repeats
+    assert time.perf_counter() - started >= 0.5 and model.lengths[2:] == [12] * s.repeats
     assert 3 < s.repeats <= 0.5 / (12 * 0.005) + 1  # no more than the last run that crossed 0.5 s
+
+
+def test_the_kv_cache_is_measured_at_the_full_length_whatever_the_timed_runs_decoded(tiny_model):
+    prompt = torch.randint(0, 97, (8,))
+    sizes = []
+    metrics.timed_greedy(tiny_model, prompt, 12, "cpu", sizes)  # a real generation of 12 new tokens
+    assert metrics.kv_bytes_after(tiny_model, prompt, 12, "cpu") == sizes[0]
+    short = metrics.speed(tiny_model, prompt, new_tokens=12, repeats=1, device="cpu", budget_s=1e-9)
+    assert short.decode_tokens < 12 and short.kv_cache_bytes == sizes[0]
+    assert metrics.kv_bytes_after(_Stepper(), prompt, 12, "cpu") is None  # llama.cpp's is its own
 
 
 def test_tensor_bytes_counts_tied_weights_once(tiny_model):
@@ -140,7 +149,7 @@ def test_prefill_asks_for_the_last_positions_logits_only(tiny_model):
 
 
 def test_side_by_side_times_every_model_in_turn_with_the_same_token_count(tiny_model):
-    """Rounds alternate direction; each model runs once a round after one warm-up, and all decode as many tokens
+    """Rounds alternate direction; each model runs once a round after its two warm-ups, and all decode as many tokens
     as the slowest fits in the budget."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -165,6 +174,6 @@ def test_side_by_side_times_every_model_in_turn_with_the_same_token_count(tiny_m
                                       device="cpu", budget_s=60.0)
     finally:
         del tiny_model.forward, deeper.forward
-    assert calls == ["shallow", "deep", "shallow", "deep", "deep", "shallow", "shallow", "deep"]
+    assert calls == ["shallow"] * 2 + ["deep"] * 2 + ["shallow", "deep", "deep", "shallow", "shallow", "deep"]
     assert [s.decode_tokens for s in speeds] == [10, 10]
     assert all(s.decode_tok_s > 0 and s.prefill_tok_s > 0 for s in speeds)
