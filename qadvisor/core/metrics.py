@@ -186,8 +186,8 @@ def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: st
         timed = _tokens_to_fill(new_tokens, step_s, min_measure_s / max(repeats, 1))
     else:
         timed, min_measure_s = _tokens_in_budget(new_tokens, step_s, budget_s), 0.0
-    runs = [timed_greedy(model, prompt, timed, device, None, new_cache)]
-    while len(runs) < repeats or (sum(map(sum, runs)) < min_measure_s and len(runs) < MAX_REPEATS):
+    runs: list[tuple[float, float]] = []
+    while len(runs) < max(1, repeats) or (sum(map(sum, runs)) < min_measure_s and len(runs) < MAX_REPEATS):
         runs.append(timed_greedy(model, prompt, timed, device, None, new_cache))
     return _summary(runs, len(prompt), timed, kv_bytes_after(model, prompt, new_tokens, device, new_cache))
 
