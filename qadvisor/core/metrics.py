@@ -132,10 +132,10 @@ def _last_logits_only(model) -> dict:
 def timed_greedy(model, prompt: torch.Tensor, new_tokens: int, device: str,
                  sizes: list[int] | None = None, new_cache=None) -> tuple[float, float]:
     """One greedy generation with the KV cache: (seconds to first token, seconds for the rest).
-    `sizes` receives the cache's bytes at the end."""
+    `sizes` receives a torch cache's bytes at the end (`kv_bytes_after` answers for llama.cpp's)."""
     step = getattr(model, "greedy_step", None)
     if step is not None and new_cache is None:
-        return _timed_steps(step, prompt.tolist(), new_tokens, sizes)
+        return _timed_steps(step, prompt.tolist(), new_tokens)
     ids = prompt[None, :].to(device)
     cache_arg, last_only = _cache_argument(model), _last_logits_only(model)  # looked up before the clock starts
     _sync(device)
@@ -156,7 +156,7 @@ def timed_greedy(model, prompt: torch.Tensor, new_tokens: int, device: str,
     return first - start, done - first
 
 
-def _timed_steps(step, prompt: list[int], new_tokens: int, sizes: list[int] | None) -> tuple[float, float]:
+def _timed_steps(step, prompt: list[int], new_tokens: int) -> tuple[float, float]:
     """`timed_greedy` for a model that picks the greedy token itself (llama.cpp), the same steps without tensors."""
     start = time.perf_counter()
     token = step(prompt, fresh=True)
@@ -164,8 +164,6 @@ def _timed_steps(step, prompt: list[int], new_tokens: int, sizes: list[int] | No
     for _ in range(new_tokens - 1):
         token = step([token])
     done = time.perf_counter()
-    if sizes is not None:
-        sizes.append(None)  # its KV cache lives inside llama.cpp, as `cache_bytes` says of its marker
     return first - start, done - first
 
 
@@ -176,7 +174,7 @@ MAX_REPEATS = 64  # the most repeats min_measure_s may ask for
 
 def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: str, new_cache=None,
           budget_s: float | None = None, min_measure_s: float = 0.0) -> Speed:
-    """Warm up with a short generation, then the median and spread (max - min) of `repeats` timed runs at batch 1,
+    """Warm up with two short generations, then the median and spread (max - min) of `repeats` timed runs at batch 1,
     more until they add up to `min_measure_s` (at most MAX_REPEATS). A timed run decodes `new_tokens`, or fewer
     where `repeats` of them would take longer than `min_measure_s`: the measuring time, not the token count, holds
     a figure still. With `budget_s`, no more tokens than fit in the budget (at least 4): a 72B layer takes seconds
