@@ -311,7 +311,21 @@ def time_view(export: RunExport) -> TableView:
                   f"{ref}; {_trials_line(measured)}, "
                   f"{sum(r.cached for r in measured)} of {len(measured)} quantized models from the cache"
                   + ("" if export.settings.reuse_cache else " (--no-cache: the cache was refreshed)")]
+    view.notes += _first_calls(measured)
     return view
+
+
+FIRST_CALL_NOTED_S = 1.0  # below this, a first forward pass's extra time is not worth a line
+
+
+def _first_calls(measured: list) -> list[str]:
+    """The methods whose evaluate step is mostly a first forward pass that compiled or picked kernels (gptq-int2's
+    torch.compile): without this line its evaluate time reads as slow scoring."""
+    slow = [f"{r.method} {r.first_call_s:.1f} s" for r in measured if (r.first_call_s or 0.0) >= FIRST_CALL_NOTED_S]
+    if not slow:
+        return []
+    return ["evaluate includes what the first forward pass took beyond a later one (kernels compiled or picked on "
+            "first use, once per process): " + ", ".join(slow)]
 
 
 def _trials_line(measured: list) -> str:

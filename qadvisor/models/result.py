@@ -42,5 +42,6 @@ class TrialResult(BaseModel):
     quantize_s: float | None = None  # with `cached`, how long it took in the run that made the cache entry
     cached: bool = False  # the quantized model came from the cache (same model, method, versions and calibration)
     step_s: dict[str, float] = {}  # seconds per step in this run: load, quantize, save, reload, evaluate, benchmark
+    first_call_s: float | None = None  # of evaluate: the first forward pass's seconds beyond a later one's
     start_s: float | None = None  # the trial process's start and common imports, before its first step
     total_s: float | None = None  # from the first step to the result (start_s not included)

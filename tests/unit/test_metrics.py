@@ -52,6 +52,23 @@ def test_perturbed_model_loses_accuracy(tiny_model):
     assert acc.kl_mean > 1e-3 and acc.top1_agreement < 1.0
 
 
+def test_the_first_forward_passs_extra_time_is_measured_apart(tiny_model):
+    class CompilesOnFirstCall(torch.nn.Module):  # as gptq-int2's torch.compile does
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, ids, **kw):
+            self.calls += 1
+            time.sleep(0.3 if self.calls == 1 else 0.01)
+            return tiny_model(ids, **kw)
+
+    windows = torch.randint(0, 97, (3, 16))
+    ref = metrics.logprobs(tiny_model, windows, "cpu")
+    assert metrics.accuracy(CompilesOnFirstCall(), windows, ref, "cpu").first_call_extra_s >= 0.25
+    assert metrics.accuracy(tiny_model, windows, ref, "cpu").first_call_extra_s < 0.25
+
+
 def test_speed_reports_positive_medians(tiny_model):
     s = metrics.speed(tiny_model, torch.randint(0, 97, (8,)), new_tokens=4, repeats=3, device="cpu")
     assert s.prefill_tok_s > 0 and s.decode_tok_s > 0 and s.ttft_ms > 0

@@ -22,6 +22,17 @@ def test_where_the_time_went_per_method_and_step():
     assert "## Where the time went" in text and "cached (7.9)" in text
 
 
+def test_a_first_forward_pass_that_compiles_is_named_apart_from_scoring():
+    export = sample_export()
+    timed = {"step_s": {"evaluate": 5.9}, "start_s": 0.1, "total_s": 9.7}
+    export.results = [export.results[0].model_copy(update={**timed, "method": "gptq-int2", "first_call_s": 4.2}),
+                      export.results[0].model_copy(update={**timed, "method": "fp32", "first_call_s": 0.1})]
+    line = time_view(export).notes[-1]
+    assert line.startswith("evaluate includes what the first forward pass took") and line.endswith(": gptq-int2 4.2 s")
+    export.results = export.results[1:]
+    assert not time_view(export).notes[-1].startswith("evaluate includes")
+
+
 def test_a_clusters_trial_seconds_add_up_per_node_not_across_nodes_measuring_at_once():
     export = sample_export()
     first = export.results[0].model_copy(update={"step_s": {"benchmark": 1.0}, "start_s": 0.0, "total_s": 10.0})
