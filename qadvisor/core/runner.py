@@ -270,6 +270,9 @@ def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float,
     name = job.method or "reference"
     job_file = work_dir / f"{name}.job.json"
     job_file.write_text(job.model_dump_json())
+    if zygote is not None and not zygote.ready:  # seconds of silence otherwise (8 s on 2 slow cores)
+        yield Progress(method=name, step="load", message="start the warm trial process (torch and transformers, "
+                                                         "imported once for every trial)")
     read_fd, write_fd = os.pipe()
     with open(work_dir / f"{name}.log", "wb") as log:
         proc = _start(job_file, work_dir, write_fd, log, job.settings.threads, zygote)

@@ -29,6 +29,7 @@ class Zygote:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         theirs.close()
         self.sock, self.buffer, self.broken = ours, b"", False
+        self.ready = False  # it has answered once: its imports are done
 
     def spawn(self, job_file: str, cwd: str, event_fd: int, log_fd: int) -> "ForkedChild":
         """A child running `worker.main` on `job_file`; raises OSError when the warm process is gone or did not
@@ -41,6 +42,7 @@ class Zygote:
             kind, value = self._line()
             if kind != "pid":
                 raise OSError(f"the warm process answered {kind} {value}")
+            self.ready = True
         except OSError:
             self.broken = True
             self.close()

@@ -28,6 +28,9 @@ def test_failures_become_results_and_the_run_goes_on(mock_backend):
     assert ok.compression_ratio == pytest.approx(0.5, rel=0.01)
     metric_names = {e.name for e in events if isinstance(e, Metric) and e.method == "mock-passthrough"}
     assert {"size_bytes", "decode_tok_s", "kl_mean", "peak_rss_bytes"} <= metric_names
+    # the wait for the warm process's imports is announced once, by the first job to wait for it
+    waits = [i for i, e in enumerate(events) if isinstance(e, Progress) and "warm trial process" in e.message]
+    assert len(waits) == 1 and all(e.method != events[waits[0]].method for e in events[:waits[0]])
 
 
 def test_cancel_stops_the_current_trial_and_keeps_finished_ones(mock_backend):
