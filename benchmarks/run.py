@@ -15,7 +15,9 @@ Prints one JSON object (and writes it to FILE):
   roofline_fraction: measured decode ÷ (measured copy bandwidth ÷ weight bytes read per token);
 - projection_error: per method and size from benchmarks/projection.py (skipped by --quick: ~16 min);
 - machine_noise_cv: before and after all the above, the CV of a fixed job timed back to back with qadvisor not
-  running (benchmarks/machine_noise.py): how quiet the machine was, which the decode_cv target presumes.
+  running (benchmarks/machine_noise.py): how quiet the machine was, which the decode_cv target presumes;
+  harness_cv_floor: the other way round, the decode CV qadvisor's own measuring reports for a stand-in model whose
+  every step is a fixed 5 ms sleep (no arithmetic to slow down): what the protocol itself adds to a CV.
 Every figure comes from this run, on the machine in `machine`. --quick runs a shorter naive comparison.
 """
 
@@ -74,6 +76,26 @@ def machine_noise(threads: int) -> float:
     if out.returncode != 0:
         sys.exit(f"machine_noise.py failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout)["probe_cv"]
+
+
+FLOOR_STEP_S = 0.005  # a GGUF decode step of the shipped model takes 1-2 ms here, an fp32 one 12-15 ms
+
+
+class FixedStep:
+    """A stand-in that picks its own greedy token, as llama.cpp does, after a fixed sleep: what
+    qadvisor's timing reports for it is the harness's spread (timer, Python between steps), not the CPU's."""
+
+    def greedy_step(self, tokens: list[int], fresh: bool = False) -> int:
+        time.sleep(FLOOR_STEP_S)
+        return 0
+
+
+def harness_cv_floor() -> float:
+    import torch
+
+    from qadvisor.core.metrics import speed
+
+    return round(speed(FixedStep(), torch.zeros(128, dtype=torch.long), 32, 3, "cpu", min_measure_s=1.0).decode_cv, 4)
 
 
 def roofline(export: dict) -> tuple[float, dict[str, float]]:
@@ -138,6 +160,7 @@ def measure(quick: bool, tmp: Path) -> dict:
         "bandwidth_gb_s": round(gb_s, 1), "roofline_fraction": fractions,
         "projection_error": None if quick else projection_errors(tmp),
         "machine_noise_cv": {"before": noise_before, "after": machine_noise(hw.physical_cores)},
+        "harness_cv_floor": harness_cv_floor(),
     }
     figures["targets"] = {k: f"{op} {bound}" for k, (op, bound) in TARGETS.items()}
     figures["met"] = verdicts(figures)
