@@ -264,6 +264,9 @@ def trial_env(threads: int) -> dict[str, str]:
     return dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
 
 
+WARM_START = "start the warm trial process (torch and transformers, imported once for every trial)"
+
+
 def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float,
            zygote: Zygote | None = None) -> Iterator[Event]:
     """Start `qadvisor.core.worker` for one job and yield its events until it exits, is cancelled or times out."""
@@ -271,8 +274,7 @@ def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float,
     job_file = work_dir / f"{name}.job.json"
     job_file.write_text(job.model_dump_json())
     if zygote is not None and not zygote.ready:  # seconds of silence otherwise (8 s on 2 slow cores)
-        yield Progress(method=name, step="load", message="start the warm trial process (torch and transformers, "
-                                                         "imported once for every trial)")
+        yield Progress(method=name, step="load", message=WARM_START)
     read_fd, write_fd = os.pipe()
     with open(work_dir / f"{name}.log", "wb") as log:
         proc = _start(job_file, work_dir, write_fd, log, job.settings.threads, zygote)

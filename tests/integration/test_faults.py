@@ -6,7 +6,7 @@ import pytest
 
 from qadvisor.core.hardware import detect
 from qadvisor.core.jobs import EvalSettings
-from qadvisor.core.runner import Run, RunRequest
+from qadvisor.core.runner import WARM_START, Run, RunRequest
 
 
 @pytest.mark.parametrize("warm", [True, False], ids=["forked", "fresh"])
@@ -53,7 +53,8 @@ def test_a_warm_process_dying_mid_trial_is_named_not_read_as_the_trials_crash(mo
     run = Run(request, detect(with_backends=False))
     errors, killed = [], False
     for event in run.events():
-        if isinstance(event, Progress) and event.method == "fp32" and not killed:
+        # the trial's own first step: the runner's announcement of the warm process comes before its fork
+        if isinstance(event, Progress) and event.method == "fp32" and event.message != WARM_START and not killed:
             killed = True
             children = psutil.Process(run.zygote.proc.pid).children()
             run.zygote.proc.kill()  # the warm process goes (the OOM killer's pick), the trial it forked runs on...

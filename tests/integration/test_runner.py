@@ -6,7 +6,7 @@ import pytest
 
 from qadvisor.core.hardware import detect
 from qadvisor.core.jobs import EvalSettings
-from qadvisor.core.runner import Run, RunRequest
+from qadvisor.core.runner import WARM_START, Run, RunRequest
 from qadvisor.models.events import Error, Metric, Progress, Result
 
 
@@ -29,7 +29,7 @@ def test_failures_become_results_and_the_run_goes_on(mock_backend):
     metric_names = {e.name for e in events if isinstance(e, Metric) and e.method == "mock-passthrough"}
     assert {"size_bytes", "decode_tok_s", "kl_mean", "peak_rss_bytes"} <= metric_names
     # the wait for the warm process's imports is announced once, by the first job to wait for it
-    waits = [i for i, e in enumerate(events) if isinstance(e, Progress) and "warm trial process" in e.message]
+    waits = [i for i, e in enumerate(events) if isinstance(e, Progress) and e.message == WARM_START]
     assert len(waits) == 1 and all(e.method != events[waits[0]].method for e in events[:waits[0]])
 
 
