@@ -5,10 +5,19 @@ transformers' HqqConfig path is broken on transformers 5.x, so the library's API
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
+
 from qadvisor.models.method import MethodSpec
 from qadvisor.quantizers.base import Backend, load_hf, use_compute_dtype
 
 GROUP_SIZE = 64
+# HQQ's solver runs ~20 elementwise iterations over every weight: ~0.24 µs per weight element eagerly on 2 cores,
+# ~4× less fused by torch.compile, whose first compile costs ~12 s (benchmarks/RESULTS.md, session 12). Fusing pays
+# from ~70 M weights: Qwen2.5-0.5B has 358 M in its linears (87 s eager, 33 s fused), the shipped model 14 M (4 s).
+FUSE_FROM_ELEMENTS = 100_000_000
+
+log = logging.getLogger(__name__)
 
 
 class HQQBackend(Backend):
@@ -29,7 +38,10 @@ class HQQBackend(Backend):
 
         model = load_hf(model_dir, torch.bfloat16, "cpu")
         config = BaseQuantizeConfig(nbits=int(spec.bits), group_size=spec.group_size)
-        AutoHQQHFModel.quantize_model(model, quant_config=config, compute_dtype=torch.bfloat16, device=ctx.device)
+        weights = _linear_elements(model)
+        fuse = ctx.device == "cpu" and weights["elements"] >= FUSE_FROM_ELEMENTS  # on a GPU the solver is fast
+        with _reported(ctx, weights["count"]), _fused_solver(fuse):
+            AutoHQQHFModel.quantize_model(model, quant_config=config, compute_dtype=torch.bfloat16, device=ctx.device)
         return model
 
     def save(self, model, spec, out_dir):
@@ -42,6 +54,53 @@ class HQQBackend(Backend):
 
         model = AutoHQQHFModel.from_quantized(str(out_dir), compute_dtype=ctx.compute_dtype, device=ctx.device)
         return use_compute_dtype(model, ctx.compute_dtype)
+
+
+def _linear_elements(model) -> dict:
+    """How many linears HQQ quantizes (all but the head) and their weight elements."""
+    import torch
+
+    linears = [m for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and name != "lm_head"]
+    return {"count": len(linears), "elements": sum(m.weight.numel() for m in linears)}
+
+
+@contextmanager
+def _reported(ctx, count: int):
+    """Progress per linear: HQQ's solver is called once for each, and quantizing Qwen2.5-0.5B takes a minute."""
+    from hqq.core.quantize import Quantizer
+
+    solver, done = Quantizer.optimize_weights, [0]
+
+    def counted(*args, **kwargs):
+        done[0] += 1
+        ctx.progress("quantize", done[0] / max(count, 1), f"linear {done[0]}/{count}")
+        return solver(*args, **kwargs)
+
+    Quantizer.optimize_weights = counted
+    try:
+        yield
+    finally:
+        Quantizer.optimize_weights = solver
+
+
+@contextmanager
+def _fused_solver(fuse: bool):
+    """HQQ's own solver step (the function its authors left a torch.compile line over) compiled: the same
+    arithmetic in one pass over the weights instead of a dozen; dynamic shapes, so one compile for every linear."""
+    import hqq.core.optimize as optimize
+
+    step = getattr(optimize, "optimize_weights_proximal_legacy_step", None)
+    if not fuse or step is None:
+        yield
+        return
+    import torch
+
+    log.info("hqq: solver step fused with torch.compile (large model)")
+    optimize.optimize_weights_proximal_legacy_step = torch.compile(step, dynamic=True)
+    try:
+        yield
+    finally:
+        optimize.optimize_weights_proximal_legacy_step = step
 
 
 BACKEND = HQQBackend()

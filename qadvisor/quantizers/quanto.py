@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from qadvisor.models.method import MethodSpec
-from qadvisor.quantizers.base import Backend, empty_hf, load_hf, untied_state_dict
+from qadvisor.quantizers.base import Backend, empty_hf, load_hf, skipped_init, tie_head, untied_state_dict
 
 QMAP_FILE = "quanto_qmap.json"
 
@@ -64,8 +64,9 @@ class QuantoBackend(Backend):
 
         model = empty_hf(out_dir, self._dtype(spec))
         qmap = json.loads((out_dir / QMAP_FILE).read_text())
-        requantize(model, load_file(str(out_dir / "model.safetensors")), qmap, device=torch.device(ctx.device))
-        return model  # computes in the dtype it was quantized in (see _dtype)
+        with skipped_init():  # requantize builds a fresh QLinear for every linear before loading its weights
+            requantize(model, load_file(str(out_dir / "model.safetensors")), qmap, device=torch.device(ctx.device))
+        return tie_head(model)  # computes in the dtype it was quantized in (see _dtype)
 
 
 def _is_quantized_part(key: str, qmap: dict) -> bool:
