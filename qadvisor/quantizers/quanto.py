@@ -68,6 +68,16 @@ class QuantoBackend(Backend):
             requantize(model, load_file(str(out_dir / "model.safetensors")), qmap, device=torch.device(ctx.device))
         return tie_head(model)  # computes in the dtype it was quantized in (see _dtype)
 
+    def memory_bytes(self, model):
+        """The tensors the model holds, not its state dict: on CPU the int4 weights are held in tinygemm's packed
+        layout, and writing a state dict unpacks each by a matmul with an identity matrix (10 s at Qwen2.5-0.5B's
+        shape); the packed parts take the same bytes."""
+        from itertools import chain
+
+        from qadvisor.quantizers.tensors import tensor_bytes
+
+        return tensor_bytes(model, chain(model.parameters(), model.buffers()))
+
 
 def _is_quantized_part(key: str, qmap: dict) -> bool:
     module = key.rsplit(".", 1)[0]

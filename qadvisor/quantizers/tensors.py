@@ -13,8 +13,9 @@ def nbytes(tensor) -> int:
     return tensor.untyped_storage().nbytes() if tensor.device.type != "meta" else 0
 
 
-def tensor_bytes(model) -> int:
-    """Bytes of every tensor in the model's state, quantized subclasses unpacked, shared storage counted once."""
+def tensor_bytes(model, tensors=None) -> int:
+    """Bytes of every tensor in the model's state (or of `tensors`), quantized subclasses unpacked, shared storage
+    counted once."""
     seen: set[int] = set()
 
     def count(tensor) -> int:
@@ -26,5 +27,7 @@ def tensor_bytes(model) -> int:
         seen.add(tensor.untyped_storage().data_ptr())
         return nbytes(tensor)
 
-    return sum(count(v) for v in model.state_dict().values() if isinstance(v, torch.Tensor))
+    if tensors is None:
+        tensors = model.state_dict().values()
+    return sum(count(v) for v in tensors if isinstance(v, torch.Tensor))
 
