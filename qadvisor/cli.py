@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("second", type=Path, nargs="?")
     sub.add_parser("schema", help="print the JSON Schema of the export")
     cache = sub.add_parser("cache", help="what qadvisor keeps between runs ($QADVISOR_CACHE or ~/.cache/qadvisor)")
-    cache.add_argument("--clear", choices=("artifacts", "reference", "synthetic", "runs", "all"),
+    cache.add_argument("--clear", choices=("artifacts", "reference", "synthetic", "probes", "runs", "all"),
                        help="remove that part (all: every part a run recomputes; saved runs only by name)")
     plan = sub.add_parser("plan", help="estimate size, memory fit and a decode bound per method for any Qwen2.5 size")
     plan.add_argument("--model", default="Qwen2.5-72B", help="Qwen2.5-0.5B … Qwen2.5-72B, or a Qwen2 config.json / directory")

@@ -9,6 +9,7 @@ from qadvisor.models.events import STEPS
 from qadvisor.models.export import RunExport
 from qadvisor.models.hardware import HardwareInfo
 from qadvisor.models.plan import Plan, PlanCheck
+from qadvisor.models.result import TrialResult
 
 
 TEXT_COLUMNS = ("method", "fits", "type", "backend", "here", "why / version", "methods")  # left-aligned; numbers right
@@ -111,8 +112,17 @@ def results_view(export: RunExport) -> TableView:
     view = TableView(title=f"{export.model.name} on {export.settings.device}",
                      columns=RESULT_COLUMNS + (["KV KiB"] if kv else []), rows=rows)
     view.lines = [f"not measured: {line}" for line in not_measured(export)]
-    view.notes = [_footnote(export, kv)]
+    view.notes = [_footnote(export, kv)] + result_notes(export.results)
     return view
+
+
+def result_notes(results: list[TrialResult]) -> list[str]:
+    """Each note the finished results carry (what a method ran with here), once, with the methods it is about."""
+    methods: dict[str, list[str]] = {}
+    for r in results:
+        for note in r.notes if r.status == "ok" else []:
+            methods.setdefault(note, []).append(r.method)
+    return [f"{', '.join(names)}: {note}" for note, names in methods.items()]
 
 
 def not_measured(export: RunExport) -> list[str]:

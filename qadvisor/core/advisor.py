@@ -172,6 +172,7 @@ def _reasons(r: TrialResult, by_name: dict[str, TrialResult], parts: dict[str, f
     reasons = [
         f"{f.size(r.size_bytes)} on disk, {r.compression_ratio:.2f}× smaller than bf16 ({f.size_change(r.size_reduction_pct)})",
         _speed_line(r, by_name),
+        *[f"measured so: {note}" for note in r.notes],  # what a deployment here must know to see these speeds
         f"perplexity {r.ppl_delta_pct:+.1f}% vs fp32, KL {f.sci(r.kl_mean)} nats/token, top-1 agreement "
         f"{100 * r.top1_agreement:.1f}%",
         "score {:.2f} = ".format(total) + " + ".join(

@@ -150,8 +150,9 @@ def _last_used(entry: Path) -> float:
 
 
 CACHE_PARTS = {"artifacts": "quantized models", "reference": "reference log-probs",
-               "synthetic": "random-weight models and slices", "runs": "runs the TUI saved on its own"}
-RECOMPUTED = ("artifacts", "reference", "synthetic")  # what `--clear all` removes: saved runs are results, kept
+               "synthetic": "random-weight models and slices", "probes": "what a backend probed of this machine",
+               "runs": "runs the TUI saved on its own"}
+RECOMPUTED = ("artifacts", "reference", "synthetic", "probes")  # what `--clear all` removes: saved runs are results, kept
 
 
 def folder_bytes(folder: Path) -> int:

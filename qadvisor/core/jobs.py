@@ -49,6 +49,7 @@ class Job(BaseModel):
     artifact_dir: Path | None = None
     fast_bf16: bool = False  # the CPU computes bf16 natively (core.hardware.fast_bf16): the quantizers' work dtype
     artifact_inputs: dict[str, str] = {}
+    probe_dir: Path | None = None  # TrialContext.probe_dir: in the cache, so a backend probes once per machine
     reuse_artifact: bool = True
 
     @property

@@ -61,6 +61,7 @@ class Run:
         cache_root = request.cache_dir or default_cache_dir()
         self.model_dir, self.config = self._checked_model(cache_root)
         self.artifacts_dir = (cache_root / "artifacts").resolve()
+        self.probe_dir = (cache_root / "probes").resolve()  # a backend's verdicts on this machine
         self.keeps_models = artifacts.model_bytes(self.model_dir) <= artifacts.MAX_MODEL_BYTES  # in the cache
         weights = {r.weights.name: r.weights.bits for r in self.recipes}
         modelio.check_disk(self.model_dir, list(weights.values()), self.artifacts_dir if self.keeps_models else None,
@@ -145,7 +146,7 @@ class Run:
         job = Job(kind=kind, recipe=recipe, model_dir=self.model_dir, cache_dir=self.cache_dir, work_dir=work_dir,
                   eval_text=self.eval_path, calib_text=self.calib_path, settings=self.request.settings,
                   device_label=self.device_label, keep_model=keep, reuse_artifact=self.request.reuse_cache,
-                  fast_bf16=self.fast_bf16)
+                  fast_bf16=self.fast_bf16, probe_dir=self.probe_dir)
         if kind == "trial" and self.keeps_models:
             inputs = self._artifact_inputs(recipe.weights)
             job = job.model_copy(update={"artifact_dir": self.artifacts_dir / artifacts.key_of(inputs),

@@ -90,7 +90,7 @@ def _context(job: Job, out: Emitter, calib: list[str]):
     s = job.settings
     return TrialContext(device=s.device, calib_texts=calib, threads=s.threads, progress=out.progress,
                         max_tokens=max(s.window, s.prompt_tokens + s.decode_tokens), calibrate=s.score_accuracy,
-                        fast_bf16=job.fast_bf16)
+                        fast_bf16=job.fast_bf16, probe_dir=job.probe_dir)
 
 
 class Steps:
@@ -140,7 +140,7 @@ def run_trial(job: Job, out: Emitter, started: float) -> TrialResult:
         model = backend.load(save_dir, spec, ctx)
         model.eval()
     steps.record("weights_mem_bytes", backend.memory_bytes(model))
-    result.compute_dtype = compute_dtype(model)
+    result.compute_dtype, result.notes = compute_dtype(model), backend.notes(model)
     new_cache = _kv_cache(recipe, job)
     if s.score_accuracy:
         with steps("evaluate", f"perplexity, KL and top-1 on {ref.eval_tokens} held-out tokens"):
@@ -249,7 +249,8 @@ def run_timing(job: Job, out: Emitter) -> list[TrialResult]:
     speeds = side_by_side(models, windows.flatten()[: s.prompt_tokens], s.decode_tokens, s.repeats, s.device,
                           s.decode_budget_s or TIMING_BUDGET_S)
     return [TrialResult(method=job.method, backend=spec.backend, bits=spec.bits, status="ok", device=job.device_label,
-                        **{k: getattr(sp, k) for k in SPEED_FIELDS}) for sp in speeds]
+                        notes=backend.notes(model), **{k: getattr(sp, k) for k in SPEED_FIELDS})
+            for model, sp in zip(models, speeds)]
 
 
 def warm_imports() -> None:

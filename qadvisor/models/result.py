@@ -33,6 +33,7 @@ class TrialResult(BaseModel):
     peak_rss_bytes: int | None = None
     kv_cache_bytes: int | None = None  # the KV cache after prompt + the asked new tokens - 1 positions
     compute_dtype: str | None = None  # dtype of the unquantized tensors and activations, e.g. float32
+    notes: list[str] = []  # what the measured model ran with that a reader must know (Backend.notes)
     # accuracy on the held-out text, against the unquantized fp32 reference
     ppl: float | None = None
     ppl_delta_pct: float | None = None

@@ -26,6 +26,7 @@ class TrialContext:
     # same format and kernel (its size and speed), since calibrating on random weights would mean nothing
     calibrate: bool = True
     fast_bf16: bool = False  # the CPU computes bf16 natively (AVX512_BF16 or AMX): core.hardware decides
+    probe_dir: Path | None = None  # where a backend keeps what it probed once per machine (the cache); None: nowhere
     progress: ProgressFn = lambda step, fraction, message: None
 
     @property
@@ -97,6 +98,10 @@ class Backend:
         from qadvisor.quantizers.tensors import tensor_bytes
 
         return tensor_bytes(model)
+
+    def notes(self, model: Any) -> list[str]:
+        """What the reloaded model runs with that its results must say (a kernel left out on this machine)."""
+        return []
 
 
 def _older(version: str, minimum: str) -> bool:

@@ -65,10 +65,13 @@ class LlamaCppBackend(Backend):
         shutil.rmtree(Path(model).parent, ignore_errors=True)
 
     def load(self, out_dir, spec, ctx):
-        return LlamaAdapter(out_dir / GGUF_FILE, ctx.threads, ctx.device, ctx.max_tokens)
+        return LlamaAdapter(out_dir / GGUF_FILE, ctx.threads, ctx.device, ctx.max_tokens, ctx.probe_dir)
 
     def memory_bytes(self, model) -> int:
         return model.tensor_bytes
+
+    def notes(self, model) -> list[str]:
+        return model.notes
 
 
 def to_gguf(model_dir: Path, out: Path) -> None:
@@ -200,17 +203,23 @@ class LlamaAdapter:
 
     compute_dtype = "float32"  # llama.cpp's CPU path; GGUF keeps norms and biases in F32 too
 
-    def __init__(self, path: Path, threads: int, device: str, n_ctx: int):
+    def __init__(self, path: Path, threads: int, device: str, n_ctx: int, probe_dir: Path | None = None):
         import llama_cpp
 
-        if device.startswith("cuda") and not llama_cpp.llama_supports_gpu_offload():
+        from qadvisor.quantizers import llamacpp_amx
+
+        gpu = device.startswith("cuda")
+        if gpu and not llama_cpp.llama_supports_gpu_offload():
             # it would silently run on the CPU while the result says cuda
             raise RuntimeError("this llama-cpp-python build has no GPU offload; reinstall it with "
                                "CMAKE_ARGS=-DGGML_CUDA=on to measure GGUF on the GPU, or run with --device cpu")
+        plain = not gpu and llamacpp_amx.kernels_fault(path, threads, probe_dir)
+        self.notes = [llamacpp_amx.NOTE] if plain else []  # what the result must say it ran with
         # logits_all keeps n_ctx × vocab floats, so the context is as long as the trial needs and no longer
-        self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads,
-                                   n_threads_batch=threads, logits_all=True, verbose=False,
-                                   n_gpu_layers=-1 if device.startswith("cuda") else 0)
+        with llamacpp_amx.without_extra_buffers(plain):
+            self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads,
+                                       n_threads_batch=threads, logits_all=True, verbose=False,
+                                       n_gpu_layers=-1 if gpu else 0)
         # llama.cpp's own count of its tensors' bytes (as the GGUF's tensor table has them, without parsing the file
         # again in Python: a fifth of a second on the shipped model)
         self.tensor_bytes = int(llama_cpp.llama_model_size(self.llm._model.model))

@@ -46,3 +46,23 @@ def test_weight_bytes_are_the_gguf_tensor_tables(tmp_path, monkeypatch):
     backend, model = _gguf("gguf-q4_k_m", tmp_path)
     table = sum(int(t.n_bytes) for t in gguf.GGUFReader(str(tmp_path / "model.gguf")).tensors)
     assert backend.memory_bytes(model) == table
+
+
+def test_the_amx_probe_gives_a_verdict_and_the_model_runs_either_way(tmp_path, monkeypatch):
+    """On a CPU whose llama.cpp build crashes in its AMX kernels (SIGILL) the adapter runs without them and says so;
+    elsewhere it runs as built, and without its extra buffers it picks the same tokens."""
+    from qadvisor.quantizers import llamacpp, llamacpp_amx
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(llamacpp_amx, "_verdicts", {})
+    model = _gguf("gguf-q8_0", tmp_path)[1]
+    path = tmp_path / llamacpp.GGUF_FILE
+    faults = llamacpp_amx._probe(path, 2)
+    assert faults in (True, False)  # it ran, or died of SIGILL: no other ending
+    assert llamacpp_amx.kernels_fault(path, 2, tmp_path / "probes") == (faults and llamacpp_amx.amx_in_build())
+    probed = llamacpp.LlamaAdapter(path, 2, "cpu", 64, tmp_path / "probes")
+    assert probed.notes == ([llamacpp_amx.NOTE] if faults and llamacpp_amx.amx_in_build() else [])
+    with llamacpp_amx.without_extra_buffers(True):
+        plain = llamacpp.LlamaAdapter(path, 2, "cpu", 64)
+    prompt = list(range(100, 132))
+    assert [m.greedy_step(prompt, fresh=True) for m in (model, probed, plain)] == [plain.greedy_step(prompt, fresh=True)] * 3
