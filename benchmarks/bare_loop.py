@@ -57,8 +57,13 @@ def bare_torch(path: Path, prompt: torch.Tensor):
 def bare_gguf(path: Path, prompt: torch.Tensor, threads: int):
     import llama_cpp
 
-    llm = llama_cpp.Llama(model_path=str(path / "model.gguf"), n_ctx=PROMPT_TOKENS + NEW_TOKENS + 8,
-                          n_threads=threads, n_threads_batch=threads, verbose=False)
+    from qadvisor.quantizers import llamacpp_amx
+
+    gguf = path / "model.gguf"
+    # built as qadvisor builds it: where llama.cpp's AMX kernels crash, neither loop can use them
+    with llamacpp_amx.without_extra_buffers(llamacpp_amx.kernels_fault(gguf, threads, None)):
+        llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=PROMPT_TOKENS + NEW_TOKENS + 8,
+                              n_threads=threads, n_threads_batch=threads, verbose=False)
     tokens = prompt.tolist()
 
     def run() -> float:

@@ -9,6 +9,7 @@ Prints one JSON object (and writes it to FILE):
 - auto_vs_naive_speedup: a naive loop (a fresh `qadvisor --auto --methods M --no-cache` per method, each with an
   empty cache: the model reloaded, the reference recomputed, nothing shared) ÷ one `--auto` of the same methods
   with an empty cache (target ≥ 1.5); auto_rerun_vs_naive_speedup the same against the cached re-run;
+- failed_methods: the default run's methods that failed, cold or cached (the wall times hold only where none did);
 - harness_overhead_ratio: qadvisor's decode tok/s ÷ a bare loop on the same model file (transformers `generate`
   for fp32, llama-cpp-python's own `generate` for GGUF), rounds interleaved in one process (target ≥ 0.97);
 - fastest_vs_fp32_decode (target ≥ 3), decode_cv (largest over the methods, target ≤ 0.05), and per method
@@ -148,6 +149,8 @@ def measure(quick: bool, tmp: Path) -> dict:
     overhead = harness(kept, hw.physical_cores)
     figures = {
         "machine": {"cpu": hw.cpu_model, "cores": hw.physical_cores, "isa": hw.isa_flags, "torch": hw.torch},
+        # a failed trial is a short one: the wall times below hold only where this is empty
+        "failed_methods": sorted({r["method"] for run in (cold, warm) for r in run["results"] if r["status"] != "ok"}),
         "auto_wall_s": round(cold_s, 1), "auto_rerun_wall_s": round(warm_s, 1),
         "auto_steps_s": steps_s(cold), "auto_rerun_steps_s": steps_s(warm),
         "auto_vs_naive_speedup": round(naive_s / same_s, 2), "auto_rerun_vs_naive_speedup": round(naive_s / same_warm_s, 2),

@@ -155,6 +155,11 @@ CACHE_PARTS = {"artifacts": "quantized models", "reference": "reference log-prob
 RECOMPUTED = ("artifacts", "reference", "synthetic", "probes")  # what `--clear all` removes: saved runs are results, kept
 
 
+def probe_dir(root: Path) -> Path:
+    """Where backends keep what they probed of this machine once (TrialContext.probe_dir)."""
+    return Path(root).resolve() / "probes"
+
+
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 

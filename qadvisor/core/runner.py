@@ -61,7 +61,7 @@ class Run:
         cache_root = request.cache_dir or default_cache_dir()
         self.model_dir, self.config = self._checked_model(cache_root)
         self.artifacts_dir = (cache_root / "artifacts").resolve()
-        self.probe_dir = (cache_root / "probes").resolve()  # a backend's verdicts on this machine
+        self.probe_dir = artifacts.probe_dir(cache_root)
         self.keeps_models = artifacts.model_bytes(self.model_dir) <= artifacts.MAX_MODEL_BYTES  # in the cache
         weights = {r.weights.name: r.weights.bits for r in self.recipes}
         modelio.check_disk(self.model_dir, list(weights.values()), self.artifacts_dir if self.keeps_models else None,
@@ -246,12 +246,13 @@ class Run:
 
 
 def time_side_by_side(recipe, saved: list[Path], source: Path, settings: EvalSettings, device_label: str,
-                      work_dir: Path, cancel: threading.Event, timeout_s: float = 1800.0):
+                      work_dir: Path, cancel: threading.Event, timeout_s: float = 1800.0, probe_dir: Path | None = None):
     """Time the saved quantized models of `recipe` side by side in one fresh process (worker.run_timing). Yields its
     progress; returns one result per model, or fewer when it failed or was cancelled (its Error says why)."""
     eval_path = modelio.text_for(source, modelio.EVAL_FILE)[0]
     job = Job(kind="timing", recipe=recipe, model_dir=source, cache_dir=work_dir, work_dir=work_dir,
-              eval_text=eval_path, calib_text=eval_path, settings=settings, device_label=device_label, timed=saved)
+              eval_text=eval_path, calib_text=eval_path, settings=settings, device_label=device_label, timed=saved,
+              probe_dir=probe_dir)
     results = []
     for event in _spawn(job, work_dir, cancel, timeout_s):
         if isinstance(event, Result):

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import psutil
 
-from qadvisor.core import planner, synthetic
+from qadvisor.core import artifacts, planner, synthetic
 from qadvisor.core.bandwidth import probe_disk_read_gb_s
 from qadvisor.core.jobs import EvalSettings
 from qadvisor.core.modelio import shipped_model_dir
@@ -179,10 +179,11 @@ class SliceMeasurement:
                 yield Result(result=result.model_copy(update={"method": f"{method} {label}"}))
                 return results
         timing = time_side_by_side(registry.parse_methods(method)[0], [tmp / label / method for label, _ in sources], sources[0][1],
-                                   self.settings, results[0].device or "", tmp, cancel)
+                                   self.settings, results[0].device or "", tmp, cancel,
+                                   probe_dir=artifacts.probe_dir(self.cache_root))
         timed = yield from _relabelled(timing, f"{method} {' + '.join(label for label, _ in sources)}")
         if len(timed) == len(results):
-            results = [r.model_copy(update={k: getattr(t, k) for k in SPEED_FIELDS}) for r, t in zip(results, timed)]
+            results = [r.model_copy(update={k: getattr(t, k) for k in (*SPEED_FIELDS, "notes")}) for r, t in zip(results, timed)]
         else:
             status = "cancelled" if cancel.is_set() else "failed"
             why = "cancelled by the user" if cancel.is_set() else "timing side by side failed (its log is in the trial folder)"

@@ -1,12 +1,13 @@
 """Whether llama.cpp's AMX kernels run on this machine: a probe in a child process, its verdict kept.
 
 llama-cpp-python builds llama.cpp for the CPU it is installed on, so on a CPU with AMX the products of Q8_0 / Q4_K /
-Q6_K weights with more than one token go through ggml's AMX kernels. Built by GCC 12 (Debian 12's) those kernels
-load a tile configuration with no tile shapes in it (the disassembly stores only its palette byte before
-`ldtilecfg`), and the first prompt the model reads dies with SIGILL (benchmarks/RESULTS.md, session 13: every GGUF
-trial of a run crashed so, while torch's own AMX kernels ran). A crash cannot be caught inside the process, so a
-child process reads a few tokens first; where it dies of SIGILL, llama.cpp runs without its extra buffer types (the
-AMX kernels, and the weight repacking that shares the switch) and every result it gives says so.
+Q6_K weights with more than one token go through ggml's AMX kernels. Built by GCC 12 (Debian 12's) those kernels load
+a tile configuration with no tile shapes in it: GCC drops the stores that fill it in before `ldtilecfg` (the same
+function compiled alone shows it; clang 14 keeps them), and the first prompt the model reads dies with SIGILL
+(benchmarks/RESULTS.md, session 13: every GGUF trial of a run crashed so, while torch's own AMX kernels ran). A crash
+cannot be caught inside the process, so a child process reads a few tokens first; where it dies of SIGILL, llama.cpp
+runs without its extra buffer types (the AMX kernels, and the weight repacking that shares the switch) and every
+result it gives says so.
 
     python -m qadvisor.quantizers.llamacpp_amx MODEL.gguf THREADS    # the probe itself: exit 0 when it ran
 """
@@ -25,8 +26,8 @@ from pathlib import Path
 
 from qadvisor.models.jsonfile import write_text_atomic
 
-NOTE = ("llama.cpp ran without its AMX kernels and weight repacking: in this build they crash (SIGILL) on this CPU; "
-        "a llama.cpp built by another compiler may be faster here")
+NOTE = ("llama.cpp ran without its AMX kernels and weight repacking: in this build they crash on this CPU (SIGILL), "
+        "as GCC 12 builds them; llama-cpp-python built by clang (CC=clang CXX=clang++) may keep them")
 PROBE_TOKENS = 8  # more than one: a single token takes the kernels' path without tiles
 PROBE_TIMEOUT_S = 120
 
