@@ -3,7 +3,7 @@
 llama-cpp-python builds llama.cpp for the CPU it is installed on, so on a CPU with AMX the products of Q8_0 / Q4_K /
 Q6_K weights with more than one token go through ggml's AMX kernels. Built by GCC 12 (Debian 12's) those kernels load
 a tile configuration with no tile shapes in it: GCC drops the stores that fill it in before `ldtilecfg` (the same
-function compiled alone shows it; clang 14 keeps them), and the first prompt the model reads dies with SIGILL
+function compiled alone shows it; with -fno-dse it keeps them), and the first prompt the model reads dies with SIGILL
 (benchmarks/RESULTS.md, session 13: every GGUF trial of a run crashed so, while torch's own AMX kernels ran). A crash
 cannot be caught inside the process, so a child process reads a few tokens first; where it dies of SIGILL, llama.cpp
 runs without its extra buffer types (the AMX kernels, and the weight repacking that shares the switch) and every
@@ -26,8 +26,8 @@ from pathlib import Path
 
 from qadvisor.models.jsonfile import write_text_atomic
 
-NOTE = ("llama.cpp ran without its AMX kernels and weight repacking: in this build they crash on this CPU (SIGILL), "
-        "as GCC 12 builds them; llama-cpp-python built by clang (CC=clang CXX=clang++) may keep them")
+NOTE = ("llama.cpp ran without its AMX kernels and weight repacking: in this build they crash on this CPU (SIGILL), as "
+        "GCC 12 builds them; llama-cpp-python rebuilt with -fno-dse runs them (README: llama.cpp)")
 PROBE_TOKENS = 8  # more than one: a single token takes the kernels' path without tiles
 PROBE_TIMEOUT_S = 120
 
