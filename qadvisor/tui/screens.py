@@ -16,7 +16,7 @@ from textual.widgets import (Button, Checkbox, DataTable, Footer, Header, Input,
 from qadvisor.app.options import default
 from qadvisor.app.report import target_markdown, time_markdown
 from qadvisor.app.views import (backends_view, comparison_view, hardware_lines, plan_check_lines, plan_summary,
-                                per_kind, recommendation_view, score_view)
+                                per_kind, recommendation_view, result_notes, score_view)
 from qadvisor.models.hardware import HardwareInfo
 from qadvisor.quantizers import registry
 
@@ -228,6 +228,9 @@ class RecommendationScreen(Screen):
             if part.plan is not None:
                 lines += ["", plan_summary(part.plan, part.recommendation.method)]
             lines += target_markdown(part, narrow=True)
+        notes = result_notes(export.results)  # e.g. llama.cpp run without kernels that crash here: read the speeds so
+        if notes:
+            lines += ["", "**How methods ran here:**", ""] + [f"- {note}" for note in notes]
         lines += time_markdown(export, narrow=True)
         if export.plan_check:
             lines += ["", "**Planner check**, predicted from the architecture vs measured here:", ""]
