@@ -12,9 +12,10 @@ from qadvisor.models.method import MethodSpec
 from qadvisor.quantizers.base import Backend, load_hf, use_compute_dtype
 
 GROUP_SIZE = 64
-# HQQ's solver runs ~20 elementwise iterations over every weight: ~0.24 µs per weight element eagerly on 2 cores,
-# ~4× less fused by torch.compile, whose first compile costs ~12 s (benchmarks/RESULTS.md, session 12). Fusing pays
-# from ~70 M weights: Qwen2.5-0.5B has 358 M in its linears (87 s eager, 33 s fused), the shipped model 14 M (4 s).
+# HQQ's solver runs ~20 elementwise iterations over every weight: ~0.2 µs per weight element eagerly on 2 cores, a
+# few times less fused by torch.compile, whose first compile costs seconds. Qwen2.5-0.5B has 358 M weights in its
+# linears: 70 s eager, 24 s fused on 2 Intel AMX cores (benchmarks/RESULTS.md, Machine C); the shipped model has 14 M,
+# a few seconds either way, too few to pay for a compile.
 FUSE_FROM_ELEMENTS = 100_000_000
 
 log = logging.getLogger(__name__)
