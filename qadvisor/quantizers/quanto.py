@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 from qadvisor.models.method import MethodSpec
 from qadvisor.quantizers.base import Backend, empty_hf, load_hf, skipped_init, tie_head, untied_state_dict
@@ -37,10 +38,10 @@ class QuantoBackend(Backend):
         from optimum.quanto import freeze, quantize
 
         model = load_hf(model_dir, self._dtype(spec), ctx.device)
-        with torch.no_grad():
+        with torch.no_grad(), _plain_layout():
             quantize(model, weights=self._qtype(spec), exclude="lm_head")
             freeze(model)
-        return model
+        return model  # only saved: the measured model is the reloaded one, in the kernel's layout
 
     def save(self, model, spec, out_dir):
         from optimum.quanto import quantization_map
@@ -77,6 +78,26 @@ class QuantoBackend(Backend):
         from qadvisor.quantizers.tensors import tensor_bytes
 
         return tensor_bytes(model, chain(model.parameters(), model.buffers()))
+
+
+@contextmanager
+def _plain_layout():
+    """Quantized weights in quanto's plain layout while quantizing. For int4 bf16 weights on CPU quanto picks
+    tinygemm's packed layout, and saving it unpacks each weight by a matmul with an identity matrix (9 s at
+    Qwen2.5-0.5B's shape, benchmarks/RESULTS.md, Machine C); the file is the plain layout either way, and the
+    reload packs it for tinygemm as before."""
+    from optimum.quanto.tensor.weights.qbits import WeightQBitsTensor
+
+    create = WeightQBitsTensor.create
+
+    def plain(qtype, axis, group_size, size, stride, data, scale, shift, requires_grad=False):
+        return WeightQBitsTensor(qtype, axis, group_size, size, stride, data, scale, shift, requires_grad)
+
+    WeightQBitsTensor.create = staticmethod(plain)
+    try:
+        yield
+    finally:
+        WeightQBitsTensor.create = staticmethod(create)
 
 
 def _is_quantized_part(key: str, qmap: dict) -> bool:

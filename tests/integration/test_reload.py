@@ -46,3 +46,29 @@ def test_quanto_counts_its_packed_weights_without_unpacking_them(tmp_path):
     saved = set(model.state_dict())
     unsaved = sum(nbytes(b) for name, b in model.named_buffers() if name not in saved)
     assert backend.memory_bytes(model) == tensor_bytes(model) + unsaved
+
+
+def test_quanto_int4_saves_the_same_file_without_tinygemms_round_trip(tmp_path, monkeypatch):
+    """quanto-int4 quantizes to the plain layout (saving tinygemm's packed one unpacks each weight by a matmul with an
+    identity matrix: 9 s at Qwen2.5-0.5B's shape): the saved tensors are the same, and the reload still runs the
+    tinygemm kernel."""
+    from safetensors.torch import load_file
+
+    from qadvisor.quantizers import quanto, registry
+    from qadvisor.quantizers.base import TrialContext
+
+    spec = registry.methods()["quanto-int4"]
+    ctx = TrialContext(threads=2)
+    for mode in ("plain", "tinygemm"):
+        if mode == "tinygemm":
+            monkeypatch.setattr(quanto, "_plain_layout", contextlib.nullcontext)
+        model = quanto.BACKEND.quantize(SHIPPED, spec, ctx)
+        layout = type(model.model.layers[0].mlp.up_proj.weight).__name__
+        assert layout == ("WeightQBitsTensor" if mode == "plain" else "TinyGemmWeightQBitsTensor")
+        (tmp_path / mode).mkdir()
+        quanto.BACKEND.save(model, spec, tmp_path / mode)
+    plain, packed = (load_file(str(tmp_path / mode / "model.safetensors")) for mode in ("plain", "tinygemm"))
+    assert plain.keys() == packed.keys()
+    assert all(torch.equal(plain[k], packed[k]) for k in plain)
+    reloaded = quanto.BACKEND.load(tmp_path / "plain", spec, ctx)
+    assert type(reloaded.model.layers[0].mlp.up_proj.weight).__name__ == "TinyGemmWeightQBitsTensor"
