@@ -57,9 +57,16 @@ def kernels_fault(model_path: Path, threads: int, verdict_dir: Path | None) -> b
         if faults is None:  # the probe failed some other way: the trial itself will say how
             return False
         if saved is not None:
-            write_text_atomic(saved, json.dumps({"faults": faults, "probed": str(model_path)}))
+            _keep(saved, faults, model_path)
     _verdicts[key] = faults
     return faults
+
+
+def _keep(path: Path, faults: bool, model_path: Path) -> None:
+    try:
+        write_text_atomic(path, json.dumps({"faults": faults, "probed": str(model_path)}))
+    except OSError as exc:  # a cache that cannot be written to costs a probe per trial, not the trial
+        log.warning("llama.cpp AMX verdict not kept in %s: %s", path.parent, exc)
 
 
 def _saved(path: Path | None) -> bool | None:

@@ -56,3 +56,11 @@ def test_the_results_say_once_which_methods_ran_without_the_kernels():
     results = [result("fp32", []), result("gguf-q8_0", [note]), result("gguf-q2_k", [note], "failed"),
                result("gguf-q4_k_m", [note])]
     assert result_notes(results) == [f"gguf-q8_0, gguf-q4_k_m: {note}"]
+
+
+def test_a_cache_that_cannot_be_written_costs_a_probe_not_the_trial(monkeypatch, tmp_path):
+    calls = _probed(monkeypatch, [True])
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a file where the folder should be
+    assert llamacpp_amx.kernels_fault(tmp_path / "a.gguf", 2, blocked / "probes")
+    assert len(calls) == 1
