@@ -21,7 +21,7 @@ from qadvisor.core import planner
 from qadvisor.core.hardware import detect
 from qadvisor.core.jobs import EvalSettings
 from qadvisor.core.modelio import synthetic_model_dir
-from qadvisor.core.runner import default_cache_dir
+from qadvisor.core.artifacts import default_cache_dir
 from qadvisor.core.slices import DECODE_BUDGET_S, DECODE_TOKENS, REPEATS, SliceMeasurement
 
 DECODE_BOUND, PREFILL_BOUND = 0.15, 0.25

@@ -190,7 +190,7 @@ def cmd_advise(args) -> int:
 
 def cmd_cache(args) -> int:
     from qadvisor.core import artifacts
-    from qadvisor.core.runner import default_cache_dir
+    from qadvisor.core.artifacts import default_cache_dir
 
     root = default_cache_dir()
     if args.clear:

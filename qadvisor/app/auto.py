@@ -110,7 +110,7 @@ class AutoSession:
     def autosave(self, export: RunExport) -> Path:
         """Keep the run where the next session finds it (the TUI saves every run it ends, finished or stopped, so a
         quit never loses results): $QADVISOR_CACHE/runs/TIME-MODEL.json."""
-        from qadvisor.core.runner import default_cache_dir
+        from qadvisor.core.artifacts import default_cache_dir
 
         stamp = export.created_at[:19].replace(":", "").replace("-", "")
         path = default_cache_dir() / "runs" / f"{stamp}-{export.model.name}.json"

@@ -76,7 +76,7 @@ def plan_here(payload, request_json: str, device: str, options_json: str) -> Ite
 def _measurement(opts: PlanOptions, arch, target, estimate: Plan):
     from qadvisor.core.hardware import detect, resolve_device
     from qadvisor.core.jobs import EvalSettings
-    from qadvisor.core.runner import default_cache_dir
+    from qadvisor.core.artifacts import default_cache_dir
     from qadvisor.core.slices import MEASURE_DEFAULT, SliceMeasurement
 
     if opts.target != "this":

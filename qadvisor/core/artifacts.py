@@ -155,6 +155,11 @@ CACHE_PARTS = {"artifacts": "quantized models", "reference": "reference log-prob
 RECOMPUTED = ("artifacts", "reference", "synthetic", "probes")  # what `--clear all` removes: saved runs are results, kept
 
 
+def default_cache_dir() -> Path:
+    """$QADVISOR_CACHE when set (an empty value counts as unset), else ~/.cache/qadvisor."""
+    return Path(os.environ.get("QADVISOR_CACHE") or Path.home() / ".cache" / "qadvisor")
+
+
 def probe_dir(root: Path) -> Path:
     """Where backends keep what they probed of this machine once (TrialContext.probe_dir)."""
     return Path(root).resolve() / "probes"

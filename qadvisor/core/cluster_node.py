@@ -69,7 +69,8 @@ def node_run(payload: Payload | None, request_json: str, methods: list[str] | No
     """This node's Run of `methods` (default: the request's): the shipped files from this node's cache, this node's
     hardware, device and cores."""
     from qadvisor.core.hardware import detect, resolve_device
-    from qadvisor.core.runner import Run, RunRequest, default_cache_dir
+    from qadvisor.core.artifacts import default_cache_dir
+    from qadvisor.core.runner import Run, RunRequest
 
     request = RunRequest.model_validate_json(request_json)
     # --keep-models DIR: this node's models in DIR/NODE on its own disk (nodes sharing a disk do not collide)

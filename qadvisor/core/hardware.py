@@ -135,7 +135,19 @@ def detect(with_backends: bool = True) -> HardwareInfo:
         from qadvisor.quantizers import registry
 
         info.backends = registry.availability(has_cuda=cuda_version is not None)
+        if "AMX" in flags:
+            _llamacpp_amx_verdict(info)
     return info
+
+
+def _llamacpp_amx_verdict(info: HardwareInfo) -> None:
+    """Say at the backend's row what an earlier run found: that llama.cpp's AMX kernels crash on this machine."""
+    from qadvisor.core.artifacts import default_cache_dir, probe_dir
+    from qadvisor.quantizers import llamacpp_amx
+
+    for row in info.backends:
+        if row.backend == "llamacpp" and row.available and llamacpp_amx.known_fault(probe_dir(default_cache_dir())):
+            row.reason += "; its AMX kernels crash here (SIGILL): qadvisor runs it without them (README: llama.cpp)"
 
 
 def resolve_device(requested: str) -> str:

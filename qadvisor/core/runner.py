@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from qadvisor import __version__
 from qadvisor.core import artifacts, memory, modelio, planner
+from qadvisor.core.artifacts import default_cache_dir
 from qadvisor.core.jobs import EvalSettings, Job, Reference
 from qadvisor.core.worker import REFERENCE_FILE
 from qadvisor.core.zygote import Zygote
@@ -43,11 +44,6 @@ class RunRequest(BaseModel):
     reuse_cache: bool = True  # False (--no-cache): the reference and every method computed again, the cache refreshed
     warm_start: bool = True  # CPU trial processes forked from one that imported torch once (core.zygote)
     trial_timeout_s: float = 1800.0
-
-
-def default_cache_dir() -> Path:
-    """$QADVISOR_CACHE when set (an empty value counts as unset), else ~/.cache/qadvisor."""
-    return Path(os.environ.get("QADVISOR_CACHE") or Path.home() / ".cache" / "qadvisor")
 
 
 class Run:

@@ -30,6 +30,7 @@ NOTE = ("llama.cpp ran without its AMX kernels and weight repacking: in this bui
         "GCC 12 builds them; llama-cpp-python rebuilt with -fno-dse runs them (README: llama.cpp)")
 PROBE_TOKENS = 8  # more than one: a single token takes the kernels' path without tiles
 PROBE_TIMEOUT_S = 120
+VERDICT_FILE = "llamacpp-amx-{key}.json"
 
 log = logging.getLogger(__name__)
 _verdicts: dict[str, bool] = {}  # this process's answers, by key
@@ -42,6 +43,11 @@ def amx_in_build() -> bool:
     return "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode(errors="replace")
 
 
+def known_fault(verdict_dir: Path) -> bool:
+    """What an earlier run's probe found for this build and machine, without probing: True only where it crashed."""
+    return amx_in_build() and bool(_saved(verdict_dir / VERDICT_FILE.format(key=_build_key())))
+
+
 def kernels_fault(model_path: Path, threads: int, verdict_dir: Path | None) -> bool:
     """True where this llama.cpp's AMX kernels crash on this CPU: asked of a child process once per build and
     machine, the answer kept in `verdict_dir` (None: kept for this process only)."""
@@ -50,7 +56,7 @@ def kernels_fault(model_path: Path, threads: int, verdict_dir: Path | None) -> b
     key = _build_key()
     if key in _verdicts:
         return _verdicts[key]
-    saved = verdict_dir / f"llamacpp-amx-{key}.json" if verdict_dir is not None else None
+    saved = verdict_dir / VERDICT_FILE.format(key=key) if verdict_dir is not None else None
     faults = _saved(saved)
     if faults is None:
         faults = _probe(model_path, threads)

@@ -64,3 +64,24 @@ def test_a_cache_that_cannot_be_written_costs_a_probe_not_the_trial(monkeypatch,
     blocked.write_text("")  # a file where the folder should be
     assert llamacpp_amx.kernels_fault(tmp_path / "a.gguf", 2, blocked / "probes")
     assert len(calls) == 1
+
+
+def test_hardware_says_what_an_earlier_probe_found(monkeypatch, tmp_path):
+    from qadvisor.core import hardware
+    from qadvisor.quantizers.base import Backend
+
+    monkeypatch.setenv("QADVISOR_CACHE", str(tmp_path))
+    monkeypatch.setattr(Backend, "available", lambda self, has_cuda: (True, "ok"))
+    monkeypatch.setattr(llamacpp_amx, "amx_in_build", lambda: True)
+    monkeypatch.setattr(llamacpp_amx, "_build_key", lambda: "build1")
+    monkeypatch.setattr(hardware, "_cpuinfo", lambda: ("cpu", ["AVX2", "AMX"]))
+
+    def llamacpp_row():
+        return next(r.reason for r in hardware.detect().backends if r.backend == "llamacpp")
+
+    assert llamacpp_row() == "ok"  # nothing probed yet
+    (tmp_path / "probes").mkdir()
+    (tmp_path / "probes" / "llamacpp-amx-build1.json").write_text('{"faults": true}')
+    assert "AMX kernels crash here" in llamacpp_row()
+    monkeypatch.setattr(hardware, "_cpuinfo", lambda: ("cpu", ["AVX2"]))  # a CPU without AMX is not asked
+    assert llamacpp_row() == "ok"
