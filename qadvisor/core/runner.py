@@ -21,7 +21,6 @@ from pydantic import BaseModel, ValidationError
 
 from qadvisor import __version__
 from qadvisor.core import artifacts, memory, modelio, planner
-from qadvisor.core.artifacts import default_cache_dir
 from qadvisor.core.jobs import EvalSettings, Job, Reference
 from qadvisor.core.worker import REFERENCE_FILE
 from qadvisor.core.zygote import Zygote
@@ -54,7 +53,7 @@ class Run:
         self.say = say  # a line for the user before a long step that is not a trial (building a synthetic model)
         self.hardware = hardware
         self.recipes = registry.parse_methods(",".join(request.methods))
-        cache_root = request.cache_dir or default_cache_dir()
+        cache_root = request.cache_dir or artifacts.default_cache_dir()
         self.model_dir, self.config = self._checked_model(cache_root)
         self.artifacts_dir = (cache_root / "artifacts").resolve()
         self.probe_dir = artifacts.probe_dir(cache_root)
