@@ -90,6 +90,10 @@ def print_projection(plan) -> None:
                   f"{', '.join(r.method for r in rows if not r.fits)}: those projections answer “if it fit”."
                   + (f" Streamed from disk by mmap (GGUF): measured read rate {plan.disk_read_gb_s:.2f} GB/s ÷ "
                      "the weights' bytes per token." if plan.disk_read_gb_s else ""), soft_wrap=True)
+    from qadvisor.app.views import slice_time_line
+
+    if slice_time_line(plan):
+        out.print(f"[dim]{slice_time_line(plan)}[/]", soft_wrap=True)
 
 
 def _span(span, digits: int = 2) -> str:

@@ -60,7 +60,8 @@ class PlanJob:
         from qadvisor.core.slices import attach
 
         notes = [f"{name}: {r.reason}" for name, rs in m.results.items() for r in rs if r.status != "ok"]
-        return attach(self.estimate, m.projections, m.disk_read_gb_s).model_copy(update={"measure_notes": notes})
+        return attach(self.estimate, m.projections, m.disk_read_gb_s).model_copy(
+            update={"measure_notes": notes, "measure_s": m.wall_s})
 
 
 def plan_here(payload, request_json: str, device: str, options_json: str) -> Iterator[tuple[str, object]]:

@@ -322,7 +322,20 @@ def time_view(export: RunExport) -> TableView:
                   f"{sum(r.cached for r in measured)} of {len(measured)} quantized models from the cache"
                   + ("" if export.settings.reuse_cache else " (--no-cache: the cache was refreshed)")]
     view.notes += _first_calls(measured)
+    if export.plan is not None and slice_time_line(export.plan):
+        view.notes.append(slice_time_line(export.plan))
     return view
+
+
+def slice_time_line(plan) -> str:
+    """Where `plan --measure`'s time went: building the slices, then each method on them ('' when not measured)."""
+    spent = plan.measure_s
+    if not spent:
+        return ""
+    parts = [f"building them {spent['slices']:.0f}" if "slices" in spent else ""]
+    parts += [f"{name} {s:.0f}" for name, s in spent.items() if name != "slices"]
+    return (f"slices of {plan.model} (each method: quantize and save both depths, then time them side by side), "
+            f"seconds: {', '.join(p for p in parts if p)}; {sum(spent.values()):.0f} s in all")
 
 
 FIRST_CALL_NOTED_S = 1.0  # below this, a first forward pass's extra time is not worth a line

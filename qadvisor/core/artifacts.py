@@ -166,7 +166,13 @@ def probe_dir(root: Path) -> Path:
 
 
 def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    """Bytes on disk: a file hard-linked twice (a shallow slice shares the deep one's shards) counts once."""
+    seen = {}
+    for p in folder.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            st = p.stat()
+            seen[(st.st_dev, st.st_ino)] = st.st_size
+    return sum(seen.values())
 
 
 def cache_summary(root: Path) -> list[tuple[str, str, int, int]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -70,6 +71,18 @@ def slice_depths(arch: Architecture, available: int) -> tuple[int, int]:
     return max(1, deep // 2), deep
 
 
+def slice_dir(cache_root: Path, model: str, layers: int) -> Path:
+    """In the cache's `synthetic` part, which `qadvisor cache` lists and clears; a slice that an older qadvisor kept
+    in a `slices` folder of its own (out of the listing's sight) is moved there."""
+    target, legacy = Path(cache_root) / "synthetic" / f"{model}-{layers}L", Path(cache_root) / "slices" / f"{model}-{layers}L"
+    if legacy.is_dir() and not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        legacy.rename(target)
+        if not any(legacy.parent.iterdir()):
+            legacy.parent.rmdir()
+    return target
+
+
 def why_not_sliceable(recipe) -> str:
     """Why slices cannot time this recipe ('' when they can)."""
     spec = recipe.weights
@@ -122,6 +135,7 @@ class SliceMeasurement:
         self.results: dict[str, list[TrialResult]] = {}
         self.projections: dict[str, Projection] = {}
         self.disk_read_gb_s: float | None = None
+        self.wall_s: dict[str, float] = {}  # "slices" (building them) and each method: Plan.measure_s
 
     def _check_disk(self) -> None:
         """Both slices in bf16, their quantized copies (kept until they are timed side by side), and a trial's
@@ -136,11 +150,12 @@ class SliceMeasurement:
                             f"{self.cache_root}; {free / GIB:.1f} GiB is free")
 
     def slice_dir(self, layers: int) -> Path:
-        return self.cache_root / "slices" / f"{self.arch.name}-{layers}L"
+        return slice_dir(self.cache_root, self.arch.name, layers)
 
     def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
         """Build both slices (once; cached), then per method both depths side by side, then its projection."""
         cancel = cancel or threading.Event()
+        started = time.perf_counter()
         deep = self.slice_dir(self.depths[-1])
         for i, layers in enumerate(reversed(self.depths)):  # the shallow slice links the deep one's first shards
             yield Progress(method="slices", step="build", fraction=i / len(self.depths),
@@ -152,11 +167,14 @@ class SliceMeasurement:
         yield Progress(method="slices", step="build", fraction=1.0, message="disk read rate (for GGUF streamed by mmap)")
         shards = sorted(self.slice_dir(self.depths[-1]).glob("*.safetensors"), key=lambda p: p.stat().st_size)
         self.disk_read_gb_s = probe_disk_read_gb_s(shards[-1])
+        self.wall_s["slices"] = time.perf_counter() - started
         for method in self.methods:
             if cancel.is_set():
                 return
+            started = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix="slice-trials-", dir=self.cache_root) as tmp:
                 results = yield from self._method(method, Path(tmp), cancel)
+            self.wall_s[method] = time.perf_counter() - started
             self.results[method] = results
             if len(results) >= 2 and all(r.status == "ok" for r in results[:2]):  # a stop may leave one
                 note = registry.backend_for(registry.parse_methods(method)[0].weights).uncalibrated_note

@@ -38,9 +38,7 @@ def target_results(export: RunExport, plan: Plan) -> tuple[list[TrialResult], di
         row = rows.get(proxy.method)
         speed, spread, basis = _speed(plan, row) if row else (None, None, "")
         if row is None or speed is None:
-            left_out[proxy.method] = ("the planner has no entry for it" if row is None else
-                                      "no projected speed: " + ("not measured on slices" if row.projection is None
-                                                                else row.projection.basis.rsplit("; ", 1)[-1]))
+            left_out[proxy.method] = _why_left_out(proxy.method, plan, row)
             continue
         results.append(proxy.model_copy(update={
             "size_bytes": row.weights_bytes, "weights_mem_bytes": row.weights_bytes,
@@ -51,6 +49,17 @@ def target_results(export: RunExport, plan: Plan) -> tuple[list[TrialResult], di
             "reason": f"size: estimate (planner) · decode: {basis} · accuracy: measured on {export.model.name}",
         }))
     return results, left_out
+
+
+def _why_left_out(method: str, plan: Plan, row: PlanRow | None) -> str:
+    from qadvisor.core import planner
+
+    if row is None and method in planner.FORMAT_BY_NAME:
+        return f"not timed on slices of {plan.model} (each method costs minutes there; add it with --target-methods)"
+    if row is None:
+        return "the planner has no entry for it"
+    return "no projected speed: " + ("not measured on slices" if row.projection is None
+                                     else row.projection.basis.rsplit("; ", 1)[-1])
 
 
 def _bf16_bytes(plan: Plan) -> int:

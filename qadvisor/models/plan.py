@@ -94,6 +94,9 @@ class Plan(BaseModel):
     formulas: dict[str, str] = {}
     disk_read_gb_s: float | None = None  # `plan --measure`: measured here, for GGUF streamed from disk
     measure_notes: list[str] = []  # what the measured projection did and did not cover
+    # `plan --measure`: wall seconds here of building the slices ("slices") and of each method on them (quantize and
+    # save both depths, then time them side by side), in the order measured
+    measure_s: dict[str, float] = {}
 
 
 class PlanCheck(BaseModel):

@@ -28,5 +28,5 @@ def test_plan_measure_projects_every_layer_from_two_real_slices(tmp_path):
             # 8 layers cost more than 4: the projection is slower than the deeper slice measured
             assert p["decode_tok_s"] < p["measured_decode_tok_s"][1]
     assert plan["disk_read_gb_s"] is None or plan["disk_read_gb_s"] > 0
-    slices = sorted(p.name for p in (tmp_path / "slices").iterdir())
-    assert slices == ["qwen2-tiny-stdlib-2L", "qwen2-tiny-stdlib-4L"]  # cached for the next run
+    slices = sorted(p.name for p in (tmp_path / "synthetic").iterdir())
+    assert slices == ["qwen2-tiny-stdlib-2L", "qwen2-tiny-stdlib-4L"]  # cached for the next run, where `qadvisor cache` lists them

@@ -101,3 +101,21 @@ def test_clear_all_keeps_the_saved_runs(tmp_path):
     assert artifacts.clear(tmp_path, "all") == 8
     assert (tmp_path / "runs" / "x").exists() and not (tmp_path / "artifacts").exists()
     assert artifacts.clear(tmp_path, "runs") == 4
+
+
+def test_slices_live_in_the_listed_synthetic_part_and_shared_shards_count_once(tmp_path):
+    """A slice kept where `qadvisor cache` cannot see it is gigabytes the user can neither see nor clear."""
+    from qadvisor.core.slices import slice_dir
+
+    legacy = tmp_path / "slices" / "Qwen2.5-72B-2L"
+    legacy.mkdir(parents=True)
+    (legacy / "model-table.safetensors").write_bytes(b"x" * 1000)
+    deep = slice_dir(tmp_path, "Qwen2.5-72B", 2)
+    assert deep == tmp_path / "synthetic" / "Qwen2.5-72B-2L" and (deep / "model-table.safetensors").is_file()
+    assert not (tmp_path / "slices").exists()  # moved, not copied
+    shallow = slice_dir(tmp_path, "Qwen2.5-72B", 1)
+    shallow.mkdir()
+    (shallow / "model-table.safetensors").hardlink_to(deep / "model-table.safetensors")
+    rows = {part: (entries, size) for part, _, entries, size in artifacts.cache_summary(tmp_path)}
+    assert rows["synthetic"] == (2, 1000)
+    assert artifacts.clear(tmp_path, "all") == 1000 and not (tmp_path / "synthetic").exists()

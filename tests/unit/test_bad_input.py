@@ -82,7 +82,7 @@ def test_not_enough_memory_for_a_synthetic_72b():
 def test_plan_measure_refuses_before_building_anything(args, fragment, tmp_path):
     proc = run_cli("plan", "--model", "Qwen2.5-7B", "--measure", *args, env={"QADVISOR_CACHE": str(tmp_path)})
     _assert_one_line_error(proc, fragment)
-    assert not (tmp_path / "slices").exists()
+    assert not (tmp_path / "synthetic").exists()
 
 
 @pytest.mark.parametrize("where, fragment", [

@@ -43,6 +43,18 @@ def test_a_clusters_trial_seconds_add_up_per_node_not_across_nodes_measuring_at_
     assert "trials 40 s in all," in time_view(export).notes[-1]
 
 
+def test_the_slices_time_is_shown_per_method_after_the_trials():
+    from tests.unit.test_target import _export_with_plan
+
+    export = _export_with_plan()
+    export.results = [r.model_copy(update={"step_s": {"benchmark": 1.0}, "total_s": 2.0}) for r in export.results]
+    assert not any(n.startswith("slices of") for n in time_view(export).notes)  # not measured: no line
+    export.plan = export.plan.model_copy(update={"measure_s": {"slices": 61.6, "gguf-q8_0": 95.2, "gguf-q4_k_m": 140.0}})
+    assert time_view(export).notes[-1] == (
+        "slices of Qwen2.5-72B (each method: quantize and save both depths, then time them side by side), seconds: "
+        "building them 62, gguf-q8_0 95, gguf-q4_k_m 140; 297 s in all")
+
+
 def test_exports_without_step_times_show_no_time_table():
     assert "Where the time went" not in markdown(sample_export())
 
