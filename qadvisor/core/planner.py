@@ -55,8 +55,7 @@ class Format:
     untie_lm_head: bool = False  # checkpoint stores an lm_head copy even when the model ties it (freed once tied)
     scratch: Callable[[Architecture], float] = lambda arch: 0.0
     notes: str = ""
-    gguf_block: int = 0  # llama.cpp: rows not a multiple of this fall back to `fallback_bits` (k-quants: 256)
-    fallback_bits: float = 0.0
+    gguf: bool = False  # llama.cpp's mix: bytes per tensor and layer from core.gguf_mix
     group_size: int | None = None  # inputs per scale, as the method's MethodSpec says
     dense_bytes: int | None = None  # norms and biases: None follows the run (bf16 as saved, fp32 on CPU); fp32: 4
 
@@ -76,18 +75,17 @@ def _largest_linear_fp16(arch: Architecture) -> float:
     return max(i * o for _, i, o in arch.layer_linears()) * 2
 
 
-Q8_0_BITS = 8.5
+def _gguf(method: str, bpw: float, note: str) -> Format:
+    """llama.cpp's mixes: each tensor's type by its role and layer (core.gguf_mix); `bpw` is the mix's nominal
+    average (the table's bits column), `linear_bytes` the base type with its fallback, for a layer out of context."""
+    from qadvisor.core import gguf_mix
 
-
-def _gguf(method: str, bpw: float, output_bpw: float, note: str, block: int = 256, fallback: float = 0.0) -> Format:
-    """llama.cpp quantizes rows in blocks; a k-quant row whose length is not a multiple of 256 (Qwen2.5-0.5B's
-    896, say) gets a fallback type instead (llama-quant.cpp: Q4_K→Q5_0, Q6_K→Q8_0, Q2_K/Q3_K→IQ4_NL)."""
-    def size(n_in: int, n_out: int) -> float:
-        return n_in * n_out * (bpw if n_in % block == 0 else fallback) / 8
-
-    return Format(method, bpw, size, f"{bpw} bits per weight (llama.cpp mix average); rows not a multiple of "
-                  f"{block}: {fallback or bpw} bits", embed_bits=bpw, lm_head_bits=output_bpw, notes=note,
-                  gguf_block=block, fallback_bits=fallback or bpw, group_size=block)
+    base = gguf_mix.BASE[method]
+    formula = (f"{gguf_mix.BITS[base]} bits per weight, blocks of 32" if gguf_mix.block(base) == 32 else
+               "llama.cpp's type for each tensor by its role and layer (core/gguf_mix.py), its bits per weight; "
+               "rows not a multiple of 256 fall back to a 32-block type")
+    return Format(method, bpw, lambda i, o: i * o * gguf_mix.BITS[gguf_mix._fits(base, i)] / 8, formula, notes=note,
+                  gguf=True, group_size=gguf_mix.block(base))
 
 
 # One entry per runnable method (keyed by its MethodSpec name, same bits: tests/unit/test_method.py checks it),
@@ -114,11 +112,11 @@ FORMATS: tuple[Format, ...] = (
     _grouped("quanto-int4", 4, 128, 2, 16, "in·out/2 + bf16 scale and shift per 128"),
     _grouped("quanto-int2", 2, 128, 2, 16, "in·out/4 + bf16 scale and shift per 128"),
     _grouped("torchao-int4", 4, 128, 2, 16, "in·out/2 + bf16 scale and zero per 128 (tinygemm layout)"),
-    _gguf("gguf-q8_0", Q8_0_BITS, Q8_0_BITS, "Q8_0 everywhere", block=32),
-    _gguf("gguf-q6_k", 6.5625, 6.5625, "Q6_K everywhere", fallback=Q8_0_BITS),
-    _gguf("gguf-q4_k_m", 4.85, 6.5625, "Q4_K with Q6_K for some attn_v / ffn_down; output Q6_K", fallback=5.5),
-    _gguf("gguf-q3_k_m", 3.91, 6.5625, "Q3_K with Q4_K/Q5_K for some tensors; output Q6_K", fallback=4.5),
-    _gguf("gguf-q2_k", 2.96, 6.5625, "Q2_K with Q3_K/Q4_K for some tensors; output Q6_K", fallback=4.5),
+    _gguf("gguf-q8_0", 8.5, "Q8_0 everywhere"),
+    _gguf("gguf-q6_k", 6.5625, "Q6_K everywhere (Q8_0 where a row is not a multiple of 256)"),
+    _gguf("gguf-q4_k_m", 4.85, "Q4_K with Q6_K for attn_v / ffn_down of half the layers; output Q6_K"),
+    _gguf("gguf-q3_k_m", 3.91, "Q3_K with Q4_K/Q5_K for attn_v, attn_output, ffn_down; output Q6_K"),
+    _gguf("gguf-q2_k", 2.96, "Q2_K with Q3_K/Q4_K for attn_v, attn_output, ffn_down; output Q6_K"),
 )
 FORMAT_BY_NAME = {f.method: f for f in FORMATS}
 
@@ -183,11 +181,11 @@ def weights_bytes(arch: Architecture, fmt: Format, dense_bytes: int = BF16) -> t
     layers = arch.num_hidden_layers * sum(fmt.linear_bytes(i, o) for _, i, o in arch.layer_linears())
     table = arch.vocab_size * arch.hidden_size
     embed_bits, head_bits = fmt.embed_bits, fmt.lm_head_bits
-    if fmt.gguf_block:
-        if arch.hidden_size % fmt.gguf_block:  # llama-quant.cpp: output → Q8_0, others → the fallback
-            embed_bits, head_bits = fmt.fallback_bits, Q8_0_BITS
-        if arch.tie_word_embeddings:  # with no output.weight, token_embd is quantized as the output
-            embed_bits = head_bits
+    if fmt.gguf:
+        from qadvisor.core import gguf_mix
+
+        layers = sum(gguf_mix.layer_bits(fmt.method, i, arch) for i in range(arch.num_hidden_layers)) / 8
+        embed_bits, head_bits = gguf_mix.table_bits(fmt.method, arch)
     embed = table * (embed_bits / 8 if embed_bits != 16 else dense_bytes)  # 16: kept as the run keeps dense tensors
     separate_head = not arch.tie_word_embeddings or fmt.untie_lm_head
     head = table * (head_bits / 8 if head_bits != 16 else dense_bytes) if separate_head else 0.0

@@ -26,14 +26,17 @@ def _times(rate: float, spread: float | None, work: float) -> tuple[float, float
     return work / rate, work / fastest, work / slowest
 
 
-def _project(depths: tuple[int, int], times: list[tuple[float, float, float]], layers: int, work: float):
-    """Projected rate at `layers`, its (low, high) range over the corner cases, and the fitted line."""
+def _project(depths: tuple[int, int], times: list[tuple[float, float, float]], layers: int, work: float,
+             scale: float = 1.0):
+    """Projected rate at `layers`, its (low, high) range over the corner cases, and the fitted line; `scale`: the
+    target's average layer over the layer the slices add (a mix that varies by layer position)."""
     (d1, d2), (a, b) = depths, times
     fixed, per_layer = fit_line(d1, a[0], d2, b[0])
+    per_layer *= scale
     corners = []
     for t1, t2 in itertools.product(a[1:], b[1:]):
         c_fixed, c_per = fit_line(d1, t1, d2, t2)
-        total = c_fixed + layers * c_per
+        total = c_fixed + layers * c_per * scale
         if total > 0:
             corners.append(work / total)
     total = fixed + layers * per_layer
@@ -42,17 +45,27 @@ def _project(depths: tuple[int, int], times: list[tuple[float, float, float]], l
     return rate, span, fixed, per_layer
 
 
+MIX_NOTED = 0.005  # a layer mix closer than this to the slices' layer is left alone
+
+
 def project(results: list[TrialResult], depths: tuple[int, int], layers: int, prompt_tokens: int,
-            note: str = "") -> Projection:
+            note: str = "", layer_bytes_ratio: float = 1.0) -> Projection:
     """The projection of one method from its two slice results (shallow first); `note` says anything the method did
-    differently on slices (GPTQ rounds to nearest)."""
+    differently on slices (GPTQ rounds to nearest). `layer_bytes_ratio`: the target's average layer ÷ the layer the
+    slices add, in bytes (llama.cpp's Q4_K_M gives more bits by layer position); decode reads every weight once a
+    token, so its per-layer time scales with it; prefill computes and is left as measured."""
     shallow, deep = results
+    scale = layer_bytes_ratio if abs(layer_bytes_ratio - 1) >= MIX_NOTED else 1.0
     decode = [_times(r.decode_tok_s, r.decode_tok_s_spread, 1.0) for r in results]
     prefill = [_times(r.prefill_tok_s, r.prefill_tok_s_spread, prompt_tokens) for r in results]
-    dec_rate, dec_span, dec_fixed, dec_per = _project(depths, decode, layers, 1.0)
+    dec_rate, dec_span, dec_fixed, dec_per = _project(depths, decode, layers, 1.0, scale)
     pre_rate, pre_span, pre_fixed, pre_per = _project(depths, prefill, layers, prompt_tokens)
     basis = (f"measured here on slices of {depths[0]} and {depths[1]} decoder layers at the target's shape "
              f"(random weights, the real backend and format); time = fixed + {layers} × per-layer")
+    if scale != 1.0:
+        basis += (f"; decode's per-layer time × {scale:.3f}: the target's {layers} layers average {scale - 1:+.1%} "
+                  "the bytes of the layer the slices add (llama.cpp picks some tensors' types by layer position; "
+                  "estimate, core/gguf_mix.py)")
     if note:
         basis += f"; {note}"
     if dec_rate is None or pre_rate is None:

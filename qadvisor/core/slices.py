@@ -179,7 +179,13 @@ class SliceMeasurement:
             if len(results) >= 2 and all(r.status == "ok" for r in results[:2]):  # a stop may leave one
                 note = registry.backend_for(registry.parse_methods(method)[0].weights).uncalibrated_note
                 self.projections[method] = project(results[:2], self.depths, self.arch.num_hidden_layers,
-                                                   self.settings.prompt_tokens, note)
+                                                   self.settings.prompt_tokens, note, self._layer_ratio(method))
+
+    def _layer_ratio(self, method: str) -> float:
+        """GGUF mixes vary by layer position: the target's average layer ÷ the layer the slices add, in bytes."""
+        from qadvisor.core import gguf_mix
+
+        return gguf_mix.layer_ratio(method, self.arch, self.depths) if method in gguf_mix.BASE else 1.0
 
     def _method(self, method: str, tmp: Path, cancel: threading.Event):
         """Quantize and save `method` at each depth (and the whole model, with `whole`), then load and time them

@@ -1,6 +1,7 @@
 """llama.cpp through its adapter: the greedy step (no tensors per token) picks the tokens the logits of its HF-style
 call pick, and the weight bytes are the GGUF's tensor table's."""
 
+import pytest
 import torch
 
 from qadvisor.core.metrics import timed_greedy
@@ -66,3 +67,39 @@ def test_the_amx_probe_gives_a_verdict_and_the_model_runs_either_way(tmp_path, m
         plain = llamacpp.LlamaAdapter(path, 2, "cpu", 64)
     prompt = list(range(100, 132))
     assert [m.greedy_step(prompt, fresh=True) for m in (model, probed, plain)] == [plain.greedy_step(prompt, fresh=True)] * 3
+
+
+ROLES = {"attn_q": "q_proj", "attn_k": "k_proj", "attn_v": "v_proj", "attn_output": "o_proj", "ffn_gate": "gate_proj",
+         "ffn_up": "up_proj", "ffn_down": "down_proj"}
+
+
+@pytest.mark.parametrize("method", ["gguf-q4_k_m", "gguf-q3_k_m", "gguf-q2_k", "gguf-q6_k"])
+def test_the_planner_gives_each_tensor_the_type_llama_cpp_gives_it(method, tmp_path, monkeypatch):
+    """core.gguf_mix against llama.cpp's quantizer, tensor by tensor, on 16 layers whose rows are multiples of 256
+    but for one (the k-quants' mixes pick by layer position; 160-wide attention rows fall back)."""
+    import gguf
+
+    from qadvisor.core import gguf_mix, planner, synthetic
+    from qadvisor.models.plan import Architecture
+
+    monkeypatch.chdir(tmp_path)
+    arch = Architecture(name="mix", hidden_size=256, intermediate_size=512, num_hidden_layers=16, num_attention_heads=4,
+                        num_key_value_heads=1, vocab_size=planner.resolve_architecture(str(shipped_model_dir())).vocab_size,
+                        tie_word_embeddings=True, head_dim=40)
+    model_dir = synthetic.build(arch, tmp_path / "mix", shipped_model_dir(), {})
+    spec = registry.parse_methods(method)[0].weights
+    backend = registry.backend_for(spec)
+    (tmp_path / "q").mkdir()
+    backend.save(backend.quantize(model_dir, spec, TrialContext(threads=2, max_tokens=64)), spec, tmp_path / "q")
+    tensors = gguf.GGUFReader(str(tmp_path / "q" / "model.gguf")).tensors
+    inputs = {role: n_in for role, n_in, _ in arch.layer_linears()}
+    for t in tensors:
+        parts = t.name.split(".")
+        if parts[0] == "blk" and parts[2] in ROLES and parts[3] == "weight":
+            role = ROLES[parts[2]]
+            kind = gguf_mix.linear_type(method, role, int(parts[1]), arch.num_hidden_layers, arch)
+            assert t.tensor_type.name == gguf_mix._fits(kind, inputs[role]), t.name
+    embed = next(t for t in tensors if t.name == "token_embd.weight")
+    assert gguf_mix.BITS[embed.tensor_type.name] == gguf_mix.table_bits(method, arch)[0]
+    held, _ = planner.weights_bytes(arch, planner.FORMAT_BY_NAME[method], dense_bytes=4)
+    assert held == sum(int(t.n_bytes) for t in tensors)  # norms and biases as llama.cpp keeps them: F32

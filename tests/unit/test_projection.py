@@ -34,6 +34,38 @@ def test_projection_is_fixed_plus_layers_times_per_layer():
     assert p.layers_measured == [1, 4] and p.label == "projected" and "slices of 1 and 4" in p.basis
 
 
+def test_a_layer_mix_heavier_than_the_slices_layer_scales_decode_per_layer_only():
+    """72B Q4_K_M: half its layers carry Q6_K (as Q8_0) ffn_down and attn_v, the layer a 1→2 slice adds does not."""
+    from qadvisor.core import gguf_mix
+
+    arch = planner.resolve_architecture("Qwen2.5-72B")
+    ratio = gguf_mix.layer_ratio("gguf-q4_k_m", arch, (1, 2))
+    assert ratio == pytest.approx(1.09, abs=0.005)
+    assert gguf_mix.layer_ratio("gguf-q8_0", arch, (1, 2)) == 1.0
+    p = project([_result(30, 150), _result(60, 300)], (1, 4), 80, 128, layer_bytes_ratio=ratio)
+    assert p.decode_fixed_ms == pytest.approx(20) and p.decode_per_layer_ms == pytest.approx(10 * ratio)
+    assert p.decode_tok_s == pytest.approx(1000 / (20 + 80 * 10 * ratio))
+    assert p.prefill_tok_s == pytest.approx(128 * 1000 / (100 + 80 * 50))  # compute, not bytes: as measured
+    low, high = p.decode_tok_s_range
+    assert low <= p.decode_tok_s <= high and "× 1.090" in p.basis and "+9.0%" in p.basis
+    assert "per-layer time ×" not in project([_result(30, 150), _result(60, 300)], (1, 4), 80, 128,
+                                             layer_bytes_ratio=1.003).basis
+
+
+def test_the_72b_mixes_give_the_layers_llama_cpp_gives_them():
+    from qadvisor.core import gguf_mix
+
+    arch = planner.resolve_architecture("Qwen2.5-72B")
+    heavy = [i for i in range(80) if gguf_mix.linear_type("gguf-q4_k_m", "down_proj", i, 80, arch) == "Q6_K"]
+    assert len(heavy) == 40 and heavy[:12] == list(range(10)) + [12, 15] and heavy[-10:] == list(range(70, 80))
+    assert gguf_mix._fits("Q6_K", arch.intermediate_size) == "Q8_0"  # 29,568 inputs: no 256-blocks
+    assert gguf_mix._fits("Q4_K", arch.intermediate_size) == "Q5_0"
+    assert gguf_mix.linear_type("gguf-q4_k_m", "v_proj", 11, 80, arch) == "Q5_K"  # the "70B" step
+    assert gguf_mix.linear_type("gguf-q4_k_m", "v_proj", 0, 2, arch) == "Q4_K"  # a 2-layer slice: no step
+    held, _ = planner.weights_bytes(arch, planner.FORMAT_BY_NAME["gguf-q4_k_m"])
+    assert held / GIB == pytest.approx(44.15, abs=0.01)
+
+
 def test_projection_range_widens_with_the_repeats_spread():
     steady = project([_result(30, 150), _result(60, 300)], (1, 4), 80, 128)
     noisy = project([_result(30, 150, spread=0.1), _result(60, 300, spread=0.1)], (1, 4), 80, 128)

@@ -1,0 +1,88 @@
+"""The type llama.cpp's quantizer gives each weight of a Qwen2 model under qadvisor's five GGUF methods, and so
+their bytes.
+
+The rules are llama-quant.cpp's (`llama_tensor_get_type_impl` and `tensor_type_fallback`, llama.cpp as vendored in
+llama-cpp-python 0.3.36) for a dense Qwen2 model quantized without an importance matrix. Q4_K_M gives attn_v and
+ffn_down of about half the layers Q6_K, chosen by the layer's position among all layers, and a row whose length is
+not a multiple of a k-quant's 256 falls back to a 32-block type: Qwen2.5-72B's ffn_down (29,568 inputs) is Q5_0,
+or Q8_0 where the mix asks for Q6_K. So a model's bytes are not layers × one layer's, and the layer a slice adds
+is not the whole model's average layer (`layer_ratio`).
+"""
+
+from __future__ import annotations
+
+from qadvisor.models.plan import Architecture
+
+BITS = {"F16": 16.0, "Q8_0": 8.5, "Q6_K": 6.5625, "Q5_1": 6.0, "Q5_K": 5.5, "Q5_0": 5.5, "Q4_K": 4.5, "Q4_0": 4.5,
+        "Q3_K": 3.4375, "Q2_K": 2.625}  # bits per weight, block scales included (ggml's block sizes)
+FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+BASE = {"gguf-q8_0": "Q8_0", "gguf-q6_k": "Q6_K", "gguf-q4_k_m": "Q4_K", "gguf-q3_k_m": "Q3_K", "gguf-q2_k": "Q2_K"}
+LAYERS_70B = 80  # llama.cpp's qwen2 loader calls an 80-layer model "70B", which gives attn_v one step more
+
+
+def block(kind: str) -> int:
+    return 256 if kind.endswith("_K") else 32
+
+
+def _more_bits(i: int, n: int) -> bool:
+    """llama.cpp's use_more_bits: the first and last eighth of the layers and every third one between."""
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def _fits(kind: str, n_in: int) -> str:
+    """A row that a type's blocks do not tile falls back to a 32-block type, else to F16."""
+    if n_in % block(kind) == 0:
+        return kind
+    other = FALLBACK.get(kind, kind)
+    return other if n_in % block(other) == 0 else "F16"
+
+
+def linear_type(method: str, role: str, i: int, n: int, arch: Architecture) -> str:
+    """The type of linear `role` (q_proj … down_proj) in decoder layer `i` of `n`, before the fallback."""
+    kind = BASE[method]
+    if role == "v_proj":
+        if method == "gguf-q2_k":
+            kind = "Q4_K" if arch.num_attention_heads // arch.num_key_value_heads >= 4 else "Q3_K"
+        elif method == "gguf-q3_k_m":
+            kind = "Q5_K" if i < 2 else "Q4_K"
+        elif method == "gguf-q4_k_m" and _more_bits(i, n):
+            kind = "Q6_K"
+        if n == LAYERS_70B and kind in ("Q3_K", "Q4_K"):
+            kind = "Q5_K"
+    elif role == "down_proj":
+        if method == "gguf-q2_k":
+            kind = "Q3_K"
+        elif method == "gguf-q3_k_m":
+            kind = "Q5_K" if i < n // 16 else "Q4_K"
+        elif method == "gguf-q4_k_m" and _more_bits(i, n):
+            kind = "Q6_K"
+    elif role == "o_proj" and method in ("gguf-q2_k", "gguf-q3_k_m"):
+        kind = "Q3_K" if method == "gguf-q2_k" else "Q4_K"
+    return kind
+
+
+def layer_bits(method: str, i: int, arch: Architecture) -> float:
+    """Bits of decoder layer `i`'s linears in a model of `arch.num_hidden_layers` layers."""
+    n = arch.num_hidden_layers
+    return sum(n_in * n_out * BITS[_fits(linear_type(method, role, i, n, arch), n_in)]
+               for role, n_in, n_out in arch.layer_linears())
+
+
+def table_bits(method: str, arch: Architecture) -> tuple[float, float]:
+    """Bits per weight of (token_embd, output): the output is Q6_K (Q8_0 for Q8_0, or where 256 does not divide the
+    hidden size); a tied model has no output tensor and its token_embd is quantized as the output would be."""
+    base = BASE[method]
+    output = "Q8_0" if arch.hidden_size % block(base) or base == "Q8_0" else "Q6_K"
+    embed = output if arch.tie_word_embeddings else _fits(base, arch.hidden_size)
+    return BITS[embed], BITS[output]
+
+
+def layer_ratio(method: str, arch: Architecture, depths: tuple[int, int]) -> float:
+    """The target's average layer ÷ the layers a deeper slice adds over a shallower one (each slice quantized as a
+    model of its own depth), in bytes: what a slice projection of a memory-bound decode is short of."""
+    def total(layers: int) -> float:
+        sliced = arch.model_copy(update={"num_hidden_layers": layers})
+        return sum(layer_bits(method, i, sliced) for i in range(layers))
+
+    added = (total(depths[1]) - total(depths[0])) / (depths[1] - depths[0])
+    return total(arch.num_hidden_layers) / arch.num_hidden_layers / added
