@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from rich.console import Console
@@ -83,8 +84,11 @@ def print_projection(plan) -> None:
                       f.num(p.prefill_tok_s, 1), _span(p.prefill_tok_s_range, 1), f"{p.decode_per_layer_ms:.1f}",
                       f"{p.decode_fixed_ms:.1f}", fits)
     out.print(table)
-    out.print(f"[dim]basis: {p0.basis}. Per layer and fixed ms are per decoded token. 'of bound' = projected decode "
+    common, own = _shared_basis([(r.method, r.projection.basis) for r in rows])
+    out.print(f"[dim]basis: {common}. Per layer and fixed ms are per decoded token. 'of bound' = projected decode "
               f"÷ the bandwidth bound above.[/]", soft_wrap=True)
+    for method, tail in own:
+        out.print(f"[dim]  {method}: {tail}[/]", soft_wrap=True)
     if any(not r.fits for r in rows):
         out.print(f"[b]{plan.model} does not fit in this machine's memory[/] with "
                   f"{', '.join(r.method for r in rows if not r.fits)}: those projections answer “if it fit”."
@@ -94,6 +98,16 @@ def print_projection(plan) -> None:
 
     if slice_time_line(plan):
         out.print(f"[dim]{slice_time_line(plan)}[/]", soft_wrap=True)
+
+
+def _shared_basis(bases: list[tuple[str, str]]) -> tuple[str, list[tuple[str, str]]]:
+    """The part of the projections' bases every method shares, and what each adds to it (GPTQ's rounding, a
+    GGUF mix's per-layer scale)."""
+    texts = [b for _, b in bases]
+    common = os.path.commonprefix(texts)
+    common = common if all(t == common or t[len(common):].startswith("; ") for t in texts) else \
+        common[:common.rfind("; ")]
+    return common, [(m, b[len(common):].removeprefix("; ")) for m, b in bases if b != common]
 
 
 def _span(span, digits: int = 2) -> str:

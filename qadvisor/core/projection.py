@@ -77,5 +77,5 @@ def project(results: list[TrialResult], depths: tuple[int, int], layers: int, pr
         decode_per_layer_ms=dec_per * 1e3, decode_fixed_ms=dec_fixed * 1e3,
         prefill_per_layer_ms=pre_per * 1e3, prefill_fixed_ms=pre_fixed * 1e3,
         decode_tok_s=dec_rate, prefill_tok_s=pre_rate, decode_tok_s_range=dec_span, prefill_tok_s_range=pre_span,
-        basis=basis,
+        basis=basis, layer_bytes_ratio=scale,
     )

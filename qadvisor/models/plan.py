@@ -58,6 +58,9 @@ class Projection(BaseModel):
     decode_tok_s_range: tuple[float, float] | None = None  # from the slowest and fastest repeats at each depth
     prefill_tok_s_range: tuple[float, float] | None = None
     basis: str
+    # decode's per-layer time was scaled by this: the target's average layer ÷ the layer the slices add, in bytes
+    # (a GGUF mix that picks types by layer position; core/gguf_mix.py, an estimate); 1.0: as measured
+    layer_bytes_ratio: float = 1.0
 
 
 class PlanRow(BaseModel):

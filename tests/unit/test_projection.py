@@ -153,3 +153,13 @@ def test_a_shallow_slice_links_the_deep_slices_shards_and_equals_a_fresh_build(t
         assert (linked / shard).read_bytes() == (fresh / shard).read_bytes()
     assert not (linked / "model-layer-00001.safetensors").exists()
     assert synthetic_reference(linked).params == planner.param_count(slice_architecture(arch, 1))
+
+
+def test_the_projection_table_names_what_each_method_adds_to_the_shared_basis():
+    from qadvisor.console import _shared_basis
+
+    scaled = project([_result(30, 150), _result(60, 300)], (1, 2), 80, 128, layer_bytes_ratio=1.09).basis
+    plain = project([_result(30, 150), _result(60, 300)], (1, 2), 80, 128).basis
+    common, own = _shared_basis([("gguf-q8_0", plain), ("gguf-q4_k_m", scaled)])
+    assert common == plain and own == [("gguf-q4_k_m", scaled[len(plain) + 2:])]
+    assert own[0][1].startswith("decode's per-layer time × 1.090")
