@@ -332,7 +332,8 @@ def slice_time_line(plan) -> str:
     spent = plan.measure_s
     if not spent:
         return ""
-    parts = [f"building them {spent['slices']:.0f}" if "slices" in spent else ""]
+    built = spent.get("slices")
+    parts = ["" if built is None else "built before (cached)" if built < 1 else f"building them {built:.0f}"]
     parts += [f"{name} {s:.0f}" for name, s in spent.items() if name != "slices"]
     return (f"slices of {plan.model} (each method: quantize and save both depths, then time them side by side), "
             f"seconds: {', '.join(p for p in parts if p)}; {sum(spent.values()):.0f} s in all")
