@@ -29,7 +29,7 @@ def _more_bits(i: int, n: int) -> bool:
     return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
 
 
-def _fits(kind: str, n_in: int) -> str:
+def stored_type(kind: str, n_in: int) -> str:
     """A row that a type's blocks do not tile falls back to a 32-block type, else to F16."""
     if n_in % block(kind) == 0:
         return kind
@@ -64,7 +64,7 @@ def linear_type(method: str, role: str, i: int, n: int, arch: Architecture) -> s
 def layer_bits(method: str, i: int, arch: Architecture) -> float:
     """Bits of decoder layer `i`'s linears in a model of `arch.num_hidden_layers` layers."""
     n = arch.num_hidden_layers
-    return sum(n_in * n_out * BITS[_fits(linear_type(method, role, i, n, arch), n_in)]
+    return sum(n_in * n_out * BITS[stored_type(linear_type(method, role, i, n, arch), n_in)]
                for role, n_in, n_out in arch.layer_linears())
 
 
@@ -73,7 +73,7 @@ def table_bits(method: str, arch: Architecture) -> tuple[float, float]:
     hidden size); a tied model has no output tensor and its token_embd is quantized as the output would be."""
     base = BASE[method]
     output = "Q8_0" if arch.hidden_size % block(base) or base == "Q8_0" else "Q6_K"
-    embed = output if arch.tie_word_embeddings else _fits(base, arch.hidden_size)
+    embed = output if arch.tie_word_embeddings else stored_type(base, arch.hidden_size)
     return BITS[embed], BITS[output]
 
 

@@ -84,8 +84,8 @@ def _gguf(method: str, bpw: float, note: str) -> Format:
     formula = (f"{gguf_mix.BITS[base]} bits per weight, blocks of 32" if gguf_mix.block(base) == 32 else
                "llama.cpp's type for each tensor by its role and layer (core/gguf_mix.py), its bits per weight; "
                "rows not a multiple of 256 fall back to a 32-block type")
-    return Format(method, bpw, lambda i, o: i * o * gguf_mix.BITS[gguf_mix._fits(base, i)] / 8, formula, notes=note,
-                  gguf=True, group_size=gguf_mix.block(base))
+    size = lambda i, o: i * o * gguf_mix.BITS[gguf_mix.stored_type(base, i)] / 8  # noqa: E731
+    return Format(method, bpw, size, formula, notes=note, gguf=True, group_size=gguf_mix.block(base))
 
 
 # One entry per runnable method (keyed by its MethodSpec name, same bits: tests/unit/test_method.py checks it),

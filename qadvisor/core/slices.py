@@ -74,7 +74,8 @@ def slice_depths(arch: Architecture, available: int) -> tuple[int, int]:
 def slice_dir(cache_root: Path, model: str, layers: int) -> Path:
     """In the cache's `synthetic` part, which `qadvisor cache` lists and clears; a slice that an older qadvisor kept
     in a `slices` folder of its own (out of the listing's sight) is moved there."""
-    target, legacy = Path(cache_root) / "synthetic" / f"{model}-{layers}L", Path(cache_root) / "slices" / f"{model}-{layers}L"
+    name = f"{model}-{layers}L"
+    target, legacy = Path(cache_root) / "synthetic" / name, Path(cache_root) / "slices" / name
     if legacy.is_dir() and not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         legacy.rename(target)

@@ -26,7 +26,8 @@ def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str]:
     low, high = p.decode_tok_s_range or (p.decode_tok_s, p.decode_tok_s)
     mix = (f", per-layer time × {p.layer_bytes_ratio:.2f} for llama.cpp's layer mix (estimate)"
            if p.layer_bytes_ratio != 1.0 else "")
-    return p.decode_tok_s, high - low, f"projected from {p.layers_measured[0]}- and {p.layers_measured[1]}-layer slices{mix}"
+    depths = f"{p.layers_measured[0]}- and {p.layers_measured[1]}-layer slices"
+    return p.decode_tok_s, high - low, f"projected from {depths}{mix}"
 
 
 def target_results(export: RunExport, plan: Plan) -> tuple[list[TrialResult], dict[str, str]]:

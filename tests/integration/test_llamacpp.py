@@ -98,7 +98,7 @@ def test_the_planner_gives_each_tensor_the_type_llama_cpp_gives_it(method, tmp_p
         if parts[0] == "blk" and parts[2] in ROLES and parts[3] == "weight":
             role = ROLES[parts[2]]
             kind = gguf_mix.linear_type(method, role, int(parts[1]), arch.num_hidden_layers, arch)
-            assert t.tensor_type.name == gguf_mix._fits(kind, inputs[role]), t.name
+            assert t.tensor_type.name == gguf_mix.stored_type(kind, inputs[role]), t.name
     embed = next(t for t in tensors if t.name == "token_embd.weight")
     assert gguf_mix.BITS[embed.tensor_type.name] == gguf_mix.table_bits(method, arch)[0]
     held, _ = planner.weights_bytes(arch, planner.FORMAT_BY_NAME[method], dense_bytes=4)

@@ -58,8 +58,8 @@ def test_the_72b_mixes_give_the_layers_llama_cpp_gives_them():
     arch = planner.resolve_architecture("Qwen2.5-72B")
     heavy = [i for i in range(80) if gguf_mix.linear_type("gguf-q4_k_m", "down_proj", i, 80, arch) == "Q6_K"]
     assert len(heavy) == 40 and heavy[:12] == list(range(10)) + [12, 15] and heavy[-10:] == list(range(70, 80))
-    assert gguf_mix._fits("Q6_K", arch.intermediate_size) == "Q8_0"  # 29,568 inputs: no 256-blocks
-    assert gguf_mix._fits("Q4_K", arch.intermediate_size) == "Q5_0"
+    assert gguf_mix.stored_type("Q6_K", arch.intermediate_size) == "Q8_0"  # 29,568 inputs: no 256-blocks
+    assert gguf_mix.stored_type("Q4_K", arch.intermediate_size) == "Q5_0"
     assert gguf_mix.linear_type("gguf-q4_k_m", "v_proj", 11, 80, arch) == "Q5_K"  # the "70B" step
     assert gguf_mix.linear_type("gguf-q4_k_m", "v_proj", 0, 2, arch) == "Q4_K"  # a 2-layer slice: no step
     held, _ = planner.weights_bytes(arch, planner.FORMAT_BY_NAME["gguf-q4_k_m"])
