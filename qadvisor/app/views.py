@@ -284,10 +284,13 @@ def target_view(export: RunExport) -> TableView | None:
     rows = [[r.method, f"{r.size_bytes / 2**30:.1f}", f.size_change(r.size_reduction_pct),
              f.pm(r.decode_tok_s, r.decode_tok_s_spread, 2), f.num(r.prefill_tok_s),
              "yes" if fits.get(r.method) else "no", f.signed_pct(r.ppl_delta_pct), f.sci(r.kl_mean)] for r in t.results]
+    bound = export.plan is not None and export.plan.target.kind == "gpu"
+    speed = "decode: the bandwidth bound, an upper limit (datasheet)" if bound else "decode projected from slices measured here"
     view = TableView(
-        title=f"For {t.model} on {t.target}: size estimated by the planner, decode projected from slices measured "
-              f"here (or the bound for a GPU not here), accuracy measured on {export.model.name}",
-        columns=["method", "size GiB", "vs bf16", "decode tok/s", "prefill tok/s", "fits", "ΔPPL", "KL"], rows=rows)
+        title=f"For {t.model} on {t.target}: size estimated by the planner, {speed}, accuracy measured on "
+              f"{export.model.name}",
+        columns=["method", "size GiB", "vs bf16", "decode tok/s ≤" if bound else "decode tok/s", "prefill tok/s",
+                 "fits", "ΔPPL", "KL"], rows=rows)
     if t.recommendation is not None:
         view.headline = f"Recommendation for {t.model}: {t.recommendation.headline}"
         view.lines = t.recommendation.reasons + t.comparison
@@ -297,7 +300,33 @@ def target_view(export: RunExport) -> TableView | None:
         view.notes.append(f"published by Qwen for {p['model']} ({', '.join(p['columns'])}): " + "; ".join(
             f"{name} {' / '.join(f'{v:g}' for v in row)}" for name, row in p["rows"].items()))
         view.notes.append(f"{p['note']}. Source: {p['source']}")
+    view.notes += published_speed_lines(t)
     return view
+
+
+ENGINES = {"transformers": "transformers", "vllm": "vLLM"}
+
+
+def published_speed_lines(t) -> list[str]:
+    """Qwen's A100 figures beside the bounds: how far real kernels at batch 1 come (the bound is an upper limit)."""
+    p = t.published_speed
+    if not p:
+        return []
+    def row(method, gpus, tok_s, setting):
+        how = ", ".join(x for x in (f"{gpus} GPUs" if gpus > 1 else "", setting) if x)
+        return f"{method} {tok_s:g}" + (f" ({how})" if how else "")
+
+    lines = [f"published by Qwen for {p['model']} on A100 80GB, decode tok/s: " + "; ".join(
+        f"{ENGINES.get(engine, engine)} " + ", ".join(row(*r) for r in rows) for engine, rows in p["engines"].items())]
+    bounds = {r.method: r.decode_tok_s for r in t.results if r.decode_kind == "bound"}
+    one_gpu = [(engine, m, tok_s) for engine, rows in p["engines"].items() for m, gpus, tok_s, _ in rows
+               if gpus == 1 and m in bounds]
+    if one_gpu and t.target.startswith("A100-80GB"):
+        lines.append("against the bound on one A100: " + ", ".join(
+            f"{m} {ENGINES.get(engine, engine)} {tok_s / bounds[m]:.0%} of {f.num(bounds[m], 1)}"
+            for engine, m, tok_s in one_gpu))
+    lines.append(f"{p['note']}. Source: {p['source']}")
+    return lines
 
 
 def time_view(export: RunExport) -> TableView:

@@ -157,8 +157,11 @@ def _flip(candidates: list[TrialResult], priorities: Priorities, winner: str, fi
 
 
 def _speed_line(r: TrialResult, by_name: dict[str, TrialResult]) -> str:
-    value, half = f.pm(r.decode_tok_s, r.decode_tok_s_spread or 0.0).split(" ±")
-    line = f"decodes {value} tok/s (±{half})"
+    if r.decode_kind == "bound":  # a GPU target not here: an upper limit, no measurement, no spread
+        line = f"decodes at most {f.num(r.decode_tok_s, 1)} tok/s"
+    else:
+        value, half = f.pm(r.decode_tok_s, r.decode_tok_s_spread or 0.0).split(" ±")
+        line = f"decodes {value} tok/s (±{half})"
     if r.prefill_tok_s is not None:
         line += f" and prefills {f.num(r.prefill_tok_s, 0)} tok/s"
     line += f" on {r.device}"

@@ -18,8 +18,8 @@ from qadvisor.models.result import TrialResult
 
 def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str]:
     """Decode tok/s, its spread and the basis: projected here, or the bound for a GPU target not here."""
-    if plan.target.kind == "gpu":
-        return row.decode_tok_s_bound, 0.0, f"estimate: bandwidth bound on {plan.target.name} ({plan.target.bandwidth_source})"
+    if plan.target.kind == "gpu":  # no spread: a bound is no measurement
+        return row.decode_tok_s_bound, None, f"estimate: bandwidth bound on {target_label(plan)} ({plan.target.bandwidth_source})"
     p = row.projection
     if p is None or p.decode_tok_s is None:
         return None, None, ""
@@ -28,6 +28,12 @@ def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str]:
            if p.layer_bytes_ratio != 1.0 else "")
     depths = f"{p.layers_measured[0]}- and {p.layers_measured[1]}-layer slices"
     return p.decode_tok_s, high - low, f"projected from {depths}{mix}"
+
+
+def target_label(plan: Plan) -> str:
+    """The target as the user named it: `this` machine, or a GPU kind and how many (A100-80GB ×2)."""
+    t = plan.target
+    return t.name + (f" ×{t.count}" if t.count > 1 else "")
 
 
 def target_results(export: RunExport, plan: Plan) -> tuple[list[TrialResult], dict[str, str]]:
@@ -40,15 +46,18 @@ def target_results(export: RunExport, plan: Plan) -> tuple[list[TrialResult], di
             continue
         row = rows.get(proxy.method)
         speed, spread, basis = _speed(plan, row) if row else (None, None, "")
-        if row is None or speed is None:
+        if row is None or not speed:
             left_out[proxy.method] = _why_left_out(proxy.method, plan, row)
             continue
         results.append(proxy.model_copy(update={
             "size_bytes": row.weights_bytes, "weights_mem_bytes": row.weights_bytes,
             "compression_ratio": bf16 / row.weights_bytes, "size_reduction_pct": row.size_reduction_pct,
-            "decode_tok_s": speed, "decode_tok_s_spread": spread, "prefill_tok_s": row.projected_prefill_tok_s,
+            # the proxy's CV says nothing of a projection (its range is the spread) or of a bound (no noise)
+            "decode_tok_s": speed, "decode_tok_s_spread": spread, "decode_cv": None,
+            "prefill_tok_s": row.projected_prefill_tok_s,
             "prefill_tok_s_spread": None, "ttft_ms": None, "peak_rss_bytes": None, "quantize_s": None, "total_s": None,
             "device": f"{plan.model} ({basis})", "kv_cache_bytes": row.kv_cache_bytes,
+            "decode_kind": "bound" if plan.target.kind == "gpu" else "projected",
             "reason": f"size: estimate (planner) · decode: {basis} · accuracy: measured on {export.model.name}",
         }))
     return results, left_out
@@ -87,7 +96,16 @@ def published(model: str) -> dict | None:
             "note": data["note"]}
 
 
-def compare_picks(proxy: RunExport, target: list[TrialResult], target_pick: str | None, model: str) -> list[str]:
+def published_speed(model: str) -> dict | None:
+    """Qwen's published A100 decode speeds of its own releases of this size, with the source (None if none)."""
+    data = json.loads(resources.files("qadvisor.data").joinpath("qwen2.5-published-speed.json").read_text("utf-8"))
+    rows = data["speed"].get(model)
+    return None if rows is None else {"model": f"{model}-Instruct", "engines": rows, "source": data["source"],
+                                      "note": data["note"]}
+
+
+def compare_picks(proxy: RunExport, target: list[TrialResult], target_pick: str | None, model: str,
+                  where: str = "here") -> list[str]:
     """When the target's pick differs from the proxy's: the decode ratio of the two at both shapes."""
     proxy_pick = proxy.recommendation.method if proxy.recommendation else None
     if not (proxy_pick and target_pick):
@@ -100,7 +118,7 @@ def compare_picks(proxy: RunExport, target: list[TrialResult], target_pick: str 
     if proxy_pick in at_target and target_pick in at_proxy:
         big = at_target[target_pick] / at_target[proxy_pick]
         small = at_proxy[target_pick] / at_proxy[proxy_pick]
-        line += (f": at the {model} shape {target_pick} decodes {big:.2f}× as fast as {proxy_pick} here; on "
+        line += (f": at the {model} shape {target_pick} decodes {big:.2f}× as fast as {proxy_pick} {where}; on "
                  f"{proxy.model.name} it was {small:.2f}×")
     else:
         line += f": {proxy_pick} has no projected speed for {model}"
@@ -110,6 +128,8 @@ def compare_picks(proxy: RunExport, target: list[TrialResult], target_pick: str 
 def target_advice(export: RunExport, plan: Plan, priorities: Priorities) -> TargetAdvice:
     results, left_out = target_results(export, plan)
     rec = advise(results, priorities, where=f"for {plan.model}") if results else None
-    return TargetAdvice(model=plan.model, target=plan.target.name, results=results, recommendation=rec,
+    where = f"on {target_label(plan)} (bandwidth bounds)" if plan.target.kind == "gpu" else "here"
+    return TargetAdvice(model=plan.model, target=target_label(plan), results=results, recommendation=rec,
                         left_out=left_out, published=published(plan.model),
-                        comparison=compare_picks(export, results, rec.method if rec else None, plan.model))
+                        published_speed=published_speed(plan.model) if plan.target.kind == "gpu" else None,
+                        comparison=compare_picks(export, results, rec.method if rec else None, plan.model, where))

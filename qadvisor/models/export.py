@@ -46,6 +46,8 @@ class TargetAdvice(BaseModel):
     recommendation: Recommendation | None
     left_out: dict[str, str] = {}  # method → why the target advice has no numbers for it
     published: dict | None = None  # Qwen's published accuracy of its own quantized releases of that size
+    # for a GPU target: Qwen's published decode tok/s of those releases on A100 80GB (transformers, vLLM)
+    published_speed: dict | None = None
     comparison: list[str] = []  # how the target's pick relates to the proxy's
 
 

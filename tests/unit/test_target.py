@@ -54,6 +54,16 @@ def test_a_gpu_target_uses_the_bandwidth_bound_and_says_so():
     row = export.target.results[0]
     assert row.decode_tok_s == next(p.decode_tok_s_bound for p in export.plan.plans if p.method == row.method)
     assert "estimate: bandwidth bound on A100-80GB" in row.reason
+    assert row.decode_kind == "bound" and row.decode_tok_s_spread is None  # an upper limit, not a measurement
+    assert any(r.startswith("decodes at most ") for r in export.target.recommendation.reasons)
+    view = target_view(export)
+    assert "decode tok/s ≤" in view.columns and "upper limit" in view.title and "±" not in str(view.rows)
+
+
+def test_a_target_of_several_gpus_is_named_with_its_count():
+    export = readvise(_export_with_plan("H100-80GBx2"), load_profile("balanced"), with_target=True)
+    assert export.target.target == "H100-80GB ×2"
+    assert "bandwidth bound on H100-80GB ×2" in export.target.results[0].reason
 
 
 def test_every_face_renders_the_same_target_view():
@@ -64,3 +74,21 @@ def test_every_face_renders_the_same_target_view():
     report = markdown(export)
     assert view.headline in report and "decode projected from slices measured here" in view.title
     assert "not in the Qwen2.5-72B advice: hqq-int4" in report and "published by Qwen" in report
+
+
+def test_a_gpu_target_shows_qwens_published_a100_speeds_beside_the_bounds():
+    from qadvisor.app.views import published_speed_lines
+
+    export = sample_export()
+    export.results = [result("fp32", 60, 90.0, 0.0, 0.0), result("gptq-int4", 12, 80.0, 3e-4, 0.1)]
+    arch = planner.resolve_architecture("Qwen2.5-72B")
+    where = planner.parse_target("A100-80GB")
+    export.plan = attach(planner.plan(arch, where, methods=["gptq-int4"]), {}, disk_read_gb_s=None)
+    t = readvise(export, load_profile("balanced"), with_target=True).target
+    bound = t.results[0].decode_tok_s
+    lines = published_speed_lines(t)
+    assert "gptq-int4 11.07" in lines[0] and "vLLM" in lines[0] and "bf16 8.73 (2 GPUs)" in lines[0]
+    assert lines[1] == (f"against the bound on one A100: gptq-int4 transformers {11.07 / bound:.0%} of {bound:.1f}, "
+                        f"gptq-int4 vLLM {16.47 / bound:.0%} of {bound:.1f}")
+    assert "not measured by qadvisor" in lines[2] and "speed_benchmark.rst" in lines[2]
+    assert readvise(_export_with_plan(), load_profile("balanced"), with_target=True).target.published_speed is None
