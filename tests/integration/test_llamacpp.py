@@ -73,19 +73,22 @@ ROLES = {"attn_q": "q_proj", "attn_k": "k_proj", "attn_v": "v_proj", "attn_outpu
          "ffn_up": "up_proj", "ffn_down": "down_proj"}
 
 
-@pytest.mark.parametrize("method", ["gguf-q4_k_m", "gguf-q3_k_m", "gguf-q2_k", "gguf-q6_k"])
-def test_the_planner_gives_each_tensor_the_type_llama_cpp_gives_it(method, tmp_path, monkeypatch):
-    """core.gguf_mix against llama.cpp's quantizer, tensor by tensor, on 16 layers whose rows are multiples of 256
-    but for one (the k-quants' mixes pick by layer position; 160-wide attention rows fall back)."""
+@pytest.mark.parametrize("method, layers", [("gguf-q4_k_m", 16), ("gguf-q3_k_m", 16), ("gguf-q2_k", 16),
+                                            ("gguf-q6_k", 16), ("gguf-q4_k_m", 80), ("gguf-q3_k_m", 80)])
+def test_the_planner_gives_each_tensor_the_type_llama_cpp_gives_it(method, layers, tmp_path, monkeypatch):
+    """core.gguf_mix against llama.cpp's quantizer, tensor by tensor, on narrow models whose rows are multiples of
+    256 but for one (the k-quants' mixes pick by layer position; 160-wide attention rows fall back); 80 layers is
+    what llama.cpp calls a 70B Qwen2, whose attn_v gets one step more."""
     import gguf
 
     from qadvisor.core import gguf_mix, planner, synthetic
     from qadvisor.models.plan import Architecture
 
     monkeypatch.chdir(tmp_path)
-    arch = Architecture(name="mix", hidden_size=256, intermediate_size=512, num_hidden_layers=16, num_attention_heads=4,
-                        num_key_value_heads=1, vocab_size=planner.resolve_architecture(str(shipped_model_dir())).vocab_size,
-                        tie_word_embeddings=True, head_dim=40)
+    vocab = planner.resolve_architecture(str(shipped_model_dir())).vocab_size
+    arch = Architecture(name="mix", hidden_size=256, intermediate_size=512, num_hidden_layers=layers,
+                        num_attention_heads=4, num_key_value_heads=1, vocab_size=vocab, tie_word_embeddings=True,
+                        head_dim=40)
     model_dir = synthetic.build(arch, tmp_path / "mix", shipped_model_dir(), {})
     spec = registry.parse_methods(method)[0].weights
     backend = registry.backend_for(spec)
