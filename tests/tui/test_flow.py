@@ -280,6 +280,20 @@ async def test_the_recommendation_screen_shows_the_target_advice():
         assert "gguf-q4_k_m" in shown and "published by Qwen" in shown
 
 
+async def test_a_gpu_targets_bound_shows_as_an_upper_limit_beside_qwens_published_speeds():
+    from qadvisor.app.advice import readvise
+    from qadvisor.models.priorities import load_profile
+    from tests.tui.test_snapshots import make_app
+    from tests.unit.test_target import _export_with_plan
+
+    export = readvise(_export_with_plan("A100-80GB"), load_profile("balanced"), with_target=True)
+    app = make_app(export)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        shown = app.screen.query_one("#advice").source
+        assert "upper limit" in shown and "decodes at most" in shown and "on A100 80GB, decode tok/s" in shown
+
+
 async def test_a_cluster_run_has_a_score_table_per_hardware_kind():
     from tests.samples import two_kind_export
     from tests.tui.test_snapshots import make_app
