@@ -27,6 +27,8 @@ def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str]:
     mix = (f", per-layer time × {p.layer_bytes_ratio:.2f} for llama.cpp's layer mix (estimate)"
            if p.layer_bytes_ratio != 1.0 else "")
     depths = f"{p.layers_measured[0]}- and {p.layers_measured[1]}-layer slices"
+    if p.capped_at_bound:
+        return p.decode_tok_s, high - low, f"the bandwidth bound here: the projection from {depths} exceeded it (noise)"
     return p.decode_tok_s, high - low, f"projected from {depths}{mix}"
 
 

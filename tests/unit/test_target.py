@@ -92,3 +92,13 @@ def test_a_gpu_target_shows_qwens_published_a100_speeds_beside_the_bounds():
                         f"gptq-int4 vLLM {16.47 / bound:.0%} of {bound:.1f}")
     assert "not measured by qadvisor" in lines[2] and "speed_benchmark.rst" in lines[2]
     assert readvise(_export_with_plan(), load_profile("balanced"), with_target=True).target.published_speed is None
+
+
+def test_a_capped_projection_is_named_the_bound_in_the_target_advice():
+    export = _export_with_plan()
+    plans = [p.model_copy(update={"projection": p.projection.model_copy(update={"capped_at_bound": True})})
+             if p.projection else p for p in export.plan.plans]
+    export.plan = export.plan.model_copy(update={"plans": plans})
+    t = readvise(export, load_profile("balanced"), with_target=True).target
+    assert all("the bandwidth bound here: the projection from 1- and 2-layer slices exceeded it" in r.reason
+               for r in t.results)
