@@ -87,8 +87,8 @@ def test_the_planner_gives_each_tensor_the_type_llama_cpp_gives_it(method, layer
     monkeypatch.chdir(tmp_path)
     vocab = planner.resolve_architecture(str(shipped_model_dir())).vocab_size
     arch = Architecture(name="mix", hidden_size=256, intermediate_size=512, num_hidden_layers=layers,
-                        num_attention_heads=4, num_key_value_heads=1, vocab_size=vocab, tie_word_embeddings=True,
-                        head_dim=40)
+                        num_attention_heads=4, num_key_value_heads=1, vocab_size=vocab,
+                        tie_word_embeddings=layers < 80, head_dim=40)  # 80: an output tensor of its own, as 72B
     model_dir = synthetic.build(arch, tmp_path / "mix", shipped_model_dir(), {})
     spec = registry.parse_methods(method)[0].weights
     backend = registry.backend_for(spec)
@@ -102,7 +102,10 @@ def test_the_planner_gives_each_tensor_the_type_llama_cpp_gives_it(method, layer
             role = ROLES[parts[2]]
             kind = gguf_mix.linear_type(method, role, int(parts[1]), arch.num_hidden_layers, arch)
             assert t.tensor_type.name == gguf_mix.stored_type(kind, inputs[role]), t.name
-    embed = next(t for t in tensors if t.name == "token_embd.weight")
-    assert gguf_mix.BITS[embed.tensor_type.name] == gguf_mix.table_bits(method, arch)[0]
+    table = {t.name: gguf_mix.BITS[t.tensor_type.name] for t in tensors
+             if t.name in ("token_embd.weight", "output.weight")}
+    embed_bits, output_bits = gguf_mix.table_bits(method, arch)
+    assert table == ({"token_embd.weight": embed_bits} if arch.tie_word_embeddings else
+                     {"token_embd.weight": embed_bits, "output.weight": output_bits})
     held, _ = planner.weights_bytes(arch, planner.FORMAT_BY_NAME[method], dense_bytes=4)
     assert held == sum(int(t.n_bytes) for t in tensors)  # norms and biases as llama.cpp keeps them: F32
