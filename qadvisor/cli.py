@@ -150,9 +150,10 @@ def cmd_hardware(args) -> int:
 def cmd_methods(args) -> int:
     from qadvisor.app.views import method_rows
     from qadvisor.console import print_methods
-    from qadvisor.core.hardware import detect
+    from qadvisor.core.hardware import backend_findings, detect
 
-    rows = method_rows(detect(with_backends=False).cuda is not None)
+    info = detect(with_backends=False)
+    rows = method_rows(info.cuda is not None, backend_findings(info))
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

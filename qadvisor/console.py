@@ -34,9 +34,12 @@ def print_methods(rows: list[dict]) -> None:
     for r in rows:
         table.add_row(r["name"], r["backend"], f"{r['bits']:g}", str(r["group_size"] or "—"),
                       "[green]yes[/]" if r["available"] else "[red]no[/]", "•" if r["default"] else "",
-                      r["summary"] if r["available"] else r["reason"])
+                      (r["summary"] + (" ¹" if r.get("finding") else "")) if r["available"] else r["reason"])
     out = stdout_console()
     out.print(table)
+    for finding in dict.fromkeys(r["finding"] for r in rows if r.get("finding")):
+        names = [r["name"] for r in rows if r.get("finding") == finding]
+        out.print(f"¹ {', '.join(names)}: {finding}", soft_wrap=True)
     kv = [r["name"] for r in rows if r["target"] == "kv-cache"]
     refused: dict[str, list[str]] = {}
     for r in rows:

@@ -51,16 +51,18 @@ def hardware_lines(hw: HardwareInfo) -> list[tuple[str, str]]:
             ("SW", f"{hw.os}, Python {hw.python}, torch {hw.torch or 'not installed'}, CUDA {hw.cuda or 'none'}")]
 
 
-def method_rows(has_cuda: bool) -> list[dict]:
+def method_rows(has_cuda: bool, findings: dict[str, str] | None = None) -> list[dict]:
     """Every method with whether it runs here (and why not), whether it is in the default set, and which KV-cache
-    methods stack on it: what `qadvisor methods` prints (or writes as JSON) and the TUI offers."""
+    methods stack on it: what `qadvisor methods` prints (or writes as JSON) and the TUI offers. `findings`: what
+    earlier runs found of a backend here (core.hardware.backend_findings), as each of its methods' `finding`."""
     from qadvisor.quantizers import registry
 
     stacks = registry.kv_compatibility()
     rows = []
     for spec in registry.methods().values():
         ok, reason = registry.method_available(spec, has_cuda)
-        rows.append({**spec.model_dump(), "available": ok, "reason": reason,
+        found = (findings or {}).get(spec.backend) if ok else None
+        rows.append({**spec.model_dump(), "available": ok, "reason": reason, "finding": found,
                      "default": spec.name in registry.DEFAULT_METHODS,
                      "kv_stack": stacks.get(spec.name)})  # '' stacks with every KV method; None: a KV method
     return rows

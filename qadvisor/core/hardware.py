@@ -135,19 +135,23 @@ def detect(with_backends: bool = True) -> HardwareInfo:
         from qadvisor.quantizers import registry
 
         info.backends = registry.availability(has_cuda=cuda_version is not None)
-        if "AMX" in flags:
-            _llamacpp_amx_verdict(info)
+        for row in info.backends:
+            if row.available and row.backend in backend_findings(info):
+                row.reason += f"; {backend_findings(info)[row.backend]}"
     return info
 
 
-def _llamacpp_amx_verdict(info: HardwareInfo) -> None:
-    """Say at the backend's row what an earlier run found: that llama.cpp's AMX kernels crash on this machine."""
+def backend_findings(info: HardwareInfo) -> dict[str, str]:
+    """What earlier runs found out about a backend on this machine (kept in the cache's probes), by backend: that
+    llama.cpp's AMX kernels crash here. `qadvisor hardware` and `qadvisor methods` say it."""
+    if "AMX" not in info.isa_flags:
+        return {}
     from qadvisor.core.artifacts import default_cache_dir, probe_dir
     from qadvisor.quantizers import llamacpp_amx
 
-    for row in info.backends:
-        if row.backend == "llamacpp" and row.available and llamacpp_amx.known_fault(probe_dir(default_cache_dir())):
-            row.reason += "; its AMX kernels crash here (SIGILL): qadvisor runs it without them (README: llama.cpp)"
+    if not llamacpp_amx.known_fault(probe_dir(default_cache_dir())):
+        return {}
+    return {"llamacpp": "llama.cpp's AMX kernels crash here (SIGILL): qadvisor runs it without them (README: llama.cpp)"}
 
 
 def resolve_device(requested: str) -> str:

@@ -83,5 +83,10 @@ def test_hardware_says_what_an_earlier_probe_found(monkeypatch, tmp_path):
     (tmp_path / "probes").mkdir()
     (tmp_path / "probes" / "llamacpp-amx-build1.json").write_text('{"faults": true}')
     assert "AMX kernels crash here" in llamacpp_row()
+    from qadvisor.app.views import method_rows  # `qadvisor methods` says it at each GGUF method
+
+    rows = {r["name"]: r for r in method_rows(False, hardware.backend_findings(hardware.detect(with_backends=False)))}
+    assert "AMX kernels crash here" in rows["gguf-q4_k_m"]["finding"] and rows["fp32"]["finding"] is None
     monkeypatch.setattr(hardware, "_cpuinfo", lambda: ("cpu", ["AVX2"]))  # a CPU without AMX is not asked
     assert llamacpp_row() == "ok"
+    assert hardware.backend_findings(hardware.detect(with_backends=False)) == {}
