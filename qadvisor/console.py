@@ -99,8 +99,9 @@ def print_projection(plan) -> None:
                      "the weights' bytes per token." if plan.disk_read_gb_s else ""), soft_wrap=True)
     from qadvisor.app.views import slice_time_line
 
-    if slice_time_line(plan):
-        out.print(f"[dim]{slice_time_line(plan)}[/]", soft_wrap=True)
+    slices = slice_time_line(plan)
+    if slices:
+        out.print(f"[dim]{slices}[/]", soft_wrap=True)
 
 
 def _shared_basis(bases: list[tuple[str, str]]) -> tuple[str, list[tuple[str, str]]]:

@@ -302,15 +302,13 @@ def target_view(export: RunExport) -> TableView | None:
         view.notes.append(f"published by Qwen for {p['model']} ({', '.join(p['columns'])}): " + "; ".join(
             f"{name} {' / '.join(f'{v:g}' for v in row)}" for name, row in p["rows"].items()))
         view.notes.append(f"{p['note']}. Source: {p['source']}")
-    view.notes += published_speed_lines(t)
+    view.notes += published_speed_lines(export)
     return view
 
 
-ENGINES = {"transformers": "transformers", "vllm": "vLLM"}
-
-
-def published_speed_lines(t) -> list[str]:
+def published_speed_lines(export: RunExport) -> list[str]:
     """Qwen's A100 figures beside the bounds: how far real kernels at batch 1 come (the bound is an upper limit)."""
+    t = export.target
     p = t.published_speed
     if not p:
         return []
@@ -319,14 +317,13 @@ def published_speed_lines(t) -> list[str]:
         return f"{method} {tok_s:g}" + (f" ({how})" if how else "")
 
     lines = [f"published by Qwen for {p['model']} on A100 80GB, decode tok/s: " + "; ".join(
-        f"{ENGINES.get(engine, engine)} " + ", ".join(row(*r) for r in rows) for engine, rows in p["engines"].items())]
+        f"{engine} " + ", ".join(row(*r) for r in rows) for engine, rows in p["engines"].items())]
     bounds = {r.method: r.decode_tok_s for r in t.results if r.decode_kind == "bound"}
     one_gpu = [(engine, m, tok_s) for engine, rows in p["engines"].items() for m, gpus, tok_s, _ in rows
                if gpus == 1 and m in bounds]
-    if one_gpu and t.target.startswith("A100-80GB"):
+    if one_gpu and export.plan.target.name == "A100-80GB":  # Qwen's GPU; the bound is one GPU's, whatever the count
         lines.append("against the bound on one A100: " + ", ".join(
-            f"{m} {ENGINES.get(engine, engine)} {tok_s / bounds[m]:.0%} of {f.num(bounds[m], 1)}"
-            for engine, m, tok_s in one_gpu))
+            f"{m} {engine} {tok_s / bounds[m]:.0%} of {f.num(bounds[m], 1)}" for engine, m, tok_s in one_gpu))
     lines.append(f"{p['note']}. Source: {p['source']}")
     return lines
 
@@ -353,8 +350,9 @@ def time_view(export: RunExport) -> TableView:
                   f"{sum(r.cached for r in measured)} of {len(measured)} quantized models from the cache"
                   + ("" if export.settings.reuse_cache else " (--no-cache: the cache was refreshed)")]
     view.notes += _first_calls(measured)
-    if export.plan is not None and slice_time_line(export.plan):
-        view.notes.append(slice_time_line(export.plan))
+    slices = slice_time_line(export.plan) if export.plan is not None else ""
+    if slices:
+        view.notes.append(slices)
     return view
 
 

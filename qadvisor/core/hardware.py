@@ -135,9 +135,10 @@ def detect(with_backends: bool = True) -> HardwareInfo:
         from qadvisor.quantizers import registry
 
         info.backends = registry.availability(has_cuda=cuda_version is not None)
+        findings = backend_findings(info)
         for row in info.backends:
-            if row.available and row.backend in backend_findings(info):
-                row.reason += f"; {backend_findings(info)[row.backend]}"
+            if row.available and row.backend in findings:
+                row.reason += f"; {findings[row.backend]}"
     return info
 
 

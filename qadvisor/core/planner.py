@@ -178,14 +178,15 @@ def _small_tensor_bytes(arch: Architecture, dense_bytes: int = BF16) -> float:
 def weights_bytes(arch: Architecture, fmt: Format, dense_bytes: int = BF16) -> tuple[int, int]:
     """(bytes held in memory, bytes read per decoded token). `dense_bytes` is the element size of the tensors a
     method leaves unquantized: 2 as saved and on GPU; 4 where a CPU run computes in fp32."""
-    layers = arch.num_hidden_layers * sum(fmt.linear_bytes(i, o) for _, i, o in arch.layer_linears())
     table = arch.vocab_size * arch.hidden_size
-    embed_bits, head_bits = fmt.embed_bits, fmt.lm_head_bits
-    if fmt.gguf:
+    if fmt.gguf:  # llama.cpp picks each tensor's type by its role and layer
         from qadvisor.core import gguf_mix
 
         layers = sum(gguf_mix.layer_bits(fmt.method, i, arch) for i in range(arch.num_hidden_layers)) / 8
         embed_bits, head_bits = gguf_mix.table_bits(fmt.method, arch)
+    else:
+        layers = arch.num_hidden_layers * sum(fmt.linear_bytes(i, o) for _, i, o in arch.layer_linears())
+        embed_bits, head_bits = fmt.embed_bits, fmt.lm_head_bits
     embed = table * (embed_bits / 8 if embed_bits != 16 else dense_bytes)  # 16: kept as the run keeps dense tensors
     separate_head = not arch.tie_word_embeddings or fmt.untie_lm_head
     head = table * (head_bits / 8 if head_bits != 16 else dense_bytes) if separate_head else 0.0

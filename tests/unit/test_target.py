@@ -84,9 +84,9 @@ def test_a_gpu_target_shows_qwens_published_a100_speeds_beside_the_bounds():
     arch = planner.resolve_architecture("Qwen2.5-72B")
     where = planner.parse_target("A100-80GB")
     export.plan = attach(planner.plan(arch, where, methods=["gptq-int4"]), {}, disk_read_gb_s=None)
-    t = readvise(export, load_profile("balanced"), with_target=True).target
-    bound = t.results[0].decode_tok_s
-    lines = published_speed_lines(t)
+    export = readvise(export, load_profile("balanced"), with_target=True)
+    bound = export.target.results[0].decode_tok_s
+    lines = published_speed_lines(export)
     assert "gptq-int4 11.07" in lines[0] and "vLLM" in lines[0] and "bf16 8.73 (2 GPUs)" in lines[0]
     assert lines[1] == (f"against the bound on one A100: gptq-int4 transformers {11.07 / bound:.0%} of {bound:.1f}, "
                         f"gptq-int4 vLLM {16.47 / bound:.0%} of {bound:.1f}")
