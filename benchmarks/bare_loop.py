@@ -61,7 +61,7 @@ def bare_gguf(path: Path, prompt: torch.Tensor, threads: int):
 
     gguf = path / "model.gguf"
     # built as qadvisor builds it: where llama.cpp's AMX kernels crash, neither loop can use them
-    with llamacpp_amx.without_extra_buffers(llamacpp_amx.kernels_fault(gguf, threads, None)):
+    with llamacpp_amx.safe_params(llamacpp_amx.probed_level(gguf, threads, None)):
         llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=PROMPT_TOKENS + NEW_TOKENS + 8,
                               n_threads=threads, n_threads_batch=threads, verbose=False)
     tokens = prompt.tolist()

@@ -82,8 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("first", type=Path)
     compare.add_argument("second", type=Path, nargs="?")
     sub.add_parser("schema", help="print the JSON Schema of the export")
+    doctor = sub.add_parser("doctor", help="does each backend quantize and decode here (or only with a fallback)? "
+                            "About a minute on 2 cores")
+    doctor.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     cache = sub.add_parser("cache", help="what qadvisor keeps between runs ($QADVISOR_CACHE or ~/.cache/qadvisor)")
-    cache.add_argument("--clear", choices=("artifacts", "reference", "synthetic", "probes", "runs", "all"),
+    cache.add_argument("--clear", choices=("artifacts", "reference", "synthetic", "probes", "runs", "logs", "all"),
                        help="remove that part (all: every part a run recomputes; saved runs only by name)")
     plan = sub.add_parser("plan", help="estimate size, memory fit and a decode bound per method for any Qwen2.5 size")
     plan.add_argument("--model", default="Qwen2.5-72B", help="Qwen2.5-0.5B … Qwen2.5-72B, or a Qwen2 config.json / directory")
@@ -124,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_schema(args)
         if args.command == "cache":
             return cmd_cache(args)
+        if args.command == "doctor":
+            return cmd_doctor(args)
         if args.auto:
             return cmd_auto(args)
         return cmd_tui(args)
@@ -186,6 +191,22 @@ def cmd_advise(args) -> int:
     readvise(export, priorities)
     print_recommendations(export)
     write_run(export, args.export, args.report)
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from qadvisor.app.doctor import run_doctor
+    from qadvisor.app.views import doctor_view
+    from qadvisor.console import print_view
+    from qadvisor.core.hardware import detect
+
+    info = detect(with_backends=False)
+    threads = args.threads if args.threads is not None else info.physical_cores
+    if threads < 1:
+        raise UserError("--threads must be at least 1")
+    print(f"qadvisor doctor: each installed backend quantizes and decodes the shipped model in its own processes "
+          f"({threads} threads)", flush=True)
+    print_view(doctor_view(run_doctor(info, threads, lambda line: print(f"  {line}", flush=True))), boxed=True)
     return 0
 
 

@@ -12,7 +12,7 @@ from qadvisor.models.plan import Plan, PlanCheck
 from qadvisor.models.result import TrialResult
 
 
-TEXT_COLUMNS = ("method", "fits", "type", "backend", "here", "why / version", "methods")  # left-aligned; numbers right
+TEXT_COLUMNS = ("method", "fits", "type", "backend", "here", "why / version", "methods", "verdict", "what it found")  # left-aligned; numbers right
 
 
 @dataclass
@@ -73,6 +73,19 @@ def backends_view(hw: HardwareInfo) -> TableView:
     return TableView(title="Backends", columns=["backend", "here", "why / version", "methods"], rows=rows)
 
 
+def doctor_view(report) -> TableView:
+    """`qadvisor doctor`'s table (models.doctor.DoctorReport): what the console prints and the TUI's hardware screen
+    shows."""
+    rows = [[r.backend, r.method, r.verdict, r.detail, f.num(r.seconds, 1)] for r in report.rows]
+    busy = f"{100 * report.cpu_contention:.0f} %"
+    return TableView(title=f"Backends tried on a tiny model ({report.created_at[:16].replace('T', ' ')} UTC)",
+                     columns=["backend", "method", "verdict", "what it found", "s"], rows=rows,
+                     above=[f"ISA {', '.join(report.isa_flags) or 'none of note'}; {report.threads} threads; other "
+                            f"processes took {busy} of the CPU as it started"
+                            + (" — speeds measured now would be low" if report.cpu_contention > 0.10 else "")],
+                     notes=[f"{report.total_s:.0f} s in all; a fallback is kept, so runs start in it"])
+
+
 # A trial's numbers in one line, in the order the trial measures them: the TUI's panel as metrics arrive, the command
 # line's line per result. `values` is a result's fields or the metrics heard so far (name → number).
 _METRIC_TEXT = (
@@ -105,7 +118,7 @@ def results_view(export: RunExport) -> TableView:
     rec = export.recommendation
     kv = any("+kv-" in r.method for r in export.results)  # the KV cache column only when a KV method was stacked
     rows = [[r.method, f.mib(r.size_bytes), f"{r.compression_ratio:.2f}× ({f.size_change(r.size_reduction_pct)})",
-             f.num(r.prefill_tok_s, 0), f.pm(r.decode_tok_s, r.decode_tok_s_spread),
+             f.num(r.prefill_tok_s, 0), f.pm(r.decode_tok_s, r.decode_tok_s_spread) + (" ⚠" if contended(r) else ""),
              "—" if r.decode_cv is None else f"{100 * r.decode_cv:.1f}%", f.num(r.ttft_ms, 1), f.mib(r.peak_rss_bytes),
              f.num(r.ppl, 2), f.signed_pct(r.ppl_delta_pct), f.sci(r.kl_mean), f.pct(r.top1_agreement),
              rec.label(r.method) if rec and rec.archetypes else "—"]
@@ -119,12 +132,31 @@ def results_view(export: RunExport) -> TableView:
 
 
 def result_notes(results: list[TrialResult]) -> list[str]:
-    """Each note the finished results carry (what a method ran with here), once, with the methods it is about."""
+    """Each note the finished results carry (what a method ran with here), once, with the methods it is about; and
+    which speeds were timed while other processes took the CPU."""
     methods: dict[str, list[str]] = {}
     for r in results:
         for note in r.notes if r.status == "ok" else []:
             methods.setdefault(note, []).append(r.method)
-    return [f"{', '.join(names)}: {note}" for note, names in methods.items()]
+    lines = [f"{', '.join(names)}: {note}" for note, names in methods.items()]
+    line = contention_line(results)
+    return lines + [line] if line else lines
+
+
+def contended(r: TrialResult) -> bool:
+    """Whether other processes took more than a tenth of the CPU while this result's speed was timed, twice."""
+    from qadvisor.core.contention import LIMIT
+
+    return r.status == "ok" and (r.cpu_contention or 0.0) > LIMIT
+
+
+def contention_line(results: list[TrialResult]) -> str:
+    """One line naming the speeds timed on a busy CPU ('' where none was)."""
+    busy = [f"{r.method} ({100 * r.cpu_contention:.0f} %)" for r in results if contended(r)]
+    if not busy:
+        return ""
+    return (f"⚠ other processes took the CPU while these were timed, twice: {', '.join(busy)}. Their speeds are "
+            "low by about that share or more; measure again on a quiet machine")
 
 
 def not_measured(export: RunExport) -> list[str]:

@@ -151,8 +151,23 @@ def _last_used(entry: Path) -> float:
 
 CACHE_PARTS = {"artifacts": "quantized models", "reference": "reference log-probs",
                "synthetic": "random-weight models and slices", "probes": "what a backend probed of this machine",
-               "runs": "runs the TUI saved on its own"}
-RECOMPUTED = ("artifacts", "reference", "synthetic", "probes")  # what `--clear all` removes: saved runs are results, kept
+               "runs": "runs the TUI saved on its own", "logs": "the trial processes' logs of recent runs"}
+# what `--clear all` removes: saved runs are results, and the logs explain them, so both are kept
+RECOMPUTED = ("artifacts", "reference", "synthetic", "probes")
+KEEP_LOG_RUNS = 20  # the runs whose logs are kept; older ones go when a run starts
+
+
+def new_log_dir(root: Path) -> Path:
+    """A folder for one run's trial logs, under the cache's `logs` (the oldest beyond KEEP_LOG_RUNS removed)."""
+    folder = Path(root).resolve() / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    runs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for old in runs[: max(0, len(runs) - KEEP_LOG_RUNS + 1)]:
+        shutil.rmtree(old, ignore_errors=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run = folder / f"{stamp}-{os.getpid()}"
+    run.mkdir(exist_ok=True)
+    return run
 
 
 def default_cache_dir() -> Path:

@@ -142,17 +142,18 @@ def detect(with_backends: bool = True) -> HardwareInfo:
     return info
 
 
-def backend_findings(info: HardwareInfo) -> dict[str, str]:
-    """What earlier runs found out about a backend on this machine (kept in the cache's probes), by backend: that
-    llama.cpp's AMX kernels crash here. `qadvisor hardware` and `qadvisor methods` say it."""
-    if "AMX" not in info.isa_flags:
-        return {}
+def backend_findings(info: HardwareInfo | None = None) -> dict[str, str]:
+    """What earlier runs found out about a backend on this machine (kept in the cache's probes), by backend: that its
+    fast path crashed here and which safe configuration it runs in. `qadvisor hardware` and `methods` say it."""
     from qadvisor.core.artifacts import default_cache_dir, probe_dir
-    from qadvisor.quantizers import llamacpp_amx
+    from qadvisor.quantizers import fallback, registry
 
-    if not llamacpp_amx.known_fault(probe_dir(default_cache_dir())):
-        return {}
-    return {"llamacpp": "llama.cpp's AMX kernels crash here (SIGILL): qadvisor runs it without them (README: llama.cpp)"}
+    found, where = {}, probe_dir(default_cache_dir())
+    for backend in registry.backends().values():
+        verdict = fallback.kept(where, backend.name, backend.build_key())
+        if verdict is not None and verdict.level > 0:
+            found[backend.name] = verdict.note(backend.safe_configs)
+    return found
 
 
 def resolve_device(requested: str) -> str:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from qadvisor.models.method import Recipe
+from qadvisor.models.result import TrialResult
 
 
 class EvalSettings(BaseModel):
@@ -33,7 +34,9 @@ class EvalSettings(BaseModel):
 class Job(BaseModel):
     """One child process's work; written as JSON beside its log."""
 
-    kind: Literal["reference", "trial", "timing"]
+    # a trial is two processes: "trial" quantizes and saves, "measure" loads the saved model in a process that never
+    # quantized (what a library leaves behind after quantizing — threads, compiled graphs — must not time the file)
+    kind: Literal["reference", "trial", "measure", "timing"]
     model_dir: Path
     cache_dir: Path  # holds reference.json and reference_logprobs.pt
     work_dir: Path  # where the quantized model is saved
@@ -51,6 +54,8 @@ class Job(BaseModel):
     artifact_inputs: dict[str, str] = {}
     probe_dir: Path | None = None  # TrialContext.probe_dir: in the cache, so a backend probes once per machine
     reuse_artifact: bool = True
+    safe_level: int = 0  # how many of the backend's safe configurations are on (quantizers.fallback)
+    partial: TrialResult | None = None  # measure: what the trial's quantizing process found (sizes, its steps)
 
     @property
     def method(self) -> str:

@@ -29,7 +29,7 @@ from qadvisor.models.events import Error, Event, EventEnvelope, Progress, Result
 from qadvisor.models.export import ModelInfo, RunExport, RunSettings
 from qadvisor.models.hardware import HardwareInfo
 from qadvisor.models.result import TrialResult
-from qadvisor.quantizers import registry
+from qadvisor.quantizers import fallback, registry
 
 
 class RunRequest(BaseModel):
@@ -54,6 +54,8 @@ class Run:
         self.hardware = hardware
         self.recipes = registry.parse_methods(",".join(request.methods))
         cache_root = request.cache_dir or artifacts.default_cache_dir()
+        self.cache_root = Path(cache_root)
+        self.log_dir: Path | None = None  # made at the first trial (artifacts.new_log_dir)
         self.model_dir, self.config = self._checked_model(cache_root)
         self.artifacts_dir = (cache_root / "artifacts").resolve()
         self.probe_dir = artifacts.probe_dir(cache_root)
@@ -137,25 +139,28 @@ class Run:
                 self.results.append(result)
                 yield Result(result=result)
 
-    def _job(self, kind: str, recipe, work_dir: Path, keep: bool) -> Job:
+    def _job(self, kind: str, recipe, work_dir: Path, keep: bool, level: int = 0) -> Job:
+        safe = registry.backend_for(recipe.weights).safe_configs[:level] if recipe is not None else ()
+        fast_bf16 = self.fast_bf16 and not any(c.fp32_work for c in safe)
         job = Job(kind=kind, recipe=recipe, model_dir=self.model_dir, cache_dir=self.cache_dir, work_dir=work_dir,
                   eval_text=self.eval_path, calib_text=self.calib_path, settings=self.request.settings,
                   device_label=self.device_label, keep_model=keep, reuse_artifact=self.request.reuse_cache,
-                  fast_bf16=self.fast_bf16, probe_dir=self.probe_dir)
+                  fast_bf16=fast_bf16, probe_dir=self.probe_dir, safe_level=level)
         if kind == "trial" and self.keeps_models:
-            inputs = self._artifact_inputs(recipe.weights)
+            inputs = self._artifact_inputs(recipe.weights, fast_bf16)
             job = job.model_copy(update={"artifact_dir": self.artifacts_dir / artifacts.key_of(inputs),
                                          "artifact_inputs": inputs})
         return job
 
-    def _artifact_inputs(self, spec) -> dict[str, str]:
+    def _artifact_inputs(self, spec, fast_bf16: bool | None = None) -> dict[str, str]:
         """What decides the quantized files of `spec` here (core.artifacts)."""
         backend = registry.backend_for(spec)
         self.model_hash = self.model_hash or artifacts.content_hash(self.model_dir)
         s = self.request.settings
         return artifacts.key_inputs(self.model_hash, spec.model_dump_json(), (backend.package, *backend.also_needs),
                                     self.calib_path.read_text(encoding="utf-8") if backend.calibrated else "",
-                                    s.device, backend.calibrated and s.score_accuracy, self.fast_bf16)
+                                    s.device, backend.calibrated and s.score_accuracy,
+                                    self.fast_bf16 if fast_bf16 is None else fast_bf16)
 
     def _reference(self, work_dir: Path, cancel: threading.Event) -> Iterator[Event]:
         ref_file = self.cache_dir / REFERENCE_FILE
@@ -167,8 +172,8 @@ class Run:
             started = time.perf_counter()
             ref_file.unlink(missing_ok=True)  # --no-cache: a failed step must not leave the old one looking fresh
             outcome: list[Event] = []
-            for event in _spawn(self._job("reference", None, work_dir, False), work_dir, cancel, self.request.trial_timeout_s,
-                                self.zygote):
+            for event in _spawn(self._job("reference", None, work_dir, False), work_dir, cancel,
+                                self.request.trial_timeout_s, self.zygote, self.log_path("reference")):
                 outcome.append(event)
                 yield event
             if cancel.is_set():
@@ -193,15 +198,24 @@ class Run:
         return self.artifacts_dir / artifacts.key_of(self._artifact_inputs(spec)) if self.keeps_models else None
 
     def _trial(self, recipe, work_dir: Path, keep: bool, cancel: threading.Event):
+        """One method, quantized in one process and measured in another. Where a process dies of a fatal signal and
+        the backend has a safer configuration left, the trial runs once more in it (quantizers.fallback)."""
         started = time.perf_counter()
-        result, error = None, None
-        job = self._job("trial", recipe, work_dir, keep)
-        for event in _spawn(job, work_dir, cancel, self.request.trial_timeout_s, self.zygote):
-            if isinstance(event, Result):
-                result = event.result
-            else:
-                error = error or (event.message if isinstance(event, Error) else None)
-                yield event
+        backend = registry.backend_for(recipe.weights)
+        key = backend.build_key()
+        before = fallback.kept(self.probe_dir, backend.name, key)
+        level = before.level if before else 0
+        result, error, died = yield from self._attempt(recipe, work_dir, keep, cancel, level)
+        if died and level < len(backend.safe_configs) and not cancel.is_set():
+            safer = backend.safe_configs[level]
+            yield Progress(method=recipe.name, step="load", message=f"the trial crashed ({died}): once more without "
+                                                                   f"{safer.turns_off}")
+            # kept before the retry, so the trial's own processes read why they run so; put back if it fails too
+            fallback.keep(self.probe_dir, backend.name, key, fallback.Verdict(level + 1, died, recipe.name))
+            result, error, again = yield from self._attempt(recipe, work_dir, keep, cancel, level + 1)
+            if result is None:
+                fallback.restore(self.probe_dir, backend.name, key, before)
+                error = f"{error} (it crashed with {died} first; the safer configuration did not help)"
         if result is not None:
             wall = time.perf_counter() - started
             return result.model_copy(update={"start_s": max(0.0, wall - (result.total_s or wall))})
@@ -210,6 +224,33 @@ class Run:
         reason = "cancelled by the user" if cancel.is_set() else (error or "the trial process ended without a result")
         return TrialResult(method=recipe.name, backend=spec.backend, bits=spec.bits, status=status, reason=reason,
                            device=self.device_label, total_s=time.perf_counter() - started)
+
+    def _attempt(self, recipe, work_dir: Path, keep: bool, cancel: threading.Event, level: int):
+        """Quantize in one process, measure in a fresh one: (result, first error, fatal signal a process died of)."""
+        job = self._job("trial", recipe, work_dir, keep, level)
+        partial, error, died = yield from self._phase(job, work_dir, cancel)
+        s = self.request.settings
+        if partial is None or cancel.is_set() or (keep and not (s.benchmark or s.score_accuracy)):
+            return partial, error, died  # a slice stops at its sizes: the slices are timed side by side
+        measure = job.model_copy(update={"kind": "measure", "partial": partial})
+        return (yield from self._phase(measure, work_dir, cancel))
+
+    def _phase(self, job: Job, work_dir: Path, cancel: threading.Event):
+        result, error, died = None, None, []
+        for event in _spawn(job, work_dir, cancel, self.request.trial_timeout_s, self.zygote, self.log_path(job.method),
+                            died):
+            if isinstance(event, Result):
+                result = event.result
+            else:
+                error = error or (event.message if isinstance(event, Error) else None)
+                yield event
+        return result, error, (died[0] if died else None)
+
+    def log_path(self, name: str) -> Path:
+        """The trial's log, kept after the run where `qadvisor cache` lists it (a failed trial's message names it)."""
+        if self.log_dir is None:
+            self.log_dir = artifacts.new_log_dir(self.cache_root)
+        return self.log_dir / f"{name}.log"
 
     def trial_names(self) -> list[str]:
         """What each trial's events and result are called, one per result `events()` yields (a cluster adds the
@@ -245,9 +286,11 @@ def time_side_by_side(recipe, saved: list[Path], source: Path, settings: EvalSet
     """Time the saved quantized models of `recipe` side by side in one fresh process (worker.run_timing). Yields its
     progress; returns one result per model, or fewer when it failed or was cancelled (its Error says why)."""
     eval_path = modelio.text_for(source, modelio.EVAL_FILE)[0]
+    backend = registry.backend_for(recipe.weights)
+    verdict = fallback.kept(probe_dir, backend.name, backend.build_key())  # where the trials had to go, the timing goes
     job = Job(kind="timing", recipe=recipe, model_dir=source, cache_dir=work_dir, work_dir=work_dir,
               eval_text=eval_path, calib_text=eval_path, settings=settings, device_label=device_label, timed=saved,
-              probe_dir=probe_dir)
+              probe_dir=probe_dir, safe_level=verdict.level if verdict else 0)
     results = []
     for event in _spawn(job, work_dir, cancel, timeout_s):
         if isinstance(event, Result):
@@ -264,17 +307,21 @@ def trial_env(threads: int) -> dict[str, str]:
 WARM_START = "start the warm trial process (torch and transformers, imported once for every trial)"
 
 
-def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float,
-           zygote: Zygote | None = None) -> Iterator[Event]:
-    """Start `qadvisor.core.worker` for one job and yield its events until it exits, is cancelled or times out."""
+def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float, zygote: Zygote | None = None,
+           log_path: Path | None = None, died: list | None = None) -> Iterator[Event]:
+    """Start `qadvisor.core.worker` for one job and yield its events until it exits, is cancelled or times out. The
+    job's output is appended to `log_path` (default: beside the job file); a fatal signal it died of goes in `died`."""
     name = job.method or "reference"
-    job_file = work_dir / f"{name}.job.json"
+    job_file = work_dir / f"{name}.{job.kind}.json"
     job_file.write_text(job.model_dump_json())
+    log_path = log_path or work_dir / f"{name}.log"
+    env = _safe_env(job)
+    zygote = zygote if not env else None  # a safe configuration's environment must be there before torch loads
     if zygote is not None and not zygote.ready:  # seconds of silence otherwise (8 s on 2 slow cores)
         yield Progress(method=name, step="load", message=WARM_START)
     read_fd, write_fd = os.pipe()
-    with open(work_dir / f"{name}.log", "wb") as log:
-        proc = _start(job_file, work_dir, write_fd, log, job.settings.threads, zygote)
+    with open(log_path, "ab") as log:
+        proc = _start(job_file, work_dir, write_fd, log, job.settings.threads, zygote, env)
     os.close(write_fd)
     ended, reported = False, []  # ended: the worker closed its pipe, it is exiting on its own
     try:
@@ -284,25 +331,41 @@ def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float,
             _stop(proc)
     if not ended:
         if not cancel.is_set():
-            yield Error(method=name, message=f"timed out after {timeout_s:.0f} s")
+            yield Error(method=name, message=f"timed out after {timeout_s:.0f} s; log: {log_path}")
         return
     code = proc.wait()
+    if died is not None and fallback.fatal(code):
+        died.append(fallback.fatal(code))
+    yield from _ending(proc, code, reported, name, log_path)
+
+
+def _safe_env(job: Job) -> dict[str, str]:
+    """What the job's safe configurations set in the environment (empty at the fast path)."""
+    if job.recipe is None or job.safe_level <= 0:
+        return {}
+    configs = registry.backend_for(job.recipe.weights).safe_configs[: job.safe_level]
+    return {k: v for c in configs for k, v in c.env.items()}
+
+
+def _ending(proc, code: int, reported: list, name: str, log_path: Path) -> Iterator[Event]:
+    """The error of a job whose process exited without reporting a result, if any."""
     if getattr(proc, "orphaned", False):  # nobody saw how the trial ended
         _stop(proc)  # in case it outlived the warm process
         if not reported:
             yield Error(method=name, message="the warm process that started the trial ended during it (killed, or "
-                                             f"out of memory) and the trial with it; log: {work_dir / (name + '.log')}")
+                                             f"out of memory) and the trial with it; log: {log_path}")
     elif code < 0:
         # nobody here sends SIGKILL to a running trial but _stop, which sets `ended`: the kernel's OOM killer does
         oom = " — killed by the system, most likely out of memory (the OOM killer)" if code == -signal.SIGKILL else ""
         yield Error(method=name, message=f"the trial process crashed ({signal.Signals(-code).name}{oom}); "
-                                         f"log: {work_dir / (name + '.log')}")
+                                         f"log: {log_path}")
     elif code != 0:
-        log_tail = (work_dir / f"{name}.log").read_text(errors="replace").strip().splitlines()[-1:] or [""]
-        yield Error(method=name, message=f"process exited with code {code}: {log_tail[0][:300]}")
+        log_tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        yield Error(method=name, message=f"process exited with code {code}: {log_tail[0][:300]}; log: {log_path}")
 
 
-def _start(job_file: Path, work_dir: Path, write_fd: int, log, threads: int, zygote: Zygote | None):
+def _start(job_file: Path, work_dir: Path, write_fd: int, log, threads: int, zygote: Zygote | None,
+           extra_env: dict[str, str] | None = None):
     """A fresh process for the job: forked warm when there is a zygote (a fresh interpreter if it is gone), in its
     own session, output to the job's log, events to `write_fd`."""
     if zygote is not None:
@@ -310,7 +373,7 @@ def _start(job_file: Path, work_dir: Path, write_fd: int, log, threads: int, zyg
             return zygote.spawn(str(job_file), str(work_dir), write_fd, log.fileno())
         except OSError:
             pass
-    env = dict(trial_env(threads), QADVISOR_EVENT_FD=str(write_fd))
+    env = dict(trial_env(threads), QADVISOR_EVENT_FD=str(write_fd), **(extra_env or {}))
     return subprocess.Popen([sys.executable, "-m", "qadvisor.core.worker", str(job_file)], stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, pass_fds=(write_fd,), env=env,
                             cwd=work_dir, start_new_session=True)  # cwd: GPTQModel writes logs/ there

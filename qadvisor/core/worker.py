@@ -23,7 +23,7 @@ from qadvisor.models.result import TrialResult
 REFERENCE_FILE = "reference.json"
 TIMING_BUDGET_S = 3.0  # seconds the slowest model's timed generation may take, when a timing job names none
 SPEED_FIELDS = ("prefill_tok_s", "prefill_tok_s_spread", "decode_tok_s", "decode_tok_s_spread", "ttft_ms",
-                "kv_cache_bytes", "decode_tokens", "decode_cv", "repeats")
+                "kv_cache_bytes", "decode_tokens", "decode_cv", "repeats", "cpu_contention")
 LOGPROBS_FILE = "reference_logprobs.pt"
 
 
@@ -90,7 +90,7 @@ def _context(job: Job, out: Emitter, calib: list[str]):
     s = job.settings
     return TrialContext(device=s.device, calib_texts=calib, threads=s.threads, progress=out.progress,
                         max_tokens=max(s.window, s.prompt_tokens + s.decode_tokens), calibrate=s.score_accuracy,
-                        fast_bf16=job.fast_bf16, probe_dir=job.probe_dir)
+                        fast_bf16=job.fast_bf16, probe_dir=job.probe_dir, safe_level=job.safe_level)
 
 
 class Steps:
@@ -114,7 +114,8 @@ class Steps:
 
 
 def run_trial(job: Job, out: Emitter, started: float) -> TrialResult:
-    from qadvisor.core.metrics import compute_dtype
+    """A trial's first process: quantize (or take the cached model), save, and the sizes on disk. The runner then
+    measures the saved model in a process of its own (run_measure)."""
     from qadvisor.quantizers import registry
     from qadvisor.quantizers.base import weights_bytes_on_disk
 
@@ -124,24 +125,46 @@ def run_trial(job: Job, out: Emitter, started: float) -> TrialResult:
     ref = Reference.model_validate_json((job.cache_dir / REFERENCE_FILE).read_text())
     result = TrialResult(method=recipe.name, backend=spec.backend, bits=spec.bits, status="ok", device=job.device_label)
     steps = Steps(out, result)
-    with steps("load", "tokenizer and evaluation text"):
-        _, windows = _prepare(job)
+    with steps("load", "calibration text"):
         calib = [c for c in job.calib_text.read_text(encoding="utf-8").split("\n\n") if c.strip()]
-    ctx = _context(job, out, calib)
-    save_dir = _quantized(job, spec, backend, ctx, steps)
-    s = job.settings
+    save_dir = _quantized(job, spec, backend, _context(job, out, calib), steps)
     steps.record("size_bytes", weights_bytes_on_disk(save_dir))
     steps.record("compression_ratio", ref.bf16_bytes / result.size_bytes)
     steps.record("size_reduction_pct", 100.0 * (1 - result.size_bytes / ref.bf16_bytes))
-    if job.keep_model and not (s.benchmark or s.score_accuracy):  # a slice: the timing job loads it (side by side)
-        result.total_s = time.perf_counter() - started
-        return result
+    result.peak_rss_bytes = _peak_rss()
+    result.total_s = time.perf_counter() - started
+    return result
+
+
+def saved_model(job: Job) -> Path:
+    """Where the trial's first process left the quantized model: the work folder when it saved one there (quantized
+    now, or a cached one copied for --keep-models), else the cache entry it found."""
+    from qadvisor.core import artifacts
+
+    here = job.work_dir / job.recipe.weights.name
+    return here if here.is_dir() or job.artifact_dir is None else job.artifact_dir / artifacts.MODEL_FOLDER
+
+
+def run_measure(job: Job, out: Emitter, started: float) -> TrialResult:
+    """A trial's second process: load the saved model, score it against the reference and time it."""
+    from qadvisor.core.metrics import compute_dtype
+    from qadvisor.quantizers import registry
+
+    recipe, spec = job.recipe, job.recipe.weights
+    backend = registry.backend_for(spec)
+    ref = Reference.model_validate_json((job.cache_dir / REFERENCE_FILE).read_text())
+    result = job.partial.model_copy(deep=True)
+    steps = Steps(out, result)
+    with steps("load", "tokenizer and evaluation text"):
+        _, windows = _prepare(job)
+    save_dir = saved_model(job)
     with steps("reload", "load the saved model back"):
-        model = backend.load(save_dir, spec, ctx)
+        model = backend.load(save_dir, spec, _context(job, out, []))
         model.eval()
     steps.record("weights_mem_bytes", backend.memory_bytes(model))
-    result.compute_dtype, result.notes = compute_dtype(model), backend.notes(model)
-    new_cache = _kv_cache(recipe, job)
+    result.compute_dtype = compute_dtype(model)
+    result.notes, result.safe_config = _notes(job, backend, model)
+    s, new_cache = job.settings, _kv_cache(recipe, job)
     if s.score_accuracy:
         with steps("evaluate", f"perplexity, KL and top-1 on {ref.eval_tokens} held-out tokens"):
             _evaluate(model, windows, ref, job, new_cache, steps)
@@ -151,11 +174,30 @@ def run_trial(job: Job, out: Emitter, started: float) -> TrialResult:
         with steps("benchmark", f"prompt {s.prompt_tokens}, up to {s.decode_tokens} new tokens, warm-up + at least "
                                 f"{s.repeats} repeats ({s.min_measure_s:g} s of timing)"):
             _benchmark(model, windows, s, new_cache, steps)
-    steps.record("peak_rss_bytes", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux reports KiB
-    result.total_s = time.perf_counter() - started
-    if not job.keep_model and not result.cached:
+    steps.record("peak_rss_bytes", max(_peak_rss(), result.peak_rss_bytes or 0))
+    result.total_s = (result.total_s or 0.0) + time.perf_counter() - started
+    if not job.keep_model and save_dir == job.work_dir / spec.name:
         shutil.rmtree(save_dir, ignore_errors=True)
     return result
+
+
+def _notes(job: Job, backend, model) -> tuple[list[str], str | None]:
+    """What the measured model ran with that its result must say, and the safe configuration it ran in, if any: the
+    level the runner gave the trial, or a deeper one the backend's own probe chose (llama.cpp's AMX probe)."""
+    from qadvisor.quantizers import fallback
+
+    notes = list(backend.notes(model))
+    level = max(job.safe_level, getattr(model, "safe_level", 0))
+    if level <= 0:
+        return notes, None
+    verdict = fallback.kept(job.probe_dir, backend.name, backend.build_key())
+    died, seen = (verdict.signal, verdict.method) if verdict and verdict.signal else ("a fatal signal", job.method)
+    notes.append(fallback.Verdict(level=level, signal=died, method=seen).note(backend.safe_configs))
+    return notes, backend.safe_configs[level - 1].name
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def _quantized(job: Job, spec, backend, ctx, steps: Steps) -> Path:
@@ -172,6 +214,7 @@ def _quantized(job: Job, spec, backend, ctx, steps: Steps) -> Path:
         steps.record("quantize_s", hit.quantize_s)
         steps.out.progress("quantize", 1.0, f"from the cache (quantized in {hit.quantize_s:.1f} s on {hit.made_at[:10]})")
         if not job.keep_model:
+            shutil.rmtree(save_dir, ignore_errors=True)  # an earlier attempt's copy: the measure step reads the entry
             return entry / artifacts.MODEL_FOLDER
         with steps("save", "copy the cached model to the kept models' folder"):
             shutil.rmtree(save_dir, ignore_errors=True)
@@ -222,7 +265,8 @@ def _benchmark(model, windows, s, new_cache, steps: Steps) -> None:
     from qadvisor.core.metrics import speed
 
     prompt = windows.flatten()[: s.prompt_tokens]
-    sp = speed(model, prompt, s.decode_tokens, s.repeats, s.device, new_cache, s.decode_budget_s, s.min_measure_s)
+    sp = speed(model, prompt, s.decode_tokens, s.repeats, s.device, new_cache, s.decode_budget_s, s.min_measure_s,
+               s.threads)
     for name in SPEED_FIELDS:
         if getattr(sp, name) is not None:  # a runtime that keeps its KV cache to itself has no count
             steps.record(name, getattr(sp, name))
@@ -247,10 +291,13 @@ def run_timing(job: Job, out: Emitter) -> list[TrialResult]:
     out.progress("benchmark", None, f"{len(models)} models side by side: prompt {s.prompt_tokens}, up to "
                                     f"{s.decode_tokens} new tokens, warm-up + {s.repeats} rounds")
     speeds = side_by_side(models, windows.flatten()[: s.prompt_tokens], s.decode_tokens, s.repeats, s.device,
-                          s.decode_budget_s or TIMING_BUDGET_S)
-    return [TrialResult(method=job.method, backend=spec.backend, bits=spec.bits, status="ok", device=job.device_label,
-                        notes=backend.notes(model), **{k: getattr(sp, k) for k in SPEED_FIELDS})
-            for model, sp in zip(models, speeds)]
+                          s.decode_budget_s or TIMING_BUDGET_S, s.threads)
+    results = []
+    for model, sp in zip(models, speeds):
+        notes, safe = _notes(job, backend, model)
+        results.append(TrialResult(method=job.method, backend=spec.backend, bits=spec.bits, status="ok", notes=notes,
+                                   safe_config=safe, device=job.device_label, **{k: getattr(sp, k) for k in SPEED_FIELDS}))
+    return results
 
 
 def warm_imports() -> None:
@@ -292,6 +339,8 @@ def main(argv: list[str]) -> int:
         elif job.kind == "timing":
             for result in run_timing(job, out):
                 out.send(Result(result=result))
+        elif job.kind == "measure":
+            out.send(Result(result=run_measure(job, out, started)))
         else:
             out.send(Result(result=run_trial(job, out, started)))
     except Exception as exc:  # the runner reports it as this method's failure and goes on

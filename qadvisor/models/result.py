@@ -33,10 +33,14 @@ class TrialResult(BaseModel):
     decode_tokens: int | None = None  # new tokens per timed generation (fewer than asked where steps are slow)
     decode_cv: float | None = None  # coefficient of variation of the repeats' decode speeds (stdev ÷ mean)
     repeats: int | None = None  # timed generations behind the medians (more than asked where a generation is short)
+    # the share of the CPU other processes took while the speed was timed (core.contention): above 0.10 suspect
+    cpu_contention: float | None = None
     peak_rss_bytes: int | None = None
     kv_cache_bytes: int | None = None  # the KV cache after prompt + the asked new tokens - 1 positions
     compute_dtype: str | None = None  # dtype of the unquantized tensors and activations, e.g. float32
-    notes: list[str] = []  # what the measured model ran with that a reader must know (Backend.notes)
+    notes: list[str] = []  # what the measured model ran with that a reader must know (Backend.notes, a fallback)
+    # the backend's safe configuration the trial ran in, where its faster path crashed here (quantizers.fallback)
+    safe_config: str | None = None
     # accuracy on the held-out text, against the unquantized fp32 reference
     ppl: float | None = None
     ppl_delta_pct: float | None = None

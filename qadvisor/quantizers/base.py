@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from qadvisor.models.method import MethodSpec
+from qadvisor.quantizers.fallback import SafeConfig, versions_key
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
@@ -27,6 +28,7 @@ class TrialContext:
     calibrate: bool = True
     fast_bf16: bool = False  # the CPU computes bf16 natively (AVX512_BF16 or AMX): core.hardware decides
     probe_dir: Path | None = None  # where a backend keeps what it probed once per machine (the cache); None: nowhere
+    safe_level: int = 0  # how many of the backend's safe configurations are on (Backend.safe_configs)
     progress: ProgressFn = lambda step, fraction, message: None
 
     @property
@@ -45,6 +47,12 @@ class TrialContext:
         return torch.bfloat16 if self.device != "cpu" or self.fast_bf16 else torch.float32
 
 
+# torch's own fast paths (AVX-512 and AMX kernels, bf16 work) off: what every torch-based backend falls back on
+TORCH_SAFE = SafeConfig(name="torch AVX2, fp32", fp32_work=True,
+                        turns_off="torch's AVX-512/AMX kernels and bf16 quantizing (ATEN_CPU_CAPABILITY=avx2)",
+                        env={"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "QADVISOR_FAST_BF16": "0"})
+
+
 class Backend:
     """A quantization library. Subclasses declare methods and implement quantize / save / load."""
 
@@ -59,6 +67,12 @@ class Backend:
     calib_min_tokens = 0  # a calibration paragraph shorter than this is skipped; a text with none is refused up front
     # what a trial says when it ran without calibration (TrialContext.calibrate False); '' for methods that need none
     uncalibrated_note: str = ""
+    # where a trial goes when the fast path dies of a fatal signal, in order (quantizers.fallback)
+    safe_configs: tuple[SafeConfig, ...] = (TORCH_SAFE,)
+
+    def build_key(self) -> str:
+        """Which build of the backend runs on which CPU: a kept fallback verdict holds for this key only."""
+        return versions_key((self.package, *self.also_needs))
 
     def available(self, has_cuda: bool) -> tuple[bool, str]:
         """Whether this backend can run here, and why not (or which version was found)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from qadvisor.models.method import MethodSpec
 from qadvisor.quantizers.base import Backend
+from qadvisor.quantizers.fallback import SafeConfig
 
 GGUF_FILE = "model.gguf"
 # llama.cpp's LLAMA_FTYPE_* values (llama.h), one per method
@@ -36,6 +37,16 @@ class LlamaCppBackend(Backend):
         MethodSpec(name="gguf-q2_k", backend="llamacpp", bits=2.96, scheme="Q2_K", group_size=256,
                    summary="GGUF Q2_K (llama.cpp) k-quant mix"),
     )
+
+    safe_configs = (
+        SafeConfig(name="no extra buffers", turns_off="llama.cpp's extra buffer types (AMX kernels, weight repacking)"),
+        SafeConfig(name="no mmap", turns_off="memory-mapping the GGUF file"),
+    )
+
+    def build_key(self) -> str:
+        from qadvisor.quantizers.llamacpp_amx import build_key
+
+        return build_key()
 
     def quantize(self, model_dir, spec, ctx):
         # The "model" between quantize and save is the path of the quantized file in a scratch folder.
@@ -65,13 +76,10 @@ class LlamaCppBackend(Backend):
         shutil.rmtree(Path(model).parent, ignore_errors=True)
 
     def load(self, out_dir, spec, ctx):
-        return LlamaAdapter(out_dir / GGUF_FILE, ctx.threads, ctx.device, ctx.max_tokens, ctx.probe_dir)
+        return LlamaAdapter(out_dir / GGUF_FILE, ctx.threads, ctx.device, ctx.max_tokens, ctx.probe_dir, ctx.safe_level)
 
     def memory_bytes(self, model) -> int:
         return model.tensor_bytes
-
-    def notes(self, model) -> list[str]:
-        return model.notes
 
 
 def to_gguf(model_dir: Path, out: Path) -> None:
@@ -203,7 +211,8 @@ class LlamaAdapter:
 
     compute_dtype = "float32"  # llama.cpp's CPU path; GGUF keeps norms and biases in F32 too
 
-    def __init__(self, path: Path, threads: int, device: str, n_ctx: int, probe_dir: Path | None = None):
+    def __init__(self, path: Path, threads: int, device: str, n_ctx: int, probe_dir: Path | None = None,
+                 safe_level: int = 0):
         import llama_cpp
 
         from qadvisor.quantizers import llamacpp_amx
@@ -213,10 +222,10 @@ class LlamaAdapter:
             # it would silently run on the CPU while the result says cuda
             raise RuntimeError("this llama-cpp-python build has no GPU offload; reinstall it with "
                                "CMAKE_ARGS=-DGGML_CUDA=on to measure GGUF on the GPU, or run with --device cpu")
-        plain = not gpu and llamacpp_amx.kernels_fault(path, threads, probe_dir)
-        self.notes = [llamacpp_amx.NOTE] if plain else []  # what the result must say it ran with
+        # the level the trial was given, or the probe's where llama.cpp's AMX kernels die here (the result says which)
+        self.safe_level = safe_level if gpu else max(safe_level, llamacpp_amx.probed_level(path, threads, probe_dir))
         # logits_all keeps n_ctx × vocab floats, so the context is as long as the trial needs and no longer
-        with llamacpp_amx.without_extra_buffers(plain):
+        with llamacpp_amx.safe_params(self.safe_level):
             self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads,
                                        n_threads_batch=threads, logits_all=True, verbose=False,
                                        n_gpu_layers=-1 if gpu else 0)

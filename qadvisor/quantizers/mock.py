@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from qadvisor.models.method import MethodSpec
 from qadvisor.quantizers.base import Backend, load_hf
+from qadvisor.quantizers.fallback import FATAL_SIGNALS, SafeConfig
+
+SAFE_ENV = "QADVISOR_MOCK_SAFE"  # set by the mock's safe configuration: the fallback's environment reached the trial
 
 
 class MockBackend(Backend):
@@ -20,7 +23,13 @@ class MockBackend(Backend):
         MethodSpec(name="mock-diskfull", backend="mock", bits=4, scheme="int4", summary="MOCK: the disk fills while saving"),
         MethodSpec(name="mock-oom", backend="mock", bits=4, scheme="int4",
                    summary="MOCK: runs out of memory (capped at 256 MiB above its size, so the machine never is)"),
+        MethodSpec(name="mock-history", backend="mock", bits=32, scheme="fp32",
+                   summary="MOCK: fails when measured in the process that quantized it"),
+        # a fast path that dies of each fatal signal while the model is measured, and runs in the safe configuration
+        *(MethodSpec(name=f"mock-fastpath-{sig.name.lower()}", backend="mock", bits=4, scheme="int4",
+                     summary=f"MOCK: its fast path dies of {sig.name}") for sig in FATAL_SIGNALS),
     )
+    safe_configs = (SafeConfig(name="mock safe path", turns_off="the mock's fast path", env={SAFE_ENV: "1"}),)
 
     def quantize(self, model_dir, spec, ctx):
         import os
@@ -38,6 +47,7 @@ class MockBackend(Backend):
         if spec.name == "mock-oom":
             _exhaust_memory()
         ctx.progress("quantize", 0.5, "MOCK: nothing to quantize")
+        _quantized_here.add(spec.name)
         return load_hf(model_dir, torch.float32, ctx.device)
 
     def save(self, model, spec, out_dir):
@@ -48,9 +58,20 @@ class MockBackend(Backend):
         model.save_pretrained(str(out_dir))
 
     def load(self, out_dir, spec, ctx):
+        import os
+        import signal
+
         import torch
 
+        safe = ctx.safe_level >= 1 and os.environ.get(SAFE_ENV) == "1"
+        if spec.name == "mock-history" and spec.name in _quantized_here:
+            raise RuntimeError("measured in the process that quantized it")
+        if spec.name.startswith("mock-fastpath-") and not safe:
+            os.kill(os.getpid(), getattr(signal, spec.name.removeprefix("mock-fastpath-").upper()))
         return load_hf(out_dir, torch.float32, ctx.device)
+
+
+_quantized_here: set[str] = set()  # what this process quantized
 
 
 def _exhaust_memory() -> None:

@@ -1,6 +1,8 @@
 """Faults a real library can cause inside a trial (forked warm or started fresh): each becomes that method's failure
 with its cause, the methods after it are measured, and no trial process is left behind."""
 
+from pathlib import Path
+
 import psutil
 import pytest
 
@@ -72,3 +74,53 @@ def test_a_warm_process_dying_mid_trial_is_named_not_read_as_the_trials_crash(mo
     assert results["mock-passthrough"].status == "ok"  # a fresh interpreter after the warm process is gone
     left = [p for p in psutil.process_iter(["cwd"]) if str(tmp_path) in (p.info["cwd"] or "")]
     assert not left, left
+
+
+@pytest.fixture
+def own_probes(tmp_path, monkeypatch):
+    """Verdicts kept for this test alone: a kept fallback would change how later tests' trials start."""
+    from qadvisor.core import artifacts
+
+    monkeypatch.setattr(artifacts, "probe_dir", lambda root: tmp_path / "probes")
+    return tmp_path / "probes"
+
+
+@pytest.mark.parametrize("sig", ["SIGILL", "SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE"])
+def test_a_fast_path_that_dies_of_any_fatal_signal_falls_back_and_says_so(mock_backend, own_probes, tmp_path, sig):
+    from qadvisor.models.events import Error
+
+    method = f"mock-fastpath-{sig.lower()}"
+    request = RunRequest(methods=[method], work_dir=tmp_path / "work",
+                         settings=EvalSettings(threads=2, repeats=2, decode_tokens=4, windows=2))
+    run = Run(request, detect(with_backends=False))
+    errors = [e.message for e in run.events() if isinstance(e, Error)]
+    result = run.results[0]
+    assert result.status == "ok" and result.safe_config == "mock safe path", result.reason
+    assert any(sig in note and "the mock's fast path" in note for note in result.notes)
+    assert len(errors) == 1 and sig in errors[0]  # the first attempt's crash, with a log that outlives the run
+    assert Path(errors[0].rsplit("log: ", 1)[1]).is_file()
+    assert list(own_probes.glob("fallback-mock-*.json"))
+
+    again = Run(request, detect(with_backends=False))  # the next run starts in the safe configuration
+    assert not [e for e in again.events() if isinstance(e, Error)]
+    assert again.results[0].status == "ok" and again.results[0].safe_config == "mock safe path"
+
+
+def test_a_crash_the_safe_configuration_does_not_cure_fails_and_keeps_no_verdict(mock_backend, own_probes, tmp_path):
+    request = RunRequest(methods=["mock-segfault", "mock-passthrough"], work_dir=tmp_path / "work",
+                         settings=EvalSettings(threads=2, repeats=2, decode_tokens=4, windows=2))
+    run = Run(request, detect(with_backends=False))
+    list(run.events())
+    failed, ok = run.results
+    assert failed.status == "failed" and "the safer configuration did not help" in failed.reason
+    assert Path(failed.reason.split("log: ", 1)[1].split(" ")[0]).is_file()
+    assert ok.status == "ok" and ok.safe_config is None  # no verdict: the next method takes the fast path
+    assert not list(own_probes.glob("fallback-mock-*.json"))
+
+
+def test_a_trial_is_measured_in_a_process_that_did_not_quantize(mock_backend, tmp_path):
+    request = RunRequest(methods=["mock-history"], work_dir=tmp_path / "work", reuse_cache=False,
+                         settings=EvalSettings(threads=2, repeats=2, decode_tokens=4, windows=2))
+    run = Run(request, detect(with_backends=False))
+    list(run.events())
+    assert run.results[0].status == "ok", run.results[0].reason

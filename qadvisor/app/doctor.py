@@ -1,0 +1,74 @@
+"""`qadvisor doctor`: does each installed backend quantize and decode here, on its fast path or a safe one?
+
+Each backend's stand-in method runs as a real trial (its own processes, the fault fallbacks, the cache) on the
+shipped model with accuracy left out: random-free, calibration-free, a second or two a backend. What it finds is kept
+beside the fallback verdicts, so runs do not probe again and the TUI's hardware screen shows the same table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Callable
+
+from qadvisor.core import artifacts
+from qadvisor.core.contention import cpu_busy_now
+from qadvisor.core.jobs import EvalSettings
+from qadvisor.core.runner import Run, RunRequest
+from qadvisor.models.doctor import DoctorReport, DoctorRow
+from qadvisor.models.events import Result
+from qadvisor.models.hardware import HardwareInfo
+from qadvisor.models.jsonfile import write_text_atomic
+from qadvisor.models.result import TrialResult
+from qadvisor.quantizers import registry
+
+# one method per backend: the path a user meets first (llama.cpp's Q8_0 is the one its AMX kernels take)
+STAND_INS = {"native": "fp32", "bnb": "bnb-int8", "gptq": "gptq-int4", "hqq": "hqq-int4", "quanto": "quanto-int8",
+             "torchao": "torchao-int8", "llamacpp": "gguf-q8_0"}
+SETTINGS = EvalSettings(window=64, windows=1, prompt_tokens=32, decode_tokens=8, repeats=1, min_measure_s=0.0,
+                        score_accuracy=False)
+REPORT_FILE = "doctor.json"
+
+
+def report_path() -> Path:
+    return artifacts.probe_dir(artifacts.default_cache_dir()) / REPORT_FILE
+
+
+def run_doctor(hardware: HardwareInfo, threads: int, say: Callable[[str], None] = lambda line: None) -> DoctorReport:
+    """Every backend's stand-in, measured here; the report is kept (report_path) and returned."""
+    started = time.perf_counter()
+    busy = cpu_busy_now(1.0)
+    ready = {b.backend for b in registry.availability(has_cuda=False) if b.available}
+    methods = [m for b, m in STAND_INS.items() if b in ready]
+    request = RunRequest(methods=methods, settings=SETTINGS.model_copy(update={"threads": threads}),
+                         trial_timeout_s=180)
+    run = Run(request, hardware)
+    for event in run.events():
+        if isinstance(event, Result):
+            say(f"{event.result.backend}: {_row(event.result).verdict}")
+    rows = [_row(r) for r in run.results] + [DoctorRow(backend=b, method=m, verdict="not installed")
+                                            for b, m in STAND_INS.items() if b not in ready]
+    report = DoctorReport(created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                          cpu=hardware.cpu_model, isa_flags=hardware.isa_flags, threads=threads,
+                          cpu_contention=busy, rows=rows, total_s=time.perf_counter() - started)
+    write_text_atomic(report_path(), report.model_dump_json(indent=1))
+    return report
+
+
+def _row(r: TrialResult) -> DoctorRow:
+    if r.status != "ok":
+        return DoctorRow(backend=r.backend, method=r.method, verdict="fails", detail=r.reason, seconds=r.total_s)
+    speed = f"decodes {r.decode_tok_s:,.0f} tok/s" if r.decode_tok_s else "ran"
+    if r.safe_config:
+        return DoctorRow(backend=r.backend, method=r.method, verdict="works with a fallback", seconds=r.total_s,
+                         detail=f"{r.safe_config}: {'; '.join(r.notes)}")
+    return DoctorRow(backend=r.backend, method=r.method, verdict="works", detail=speed, seconds=r.total_s)
+
+
+def saved_report() -> DoctorReport | None:
+    """The last doctor's report on this machine, if one was kept."""
+    try:
+        return DoctorReport.model_validate_json(report_path().read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,87 @@
+"""CPU contention: measured per timed window, a busy window timed again once, and the figure marked where the CPU
+stayed busy — in the table, the notes every face shows, and the advice's noise (core.contention)."""
+
+import pytest
+
+from qadvisor.app.views import contention_line, contended
+from qadvisor.core import contention, metrics
+from qadvisor.core.advisor import advise, decode_noise
+from qadvisor.models.priorities import Priorities
+from qadvisor.models.result import TrialResult
+
+
+class Clock:
+    """Stands for the kernel: PSI's 'some' microseconds, /proc/stat's jiffies and the wall clock move as told."""
+
+    def __init__(self, tmp_path, monkeypatch, psi: bool = True):
+        self.psi_file, self.stat_file = tmp_path / "cpu", tmp_path / "stat"
+        self.now, self.some_us, self.steal, self.ticks = 100.0, 0, 0, 0
+        monkeypatch.setattr(contention, "PSI_FILE", self.psi_file if psi else tmp_path / "absent")
+        monkeypatch.setattr(contention, "STAT_FILE", self.stat_file)
+        monkeypatch.setattr(contention.time, "monotonic", lambda: self.now)
+        self.write()
+
+    def write(self):
+        self.psi_file.write_text(f"some avg10=0.00 avg60=0.00 avg300=0.00 total={self.some_us}\n"
+                                 "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+        self.stat_file.write_text(f"cpu  {self.ticks} 0 0 0 0 0 0 {self.steal} 0 0\n")
+
+    def advance(self, seconds: float, waited_s: float, stolen_share: float = 0.0):
+        self.now += seconds
+        self.some_us += int(waited_s * 1e6)
+        self.steal += int(100 * seconds * stolen_share)
+        self.ticks += int(100 * seconds * (1 - stolen_share))
+        self.write()
+
+
+def test_the_share_is_the_time_some_task_waited_for_a_cpu_plus_the_time_stolen(tmp_path, monkeypatch):
+    clock = Clock(tmp_path, monkeypatch)
+    watch = contention.CpuWatch(2)
+    clock.advance(2.0, waited_s=0.0)
+    assert watch.share() == 0.0
+    watch = contention.CpuWatch(2)
+    clock.advance(2.0, waited_s=1.0, stolen_share=0.1)
+    assert watch.share() == pytest.approx(0.6, abs=0.01)
+    watch = contention.CpuWatch(2)
+    clock.advance(1.0, waited_s=5.0)  # several tasks waiting at once: capped at the whole window
+    assert watch.share() == 1.0
+
+
+def test_without_psi_the_threads_own_cpu_time_stands_in(tmp_path, monkeypatch):
+    clock = Clock(tmp_path, monkeypatch, psi=False)
+    used = iter([10.0, 12.0])
+    monkeypatch.setattr(contention, "_own_cpu_s", lambda: next(used))
+    watch = contention.CpuWatch(2)
+    clock.advance(2.0, waited_s=0.0)
+    assert watch.share() == pytest.approx(0.5)  # 2 CPU-seconds of the 4 that two threads had
+
+
+@pytest.mark.parametrize("shares, kept", [([0.02], 0.02), ([0.5, 0.03], 0.03), ([0.3, 0.6], 0.3)])
+def test_a_busy_window_is_timed_again_once_and_the_quieter_kept(monkeypatch, shares, kept):
+    monkeypatch.setattr(metrics.time, "sleep", lambda s: None)
+    calls = iter(shares)
+    runs, busy = metrics._quieter(lambda: (["runs"], next(calls)))
+    assert busy == kept and len(list(calls)) == 0  # no third timing, whatever the second found
+
+
+def _result(method, decode, busy=None, size=10, kl=1e-3):
+    return TrialResult(method=method, backend="x", bits=4, status="ok", decode_tok_s=decode, decode_cv=0.01,
+                       size_bytes=size * 2**20, compression_ratio=3.0, size_reduction_pct=66.0, kl_mean=kl,
+                       ppl_delta_pct=0.1, top1_agreement=0.99, cpu_contention=busy)
+
+
+def test_a_contended_figure_is_marked_and_named_once():
+    results = [_result("a", 100, 0.02), _result("b", 50, 0.45), _result("c", 60, None)]
+    assert [contended(r) for r in results] == [False, True, False]
+    line = contention_line(results)
+    assert "b (45 %)" in line and "a (" not in line and line.startswith("⚠")
+    assert contention_line(results[:1]) == ""
+
+
+def test_the_advice_widens_its_noise_and_names_the_methods_timed_on_a_busy_cpu():
+    quiet, busy = _result("q", 100, 0.0), _result("b", 100, 0.5)
+    assert decode_noise(busy) == pytest.approx(decode_noise(quiet) + 100.0)  # 0.5 / (1 - 0.5) of its figure
+    rec = advise([_result("q", 100, 0.0), _result("b", 95, 0.5)], Priorities(storage=0, latency=0.5, accuracy=1))
+    assert rec.method == "q"
+    assert any("timed while other processes took the CPU: b (50 %)" in r for r in rec.reasons)
+    assert any("too close to call" in r and "busy CPU" in r for r in rec.reasons)
