@@ -113,6 +113,7 @@ def _gpu_names() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_environment()
         if args.command == "hardware":
             return cmd_hardware(args)
         if args.command == "methods":
@@ -138,6 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qadvisor: interrupted", file=sys.stderr)
         return 130
+
+
+def _check_environment() -> None:
+    """What qadvisor reads from the environment, checked before any command does anything."""
+    from qadvisor.core import artifacts, hardware
+
+    artifacts.check_environment()
+    hardware.check_environment()
 
 
 def cmd_hardware(args) -> int:

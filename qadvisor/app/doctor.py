@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from qadvisor.app.views import contended
 from qadvisor.core import artifacts
 from qadvisor.core.contention import cpu_busy_now
 from qadvisor.core.jobs import EvalSettings
@@ -24,8 +25,8 @@ from qadvisor.models.result import TrialResult
 from qadvisor.quantizers import registry
 
 # one method per backend: the path a user meets first (llama.cpp's Q8_0 is the one its AMX kernels take)
-STAND_INS = {"native": "fp32", "bnb": "bnb-int8", "gptq": "gptq-int4", "hqq": "hqq-int4", "quanto": "quanto-int8",
-             "torchao": "torchao-int8", "llamacpp": "gguf-q8_0"}
+STAND_INS = {"torch": "fp32", "bnb": "bnb-nf4", "gptq": "gptq-int4", "hqq": "hqq-int4", "quanto": "quanto-int8",
+             "torchao": "torchao-int8", "llamacpp": "gguf-q8_0", "kvcache": "fp32+kv-int4"}
 SETTINGS = EvalSettings(window=64, windows=1, prompt_tokens=32, decode_tokens=8, repeats=1, min_measure_s=0.0,
                         score_accuracy=False)
 REPORT_FILE = "doctor.json"
@@ -44,11 +45,12 @@ def run_doctor(hardware: HardwareInfo, threads: int, say: Callable[[str], None] 
     request = RunRequest(methods=methods, settings=SETTINGS.model_copy(update={"threads": threads}),
                          trial_timeout_s=180)
     run = Run(request, hardware)
+    backend_of = {m: b for b, m in STAND_INS.items()}
     for event in run.events():
         if isinstance(event, Result):
-            say(f"{event.result.backend}: {_row(event.result).verdict}")
-    rows = [_row(r) for r in run.results] + [DoctorRow(backend=b, method=m, verdict="not installed")
-                                            for b, m in STAND_INS.items() if b not in ready]
+            say(f"{backend_of[event.result.method]}: {_row(event.result, backend_of).verdict}")
+    rows = [_row(r, backend_of) for r in run.results] + [DoctorRow(backend=b, method=m, verdict="not installed")
+                                                         for b, m in STAND_INS.items() if b not in ready]
     report = DoctorReport(created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                           cpu=hardware.cpu_model, isa_flags=hardware.isa_flags, threads=threads,
                           cpu_contention=busy, rows=rows, total_s=time.perf_counter() - started)
@@ -56,14 +58,16 @@ def run_doctor(hardware: HardwareInfo, threads: int, say: Callable[[str], None] 
     return report
 
 
-def _row(r: TrialResult) -> DoctorRow:
+def _row(r: TrialResult, backend_of: dict[str, str]) -> DoctorRow:
+    row = DoctorRow(backend=backend_of[r.method], method=r.method, verdict="works", seconds=r.total_s)
     if r.status != "ok":
-        return DoctorRow(backend=r.backend, method=r.method, verdict="fails", detail=r.reason, seconds=r.total_s)
-    speed = f"decodes {r.decode_tok_s:,.0f} tok/s" if r.decode_tok_s else "ran"
+        return row.model_copy(update={"verdict": "fails", "detail": r.reason})
+    speed = f"decodes {r.decode_tok_s:,.1f} tok/s" if r.decode_tok_s else "ran"
+    if contended(r):
+        speed += f" (others took {100 * r.cpu_contention:.0f} % of the CPU meanwhile)"
     if r.safe_config:
-        return DoctorRow(backend=r.backend, method=r.method, verdict="works with a fallback", seconds=r.total_s,
-                         detail=f"{r.safe_config}: {'; '.join(r.notes)}")
-    return DoctorRow(backend=r.backend, method=r.method, verdict="works", detail=speed, seconds=r.total_s)
+        return row.model_copy(update={"verdict": "works with a fallback", "detail": "; ".join(r.notes)})
+    return row.model_copy(update={"detail": speed})
 
 
 def saved_report() -> DoctorReport | None:

@@ -117,11 +117,33 @@ def mark_used(entry: Path) -> None:
 
 
 def max_bytes() -> int:
-    """The cap on the quantized models kept: $QADVISOR_CACHE_MAX_GB (GiB), else DEFAULT_MAX_GB."""
+    """The cap on the quantized models kept: $QADVISOR_CACHE_MAX_GB (GiB), else DEFAULT_MAX_GB (check_environment
+    refuses a value that is not a number of at least 0 before anything runs)."""
     try:
-        return int(float(os.environ.get(MAX_GB_ENV) or DEFAULT_MAX_GB) * 2**30)
+        return int(max(0.0, float(os.environ.get(MAX_GB_ENV) or DEFAULT_MAX_GB)) * 2**30)
     except ValueError:
         return int(DEFAULT_MAX_GB * 2**30)
+
+
+def check_environment() -> None:
+    """The cache's environment variables, checked before any command runs: one UserError line naming the variable."""
+    from qadvisor.errors import UserError
+
+    raw = os.environ.get(MAX_GB_ENV)
+    if raw:
+        try:
+            ok = float(raw) >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise UserError(f"${MAX_GB_ENV}={raw!r}: give the GiB of quantized models to keep, a number of at least 0")
+    root = default_cache_dir()
+    if root.exists() and not root.is_dir():
+        raise UserError(f"$QADVISOR_CACHE={root}: is a file; give a folder (or unset it for ~/.cache/qadvisor)")
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"qadvisor's cache {root}: {existing} is not a folder qadvisor can write in "
+                        "(set $QADVISOR_CACHE to one)")
 
 
 def prune(folder: Path, keep: str, limit: int | None = None) -> list[str]:

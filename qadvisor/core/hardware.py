@@ -76,6 +76,16 @@ def fast_bf16() -> bool:
     return bool({"AVX512_BF16", "AMX"} & set(_cpuinfo()[1]))
 
 
+def check_environment() -> None:
+    """QADVISOR_FAST_BF16 is 0, 1 or unset: anything else is one UserError line before anything runs."""
+    from qadvisor.errors import UserError
+
+    forced = os.environ.get("QADVISOR_FAST_BF16")
+    if forced not in (None, "", "0", "1"):
+        raise UserError(f"$QADVISOR_FAST_BF16={forced!r}: write 1 (the CPU computes bf16 natively), 0 (it does not) "
+                        "or leave it unset (qadvisor reads the CPU's flags)")
+
+
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

@@ -115,6 +115,21 @@ def check_eval_length(model_dir: Path, path: Path, window: int, windows: int, pr
                         f"(windows of {window} tokens, a prompt of {prompt_tokens})")
 
 
+def check_context(model_dir: Path, config: dict, window: int, prompt_tokens: int, decode_tokens: int) -> None:
+    """Every sequence a trial feeds the model must fit its context window (max_position_embeddings): positions past
+    it were never trained, and a runtime that preallocates (llama.cpp) sizes its cache by it."""
+    limit = config.get("max_position_embeddings")
+    if not isinstance(limit, int):
+        return
+    if prompt_tokens + decode_tokens > limit:
+        raise UserError(f"--prompt-tokens {prompt_tokens} + --decode-tokens {decode_tokens} = "
+                        f"{prompt_tokens + decode_tokens} tokens: more than the context window of {Path(model_dir).name} "
+                        f"({limit} tokens, its max_position_embeddings)")
+    if window > limit:
+        raise UserError(f"evaluation windows of {window} tokens: more than the context window of "
+                        f"{Path(model_dir).name} ({limit} tokens)")
+
+
 def check_calib_text(model_dir: Path, path: Path, min_tokens: int) -> None:
     """A calibrated method needs at least one paragraph (split by blank lines) of `min_tokens` tokens: one line now,
     not a failed trial later."""

@@ -69,6 +69,7 @@ class Run:
         self.eval_path = modelio.text_for(self.model_dir, modelio.EVAL_FILE, request.eval_text)[0].resolve()
         self.calib_path = modelio.text_for(self.model_dir, modelio.CALIB_FILE, request.calib_text)[0].resolve()
         s = request.settings
+        modelio.check_context(self.model_dir, self.config, s.window, s.prompt_tokens, s.decode_tokens)
         modelio.check_eval_length(self.model_dir, self.eval_path, s.window, s.windows, s.prompt_tokens)
         calib_tokens = max((registry.backend_for(r.weights).calib_min_tokens for r in self.recipes), default=0)
         if calib_tokens and s.score_accuracy:  # random weights round to nearest instead of calibrating

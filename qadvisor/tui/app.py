@@ -68,7 +68,7 @@ class QAdvisorApp(App):
     BINDINGS = [Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Help")]
 
     def __init__(self, hardware: HardwareInfo, methods: list[tuple[str, bool, str, bool]], model_hint: str,
-                 run_factory, export: RunExport | None = None) -> None:
+                 run_factory, export: RunExport | None = None, doctor=None) -> None:
         super().__init__()
         self.hardware = hardware
         self.methods = methods
@@ -76,11 +76,12 @@ class QAdvisorApp(App):
         self.run_factory = run_factory  # (form dict, priorities) -> core Run; raises UserError on bad input
         self.priorities: Priorities = load_profile("balanced")
         self.export: RunExport | None = export
+        self.doctor = doctor  # the last `qadvisor doctor` report kept here (app.doctor.saved_report), for the first screen
         self.cancel = threading.Event()
         self.autosaved: Path | None = None  # where the last run was saved on its own (app.auto.AutoSession.autosave)
 
     def on_mount(self) -> None:
-        self.push_screen(HardwareScreen(self.hardware))
+        self.push_screen(HardwareScreen(self.hardware, self.doctor))
         if self.export is not None:  # a saved run loaded from the command line
             self.priorities = self.export.priorities or self.priorities
             self.readvise({})
@@ -88,7 +89,7 @@ class QAdvisorApp(App):
 
     # navigation
     def action_goto_hardware(self) -> None:
-        self.switch_to(HardwareScreen, self.hardware)
+        self.switch_to(HardwareScreen, self.hardware, self.doctor)
 
     def action_goto_priorities(self) -> None:
         self.switch_to(PrioritiesScreen, preset_names(), self.methods, self.model_hint)

@@ -33,4 +33,6 @@ def tui_inputs(args):
                            pin=form.get("pin") or getattr(args, "pin", None))
         return AutoSession(opts, priorities)
 
-    return hardware, method_choices(hardware.cuda is not None), SHIPPED_MODEL_NAME, run_factory, export
+    from qadvisor.app.doctor import saved_report
+
+    return hardware, method_choices(hardware.cuda is not None), SHIPPED_MODEL_NAME, run_factory, export, saved_report()

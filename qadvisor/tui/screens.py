@@ -15,7 +15,7 @@ from textual.widgets import (Button, Checkbox, DataTable, Footer, Header, Input,
 
 from qadvisor.app.options import default
 from qadvisor.app.report import target_markdown, time_markdown
-from qadvisor.app.views import (backends_view, comparison_view, hardware_lines, plan_check_lines, plan_summary,
+from qadvisor.app.views import (backends_view, comparison_view, doctor_view, hardware_lines, plan_check_lines, plan_summary,
                                 per_kind, recommendation_view, result_notes, score_view)
 from qadvisor.models.hardware import HardwareInfo
 from qadvisor.quantizers import registry
@@ -41,9 +41,10 @@ class HardwareScreen(Screen):
 
     BINDINGS = [Binding("n", "app.goto_priorities", "Next: priorities")]
 
-    def __init__(self, hardware: HardwareInfo) -> None:
+    def __init__(self, hardware: HardwareInfo, doctor=None) -> None:
         super().__init__()
         self.hardware = hardware
+        self.doctor = doctor  # the last `qadvisor doctor` report kept on this machine (models.doctor), or None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -51,11 +52,17 @@ class HardwareScreen(Screen):
             yield Static("\n".join(f"[b]{label:<4}[/] {text}" for label, text in hardware_lines(self.hardware)),
                          id="hardware-summary")
             yield DataTable(id="backends", cursor_type="row")
+            if self.doctor is not None:
+                view = doctor_view(self.doctor)
+                yield Static("\n".join([f"[b]{view.title}[/]", *view.above]), id="doctor-summary")
+                yield DataTable(id="doctor", cursor_type="row")
             yield Button("Next: priorities", id="next", variant="primary")
         yield Footer()
 
     def on_mount(self) -> None:
-        fill_table(self.query_one(DataTable), backends_view(self.hardware))
+        fill_table(self.query_one("#backends", DataTable), backends_view(self.hardware))
+        if self.doctor is not None:
+            fill_table(self.query_one("#doctor", DataTable), doctor_view(self.doctor))
 
     @on(Button.Pressed, "#next")
     def _next(self) -> None:

@@ -332,3 +332,29 @@ async def test_the_compare_plot_puts_each_methods_bar_beside_its_name(tmp_path):
     assert sorted(bars) == sorted(r.method for r in export.results)
     by_ratio = [bars[f"m{i}"] for i in sorted(range(len(ratios)), key=ratios.__getitem__)]
     assert by_ratio == sorted(by_ratio) and len(set(by_ratio)) == len(ratios)  # longer bar, larger ratio, each its own
+
+
+def _doctor_report():
+    from qadvisor.models.doctor import DoctorReport, DoctorRow
+
+    return DoctorReport(created_at="2026-12-06T02:00:00+00:00", cpu="cpu", isa_flags=["AVX2", "AMX"], threads=2,
+                        cpu_contention=0.02, total_s=41.0,
+                        rows=[DoctorRow(backend="torch", method="fp32", verdict="works", detail="decodes 150.0 tok/s",
+                                        seconds=2.1),
+                              DoctorRow(backend="llamacpp", method="gguf-q8_0", verdict="works with a fallback",
+                                        detail="ran without llama.cpp's extra buffer types", seconds=3.0),
+                              DoctorRow(backend="hqq", method="hqq-int4", verdict="not installed")])
+
+
+async def test_the_hardware_screen_shows_the_last_doctor_report(monkeypatch):
+    from tests.tui.test_snapshots import HARDWARE, METHODS
+
+    app = QAdvisorApp(HARDWARE, METHODS, "qwen2-tiny-stdlib", lambda form, priorities: None, None, _doctor_report())
+    async with app.run_test(size=(120, 40)):
+        table = app.screen.query_one("#doctor")
+        rows = [table.get_row_at(i) for i in range(table.row_count)]
+        assert [r[2] for r in rows] == ["works", "works with a fallback", "not installed"]
+        assert "ISA AVX2, AMX; 2 threads" in str(app.screen.query_one("#doctor-summary").render())
+    bare = QAdvisorApp(HARDWARE, METHODS, "qwen2-tiny-stdlib", lambda form, priorities: None)
+    async with bare.run_test(size=(120, 40)):
+        assert not bare.screen.query("#doctor")  # no report kept: no table

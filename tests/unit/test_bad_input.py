@@ -121,8 +121,32 @@ def test_short_evaluation_text_is_refused_before_measuring(tmp_path):
 
 
 def test_a_prompt_longer_than_the_evaluation_text_is_refused(tmp_path):
-    proc = run_cli("--auto", "--methods", "fp32", "--prompt-tokens", "100000", env={"QADVISOR_CACHE": str(tmp_path)})
-    _assert_one_line_error(proc, "at least 100000 are needed")
+    text = tmp_path / "eval.txt"
+    text.write_text("def f(x):\n    return x + 1\n\n" * 40)  # 479 tokens: a window, not a prompt of 1000
+    proc = run_cli("--auto", "--methods", "fp32", "--prompt-tokens", "1000", "--decode-tokens", "2", "--eval-text",
+                   str(text), env={"QADVISOR_CACHE": str(tmp_path / "c")})
+    _assert_one_line_error(proc, "at least 1000 are needed")
+
+
+def test_a_sequence_longer_than_the_context_window_is_refused(tmp_path):
+    proc = run_cli("--auto", "--methods", "fp32", "--prompt-tokens", "1000", "--decode-tokens", "32",
+                   env={"QADVISOR_CACHE": str(tmp_path / "c")})
+    _assert_one_line_error(proc, "= 1032 tokens: more than the context window of qwen2-tiny-stdlib (1024 tokens")
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("env, fragment", [
+    ({"QADVISOR_CACHE": "A_FILE"}, "A_FILE: is a file; give a folder"),
+    ({"QADVISOR_CACHE_MAX_GB": "lots"}, "$QADVISOR_CACHE_MAX_GB='lots': give the GiB"),
+    ({"QADVISOR_CACHE_MAX_GB": "-1"}, "a number of at least 0"),
+    ({"QADVISOR_FAST_BF16": "yes"}, "$QADVISOR_FAST_BF16='yes': write 1"),
+])
+@pytest.mark.parametrize("command", [["--auto", "--methods", "fp32"], ["cache"], ["doctor"]])
+def test_the_environment_is_checked_before_anything_runs(tmp_path, env, fragment, command):
+    (tmp_path / "A_FILE").write_text("not a folder")
+    env = {"QADVISOR_CACHE": str(tmp_path / "c"), **{k: str(tmp_path / v) if v == "A_FILE" else v for k, v in env.items()}}
+    _assert_one_line_error(run_cli(*command, env=env), fragment)
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.parametrize("args, fragment", [

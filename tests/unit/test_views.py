@@ -124,3 +124,19 @@ def test_the_footnote_names_the_methods_whose_timed_runs_decoded_fewer_tokens():
     assert "fewer in each timed run" not in results_view(export).notes[0]
     export.results[1] = export.results[1].model_copy(update={"decode_tokens": 9})
     assert "32 new (fewer in each timed run where 32 would overrun the measuring time: slow 9)" in results_view(export).notes[0]
+
+
+def test_the_doctor_table_says_each_verdict_and_warns_of_a_busy_cpu():
+    from qadvisor.app.views import doctor_view
+    from qadvisor.models.doctor import DoctorReport, DoctorRow
+
+    rows = [DoctorRow(backend="torch", method="fp32", verdict="works", detail="decodes 150.0 tok/s", seconds=2.0),
+            DoctorRow(backend="hqq", method="hqq-int4", verdict="fails", detail="crashed (SIGSEGV); log: /x.log")]
+    report = DoctorReport(created_at="2026-12-06T02:00:00+00:00", cpu="cpu", isa_flags=["AVX2"], threads=2,
+                          cpu_contention=0.4, rows=rows, total_s=30.0)
+    view = doctor_view(report)
+    assert view.columns == ["backend", "method", "verdict", "what it found", "s"]
+    assert [r[2] for r in view.rows] == ["works", "fails"] and "log: /x.log" in view.rows[1][3]
+    assert "took 40 % of the CPU" in view.above[0] and "would be low" in view.above[0]
+    quiet = doctor_view(report.model_copy(update={"cpu_contention": 0.01}))
+    assert "would be low" not in quiet.above[0]
