@@ -62,6 +62,9 @@ def _priority_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-tok-s", type=float, help="hard limit: at least this decode speed here")
     parser.add_argument("--max-ppl-rise", type=float, help="hard limit: perplexity rise in percent vs fp32")
     parser.add_argument("--max-kl", type=float, help="hard limit: mean KL divergence per token")
+    parser.add_argument("--accept-unverified-accuracy", action="store_true",
+                        help="--plan-for: also pick methods whose loss at the target's size nobody published, on the "
+                             "accuracy measured on the small model (which quantization barely hurts)")
     parser.add_argument("--report", type=Path, help="also write a Markdown report here")
 
 
@@ -85,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="does each backend quantize and decode here (or only with a fallback)? "
                             "About a minute on 2 cores")
     doctor.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    doctor.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                        help="where the backends run (default cpu; auto: cuda when torch sees a GPU)")
     cache = sub.add_parser("cache", help="what qadvisor keeps between runs ($QADVISOR_CACHE or ~/.cache/qadvisor)")
     cache.add_argument("--clear", choices=("artifacts", "reference", "synthetic", "probes", "runs", "logs", "all"),
                        help="remove that part (all: every part a run recomputes; saved runs only by name)")
@@ -183,7 +188,8 @@ def priorities_from_args(args, default="balanced"):
 
     return priority_options(profile=args.profile or default, **parse_weights(args.priorities or ""),
                             max_size=args.max_size, min_tok_s=args.min_tok_s, max_ppl_rise=args.max_ppl_rise,
-                            max_kl=args.max_kl).priorities()
+                            max_kl=args.max_kl,
+                            accept_unverified_accuracy=getattr(args, "accept_unverified_accuracy", False)).priorities()
 
 
 def cmd_advise(args) -> int:
@@ -207,15 +213,17 @@ def cmd_doctor(args) -> int:
     from qadvisor.app.doctor import run_doctor
     from qadvisor.app.views import doctor_view
     from qadvisor.console import print_view
-    from qadvisor.core.hardware import detect
+    from qadvisor.core.hardware import detect, resolve_device
 
     info = detect(with_backends=False)
     threads = args.threads if args.threads is not None else info.physical_cores
     if threads < 1:
         raise UserError("--threads must be at least 1")
+    device = resolve_device(args.device)
     print(f"qadvisor doctor: each installed backend quantizes and decodes the shipped model in its own processes "
-          f"({threads} threads)", flush=True)
-    print_view(doctor_view(run_doctor(info, threads, lambda line: print(f"  {line}", flush=True))), boxed=True)
+          f"({device}, {threads} threads)", flush=True)
+    report = run_doctor(info, threads, lambda line: print(f"  {line}", flush=True), device)
+    print_view(doctor_view(report), boxed=True)
     return 0
 
 

@@ -36,13 +36,14 @@ def report_path() -> Path:
     return artifacts.probe_dir(artifacts.default_cache_dir()) / REPORT_FILE
 
 
-def run_doctor(hardware: HardwareInfo, threads: int, say: Callable[[str], None] = lambda line: None) -> DoctorReport:
+def run_doctor(hardware: HardwareInfo, threads: int, say: Callable[[str], None] = lambda line: None,
+               device: str = "cpu") -> DoctorReport:
     """Every backend's stand-in, measured here; the report is kept (report_path) and returned."""
     started = time.perf_counter()
     busy = cpu_busy_now(1.0)
-    ready = {b.backend for b in registry.availability(has_cuda=False) if b.available}
+    ready = {b.backend for b in registry.availability(has_cuda=device == "cuda") if b.available}
     methods = [m for b, m in STAND_INS.items() if b in ready]
-    request = RunRequest(methods=methods, settings=SETTINGS.model_copy(update={"threads": threads}),
+    request = RunRequest(methods=methods, settings=SETTINGS.model_copy(update={"threads": threads, "device": device}),
                          trial_timeout_s=180)
     run = Run(request, hardware)
     backend_of = {m: b for b, m in STAND_INS.items()}
@@ -52,7 +53,7 @@ def run_doctor(hardware: HardwareInfo, threads: int, say: Callable[[str], None] 
     rows = [_row(r, backend_of) for r in run.results] + [DoctorRow(backend=b, method=m, verdict="not installed")
                                                          for b, m in STAND_INS.items() if b not in ready]
     report = DoctorReport(created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                          cpu=hardware.cpu_model, isa_flags=hardware.isa_flags, threads=threads,
+                          cpu=hardware.label(device, threads), isa_flags=hardware.isa_flags, threads=threads,
                           cpu_contention=busy, rows=rows, total_s=time.perf_counter() - started)
     write_text_atomic(report_path(), report.model_dump_json(indent=1))
     return report

@@ -60,12 +60,14 @@ class PriorityOptions(BaseModel):
     max_ppl_rise: float | None = Field(None, ge=0)
     max_kl: float | None = Field(None, ge=0)
     replace_limits: bool = False  # the TUI's form shows the profile's limits, so a blank field there means none
+    accept_unverified_accuracy: bool = False  # Priorities.accept_unverified_accuracy
 
     def priorities(self) -> Priorities:
         weights = ",".join(f"{k}={v:g}" for k in ("storage", "latency", "accuracy") if (v := getattr(self, k)) is not None)
         limits = {"max_size_bytes": parse_size(self.max_size) if self.max_size else None,
                   "min_decode_tok_s": self.min_tok_s, "max_ppl_rise_pct": self.max_ppl_rise, "max_kl": self.max_kl}
-        return build_priorities(self.profile, weights or None, limits, self.replace_limits)
+        built = build_priorities(self.profile, weights or None, limits, self.replace_limits)
+        return built.model_copy(update={"accept_unverified_accuracy": True}) if self.accept_unverified_accuracy else built
 
 
 MIN_MEASURE_S = _EVAL["min_measure_s"].default  # each speed rests on at least this much timing (not an option)

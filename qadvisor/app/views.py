@@ -317,18 +317,23 @@ def target_view(export: RunExport) -> TableView | None:
     fits = {r.method: r.fits for r in export.plan.plans} if export.plan else {}
     rows = [[r.method, f"{r.size_bytes / 2**30:.1f}", f.size_change(r.size_reduction_pct),
              f.pm(r.decode_tok_s, r.decode_tok_s_spread, 2), f.num(r.prefill_tok_s),
-             "yes" if fits.get(r.method) else "no", f.signed_pct(r.ppl_delta_pct), f.sci(r.kl_mean)] for r in t.results]
+             "yes" if fits.get(r.method) else "no", f.signed_pct(r.ppl_delta_pct), f.sci(r.kl_mean),
+             r.accuracy_basis] for r in t.results]
     bound = export.plan is not None and export.plan.target.kind == "gpu"
     speed = "decode: the bandwidth bound, an upper limit (datasheet)" if bound else "decode projected from slices measured here"
     view = TableView(
-        title=f"For {t.model} on {t.target}: size estimated by the planner, {speed}, accuracy measured on "
-              f"{export.model.name}",
+        title=f"For {t.model} on {t.target}: size estimated by the planner, {speed}, accuracy published at this size "
+              f"where known (else {export.model.name}'s, marked proxy)",
         columns=["method", "size GiB", "vs bf16", "decode tok/s ≤" if bound else "decode tok/s", "prefill tok/s",
-                 "fits", "ΔPPL", "KL"], rows=rows)
+                 "fits", "ΔPPL", "KL", "accuracy"], rows=rows)
     if t.recommendation is not None:
         view.headline = f"Recommendation for {t.model}: {t.recommendation.headline}"
         view.lines = t.recommendation.reasons + t.comparison
+    elif t.accuracy_note:
+        view.headline = f"No recommendation for {t.model}"
+    view.lines += [t.accuracy_note] if t.accuracy_note else []
     view.notes = [f"not in the {t.model} advice: {m}: {why}" for m, why in t.left_out.items()]
+    view.notes += _evidence_sources(t.results)
     if t.published:
         p = t.published
         view.notes.append(f"published by Qwen for {p['model']} ({', '.join(p['columns'])}): " + "; ".join(
@@ -336,6 +341,12 @@ def target_view(export: RunExport) -> TableView | None:
         view.notes.append(f"{p['note']}. Source: {p['source']}")
     view.notes += published_speed_lines(export)
     return view
+
+
+def _evidence_sources(results: list[TrialResult]) -> list[str]:
+    """Each published figure behind a target's accuracy column, with its source, once per method."""
+    return [f"{r.method} accuracy: {r.reason.rsplit('accuracy: published: ', 1)[-1]}" for r in results
+            if r.accuracy_basis == "published"]
 
 
 def published_speed_lines(export: RunExport) -> list[str]:

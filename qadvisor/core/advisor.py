@@ -20,6 +20,7 @@ from qadvisor.models.recommendation import MethodScore, Recommendation
 from qadvisor.models.result import TrialResult
 
 KL_FLOOR = 1e-3  # nats/token; differences below this are noise on the held-out text
+PPL_FLOOR = 1e-3  # a perplexity rise of 0.1 %: published figures have two or three digits
 A_REDUCTION_PCT = 80.0  # the seed's "Tool A" bar, where it is reachable
 NEAR_BEST = 0.10  # within 10 % of the best size (A) or speed (B) counts as "the" smallest / fastest
 SMALL_LOSS_PPL_PCT = 5.0
@@ -40,7 +41,9 @@ def violations(r: TrialResult, limits: Limits) -> list[str]:
                    f"(short by {100 * (1 - r.decode_tok_s / limits.min_decode_tok_s):.0f}%)")
     if limits.max_ppl_rise_pct is not None and r.ppl_delta_pct > limits.max_ppl_rise_pct:
         out.append(f"perplexity {r.ppl_delta_pct:+.1f}% > max +{limits.max_ppl_rise_pct:g}%")
-    if limits.max_kl is not None and r.kl_mean > limits.max_kl:
+    if limits.max_kl is not None and r.kl_mean is None:
+        out.append("KL not known (the evidence at this size is a perplexity alone)")
+    elif limits.max_kl is not None and r.kl_mean > limits.max_kl:
         out.append(f"KL {f.sci(r.kl_mean)} > max {f.sci(limits.max_kl)}")
     return out
 
@@ -54,7 +57,7 @@ def _miss(r: TrialResult, limits: Limits) -> float:
         miss += max(0.0, 1 - r.decode_tok_s / limits.min_decode_tok_s)
     if limits.max_ppl_rise_pct is not None:
         miss += max(0.0, (r.ppl_delta_pct - limits.max_ppl_rise_pct) / 100)
-    if limits.max_kl is not None and limits.max_kl > 0:
+    if limits.max_kl is not None and limits.max_kl > 0 and r.kl_mean is not None:
         miss += max(0.0, r.kl_mean / limits.max_kl - 1)
     return miss
 
@@ -67,21 +70,29 @@ def _log_scale(values: dict[str, float], higher_is_better: bool) -> dict[str, fl
     return {k: (v - lo) / (hi - lo) if higher_is_better else (hi - v) / (hi - lo) for k, v in logs.items()}
 
 
+def losses(results: list[TrialResult]) -> dict[str, float]:
+    """Each method's accuracy loss on one scale for all: KL where every result has one, else the perplexity rise
+    (the published evidence at a target's size is often a perplexity alone)."""
+    if all(r.kl_mean is not None for r in results):
+        return {r.method: max(r.kl_mean, 0.0) + KL_FLOOR for r in results}
+    return {r.method: max(r.ppl_delta_pct or 0.0, 0.0) / 100 + PPL_FLOOR for r in results}
+
+
 def metric_scores(results: list[TrialResult]) -> dict[str, dict[str, float]]:
     """Per method, storage / latency / accuracy each in [0, 1] (1 = best among these results)."""
     storage = _log_scale({r.method: r.size_bytes for r in results}, higher_is_better=False)
     latency = _log_scale({r.method: r.decode_tok_s for r in results}, higher_is_better=True)
-    accuracy = _log_scale({r.method: max(r.kl_mean, 0.0) + KL_FLOOR for r in results}, higher_is_better=False)
+    accuracy = _log_scale(losses(results), higher_is_better=False)
     return {r.method: {"storage": storage[r.method], "latency": latency[r.method], "accuracy": accuracy[r.method]}
             for r in results}
 
 
 def rank(results: list[TrialResult], weights: dict[str, float]) -> list[tuple[str, float]]:
     """Methods by weighted score, best first; ties go to the more accurate, then the smaller, then by name."""
-    parts = metric_scores(results)
+    parts, loss = metric_scores(results), losses(results)
     by_name = {r.method: r for r in results}
     totals = {m: sum(weights[k] * v for k, v in p.items()) for m, p in parts.items()}
-    order = sorted(totals, key=lambda m: (-round(totals[m], 9), by_name[m].kl_mean, by_name[m].size_bytes, m))
+    order = sorted(totals, key=lambda m: (-round(totals[m], 9), loss[m], by_name[m].size_bytes, m))
     return [(m, totals[m]) for m in order]
 
 
@@ -135,10 +146,13 @@ def baselines(candidates: list[TrialResult]) -> set[str]:
 
 
 def pareto_front(results: list[TrialResult]) -> list[str]:
-    """Methods no other method beats on size, decode speed and KL at once."""
+    """Methods no other method beats on size, decode speed and accuracy loss (losses) at once."""
+    loss = losses(results)
+
     def dominates(a: TrialResult, b: TrialResult) -> bool:
-        no_worse = a.size_bytes <= b.size_bytes and a.decode_tok_s >= b.decode_tok_s and a.kl_mean <= b.kl_mean
-        better = a.size_bytes < b.size_bytes or a.decode_tok_s > b.decode_tok_s or a.kl_mean < b.kl_mean
+        la, lb = loss[a.method], loss[b.method]
+        no_worse = a.size_bytes <= b.size_bytes and a.decode_tok_s >= b.decode_tok_s and la <= lb
+        better = a.size_bytes < b.size_bytes or a.decode_tok_s > b.decode_tok_s or la < lb
         return no_worse and better
 
     return [r.method for r in results if not any(dominates(o, r) for o in results if o is not r)]
@@ -177,8 +191,7 @@ def _reasons(r: TrialResult, by_name: dict[str, TrialResult], parts: dict[str, f
         f"{f.size(r.size_bytes)} on disk, {r.compression_ratio:.2f}× smaller than bf16 ({f.size_change(r.size_reduction_pct)})",
         _speed_line(r, by_name),
         *[f"measured so: {note}" for note in r.notes],  # what a deployment here must know to see these speeds
-        f"perplexity {r.ppl_delta_pct:+.1f}% vs fp32, KL {f.sci(r.kl_mean)} nats/token, top-1 agreement "
-        f"{100 * r.top1_agreement:.1f}%",
+        _accuracy_line(r),
         "score {:.2f} = ".format(total) + " + ".join(
             f"{k} {weights[k]:.2f}×{parts[k]:.2f}" for k in ("storage", "latency", "accuracy")),
     ]
@@ -187,9 +200,19 @@ def _reasons(r: TrialResult, by_name: dict[str, TrialResult], parts: dict[str, f
     return reasons
 
 
+def _accuracy_line(r: TrialResult) -> str:
+    if r.accuracy_basis == "published":
+        parts = [f"perplexity {r.ppl_delta_pct:+.1f}% vs fp16"] + ([f"KL {f.sci(r.kl_mean)} nats/token"] if r.kl_mean
+                                                                  is not None else [])
+        return f"published at this size: {', '.join(parts)} ({r.reason.rsplit('accuracy: published: ', 1)[-1]})"
+    line = f"perplexity {r.ppl_delta_pct:+.1f}% vs fp32, KL {f.sci(r.kl_mean)} nats/token, top-1 agreement " \
+           f"{100 * r.top1_agreement:.1f}%"
+    return line + (" — the proxy's, not known at this size" if r.accuracy_basis == "proxy" else "")
+
+
 def advise(results: list[TrialResult], priorities: Priorities, where: str = "measured here") -> Recommendation:
     """Same results and priorities → the same recommendation. `where` says whose numbers these are."""
-    measured = [r for r in results if r.status == "ok" and r.kl_mean is not None]
+    measured = [r for r in results if r.status == "ok" and (r.kl_mean is not None or r.accuracy_basis == "published")]
     limits = priorities.limits
     ruled_out = {r.method: violations(r, limits) for r in measured}
     ruled_out = {m: v for m, v in ruled_out.items() if v}

@@ -81,7 +81,7 @@ def connect(address: str) -> None:
                 ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"--cluster {address}: cannot join the Ray cluster ({str(exc).splitlines()[0][:200]}); start "
-                        "one with `ray start --head` (README: Beyond one machine)") from None
+                        "one with `ray start --head` (docs/cluster.md)") from None
     _quiet_driver()
 
 
@@ -113,7 +113,7 @@ def _reachable(address: str, timeout_s: float = 5.0) -> None:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as exc:
         raise UserError(f"--cluster {address}: no Ray head answers there ({exc.strerror or exc}); start one with "
-                        "`ray start --head --port PORT` (README: Beyond one machine)") from None
+                        "`ray start --head --port PORT` (docs/cluster.md)") from None
 
 
 def _quiet_driver() -> None:

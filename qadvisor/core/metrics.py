@@ -229,7 +229,7 @@ def _warm_up(models: list, prompt: torch.Tensor, device: str, new_cache=None) ->
     the timed runs must not; the second's steps set the pace (the first's made slow methods look slower still and
     cut their timed runs short). Returns the slowest model's seconds per step after the first token. A full-length
     warm-up cost a slow method a second more, and the first timed run after a short one was no slower than the rest
-    (benchmarks/RESULTS.md, session 9)."""
+    (benchmarks/RESULTS.md)."""
     paces = []
     for m in models:
         timed_greedy(m, prompt, MIN_DECODE_TOKENS, device, new_cache=new_cache)

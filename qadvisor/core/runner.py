@@ -113,7 +113,7 @@ class Run:
         cancel = cancel or threading.Event()
         keep = self.request.work_dir is not None
         # CPU only: a process that touched the CUDA driver (an import may ask it for devices) cannot fork a child that
-        # uses CUDA, so GPU trials start fresh, as they always did
+        # uses CUDA, so GPU trials start fresh
         warm = self.request.warm_start and self.request.settings.device == "cpu"
         self.zygote = Zygote(trial_env(self.request.settings.threads)) if warm else None
         try:

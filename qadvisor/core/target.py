@@ -1,7 +1,8 @@
 """Advice for the model the team will deploy (`--plan-for Qwen2.5-72B`), built from numbers that each say what they
 are: size and memory from the planner (estimate), speed projected from slices measured here (or, for a GPU that
-is not here, the planner's bandwidth bound), accuracy measured on the proxy model in this run, and Qwen's own
-published accuracy of its quantized releases of that size where it exists.
+is not here, the planner's bandwidth bound), and accuracy published at the target's size (core.evidence). A method
+whose loss at that size nobody published keeps the proxy's accuracy, labelled so, and is not recommended unless the
+priorities accept unverified accuracy.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 from importlib import resources
 
 from qadvisor.core.advisor import advise
+from qadvisor.core.evidence import evidence
 from qadvisor.models.export import RunExport, TargetAdvice
 from qadvisor.models.plan import Plan, PlanRow
 from qadvisor.models.priorities import Priorities
@@ -60,9 +62,20 @@ def target_results(export: RunExport, plan: Plan) -> tuple[list[TrialResult], di
             "prefill_tok_s_spread": None, "ttft_ms": None, "peak_rss_bytes": None, "quantize_s": None, "total_s": None,
             "device": f"{plan.model} ({basis})", "kv_cache_bytes": row.kv_cache_bytes,
             "decode_kind": "bound" if plan.target.kind == "gpu" else "projected",
-            "reason": f"size: estimate (planner) · decode: {basis} · accuracy: measured on {export.model.name}",
+            **_accuracy(plan.model, proxy, export.model.name, f"size: estimate (planner) · decode: {basis}"),
         }))
     return results, left_out
+
+
+def _accuracy(model: str, proxy: TrialResult, proxy_name: str, basis: str) -> dict:
+    """The target result's accuracy fields: published at the target's size, else the proxy's, labelled so."""
+    found = evidence(model, proxy.method)
+    if found is None:
+        return {"accuracy_basis": "proxy",
+                "reason": f"{basis} · accuracy: the proxy's ({proxy_name}); not known at {model}'s size"}
+    return {"accuracy_basis": "published", "ppl": None, "ppl_delta_pct": found.ppl_delta_pct,
+            "kl_mean": found.kl_mean, "top1_agreement": found.top1,
+            "reason": f"{basis} · accuracy: published: {found.source}"}
 
 
 def _why_left_out(method: str, plan: Plan, row: PlanRow | None) -> str:
@@ -129,9 +142,27 @@ def compare_picks(proxy: RunExport, target: list[TrialResult], target_pick: str 
 
 def target_advice(export: RunExport, plan: Plan, priorities: Priorities) -> TargetAdvice:
     results, left_out = target_results(export, plan)
-    rec = advise(results, priorities, where=f"for {plan.model}") if results else None
+    unverified = [r.method for r in results if r.accuracy_basis == "proxy"]
+    eligible = results if priorities.accept_unverified_accuracy else [r for r in results if r.method not in unverified]
+    rec = advise(eligible, priorities, where=f"for {plan.model}") if eligible else None
+    note = _evidence_note(plan.model, unverified, bool(eligible), priorities.accept_unverified_accuracy)
     where = f"on {target_label(plan)} (bandwidth bounds)" if plan.target.kind == "gpu" else "here"
     return TargetAdvice(model=plan.model, target=target_label(plan), results=results, recommendation=rec,
                         left_out=left_out, published=published(plan.model),
                         published_speed=published_speed(plan.model) if plan.target.kind == "gpu" else None,
-                        comparison=compare_picks(export, results, rec.method if rec else None, plan.model, where))
+                        comparison=compare_picks(export, results, rec.method if rec else None, plan.model, where),
+                        accuracy_note=note)
+
+
+def _evidence_note(model: str, unverified: list[str], any_eligible: bool, accepted: bool) -> str:
+    """Which methods the advice for the target leaves out for want of accuracy evidence at its size, and why."""
+    if not unverified:
+        return ""
+    names = ", ".join(unverified)
+    if accepted:
+        return (f"{names}: no published accuracy at {model}'s size; picked among the others on the accuracy of the "
+                "small model (--accept-unverified-accuracy), which quantization barely hurts")
+    lead = "" if any_eligible else f"no method here has published accuracy at {model}'s size, so none is recommended. "
+    return (f"{lead}{names}: not recommended for {model}: nobody published its loss at this size, and the small "
+            "model's says little (quantization barely hurts it). Add a GGUF method (--target-methods), or pass "
+            "--accept-unverified-accuracy to pick on the small model's accuracy")

@@ -1,7 +1,7 @@
 """Warm trial processes: one process imports torch and transformers once, then forks a fresh child per job.
 
 Every trial still runs in a process of its own (its own memory peak, a crash stays contained, the child leads its own
-process group so a stop reaches all of it), but it no longer pays the interpreter start and the imports (seconds each on a
+process group so a stop reaches all of it), but it does not pay the interpreter start and the imports (seconds each on a
 slow CPU, most of a cached re-run). The forking process never runs a torch operation, so no thread pool exists at
 fork time. `python -m qadvisor.core.zygote` with the socket's descriptor in QADVISOR_ZYGOTE_FD.
 """

@@ -38,7 +38,7 @@ class RunSettings(BaseModel):
 class TargetAdvice(BaseModel):
     """`--plan-for`: the recommendation for the model the team will deploy. Each result's `reason` names the basis
     of its numbers: size from the planner (estimate), decode projected from slices measured here or the bound for
-    a GPU that is not here, accuracy measured on the proxy model of this run."""
+    a GPU that is not here, accuracy published at the target's size or the proxy's (`accuracy_basis`)."""
 
     model: str
     target: str
@@ -49,6 +49,7 @@ class TargetAdvice(BaseModel):
     # for a GPU target: Qwen's published decode tok/s of those releases on A100 80GB (transformers, vLLM)
     published_speed: dict | None = None
     comparison: list[str] = []  # how the target's pick relates to the proxy's
+    accuracy_note: str = ""  # the methods left out of the pick for want of accuracy evidence at the target's size
 
 
 class HardwareKind(BaseModel):

@@ -30,6 +30,8 @@ class Priorities(BaseModel):
     latency: float = Field(1.0, ge=0)
     accuracy: float = Field(1.0, ge=0)
     limits: Limits = Limits()
+    # --plan-for: a method whose loss at the target's size nobody published may be picked, on the proxy's accuracy
+    accept_unverified_accuracy: bool = False
 
     @model_validator(mode="after")
     def _some_weight(self):

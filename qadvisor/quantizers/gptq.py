@@ -112,7 +112,7 @@ def _compile_per_shape() -> None:
     addresses: it recompiled 67 times for the shipped model's 56 linears (2 to 8 s of a run), meets dynamo's recompile
     limit at Qwen2.5-0.5B's 168 (the rest then run eager), and every call walks that chain of guards. Run eagerly
     (they only read or fill the layer's cache), the lookups leave 4 graphs of the same arithmetic, 13 frames; decode
-    was no slower in fresh processes taking turns (benchmarks/RESULTS.md, session 10)."""
+    was no slower in fresh processes taking turns (benchmarks/RESULTS.md)."""
     import torch
     from gptqmodel.nn_modules.qlinear.torch import TorchLinear
 

@@ -224,7 +224,7 @@ class LlamaAdapter:
                                "CMAKE_ARGS=-DGGML_CUDA=on to measure GGUF on the GPU, or run with --device cpu")
         # the level the trial was given, or the probe's where llama.cpp's AMX kernels die here (the result says which)
         self.safe_level = safe_level if gpu else max(safe_level, llamacpp_amx.probed_level(path, threads, probe_dir))
-        # logits_all keeps n_ctx × vocab floats, so the context is as long as the trial needs and no longer
+        # logits_all keeps n_ctx × vocab floats, so the context is only as long as the trial needs
         with llamacpp_amx.safe_params(self.safe_level):
             self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads,
                                        n_threads_batch=threads, logits_all=True, verbose=False,

@@ -1,0 +1,45 @@
+"""Published accuracy at the target's size (core.evidence): Qwen's own figures where it has them, llama.cpp's for
+the nearest-size Llama within a factor of three, and nothing where neither is known."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qadvisor.core.evidence import evidence, params_b
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "reference" / "qwen2-quantized-accuracy.json"
+
+
+def test_qwens_own_gguf_perplexities_at_the_targets_size():
+    q2 = evidence("Qwen2.5-72B", "gguf-q2_k")
+    assert q2.ppl_delta_pct == pytest.approx(100 * (5.91 / 5.58 - 1)) and q2.kl_mean is None
+    assert q2.source.startswith("Qwen2-72B-Instruct Q2_K: wikitext PPL 5.58 → 5.91")
+    assert evidence("Qwen2.5-0.5B", "gguf-q4_k_m").ppl_delta_pct == pytest.approx(100 * (15.36 / 15.11 - 1))
+
+
+def test_llama_cpps_figures_where_qwen_published_none_labelled_with_their_model():
+    q4 = evidence("Qwen2.5-14B", "gguf-q4_k_m")  # Llama-3-8B is 1.75× smaller: near enough, and it says so
+    assert q4.source.startswith("Llama-3-8B Q4_K_M") and q4.kl_mean == 0.031273 and q4.top1 == 0.91901
+    big = evidence("Qwen2.5-32B", "gguf-q2_k")
+    assert big.source.startswith("Llama-2-70B Q2_K") and big.ppl_delta_pct == pytest.approx(8.82, abs=0.01)
+    assert evidence("Qwen2.5-32B", "gguf-q8_0") is None  # the 70B table has no Q8_0, the 8B is 4× off
+
+
+@pytest.mark.parametrize("model, method", [("Qwen2.5-72B", "bnb-nf4"), ("Qwen2.5-72B", "gptq-int2"),
+                                           ("Qwen2.5-72B", "gguf-q4_k_m+kv-int4"), ("my-checkpoint", "gguf-q4_k_m")])
+def test_nothing_is_known_for_other_methods_stacks_or_a_model_of_no_known_size(model, method):
+    assert evidence(model, method) is None
+
+
+def test_the_sizes_in_a_name():
+    assert [params_b(m) for m in ("Qwen2.5-72B", "Qwen2.5-0.5B", "Qwen2.5-7B-Instruct", "x")] == [72, 0.5, 7, None]
+
+
+@pytest.mark.skipif(not SHARED.is_file(), reason="the reference data beside the checkout")
+def test_qwens_figures_are_the_reference_datas():
+    from qadvisor.core.evidence import _data
+
+    shared = json.loads(SHARED.read_text())["gguf_wikitext_ppl"]
+    assert {m: row["ppl"] for m, row in _data()["qwen"]["models"].items()} == \
+        {m: v for m, v in shared.items() if m != "columns"}
