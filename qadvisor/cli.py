@@ -172,7 +172,7 @@ def cmd_methods(args) -> int:
     from qadvisor.core.hardware import backend_findings, detect
 
     info = detect(with_backends=False)
-    rows = method_rows(info.cuda is not None, backend_findings(info))
+    rows = method_rows(info.cuda is not None, backend_findings())
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

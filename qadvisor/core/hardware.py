@@ -145,14 +145,14 @@ def detect(with_backends: bool = True) -> HardwareInfo:
         from qadvisor.quantizers import registry
 
         info.backends = registry.availability(has_cuda=cuda_version is not None)
-        findings = backend_findings(info)
+        findings = backend_findings()
         for row in info.backends:
             if row.available and row.backend in findings:
                 row.reason += f"; {findings[row.backend]}"
     return info
 
 
-def backend_findings(info: HardwareInfo | None = None) -> dict[str, str]:
+def backend_findings() -> dict[str, str]:
     """What earlier runs found out about a backend on this machine (kept in the cache's probes), by backend: that its
     fast path crashed here and which safe configuration it runs in. `qadvisor hardware` and `methods` say it."""
     from qadvisor.core.artifacts import default_cache_dir, probe_dir

@@ -155,7 +155,7 @@ def run_measure(job: Job, out: Emitter, started: float) -> TrialResult:
     ref = Reference.model_validate_json((job.cache_dir / REFERENCE_FILE).read_text())
     result = job.partial.model_copy(deep=True)
     steps = Steps(out, result)
-    with steps("load", "tokenizer and evaluation text"):
+    with steps("reload", "tokenizer and evaluation text"):  # a step on from quantizing: the panels move forward
         _, windows = _prepare(job)
     save_dir = saved_model(job)
     with steps("reload", "load the saved model back"):

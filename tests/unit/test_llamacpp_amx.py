@@ -103,7 +103,7 @@ def test_hardware_and_methods_say_what_an_earlier_run_found(monkeypatch, tmp_pat
     assert llamacpp_row() == "ok"  # nothing probed yet
     fallback.keep(tmp_path / "probes", "llamacpp", "build1", fallback.Verdict(1, "SIGSEGV", "gguf-q8_0"))
     assert "extra buffer types" in llamacpp_row() and "SIGSEGV" in llamacpp_row()
-    rows = {r["name"]: r for r in method_rows(False, hardware.backend_findings(hardware.detect(with_backends=False)))}
+    rows = {r["name"]: r for r in method_rows(False, hardware.backend_findings())}
     assert "SIGSEGV" in rows["gguf-q4_k_m"]["finding"] and rows["fp32"]["finding"] is None
     monkeypatch.setattr(llamacpp_amx, "build_key", lambda: "build2")  # a rebuilt llama.cpp is asked anew
     assert llamacpp_row() == "ok"
