@@ -249,7 +249,24 @@ def comparison_view(c, label_a: str, label_b: str) -> TableView:
                           f"(median {ratios[1]:.2f}×): unless a library or setting changed between them, that is "
                           "how far separate runs of this machine move; compare methods within one run, where their "
                           "ratios hold")
+    busy = contention_differs(c.pairs)
+    if busy:
+        view.notes.append(busy)
     return view
+
+
+def contention_differs(pairs) -> str:
+    """A warning where one run timed a method on a busy CPU and the other did not ('' where none): their speeds then
+    differ by what other processes took, not by the machines or models."""
+    lines = []
+    for p in pairs:
+        if contended(p.a) != contended(p.b):
+            busy = p.a if contended(p.a) else p.b
+            lines.append(f"{p.method} ({'A' if busy is p.a else 'B'}, {100 * busy.cpu_contention:.0f} %)")
+    if not lines:
+        return ""
+    return ("⚠ timed on a busy CPU in one run only: " + ", ".join(lines) + ". Their B/A ratios say more about what "
+            "other processes took than about the two runs")
 
 
 def plan_view(plan: Plan, published: dict | None = None) -> TableView:

@@ -85,3 +85,14 @@ def test_the_advice_widens_its_noise_and_names_the_methods_timed_on_a_busy_cpu()
     assert rec.method == "q"
     assert any("timed while other processes took the CPU: b (50 %)" in r for r in rec.reasons)
     assert any("too close to call" in r and "busy CPU" in r for r in rec.reasons)
+
+
+def test_compare_warns_where_one_run_timed_a_method_on_a_busy_cpu():
+    from qadvisor.app.views import contention_differs
+    from qadvisor.core.compare import MethodPair
+
+    pairs = [MethodPair("q", _result("q", 100, 0.01), _result("q", 40, 0.6)),
+             MethodPair("r", _result("r", 100, 0.01), _result("r", 98, 0.02))]
+    line = contention_differs(pairs)
+    assert line.startswith("⚠ timed on a busy CPU in one run only: q (B, 60 %)") and "r (" not in line
+    assert contention_differs(pairs[1:]) == ""
