@@ -361,9 +361,12 @@ def target_view(export: RunExport) -> TableView | None:
 
 
 def _evidence_sources(results: list[TrialResult]) -> list[str]:
-    """Each published figure behind a target's accuracy column, with its source, once per method."""
-    return [f"{r.method} accuracy: {r.reason.rsplit('accuracy: published: ', 1)[-1]}" for r in results
-            if r.accuracy_basis == "published"]
+    """Each published figure behind a target's accuracy column, and each source once."""
+    from qadvisor.core.evidence import published_figure
+
+    found = [(r.method, *published_figure(r)) for r in results if r.accuracy_basis == "published"]
+    lines = [f"{method} accuracy: {figure}" for method, figure, _ in found]
+    return lines + [f"Source: {source}" for source in dict.fromkeys(source for _, _, source in found)]
 
 
 def published_speed_lines(export: RunExport) -> list[str]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from qadvisor.models.result import TrialResult
+
 NEAREST_FACTOR = 3.0  # a figure from a model more than this many times larger or smaller is no evidence at this size
 
 
@@ -23,7 +25,8 @@ class Evidence:
     ppl_delta_pct: float  # perplexity rise over the unquantized model, in %
     kl_mean: float | None  # mean KL divergence, nats per token, where published
     top1: float | None  # agreement of the most likely token, where published
-    source: str  # the model it was measured on, the figures and who published them
+    figure: str  # the model it was measured on and the figures: `Qwen2-72B-Instruct Q2_K: wikitext PPL 5.58 → 5.91`
+    source: str  # who published it, and where
 
 
 @cache
@@ -58,8 +61,8 @@ def _from_qwen(kind: str, size: float) -> Evidence | None:
         if row["params_b"] == size:
             base, quant = row["ppl"][0], row["ppl"][qwen["columns"].index(kind)]
             return Evidence(ppl_delta_pct=100 * (quant / base - 1), kl_mean=None, top1=None,
-                            source=f"{name} {kind.upper()}: wikitext PPL {base:g} → {quant:g} ({qwen['note']}; "
-                                   f"{qwen['source']})")
+                            figure=f"{name} {kind.upper()}: wikitext PPL {base:g} → {quant:g}",
+                            source=f"{qwen['note']}; {qwen['source']}")
     return None
 
 
@@ -76,5 +79,16 @@ def _from_llamacpp(kind: str, size: float) -> Evidence | None:
     base = row["fp16_ppl"]
     kl = f", KLD {figures['kld']:g}" if figures["kld"] is not None else ""
     return Evidence(ppl_delta_pct=100 * (figures["ppl"] / base - 1), kl_mean=figures["kld"], top1=figures["top1"],
-                    source=f"{name} {kind.upper()}: wikitext PPL {base:g} → {figures['ppl']:g}{kl} ({llama['note']}; "
-                           f"{llama['source']})")
+                    figure=f"{name} {kind.upper()}: wikitext PPL {base:g} → {figures['ppl']:g}{kl}",
+                    source=f"{llama['note']}; {llama['source']}")
+
+
+SOURCE = "; source: "  # between a published figure and who published it, in a target result's reason
+
+
+def published_figure(r: TrialResult) -> tuple[str, str]:
+    """A target result's published accuracy figure and its source, from its reason ('' where it has none)."""
+    if r.accuracy_basis != "published":
+        return "", ""
+    figure, _, source = r.reason.rsplit("accuracy: published: ", 1)[-1].partition(SOURCE)
+    return figure, source

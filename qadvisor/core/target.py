@@ -11,7 +11,7 @@ import json
 from importlib import resources
 
 from qadvisor.core.advisor import advise
-from qadvisor.core.evidence import evidence
+from qadvisor.core.evidence import SOURCE, evidence
 from qadvisor.models.export import RunExport, TargetAdvice
 from qadvisor.models.plan import Plan, PlanRow
 from qadvisor.models.priorities import Priorities
@@ -62,6 +62,8 @@ def target_results(export: RunExport, plan: Plan) -> tuple[list[TrialResult], di
             "prefill_tok_s_spread": None, "ttft_ms": None, "peak_rss_bytes": None, "quantize_s": None, "total_s": None,
             "device": f"{plan.model} ({basis})", "kv_cache_bytes": row.kv_cache_bytes,
             "decode_kind": "bound" if plan.target.kind == "gpu" else "projected",
+            # what the run here ran with says nothing of a GPU that is not here
+            "notes": [] if plan.target.kind == "gpu" else proxy.notes, "safe_config": None, "cpu_contention": None,
             **_accuracy(plan.model, proxy, export.model.name, f"size: estimate (planner) · decode: {basis}"),
         }))
     return results, left_out
@@ -75,7 +77,7 @@ def _accuracy(model: str, proxy: TrialResult, proxy_name: str, basis: str) -> di
                 "reason": f"{basis} · accuracy: the proxy's ({proxy_name}); not known at {model}'s size"}
     return {"accuracy_basis": "published", "ppl": None, "ppl_delta_pct": found.ppl_delta_pct,
             "kl_mean": found.kl_mean, "top1_agreement": found.top1,
-            "reason": f"{basis} · accuracy: published: {found.source}"}
+            "reason": f"{basis} · accuracy: published: {found.figure}{SOURCE}{found.source}"}
 
 
 def _why_left_out(method: str, plan: Plan, row: PlanRow | None) -> str:
@@ -164,5 +166,5 @@ def _evidence_note(model: str, unverified: list[str], any_eligible: bool, accept
                 "small model (--accept-unverified-accuracy), which quantization barely hurts")
     lead = "" if any_eligible else f"no method here has published accuracy at {model}'s size, so none is recommended. "
     return (f"{lead}{names}: not recommended for {model}: nobody published its loss at this size, and the small "
-            "model's says little (quantization barely hurts it). Add a GGUF method (--target-methods), or pass "
+            "model's says little (quantization barely hurts it). Measure a GGUF method too (--methods, and --target-methods for slices), or pass "
             "--accept-unverified-accuracy to pick on the small model's accuracy")

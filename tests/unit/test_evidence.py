@@ -14,15 +14,16 @@ SHARED = Path(__file__).resolve().parents[3] / "shared" / "reference" / "qwen2-q
 def test_qwens_own_gguf_perplexities_at_the_targets_size():
     q2 = evidence("Qwen2.5-72B", "gguf-q2_k")
     assert q2.ppl_delta_pct == pytest.approx(100 * (5.91 / 5.58 - 1)) and q2.kl_mean is None
-    assert q2.source.startswith("Qwen2-72B-Instruct Q2_K: wikitext PPL 5.58 → 5.91")
+    assert q2.figure == "Qwen2-72B-Instruct Q2_K: wikitext PPL 5.58 → 5.91" and "model cards" in q2.source
     assert evidence("Qwen2.5-0.5B", "gguf-q4_k_m").ppl_delta_pct == pytest.approx(100 * (15.36 / 15.11 - 1))
 
 
 def test_llama_cpps_figures_where_qwen_published_none_labelled_with_their_model():
     q4 = evidence("Qwen2.5-14B", "gguf-q4_k_m")  # Llama-3-8B is 1.75× smaller: near enough, and it says so
-    assert q4.source.startswith("Llama-3-8B Q4_K_M") and q4.kl_mean == 0.031273 and q4.top1 == 0.91901
+    assert q4.figure.startswith("Llama-3-8B Q4_K_M") and q4.kl_mean == 0.031273 and q4.top1 == 0.91901
+    assert "not Qwen" in q4.source and "LLaMA 3 8b Scoreboard" in q4.source
     big = evidence("Qwen2.5-32B", "gguf-q2_k")
-    assert big.source.startswith("Llama-2-70B Q2_K") and big.ppl_delta_pct == pytest.approx(8.82, abs=0.01)
+    assert big.figure.startswith("Llama-2-70B Q2_K") and big.ppl_delta_pct == pytest.approx(8.82, abs=0.01)
     assert evidence("Qwen2.5-32B", "gguf-q8_0") is None  # the 70B table has no Q8_0, the 8B is 4× off
 
 

@@ -129,7 +129,8 @@ def test_the_target_pick_rests_on_evidence_at_its_size_and_names_what_it_left_ou
     assert "bnb-nf4: not recommended for Qwen2.5-72B" in t.accuracy_note
     view = target_view(readvise(sample_export(), load_profile("balanced")).model_copy(update={"target": t}))
     assert view.columns[-1] == "accuracy" and [r[-1] for r in view.rows] == ["published", "published", "proxy"]
-    assert t.accuracy_note in view.lines and any("llama-perplexity" in n for n in view.notes)
+    assert t.accuracy_note in view.lines and sum("llama-perplexity" in n for n in view.notes) == 1  # one source line
+    assert "gguf-q2_k accuracy: Qwen2-72B-Instruct Q2_K: wikitext PPL 5.58 → 5.91" in view.notes
 
 
 def test_no_method_with_evidence_at_the_targets_size_means_no_recommendation_unless_accepted():
