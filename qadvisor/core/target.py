@@ -70,7 +70,10 @@ def target_results(export: RunExport, plan: Plan) -> tuple[list[TrialResult], di
 
 
 def _accuracy(model: str, proxy: TrialResult, proxy_name: str, basis: str) -> dict:
-    """The target result's accuracy fields: published at the target's size, else the proxy's, labelled so."""
+    """The target result's accuracy fields: the run's own where the target is the model measured, else published at
+    the target's size, else the proxy's, labelled so."""
+    if model == proxy_name:
+        return {"accuracy_basis": "measured", "reason": f"{basis} · accuracy: measured on {model} in this run"}
     found = evidence(model, proxy.method)
     if found is None:
         return {"accuracy_basis": "proxy",

@@ -141,3 +141,11 @@ def test_no_method_with_evidence_at_the_targets_size_means_no_recommendation_unl
     assert accepted.recommendation.method in ("bnb-nf4", "hqq-int4")
     assert any("the proxy's, not known at this size" in r for r in accepted.recommendation.reasons)
     assert "picked among the others on the accuracy of the small model" in accepted.accuracy_note
+
+
+def test_a_target_that_is_the_measured_model_keeps_its_measured_accuracy():
+    export = _export_with_plan()
+    export.plan = export.plan.model_copy(update={"model": export.model.name})
+    t = readvise(export, load_profile("balanced"), with_target=True).target
+    assert {r.accuracy_basis for r in t.results} == {"measured"} and t.recommendation is not None
+    assert not t.accuracy_note
