@@ -276,6 +276,7 @@ def _slice_line(event) -> str:
     return f"slices: {event}"
 
 
-def run_tui(hardware: HardwareInfo, methods, model_hint: str, run_factory, export: RunExport | None = None) -> None:
-    QAdvisorApp(hardware, methods, model_hint, run_factory, export).run()
+def run_tui(hardware: HardwareInfo, methods, model_hint: str, run_factory, export: RunExport | None = None,
+            doctor=None) -> None:
+    QAdvisorApp(hardware, methods, model_hint, run_factory, export, doctor).run()
 

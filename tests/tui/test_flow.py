@@ -358,3 +358,12 @@ async def test_the_hardware_screen_shows_the_last_doctor_report(monkeypatch):
     bare = QAdvisorApp(HARDWARE, METHODS, "qwen2-tiny-stdlib", lambda form, priorities: None)
     async with bare.run_test(size=(120, 40)):
         assert not bare.screen.query("#doctor")  # no report kept: no table
+
+
+def test_the_command_line_launch_hands_the_app_everything_it_gathers(monkeypatch):
+    from qadvisor.tui import app as tui_app
+
+    started = []
+    monkeypatch.setattr(tui_app.QAdvisorApp, "run", lambda self: started.append(self))
+    tui_app.run_tui(*tui_inputs(argparse.Namespace(model=None, load=None)))
+    assert len(started) == 1 and started[0].hardware is not None
