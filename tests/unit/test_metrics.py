@@ -17,6 +17,21 @@ def tiny_model():
     return Qwen2ForCausalLM(config).eval()
 
 
+
+class _QuietWatch:
+    """A CPU nobody else uses: these tests count generations, and a busy machine would time a window twice."""
+
+    def __init__(self, threads):
+        pass
+
+    def share(self) -> float:
+        return 0.0
+
+
+@pytest.fixture(autouse=True)
+def _quiet_cpu(monkeypatch):
+    monkeypatch.setattr(metrics, "CpuWatch", _QuietWatch)
+
 def test_eval_windows_shape_and_short_text():
     w = metrics.eval_windows(list(range(1000)), window=100, count=4)
     assert w.shape == (4, 100) and w[1, 0] == 100
