@@ -206,17 +206,21 @@ class Run:
         key = backend.build_key()
         before = fallback.kept(self.probe_dir, backend.name, key)
         level = before.level if before else 0
-        result, error, died = yield from self._attempt(recipe, work_dir, keep, cancel, level)
+        result, errors, died = yield from self._attempt(recipe, work_dir, keep, cancel, level)
         if died and level < len(backend.safe_configs) and not cancel.is_set():
             safer = backend.safe_configs[level]
-            yield Progress(method=recipe.name, step="load", message=f"the trial crashed ({died}): once more without "
-                                                                   f"{safer.turns_off}")
+            # not an error yet: the crash and its log, then the retry; an error only if the retry fails too
+            crash = errors[0].message if errors else f"the trial process crashed ({died})"
+            yield Progress(method=recipe.name, step="load", message=f"{crash} — once more without {safer.turns_off}")
             # kept before the retry, so the trial's own processes read why they run so; put back if it fails too
             fallback.keep(self.probe_dir, backend.name, key, fallback.Verdict(level + 1, died, recipe.name))
-            result, error, again = yield from self._attempt(recipe, work_dir, keep, cancel, level + 1)
+            result, errors, again = yield from self._attempt(recipe, work_dir, keep, cancel, level + 1)
             if result is None:
                 fallback.restore(self.probe_dir, backend.name, key, before)
-                error = f"{error} (it crashed with {died} first; the safer configuration did not help)"
+                errors = [e.model_copy(update={"message": f"{e.message} (it crashed with {died} first; the safer "
+                                                          "configuration did not help)"}) for e in errors]
+        yield from errors
+        error = errors[0].message if errors else None
         if result is not None:
             wall = time.perf_counter() - started
             return result.model_copy(update={"start_s": max(0.0, wall - (result.total_s or wall))})
@@ -227,25 +231,27 @@ class Run:
                            device=self.device_label, total_s=time.perf_counter() - started)
 
     def _attempt(self, recipe, work_dir: Path, keep: bool, cancel: threading.Event, level: int):
-        """Quantize in one process, measure in a fresh one: (result, first error, fatal signal a process died of)."""
+        """Quantize in one process, measure in a fresh one: (result, its errors, fatal signal a process died of)."""
         job = self._job("trial", recipe, work_dir, keep, level)
-        partial, error, died = yield from self._phase(job, work_dir, cancel)
+        partial, errors, died = yield from self._phase(job, work_dir, cancel)
         s = self.request.settings
         if partial is None or cancel.is_set() or (keep and not (s.benchmark or s.score_accuracy)):
-            return partial, error, died  # a slice stops at its sizes: the slices are timed side by side
+            return partial, errors, died  # a slice stops at its sizes: the slices are timed side by side
         measure = job.model_copy(update={"kind": "measure", "partial": partial})
         return (yield from self._phase(measure, work_dir, cancel))
 
     def _phase(self, job: Job, work_dir: Path, cancel: threading.Event):
-        result, error, died = None, None, []
+        """One process of a trial: its progress yielded; (its result, its errors held for the trial, a fatal signal)."""
+        result, errors, died = None, [], []
         for event in _spawn(job, work_dir, cancel, self.request.trial_timeout_s, self.zygote, self.log_path(job.method),
                             died):
             if isinstance(event, Result):
                 result = event.result
+            elif isinstance(event, Error):
+                errors.append(event)
             else:
-                error = error or (event.message if isinstance(event, Error) else None)
                 yield event
-        return result, error, (died[0] if died else None)
+        return result, errors, (died[0] if died else None)
 
     def log_path(self, name: str) -> Path:
         """The trial's log, kept after the run where `qadvisor cache` lists it (a failed trial's message names it)."""

@@ -87,18 +87,20 @@ def own_probes(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("sig", ["SIGILL", "SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE"])
 def test_a_fast_path_that_dies_of_any_fatal_signal_falls_back_and_says_so(mock_backend, own_probes, tmp_path, sig):
-    from qadvisor.models.events import Error
+    from qadvisor.models.events import Error, Progress
 
     method = f"mock-fastpath-{sig.lower()}"
     request = RunRequest(methods=[method], work_dir=tmp_path / "work",
                          settings=EvalSettings(threads=2, repeats=2, decode_tokens=4, windows=2))
     run = Run(request, detect(with_backends=False))
-    errors = [e.message for e in run.events() if isinstance(e, Error)]
+    events = list(run.events())
     result = run.results[0]
     assert result.status == "ok" and result.safe_config == "mock safe path", result.reason
     assert any(sig in note and "the mock's fast path" in note for note in result.notes)
-    assert len(errors) == 1 and sig in errors[0]  # the first attempt's crash, with a log that outlives the run
-    assert Path(errors[0].rsplit("log: ", 1)[1]).is_file()
+    assert not [e for e in events if isinstance(e, Error)]  # a crash the fallback cured is no error
+    (retry,) = [e.message for e in events if isinstance(e, Progress) and "once more without" in e.message]
+    assert f"crashed ({sig})" in retry  # the first attempt's crash, with a log that outlives the run
+    assert Path(retry.rsplit("log: ", 1)[1].split(" — ")[0]).is_file()
     assert list(own_probes.glob("fallback-mock-*.json"))
     if sig != "SIGSEGV":
         return
