@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from qadvisor import __version__
+from qadvisor.models.jsonfile import check_output_dir
 
 META_FILE = "artifact.json"
 MODEL_FOLDER = "model"
@@ -137,13 +138,7 @@ def check_environment() -> None:
             ok = False
         if not ok:
             raise UserError(f"${MAX_GB_ENV}={raw!r}: give the GiB of quantized models to keep, a number of at least 0")
-    root = default_cache_dir()
-    if root.exists() and not root.is_dir():
-        raise UserError(f"$QADVISOR_CACHE={root}: is a file; give a folder (or unset it for ~/.cache/qadvisor)")
-    existing = next((p for p in (root, *root.parents) if p.exists()), None)
-    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"qadvisor's cache {root}: {existing} is not a folder qadvisor can write in "
-                        "(set $QADVISOR_CACHE to one)")
+    check_output_dir(default_cache_dir(), "qadvisor's cache ($QADVISOR_CACHE)")
 
 
 def prune(folder: Path, keep: str, limit: int | None = None) -> list[str]:
