@@ -50,7 +50,7 @@ class TrialContext:
 # torch's own fast paths (AVX-512 and AMX kernels, bf16 work) off: what every torch-based backend falls back on
 TORCH_SAFE = SafeConfig(name="torch AVX2, fp32", fp32_work=True,
                         turns_off="torch's AVX-512/AMX kernels and bf16 quantizing (ATEN_CPU_CAPABILITY=avx2)",
-                        env={"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "QADVISOR_FAST_BF16": "0"})
+                        env={"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"})
 
 
 class Backend:
