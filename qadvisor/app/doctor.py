@@ -1,7 +1,7 @@
 """`qadvisor doctor`: does each installed backend quantize and decode here, on its fast path or a safe one?
 
 Each backend's stand-in method runs as a real trial (its own processes, the fault fallbacks, the cache) on the
-shipped model with accuracy left out: random-free, calibration-free, a second or two a backend. What it finds is kept
+shipped model with accuracy left out (so nothing calibrates), a second or two a backend. What it finds is kept
 beside the fallback verdicts, so runs do not probe again and the TUI's hardware screen shows the same table.
 """
 
@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from qadvisor.app.views import contended
 from qadvisor.core import artifacts
-from qadvisor.core.contention import cpu_busy_now
+from qadvisor.core.contention import contended, cpu_busy_now
 from qadvisor.core.jobs import EvalSettings
 from qadvisor.core.runner import Run, RunRequest
 from qadvisor.models.doctor import DoctorReport, DoctorRow

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from qadvisor import format as f
+from qadvisor.core.contention import busy_labels, contended
 from qadvisor.models.events import STEPS
 from qadvisor.models.export import RunExport
 from qadvisor.models.hardware import HardwareInfo
@@ -143,16 +144,9 @@ def result_notes(results: list[TrialResult]) -> list[str]:
     return lines + [line] if line else lines
 
 
-def contended(r: TrialResult) -> bool:
-    """Whether other processes took more than a tenth of the CPU while this result's speed was timed, twice."""
-    from qadvisor.core.contention import LIMIT
-
-    return r.status == "ok" and (r.cpu_contention or 0.0) > LIMIT
-
-
 def contention_line(results: list[TrialResult]) -> str:
     """One line naming the speeds timed on a busy CPU ('' where none was)."""
-    busy = [f"{r.method} ({100 * r.cpu_contention:.0f} %)" for r in results if contended(r)]
+    busy = busy_labels(results)
     if not busy:
         return ""
     return (f"⚠ other processes took the CPU while these were timed, twice: {', '.join(busy)}. Their speeds are "

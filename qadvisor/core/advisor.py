@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from qadvisor import format as f
-from qadvisor.core.contention import LIMIT as CONTENTION_LIMIT
+from qadvisor.core.contention import busy_labels, contended
 from qadvisor.core.evidence import published_figure
 from qadvisor.models.priorities import Limits, Priorities
 from qadvisor.models.recommendation import MethodScore, Recommendation
@@ -258,7 +258,7 @@ def advise(results: list[TrialResult], priorities: Priorities, where: str = "mea
     close = _within_noise(candidates, weights, fit, winner)
     if close:
         reasons.append(close)
-    busy = [f"{r.method} ({100 * r.cpu_contention:.0f} %)" for r in candidates if _busy(r)]
+    busy = busy_labels(candidates)
     if busy:
         reasons.append(f"timed while other processes took the CPU: {', '.join(busy)}; those speeds may be low by that "
                        "share or more, and the pick may differ on a quiet machine")
@@ -289,7 +289,7 @@ def _within_noise(candidates: list[TrialResult], weights: dict[str, float], fit:
     cvs = [r.decode_cv for r in candidates if r.method in (winner, rival) and r.decode_cv is not None]
     within = (f"within twice the decode CV measured in this run ({' and '.join(f'{100 * cv:.1f} %' for cv in cvs)})"
               if len(cvs) == 2 else "within the decode spread measured in this run")
-    if any(_busy(r) for r in candidates if r.method in (winner, rival)):
+    if any(contended(r) for r in candidates if r.method in (winner, rival)):
         within = "within what a busy CPU may have taken from their speeds"
     return (f"too close to call: {within}, {rival} would score higher; both are sound picks, and a run with more "
             "repeats (--repeats) can separate them")
@@ -299,13 +299,10 @@ def decode_noise(r: TrialResult) -> float:
     """How far a decode figure may move from noise alone: 2 × CV × decode, else half the spread over the repeats;
     timed while others took a share c of the CPU, up to decode × c / (1 - c) more (what it lost to them)."""
     noise = 2 * r.decode_cv * r.decode_tok_s if r.decode_cv is not None else (r.decode_tok_s_spread or 0) / 2
-    if _busy(r):
+    if contended(r):
         noise += r.decode_tok_s * r.cpu_contention / (1 - min(r.cpu_contention, 0.95))
     return noise
 
-
-def _busy(r: TrialResult) -> bool:
-    return (r.cpu_contention or 0.0) > CONTENTION_LIMIT
 
 
 def _team_line(wanted: str | None, label: str, where: str) -> str:

@@ -13,6 +13,8 @@ import resource
 import time
 from pathlib import Path
 
+from qadvisor.models.result import TrialResult
+
 PSI_FILE = Path("/proc/pressure/cpu")
 STAT_FILE = Path("/proc/stat")
 LIMIT = 0.10  # above this share a figure is suspect: timed again once, then marked
@@ -63,6 +65,16 @@ class CpuWatch:
         else:  # the threads ran less than the window: the rest went to others
             waited = 1.0 - (_own_cpu_s() - self.cpu) / (self.threads * wall)
         return min(1.0, max(0.0, waited + stolen))
+
+
+def contended(r: TrialResult) -> bool:
+    """Whether other processes took more than LIMIT of the CPU while this result's speed was timed (twice)."""
+    return r.status == "ok" and (r.cpu_contention or 0.0) > LIMIT
+
+
+def busy_labels(results: list[TrialResult]) -> list[str]:
+    """`method (share %)` for each result timed on a busy CPU: what the table's line and the advice name."""
+    return [f"{r.method} ({100 * r.cpu_contention:.0f} %)" for r in results if contended(r)]
 
 
 def cpu_busy_now(seconds: float = 1.0) -> float:
