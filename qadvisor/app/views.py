@@ -344,7 +344,7 @@ def target_view(export: RunExport) -> TableView | None:
         view.headline = f"No recommendation for {t.model}"
     view.lines += [t.accuracy_note] if t.accuracy_note else []
     view.notes = [f"not in the {t.model} advice: {m}: {why}" for m, why in t.left_out.items()]
-    view.notes += _evidence_sources(t.results)
+    view.notes += _evidence_sources(t.model, t.results)
     if t.published:
         p = t.published
         view.notes.append(f"published by Qwen for {p['model']} ({', '.join(p['columns'])}): " + "; ".join(
@@ -354,13 +354,13 @@ def target_view(export: RunExport) -> TableView | None:
     return view
 
 
-def _evidence_sources(results: list[TrialResult]) -> list[str]:
+def _evidence_sources(model: str, results: list[TrialResult]) -> list[str]:
     """Each published figure behind a target's accuracy column, and each source once."""
-    from qadvisor.core.evidence import published_figure
+    from qadvisor.core.evidence import evidence
 
-    found = [(r.method, *published_figure(r)) for r in results if r.accuracy_basis == "published"]
-    lines = [f"{method} accuracy: {figure}" for method, figure, _ in found]
-    return lines + [f"Source: {source}" for source in dict.fromkeys(source for _, _, source in found)]
+    found = [(r.method, evidence(model, r.method)) for r in results if r.accuracy_basis == "published"]
+    lines = [f"{method} accuracy: {e.figure}" for method, e in found if e]
+    return lines + [f"Source: {source}" for source in dict.fromkeys(e.source for _, e in found if e)]
 
 
 def published_speed_lines(export: RunExport) -> list[str]:

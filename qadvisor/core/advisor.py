@@ -15,7 +15,6 @@ import math
 
 from qadvisor import format as f
 from qadvisor.core.contention import busy_labels, contended
-from qadvisor.core.evidence import published_figure
 from qadvisor.models.priorities import Limits, Priorities
 from qadvisor.models.recommendation import MethodScore, Recommendation
 from qadvisor.models.result import TrialResult
@@ -205,7 +204,7 @@ def _accuracy_line(r: TrialResult) -> str:
     if r.accuracy_basis == "published":
         parts = [f"perplexity {r.ppl_delta_pct:+.1f}% vs fp16"] + ([f"KL {f.sci(r.kl_mean)} nats/token"] if r.kl_mean
                                                                   is not None else [])
-        return f"published at this size: {', '.join(parts)} ({published_figure(r)[0]}; the source is under the table)"
+        return f"published at this size: {', '.join(parts)} (the figure and its source are under the table)"
     line = f"perplexity {r.ppl_delta_pct:+.1f}% vs fp32, KL {f.sci(r.kl_mean)} nats/token, top-1 agreement " \
            f"{100 * r.top1_agreement:.1f}%"
     return line + (" — the proxy's, not known at this size" if r.accuracy_basis == "proxy" else "")

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from qadvisor.models.result import TrialResult
-
 NEAREST_FACTOR = 3.0  # a figure from a model more than this many times larger or smaller is no evidence at this size
 
 
@@ -82,13 +80,3 @@ def _from_llamacpp(kind: str, size: float) -> Evidence | None:
                     figure=f"{name} {kind.upper()}: wikitext PPL {base:g} → {figures['ppl']:g}{kl}",
                     source=f"{llama['note']}; {llama['source']}")
 
-
-SOURCE = "; source: "  # between a published figure and who published it, in a target result's reason
-
-
-def published_figure(r: TrialResult) -> tuple[str, str]:
-    """A target result's published accuracy figure and its source, from its reason ('' where it has none)."""
-    if r.accuracy_basis != "published":
-        return "", ""
-    figure, _, source = r.reason.rsplit("accuracy: published: ", 1)[-1].partition(SOURCE)
-    return figure, source

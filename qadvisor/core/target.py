@@ -11,7 +11,7 @@ import json
 from importlib import resources
 
 from qadvisor.core.advisor import advise
-from qadvisor.core.evidence import SOURCE, evidence
+from qadvisor.core.evidence import evidence
 from qadvisor.models.export import RunExport, TargetAdvice
 from qadvisor.models.plan import Plan, PlanRow
 from qadvisor.models.priorities import Priorities
@@ -80,7 +80,7 @@ def _accuracy(model: str, proxy: TrialResult, proxy_name: str, basis: str) -> di
                 "reason": f"{basis} · accuracy: the proxy's ({proxy_name}); not known at {model}'s size"}
     return {"accuracy_basis": "published", "ppl": None, "ppl_delta_pct": found.ppl_delta_pct,
             "kl_mean": found.kl_mean, "top1_agreement": found.top1,
-            "reason": f"{basis} · accuracy: published: {found.figure}{SOURCE}{found.source}"}
+            "reason": f"{basis} · accuracy: published: {found.figure}; source: {found.source}"}
 
 
 def _why_left_out(method: str, plan: Plan, row: PlanRow | None) -> str:
