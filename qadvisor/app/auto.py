@@ -34,6 +34,18 @@ def _target_methods(opts: RunOptions) -> list[str]:
     return chosen
 
 
+def _stream_job(opts: RunOptions, methods: list[str], settings):
+    """`--plan-for DIR` with weights: the target's own accuracy, streamed one layer at a time (core.streamed)."""
+    from qadvisor.core import modelio
+    from qadvisor.core.streamed import StreamJob
+
+    folder = Path(opts.plan_for)
+    if not (folder.is_dir() and any(folder.glob("*.safetensors"))):
+        return None
+    text, _ = modelio.text_for(folder, modelio.EVAL_FILE, opts.eval_text)
+    return StreamJob(folder, methods, text, settings.window, settings.windows, settings.threads, settings.device)
+
+
 def _on_cluster(run, opts: RunOptions, plan_options, say: Callable[[str], None]):
     """The checked local run, measured on every node of a Ray cluster instead of here; `plan_options` (--plan-for
     measured on slices): once per hardware kind, on one node of the kind."""
@@ -76,6 +88,10 @@ class AutoSession:
                              calib_text=opts.calib_text, settings=settings, work_dir=opts.keep_models,
                              reuse_cache=opts.reuse_cache)
         self.run = Run(request, self.hardware, say)
+        self.stream_job = None
+        if opts.plan_for:
+            streamed = (plan_options.methods if plan_options.measure else None) or opts.methods
+            self.stream_job = _stream_job(opts, streamed, settings)
         # --plan-for measured on a cluster: slices timed on one node of each hardware kind, by the cluster run
         self.plans_per_kind = bool(opts.cluster and self.plan_job is not None and self.plan_job.measurement)
         if opts.cluster:
@@ -86,6 +102,8 @@ class AutoSession:
         yield from self.run.events(cancel)
         if self.plan_job is not None and not self.plans_per_kind and not cancel.is_set():
             yield from self.plan_job.events(cancel)
+        if self.stream_job is not None and not cancel.is_set():
+            yield from self.stream_job.events(cancel)
 
     def trials(self) -> int:
         """How many results `events()` will yield: one per method here (and node, on a cluster), one per method and
@@ -105,6 +123,8 @@ class AutoSession:
         export = self.run.export()
         if self.plan_job is not None and not self.plans_per_kind:
             export.plan = self.plan_job.plan()  # per kind: in export.kinds, from the cluster run
+        if self.stream_job is not None and self.stream_job.result().ref_ppl is not None:
+            export.streamed = self.stream_job.result()
         return readvise(export, self.priorities, with_target=self.plan_job is not None)
 
     def autosave(self, export: RunExport) -> Path:

@@ -333,8 +333,9 @@ def target_view(export: RunExport) -> TableView | None:
     bound = export.plan is not None and export.plan.target.kind == "gpu"
     speed = "decode: the bandwidth bound, an upper limit (datasheet)" if bound else "decode projected from slices measured here"
     view = TableView(
-        title=f"For {t.model} on {t.target}: size estimated by the planner, {speed}, accuracy published at this size "
-              f"where known (else {export.model.name}'s, marked proxy)",
+        title=f"For {t.model} on {t.target}: size estimated by the planner, {speed}, "
+              + ("accuracy streamed on its own weights" if export.streamed else
+                 f"accuracy published at this size where known (else {export.model.name}'s, marked proxy)"),
         columns=["method", "size GiB", "vs bf16", "decode tok/s ≤" if bound else "decode tok/s", "prefill tok/s",
                  "fits", "ΔPPL", "KL", "accuracy"], rows=rows)
     if t.recommendation is not None:
@@ -344,7 +345,7 @@ def target_view(export: RunExport) -> TableView | None:
         view.headline = f"No recommendation for {t.model}"
     view.lines += [t.accuracy_note] if t.accuracy_note else []
     view.notes = [f"not in the {t.model} advice: {m}: {why}" for m, why in t.left_out.items()]
-    view.notes += _evidence_sources(t.model, t.results)
+    view.notes += streamed_lines(export) + _evidence_sources(t.model, t.results)
     if t.published:
         p = t.published
         view.notes.append(f"published by Qwen for {p['model']} ({', '.join(p['columns'])}): " + "; ".join(
@@ -352,6 +353,22 @@ def target_view(export: RunExport) -> TableView | None:
         view.notes.append(f"{p['note']}. Source: {p['source']}")
     view.notes += published_speed_lines(export)
     return view
+
+
+def streamed_lines(export: RunExport) -> list[str]:
+    """How the target's own accuracy was streamed, what it cost, and what could not be."""
+    s = export.streamed
+    if s is None:
+        return []
+    cost = ", ".join(f"{m.method} {m.seconds_per_layer:.2f}" for m in s.methods if m.seconds_per_layer is not None)
+    lines = [f"accuracy streamed on {s.path}: {s.layers} layers one at a time over {s.tokens} tokens, fp32 reference "
+             f"PPL {f.num(s.ref_ppl, 2)}; seconds per layer: fp32 {f.num(s.ref_seconds_per_layer, 2)}"
+             + (f", {cost}" if cost else "")
+             + (f"; peak memory {s.peak_rss_bytes / 2**30:.1f} GiB" if s.peak_rss_bytes else "")
+             + ("" if s.complete else " (stopped before every method streamed)")]
+    lines += [f"{m.method}: streaming failed: {m.error}" for m in s.methods if m.error]
+    lines += [f"{m}: not streamed: {why}" for m, why in s.not_streamed.items()]
+    return lines
 
 
 def _evidence_sources(model: str, results: list[TrialResult]) -> list[str]:

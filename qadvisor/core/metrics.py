@@ -71,21 +71,31 @@ def accuracy(model, windows: torch.Tensor, ref_logprobs: torch.Tensor, device: s
     """Perplexity, mean KL(P_ref || P_quant) per token, and top-1 agreement with the reference. Each window is
     timed too: what the first took beyond the others is work done on first use (kernels compiled or picked), which
     "Where the time went" names apart from the scoring."""
-    nll_sum, kl_sum, agree, count, seconds = 0.0, 0.0, 0, 0, []
+    sums, seconds = [0.0, 0.0, 0, 0], []
     for i, row in enumerate(windows):
         start = time.perf_counter()
         logits = _window_logits(model, row[:-1].to(device), new_cache).float().cpu()
         seconds.append(time.perf_counter() - start)
-        lp = torch.log_softmax(logits, dim=-1)
-        ref = ref_logprobs[i]
-        targets = row[1:]
-        nll_sum += -lp.gather(-1, targets[:, None]).sum().item()
-        kl_sum += (ref.exp() * (ref - lp)).sum().item()
-        agree += (lp.argmax(-1) == ref.argmax(-1)).sum().item()
-        count += len(targets)
+        for k, value in enumerate(_sums(torch.log_softmax(logits, dim=-1), ref_logprobs[i], row[1:])):
+            sums[k] += value
     extra = max(0.0, seconds[0] - statistics.median(seconds[1:])) if len(seconds) > 1 else 0.0
-    return Accuracy(ppl=math.exp(nll_sum / count), kl_mean=kl_sum / count, top1_agreement=agree / count,
+    nll, kl, agree, count = sums
+    return Accuracy(ppl=math.exp(nll / count), kl_mean=kl / count, top1_agreement=agree / count,
                     first_call_extra_s=extra)
+
+
+def _sums(lp: torch.Tensor, ref: torch.Tensor, targets: torch.Tensor) -> tuple[float, float, int, int]:
+    """Summed NLL of the targets, summed KL(P_ref || P) and top-1 agreements, and the token count."""
+    nll = -lp.gather(-1, targets[..., None]).sum().item()
+    kl = (ref.exp() * (ref - lp)).sum().item()
+    agree = int((lp.argmax(-1) == ref.argmax(-1)).sum().item())
+    return nll, kl, agree, targets.numel()
+
+
+def score(lp: torch.Tensor, ref: torch.Tensor, targets: torch.Tensor) -> Accuracy:
+    """Log-probs of every scored token at once (core.streamed), scored as `accuracy` scores a model's windows."""
+    nll, kl, agree, count = _sums(lp, ref, targets)
+    return Accuracy(ppl=math.exp(nll / count), kl_mean=kl / count, top1_agreement=agree / count)
 
 
 @dataclass

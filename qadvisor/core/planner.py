@@ -55,7 +55,7 @@ class Format:
     untie_lm_head: bool = False  # checkpoint stores an lm_head copy even when the model ties it (freed once tied)
     scratch: Callable[[Architecture], float] = lambda arch: 0.0
     notes: str = ""
-    gguf: bool = False  # llama.cpp's mix: bytes per tensor and layer from core.gguf_mix
+    gguf: bool = False  # llama.cpp's mix: bytes per tensor and layer from quantizers.gguf_mix
     group_size: int | None = None  # inputs per scale, as the method's MethodSpec says
     dense_bytes: int | None = None  # norms and biases: None follows the run (bf16 as saved, fp32 on CPU); fp32: 4
 
@@ -76,13 +76,13 @@ def _largest_linear_fp16(arch: Architecture) -> float:
 
 
 def _gguf(method: str, bpw: float, note: str) -> Format:
-    """llama.cpp's mixes: each tensor's type by its role and layer (core.gguf_mix); `bpw` is the mix's nominal
+    """llama.cpp's mixes: each tensor's type by its role and layer (quantizers.gguf_mix); `bpw` is the mix's nominal
     average (the table's bits column), `linear_bytes` the base type with its fallback, for a layer out of context."""
-    from qadvisor.core import gguf_mix
+    from qadvisor.quantizers import gguf_mix
 
     base = gguf_mix.BASE[method]
     formula = (f"{gguf_mix.BITS[base]} bits per weight, blocks of 32" if gguf_mix.block(base) == 32 else
-               "llama.cpp's type for each tensor by its role and layer (core/gguf_mix.py), its bits per weight; "
+               "llama.cpp's type for each tensor by its role and layer (quantizers/gguf_mix.py), its bits per weight; "
                "rows not a multiple of 256 fall back to a 32-block type")
     size = lambda i, o: i * o * gguf_mix.BITS[gguf_mix.stored_type(base, i)] / 8  # noqa: E731
     return Format(method, bpw, size, formula, notes=note, gguf=True, group_size=gguf_mix.block(base))
@@ -180,7 +180,7 @@ def weights_bytes(arch: Architecture, fmt: Format, dense_bytes: int = BF16) -> t
     method leaves unquantized: 2 as saved and on GPU; 4 where a CPU run computes in fp32."""
     table = arch.vocab_size * arch.hidden_size
     if fmt.gguf:  # llama.cpp picks each tensor's type by its role and layer
-        from qadvisor.core import gguf_mix
+        from qadvisor.quantizers import gguf_mix
 
         layers = sum(gguf_mix.layer_bits(fmt.method, i, arch) for i in range(arch.num_hidden_layers)) / 8
         embed_bits, head_bits = gguf_mix.table_bits(fmt.method, arch)

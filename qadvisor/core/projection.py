@@ -65,7 +65,7 @@ def project(results: list[TrialResult], depths: tuple[int, int], layers: int, pr
     if scale != 1.0:
         basis += (f"; decode's per-layer time × {scale:.3f}: the target's {layers} layers average {scale - 1:+.1%} "
                   "the bytes of the layer the slices add (llama.cpp picks some tensors' types by layer position; "
-                  "estimate, core/gguf_mix.py)")
+                  "estimate, quantizers/gguf_mix.py)")
     if note:
         basis += f"; {note}"
     if dec_rate is None or pre_rate is None:

@@ -184,7 +184,7 @@ class SliceMeasurement:
 
     def _layer_ratio(self, method: str) -> float:
         """GGUF mixes vary by layer position: the target's average layer ÷ the layer the slices add, in bytes."""
-        from qadvisor.core import gguf_mix
+        from qadvisor.quantizers import gguf_mix
 
         return gguf_mix.layer_ratio(method, self.arch, self.depths) if method in gguf_mix.BASE else 1.0
 

@@ -64,16 +64,21 @@ def target_results(export: RunExport, plan: Plan) -> tuple[list[TrialResult], di
             "decode_kind": "bound" if plan.target.kind == "gpu" else "projected",
             # what the run here ran with says nothing of a GPU that is not here
             "notes": [] if plan.target.kind == "gpu" else proxy.notes, "safe_config": None, "cpu_contention": None,
-            **_accuracy(plan.model, proxy, export.model.name, f"size: estimate (planner) · decode: {basis}"),
+            **_accuracy(plan.model, proxy, export, f"size: estimate (planner) · decode: {basis}"),
         }))
     return results, left_out
 
 
-def _accuracy(model: str, proxy: TrialResult, proxy_name: str, basis: str) -> dict:
-    """The target result's accuracy fields: the run's own where the target is the model measured, else published at
-    the target's size, else the proxy's, labelled so."""
+def _accuracy(model: str, proxy: TrialResult, export: RunExport, basis: str) -> dict:
+    """The target result's accuracy fields: the run's own where the target is the model measured, else streamed on
+    the target's own weights, else published at the target's size, else the proxy's, labelled so."""
+    proxy_name = export.model.name
     if model == proxy_name:
         return {"accuracy_basis": "measured", "reason": f"{basis} · accuracy: measured on {model} in this run"}
+    streamed = _streamed(export, model, proxy.method)
+    if streamed is not None:
+        streamed["reason"] = f"{basis} · accuracy: {streamed['reason']}"
+        return streamed
     found = evidence(model, proxy.method)
     if found is None:
         return {"accuracy_basis": "proxy",
@@ -81,6 +86,28 @@ def _accuracy(model: str, proxy: TrialResult, proxy_name: str, basis: str) -> di
     return {"accuracy_basis": "published", "ppl": None, "ppl_delta_pct": found.ppl_delta_pct,
             "kl_mean": found.kl_mean, "top1_agreement": found.top1,
             "reason": f"{basis} · accuracy: published: {found.figure}; source: {found.source}"}
+
+
+def _streamed(export: RunExport, model: str, method: str) -> dict | None:
+    """The accuracy fields from the target's own weights, streamed layer by layer in this run."""
+    s = export.streamed
+    found = next((m for m in s.methods if m.method == method and m.ppl is not None), None) if s and s.model == model \
+        else None
+    if found is None:
+        return None
+    weights = " (random weights: a synthetic checkpoint, so the loss says nothing of a trained model)" \
+        if _synthetic(s.path) else ""
+    return {"accuracy_basis": "streamed", "ppl": found.ppl, "ppl_delta_pct": found.ppl_delta_pct,
+            "kl_mean": found.kl_mean, "top1_agreement": found.top1_agreement,
+            "reason": f"streamed on {model}'s own weights, layer by layer, over {s.tokens} tokens{weights}"}
+
+
+def _synthetic(path: str) -> bool:
+    from pathlib import Path
+
+    from qadvisor.core.synthetic import marker
+
+    return Path(path).is_dir() and marker(Path(path)) is not None
 
 
 def _why_left_out(method: str, plan: Plan, row: PlanRow | None) -> str:

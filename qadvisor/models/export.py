@@ -52,6 +52,34 @@ class TargetAdvice(BaseModel):
     accuracy_note: str = ""  # the methods left out of the pick for want of accuracy evidence at the target's size
 
 
+class StreamedMethod(BaseModel):
+    """One method's accuracy on the target's own weights, streamed one layer at a time, or why it has none."""
+
+    method: str
+    ppl: float | None = None
+    ppl_delta_pct: float | None = None
+    kl_mean: float | None = None
+    top1_agreement: float | None = None
+    seconds_per_layer: float | None = None
+    error: str = ""
+
+
+class StreamedAccuracy(BaseModel):
+    """`--plan-for DIR` with weights (or `--model DIR --stream`): the target's own accuracy, layer by layer
+    (core.streamed), against its fp32 reference over the same evaluation text."""
+
+    model: str
+    path: str
+    ref_ppl: float | None = None
+    tokens: int = 0  # scored tokens
+    layers: int = 0
+    ref_seconds_per_layer: float | None = None
+    peak_rss_bytes: int | None = None
+    methods: list[StreamedMethod] = []
+    complete: bool = True  # False: stopped before every method streamed
+    not_streamed: dict[str, str] = {}  # method → why it has no streamed accuracy (its library cannot go layer-wise)
+
+
 class HardwareKind(BaseModel):
     """--cluster: the nodes of one kind of hardware, and the advice from their results (those with this `kind`)."""
 
@@ -80,6 +108,7 @@ class RunExport(BaseModel):
     plan: Plan | None = None  # --plan-for: the planner's estimate for a deployment target
     plan_check: list[PlanCheck] = []  # the planner's predicted weight bytes next to the measured ones
     target: TargetAdvice | None = None  # --plan-for: advice for that model, projected from this run
+    streamed: StreamedAccuracy | None = None  # --plan-for DIR with weights: the target's accuracy, streamed
     kinds: list[HardwareKind] = []  # --cluster: one entry per hardware kind; `recommendation` is the first kind's
 
 

@@ -59,7 +59,7 @@ class Projection(BaseModel):
     prefill_tok_s_range: tuple[float, float] | None = None
     basis: str
     # decode's per-layer time was scaled by this: the target's average layer ÷ the layer the slices add, in bytes
-    # (a GGUF mix that picks types by layer position; core/gguf_mix.py, an estimate); 1.0: as measured
+    # (a GGUF mix that picks types by layer position; quantizers/gguf_mix.py, an estimate); 1.0: as measured
     layer_bytes_ratio: float = 1.0
     capped_at_bound: bool = False  # the projection exceeded the bandwidth bound (noise): decode_tok_s is the bound
 

@@ -42,9 +42,10 @@ class TrialResult(BaseModel):
     # the backend's safe configuration the trial ran in, where its faster path crashed here (quantizers.fallback)
     safe_config: str | None = None
     # accuracy on the held-out text, against the unquantized fp32 reference; for a target (--plan-for) where it comes
-    # from: measured (this run, this model), published (at the target's size: `reason` names the source), or proxy
+    # from: measured (this run, this model), streamed (the target's own weights, layer by layer: core.streamed),
+    # published (at the target's size: `reason` names the source), or proxy
     # (the run's small model: not known at the target's size)
-    accuracy_basis: Literal["measured", "published", "proxy"] = "measured"
+    accuracy_basis: Literal["measured", "streamed", "published", "proxy"] = "measured"
     ppl: float | None = None
     ppl_delta_pct: float | None = None
     kl_mean: float | None = None

@@ -117,6 +117,41 @@ class Backend:
         """What the reloaded model runs with that its results must say (a kernel left out on this machine)."""
         return []
 
+    # streamed accuracy (core.streamed): a checkpoint measured one decoder layer at a time
+    streamed_methods: frozenset[str] = frozenset()  # the methods whose layers this backend quantizes one by one
+
+    def stream_layer(self, layer: Any, spec: MethodSpec, ctx: TrialContext, place: LayerPlace) -> Any:
+        """One decoder layer (its weights bf16, as the checkpoint holds them) quantized as this method's whole-model
+        trial quantizes each layer, and computing as its reloaded model does (in `stream_dtype`)."""
+        raise NotImplementedError(f"{spec.name} is not quantized one layer at a time")
+
+    def stream_dtype(self, spec: MethodSpec):
+        """The dtype the reloaded model computes in (its activations and unquantized tensors)."""
+        import torch
+
+        return torch.float32
+
+    def stream_table(self, spec: MethodSpec, role: str, rows: Any, place: LayerPlace) -> Any:
+        """Rows of the embedding (`role` "embed") or the output head ("head") as the reloaded model computes with
+        them; most methods leave both unquantized."""
+        return rows
+
+
+@dataclass
+class LayerPlace:
+    """Where a decoder layer sits in its model: llama.cpp's mixes choose a type by position."""
+
+    index: int
+    arch: Any  # models.plan.Architecture
+    threads: int = 1
+
+
+def plain_linears(module) -> dict[str, Any]:
+    """The plain nn.Linear submodules of a module by name: what a layer-wise quantizer replaces."""
+    import torch
+
+    return {name: m for name, m in module.named_modules() if type(m) is torch.nn.Linear}
+
 
 def _older(version: str, minimum: str) -> bool:
     from packaging.version import Version
@@ -176,6 +211,11 @@ def use_compute_dtype(model, dtype):
     Quantized weights are tensor subclasses or integer buffers and stay as they are, so the file on disk
     keeps its bf16 storage while the CPU computes in fp32.
     """
+    return tie_head(cast_plain(model, dtype))
+
+
+def cast_plain(model, dtype):
+    """`use_compute_dtype` for any module (a decoder layer has no config to tie a head by)."""
     import torch
 
     for module in model.modules():
@@ -189,4 +229,4 @@ def use_compute_dtype(model, dtype):
                 setattr(module, name, torch.nn.Parameter(cast, requires_grad=False))
             else:
                 module._buffers[name] = cast
-    return tie_head(model)
+    return model

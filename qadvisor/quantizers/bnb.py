@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from qadvisor.models.method import MethodSpec
-from qadvisor.quantizers.base import Backend, load_hf, use_compute_dtype
+from qadvisor.quantizers.base import Backend, cast_plain, load_hf, plain_linears, use_compute_dtype
 
 
 class BitsAndBytesBackend(Backend):
@@ -19,18 +19,40 @@ class BitsAndBytesBackend(Backend):
         MethodSpec(name="bnb-fp4", backend="bnb", bits=4, scheme="fp4", group_size=64, summary="4-bit float, block 64"),
     )
 
-    def quantize(self, model_dir, spec, ctx):
-        import torch
+    streamed_methods = frozenset(m.name for m in methods)
+
+    def _config(self, spec, ctx):
         from transformers import BitsAndBytesConfig
 
         if spec.scheme == "int8":
-            config = BitsAndBytesConfig(load_in_8bit=True)
-        else:
-            config = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type=spec.scheme, bnb_4bit_compute_dtype=ctx.compute_dtype
-            )
+            return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=spec.scheme,
+                                  bnb_4bit_compute_dtype=ctx.compute_dtype)
+
+    def quantize(self, model_dir, spec, ctx):
+        import torch
+
         # Unquantized layers keep bf16 on disk, as Qwen ships them.
-        return load_hf(model_dir, torch.bfloat16, ctx.device, quantization_config=config)
+        return load_hf(model_dir, torch.bfloat16, ctx.device, quantization_config=self._config(spec, ctx))
+
+    def stream_layer(self, layer, spec, ctx, place):
+        """transformers' own steps for one layer: its linears replaced by bnb's, each weight quantized on placing."""
+        import bitsandbytes as bnb
+        import torch
+        from transformers.integrations.bitsandbytes import replace_with_bnb_linear
+
+        if spec.scheme == "int8":
+            quiet_int8_cast_warning()
+        layer = layer.to(torch.bfloat16)  # as the whole model is loaded to be quantized
+        plain = {name: (m.weight.data, m.bias) for name, m in plain_linears(layer).items()}
+        replace_with_bnb_linear(layer, quantization_config=self._config(spec, ctx))
+        kind = bnb.nn.Int8Params if spec.scheme == "int8" else bnb.nn.Params4bit
+        for name, (weight, bias) in plain.items():
+            module = layer.get_submodule(name)
+            settings = {k: v for k, v in module.weight.__dict__.items() if k != "SCB"}
+            module.weight = kind(weight, requires_grad=False, **settings).to(ctx.device)
+            module.bias = None if bias is None else torch.nn.Parameter(bias.data, requires_grad=False)
+        return cast_plain(layer, ctx.compute_dtype)
 
     def save(self, model, spec, out_dir):
         model.save_pretrained(str(out_dir))

@@ -9,7 +9,7 @@ import logging
 from contextlib import contextmanager
 
 from qadvisor.models.method import MethodSpec
-from qadvisor.quantizers.base import Backend, load_hf, use_compute_dtype
+from qadvisor.quantizers.base import Backend, cast_plain, load_hf, plain_linears, use_compute_dtype
 
 GROUP_SIZE = 64
 # HQQ's solver runs ~20 elementwise iterations over every weight: ~0.2 µs per weight element eagerly on 2 cores, a
@@ -44,6 +44,23 @@ class HQQBackend(Backend):
         with _reported(ctx, weights["count"]), _fused_solver(fuse):
             AutoHQQHFModel.quantize_model(model, quant_config=config, compute_dtype=torch.bfloat16, device=ctx.device)
         return model
+
+    streamed_methods = frozenset(m.name for m in methods)
+
+    def stream_layer(self, layer, spec, ctx, place):
+        """Each linear through HQQLinear as quantize_model makes it (bf16), then loaded back as from_quantized does
+        (the compute dtype)."""
+        import torch
+        from hqq.core.quantize import BaseQuantizeConfig, HQQLinear
+
+        config = BaseQuantizeConfig(nbits=int(spec.bits), group_size=spec.group_size)
+        layer = layer.to(torch.bfloat16)  # as the whole model is loaded to be quantized
+        for name, linear in plain_linears(layer).items():
+            made = HQQLinear(linear, config, compute_dtype=torch.bfloat16, device=ctx.device)
+            loaded = HQQLinear(None, None, compute_dtype=ctx.compute_dtype, device=ctx.device)
+            loaded.load_state_dict(made.state_dict())
+            layer.set_submodule(name, loaded)
+        return cast_plain(layer, ctx.compute_dtype)
 
     def save(self, model, spec, out_dir):
         from hqq.models.hf.base import AutoHQQHFModel

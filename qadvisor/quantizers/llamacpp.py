@@ -43,6 +43,29 @@ class LlamaCppBackend(Backend):
         SafeConfig(name="no mmap", turns_off="memory-mapping the GGUF file"),
     )
 
+    streamed_methods = frozenset(m.name for m in methods)
+
+    def stream_layer(self, layer, spec, ctx, place):
+        """Each linear rounded to the type llama.cpp's quantizer gives it there (quantizers.gguf_mix) by llama.cpp's
+        own routines, and read back to fp32; llama.cpp's runtime also rounds activations, which this does not."""
+        import torch
+
+        from qadvisor.quantizers import ggml, gguf_mix
+        from qadvisor.quantizers.base import cast_plain, plain_linears
+
+        n = place.arch.num_hidden_layers
+        for name, linear in plain_linears(layer).items():
+            kind = gguf_mix.stored_linear_type(spec.name, name.rsplit(".", 1)[-1], place.index, n, place.arch)
+            linear.weight = torch.nn.Parameter(ggml.round_trip(kind, linear.weight.data, place.threads),
+                                               requires_grad=False)
+        return cast_plain(layer, torch.float32)
+
+    def stream_table(self, spec, role, rows, place):
+        from qadvisor.quantizers import ggml, gguf_mix
+
+        embed, output = gguf_mix.table_types(spec.name, place.arch)
+        return ggml.round_trip(embed if role == "embed" else output, rows, place.threads)
+
     def build_key(self) -> str:
         from qadvisor.quantizers.llamacpp_amx import build_key
 

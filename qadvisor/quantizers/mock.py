@@ -30,6 +30,14 @@ class MockBackend(Backend):
                      summary=f"MOCK: its fast path dies of {sig.name}") for sig in FATAL_SIGNALS),
     )
     safe_configs = (SafeConfig(name="mock safe path", turns_off="the mock's fast path", env={SAFE_ENV: "1"}),)
+    streamed_methods = frozenset({"mock-passthrough", "mock-crash"})
+
+    def stream_layer(self, layer, spec, ctx, place):
+        import torch
+
+        if spec.name == "mock-crash":
+            raise RuntimeError("mock-crash always fails (test backend)")
+        return layer.to(torch.float32)
 
     def quantize(self, model_dir, spec, ctx):
         import os

@@ -20,6 +20,14 @@ class NativeBackend(Backend):
 
         return torch.float32 if spec.scheme == "fp32" else torch.bfloat16
 
+    streamed_methods = frozenset(m.name for m in methods)
+
+    def stream_layer(self, layer, spec, ctx, place):
+        return layer.to(self._dtype(spec))
+
+    def stream_dtype(self, spec):
+        return self._dtype(spec)
+
     def quantize(self, model_dir, spec, ctx):
         return load_hf(model_dir, self._dtype(spec), ctx.device)
 

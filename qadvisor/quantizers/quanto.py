@@ -33,6 +33,22 @@ class QuantoBackend(Backend):
 
         return torch.float32 if spec.bits == 8 else torch.bfloat16
 
+    streamed_methods = frozenset(m.name for m in methods)
+
+    def stream_layer(self, layer, spec, ctx, place):
+        """quanto's own quantize and freeze on one layer, in the kernel's layout the reloaded model uses."""
+        import torch
+        from optimum.quanto import freeze, quantize
+
+        layer = layer.to(self._dtype(spec))
+        with torch.no_grad():
+            quantize(layer, weights=self._qtype(spec))
+            freeze(layer)
+        return layer
+
+    def stream_dtype(self, spec):
+        return self._dtype(spec)
+
     def quantize(self, model_dir, spec, ctx):
         import torch
         from optimum.quanto import freeze, quantize

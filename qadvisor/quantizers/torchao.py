@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qadvisor.models.method import MethodSpec
-from qadvisor.quantizers.base import Backend, empty_hf, load_hf, untied_state_dict, use_compute_dtype
+from qadvisor.quantizers.base import Backend, cast_plain, empty_hf, load_hf, untied_state_dict, use_compute_dtype
 
 WEIGHTS_FILE = "model.pt"  # torchao tensor subclasses serialise through torch.save, not safetensors
 
@@ -31,6 +31,28 @@ class TorchAOBackend(Backend):
         model = load_hf(model_dir, torch.bfloat16, ctx.device)
         quantize_(model, self._config(spec))
         return model
+
+    streamed_methods = frozenset({"torchao-int8"})
+
+    def stream_layer(self, layer, spec, ctx, place):
+        import torch
+        from torchao.quantization import quantize_
+
+        layer = layer.to(torch.bfloat16)  # as the whole model is loaded to be quantized
+        quantize_(layer, self._config(spec))
+        return cast_plain(layer, ctx.compute_dtype)
+
+    def stream_table(self, spec, role, rows, place):
+        """quantize_ takes every linear, the head too; a tied head is the embedding again after the reload."""
+        import torch
+        from torchao.quantization import quantize_
+
+        if role != "head" or place.arch.tie_word_embeddings:
+            return rows
+        head = torch.nn.Linear(rows.shape[1], rows.shape[0], bias=False, dtype=rows.dtype)
+        head.weight = torch.nn.Parameter(rows, requires_grad=False)
+        quantize_(head, self._config(spec))
+        return head.weight.dequantize().float()
 
     def save(self, model, spec, out_dir):
         import torch

@@ -77,12 +77,13 @@ ROLES = {"attn_q": "q_proj", "attn_k": "k_proj", "attn_v": "v_proj", "attn_outpu
 @pytest.mark.parametrize("method, layers", [("gguf-q4_k_m", 16), ("gguf-q3_k_m", 16), ("gguf-q2_k", 16),
                                             ("gguf-q6_k", 16), ("gguf-q4_k_m", 80), ("gguf-q3_k_m", 80)])
 def test_the_planner_gives_each_tensor_the_type_llama_cpp_gives_it(method, layers, tmp_path, monkeypatch):
-    """core.gguf_mix against llama.cpp's quantizer, tensor by tensor, on narrow models whose rows are multiples of
+    """quantizers.gguf_mix against llama.cpp's quantizer, tensor by tensor, on narrow models whose rows are multiples of
     256 but for one (the k-quants' mixes pick by layer position; 160-wide attention rows fall back); 80 layers is
     what llama.cpp calls a 70B Qwen2, whose attn_v gets one step more."""
     import gguf
 
-    from qadvisor.core import gguf_mix, planner, synthetic
+    from qadvisor.core import planner, synthetic
+    from qadvisor.quantizers import gguf_mix
     from qadvisor.models.plan import Architecture
 
     monkeypatch.chdir(tmp_path)

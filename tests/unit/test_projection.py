@@ -36,7 +36,7 @@ def test_projection_is_fixed_plus_layers_times_per_layer():
 
 def test_a_layer_mix_heavier_than_the_slices_layer_scales_decode_per_layer_only():
     """72B Q4_K_M: half its layers carry Q6_K (as Q8_0) ffn_down and attn_v, the layer a 1→2 slice adds does not."""
-    from qadvisor.core import gguf_mix
+    from qadvisor.quantizers import gguf_mix
 
     arch = planner.resolve_architecture("Qwen2.5-72B")
     ratio = gguf_mix.layer_ratio("gguf-q4_k_m", arch, (1, 2))
@@ -53,7 +53,7 @@ def test_a_layer_mix_heavier_than_the_slices_layer_scales_decode_per_layer_only(
 
 
 def test_the_72b_mixes_give_the_layers_llama_cpp_gives_them():
-    from qadvisor.core import gguf_mix
+    from qadvisor.quantizers import gguf_mix
 
     arch = planner.resolve_architecture("Qwen2.5-72B")
     heavy = [i for i in range(80) if gguf_mix.linear_type("gguf-q4_k_m", "down_proj", i, 80, arch) == "Q6_K"]

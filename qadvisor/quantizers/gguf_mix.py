@@ -68,13 +68,25 @@ def layer_bits(method: str, i: int, arch: Architecture) -> float:
                for role, n_in, n_out in arch.layer_linears())
 
 
-def table_bits(method: str, arch: Architecture) -> tuple[float, float]:
-    """Bits per weight of (token_embd, output): the output is Q6_K (Q8_0 for Q8_0, or where 256 does not divide the
-    hidden size); a tied model has no output tensor and its token_embd is quantized as the output would be."""
+def table_types(method: str, arch: Architecture) -> tuple[str, str]:
+    """The types of (token_embd, output): the output is Q6_K (Q8_0 for Q8_0, or where 256 does not divide the hidden
+    size); a tied model has no output tensor and its token_embd is quantized as the output would be."""
     base = BASE[method]
     output = "Q8_0" if arch.hidden_size % block(base) or base == "Q8_0" else "Q6_K"
     embed = output if arch.tie_word_embeddings else stored_type(base, arch.hidden_size)
+    return embed, output
+
+
+def table_bits(method: str, arch: Architecture) -> tuple[float, float]:
+    """Bits per weight of (token_embd, output)."""
+    embed, output = table_types(method, arch)
     return BITS[embed], BITS[output]
+
+
+def stored_linear_type(method: str, role: str, i: int, n: int, arch: Architecture) -> str:
+    """The type a linear is stored as in the file: the mix's choice after the fallback for its row length."""
+    n_in = next(n_in for name, n_in, _ in arch.layer_linears() if name == role)
+    return stored_type(linear_type(method, role, i, n, arch), n_in)
 
 
 def layer_ratio(method: str, arch: Architecture, depths: tuple[int, int]) -> float:

@@ -1,0 +1,246 @@
+"""Accuracy of a checkpoint of any size, measured one decoder layer at a time: the fp32 reference and then each
+method carry the evaluation text through each layer read from the safetensors shards (never the whole model), then
+the final norm and the head, row block by row block. PPL, KL and top-1 are scored as whole-model trials score them
+(core.metrics.score). Each method quantizes each layer with its own library (Backend.stream_layer), so peak memory
+is about one layer's weights, the streams and the reference's log-probs.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from qadvisor.models.events import Event, Progress
+from qadvisor.models.export import StreamedAccuracy, StreamedMethod
+
+HEAD_ROWS = 8192  # rows of the head per matmul: 8192 × 8192 fp32 is 256 MiB at 72B's width
+REFERENCE = "fp32"
+
+
+class Shards:
+    """Tensors of a safetensors checkpoint by name, read one at a time from whichever shard holds them."""
+
+    def __init__(self, model_dir: Path):
+        self.where: dict[str, Path] = {}
+        for path in sorted(Path(model_dir).glob("*.safetensors")):
+            with path.open("rb") as fh:
+                (length,) = struct.unpack("<Q", fh.read(8))
+                names = json.loads(fh.read(length))
+            self.where.update({name: path for name in names if name != "__metadata__"})
+
+    def get(self, name: str):
+        from safetensors import safe_open
+
+        with safe_open(str(self.where[name]), framework="pt") as f:
+            return f.get_tensor(name)
+
+    def rows(self, name: str, start: int, stop: int):
+        from safetensors import safe_open
+
+        with safe_open(str(self.where[name]), framework="pt") as f:
+            return f.get_slice(name)[start:stop]
+
+    def layer(self, index: int) -> dict:
+        prefix = f"model.layers.{index}."
+        return {name.removeprefix(prefix): self.get(name) for name in self.where if name.startswith(prefix)}
+
+
+class Layers:
+    """The checkpoint's decoder layers built one at a time (weights assigned, never initialised), with the mask
+    and rotary embeddings every layer shares."""
+
+    def __init__(self, model_dir: Path, windows, threads: int):
+        import torch
+        from transformers import AutoConfig
+
+        from qadvisor.core.planner import resolve_architecture
+        from qadvisor.quantizers.base import LayerPlace
+
+        self.config = AutoConfig.from_pretrained(str(model_dir))
+        self.config._attn_implementation = "sdpa"  # what from_pretrained picks on CPU
+        self.arch = resolve_architecture(str(model_dir))
+        self.shards = Shards(model_dir)
+        self.inputs = windows[:, :-1]
+        self.targets = windows[:, 1:]
+        self.place = lambda i: LayerPlace(index=i, arch=self.arch, threads=threads)
+        self.positions = torch.arange(self.inputs.shape[1])[None]
+        self.head_name = "model.embed_tokens.weight" if self.arch.tie_word_embeddings else "lm_head.weight"
+
+    def build(self, index: int):
+        import torch
+        from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer
+
+        with torch.device("meta"):
+            layer = Qwen2DecoderLayer(self.config, index)
+        layer.load_state_dict(self.shards.layer(index), assign=True)
+        return layer.eval()
+
+    def context(self, hidden):
+        """The causal mask and rotary embeddings for hidden states of this dtype, as Qwen2Model makes them."""
+        from transformers.masking_utils import create_causal_mask
+        from transformers.models.qwen2.modeling_qwen2 import Qwen2RotaryEmbedding
+
+        mask = create_causal_mask(config=self.config, inputs_embeds=hidden, attention_mask=None, cache=None,
+                                  position_ids=self.positions)
+        return mask, Qwen2RotaryEmbedding(self.config)(hidden, self.positions)
+
+
+def _embed(layers: Layers, table: Callable, dtype):
+    """The embedding rows the windows use, as the method's model holds them."""
+    import torch
+
+    ids, inverse = torch.unique(layers.inputs, return_inverse=True)
+    full = layers.shards.get("model.embed_tokens.weight")
+    rows = table("embed", full[ids].clone())
+    del full
+    return rows.to(dtype)[inverse]
+
+
+def _logits(layers: Layers, hidden, table: Callable):
+    """Final norm, then the head one block of rows at a time (the rows as the method's model holds them)."""
+    import torch
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
+
+    norm = Qwen2RMSNorm(layers.arch.hidden_size, eps=layers.config.rms_norm_eps)
+    norm.weight = torch.nn.Parameter(layers.shards.get("model.norm.weight").to(hidden.dtype), requires_grad=False)
+    hidden = norm(hidden)
+    parts = []
+    for start in range(0, layers.arch.vocab_size, HEAD_ROWS):
+        rows = layers.shards.rows(layers.head_name, start, min(start + HEAD_ROWS, layers.arch.vocab_size))
+        parts.append((hidden @ table("head", rows).to(hidden.dtype).T).float())
+    return torch.cat(parts, dim=-1)
+
+
+@dataclass
+class StreamRequest:
+    model_dir: Path
+    methods: list[str]
+    windows: object  # [count, window] token ids (core.metrics.eval_windows)
+    threads: int = 1
+    device: str = "cpu"
+
+
+def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterator[Event]:
+    """The reference, then each method, through every layer; fills `out` as each finishes (so a stop keeps those
+    that did) and yields progress per layer."""
+    import torch
+
+    from qadvisor.core.metrics import score
+    from qadvisor.quantizers import registry
+    from qadvisor.quantizers.base import TrialContext
+
+    torch.set_num_threads(request.threads)
+    layers = Layers(request.model_dir, request.windows, request.threads)
+    out.layers, out.tokens = layers.arch.num_hidden_layers, int(layers.targets.numel())
+    ctx = TrialContext(device=request.device, threads=request.threads)
+    ref_lp, seconds = yield from _pass(layers, REFERENCE, lambda layer, place: layer.float(), lambda role, rows: rows,
+                                       torch.float32, cancel)
+    if ref_lp is None:
+        return
+    ref_lp = torch.log_softmax(ref_lp, dim=-1)
+    out.ref_ppl, out.ref_seconds_per_layer = score(ref_lp, ref_lp, layers.targets).ppl, seconds
+    for name in request.methods:
+        spec = registry.methods()[name]
+        backend = registry.backend_for(spec)
+        try:
+            logits, seconds = yield from _pass(
+                layers, name, lambda layer, place: backend.stream_layer(layer, spec, ctx, place),
+                lambda role, rows: backend.stream_table(spec, role, rows, layers.place(0)),
+                backend.stream_dtype(spec), cancel)
+        except Exception as exc:  # one method's library failing leaves the others to measure
+            out.methods.append(StreamedMethod(method=name, error=f"{type(exc).__name__}: {exc}"[:300]))
+            continue
+        if logits is None:
+            return
+        acc = score(torch.log_softmax(logits, dim=-1), ref_lp, layers.targets)
+        out.methods.append(StreamedMethod(method=name, ppl=acc.ppl, ppl_delta_pct=100.0 * (acc.ppl / out.ref_ppl - 1),
+                                          kl_mean=acc.kl_mean, top1_agreement=acc.top1_agreement,
+                                          seconds_per_layer=seconds))
+
+
+def _pass(layers: Layers, name: str, make: Callable, table: Callable, dtype, cancel):
+    """One stream through the embedding, every layer and the head: (logits, seconds per layer), or (None, None)
+    when stopped."""
+    import torch
+
+    count = layers.arch.num_hidden_layers
+    with torch.no_grad():
+        hidden = _embed(layers, table, dtype)
+        mask, rotary = layers.context(hidden)
+        started = time.perf_counter()
+        for i in range(count):
+            if cancel is not None and cancel.is_set():
+                return None, None
+            yield Progress(method=name, step="evaluate", fraction=i / count, message=f"layer {i + 1}/{count}")
+            layer = make(layers.build(i), layers.place(i))
+            hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary, position_ids=layers.positions)
+            del layer
+        seconds = (time.perf_counter() - started) / count
+        yield Progress(method=name, step="evaluate", fraction=1.0, message="final norm and head")
+        return _logits(layers, hidden, table), seconds
+
+
+def layer_bytes(arch) -> int:
+    """fp32 bytes of one decoder layer's weights."""
+    from qadvisor.core.planner import param_count
+
+    embed = arch.vocab_size * arch.hidden_size * (1 if arch.tie_word_embeddings else 2)
+    return 4 * (param_count(arch) - embed) // arch.num_hidden_layers
+
+
+def need_bytes(arch, tokens: int) -> int:
+    """Peak memory of a streamed pass (an estimate): the table read once in bf16, a layer in fp32 and again in bf16
+    while it is quantized, a block of head rows, and the logits of the reference and of one method."""
+    table = 2 * arch.vocab_size * arch.hidden_size
+    return table + 2 * layer_bytes(arch) + 4 * HEAD_ROWS * arch.hidden_size + 3 * 4 * tokens * arch.vocab_size
+
+
+class StreamJob:
+    """The target's own accuracy, streamed: checked on creation (weights, methods, memory), measured by
+    `events()`; `result()` holds what finished, also after a stop."""
+
+    def __init__(self, model_dir: Path, methods: list[str], eval_text: Path, window: int, windows: int,
+                 threads: int, device: str = "cpu"):
+        import psutil
+
+        from qadvisor.core import modelio
+        from qadvisor.core.planner import resolve_architecture
+        from qadvisor.errors import UserError
+        from qadvisor.quantizers import registry
+
+        modelio.check_model_dir(model_dir)
+        self.arch = resolve_architecture(str(model_dir))
+        need, free = need_bytes(self.arch, windows * (window - 1)), psutil.virtual_memory().available
+        if need > free:
+            raise UserError(f"not enough memory to stream {model_dir.name}'s accuracy: about {need / 2**30:.1f} GiB "
+                            f"needed, {free / 2**30:.1f} GiB available")
+        by_name = registry.methods()
+        self.not_streamed = {m: "its library quantizes whole models only (no layer-by-layer path in qadvisor yet)"
+                             for m in methods if m not in registry.backend_for(by_name[m]).streamed_methods}
+        self.methods = [m for m in methods if m not in self.not_streamed]
+        self.model_dir, self.eval_text, self.window, self.windows = Path(model_dir), eval_text, window, windows
+        self.threads, self.device = threads, device
+        self.out = StreamedAccuracy(model=self.arch.name, path=str(model_dir), not_streamed=self.not_streamed,
+                                    complete=False)
+
+    def events(self, cancel=None) -> Iterator[Event]:
+        import resource
+
+        from transformers import AutoTokenizer
+
+        from qadvisor.core.metrics import eval_windows
+
+        tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        ids = tokenizer(self.eval_text.read_text(encoding="utf-8")).input_ids
+        windows = eval_windows(ids, self.window, self.windows)
+        request = StreamRequest(self.model_dir, self.methods, windows, self.threads, self.device)
+        yield from stream(request, self.out, cancel)
+        self.out.peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        self.out.complete = len(self.out.methods) == len(self.methods) and self.out.ref_ppl is not None
+
+    def result(self) -> StreamedAccuracy:
+        return self.out

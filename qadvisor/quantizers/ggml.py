@@ -1,0 +1,67 @@
+"""llama.cpp's own quantize and dequantize routines, called per tensor through the `libggml-base` that
+llama-cpp-python ships: a tensor rounded to a GGUF type exactly as `llama_model_quantize` writes it and llama.cpp
+reads it back, without a GGUF file or a llama.cpp model."""
+
+from __future__ import annotations
+
+import ctypes
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+
+
+class _Traits(ctypes.Structure):
+    _fields_ = [("type_name", ctypes.c_char_p), ("blck_size", ctypes.c_int64), ("blck_size_interleave", ctypes.c_int64),
+                ("type_size", ctypes.c_size_t), ("is_quantized", ctypes.c_bool), ("to_float", ctypes.c_void_p),
+                ("from_float_ref", ctypes.c_void_p)]  # ggml.h's struct ggml_type_traits
+
+
+_TO_FLOAT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+
+
+@lru_cache(maxsize=1)
+def _lib():
+    import llama_cpp
+
+    folder = Path(llama_cpp.__file__).parent / "lib"
+    path = next(iter(sorted(folder.glob("libggml-base.*")) or sorted(folder.glob("ggml-base.*"))), None)
+    if path is None:
+        raise RuntimeError(f"llama-cpp-python's libggml-base is missing from {folder}")
+    lib = ctypes.CDLL(str(path))
+    lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                        ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    lib.ggml_quantize_chunk.restype = ctypes.c_size_t
+    lib.ggml_row_size.argtypes = [ctypes.c_int, ctypes.c_int64]
+    lib.ggml_row_size.restype = ctypes.c_size_t
+    lib.ggml_get_type_traits.argtypes = [ctypes.c_int]
+    lib.ggml_get_type_traits.restype = ctypes.POINTER(_Traits)
+    return lib
+
+
+def round_trip(kind: str, rows, threads: int = 1):
+    """`rows` ([n, k], any float dtype) stored as GGUF type `kind` (Q4_K, Q6_K, F16…) and read back, float32."""
+    import numpy as np
+    import torch
+    from gguf import GGMLQuantizationType
+
+    if kind == "F16":
+        return rows.to(torch.float16).float()
+    type_id = GGMLQuantizationType[kind].value
+    lib = _lib()
+    src = rows.float().contiguous().numpy()
+    n, k = src.shape
+    row_bytes = lib.ggml_row_size(type_id, k)
+    packed = np.empty(row_bytes * n, np.uint8)
+    out = np.empty((n, k), np.float32)
+    to_float = _TO_FLOAT(lib.ggml_get_type_traits(type_id).contents.to_float)
+
+    def part(span: tuple[int, int]) -> None:  # rows are independent: ctypes lets go of the GIL, so threads share them
+        start, stop = span
+        # `start` counts elements; ggml offsets the source and the packed rows by it itself
+        lib.ggml_quantize_chunk(type_id, src.ctypes.data, packed.ctypes.data, start * k, stop - start, k, None)
+        to_float(packed.ctypes.data + start * row_bytes, out.ctypes.data + start * k * 4, (stop - start) * k)
+
+    step = -(-n // max(1, threads))
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        list(pool.map(part, [(s, min(n, s + step)) for s in range(0, n, step)]))
+    return torch.from_numpy(out)
