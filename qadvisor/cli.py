@@ -33,7 +33,11 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
                         "(the cache is refreshed); speed and accuracy are measured in every run either way")
     _priority_args(parser)
     parser.add_argument("--plan-for", metavar="MODEL", help="also advise for e.g. Qwen2.5-72B: size from the planner, speed "
-                        "projected from slices of it measured here, accuracy from this run's model")
+                        "projected from slices of it measured here, accuracy streamed on its weights when MODEL is a "
+                        "folder with them, else published at its size")
+    parser.add_argument("--stream", action="store_true", help="with --model DIR: measure DIR's accuracy one decoder "
+                        "layer at a time (any size; taken on its own when DIR would not fit in memory); its size and "
+                        "speed come from the planner and slices, the whole-model trials run on the shipped model")
     parser.add_argument("--target", help="deployment target for --plan-for (default: this machine)")
     parser.add_argument("--cluster", metavar="local|HOST:PORT", help="measure every method on every node of a Ray "
                         "cluster (local: start one here); advice per hardware kind. Needs pip install -e '.[cluster]'")
@@ -305,7 +309,7 @@ def cmd_auto(args) -> int:
     opts = run_options(model=args.model, methods=split(args.methods), eval_text=args.eval_text,
                        calib_text=args.calib_text, keep_models=args.keep_models, export=args.export, report=args.report,
                        reuse_cache=not args.no_cache, device=args.device, threads=args.threads, repeats=args.repeats,
-                       decode_tokens=args.decode_tokens, prompt_tokens=args.prompt_tokens, plan_for=args.plan_for,
+                       decode_tokens=args.decode_tokens, prompt_tokens=args.prompt_tokens, plan_for=args.plan_for, stream=args.stream,
                        target=args.target, target_methods=split(args.target_methods), cluster=args.cluster,
                        pin=args.pin)
     printer = EventPrinter(0)

@@ -141,7 +141,8 @@ class EventPrinter:
     def __call__(self, event: Event) -> None:
         if isinstance(event, Progress):
             pct = f" {100 * event.fraction:.0f}%" if event.fraction is not None else ""
-            where = "reference" if event.method == "reference" else f"[{self.done + 1}/{self.total}] {event.method}"
+            counted = event.method != "reference" and self.done < self.total  # streaming comes after the trials
+            where = f"[{self.done + 1}/{self.total}] {event.method}" if counted else event.method
             self.err.print(f"  {where}: {event.step}{pct} {event.message}".rstrip())
         elif isinstance(event, Error):
             self.err.print(f"  [red]{event.method}: {event.message}[/]")

@@ -46,6 +46,33 @@ def _stream_job(opts: RunOptions, methods: list[str], settings):
     return StreamJob(folder, methods, text, settings.window, settings.windows, settings.threads, settings.device)
 
 
+def as_streamed_target(opts: RunOptions, say: Callable[[str], None]) -> RunOptions:
+    """`--model DIR --stream`, or a DIR too large for whole-model trials here: DIR becomes the target, its accuracy
+    streamed layer by layer, its size and speed from the planner and slices; the whole-model trials run on the shipped
+    model."""
+    import psutil
+
+    from qadvisor.core import memory, modelio
+
+    folder = Path(opts.model) if opts.model and not opts.model.startswith(modelio.SYNTHETIC_PREFIX) else None
+    if folder is None or not folder.is_dir():
+        if opts.stream:
+            raise UserError("--stream measures a checkpoint folder one layer at a time: pass --model DIR")
+        return opts
+    config = modelio.check_model_dir(folder)
+    need = memory.floor_bytes(modelio.param_count(folder), config["vocab_size"])
+    free = psutil.virtual_memory().available
+    if not opts.stream and need <= free:
+        return opts
+    if opts.plan_for:
+        raise UserError(f"--plan-for {opts.plan_for}: streaming makes --model {folder} the target; drop one of them")
+    why = "--stream" if opts.stream else (f"{folder.name} needs about {need / 2**30:.1f} GiB for whole-model trials, "
+                                          f"{free / 2**30:.1f} GiB available")
+    say(f"{why}: {folder.name}'s accuracy is streamed one layer at a time; its size and speed come from the planner and "
+        "slices; the whole-model trials run on the shipped model")
+    return opts.model_copy(update={"model": None, "plan_for": str(folder), "stream": False})
+
+
 def _on_cluster(run, opts: RunOptions, plan_options, say: Callable[[str], None]):
     """The checked local run, measured on every node of a Ray cluster instead of here; `plan_options` (--plan-for
     measured on slices): once per hardware kind, on one node of the kind."""
@@ -72,6 +99,10 @@ class AutoSession:
         check_output_dir(opts.keep_models, "--keep-models")
         if opts.pin and not opts.cluster:
             raise UserError("--pin places methods on the nodes of a Ray cluster: it needs --cluster")
+        from qadvisor.core import hub
+
+        opts = opts.model_copy(update={"model": hub.resolve(opts.model), "plan_for": hub.resolve(opts.plan_for)})
+        opts = as_streamed_target(opts, say)
         self.opts = opts
         self.priorities = priorities
         self.plan_job, plan_options = None, None

@@ -31,6 +31,7 @@ class RunOptions(BaseModel):
     decode_tokens: int = Field(_EVAL["decode_tokens"].default, ge=2)
     prompt_tokens: int = Field(_EVAL["prompt_tokens"].default, ge=1)
     plan_for: str | None = None  # e.g. Qwen2.5-72B: also advise for that model
+    stream: bool = False  # --model DIR measured as a target: its accuracy streamed layer by layer (core.streamed)
     target: str = "this"
     target_methods: list[str] | None = None  # measured on slices of plan_for; default: app.auto._target_methods
     cluster: str | None = None  # `local` or HOST:PORT of a Ray cluster: every method on every node (core.cluster)

@@ -43,7 +43,9 @@ class PlanJob:
             from qadvisor.core.slices import check_sliceable
 
             check_sliceable(opts.methods)
-        self.arch = planner.resolve_architecture(opts.model)
+        from qadvisor.core import hub
+
+        self.arch = planner.resolve_architecture(hub.resolve(opts.model))
         self.target = planner.parse_target(opts.target)
         self.estimate = planner.plan(self.arch, self.target, context=opts.context, batch=opts.batch,
                                      prompt_tokens=opts.prompt_tokens, methods=opts.methods)

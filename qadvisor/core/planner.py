@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
+from qadvisor.core.hub import folder_name
 from qadvisor.errors import UserError
 from qadvisor.models.jsonfile import read_json_object
 from qadvisor.models.plan import Architecture, Plan, PlanRow, Target
@@ -153,7 +154,7 @@ def resolve_architecture(spec: str) -> Architecture:
     if config.get("model_type") not in ("qwen2",):
         raise UserError(f"{path}: model_type {config.get('model_type')!r}; the planner knows Qwen2-style models")
     try:
-        return Architecture(name=path.parent.name, attention_qkv_bias=True, **{
+        return Architecture(name=folder_name(path.parent), attention_qkv_bias=True, **{
             k: config[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                                    "num_key_value_heads", "vocab_size")
         }, tie_word_embeddings=bool(config.get("tie_word_embeddings", False)), head_dim=config.get("head_dim"))

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from qadvisor import __version__
 from qadvisor.core import artifacts, memory, modelio, planner
+from qadvisor.core.hub import folder_name
 from qadvisor.core.jobs import EvalSettings, Job, Reference
 from qadvisor.core.worker import REFERENCE_FILE
 from qadvisor.core.zygote import Zygote
@@ -278,7 +279,7 @@ class Run:
             qadvisor_version=__version__,
             created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             hardware=self.hardware,
-            model=ModelInfo(name=self.model_dir.name, path=str(self.model_dir), params=ref.params,
+            model=ModelInfo(name=folder_name(self.model_dir), path=str(self.model_dir), params=ref.params,
                             bf16_bytes=ref.bf16_bytes, ref_ppl=ref.ref_ppl, eval_tokens=ref.eval_tokens),
             settings=RunSettings(prompt_tokens=s.prompt_tokens, decode_tokens=s.decode_tokens, repeats=s.repeats,
                                  min_measure_s=s.min_measure_s,

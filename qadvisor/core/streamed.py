@@ -175,12 +175,13 @@ def _pass(layers: Layers, name: str, make: Callable, table: Callable, dtype, can
         for i in range(count):
             if cancel is not None and cancel.is_set():
                 return None, None
-            yield Progress(method=name, step="evaluate", fraction=i / count, message=f"layer {i + 1}/{count}")
+            yield Progress(method=f"{name} streamed", step="evaluate", fraction=i / count,
+                           message=f"layer {i + 1}/{count} of {layers.arch.name}")
             layer = make(layers.build(i), layers.place(i))
             hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary, position_ids=layers.positions)
             del layer
         seconds = (time.perf_counter() - started) / count
-        yield Progress(method=name, step="evaluate", fraction=1.0, message="final norm and head")
+        yield Progress(method=f"{name} streamed", step="evaluate", fraction=1.0, message="final norm and head")
         return _logits(layers, hidden, table), seconds
 
 

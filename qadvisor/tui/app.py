@@ -134,7 +134,8 @@ class QAdvisorApp(App):
         except UserError as exc:
             return str(exc)
         self.cancel = threading.Event()
-        plan_for = session.plan_job.arch.name if session.plan_job and session.plan_job.measurement else None
+        later = session.plan_job and (session.plan_job.measurement or session.stream_job)
+        plan_for = session.plan_job.arch.name if later else None
         self.push_screen(RunScreen(session.run.trial_names(), plan_for))
         self.measure(session)
         return ""
@@ -269,6 +270,8 @@ def _slice_line(event) -> str:
             return f"slices: {r.method} decode {r.decode_tok_s:.2f} tok/s, prefill {r.prefill_tok_s:.1f} tok/s"
         case Result(result=r):
             return f"slices: [red]{r.method}: {r.status}: {r.reason}[/]"
+        case Progress() if event.method.endswith(" streamed"):  # core.streamed: the target's own accuracy
+            return f"{event.method}: {event.message}"
         case Progress():
             return f"slices: {event.method}: {event.step} {event.message}"
         case Error():

@@ -105,7 +105,7 @@ def test_a_capped_projection_is_named_the_bound_in_the_target_advice():
                for r in t.results)
 
 
-def _storage_first_72b(methods, accept=False):
+def _storage_first_72b(methods, accept=False, streamed=None, full=False):
     """A 72B plan for `methods` (each projected alike) advised for a storage-bound team."""
     export = sample_export()
     proxies = {"gguf-q8_0": result("gguf-q8_0", 16, 1500.0, 5e-5, 0.0), "gguf-q2_k": result("gguf-q2_k", 9, 1400.0,
@@ -116,8 +116,10 @@ def _storage_first_72b(methods, accept=False):
     where = planner.parse_target("this", ram_available=20 * GIB, probe=lambda: 30.0)
     projections = {m: project([_result(80, 1500), _result(100, 3000)], (1, 2), 80, 128) for m in methods}
     export.plan = attach(planner.plan(arch, where, methods=methods), projections, disk_read_gb_s=1.5)
+    export.streamed = streamed
     priorities = load_profile("storage-first").model_copy(update={"accept_unverified_accuracy": accept})
-    return readvise(export, priorities, with_target=True).target
+    advised = readvise(export, priorities, with_target=True)
+    return advised if full else advised.target
 
 
 def test_the_target_pick_rests_on_evidence_at_its_size_and_names_what_it_left_out():
@@ -141,6 +143,39 @@ def test_no_method_with_evidence_at_the_targets_size_means_no_recommendation_unl
     assert accepted.recommendation.method in ("bnb-nf4", "hqq-int4")
     assert any("the proxy's, not known at this size" in r for r in accepted.recommendation.reasons)
     assert "picked among the others on the accuracy of the small model" in accepted.accuracy_note
+
+
+def _streamed(**losses):
+    from qadvisor.models.export import StreamedAccuracy, StreamedMethod
+
+    return StreamedAccuracy(model="Qwen2.5-72B", path="/models/qwen72b", ref_ppl=5.0, tokens=510, layers=80,
+                            ref_seconds_per_layer=9.0, peak_rss_bytes=5 * GIB, not_streamed={"gptq-int4": "whole only"},
+                            methods=[StreamedMethod(method=m, ppl=5.0 * (1 + d / 100), ppl_delta_pct=d, kl_mean=d / 50,
+                                                    top1_agreement=0.9, seconds_per_layer=20.0)
+                                     for m, d in losses.items()])
+
+
+def test_the_targets_own_weights_streamed_come_before_published_figures_and_limits_apply_to_them():
+    streamed = _streamed(**{"gguf-q8_0": 0.1, "gguf-q2_k": 30.0, "bnb-nf4": 0.8})
+    t = _storage_first_72b(["gguf-q8_0", "gguf-q2_k", "bnb-nf4"], streamed=streamed)
+    rows = {r.method: r for r in t.results}
+    assert {r.accuracy_basis for r in t.results} == {"streamed"} and not t.accuracy_note
+    assert rows["gguf-q2_k"].ppl_delta_pct == 30.0 and rows["gguf-q2_k"].kl_mean == pytest.approx(0.6)
+    assert "streamed on Qwen2.5-72B's own weights, layer by layer, over 510 tokens" in rows["bnb-nf4"].reason
+    # storage-first allows a PPL rise of 25 % at most: the model's own +30 % at 2 bits rules Q2_K out, where the
+    # published +5.9 % let it through
+    assert t.recommendation.method == "bnb-nf4"
+    export = _storage_first_72b(["gguf-q8_0", "gguf-q2_k", "bnb-nf4"], streamed=streamed, full=True)
+    view = target_view(export)
+    assert "accuracy streamed on its own weights" in view.title
+    assert any(n.startswith("accuracy streamed on /models/qwen72b: 80 layers one at a time over 510 tokens")
+               and "peak memory 5.0 GiB" in n for n in view.notes)
+    assert "gptq-int4: not streamed: whole only" in view.notes
+
+
+def test_a_method_streaming_could_not_measure_falls_back_to_published_evidence():
+    t = _storage_first_72b(["gguf-q8_0", "bnb-nf4"], streamed=_streamed(**{"bnb-nf4": 0.5}))
+    assert {r.method: r.accuracy_basis for r in t.results} == {"gguf-q8_0": "published", "bnb-nf4": "streamed"}
 
 
 def test_a_target_that_is_the_measured_model_keeps_its_measured_accuracy():

@@ -1,0 +1,99 @@
+"""Streamed accuracy (core.streamed) on the shipped model with the built-in and mock backends: the reference
+matches the whole model's, a method that fails leaves the others, a stop keeps what finished. The real backends
+against their whole-model trials: tests/integration/test_streamed.py."""
+
+import threading
+
+import pytest
+
+from qadvisor.core.streamed import StreamJob, StreamRequest, stream
+from qadvisor.errors import UserError
+from qadvisor.models.export import StreamedAccuracy
+from tests.conftest import SHIPPED
+
+
+@pytest.fixture(autouse=True)
+def _mock(monkeypatch):
+    monkeypatch.setenv("QADVISOR_ENABLE_MOCK_BACKEND", "1")
+
+
+def _windows(count=2, window=64):
+    from transformers import AutoTokenizer
+
+    from qadvisor.core.metrics import eval_windows
+
+    ids = AutoTokenizer.from_pretrained(str(SHIPPED))((SHIPPED / "heldout.txt").read_text()).input_ids
+    return eval_windows(ids, window, count)
+
+
+def _stream(methods, cancel=None, after=None):
+    out = StreamedAccuracy(model="shipped", path=str(SHIPPED))
+    for event in (stream(StreamRequest(SHIPPED, methods, _windows()), out, cancel)):
+        if after is not None and after(event):
+            cancel.set()
+    return out
+
+
+def test_the_streamed_reference_is_the_whole_fp32_model():
+    import torch
+
+    from qadvisor.core.metrics import logprobs, perplexity
+    from qadvisor.quantizers.base import load_hf
+
+    windows = _windows()
+    whole = perplexity(logprobs(load_hf(SHIPPED, torch.float32, "cpu"), windows, "cpu"), windows)
+    out = _stream(["fp32", "bf16"])
+    assert out.ref_ppl == pytest.approx(whole, rel=1e-4)
+    fp32, bf16 = out.methods
+    assert fp32.kl_mean == pytest.approx(0.0, abs=1e-6) and fp32.top1_agreement == 1.0
+    assert 0 < bf16.kl_mean < 0.01  # bf16 activations: a small, real loss
+    assert out.tokens == windows[:, 1:].numel() and out.layers == 8
+
+
+def test_a_method_that_fails_is_named_and_the_others_are_measured():
+    out = _stream(["mock-crash", "mock-passthrough"])
+    crash, passthrough = out.methods
+    assert "mock-crash always fails" in crash.error and crash.ppl is None
+    assert passthrough.ppl == pytest.approx(out.ref_ppl, rel=1e-6)
+
+
+def test_a_stop_keeps_the_methods_that_finished():
+    cancel = threading.Event()
+    out = _stream(["mock-passthrough", "bf16"], cancel,
+                  after=lambda e: e.method == "bf16 streamed" and "layer 2/" in e.message)
+    assert out.ref_ppl is not None
+    assert [m.method for m in out.methods] == ["mock-passthrough"]
+
+
+def test_a_job_checks_its_input_and_names_what_it_cannot_stream(tmp_path):
+    job = StreamJob(SHIPPED, ["fp32", "gptq-int4", "mock-passthrough"], SHIPPED / "heldout.txt", 64, 2, 1)
+    assert job.methods == ["fp32", "mock-passthrough"]
+    assert "whole models only" in job.not_streamed["gptq-int4"]
+    with pytest.raises(UserError, match="not found"):
+        StreamJob(tmp_path / "nothing", ["fp32"], SHIPPED / "heldout.txt", 64, 2, 1)
+
+
+def test_a_job_refuses_a_model_whose_stream_would_not_fit(monkeypatch):
+    import psutil
+
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=1 << 20))
+    with pytest.raises(UserError, match="not enough memory to stream"):
+        StreamJob(SHIPPED, ["fp32"], SHIPPED / "heldout.txt", 64, 2, 1)
+
+
+def test_the_ggml_round_trip_is_llama_cpps_own():
+    """Q8_0 by hand (blocks of 32, rounded against absmax/127, read back with that scale stored as fp16) against
+    llama.cpp's quantize and dequantize; the rows split between two threads."""
+    pytest.importorskip("llama_cpp")
+    import torch
+
+    from qadvisor.quantizers.ggml import round_trip
+
+    rows = torch.randn(5, 64, generator=torch.Generator().manual_seed(0))
+    blocks = rows.view(5, 2, 32)
+    scale = blocks.abs().amax(-1, keepdim=True) / 127
+    by_hand = (torch.round(blocks * (1 / scale)) * scale.half().float()).view(5, 64)
+    assert torch.equal(round_trip("Q8_0", rows, threads=2), by_hand)
+    assert torch.equal(round_trip("F16", rows), rows.half().float())
