@@ -177,7 +177,7 @@ def _pass(layers: Layers, name: str, make: Callable, table: Callable, dtype, can
                 return None, None
             yield Progress(method=f"{name} streamed", step="evaluate", fraction=i / count,
                            message=f"layer {i + 1}/{count} of {layers.arch.name}")
-            layer = make(layers.build(i), layers.place(i))
+            layer = make(layers.build(i), layers.place(i)).eval()  # new modules a quantizer put in train as built
             hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary, position_ids=layers.positions)
             del layer
         seconds = (time.perf_counter() - started) / count

@@ -143,6 +143,7 @@ class QAdvisorApp(App):
     def priorities_from(self, form: dict) -> Priorities:
         keys = ("storage", "latency", "accuracy", "max_size", "min_tok_s", "max_ppl_rise", "max_kl")
         return priority_options(prefix="", profile=form.get("preset") or "balanced", replace_limits=True,
+                                accept_unverified_accuracy=form.get("accept_unverified_accuracy") or None,
                                 **{k: form.get(k) for k in keys}).priorities()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run", description="measure methods")

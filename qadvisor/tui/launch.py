@@ -26,6 +26,7 @@ def tui_inputs(args):
         """The same session `--auto` runs, from the priorities form; bad input raises UserError before anything runs."""
         opts = run_options(prefix="", model=form.get("model") or args.model,
                            methods=registry.stack(form["methods"], form.get("kv")), plan_for=form.get("plan_for"),
+                           stream=form.get("stream") or getattr(args, "stream", None),
                            target=form.get("target"), repeats=form.get("repeats"),
                            decode_tokens=form.get("decode_tokens"), prompt_tokens=form.get("prompt_tokens"),
                            reuse_cache=form.get("reuse_cache", True) and not getattr(args, "no_cache", False),

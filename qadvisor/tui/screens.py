@@ -95,11 +95,14 @@ class PrioritiesScreen(Screen):
                                 ("min tok/s", Input(placeholder="tok/s", id="min_tok_s", type="number")))
                 yield from _row(("max PPL +%", Input(placeholder="%", id="max_ppl_rise", type="number")),
                                 ("max KL", Input(placeholder="KL", id="max_kl", type="number")))
-                yield Label("[b]Model directory[/] (blank: shipped)")
+                yield Label("[b]Model directory[/] or repo id (blank: shipped)")
                 yield Input(placeholder=self.model_hint, id="model")
-                yield Label("[b]Plan for[/] (optional)")
+                yield Checkbox("stream its accuracy one layer at a time (any size)", False, id="stream")
+                yield Label("[b]Plan for[/] (optional; a folder with weights streams its accuracy)")
                 yield from _row(("Qwen model", Input(placeholder="Qwen2.5-72B", id="plan_for")),
                                 ("target", Input(placeholder="A100-80GB", id="target")))
+                yield Checkbox("pick for it on the small model's accuracy where none is published", False,
+                               id="accept_unverified_accuracy")
                 yield Label("[b]Measuring[/] (blank: the defaults)")
                 yield from _row(("repeats", _default_input("repeats")),
                                 ("new tokens", _default_input("decode_tokens")),
@@ -145,7 +148,8 @@ class PrioritiesScreen(Screen):
         values["preset"] = str(self.query_one("#preset", Select).value)
         values["kv"] = str(self.query_one("#kv", Select).value)
         values["methods"] = list(self.query_one(SelectionList).selected)
-        values["reuse_cache"] = self.query_one("#reuse_cache", Checkbox).value
+        for box in ("reuse_cache", "stream", "accept_unverified_accuracy"):
+            values[box] = self.query_one(f"#{box}", Checkbox).value
         return values
 
     @on(Button.Pressed, "#run")
