@@ -100,22 +100,44 @@ def fits(results: list[TrialResult]) -> dict[str, set[str]]:
     """Every archetype each method qualifies for. A: the highest compression (>80 % smaller than bf16 where
     reached, else near the best reached); B: low compression (< 55 % smaller) and near the fastest decode here
     with small loss, or the fastest itself whatever its size; C: neither. A method can be both A and B (on
-    llama.cpp the smallest file is often the fastest too)."""
-    if not results:
-        return {}
-    best_size = min(r.size_bytes for r in results)
-    small_loss = [r for r in results if r.ppl_delta_pct <= SMALL_LOSS_PPL_PCT] or results
+    llama.cpp the smallest file is often the fastest too). Sizes are exact, speeds are not: a method whose B rests
+    within the decode noise measured in this run (decode_noise) is B and C both, so noise never decides a label.
+    An unquantized baseline (no smaller than bf16) is C by the numbers and never A or B."""
+    quantized = [r for r in results if r.size_reduction_pct > 0]
+    out = {r.method: {"C"} for r in results if r not in quantized}
+    if not quantized:
+        return out
+    best_size = min(r.size_bytes for r in quantized)
+    small_loss = [r for r in quantized if r.ppl_delta_pct <= SMALL_LOSS_PPL_PCT] or quantized
     fastest = max(small_loss, key=lambda r: (r.decode_tok_s, r.method))
-    out = {}
-    for r in results:
+    for r in quantized:
         kinds = set()
         if r.size_reduction_pct >= A_REDUCTION_PCT or r.size_bytes <= best_size * (1 + NEAR_BEST):
             kinds.add("A")
-        near_fastest = r in small_loss and r.decode_tok_s >= fastest.decode_tok_s * (1 - NEAR_BEST)
-        if r is fastest or (near_fastest and r.size_reduction_pct < LOW_COMPRESSION_PCT):
+        sure, maybe = _latency_fit(r, small_loss, fastest)
+        if maybe:
             kinds.add("B")
-        out[r.method] = kinds or {"C"}
+        if not kinds or (maybe and not sure and "A" not in kinds):
+            kinds.add("C")
+        out[r.method] = kinds
     return out
+
+
+def _latency_fit(r: TrialResult, small_loss: list[TrialResult], fastest: TrialResult) -> tuple[bool, bool]:
+    """Whether `r` is Tool B for sure, and whether it may be within the run's decode noise: the fastest with small
+    loss, or near it (10 %) with low compression."""
+    if r not in small_loss:
+        return False, False
+    low = r.size_reduction_pct < LOW_COMPRESSION_PCT
+    top, top_noise, noise = fastest.decode_tok_s, decode_noise(fastest), decode_noise(r)
+    near_sure = r.decode_tok_s - noise >= (top + top_noise) * (1 - NEAR_BEST)
+    if r is fastest:
+        rivals = [o.decode_tok_s + decode_noise(o) for o in small_loss if o is not r]
+        alone = not rivals or r.decode_tok_s - noise > max(rivals)
+        return alone or (low and near_sure), True
+    near_maybe = r.decode_tok_s + noise >= (top - top_noise) * (1 - NEAR_BEST)
+    may_be_fastest = r.decode_tok_s + noise >= top - top_noise
+    return low and near_sure, may_be_fastest or (low and near_maybe)
 
 
 def team(weights: dict[str, float]) -> str | None:
@@ -133,16 +155,14 @@ def choose(candidates: list[TrialResult], weights: dict[str, float], fit: dict[s
     ranking = [m for m, _ in rank(candidates, weights)]
     wanted = team(weights)
     front = set(pareto_front(candidates))
-    skip = baselines(candidates) if wanted == "C" else set()
+    skip = baselines(candidates)
     return next((m for m in ranking if m in front and m not in skip and (wanted is None or wanted in fit[m])),
-                ranking[0])
+                next(m for m in ranking if m not in skip))
 
 
 def baselines(candidates: list[TrialResult]) -> set[str]:
-    """Methods no smaller than bf16 (fp32, bf16): labelled C when neither A nor B, but an unquantized model balances
-    nothing, so it is a balanced team's pick only when every candidate is one."""
-    unquantized = {r.method for r in candidates if r.size_reduction_pct <= 0}
-    return unquantized if len(unquantized) < len(candidates) else set()
+    """Methods no smaller than bf16 (fp32, bf16): what the quantized ones are compared with, never a pick."""
+    return {r.method for r in candidates if r.size_reduction_pct <= 0}
 
 
 def pareto_front(results: list[TrialResult]) -> list[str]:
@@ -217,65 +237,92 @@ def advise(results: list[TrialResult], priorities: Priorities, where: str = "mea
     ruled_out = {r.method: violations(r, limits) for r in measured}
     ruled_out = {m: v for m, v in ruled_out.items() if v}
     candidates = [r for r in measured if r.method not in ruled_out]
-    by_name = {r.method: r for r in measured}
     fit = fits(candidates)
-    kinds = {m: min(k) for m, k in fit.items()}  # one label each: a method that is both A and B is labelled A
-    front = pareto_front(measured)
-    if not candidates:
-        if not measured:
-            why = ("accuracy was not scored (random weights), so there is nothing to weigh"
-                   if any(r.status == "ok" for r in results) else "no method was measured successfully")
-            return Recommendation(reasons=[why], ruled_out=ruled_out, pareto_front=front)
-        closest = min(measured, key=lambda r: (_miss(r, limits), r.method))
-        return Recommendation(
-            reasons=["no measured method meets every hard limit",
-                     f"closest: {closest.method}, which misses by: " + "; ".join(ruled_out[closest.method])],
-            ruled_out=ruled_out, closest=closest.method, pareto_front=front, priorities=priorities,
-        )
+    base = baselines(candidates)
+    if len(base) == len(candidates):
+        return _no_pick(results, measured, candidates, ruled_out, priorities)
+    by_name = {r.method: r for r in measured}
+    kinds = {m: min(k) for m, k in fit.items()}  # one label each: A before B before C
     weights = priorities.weights()
     ranking = rank(candidates, weights)
-    parts = metric_scores(candidates)
-    winner = choose(candidates, weights, fit)
-    wanted = team(weights)
+    parts, totals = metric_scores(candidates), dict(ranking)
+    winner, wanted = choose(candidates, weights, fit), team(weights)
     label = wanted if wanted in fit[winner] else kinds[winner]
-    totals = dict(ranking)
-    scores = {m: MethodScore(total=t, archetype=kinds[m], **parts[m]) for m, t in ranking}
-    reasons = [_team_line(wanted, label, where)]
-    skipped = sorted(m for m in baselines(candidates) if wanted == "C" and "C" in fit[m])
-    if label != wanted and skipped:
-        reasons.append(f"{', '.join(skipped)}: Tool C by the numbers, but no smaller than bf16, so a baseline, "
-                       "not a balanced choice")
+    reasons = [_team_line(wanted, label, where, _exists(wanted, measured))]
     reasons += _reasons(by_name[winner], by_name, parts[winner], weights, totals[winner], limits)
-    runner_up = next((m for m, _ in ranking if m != winner), None)
-    if runner_up:
-        line = f"runner-up {runner_up} (Tool {kinds[runner_up]}) scores {totals[runner_up]:.2f}"
-        if totals[runner_up] > totals[winner]:
-            line += f", more than the pick on these weights: it is the pick for a {TEAMS[kinds[runner_up]]} team"
-        reasons.append(line)
-    else:
-        reasons.append("only one method meets the limits, so there is no runner-up")
-    close = _within_noise(candidates, weights, fit, winner)
-    if close:
-        reasons.append(close)
-    busy = busy_labels(candidates)
-    if busy:
-        reasons.append(f"timed while other processes took the CPU: {', '.join(busy)}; those speeds may be low by that "
-                       "share or more, and the pick may differ on a quiet machine")
+    runner_up = next((m for m, _ in ranking if m != winner and m not in base), None)
+    reasons.append(_runner_up_line(runner_up, winner, totals, fit))
+    reasons += [line for line in (_within_noise(candidates, weights, fit, winner), _busy_line(candidates)) if line]
+    if len(candidates) - len(base) == 1:
+        reasons.append(f"only one quantized method ({winner}) to judge: its archetype and score compare it with the "
+                       f"{', '.join(sorted(base)) or 'nothing else'} alone; measure more methods to choose between them")
     return Recommendation(
-        archetype=label, method=winner, reasons=reasons, runner_up=runner_up, scores=scores,
-        archetypes=kinds, fits={m: sorted(k) for m, k in fit.items()}, pareto_front=front, team=wanted,
-        baselines=sorted(baselines(candidates)),
-        flip=_flip(candidates, priorities, winner, fit) if runner_up else "",
+        archetype=label, method=winner, reasons=reasons, runner_up=runner_up,
+        scores={m: MethodScore(total=t, archetype=kinds[m], **parts[m]) for m, t in ranking},
+        archetypes=kinds, fits={m: sorted(k) for m, k in fit.items()}, pareto_front=pareto_front(measured),
+        team=wanted, baselines=sorted(base), flip=_flip(candidates, priorities, winner, fit) if runner_up else "",
         ruled_out=ruled_out, priorities=priorities, device=by_name[winner].device,
     )
+
+
+def _no_pick(results, measured, candidates, ruled_out, priorities: Priorities) -> Recommendation:
+    """No quantized method to recommend: none measured, none within the limits, or baselines alone."""
+    front = pareto_front(measured)
+    if candidates:
+        names = ", ".join(r.method for r in candidates)
+        return Recommendation(reasons=[f"only unquantized baselines ({names}) meet the limits: no quantized method to "
+                                       "recommend; measure at least one (two, to choose between them)"],
+                              ruled_out=ruled_out, pareto_front=front, priorities=priorities,
+                              archetypes={r.method: "C" for r in candidates}, fits={r.method: ["C"] for r in candidates},
+                              baselines=sorted(r.method for r in candidates))
+    if not measured:
+        why = ("accuracy was not scored (random weights), so there is nothing to weigh"
+               if any(r.status == "ok" for r in results) else "no method was measured successfully")
+        return Recommendation(reasons=[why], ruled_out=ruled_out, pareto_front=front)
+    closest = min(measured, key=lambda r: (_miss(r, priorities.limits), r.method))
+    return Recommendation(
+        reasons=["no measured method meets every hard limit",
+                 f"closest: {closest.method}, which misses by: " + "; ".join(ruled_out[closest.method])],
+        ruled_out=ruled_out, closest=closest.method, pareto_front=front, priorities=priorities,
+    )
+
+
+def label_of(kinds) -> str:
+    """An archetype set as the faces write it: A, B, C, or A/B and B/C where a method is on both sides."""
+    return "/".join(sorted(kinds))
+
+
+def _runner_up_line(runner_up: str | None, winner: str, totals: dict[str, float], fit: dict[str, set[str]]) -> str:
+    if runner_up is None:
+        return "no other quantized method meets the limits, so there is no runner-up"
+    line = f"runner-up {runner_up} (Tool {label_of(fit[runner_up])}) scores {totals[runner_up]:.2f}"
+    if totals[runner_up] > totals[winner]:
+        teams = " or ".join(TEAMS[k] for k in sorted(fit[runner_up]))
+        line += f", more than the pick on these weights: it is the pick for a {teams} team"
+    return line
+
+
+def _busy_line(candidates: list[TrialResult]) -> str:
+    busy = busy_labels(candidates)
+    if not busy:
+        return ""
+    return (f"timed while other processes took the CPU: {', '.join(busy)}; those speeds may be low by that share or "
+            "more, and the pick may differ on a quiet machine")
+
+
+def _exists(wanted: str | None, measured: list[TrialResult]) -> bool:
+    """Whether any method measured here, the ruled-out ones included, is of the archetype the team asks for."""
+    base = baselines(measured)
+    return wanted is None or any(wanted in k for m, k in fits(measured).items() if m not in base)
 
 
 def _within_noise(candidates: list[TrialResult], weights: dict[str, float], fit: dict[str, set[str]],
                   winner: str) -> str:
     """Whether the decode noise measured in this run could swap the pick with its nearest rival: each decode moved by
     twice its coefficient of variation over the repeats (or half its spread, in exports from before the CV)."""
-    wanted = team(weights)
-    rival = next((m for m, _ in rank(candidates, weights) if m != winner and (wanted is None or wanted in fit[m])), None)
+    wanted, base = team(weights), baselines(candidates)
+    rival = next((m for m, _ in rank(candidates, weights)
+                  if m != winner and m not in base and (wanted is None or wanted in fit[m])), None)
     if rival is None:
         return ""
 
@@ -304,9 +351,12 @@ def decode_noise(r: TrialResult) -> float:
 
 
 
-def _team_line(wanted: str | None, label: str, where: str) -> str:
+def _team_line(wanted: str | None, label: str, where: str, exists: bool = True) -> str:
     if wanted is None:
         return "accuracy-bound priorities: the best fit whatever its archetype"
+    if label != wanted and not exists:
+        return (f"{TEAMS[wanted]} priorities ask for Tool {wanted}, but no method {where} is Tool {wanted}: the "
+                "best-scoring one instead")
     if label != wanted:
         return f"{TEAMS[wanted]} priorities ask for Tool {wanted}, but no Tool {wanted} method meets the limits {where}"
     return (f"{TEAMS[wanted]} priorities → Tool {wanted}: the best-scoring Tool {wanted} method {where} that no "

@@ -28,11 +28,14 @@ class Recommendation(BaseModel):
     baselines: list[str] = []  # unquantized (no smaller than bf16): C by the numbers, never a balanced pick
 
     def label(self, method: str) -> str:
-        """A method's type as the tables show it: its archetype, `base` for a baseline labelled C, ✗ ruled out."""
+        """A method's type as the tables show it: its archetypes (B/C: on both sides within the run's noise), `base`
+        for an unquantized baseline, ✗ ruled out."""
         kind = self.archetypes.get(method)
         if kind is None:
             return "✗"
-        return "base" if kind == "C" and method in self.baselines else kind
+        if method in self.baselines:
+            return "base"
+        return "/".join(self.fits.get(method) or [kind])
     pareto_front: list[str] = []
     team: Literal["A", "B", "C"] | None = None  # the archetype the priorities asked for; None: accuracy-bound
     flip: str = ""  # what change of priorities would change the choice

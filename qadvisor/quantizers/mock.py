@@ -14,6 +14,8 @@ class MockBackend(Backend):
     name = "mock"
     methods = (
         MethodSpec(name="mock-passthrough", backend="mock", bits=32, scheme="fp32", summary="MOCK: saves the fp32 model unchanged"),
+        # a quantized method in seconds, for tests that need a recommendation (a baseline is never one)
+        MethodSpec(name="mock-int8", backend="mock", bits=8, scheme="int8", summary="MOCK: int8 per row, plain torch"),
         MethodSpec(name="mock-crash", backend="mock", bits=4, scheme="int4", summary="MOCK: fails while quantizing"),
         # faults a real library can cause, for the runner's fault tests: a segfault in native code, the OOM killer's
         # SIGKILL, a hang (the trial's timeout), and a disk that fills while saving
@@ -63,6 +65,9 @@ class MockBackend(Backend):
             import errno
 
             raise OSError(errno.ENOSPC, "No space left on device", str(out_dir))
+        if spec.name == "mock-int8":
+            _save_int8(model, out_dir)
+            return
         model.save_pretrained(str(out_dir))
 
     def load(self, out_dir, spec, ctx):
@@ -76,10 +81,47 @@ class MockBackend(Backend):
             raise RuntimeError("measured in the process that quantized it")
         if spec.name.startswith("mock-fastpath-") and not safe:
             os.kill(os.getpid(), getattr(signal, spec.name.removeprefix("mock-fastpath-").upper()))
+        if spec.name == "mock-int8":
+            return _load_int8(out_dir)
         return load_hf(out_dir, torch.float32, ctx.device)
 
 
 _quantized_here: set[str] = set()  # what this process quantized
+INT8_FILE = "model-int8.safetensors"
+
+
+def _save_int8(model, out_dir) -> None:
+    """Each decoder linear's weight as int8 codes and a per-row scale; everything else in bf16."""
+    import torch
+    from safetensors.torch import save_file
+
+    from qadvisor.quantizers.base import untied_state_dict
+
+    state = {}
+    for key, value in untied_state_dict(model).items():
+        if key.startswith("model.layers.") and key.endswith("proj.weight"):
+            scale = value.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127
+            state[key + ".codes"] = torch.round(value / scale).to(torch.int8)
+            state[key + ".scale"] = scale.float()
+        else:
+            state[key] = value.to(torch.bfloat16)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out_dir / INT8_FILE))
+    model.config.save_pretrained(str(out_dir))
+
+
+def _load_int8(out_dir):
+    import torch
+    from safetensors.torch import load_file
+
+    from qadvisor.quantizers.base import empty_hf, tie_head
+
+    saved = load_file(str(out_dir / INT8_FILE))
+    state = {k: v.float() for k, v in saved.items() if not k.endswith((".codes", ".scale"))}
+    for key in [k.removesuffix(".codes") for k in saved if k.endswith(".codes")]:
+        state[key] = saved[key + ".codes"].float() * saved[key + ".scale"]
+    model = empty_hf(out_dir, torch.float32)
+    model.load_state_dict(state, strict=False, assign=True)
+    return tie_head(model)
 
 
 def _exhaust_memory() -> None:

@@ -65,7 +65,9 @@ class QAdvisorApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "qadvisor"
     COMMANDS = App.COMMANDS | {QAdvisorCommands}
-    BINDINGS = [Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Help")]
+    # ctrl+q quits from any screen, an input focused or not; q too where no input takes the letter
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True), Binding("q", "quit", "Quit", show=False),
+                Binding("question_mark", "help", "Help")]
 
     def __init__(self, hardware: HardwareInfo, methods: list[tuple[str, bool, str, bool]], model_hint: str,
                  run_factory, export: RunExport | None = None, doctor=None) -> None:
@@ -79,6 +81,17 @@ class QAdvisorApp(App):
         self.doctor = doctor  # the last `qadvisor doctor` report kept here (app.doctor.saved_report), for the first screen
         self.cancel = threading.Event()
         self.autosaved: Path | None = None  # where the last run was saved on its own (app.auto.AutoSession.autosave)
+        self.running = False  # a run is measuring: Cancel is offered only then
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        """Cancel only while a run measures (hidden from the footer otherwise)."""
+        return self.running if action == "cancel_run" else True
+
+    def run_state(self, running: bool, state: str) -> None:
+        """The header's persistent word on the run (measuring, done, stopped, failed) and the bindings that go with it."""
+        self.running = running
+        self.sub_title = state
+        self.refresh_bindings()
 
     def on_mount(self) -> None:
         self.push_screen(HardwareScreen(self.hardware, self.doctor))
@@ -134,6 +147,7 @@ class QAdvisorApp(App):
         except UserError as exc:
             return str(exc)
         self.cancel = threading.Event()
+        self.run_state(True, "measuring…")
         later = session.plan_job and (session.plan_job.measurement or session.stream_job)
         plan_for = session.plan_job.arch.name if later else None
         self.push_screen(RunScreen(session.run.trial_names(), plan_for))
@@ -171,6 +185,8 @@ class QAdvisorApp(App):
         self.post_message(RunFinished(export))
 
     def action_cancel_run(self) -> None:
+        if not self.running:
+            return
         self.cancel.set()
         self.notify("Cancelling the current trial; finished results are kept.")
 
@@ -197,10 +213,12 @@ class QAdvisorApp(App):
         if message.error:
             self.notify(message.error, severity="error", timeout=10)
         if message.export is None:
+            self.run_state(False, "failed: " + (message.error or "nothing measured"))
             return
         self.export = message.export
         done = "Done" if self.export.complete else f"Stopped ({len(self.export.cut)} not measured)"
         headline = self.export.recommendation.headline if self.export.recommendation else "no recommendation"
+        self.run_state(False, f"{done.split(' (')[0].lower()}: {headline}")
         saved = f" Saved to {self.autosaved}." if self.autosaved else ""
         self.notify(f"{done}: {headline}.{saved} Press n for the recommendation.")
 

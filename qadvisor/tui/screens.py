@@ -72,9 +72,8 @@ class HardwareScreen(Screen):
 class PrioritiesScreen(Screen):
     """Preset or weights, hard limits, the model and the methods to try."""
 
-    # ctrl+ keys work while an Input has focus; the plain letters are shortcuts when it does not.
-    BINDINGS = [Binding("ctrl+r", "start", "Run"), Binding("r", "start", "Run", show=False),
-                Binding("escape", "app.pop_screen", "Back")]
+    # ctrl+ keys only: they work while an Input has focus, and a letter typed with none focused fires nothing
+    BINDINGS = [Binding("ctrl+r", "start", "Run"), Binding("escape", "app.pop_screen", "Back")]
 
     def __init__(self, presets: list[str], methods: list[tuple[str, bool, str, bool]], model_hint: str) -> None:
         super().__init__()
@@ -197,8 +196,8 @@ class RunScreen(Screen):
 class RecommendationScreen(Screen):
     """Archetype and method with reasons; changing weights re-advises at once, without measuring."""
 
-    BINDINGS = [Binding("ctrl+s", "save", "Save JSON + report"), Binding("s", "save", show=False),
-                Binding("ctrl+o", "compare", "Compare"), Binding("o", "compare", show=False),
+    # no single letters: one typed while no input has focus must not save or open anything
+    BINDINGS = [Binding("ctrl+s", "save", "Save JSON + report"), Binding("ctrl+o", "compare", "Compare"),
                 Binding("escape", "app.pop_screen", "Back")]
 
     def compose(self) -> ComposeResult:

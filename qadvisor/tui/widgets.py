@@ -53,7 +53,8 @@ class MethodPanel(Vertical):
         # the result is complete even if a metric event was missed
         self.metrics.update({k: v for k, v in result.model_dump().items() if isinstance(v, (int, float))})
         self.query_one(".metrics", Static).update(self._metrics_text())
-        self.query_one(ProgressBar).update(progress=len(STEPS))
+        if result.status == "ok":  # a failed trial's bar stays where it stopped, drawn in red
+            self.query_one(ProgressBar).update(progress=len(STEPS))
         text = "done" if result.status == "ok" else f"[red]{result.status}: {result.reason}[/]"
         self.query_one(".step", Label).update(f"{text}  [dim]{result.total_s or 0:.0f} s[/]")
 

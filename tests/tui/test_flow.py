@@ -36,27 +36,27 @@ async def _priorities_with(pilot, *names):
 async def test_whole_flow(app, tmp_path):
     async with app.run_test(size=(100, 40)) as pilot:
         assert isinstance(app.screen, HardwareScreen)
-        await _priorities_with(pilot, "mock-passthrough", "mock-crash")
+        await _priorities_with(pilot, "mock-int8", "mock-crash")
         assert isinstance(app.screen, PrioritiesScreen)
-        await pilot.press("r")
+        await pilot.press("ctrl+r")
         assert isinstance(app.screen, RunScreen)
         await app.workers.wait_for_complete()
         await pilot.pause()
         results = {r.method: r.status for r in app.export.results}
-        assert results == {"mock-passthrough": "ok", "mock-crash": "failed"}
-        panel = app.screen.panel("mock-passthrough")
+        assert results == {"mock-int8": "ok", "mock-crash": "failed"}
+        panel = app.screen.panel("mock-int8")
         assert "decode" in str(panel.query_one(".metrics").render())
         await pilot.press("n")
         assert isinstance(app.screen, RecommendationScreen)
-        assert app.export.recommendation.method == "mock-passthrough"
+        assert app.export.recommendation.method == "mock-int8"
         app.screen.query_one("#re_storage").value = "5"
         await pilot.pause()
         assert app.priorities.storage == 5
         app.screen.query_one("#save_path").value = str(tmp_path / "run.json")
-        await pilot.press("s")
+        await pilot.press("ctrl+s")
         await pilot.pause()
     saved = load_export(tmp_path / "run.json")
-    assert saved.recommendation.method == "mock-passthrough" and saved.priorities.storage == 5
+    assert saved.recommendation.method == "mock-int8" and saved.priorities.storage == 5
     assert (tmp_path / "run.md").read_text().startswith("# Quantization advice")
 
 
@@ -64,7 +64,7 @@ async def test_bad_form_shows_one_line_and_does_not_run(app):
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("n")
         app.screen.query_one("#model").value = "/no/such/model"
-        await pilot.press("r")
+        await pilot.press("ctrl+r")
         await pilot.pause()
         assert isinstance(app.screen, PrioritiesScreen)
         assert "not found" in str(app.screen.query_one("#form-error").render())
@@ -95,7 +95,7 @@ async def test_the_form_sets_what_the_command_line_sets(app, tmp_path):
 async def test_cancel_keeps_finished_results(app):
     async with app.run_test(size=(100, 40)) as pilot:
         await _priorities_with(pilot, "mock-passthrough", "fp32")
-        await pilot.press("r")
+        await pilot.press("ctrl+r")
         while not any(r.method == "mock-passthrough" for r in (app.export.results if app.export else [])):
             await pilot.pause(0.2)
             if app.screen.panel("mock-passthrough").has_class("ok"):
@@ -125,11 +125,11 @@ async def test_load_saved_run_and_compare(tmp_path):
     async with app.run_test(size=(100, 40)) as pilot:
         assert isinstance(app.screen, RecommendationScreen)
         app.screen.query_one("#compare_path").value = str(tmp_path / "nope.json")
-        await pilot.press("o")
+        await pilot.press("ctrl+o")
         await pilot.pause()
         assert "no such file" in str(app.screen.query_one("#save-status").render())
         app.screen.query_one("#compare_path").value = str(tmp_path / "gpu.json")
-        await pilot.press("o")
+        await pilot.press("ctrl+o")
         await pilot.pause()
         assert isinstance(app.screen, CompareScreen)
         assert app.screen.query_one("#compare-table").row_count == len(RECORDED)
@@ -239,7 +239,7 @@ async def test_cancel_during_the_reference_step(app, monkeypatch, tmp_path):
     monkeypatch.setenv("QADVISOR_CACHE", str(tmp_path))  # no cached reference: the step really runs
     async with app.run_test(size=(100, 40)) as pilot:
         await _priorities_with(pilot, "mock-passthrough")
-        await pilot.press("r")
+        await pilot.press("ctrl+r")
         await _wait_until(pilot, lambda: "waiting" not in str(app.screen.query_one("#reference").render()))
         await pilot.press("c")
         await app.workers.wait_for_complete()
@@ -254,7 +254,7 @@ async def test_quit_mid_run_stops_the_trial(app, capsys):
     """q mid-run: the trial stops, the finished results are saved (complete false), no process is left."""
     async with app.run_test(size=(100, 40)) as pilot:
         await _priorities_with(pilot, "mock-passthrough", "mock-hang")
-        await pilot.press("r")
+        await pilot.press("ctrl+r")
         await _wait_until(pilot, lambda: app.screen.panel("mock-passthrough").has_class("ok") and _trial_processes())
         await pilot.press("q")
     assert not trial_processes(with_zygotes=True)  # quitting waited for the run to stop its processes
@@ -325,7 +325,7 @@ async def test_the_compare_plot_puts_each_methods_bar_beside_its_name(tmp_path):
     app = make_app(export)
     async with app.run_test(size=(120, 60)) as pilot:
         app.screen.query_one("#compare_path").value = str(tmp_path / "other.json")
-        await pilot.press("o")
+        await pilot.press("ctrl+o")
         await pilot.pause()
         lines = app.screen.query_one("#compare-plot").render().plain.splitlines()
     bars = {line.split("┤")[0].strip(): line.count("█") for line in lines if "┤" in line and "m" in line.split("┤")[0]}
@@ -367,3 +367,26 @@ def test_the_command_line_launch_hands_the_app_everything_it_gathers(monkeypatch
     monkeypatch.setattr(tui_app.QAdvisorApp, "run", lambda self: started.append(self))
     tui_app.run_tui(*tui_inputs(argparse.Namespace(model=None, load=None)))
     assert len(started) == 1 and started[0].hardware is not None
+
+
+async def test_letters_typed_with_no_input_focused_save_and_open_nothing(tmp_path, monkeypatch):
+    """On the recommendation screen, s and o (the old shortcuts) with nothing focused: no file appears in the working
+    folder and no comparison opens; after a run has ended, c cancels nothing and the footer offers no Cancel."""
+    from tests.samples import RECORDED, sample_export
+    from tests.tui.test_snapshots import make_app
+
+    monkeypatch.chdir(tmp_path)
+    export = sample_export()
+    export.results = list(RECORDED)
+    app = make_app(export)
+    async with app.run_test(size=(100, 40)) as pilot:
+        assert isinstance(app.screen, RecommendationScreen)
+        app.screen.set_focus(None)
+        for key in ("s", "o", "c", "r"):
+            await pilot.press(key)
+        await pilot.pause()
+        assert isinstance(app.screen, RecommendationScreen)
+        assert list(tmp_path.iterdir()) == [] and not app.cancel.is_set()
+        assert app.check_action("cancel_run", ()) is False
+        await pilot.press("ctrl+q")
+    assert not app.is_running

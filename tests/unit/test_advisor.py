@@ -14,8 +14,9 @@ def test_presets_give_a_b_c():
     # storage-first: the smallest within its +25 % perplexity limit (int2 breaks it)
     assert (storage.archetype, storage.method) == ("A", "int3")
     assert "int2" in storage.ruled_out
-    # latency-first: the fastest
-    assert (latency.archetype, latency.method) == ("B", "fp32")
+    # latency-first: the fastest quantized method; fp32 decodes faster, but an unquantized baseline is never a pick
+    assert (latency.archetype, latency.method) == ("B", "int4-fast")
+    assert latency.label("fp32") == "base" and latency.fits["fp32"] == ["C"]
     # balanced: neither the smallest nor the fastest
     assert balanced.archetype == "C" and balanced.method not in ("int3", "fp32")
 
@@ -107,15 +108,20 @@ def test_balanced_keeps_to_tool_c_and_says_what_scores_more():
 def test_accuracy_first_takes_the_best_fit_whatever_its_archetype():
     rec = advisor.advise(RECORDED, load_profile("accuracy-first"))
     assert rec.team is None
-    assert rec.method == max(rec.scores, key=lambda m: rec.scores[m].total)
+    quantized = [m for m in rec.scores if m not in rec.baselines]
+    assert rec.method == max(quantized, key=lambda m: rec.scores[m].total)
 
 
 def test_a_team_with_no_method_of_its_archetype_gets_the_best_overall():
     # the smallest and the fastest, nothing in between: a balanced team has no Tool C method
-    runs = [result("small", 8, 20.0, 0.01, 1.0), result("fast", 30, 100.0, 0.0, 0.0)]
+    runs = [result("small", 8, 20.0, 0.01, 1.0), result("fast", 20, 100.0, 0.0, 0.0)]
     rec = advisor.advise(runs, load_profile("balanced"))
     assert rec.team == "C" and rec.archetype in ("A", "B")
     assert rec.method == max(rec.scores, key=lambda m: rec.scores[m].total)
+    assert "but no method measured here is Tool C: the best-scoring one instead" in rec.reasons[0]
+    limited = Priorities(limits=Limits(max_size_bytes=15_000_000))  # a C method that the limits rule out
+    middle = result("middle", 16, 50.0, 0.001, 0.1)
+    rec = advisor.advise(runs + [middle], limited)
     assert "no Tool C method meets the limits" in rec.reasons[0]
 
 
@@ -178,7 +184,11 @@ def test_an_unquantized_baseline_is_not_the_balanced_pick_while_anything_else_is
             result("q4", 12, 1500.0, 0.0002, 0.0)]
     rec = advisor.advise(runs, load_profile("balanced"))
     assert rec.archetypes["fp32"] == "C" and rec.method != "fp32"
-    assert any("fp32: Tool C by the numbers, but no smaller than bf16" in r for r in rec.reasons)
     assert rec.baselines == ["fp32"] and rec.label("fp32") == "base" and rec.label("nf4") == "A"
-    only = advisor.advise([runs[0]], load_profile("balanced"))
-    assert only.method == "fp32" and only.baselines == []  # alone it is still the answer, and no baseline of others
+    assert "fp32" not in (rec.runner_up, *rec.reasons[-1:])  # neither the runner-up nor a close call
+    for profile in ("balanced", "storage-first", "latency-first", "accuracy-first"):
+        only = advisor.advise([runs[0]], load_profile(profile))  # a run cancelled after fp32, or --methods fp32
+        assert only.method is None and only.archetype is None and only.baselines == ["fp32"]
+        assert "only unquantized baselines (fp32)" in only.reasons[0]
+    one = advisor.advise(runs[:2], load_profile("balanced"))
+    assert one.method == "nf4" and any("only one quantized method (nf4) to judge" in r for r in one.reasons)

@@ -13,8 +13,8 @@ from tests.conftest import SHIPPED
 
 
 @pytest.fixture(autouse=True)
-def _mock(monkeypatch):
-    monkeypatch.setenv("QADVISOR_ENABLE_MOCK_BACKEND", "1")
+def _mock(mock_backend):
+    yield
 
 
 def _windows(count=2, window=64):

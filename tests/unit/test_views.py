@@ -70,7 +70,7 @@ def test_an_unquantized_baseline_is_shown_apart_from_the_balanced_archetype():
                       result("q4", 12, 1500.0, 0.0002, 0.0)]
     export = readvise(export, load_profile("balanced"))
     types = {row[0]: row[-1] for row in results_view(export).rows}
-    assert types == {"fp32": "base", "nf4": "A", "q4": "A"}  # fp32 is C by the numbers; q4 is both A and B
+    assert types == {"fp32": "base", "nf4": "A", "q4": "A/B"}  # the table's type and the archetype line agree
     line = next(line for line in recommendation_view(export).lines if line.startswith("archetypes here"))
     assert line == "archetypes here: A: nf4, q4; B: q4; C: —; baseline (not quantized): fp32"
 
