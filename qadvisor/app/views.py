@@ -192,7 +192,7 @@ def recommendation_view(export: RunExport) -> TableView:
     if not export.complete:  # the advice weighs only what finished: a stopped run must not read as a whole one
         view.lines.insert(0, f"the run was stopped: advised on what finished, without {', '.join(export.cut)}")
     if rec.archetypes:
-        fits = rec.fits or {m: [a] for m, a in rec.archetypes.items()}  # exports before `fits` had one label
+        fits = rec.fits
         groups = {k: [m for m, a in fits.items() if k in a and not (k == "C" and m in rec.baselines)] for k in "ABC"}
         line = "; ".join(f"{k}: {', '.join(v) or '—'}" for k, v in groups.items())
         line += f"; baseline (not quantized): {', '.join(rec.baselines)}" if rec.baselines else ""
@@ -300,7 +300,8 @@ def plan_summary(plan: Plan, method: str | None) -> str:
             + (f" on {row.devices_needed} GPU(s)" if row.devices_needed else "")
             + f", weights {row.weights_bytes / 2**30:.1f} GiB, total {row.total_bytes / 2**30:.1f} GiB, "
             f"decode ≤ {row.decode_tok_s_bound:.1f} tok/s, "
-            + ("an unquantized baseline" if row.archetype == "base" else f"Tool {row.archetype} by size"))
+            # the archetype is the advisor's, from measured numbers: the planner's size band is not repeated here
+            + ("an unquantized baseline" if row.archetype == "base" else f"{f.size_change(row.size_reduction_pct)} vs bf16"))
 
 
 def plan_check_lines(checks: list[PlanCheck]) -> list[str]:

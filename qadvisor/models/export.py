@@ -13,7 +13,9 @@ from qadvisor.models.priorities import Priorities
 from qadvisor.models.recommendation import Recommendation
 from qadvisor.models.result import TrialResult
 
-SCHEMA_VERSION = 1
+# 2: results say where their accuracy comes from (accuracy_basis) and what they ran with (safe_config,
+# cpu_contention); the recommendation lists every archetype a method fits; the target's accuracy may be streamed
+SCHEMA_VERSION = 2
 
 
 class ModelInfo(BaseModel):
@@ -117,5 +119,20 @@ def save_export(export: RunExport, path: Path) -> None:
 
 
 def load_export(path: Path) -> RunExport:
-    """Read a saved run; every way it can be wrong becomes one UserError line."""
-    return validate_versioned(path, read_json_object(path, "JSON export"), RunExport, SCHEMA_VERSION, "export")
+    """Read a saved run, an older version brought up to this one first; every way it can be wrong becomes one
+    UserError line."""
+    data = read_json_object(path, "JSON export")
+    if data.get("schema_version") == 1:
+        data = migrate_v1(data)
+    return validate_versioned(path, data, RunExport, SCHEMA_VERSION, "export")
+
+
+def migrate_v1(data: dict) -> dict:
+    """A version-1 export as version 2: a recommendation's `fits` (every archetype a method qualifies for) from its
+    one label per method, in the top-level advice and in each hardware kind's. The fields version 2 added have
+    defaults that say what version 1 meant (accuracy measured here, no safe configuration, contention not known)."""
+    for holder in [data, *data.get("kinds", []), data.get("target") or {}]:
+        rec = holder.get("recommendation")
+        if isinstance(rec, dict) and not rec.get("fits") and isinstance(rec.get("archetypes"), dict):
+            rec["fits"] = {m: [a] for m, a in rec["archetypes"].items()}
+    return {**data, "schema_version": 2}

@@ -73,3 +73,29 @@ def test_a_stopped_run_says_what_it_cut(tmp_path):
     assert not loaded.complete and loaded.cut == ["gptq-int4", "hqq-int4"]
     assert "hqq-int4: not started, the run was stopped" in not_measured(loaded)  # gptq-int4 has its own failed line
     assert "Incomplete run" in markdown(loaded)
+
+
+def test_a_version_1_export_loads_as_version_2(tmp_path):
+    """Version 1 had one archetype label per method and no `fits`: load_export migrates it in one place, so the views
+    need no fallback of their own."""
+    from qadvisor.app.advice import readvise
+    from qadvisor.app.views import recommendation_view
+    from qadvisor.models.priorities import load_profile
+    from tests.samples import RECORDED, sample_export
+
+    export = sample_export()
+    export.results = list(RECORDED)
+    data = json.loads(readvise(export, load_profile("balanced")).model_dump_json())
+    data["schema_version"] = 1
+    labels = data["recommendation"]["archetypes"]
+    del data["recommendation"]["fits"]
+    for r in data["results"]:
+        for field in ("accuracy_basis", "safe_config", "cpu_contention"):
+            r.pop(field, None)
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(data))
+    loaded = load_export(path)
+    assert loaded.schema_version == SCHEMA_VERSION == 2
+    assert loaded.recommendation.fits == {m: [a] for m, a in labels.items()}
+    assert all(r.accuracy_basis == "measured" for r in loaded.results)
+    assert any(line.startswith("archetypes here: ") for line in recommendation_view(loaded).lines)

@@ -1,5 +1,7 @@
 """The shared views every face renders: where the time went."""
 
+import pytest
+
 from qadvisor.app.report import markdown
 from qadvisor.app.views import time_view
 from tests.samples import sample_export
@@ -140,3 +142,68 @@ def test_the_doctor_table_says_each_verdict_and_warns_of_a_busy_cpu():
     assert "took 40 % of the CPU" in view.above[0] and "would be low" in view.above[0]
     quiet = doctor_view(report.model_copy(update={"cpu_contention": 0.01}))
     assert "would be low" not in quiet.above[0]
+
+
+def _runs():
+    """Recorded runs of three shapes: spread out (RECORDED), llama.cpp's (the smallest also the fastest), and two
+    4-bit methods whose decode speeds differ by less than their noise (the pick that flipped between runs)."""
+    from tests.samples import RECORDED, result
+
+    llama = [result("fp32", 60, 200.0, 0.0, 0.0), result("q8", 16, 2000.0, 0.0001, 0.0),
+             result("q4", 12, 2050.0, 0.0002, 0.1), result("q2", 9, 2300.0, 0.002, 0.4)]
+    close = [result("fp32", 60, 120.0, 0.0, 0.0), result("int8", 18, 110.0, 1e-5, 0.0),
+             result("gptq4", 12.4, 219.9, 3e-4, -0.2), result("quanto4", 12.4, 218.9, 1.5e-3, 0.3),
+             result("int2", 9.4, 50.0, 8e-3, -0.5)]
+    for r in close:
+        r.decode_cv = 0.04  # the run's own noise: 4 % between repeats
+    return {"recorded": list(RECORDED), "llama": llama, "close": close}
+
+
+@pytest.mark.parametrize("preset", ["balanced", "storage-first", "latency-first", "accuracy-first"])
+@pytest.mark.parametrize("run", ["recorded", "llama", "close"])
+def test_every_line_of_the_advice_tells_the_same_story(preset, run):
+    """The headline, the team line, the runner-up, the table's type column and the archetype list all come from one
+    classification: no two of them disagree, for every preset on every recorded run."""
+    import re
+
+    from qadvisor.app.advice import readvise
+    from qadvisor.app.views import recommendation_view, results_view
+    from qadvisor.core.advisor import label_of
+    from qadvisor.models.priorities import load_profile
+
+    export = sample_export()
+    export.results = _runs()[run]
+    export = readvise(export, load_profile(preset))
+    rec = export.recommendation
+    fits = {m: set(k) for m, k in rec.fits.items()}
+    assert rec.method not in rec.baselines and rec.archetype in fits[rec.method]
+    types = {row[0]: row[-1] for row in results_view(export).rows}
+    for method, kinds in fits.items():
+        assert types[method] == ("base" if method in rec.baselines else label_of(kinds))
+        if method in rec.baselines:
+            assert kinds == {"C"}
+    lines = recommendation_view(export).lines
+    groups = dict(part.split(": ", 1) for part in next(line for line in lines if line.startswith("archetypes here: "))
+                  .removeprefix("archetypes here: ").split("; ") if not part.startswith("baseline"))
+    for kind, names in groups.items():
+        assert {n for n in names.split(", ") if n != "—"} == {m for m, k in fits.items()
+                                                             if kind in k and m not in rec.baselines}
+    if "no method measured here is Tool" in lines[0]:
+        assert groups[rec.team] == "—"
+    runner = next((line for line in lines if line.startswith("runner-up ")), None)
+    if runner:
+        name, kind = re.match(r"runner-up (\S+) \(Tool ([A-C/]+)\)", runner).groups()
+        assert kind == label_of(fits[name]) and name not in rec.baselines
+
+
+def test_a_pick_within_the_noise_is_not_taken_away_by_its_label():
+    """gptq4 decodes 0.5 % faster than quanto4, inside their 4 % noise: neither is surely "the fastest", so both are B
+    and C, and a balanced team keeps the best-scoring of them instead of losing it to a label."""
+    from qadvisor.app.advice import readvise
+    from qadvisor.models.priorities import load_profile
+
+    export = sample_export()
+    export.results = _runs()["close"]
+    rec = readvise(export, load_profile("balanced")).recommendation
+    assert set(rec.fits["gptq4"]) == {"B", "C"} and set(rec.fits["quanto4"]) == {"B", "C"}
+    assert rec.method == "gptq4" and rec.archetype == "C"
