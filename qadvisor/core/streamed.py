@@ -100,14 +100,14 @@ def _embed(layers: Layers, table: Callable, dtype):
     return rows.to(dtype)[inverse]
 
 
-def _logits(layers: Layers, hidden, table: Callable):
+def _logits(layers: Layers, hidden, table: Callable, head_input: Callable = lambda hidden: hidden):
     """Final norm, then the head one block of rows at a time (the rows as the method's model holds them)."""
     import torch
     from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
 
     norm = Qwen2RMSNorm(layers.arch.hidden_size, eps=layers.config.rms_norm_eps)
     norm.weight = torch.nn.Parameter(layers.shards.get("model.norm.weight").to(hidden.dtype), requires_grad=False)
-    hidden = norm(hidden)
+    hidden = head_input(norm(hidden))
     parts = []
     for start in range(0, layers.arch.vocab_size, HEAD_ROWS):
         rows = layers.shards.rows(layers.head_name, start, min(start + HEAD_ROWS, layers.arch.vocab_size))
@@ -150,7 +150,8 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
             logits, seconds = yield from _pass(
                 layers, name, lambda layer, place: backend.stream_layer(layer, spec, ctx, place),
                 lambda role, rows: backend.stream_table(spec, role, rows, layers.place(0)),
-                backend.stream_dtype(spec), cancel)
+                backend.stream_dtype(spec), cancel,
+                lambda hidden: backend.stream_head_input(spec, hidden, layers.place(0)))
         except Exception as exc:  # one method's library failing leaves the others to measure
             out.methods.append(StreamedMethod(method=name, error=f"{type(exc).__name__}: {exc}"[:300]))
             continue
@@ -162,7 +163,8 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
                                           seconds_per_layer=seconds))
 
 
-def _pass(layers: Layers, name: str, make: Callable, table: Callable, dtype, cancel):
+def _pass(layers: Layers, name: str, make: Callable, table: Callable, dtype, cancel,
+          head_input: Callable = lambda hidden: hidden):
     """One stream through the embedding, every layer and the head: (logits, seconds per layer), or (None, None)
     when stopped."""
     import torch
@@ -182,7 +184,7 @@ def _pass(layers: Layers, name: str, make: Callable, table: Callable, dtype, can
             del layer
         seconds = (time.perf_counter() - started) / count
         yield Progress(method=f"{name} streamed", step="evaluate", fraction=1.0, message="final norm and head")
-        return _logits(layers, hidden, table), seconds
+        return _logits(layers, hidden, table, head_input), seconds
 
 
 def layer_bytes(arch) -> int:

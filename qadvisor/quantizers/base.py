@@ -136,6 +136,10 @@ class Backend:
         them; most methods leave both unquantized."""
         return rows
 
+    def stream_head_input(self, spec: MethodSpec, hidden: Any, place: LayerPlace) -> Any:
+        """The final hidden states as the head's matmul reads them (llama.cpp rounds them to 8 bits)."""
+        return hidden
+
 
 @dataclass
 class LayerPlace:

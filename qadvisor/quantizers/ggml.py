@@ -65,3 +65,47 @@ def round_trip(kind: str, rows, threads: int = 1):
     with ThreadPoolExecutor(max(1, threads)) as pool:
         list(pool.map(part, [(s, min(n, s + step)) for s in range(0, n, step)]))
     return torch.from_numpy(out)
+
+
+# the type llama.cpp's CPU matmul rounds the activations to against a weight of each type (ggml-cpu's vec_dot_type);
+# Q8_1 (for Q4_1/Q5_1) rounds its values as Q8_0 does
+DOT_TYPE = {"Q4_0": "Q8_0", "Q4_1": "Q8_0", "Q5_0": "Q8_0", "Q5_1": "Q8_0", "Q8_0": "Q8_0", "F16": "F16",
+            **dict.fromkeys(("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"), "Q8_K")}
+_Q8_K = [("d", "<f4"), ("qs", "i1", 256), ("bsums", "<i2", 16)]  # ggml's block_q8_K
+
+
+@lru_cache(maxsize=1)
+def _cpu_lib():
+    import llama_cpp
+
+    folder = Path(llama_cpp.__file__).parent / "lib"
+    lib = ctypes.CDLL(str(next(iter(sorted(folder.glob("libggml-cpu.*")) or sorted(folder.glob("ggml-cpu.*"))))))
+    for name in ("quantize_row_q8_0", "quantize_row_q8_K"):
+        getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+    return lib
+
+
+def dot_rounded(weight_kind: str, x):
+    """Activations as llama.cpp's CPU matmul reads them against a weight of `weight_kind`: rounded to its dot type
+    by the CPU backend's own quantize_row (what llama.cpp runs), and read back."""
+    import numpy as np
+    import torch
+    from gguf import GGMLQuantizationType
+
+    dot = DOT_TYPE.get(weight_kind)
+    if dot is None:
+        return x
+    if dot == "F16":
+        return x.half().to(x.dtype)
+    flat = x.detach().float().contiguous().reshape(-1, x.shape[-1]).numpy()
+    n, k = flat.shape
+    type_id = GGMLQuantizationType[dot].value
+    packed = np.empty(_lib().ggml_row_size(type_id, k) * n, np.uint8)
+    getattr(_cpu_lib(), f"quantize_row_{dot[0].lower()}{dot[1:]}")(flat.ctypes.data, packed.ctypes.data, n * k)
+    if dot == "Q8_K":
+        blocks = packed.view(np.dtype(_Q8_K))
+        out = blocks["qs"].astype(np.float32) * blocks["d"][:, None]
+    else:
+        out = np.empty(n * k, np.float32)
+        _TO_FLOAT(_lib().ggml_get_type_traits(type_id).contents.to_float)(packed.ctypes.data, out.ctypes.data, n * k)
+    return torch.from_numpy(out.reshape(x.shape)).to(x.dtype)

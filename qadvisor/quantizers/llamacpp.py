@@ -47,7 +47,8 @@ class LlamaCppBackend(Backend):
 
     def stream_layer(self, layer, spec, ctx, place):
         """Each linear rounded to the type llama.cpp's quantizer gives it there (quantizers.gguf_mix) by llama.cpp's
-        own routines, and read back to fp32; llama.cpp's runtime also rounds activations, which this does not."""
+        own routines and read back to fp32, its input rounded as llama.cpp's CPU matmul rounds it (ggml.dot_rounded).
+        Left out: llama.cpp's F16 KV cache and attention."""
         import torch
 
         from qadvisor.quantizers import ggml, gguf_mix
@@ -58,6 +59,7 @@ class LlamaCppBackend(Backend):
             kind = gguf_mix.stored_linear_type(spec.name, name.rsplit(".", 1)[-1], place.index, n, place.arch)
             linear.weight = torch.nn.Parameter(ggml.round_trip(kind, linear.weight.data, place.threads),
                                                requires_grad=False)
+            linear.register_forward_pre_hook(lambda module, args, kind=kind: (ggml.dot_rounded(kind, args[0]),))
         return cast_plain(layer, torch.float32)
 
     def stream_table(self, spec, role, rows, place):
@@ -65,6 +67,11 @@ class LlamaCppBackend(Backend):
 
         embed, output = gguf_mix.table_types(spec.name, place.arch)
         return ggml.round_trip(embed if role == "embed" else output, rows, place.threads)
+
+    def stream_head_input(self, spec, hidden, place):
+        from qadvisor.quantizers import ggml, gguf_mix
+
+        return ggml.dot_rounded(gguf_mix.table_types(spec.name, place.arch)[1], hidden)
 
     def build_key(self) -> str:
         from qadvisor.quantizers.llamacpp_amx import build_key

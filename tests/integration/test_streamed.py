@@ -30,13 +30,12 @@ def _whole(method, windows, ref_lp, tmp_path):
     return accuracy(backend.load(tmp_path, spec, ctx), windows, ref_lp, "cpu")
 
 
-# (method, KL tolerance): GGUF's runtime rounds activations to 8 bits and keeps an F16 KV cache, which the streamed
-# path does not, so its KL is lower streamed (PPL is held to the same 0.5 %)
-CASES = [("bnb-nf4", 0.10), ("bnb-int8", 0.10), ("hqq-int4", 0.10), ("quanto-int4", 0.10), ("torchao-int8", 0.10), ("gguf-q2_k", 0.25)]
+# GGUF: llama.cpp's runtime rounds each matmul's input to 8 bits; the streamed path does too (ggml.dot_rounded)
+METHODS = ["bnb-nf4", "bnb-int8", "hqq-int4", "quanto-int4", "torchao-int8", "gguf-q8_0", "gguf-q2_k"]
 
 
-@pytest.mark.parametrize("method,kl_tolerance", CASES)
-def test_streamed_accuracy_matches_the_whole_model_trial(tmp_path, method, kl_tolerance):
+@pytest.mark.parametrize("method", METHODS)
+def test_streamed_accuracy_matches_the_whole_model_trial(tmp_path, method):
     pytest.importorskip({"bnb": "bitsandbytes", "hqq": "hqq", "quanto": "optimum.quanto", "torchao": "torchao",
                          "gguf": "llama_cpp"}[method.split("-")[0]])
     from qadvisor.core.metrics import logprobs
@@ -52,4 +51,4 @@ def test_streamed_accuracy_matches_the_whole_model_trial(tmp_path, method, kl_to
     streamed = out.methods[0]
     assert not streamed.error
     assert streamed.ppl == pytest.approx(whole.ppl, rel=0.005)
-    assert streamed.kl_mean == pytest.approx(whole.kl_mean, rel=kl_tolerance)
+    assert streamed.kl_mean == pytest.approx(whole.kl_mean, rel=0.10)
