@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from qadvisor.core.metrics import eval_windows, timed_greedy
-from qadvisor.core.modelio import shipped_model_dir
+from qadvisor.core.measure.metrics import eval_windows, timed_greedy
+from qadvisor.core.measure.modelio import shipped_model_dir
 from qadvisor.quantizers import registry
 from qadvisor.quantizers.base import TrialContext
 

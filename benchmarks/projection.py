@@ -17,12 +17,13 @@ import json
 import sys
 import time
 
-from qadvisor.core import planner
+
+from qadvisor.core import architectures
 from qadvisor.core.hardware import detect
-from qadvisor.core.jobs import EvalSettings
-from qadvisor.core.modelio import synthetic_model_dir
-from qadvisor.core.artifacts import default_cache_dir
-from qadvisor.core.slices import DECODE_BUDGET_S, DECODE_TOKENS, REPEATS, SliceMeasurement
+from qadvisor.core.measure.jobs import EvalSettings
+from qadvisor.core.measure.modelio import synthetic_model_dir
+from qadvisor.core.paths import default_cache_dir
+from qadvisor.core.plan.slices import DECODE_BUDGET_S, DECODE_TOKENS, REPEATS, SliceMeasurement
 
 DECODE_BOUND, PREFILL_BOUND = 0.15, 0.25
 
@@ -38,7 +39,7 @@ def _drain(events) -> None:
 def measure(model: str, methods: list[str], settings: EvalSettings, hardware) -> list[dict]:
     """Per method: both slices and the whole model, quantized by the real backend, timed side by side in one
     process (the product's own path, with the whole model added), and the projection from the slices."""
-    arch = planner.resolve_architecture(model)
+    arch = architectures.resolve_architecture(model)
     whole = synthetic_model_dir(f"synthetic:{arch.name}", default_cache_dir())
     sliced = SliceMeasurement(arch, methods, hardware, settings, default_cache_dir(), whole=whole)
     _drain(sliced.events())

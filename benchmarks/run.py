@@ -94,13 +94,13 @@ class FixedStep:
 def harness_cv_floor() -> float:
     import torch
 
-    from qadvisor.core.metrics import speed
+    from qadvisor.core.measure.metrics import speed
 
     return round(speed(FixedStep(), torch.zeros(128, dtype=torch.long), 32, 3, "cpu", min_measure_s=1.0).decode_cv, 4)
 
 
 def roofline(export: dict) -> tuple[float, dict[str, float]]:
-    from qadvisor.core.bandwidth import probe_bandwidth_gb_s
+    from qadvisor.core.plan.bandwidth import probe_bandwidth_gb_s
 
     gb_s = probe_bandwidth_gb_s()
     return gb_s, {r["method"]: round(r["decode_tok_s"] * r["weights_mem_bytes"] / (gb_s * 1e9), 3)

@@ -15,8 +15,8 @@ import sys
 import time
 
 from qadvisor.core.hardware import detect
-from qadvisor.core.jobs import EvalSettings
-from qadvisor.core.runner import Run, RunRequest
+from qadvisor.core.measure.jobs import EvalSettings
+from qadvisor.core.measure.runner import Run, RunRequest
 
 
 def time_plan(repeats: int = 5) -> list[float]:

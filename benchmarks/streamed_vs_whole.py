@@ -4,7 +4,7 @@
     python benchmarks/streamed_vs_whole.py memory [--model Qwen2.5-7B] [--methods bnb-nf4,gguf-q4_k_m]
 
 `equivalence`: on the shipped model, each method's PPL, KL and top-1 from `qadvisor --auto` (whole-model trials) and
-from core.streamed, side by side. Targets: PPL within 0.5 %, KL within 10 %, for every method (GGUF too: the
+from core.measure.streamed, side by side. Targets: PPL within 0.5 %, KL within 10 %, for every method (GGUF too: the
 streamed path rounds each matmul's input as llama.cpp's CPU runtime does; its F16 KV cache is left out).
 
 `memory`: a synthetic checkpoint (random bf16 weights, built once in the cache) larger than this machine's memory
@@ -33,8 +33,8 @@ def machine() -> str:
 
 
 def streamed(model_dir: Path, methods: list[str], window: int, windows: int, threads: int):
-    from qadvisor.core import modelio
-    from qadvisor.core.streamed import StreamJob
+    from qadvisor.core.measure import modelio
+    from qadvisor.core.measure.streamed import StreamJob
 
     text, _ = modelio.text_for(model_dir, modelio.EVAL_FILE)
     job = StreamJob(model_dir, methods, text, window, windows, threads)
@@ -44,7 +44,7 @@ def streamed(model_dir: Path, methods: list[str], window: int, windows: int, thr
 
 
 def equivalence(methods: list[str], threads: int) -> int:
-    from qadvisor.core.modelio import shipped_model_dir
+    from qadvisor.core.measure.modelio import shipped_model_dir
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "whole.json"
@@ -73,12 +73,12 @@ def equivalence(methods: list[str], threads: int) -> int:
 
 
 def memory(model: str, methods: list[str], threads: int) -> int:
-    from qadvisor.core import planner
-    from qadvisor.core.artifacts import default_cache_dir
-    from qadvisor.core.modelio import build_synthetic
+    from qadvisor.core import architectures
+    from qadvisor.core.paths import default_cache_dir
+    from qadvisor.core.measure.modelio import build_synthetic
 
-    arch = planner.resolve_architecture(model)
-    print(f"building synthetic:{arch.name} (bf16, {2 * planner.param_count(arch) / 2**30:.1f} GiB; once, cached)",
+    arch = architectures.resolve_architecture(model)
+    print(f"building synthetic:{arch.name} (bf16, {2 * architectures.param_count(arch) / 2**30:.1f} GiB; once, cached)",
           file=sys.stderr)
     folder = build_synthetic(arch, default_cache_dir())
     code = ("import json,sys; from pathlib import Path; sys.path.insert(0, 'benchmarks'); "
@@ -86,12 +86,12 @@ def memory(model: str, methods: list[str], threads: int) -> int:
             f"s = streamed(Path({str(folder)!r}), {methods!r}, 257, 2, {threads}); print(s.model_dump_json())")
     done = subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.PIPE, text=True)
     s = json.loads(done.stdout.strip().splitlines()[-1])
-    big = planner.resolve_architecture("Qwen2.5-72B")
-    scale = (planner.param_count(big) / big.num_hidden_layers) / (planner.param_count(arch) / arch.num_hidden_layers)
+    big = architectures.resolve_architecture("Qwen2.5-72B")
+    scale = (architectures.param_count(big) / big.num_hidden_layers) / (architectures.param_count(arch) / arch.num_hidden_layers)
     per_layer = {"fp32": s["ref_seconds_per_layer"], **{m["method"]: m["seconds_per_layer"] for m in s["methods"]}}
     total = sum(v for v in per_layer.values() if v) * scale * big.num_hidden_layers
     print(f"synthetic:{arch.name}: {arch.num_hidden_layers} layers, fp32 weights "
-          f"{4 * planner.param_count(arch) / 2**30:.1f} GiB; {s['tokens']} tokens; peak RSS "
+          f"{4 * architectures.param_count(arch) / 2**30:.1f} GiB; {s['tokens']} tokens; peak RSS "
           f"{s['peak_rss_bytes'] / 2**30:.2f} GiB (target ≤ {RSS_TARGET / 2**30:.0f})")
     print("seconds per layer: " + ", ".join(f"{k} {v:.1f}" for k, v in per_layer.items() if v))
     for m in s["methods"]:

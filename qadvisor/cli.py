@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _gpu_names() -> list[str]:
-    from qadvisor.core.planner import gpu_table
+    from qadvisor.core.plan.planner import gpu_table
 
     return list(gpu_table())
 
@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_environment() -> None:
     """What qadvisor reads from the environment, checked before any command does anything."""
-    from qadvisor.core import artifacts, hardware
+    from qadvisor.core import hardware
+    from qadvisor.core.measure import artifacts
 
     artifacts.check_environment()
     hardware.check_environment()
@@ -188,7 +189,7 @@ def priorities_from_args(args, default="balanced"):
     """The chosen profile (else `default`: a preset name or saved priorities) with any weights and limits given on
     the command line laid over it."""
     from qadvisor.app.options import priority_options
-    from qadvisor.models.priorities import parse_weights
+    from qadvisor.schemas.priorities import parse_weights
 
     return priority_options(profile=args.profile or default, **parse_weights(args.priorities or ""),
                             max_size=args.max_size, min_tok_s=args.min_tok_s, max_ppl_rise=args.max_ppl_rise,
@@ -200,8 +201,8 @@ def cmd_advise(args) -> int:
     from qadvisor.app.advice import readvise
     from qadvisor.console import print_recommendations
     from qadvisor.app.report import write_run
-    from qadvisor.models.export import load_export
-    from qadvisor.models.jsonfile import check_output_paths
+    from qadvisor.schemas.export import load_export
+    from qadvisor.schemas.jsonfile import check_output_paths
 
     export = load_export(args.source)
     check_output_paths(args.export, args.report)
@@ -232,8 +233,8 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from qadvisor.core import artifacts
-    from qadvisor.core.artifacts import default_cache_dir
+    from qadvisor.core.measure import artifacts
+    from qadvisor.core.paths import default_cache_dir
 
     root = default_cache_dir()
     if args.clear:
@@ -250,7 +251,7 @@ def cmd_cache(args) -> int:
 
 def cmd_compare(args) -> int:
     from qadvisor.console import print_comparison
-    from qadvisor.models.export import load_export
+    from qadvisor.schemas.export import load_export
 
     first = load_export(args.first)
     if args.second is not None:
@@ -266,7 +267,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from qadvisor.models.export import RunExport
+    from qadvisor.schemas.export import RunExport
 
     print(json.dumps(RunExport.model_json_schema(), indent=2))
     return 0

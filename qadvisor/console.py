@@ -10,8 +10,8 @@ from rich.table import Table
 
 from qadvisor.app.views import BRIEF_METRICS, TEXT_COLUMNS, metrics_line
 from qadvisor import format as f
-from qadvisor.models.events import Error, Event, Progress, Result
-from qadvisor.models.hardware import HardwareInfo
+from qadvisor.schemas.events import Error, Event, Progress, Result
+from qadvisor.schemas.hardware import HardwareInfo
 
 def stdout_console() -> Console:
     """Rich console for stdout; when piped, wide enough that tables keep their columns."""
@@ -54,7 +54,7 @@ def print_methods(rows: list[dict]) -> None:
 def print_plan(plan, explain: bool = False) -> None:
     """The planner's table (the shared view); every figure is an estimate, and says so."""
     from qadvisor.app.views import plan_view
-    from qadvisor.core.planner import published_memory
+    from qadvisor.core.plan.planner import published_memory
 
     print_view(plan_view(plan, published_memory()))
     print_projection(plan)
@@ -193,7 +193,7 @@ def _each_kind(export, show) -> None:
 def print_comparison(first, second) -> None:
     """Two runs side by side: per method the change in each metric, and whether the advice differs."""
     from qadvisor.app.views import comparison_view
-    from qadvisor.core.compare import compare
+    from qadvisor.core.advise.compare import compare
 
     view = comparison_view(compare(first, second), f"{first.model.name} on {first.settings.device} ({first.created_at})",
                            f"{second.model.name} on {second.settings.device} ({second.created_at})")

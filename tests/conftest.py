@@ -17,22 +17,22 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 1800) -> subpr
     )
 
 
-def trial_processes(with_zygotes: bool = False) -> list:
-    """Running trial processes: started fresh (`qadvisor.core.worker`) or forked by a warm process
-    (`qadvisor.core.zygote` under a parent that is one too); `with_zygotes` adds the warm processes themselves."""
+def trial_processes(with_forkservers: bool = False) -> list:
+    """Running trial processes: started fresh (`qadvisor.core.measure.worker`) or forked by a warm process
+    (`qadvisor.core.measure.forkserver` under a parent that is one too); `with_forkservers` adds the warm processes themselves."""
     import psutil
 
     found = []
     for proc in psutil.process_iter(["cmdline", "ppid"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if "qadvisor.core.worker" in cmdline:
+        if "qadvisor.core.measure.worker" in cmdline:
             found.append(proc)
-        elif "qadvisor.core.zygote" in cmdline:
+        elif "qadvisor.core.measure.forkserver" in cmdline:
             try:
-                forked = "qadvisor.core.zygote" in " ".join(psutil.Process(proc.info["ppid"]).cmdline())
+                forked = "qadvisor.core.measure.forkserver" in " ".join(psutil.Process(proc.info["ppid"]).cmdline())
             except psutil.Error:
                 forked = False
-            if forked or with_zygotes:
+            if forked or with_forkservers:
                 found.append(proc)
     return found
 

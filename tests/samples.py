@@ -1,8 +1,8 @@
 """Shared test data: recorded-looking results and an export for tests that need them but no measurement."""
 
-from qadvisor.models.export import ModelInfo, RunExport, RunSettings
-from qadvisor.models.hardware import HardwareInfo
-from qadvisor.models.result import TrialResult
+from qadvisor.schemas.export import ModelInfo, RunExport, RunSettings
+from qadvisor.schemas.hardware import HardwareInfo
+from qadvisor.schemas.result import TrialResult
 
 
 def sample_export() -> RunExport:
@@ -45,9 +45,9 @@ RECORDED = [
 def two_kind_export():
     """A --cluster export: one ok method measured on two nodes of two hardware kinds, advised per kind."""
     from qadvisor.app.advice import readvise
-    from qadvisor.core.cluster import hardware_kind
-    from qadvisor.models.export import HardwareKind
-    from qadvisor.models.priorities import load_profile
+    from qadvisor.core.hardware import hardware_kind
+    from qadvisor.schemas.export import HardwareKind
+    from qadvisor.schemas.priorities import load_profile
 
     export = sample_export()
     fast = export.hardware.model_copy(update={"cpu_model": "Fast CPU", "isa_flags": ["AVX2", "AVX512F"]})

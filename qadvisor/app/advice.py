@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from qadvisor.core.advisor import advise
-from qadvisor.core.target import target_advice
-from qadvisor.models.export import HardwareKind, RunExport
-from qadvisor.models.priorities import Priorities
-from qadvisor.models.result import TrialResult
+from qadvisor.core.advise.advisor import advise
+from qadvisor.core.advise.target import target_advice
+from qadvisor.schemas.export import HardwareKind, RunExport
+from qadvisor.schemas.priorities import Priorities
+from qadvisor.schemas.result import TrialResult
 
 
 def readvise(export: RunExport, priorities: Priorities, with_target: bool = False) -> RunExport:

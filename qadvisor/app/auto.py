@@ -9,10 +9,10 @@ from typing import Callable, Iterator
 
 from qadvisor.app.options import RunOptions
 from qadvisor.errors import UserError
-from qadvisor.models.events import Event
-from qadvisor.models.export import RunExport, save_export
-from qadvisor.models.jsonfile import check_output_dir, check_output_paths
-from qadvisor.models.priorities import Priorities
+from qadvisor.schemas.events import Event
+from qadvisor.schemas.export import RunExport, save_export
+from qadvisor.schemas.jsonfile import check_output_dir, check_output_paths
+from qadvisor.schemas.priorities import Priorities
 
 
 # Slices at 72B cost minutes a method here: by default the target gets a spread over the archetypes.
@@ -21,7 +21,7 @@ TARGET_DEFAULT = ("bnb-nf4", "quanto-int4", "torchao-int8", "gguf-q8_0", "gguf-q
 
 def _target_methods(opts: RunOptions) -> list[str]:
     """The proxy's methods that slices can time: the ones asked for, else the default spread among them."""
-    from qadvisor.core.slices import sliceable
+    from qadvisor.core.plan.slices import sliceable
 
     if opts.target_methods:
         missing = [m for m in opts.target_methods if m not in opts.methods]
@@ -35,9 +35,9 @@ def _target_methods(opts: RunOptions) -> list[str]:
 
 
 def _stream_job(opts: RunOptions, methods: list[str], settings):
-    """`--plan-for DIR` with weights: the target's own accuracy, streamed one layer at a time (core.streamed)."""
-    from qadvisor.core import modelio
-    from qadvisor.core.streamed import StreamJob
+    """`--plan-for DIR` with weights: the target's own accuracy, streamed one layer at a time (core.measure.streamed)."""
+    from qadvisor.core.measure import modelio
+    from qadvisor.core.measure.streamed import StreamJob
 
     folder = Path(opts.plan_for)
     if not (folder.is_dir() and any(folder.glob("*.safetensors"))):
@@ -52,7 +52,7 @@ def as_streamed_target(opts: RunOptions, say: Callable[[str], None]) -> RunOptio
     model."""
     import psutil
 
-    from qadvisor.core import memory, modelio
+    from qadvisor.core.measure import memory, modelio
 
     folder = Path(opts.model) if opts.model and not opts.model.startswith(modelio.SYNTHETIC_PREFIX) else None
     if folder is None or not folder.is_dir():
@@ -60,7 +60,7 @@ def as_streamed_target(opts: RunOptions, say: Callable[[str], None]) -> RunOptio
             raise UserError("--stream measures a checkpoint folder one layer at a time: pass --model DIR")
         return opts
     config = modelio.check_model_dir(folder)
-    need = memory.floor_bytes(modelio.param_count(folder), config["vocab_size"])
+    need = memory.floor_bytes(modelio.stored_params(folder), config["vocab_size"])
     free = psutil.virtual_memory().available
     if not opts.stream and need <= free:
         return opts
@@ -77,7 +77,7 @@ def _on_cluster(run, opts: RunOptions, plan_options, say: Callable[[str], None])
     """The checked local run, measured on every node of a Ray cluster instead of here; `plan_options` (--plan-for
     measured on slices): once per hardware kind, on one node of the kind."""
     from qadvisor.app.plan import plan_here
-    from qadvisor.core.cluster import ClusterRun
+    from qadvisor.core.cluster.driver import ClusterRun
 
     per_kind = (plan_here, plan_options.model_dump_json()) if plan_options is not None else None
     cluster = ClusterRun(run, opts.cluster, opts.device, opts.threads, opts.pin, per_kind)
@@ -92,8 +92,8 @@ class AutoSession:
     def __init__(self, opts: RunOptions, priorities: Priorities, say: Callable[[str], None] = lambda line: None):
         from qadvisor.app.plan import PlanJob, PlanOptions
         from qadvisor.core.hardware import detect, resolve_device
-        from qadvisor.core.jobs import EvalSettings
-        from qadvisor.core.runner import Run, RunRequest
+        from qadvisor.core.measure.jobs import EvalSettings
+        from qadvisor.core.measure.runner import Run, RunRequest
 
         check_output_paths(opts.export, opts.report)  # a run of minutes must not fail at its last step
         check_output_dir(opts.keep_models, "--keep-models")
@@ -150,8 +150,12 @@ class AutoSession:
     def export(self) -> RunExport:
         """The results so far, advised; after a stop, what finished (`complete` false, `cut` says what was not)."""
         from qadvisor.app.advice import readvise
+        from qadvisor.core.plan.plancheck import predicted_vs_measured
 
         export = self.run.export()
+        s = export.settings  # the planner's prediction beside each measured size: where it was wrong shows here
+        export.plan_check = predicted_vs_measured(Path(export.model.path), export.results,
+                                                  s.prompt_tokens + s.decode_tokens - 1)
         if self.plan_job is not None and not self.plans_per_kind:
             export.plan = self.plan_job.plan()  # per kind: in export.kinds, from the cluster run
         if self.stream_job is not None and self.stream_job.result().ref_ppl is not None:
@@ -161,7 +165,7 @@ class AutoSession:
     def autosave(self, export: RunExport) -> Path:
         """Keep the run where the next session finds it (the TUI saves every run it ends, finished or stopped, so a
         quit never loses results): $QADVISOR_CACHE/runs/TIME-MODEL.json."""
-        from qadvisor.core.artifacts import default_cache_dir
+        from qadvisor.core.paths import default_cache_dir
 
         stamp = export.created_at[:19].replace(":", "").replace("-", "")
         path = default_cache_dir() / "runs" / f"{stamp}-{export.model.name}.json"

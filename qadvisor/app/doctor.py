@@ -12,15 +12,15 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from qadvisor.core import artifacts
+from qadvisor.core import paths
 from qadvisor.core.contention import contended, cpu_busy_now
-from qadvisor.core.jobs import EvalSettings
-from qadvisor.core.runner import Run, RunRequest
-from qadvisor.models.doctor import DoctorReport, DoctorRow
-from qadvisor.models.events import Result
-from qadvisor.models.hardware import HardwareInfo
-from qadvisor.models.jsonfile import write_text_atomic
-from qadvisor.models.result import TrialResult
+from qadvisor.core.measure.jobs import EvalSettings
+from qadvisor.core.measure.runner import Run, RunRequest
+from qadvisor.schemas.doctor import DoctorReport, DoctorRow
+from qadvisor.schemas.events import Result
+from qadvisor.schemas.hardware import HardwareInfo
+from qadvisor.schemas.jsonfile import write_text_atomic
+from qadvisor.schemas.result import TrialResult
 from qadvisor.quantizers import registry
 
 # one method per backend: the path a user meets first (llama.cpp's Q8_0 is the one its AMX kernels take)
@@ -32,7 +32,7 @@ REPORT_FILE = "doctor.json"
 
 
 def report_path() -> Path:
-    return artifacts.probe_dir(artifacts.default_cache_dir()) / REPORT_FILE
+    return paths.probe_dir(paths.default_cache_dir()) / REPORT_FILE
 
 
 def run_doctor(hardware: HardwareInfo, threads: int, say: Callable[[str], None] = lambda line: None,

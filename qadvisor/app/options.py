@@ -7,9 +7,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from qadvisor.core.jobs import EvalSettings
+from qadvisor.core.measure.jobs import EvalSettings
 from qadvisor.errors import UserError
-from qadvisor.models.priorities import Priorities, build_priorities, parse_size
+from qadvisor.schemas.priorities import Priorities, build_priorities, parse_size
 from qadvisor.quantizers import registry
 
 
@@ -31,10 +31,10 @@ class RunOptions(BaseModel):
     decode_tokens: int = Field(_EVAL["decode_tokens"].default, ge=2)
     prompt_tokens: int = Field(_EVAL["prompt_tokens"].default, ge=1)
     plan_for: str | None = None  # e.g. Qwen2.5-72B: also advise for that model
-    stream: bool = False  # --model DIR measured as a target: its accuracy streamed layer by layer (core.streamed)
+    stream: bool = False  # --model DIR measured as a target: its accuracy streamed layer by layer (core.measure.streamed)
     target: str = "this"
     target_methods: list[str] | None = None  # measured on slices of plan_for; default: app.auto._target_methods
-    cluster: str | None = None  # `local` or HOST:PORT of a Ray cluster: every method on every node (core.cluster)
+    cluster: str | None = None  # `local` or HOST:PORT of a Ray cluster: every method on every node (core.cluster.driver)
     pin: dict[str, str] = {}  # method → a Ray resource: that method only on the nodes that have it (e.g. H100s)
 
     @field_validator("pin", mode="before")

@@ -7,10 +7,12 @@ from typing import Iterator
 
 from pydantic import BaseModel, Field, ValidationError
 
-from qadvisor.core import planner
+from qadvisor.core.plan import planner
+
+from qadvisor.core import architectures
 from qadvisor.errors import UserError
-from qadvisor.models.events import Event
-from qadvisor.models.plan import Plan
+from qadvisor.schemas.events import Event
+from qadvisor.schemas.plan import Plan
 
 
 class PlanOptions(BaseModel):
@@ -40,12 +42,12 @@ class PlanJob:
 
     def __init__(self, opts: PlanOptions):
         if opts.measure and opts.methods:  # say why slices cannot time a method before the planner's broader no
-            from qadvisor.core.slices import check_sliceable
+            from qadvisor.core.plan.slices import check_sliceable
 
             check_sliceable(opts.methods)
         from qadvisor.core import hub
 
-        self.arch = planner.resolve_architecture(hub.resolve(opts.model))
+        self.arch = architectures.resolve_architecture(hub.resolve(opts.model))
         self.target = planner.parse_target(opts.target)
         self.estimate = planner.plan(self.arch, self.target, context=opts.context, batch=opts.batch,
                                      prompt_tokens=opts.prompt_tokens, methods=opts.methods)
@@ -59,7 +61,7 @@ class PlanJob:
         m = self.measurement
         if m is None:
             return self.estimate
-        from qadvisor.core.slices import attach
+        from qadvisor.core.plan.slices import attach
 
         notes = [f"{name}: {r.reason}" for name, rs in m.results.items() for r in rs if r.status != "ok"]
         return attach(self.estimate, m.projections, m.disk_read_gb_s).model_copy(
@@ -67,7 +69,7 @@ class PlanJob:
 
 
 def plan_here(payload, request_json: str, device: str, options_json: str) -> Iterator[tuple[str, object]]:
-    """On a node of a cluster (core.cluster runs it once per hardware kind, after the kind's trials): the --plan-for
+    """On a node of a cluster (core.cluster.driver runs it once per hardware kind, after the kind's trials): the --plan-for
     measurement on that node's hardware. Yields ("event", Event) as they come, then ("value", Plan)."""
     opts = PlanOptions.model_validate_json(options_json).model_copy(update={"device": device})
     job = PlanJob(opts)
@@ -78,9 +80,9 @@ def plan_here(payload, request_json: str, device: str, options_json: str) -> Ite
 
 def _measurement(opts: PlanOptions, arch, target, estimate: Plan):
     from qadvisor.core.hardware import detect, resolve_device
-    from qadvisor.core.jobs import EvalSettings
-    from qadvisor.core.artifacts import default_cache_dir
-    from qadvisor.core.slices import MEASURE_DEFAULT, SliceMeasurement
+    from qadvisor.core.measure.jobs import EvalSettings
+    from qadvisor.core.paths import default_cache_dir
+    from qadvisor.core.plan.slices import MEASURE_DEFAULT, SliceMeasurement
 
     if opts.target != "this":
         raise UserError(f"--measure times this machine; --target {opts.target} is not here (drop --target, or plan "

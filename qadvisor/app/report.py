@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from qadvisor.app.views import TEXT_COLUMNS, plan_check_lines
-from qadvisor.models.export import RunExport, save_export
-from qadvisor.models.jsonfile import write_text_atomic
+from qadvisor.schemas.export import RunExport, save_export
+from qadvisor.schemas.jsonfile import write_text_atomic
 
 
 def write_run(export: RunExport, export_path: Path | None, report_path: Path | None) -> list[str]:

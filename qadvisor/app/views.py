@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 from qadvisor import format as f
 from qadvisor.core.contention import busy_labels, contended
-from qadvisor.models.events import STEPS
-from qadvisor.models.export import RunExport
-from qadvisor.models.hardware import HardwareInfo
-from qadvisor.models.plan import Plan, PlanCheck
-from qadvisor.models.result import TrialResult
+from qadvisor.schemas.events import STEPS
+from qadvisor.schemas.export import RunExport
+from qadvisor.schemas.hardware import HardwareInfo
+from qadvisor.schemas.plan import Plan, PlanCheck
+from qadvisor.schemas.result import TrialResult
 
 
 TEXT_COLUMNS = ("method", "fits", "type", "backend", "here", "why / version", "methods", "verdict", "what it found")  # left-aligned; numbers right
@@ -225,7 +225,7 @@ def priorities_line(p) -> str:
 
 
 def comparison_view(c, label_a: str, label_b: str) -> TableView:
-    """Two runs side by side (core.compare): per method the change in each metric, and whether the advice differs."""
+    """Two runs side by side (core.advise.compare): per method the change in each metric, and whether the advice differs."""
     rows = [[p.method, f"{f.mib(p.a.size_bytes)}→{f.mib(p.b.size_bytes)}",
              f"{p.a.decode_tok_s:.1f}→{p.b.decode_tok_s:.1f}", f"{p.decode_ratio:.2f}×",
              f"{f.signed_pct(p.a.ppl_delta_pct)}→{f.signed_pct(p.b.ppl_delta_pct)}",
@@ -265,7 +265,7 @@ def contention_differs(pairs) -> str:
 
 def plan_view(plan: Plan, published: dict | None = None) -> TableView:
     """The planner's table; every figure an estimate, and the title says so. `published`: Qwen's own measured
-    memory for this model (core.planner.published_memory), shown beside ours with its source."""
+    memory for this model (core.plan.planner.published_memory), shown beside ours with its source."""
     t = plan.target
     where = (f"{t.name} ×{t.count}, {f.gib(t.memory_bytes)} each" if t.kind == "gpu"
              else f"this CPU, {f.gib(t.memory_bytes)} RAM free")
@@ -374,7 +374,7 @@ def streamed_lines(export: RunExport) -> list[str]:
 
 def _evidence_sources(model: str, results: list[TrialResult]) -> list[str]:
     """Each published figure behind a target's accuracy column, and each source once."""
-    from qadvisor.core.evidence import evidence
+    from qadvisor.core.advise.evidence import evidence
 
     found = [(r.method, evidence(model, r.method)) for r in results if r.accuracy_basis == "published"]
     lines = [f"{method} accuracy: {e.figure}" for method, e in found if e]

@@ -13,7 +13,7 @@ import resource
 import time
 from pathlib import Path
 
-from qadvisor.models.result import TrialResult
+from qadvisor.schemas.result import TrialResult
 
 PSI_FILE = Path("/proc/pressure/cpu")
 STAT_FILE = Path("/proc/stat")

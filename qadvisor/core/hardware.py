@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from qadvisor.models.hardware import GpuInfo, HardwareInfo
+from qadvisor.schemas.hardware import GpuInfo, HardwareInfo
 
 ISA_FLAGS = {"avx2": "AVX2", "avx512f": "AVX512F", "avx512_bf16": "AVX512_BF16", "amx_tile": "AMX", "fma": "FMA"}
 
@@ -155,7 +155,7 @@ def detect(with_backends: bool = True) -> HardwareInfo:
 def backend_findings() -> dict[str, str]:
     """What earlier runs found out about a backend on this machine (kept in the cache's probes), by backend: that its
     fast path crashed here and which safe configuration it runs in. `qadvisor hardware` and `methods` say it."""
-    from qadvisor.core.artifacts import default_cache_dir, probe_dir
+    from qadvisor.core.paths import default_cache_dir, probe_dir
     from qadvisor.quantizers import fallback, registry
 
     found, where = {}, probe_dir(default_cache_dir())
@@ -175,3 +175,10 @@ def resolve_device(requested: str) -> str:
     if requested == "cuda" and not _cuda_available():
         raise UserError("--device cuda: no CUDA device is visible to torch here")
     return requested
+
+
+def hardware_kind(hw: HardwareInfo) -> str:
+    """Machines that measure alike: same CPU, cores, instruction sets, RAM (to the GiB) and GPUs."""
+    gpus = ", ".join(f"{g.name} {round(g.vram_bytes / 2**30)} GiB" for g in hw.gpus) or "no GPU"
+    return (f"{hw.cpu_model}, {hw.physical_cores} cores, {', '.join(hw.isa_flags) or 'no SIMD flags'}, "
+            f"{round(hw.ram_total_bytes / 2**30)} GiB RAM, {gpus}")

@@ -7,7 +7,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from qadvisor.models.method import MethodSpec
+from qadvisor.schemas.method import MethodSpec
 from qadvisor.quantizers.fallback import SafeConfig, versions_key
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -117,7 +117,7 @@ class Backend:
         """What the reloaded model runs with that its results must say (a kernel left out on this machine)."""
         return []
 
-    # streamed accuracy (core.streamed): a checkpoint measured one decoder layer at a time
+    # streamed accuracy (core.measure.streamed): a checkpoint measured one decoder layer at a time
     streamed_methods: frozenset[str] = frozenset()  # the methods whose layers this backend quantizes one by one
 
     def stream_layer(self, layer: Any, spec: MethodSpec, ctx: TrialContext, place: LayerPlace) -> Any:

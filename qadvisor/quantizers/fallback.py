@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from qadvisor.models.jsonfile import write_text_atomic
+from qadvisor.schemas.jsonfile import write_text_atomic
 
 # the signals of a fault in native code (not SIGKILL: that is the OOM killer or a stop, which no setting avoids)
 FATAL_SIGNALS = (signal.SIGILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE)

@@ -11,7 +11,7 @@ is not the whole model's average layer (`layer_ratio`).
 
 from __future__ import annotations
 
-from qadvisor.models.plan import Architecture
+from qadvisor.schemas.plan import Architecture
 
 BITS = {"F16": 16.0, "Q8_0": 8.5, "Q6_K": 6.5625, "Q5_1": 6.0, "Q5_K": 5.5, "Q5_0": 5.5, "Q4_K": 4.5, "Q4_0": 4.5,
         "Q3_K": 3.4375, "Q2_K": 2.625}  # bits per weight, block scales included (ggml's block sizes)

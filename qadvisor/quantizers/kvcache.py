@@ -8,7 +8,7 @@ scoring therefore decodes token by token after a short prompt (see `metrics.accu
 
 from __future__ import annotations
 
-from qadvisor.models.method import MethodSpec
+from qadvisor.schemas.method import MethodSpec
 from qadvisor.quantizers.base import Backend
 
 RESIDUAL_TOKENS = 32

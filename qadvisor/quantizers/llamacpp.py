@@ -11,7 +11,7 @@ import json
 import math
 from pathlib import Path
 
-from qadvisor.models.method import MethodSpec
+from qadvisor.schemas.method import MethodSpec
 from qadvisor.quantizers.base import Backend
 from qadvisor.quantizers.fallback import SafeConfig
 

@@ -3,7 +3,7 @@ the registry lists it only when QADVISOR_ENABLE_MOCK_BACKEND=1."""
 
 from __future__ import annotations
 
-from qadvisor.models.method import MethodSpec
+from qadvisor.schemas.method import MethodSpec
 from qadvisor.quantizers.base import Backend, load_hf
 from qadvisor.quantizers.fallback import FATAL_SIGNALS, SafeConfig
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qadvisor.models.method import MethodSpec
+from qadvisor.schemas.method import MethodSpec
 from qadvisor.quantizers.base import Backend, load_hf
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 
-from qadvisor.models.method import MethodSpec
+from qadvisor.schemas.method import MethodSpec
 from qadvisor.quantizers.base import Backend, empty_hf, load_hf, skipped_init, tie_head, untied_state_dict
 
 QMAP_FILE = "quanto_qmap.json"

@@ -7,8 +7,8 @@ import os
 from functools import cache
 
 from qadvisor.errors import UserError
-from qadvisor.models.hardware import BackendAvailability
-from qadvisor.models.method import MethodSpec, Recipe, parse_recipe
+from qadvisor.schemas.hardware import BackendAvailability
+from qadvisor.schemas.method import MethodSpec, Recipe, parse_recipe
 from qadvisor.quantizers.base import Backend
 
 BACKEND_MODULES = ("native", "bnb", "gptq", "hqq", "quanto", "torchao", "llamacpp", "kvcache")

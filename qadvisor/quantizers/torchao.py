@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qadvisor.models.method import MethodSpec
+from qadvisor.schemas.method import MethodSpec
 from qadvisor.quantizers.base import Backend, cast_plain, empty_hf, load_hf, untied_state_dict, use_compute_dtype
 
 WEIGHTS_FILE = "model.pt"  # torchao tensor subclasses serialise through torch.save, not safetensors

@@ -15,11 +15,11 @@ from textual.widgets import Markdown
 
 from qadvisor.app.advice import readvise
 from qadvisor.errors import UserError
-from qadvisor.models.events import Error, Metric, Progress, Result
-from qadvisor.models.export import RunExport
-from qadvisor.models.hardware import HardwareInfo
+from qadvisor.schemas.events import Error, Metric, Progress, Result
+from qadvisor.schemas.export import RunExport
+from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.app.options import priority_options
-from qadvisor.models.priorities import Priorities, load_profile, preset_names
+from qadvisor.schemas.priorities import Priorities, load_profile, preset_names
 from qadvisor.tui.messages import RunFinished, TrialEvent
 from qadvisor.tui.screens import HardwareScreen, PrioritiesScreen, RecommendationScreen, RunScreen
 
@@ -235,8 +235,8 @@ class QAdvisorApp(App):
 
     def open_comparison(self, path: Path) -> str:
         """Load a saved run and show it beside this one; returns an error line or ''."""
-        from qadvisor.core.compare import compare
-        from qadvisor.models.export import load_export
+        from qadvisor.core.advise.compare import compare
+        from qadvisor.schemas.export import load_export
         from qadvisor.tui.screens import CompareScreen
 
         try:
@@ -289,7 +289,7 @@ def _slice_line(event) -> str:
             return f"slices: {r.method} decode {r.decode_tok_s:.2f} tok/s, prefill {r.prefill_tok_s:.1f} tok/s"
         case Result(result=r):
             return f"slices: [red]{r.method}: {r.status}: {r.reason}[/]"
-        case Progress() if event.method.endswith(" streamed"):  # core.streamed: the target's own accuracy
+        case Progress() if event.method.endswith(" streamed"):  # core.measure.streamed: the target's own accuracy
             return f"{event.method}: {event.message}"
         case Progress():
             return f"slices: {event.method}: {event.step} {event.message}"

@@ -6,8 +6,8 @@ from qadvisor.app.auto import AutoSession
 from qadvisor.app.options import run_options
 from qadvisor.app.views import method_rows
 from qadvisor.core.hardware import detect
-from qadvisor.core.modelio import SHIPPED_MODEL_NAME
-from qadvisor.models.export import load_export
+from qadvisor.core.measure.modelio import SHIPPED_MODEL_NAME
+from qadvisor.schemas.export import load_export
 from qadvisor.quantizers import registry
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from qadvisor.models.events import Event
-from qadvisor.models.export import RunExport
+from qadvisor.schemas.events import Event
+from qadvisor.schemas.export import RunExport
 
 
 class TrialEvent(Message):

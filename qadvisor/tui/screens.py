@@ -17,7 +17,7 @@ from qadvisor.app.options import default
 from qadvisor.app.report import target_markdown, time_markdown
 from qadvisor.app.views import (backends_view, comparison_view, doctor_view, hardware_lines, plan_check_lines, plan_summary,
                                 per_kind, recommendation_view, result_notes, score_view)
-from qadvisor.models.hardware import HardwareInfo
+from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.quantizers import registry
 
 

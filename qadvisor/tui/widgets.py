@@ -10,8 +10,8 @@ from textual.widgets import Label, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
 from qadvisor.app.views import metrics_line
-from qadvisor.models.events import STEPS, Error, Metric, Progress
-from qadvisor.models.result import TrialResult
+from qadvisor.schemas.events import STEPS, Error, Metric, Progress
+from qadvisor.schemas.result import TrialResult
 
 
 class MethodPanel(Vertical):

@@ -3,8 +3,8 @@
 import pytest
 
 from qadvisor.core.hardware import detect
-from qadvisor.core.jobs import EvalSettings
-from qadvisor.core.runner import Run, RunRequest
+from qadvisor.core.measure.jobs import EvalSettings
+from qadvisor.core.measure.runner import Run, RunRequest
 
 
 def _run(cache_dir, reuse=True):

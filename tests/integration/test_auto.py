@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from qadvisor.models.export import load_export
+from qadvisor.schemas.export import load_export
 from qadvisor.quantizers import registry
 from tests.conftest import run_cli
 
@@ -76,8 +76,8 @@ def test_auto_recommends_and_advise_reproduces_it(auto_run, tmp_path):
 def test_presets_on_measured_results_give_a_b_c(auto_run, tmp_path):
     """storage-first → the smallest within its accuracy limit (A), latency-first → the fastest (B), balanced → the
     best-scoring non-dominated Tool C method on equal weights."""
-    from qadvisor.core.advisor import violations
-    from qadvisor.models.priorities import load_profile
+    from qadvisor.core.advise.advisor import violations
+    from qadvisor.schemas.priorities import load_profile
 
     _, path = auto_run
     ok = [r for r in load_export(path).results if r.status == "ok"]

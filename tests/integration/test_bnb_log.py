@@ -1,8 +1,8 @@
 """bitsandbytes' per-matmul warning is not part of bnb-int8's timed generation (quantizers.bnb)."""
 
 from qadvisor.core.hardware import detect
-from qadvisor.core.jobs import EvalSettings
-from qadvisor.core.runner import Run, RunRequest
+from qadvisor.core.measure.jobs import EvalSettings
+from qadvisor.core.measure.runner import Run, RunRequest
 
 
 def test_bnb_int8_trial_says_once_that_it_mutes_the_cast_warning(tmp_path):

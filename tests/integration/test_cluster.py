@@ -9,8 +9,8 @@ import pytest
 from qadvisor.app.advice import kind_results
 from qadvisor.app.auto import AutoSession
 from qadvisor.app.options import run_options
-from qadvisor.models.events import Progress
-from qadvisor.models.priorities import load_profile
+from qadvisor.schemas.events import Progress
+from qadvisor.schemas.priorities import load_profile
 from tests.conftest import trial_processes
 
 ray = pytest.importorskip("ray")
@@ -76,9 +76,9 @@ def test_a_killed_ray_worker_fails_that_trial_and_keeps_the_others(fresh_ray, mo
     assert results["mock-passthrough"].status == "ok" and results["fp32"].status == "ok"
     assert results["mock-hang"].status == "failed" and "died: WorkerCrashedError" in results["mock-hang"].reason
     deadline = time.monotonic() + 20
-    while trial_processes(with_zygotes=True) and time.monotonic() < deadline:
+    while trial_processes(with_forkservers=True) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not trial_processes(with_zygotes=True)
+    assert not trial_processes(with_forkservers=True)
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ def _node_with(resource: str, address: str) -> str:
 
 def test_trials_reach_both_nodes_and_identical_nodes_fold_into_one_kind(two_nodes, tmp_path):
     """As a user runs it: `qadvisor --auto --cluster HOST:PORT` in its own process, against two `ray start` nodes."""
-    from qadvisor.models.export import load_export
+    from qadvisor.schemas.export import load_export
     from tests.conftest import run_cli
 
     proc = run_cli("--auto", "--cluster", two_nodes, "--methods", "fp32,gguf-q4_k_m,gguf-q8_0", "--repeats", "1",

@@ -7,8 +7,8 @@ import psutil
 import pytest
 
 from qadvisor.core.hardware import detect
-from qadvisor.core.jobs import EvalSettings
-from qadvisor.core.runner import WARM_START, Run, RunRequest
+from qadvisor.core.measure.jobs import EvalSettings
+from qadvisor.core.measure.runner import WARM_START, Run, RunRequest
 
 
 @pytest.mark.parametrize("warm", [True, False], ids=["forked", "fresh"])
@@ -33,22 +33,22 @@ def test_each_fault_fails_its_method_and_the_run_goes_on(mock_backend, tmp_path,
 
 
 def test_a_dead_warm_process_falls_back_to_fresh_ones(mock_backend, tmp_path):
-    from qadvisor.models.events import Result
+    from qadvisor.schemas.events import Result
 
     request = RunRequest(methods=["mock-passthrough", "fp32"], work_dir=tmp_path / "work",
                          settings=EvalSettings(threads=2, repeats=2, decode_tokens=4, windows=2))
     run = Run(request, detect(with_backends=False))
     for event in run.events():
         if isinstance(event, Result) and event.result.method == "mock-passthrough":
-            run.zygote.proc.kill()  # as the OOM killer might
-            run.zygote.proc.wait()
+            run.forkserver.proc.kill()  # as the OOM killer might
+            run.forkserver.proc.wait()
     assert [(r.method, r.status) for r in run.results] == [("mock-passthrough", "ok"), ("fp32", "ok")]
-    assert run.zygote.broken
+    assert run.forkserver.broken
 
 
 @pytest.mark.parametrize("trial_too", [False, True], ids=["trial-finishes", "trial-killed-too"])
 def test_a_warm_process_dying_mid_trial_is_named_not_read_as_the_trials_crash(mock_backend, tmp_path, trial_too):
-    from qadvisor.models.events import Error, Progress
+    from qadvisor.schemas.events import Error, Progress
 
     request = RunRequest(methods=["fp32", "mock-passthrough"], work_dir=tmp_path / "work",
                          settings=EvalSettings(threads=2, repeats=2, decode_tokens=4, windows=2))
@@ -58,9 +58,9 @@ def test_a_warm_process_dying_mid_trial_is_named_not_read_as_the_trials_crash(mo
         # the trial's own first step: the runner's announcement of the warm process comes before its fork
         if isinstance(event, Progress) and event.method == "fp32" and event.message != WARM_START and not killed:
             killed = True
-            children = psutil.Process(run.zygote.proc.pid).children()
-            run.zygote.proc.kill()  # the warm process goes (the OOM killer's pick), the trial it forked runs on...
-            run.zygote.proc.wait()
+            children = psutil.Process(run.forkserver.proc.pid).children()
+            run.forkserver.proc.kill()  # the warm process goes (the OOM killer's pick), the trial it forked runs on...
+            run.forkserver.proc.wait()
             for child in children if trial_too else []:
                 child.kill()  # ...unless it goes too
         elif isinstance(event, Error):
@@ -79,7 +79,7 @@ def test_a_warm_process_dying_mid_trial_is_named_not_read_as_the_trials_crash(mo
 @pytest.fixture
 def own_probes(tmp_path, monkeypatch):
     """Verdicts kept for this test alone: a kept fallback would change how later tests' trials start."""
-    from qadvisor.core import artifacts
+    from qadvisor.core.measure import artifacts
 
     monkeypatch.setattr(artifacts, "probe_dir", lambda root: tmp_path / "probes")
     return tmp_path / "probes"
@@ -87,7 +87,7 @@ def own_probes(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("sig", ["SIGILL", "SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE"])
 def test_a_fast_path_that_dies_of_any_fatal_signal_falls_back_and_says_so(mock_backend, own_probes, tmp_path, sig):
-    from qadvisor.models.events import Error, Progress
+    from qadvisor.schemas.events import Error, Progress
 
     method = f"mock-fastpath-{sig.lower()}"
     request = RunRequest(methods=[method], work_dir=tmp_path / "work",

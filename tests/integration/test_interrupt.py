@@ -9,7 +9,7 @@ import time
 
 import psutil
 
-from qadvisor.models.export import load_export
+from qadvisor.schemas.export import load_export
 from qadvisor.quantizers import registry
 
 
@@ -23,7 +23,7 @@ def _workers_under(folder) -> list[psutil.Process]:
             continue
         in_folder = str(folder) in (proc.info["cwd"] or "")
         ours = (proc.info["environ"] or {}).get("QADVISOR_CACHE", "").startswith(str(folder.parent))
-        if in_folder or ("qadvisor.core.zygote" in cmdline and ours):
+        if in_folder or ("qadvisor.core.measure.forkserver" in cmdline and ours):
             found.append(proc)
     return found
 

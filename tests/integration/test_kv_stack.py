@@ -1,6 +1,6 @@
 """A weight method stacked with a quantized KV cache, measured for real on the shipped model."""
 
-from qadvisor.models.export import load_export
+from qadvisor.schemas.export import load_export
 from tests.conftest import run_cli
 
 

@@ -4,8 +4,8 @@ call pick, and the weight bytes are the GGUF's tensor table's."""
 import pytest
 import torch
 
-from qadvisor.core.metrics import timed_greedy
-from qadvisor.core.modelio import shipped_model_dir
+from qadvisor.core.measure.metrics import timed_greedy
+from qadvisor.core.measure.modelio import shipped_model_dir
 from qadvisor.quantizers import registry
 from qadvisor.quantizers.base import TrialContext
 
@@ -82,12 +82,16 @@ def test_the_planner_gives_each_tensor_the_type_llama_cpp_gives_it(method, layer
     what llama.cpp calls a 70B Qwen2, whose attn_v gets one step more."""
     import gguf
 
-    from qadvisor.core import planner, synthetic
+    from qadvisor.core.measure import synthetic
+
+    from qadvisor.core.plan import planner
+
+    from qadvisor.core import architectures
     from qadvisor.quantizers import gguf_mix
-    from qadvisor.models.plan import Architecture
+    from qadvisor.schemas.plan import Architecture
 
     monkeypatch.chdir(tmp_path)
-    vocab = planner.resolve_architecture(str(shipped_model_dir())).vocab_size
+    vocab = architectures.resolve_architecture(str(shipped_model_dir())).vocab_size
     arch = Architecture(name="mix", hidden_size=256, intermediate_size=512, num_hidden_layers=layers,
                         num_attention_heads=4, num_key_value_heads=1, vocab_size=vocab,
                         tie_word_embeddings=layers < 80, head_dim=40)  # 80: an output tensor of its own, as 72B

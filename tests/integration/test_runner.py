@@ -5,9 +5,9 @@ import threading
 import pytest
 
 from qadvisor.core.hardware import detect
-from qadvisor.core.jobs import EvalSettings
-from qadvisor.core.runner import WARM_START, Run, RunRequest
-from qadvisor.models.events import Error, Metric, Progress, Result
+from qadvisor.core.measure.jobs import EvalSettings
+from qadvisor.core.measure.runner import WARM_START, Run, RunRequest
+from qadvisor.schemas.events import Error, Metric, Progress, Result
 
 
 def _request(methods, **kw):

@@ -12,14 +12,14 @@ torch = pytest.importorskip("torch")
 def _windows():
     from transformers import AutoTokenizer
 
-    from qadvisor.core.metrics import eval_windows
+    from qadvisor.core.measure.metrics import eval_windows
 
     ids = AutoTokenizer.from_pretrained(str(SHIPPED))((SHIPPED / "heldout.txt").read_text()).input_ids
     return eval_windows(ids, 128, 4)
 
 
 def _whole(method, windows, ref_lp, tmp_path):
-    from qadvisor.core.metrics import accuracy
+    from qadvisor.core.measure.metrics import accuracy
     from qadvisor.quantizers import registry
     from qadvisor.quantizers.base import TrialContext
 
@@ -38,9 +38,9 @@ METHODS = ["bnb-nf4", "bnb-int8", "hqq-int4", "quanto-int4", "torchao-int8", "gg
 def test_streamed_accuracy_matches_the_whole_model_trial(tmp_path, method):
     pytest.importorskip({"bnb": "bitsandbytes", "hqq": "hqq", "quanto": "optimum.quanto", "torchao": "torchao",
                          "gguf": "llama_cpp"}[method.split("-")[0]])
-    from qadvisor.core.metrics import logprobs
-    from qadvisor.core.streamed import StreamRequest, stream
-    from qadvisor.models.export import StreamedAccuracy
+    from qadvisor.core.measure.metrics import logprobs
+    from qadvisor.core.measure.streamed import StreamRequest, stream
+    from qadvisor.schemas.export import StreamedAccuracy
     from qadvisor.quantizers.base import load_hf
 
     windows = _windows()

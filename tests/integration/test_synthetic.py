@@ -2,7 +2,7 @@
 
 import pytest
 
-from qadvisor.models.export import load_export
+from qadvisor.schemas.export import load_export
 from tests.conftest import run_cli
 
 

@@ -8,7 +8,7 @@ import argparse
 
 import pytest
 
-from qadvisor.models.export import load_export
+from qadvisor.schemas.export import load_export
 from qadvisor.quantizers import registry
 from qadvisor.tui.app import QAdvisorApp
 from qadvisor.tui.launch import tui_inputs
@@ -109,7 +109,7 @@ async def test_cancel_keeps_finished_results(app):
 
 
 async def test_load_saved_run_and_compare(tmp_path):
-    from qadvisor.models.export import save_export
+    from qadvisor.schemas.export import save_export
     from qadvisor.tui.screens import CompareScreen
     from tests.tui.test_snapshots import make_app
     from tests.samples import sample_export
@@ -246,7 +246,7 @@ async def test_cancel_during_the_reference_step(app, monkeypatch, tmp_path):
         await pilot.pause()
         assert app.export is None and isinstance(app.screen, RunScreen)
         assert any("before the reference was ready" in str(n.message) for n in app._notifications)
-    assert not trial_processes(with_zygotes=True)
+    assert not trial_processes(with_forkservers=True)
 
 
 @pytest.mark.slow
@@ -257,7 +257,7 @@ async def test_quit_mid_run_stops_the_trial(app, capsys):
         await pilot.press("ctrl+r")
         await _wait_until(pilot, lambda: app.screen.panel("mock-passthrough").has_class("ok") and _trial_processes())
         await pilot.press("q")
-    assert not trial_processes(with_zygotes=True)  # quitting waited for the run to stop its processes
+    assert not trial_processes(with_forkservers=True)  # quitting waited for the run to stop its processes
     saved = load_export(app.autosaved)
     assert not saved.complete and saved.cut == ["mock-hang"]
     assert [r.method for r in saved.results if r.status == "ok"] == ["mock-passthrough"]
@@ -266,7 +266,7 @@ async def test_quit_mid_run_stops_the_trial(app, capsys):
 
 async def test_the_recommendation_screen_shows_the_target_advice():
     from qadvisor.app.advice import readvise
-    from qadvisor.models.priorities import load_profile
+    from qadvisor.schemas.priorities import load_profile
     from tests.tui.test_snapshots import make_app
     from tests.unit.test_target import _export_with_plan
 
@@ -282,7 +282,7 @@ async def test_the_recommendation_screen_shows_the_target_advice():
 
 async def test_a_gpu_targets_bound_shows_as_an_upper_limit_beside_qwens_published_speeds():
     from qadvisor.app.advice import readvise
-    from qadvisor.models.priorities import load_profile
+    from qadvisor.schemas.priorities import load_profile
     from tests.tui.test_snapshots import make_app
     from tests.unit.test_target import _export_with_plan
 
@@ -312,7 +312,7 @@ async def test_a_cluster_run_has_a_score_table_per_hardware_kind():
 
 async def test_the_compare_plot_puts_each_methods_bar_beside_its_name(tmp_path):
     # twelve methods, the default --auto's count: each labelled line of the plot must carry that method's ratio
-    from qadvisor.models.export import save_export
+    from qadvisor.schemas.export import save_export
     from tests.samples import result, sample_export
     from tests.tui.test_snapshots import make_app
 
@@ -335,7 +335,7 @@ async def test_the_compare_plot_puts_each_methods_bar_beside_its_name(tmp_path):
 
 
 def _doctor_report():
-    from qadvisor.models.doctor import DoctorReport, DoctorRow
+    from qadvisor.schemas.doctor import DoctorReport, DoctorRow
 
     return DoctorReport(created_at="2026-12-06T02:00:00+00:00", cpu="cpu", isa_flags=["AVX2", "AMX"], threads=2,
                         cpu_contention=0.02, total_s=41.0,

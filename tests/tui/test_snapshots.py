@@ -1,6 +1,6 @@
 """SVG snapshots of each screen at 80×24 with fixed inputs (recorded hardware and results, no measuring)."""
 
-from qadvisor.models.hardware import BackendAvailability, HardwareInfo
+from qadvisor.schemas.hardware import BackendAvailability, HardwareInfo
 from qadvisor.tui.app import QAdvisorApp
 from tests.samples import sample_export
 from tests.samples import RECORDED
@@ -67,7 +67,7 @@ class ScriptedRun:
         return [r.name for r in self.recipes]
 
     def events(self, cancel):
-        from qadvisor.models.events import Metric, Progress, Result
+        from qadvisor.schemas.events import Metric, Progress, Result
 
         yield Progress(method="reference", step="done", message="fp32 reference log-probs ready")
         for r in RECORDED[:3]:
@@ -106,7 +106,7 @@ def test_help_screen(snap_compare):
 
 
 def test_compare_screen(snap_compare, tmp_path):
-    from qadvisor.models.export import save_export
+    from qadvisor.schemas.export import save_export
 
     other = _recorded()
     other.settings.device = "cuda: Example GPU"

@@ -2,9 +2,9 @@
 
 import pytest
 
-from qadvisor.core import advisor
-from qadvisor.models.priorities import Limits, Priorities, load_profile
-from qadvisor.models.result import TrialResult
+from qadvisor.core.advise import advisor
+from qadvisor.schemas.priorities import Limits, Priorities, load_profile
+from qadvisor.schemas.result import TrialResult
 from tests.samples import RECORDED, result
 
 def test_presets_give_a_b_c():

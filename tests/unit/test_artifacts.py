@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from qadvisor.core import artifacts
+from qadvisor.core.measure import artifacts
 from qadvisor.core.hardware import detect
-from qadvisor.core.runner import Run, RunRequest
+from qadvisor.core.measure.runner import Run, RunRequest
 
 SHIPPED = Path(__file__).resolve().parents[2] / "assets" / "qwen2-tiny-stdlib"
 
@@ -105,7 +105,7 @@ def test_clear_all_keeps_the_saved_runs(tmp_path):
 
 def test_slices_live_in_the_listed_synthetic_part_and_shared_shards_count_once(tmp_path):
     """A slice kept where `qadvisor cache` cannot see it is gigabytes the user can neither see nor clear."""
-    from qadvisor.core.slices import slice_dir
+    from qadvisor.core.plan.slices import slice_dir
 
     legacy = tmp_path / "slices" / "Qwen2.5-72B-2L"
     legacy.mkdir(parents=True)

@@ -105,7 +105,7 @@ def test_export_and_report_must_differ(tmp_path):
 
 def test_advise_checks_its_output_before_writing(tmp_path):
     from tests.samples import sample_export
-    from qadvisor.models.export import save_export
+    from qadvisor.schemas.export import save_export
 
     save_export(sample_export(), tmp_path / "run.json")
     proc = run_cli("advise", "--from", str(tmp_path / "run.json"), "--export", str(tmp_path / "no" / "x.json"))
@@ -186,7 +186,7 @@ def test_not_enough_disk_is_refused_before_measuring(tmp_path, monkeypatch):
     from collections import namedtuple
 
     from qadvisor.core.hardware import detect
-    from qadvisor.core.runner import Run, RunRequest
+    from qadvisor.core.measure.runner import Run, RunRequest
     from qadvisor.errors import UserError
 
     usage = namedtuple("usage", "total used free")

@@ -1,4 +1,4 @@
-"""What cluster nodes hand each other (core.cluster.Shared), where a method runs (pins, CUDA) and a shipped reference
+"""What cluster nodes hand each other (core.cluster.driver.Shared), where a method runs (pins, CUDA) and a shipped reference
 taken as given. No Ray here (tests/integration/test_cluster.py starts a real one)."""
 
 import threading
@@ -6,8 +6,8 @@ import threading
 import pytest
 
 from qadvisor.app.options import run_options
-from qadvisor.core.cluster import Node, _checked_pins
-from qadvisor.core.cluster_share import Shared, shared_keys
+from qadvisor.core.cluster.driver import Node, _checked_pins
+from qadvisor.core.cluster.share import Shared, shared_keys
 from qadvisor.core.hardware import detect
 from qadvisor.errors import UserError
 from tests.samples import sample_export
@@ -74,9 +74,9 @@ def test_pins_name_a_method_of_the_run_and_a_resource_some_node_has():
 
 def test_a_shipped_reference_is_used_even_with_no_cache(tmp_path):
     """--no-cache on a cluster: the kind's reference, computed in this run on another node, is not computed again."""
-    from qadvisor.core.runner import Run, RunRequest
-    from qadvisor.core.worker import REFERENCE_FILE
-    from qadvisor.models.events import Progress
+    from qadvisor.core.measure.runner import Run, RunRequest
+    from qadvisor.core.measure.worker import REFERENCE_FILE
+    from qadvisor.schemas.events import Progress
 
     run = Run(RunRequest(methods=["fp32"], cache_dir=tmp_path, reuse_cache=False), detect(with_backends=False))
     run.cache_dir.mkdir(parents=True)
@@ -89,7 +89,7 @@ def test_a_shipped_reference_is_used_even_with_no_cache(tmp_path):
 def test_a_cuda_method_runs_on_gpu_nodes_only_and_a_pinned_one_where_its_resource_is():
     from types import SimpleNamespace
 
-    from qadvisor.core.cluster import ClusterRun
+    from qadvisor.core.cluster.driver import ClusterRun
     from qadvisor.quantizers import registry
 
     cpu = _node({"CPU": 2})
@@ -110,7 +110,7 @@ def test_ray_starts_under_the_tui_whose_stderr_has_no_descriptor(monkeypatch):
     import io
     import sys
 
-    from qadvisor.core.cluster import _stderr_with_a_descriptor
+    from qadvisor.core.cluster.driver import _stderr_with_a_descriptor
 
     class Captured(io.StringIO):
         def fileno(self):

@@ -4,9 +4,9 @@
 from qadvisor.app.advice import readvise
 from qadvisor.app.report import markdown
 from qadvisor.app.views import per_kind
-from qadvisor.core.cluster import hardware_kind
-from qadvisor.models.export import save_export
-from qadvisor.models.priorities import load_profile
+from qadvisor.core.hardware import hardware_kind
+from qadvisor.schemas.export import save_export
+from qadvisor.schemas.priorities import load_profile
 from tests.conftest import run_cli
 from tests.samples import sample_export, two_kind_export
 
@@ -45,10 +45,11 @@ def test_compare_reads_the_two_kinds_of_one_export(tmp_path):
 
 def _planned_per_kind():
     """Two kinds, each with its own plan for Qwen2.5-7B (an A100-80GB and an A100-40GB target), advised."""
-    from qadvisor.core import planner
+    from qadvisor.core.plan import planner
+    from qadvisor.core import architectures
 
     export = two_kind_export()
-    arch = planner.resolve_architecture("Qwen2.5-7B")
+    arch = architectures.resolve_architecture("Qwen2.5-7B")
     for kind, gpu in zip(export.kinds, ("A100-80GB", "A100-40GB")):
         kind.plan = planner.plan(arch, planner.parse_target(gpu))
     return readvise(export, load_profile("balanced"), with_target=True)

@@ -4,10 +4,11 @@ stayed busy — in the table, the notes every face shows, and the advice's noise
 import pytest
 
 from qadvisor.app.views import contention_line, contended
-from qadvisor.core import contention, metrics
-from qadvisor.core.advisor import advise, decode_noise
-from qadvisor.models.priorities import Priorities
-from qadvisor.models.result import TrialResult
+from qadvisor.core import contention
+from qadvisor.core.measure import metrics
+from qadvisor.core.advise.advisor import advise, decode_noise
+from qadvisor.schemas.priorities import Priorities
+from qadvisor.schemas.result import TrialResult
 
 
 class Clock:
@@ -89,7 +90,7 @@ def test_the_advice_widens_its_noise_and_names_the_methods_timed_on_a_busy_cpu()
 
 def test_compare_warns_where_one_run_timed_a_method_on_a_busy_cpu():
     from qadvisor.app.views import contention_differs
-    from qadvisor.core.compare import MethodPair
+    from qadvisor.core.advise.compare import MethodPair
 
     pairs = [MethodPair("q", _result("q", 100, 0.01), _result("q", 40, 0.6)),
              MethodPair("r", _result("r", 100, 0.01), _result("r", 98, 0.02))]

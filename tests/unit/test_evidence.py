@@ -1,4 +1,4 @@
-"""Published accuracy at the target's size (core.evidence): Qwen's own figures where it has them, llama.cpp's for
+"""Published accuracy at the target's size (core.advise.evidence): Qwen's own figures where it has them, llama.cpp's for
 the nearest-size Llama within a factor of three, and nothing where neither is known."""
 
 import json
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qadvisor.core.evidence import evidence, params_b
+from qadvisor.core.advise.evidence import evidence, params_b
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "reference" / "qwen2-quantized-accuracy.json"
 
@@ -39,7 +39,7 @@ def test_the_sizes_in_a_name():
 
 @pytest.mark.skipif(not SHARED.is_file(), reason="the reference data beside the checkout")
 def test_qwens_figures_are_the_reference_datas():
-    from qadvisor.core.evidence import _data
+    from qadvisor.core.advise.evidence import _data
 
     shared = json.loads(SHARED.read_text())["gguf_wikitext_ppl"]
     assert {m: row["ppl"] for m, row in _data()["qwen"]["models"].items()} == \

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from qadvisor.errors import UserError
-from qadvisor.models.export import SCHEMA_VERSION, load_export, save_export
-from qadvisor.models.jsonfile import write_text_atomic
+from qadvisor.schemas.export import SCHEMA_VERSION, load_export, save_export
+from qadvisor.schemas.jsonfile import write_text_atomic
 from tests.samples import sample_export
 
 
@@ -80,7 +80,7 @@ def test_a_version_1_export_loads_as_version_2(tmp_path):
     need no fallback of their own."""
     from qadvisor.app.advice import readvise
     from qadvisor.app.views import recommendation_view
-    from qadvisor.models.priorities import load_profile
+    from qadvisor.schemas.priorities import load_profile
     from tests.samples import RECORDED, sample_export
 
     export = sample_export()

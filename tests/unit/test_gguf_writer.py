@@ -2,7 +2,7 @@
 
 import gguf
 
-from qadvisor.core.modelio import shipped_model_dir
+from qadvisor.core.measure.modelio import shipped_model_dir
 from qadvisor.quantizers.llamacpp import to_gguf
 
 

@@ -41,7 +41,7 @@ def test_methods_cli_lists_availability():
 def test_empty_cache_variable_means_default(monkeypatch):
     from pathlib import Path
 
-    from qadvisor.core.artifacts import default_cache_dir
+    from qadvisor.core.paths import default_cache_dir
 
     monkeypatch.setenv("QADVISOR_CACHE", "")
     assert default_cache_dir() == Path.home() / ".cache" / "qadvisor"

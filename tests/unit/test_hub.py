@@ -17,7 +17,8 @@ def _cache(tmp_path, repo="Qwen/Tiny-Qwen2"):
         shutil.copy(path, snapshot / path.name)
     (root / "refs").mkdir()
     (root / "refs" / "main").write_text(commit)
-    return {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    # HF_HUB_CACHE too: a library imported by an earlier test (GPTQModel's tokenizer helper) may have set it here
+    return {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"), "HF_HUB_OFFLINE": "1"}
 
 
 def test_a_cached_repo_id_is_planned_under_its_own_name(tmp_path):

@@ -6,7 +6,7 @@ import signal
 import pytest
 
 from qadvisor.app.views import result_notes
-from qadvisor.models.result import TrialResult
+from qadvisor.schemas.result import TrialResult
 from qadvisor.quantizers import fallback, llamacpp_amx
 
 

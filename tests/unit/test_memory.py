@@ -3,7 +3,7 @@ available; the methods that would not fit are named in one line, before anything
 
 import pytest
 
-from qadvisor.core import memory
+from qadvisor.core.measure import memory
 from qadvisor.errors import UserError
 
 GIB = 2**30
@@ -35,13 +35,13 @@ def test_a_run_is_refused_before_its_reference_step(tmp_path, monkeypatch):
     import psutil
 
     from qadvisor.core.hardware import detect
-    from qadvisor.core.runner import Run, RunRequest
+    from qadvisor.core.measure.runner import Run, RunRequest
 
     vm = namedtuple("vm", "available total")
     request = RunRequest(methods=["gguf-q4_k_m", "quanto-int4"], cache_dir=tmp_path / "c", work_dir=tmp_path / "w")
-    from qadvisor.core.modelio import param_count, shipped_model_dir
+    from qadvisor.core.measure.modelio import shipped_model_dir, stored_params
 
-    params = param_count(shipped_model_dir())
+    params = stored_params(shipped_model_dir())
     need = {b: memory.need_bytes(b, params, 8192, 8 * 256) for b in ("quanto", "torch", "llamacpp")}
     assert need["quanto"] > need["torch"] > need["llamacpp"]  # the reference step is checked as the fp32 trial
     between = (need["quanto"] + need["torch"]) // 2
@@ -58,7 +58,7 @@ def test_a_synthetic_model_is_checked_before_it_is_built(tmp_path, monkeypatch):
     import psutil
 
     from qadvisor.core.hardware import detect
-    from qadvisor.core.runner import Run, RunRequest
+    from qadvisor.core.measure.runner import Run, RunRequest
 
     vm = namedtuple("vm", "available total")
     monkeypatch.setattr(psutil, "virtual_memory", lambda: vm(6 * GIB, 24 * GIB))

@@ -1,7 +1,7 @@
 import pytest
 
 from qadvisor.errors import UserError
-from qadvisor.models.method import MethodSpec, Recipe, check_recipe, parse_recipe
+from qadvisor.schemas.method import MethodSpec, Recipe, check_recipe, parse_recipe
 from qadvisor.quantizers import registry
 
 
@@ -69,7 +69,7 @@ def test_stacking_a_kv_method_on_a_selection():
 
 def test_one_method_table_every_runnable_method_is_planned_alike():
     """The planner's formats and the backends' specs describe each method once: same name, bits and group size."""
-    from qadvisor.core.planner import FORMAT_BY_NAME
+    from qadvisor.core.plan.planner import FORMAT_BY_NAME
 
     for name, spec in registry.methods().items():
         if spec.target != "weights":

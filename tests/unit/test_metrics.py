@@ -4,7 +4,7 @@ import time
 import pytest
 import torch
 
-from qadvisor.core import metrics
+from qadvisor.core.measure import metrics
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,14 @@ import json
 
 import pytest
 
-from qadvisor.core import planner
+from qadvisor.core.plan import planner
+
+from qadvisor.core import architectures
 from qadvisor.errors import UserError
-from qadvisor.models.plan import Architecture, Target
+from qadvisor.schemas.plan import Architecture, Target
 from tests.conftest import run_cli
 
-ARCHS = planner.builtin_architectures()
+ARCHS = architectures.builtin_architectures()
 A100 = planner.parse_target("A100-80GB")
 
 # A toy shape small enough to work out by hand: h=8, i=16, 2 layers, 2 heads (head_dim 4), 1 KV head, V=10.
@@ -19,17 +21,17 @@ TOY = Architecture(name="toy", hidden_size=8, intermediate_size=16, num_hidden_l
 
 def test_param_count_by_hand():
     # per layer: q 8·8 + k 8·4 + v 8·4 + o 8·8 + 3·8·16 = 576 linear, qkv bias 8+4+4 = 16, norms 16 → 608
-    assert planner.param_count(TOY) == 10 * 8 + 2 * 608 + 8
+    assert architectures.param_count(TOY) == 10 * 8 + 2 * 608 + 8
 
 
 @pytest.mark.parametrize("name, billions", [("Qwen2.5-0.5B", 0.494), ("Qwen2.5-7B", 7.616), ("Qwen2.5-72B", 72.706)])
 def test_param_count_matches_qwen(name, billions):
-    assert planner.param_count(ARCHS[name]) / 1e9 == pytest.approx(billions, abs=0.001)
+    assert architectures.param_count(ARCHS[name]) / 1e9 == pytest.approx(billions, abs=0.001)
 
 
 def test_bf16_weights_by_hand():
     held, read = planner.weights_bytes(TOY, planner.FORMAT_BY_NAME["bf16"])
-    assert held == 2 * planner.param_count(TOY)
+    assert held == 2 * architectures.param_count(TOY)
     # Tied: per token the lm_head (= the embedding) is read in full.
     assert read == held
 
@@ -109,9 +111,9 @@ def test_model_from_config_file(tmp_path):
     shape = json.loads(json.dumps(ARCHS["Qwen2.5-7B"].model_dump()))
     shape.update(model_type="qwen2")
     (tmp_path / "config.json").write_text(json.dumps(shape))
-    assert planner.param_count(planner.resolve_architecture(str(tmp_path))) == planner.param_count(ARCHS["Qwen2.5-7B"])
+    assert architectures.param_count(architectures.resolve_architecture(str(tmp_path))) == architectures.param_count(ARCHS["Qwen2.5-7B"])
     with pytest.raises(UserError, match="unknown model"):
-        planner.resolve_architecture("Qwen2.5-9000B")
+        architectures.resolve_architecture("Qwen2.5-9000B")
 
 
 def test_plan_cli_json_has_contract_fields():

@@ -4,12 +4,16 @@ import json
 
 import pytest
 
-from qadvisor.core import planner, synthetic
-from qadvisor.core.modelio import synthetic_reference
-from qadvisor.core.projection import fit_line, project
-from qadvisor.core.slices import attach, check_methods, need_bytes, slice_architecture, slice_depths
+from qadvisor.core.measure import synthetic
+
+from qadvisor.core.plan import planner
+
+from qadvisor.core import architectures
+from qadvisor.core.measure.modelio import synthetic_reference
+from qadvisor.core.plan.projection import fit_line, project
+from qadvisor.core.plan.slices import attach, check_methods, need_bytes, slice_architecture, slice_depths
 from qadvisor.errors import UserError
-from qadvisor.models.result import TrialResult
+from qadvisor.schemas.result import TrialResult
 
 GIB = 2**30
 
@@ -38,7 +42,7 @@ def test_a_layer_mix_heavier_than_the_slices_layer_scales_decode_per_layer_only(
     """72B Q4_K_M: half its layers carry Q6_K (as Q8_0) ffn_down and attn_v, the layer a 1→2 slice adds does not."""
     from qadvisor.quantizers import gguf_mix
 
-    arch = planner.resolve_architecture("Qwen2.5-72B")
+    arch = architectures.resolve_architecture("Qwen2.5-72B")
     ratio = gguf_mix.layer_ratio("gguf-q4_k_m", arch, (1, 2))
     assert ratio == pytest.approx(1.09, abs=0.005)
     assert gguf_mix.layer_ratio("gguf-q8_0", arch, (1, 2)) == 1.0
@@ -55,7 +59,7 @@ def test_a_layer_mix_heavier_than_the_slices_layer_scales_decode_per_layer_only(
 def test_the_72b_mixes_give_the_layers_llama_cpp_gives_them():
     from qadvisor.quantizers import gguf_mix
 
-    arch = planner.resolve_architecture("Qwen2.5-72B")
+    arch = architectures.resolve_architecture("Qwen2.5-72B")
     heavy = [i for i in range(80) if gguf_mix.linear_type("gguf-q4_k_m", "down_proj", i, 80, arch) == "Q6_K"]
     assert len(heavy) == 40 and heavy[:12] == list(range(10)) + [12, 15] and heavy[-10:] == list(range(70, 80))
     assert gguf_mix.stored_type("Q6_K", arch.intermediate_size) == "Q8_0"  # 29,568 inputs: no 256-blocks
@@ -80,7 +84,7 @@ def test_a_deeper_slice_that_is_not_slower_gives_no_projection():
 
 
 def test_slice_ties_the_table_and_keeps_the_layer_shape():
-    arch = planner.resolve_architecture("Qwen2.5-72B")
+    arch = architectures.resolve_architecture("Qwen2.5-72B")
     s = slice_architecture(arch, 2)
     assert (s.num_hidden_layers, s.tie_word_embeddings, s.hidden_size, s.intermediate_size) == (2, True, 8192, 29568)
     assert s.vocab_size == arch.vocab_size and s.num_key_value_heads == arch.num_key_value_heads
@@ -91,14 +95,14 @@ def test_slice_ties_the_table_and_keeps_the_layer_shape():
     ("Qwen2.5-7B", 10, (3, 6)),
 ])
 def test_slice_depths_are_as_far_apart_as_time_and_memory_allow(name, ram_gib, depths):
-    arch = planner.resolve_architecture(name)
+    arch = architectures.resolve_architecture(name)
     assert slice_depths(arch, ram_gib * GIB) == depths
     assert need_bytes(slice_architecture(arch, depths[1])) <= ram_gib * GIB
 
 
 def test_a_machine_too_small_for_two_layers_is_refused():
     with pytest.raises(UserError, match="2-layer slice of Qwen2.5-72B needs about"):
-        slice_depths(planner.resolve_architecture("Qwen2.5-72B"), 8 * GIB)
+        slice_depths(architectures.resolve_architecture("Qwen2.5-72B"), 8 * GIB)
 
 
 @pytest.mark.parametrize("method, why", [
@@ -111,7 +115,7 @@ def test_methods_slices_cannot_time_are_refused_up_front(method, why):
 
 
 def test_gguf_that_does_not_fit_gets_a_streamed_speed():
-    arch = planner.resolve_architecture("Qwen2.5-72B")
+    arch = architectures.resolve_architecture("Qwen2.5-72B")
     target = planner.parse_target("this", ram_available=20 * GIB, probe=lambda: 10.0)
     estimate = planner.plan(arch, target, methods=["gguf-q4_k_m", "bnb-nf4"])
     p = project([_result(300, 3000), _result(500, 5000)], (1, 2), 80, 128)
@@ -127,7 +131,7 @@ def test_gguf_that_does_not_fit_gets_a_streamed_speed():
 def test_a_projection_faster_than_the_bandwidth_bound_gives_the_bound_and_says_why():
     """Measured: gptq-int4 on 1 and 2 layers of the 72B differed by 16 ms a token, less than reading the layer's
     0.47 GB takes at the machine's 24.5 GB/s; the projection came out at 106 % of the bound."""
-    arch = planner.resolve_architecture("Qwen2.5-72B")
+    arch = architectures.resolve_architecture("Qwen2.5-72B")
     target = planner.parse_target("this", ram_available=20 * GIB, probe=lambda: 24.5)
     estimate = planner.plan(arch, target, methods=["gptq-int4"])
     bound = estimate.plans[0].decode_tok_s_bound
@@ -149,7 +153,7 @@ def test_random_checkpoint_is_written_shard_by_shard_at_the_planned_size(tmp_pat
     assert len(list(out.glob("*.safetensors"))) == 3  # the table, then one shard a layer
     assert synthetic.marker(out)["need_bytes"] == 123
     ref = synthetic_reference(out)
-    assert ref.params == planner.param_count(arch) and ref.ref_ppl is None
+    assert ref.params == architectures.param_count(arch) and ref.ref_ppl is None
     assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 2
     from transformers import AutoModelForCausalLM
 
@@ -160,7 +164,7 @@ def test_random_checkpoint_is_written_shard_by_shard_at_the_planned_size(tmp_pat
 def test_a_shallow_slice_links_the_deep_slices_shards_and_equals_a_fresh_build(tmp_path):
     from tests.conftest import SHIPPED
 
-    arch = planner.resolve_architecture(str(SHIPPED))
+    arch = architectures.resolve_architecture(str(SHIPPED))
     deep = synthetic.build(slice_architecture(arch, 3), tmp_path / "deep", SHIPPED, {})
     linked = synthetic.build(slice_architecture(arch, 1), tmp_path / "linked", SHIPPED, {}, reuse=deep)
     fresh = synthetic.build(slice_architecture(arch, 1), tmp_path / "fresh", SHIPPED, {})
@@ -168,7 +172,7 @@ def test_a_shallow_slice_links_the_deep_slices_shards_and_equals_a_fresh_build(t
         assert (linked / shard).stat().st_ino == (deep / shard).stat().st_ino  # a link, not a copy
         assert (linked / shard).read_bytes() == (fresh / shard).read_bytes()
     assert not (linked / "model-layer-00001.safetensors").exists()
-    assert synthetic_reference(linked).params == planner.param_count(slice_architecture(arch, 1))
+    assert synthetic_reference(linked).params == architectures.param_count(slice_architecture(arch, 1))
 
 
 def test_the_projection_table_names_what_each_method_adds_to_the_shared_basis():

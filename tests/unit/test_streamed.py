@@ -1,4 +1,4 @@
-"""Streamed accuracy (core.streamed) on the shipped model with the built-in and mock backends: the reference
+"""Streamed accuracy (core.measure.streamed) on the shipped model with the built-in and mock backends: the reference
 matches the whole model's, a method that fails leaves the others, a stop keeps what finished. The real backends
 against their whole-model trials: tests/integration/test_streamed.py."""
 
@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from qadvisor.core.streamed import StreamJob, StreamRequest, stream
+from qadvisor.core.measure.streamed import StreamJob, StreamRequest, stream
 from qadvisor.errors import UserError
-from qadvisor.models.export import StreamedAccuracy
+from qadvisor.schemas.export import StreamedAccuracy
 from tests.conftest import SHIPPED
 
 
@@ -20,7 +20,7 @@ def _mock(mock_backend):
 def _windows(count=2, window=64):
     from transformers import AutoTokenizer
 
-    from qadvisor.core.metrics import eval_windows
+    from qadvisor.core.measure.metrics import eval_windows
 
     ids = AutoTokenizer.from_pretrained(str(SHIPPED))((SHIPPED / "heldout.txt").read_text()).input_ids
     return eval_windows(ids, window, count)
@@ -37,7 +37,7 @@ def _stream(methods, cancel=None, after=None):
 def test_the_streamed_reference_is_the_whole_fp32_model():
     import torch
 
-    from qadvisor.core.metrics import logprobs, perplexity
+    from qadvisor.core.measure.metrics import logprobs, perplexity
     from qadvisor.quantizers.base import load_hf
 
     windows = _windows()

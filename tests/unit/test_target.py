@@ -5,10 +5,11 @@ import pytest
 from qadvisor.app.advice import readvise
 from qadvisor.app.report import markdown
 from qadvisor.app.views import target_view
-from qadvisor.core import planner
-from qadvisor.core.projection import project
-from qadvisor.core.slices import attach
-from qadvisor.models.priorities import load_profile
+from qadvisor.core.plan import planner
+from qadvisor.core import architectures
+from qadvisor.core.plan.projection import project
+from qadvisor.core.plan.slices import attach
+from qadvisor.schemas.priorities import load_profile
 from tests.samples import sample_export
 from tests.samples import result
 from tests.unit.test_projection import _result
@@ -21,7 +22,7 @@ def _export_with_plan(target: str = "this"):
     export = sample_export()
     export.results = [result("fp32", 60, 90.0, 0.0, 0.0), result("gguf-q8_0", 16, 1500.0, 5e-5, 0.0),
                       result("gguf-q4_k_m", 12, 1450.0, 2e-4, 0.1), result("hqq-int4", 13, 100.0, 1e-3, 0.3)]
-    arch = planner.resolve_architecture("Qwen2.5-72B")
+    arch = architectures.resolve_architecture("Qwen2.5-72B")
     where = planner.parse_target(target, ram_available=20 * GIB, probe=lambda: 30.0)
     estimate = planner.plan(arch, where, methods=["gguf-q8_0", "gguf-q4_k_m", "hqq-int4"])
     projections = {"gguf-q8_0": project([_result(120, 2000), _result(150, 4000)], (1, 2), 80, 128),
@@ -82,7 +83,7 @@ def test_a_gpu_target_shows_qwens_published_a100_speeds_beside_the_bounds():
 
     export = sample_export()
     export.results = [result("fp32", 60, 90.0, 0.0, 0.0), result("gptq-int4", 12, 80.0, 3e-4, 0.1)]
-    arch = planner.resolve_architecture("Qwen2.5-72B")
+    arch = architectures.resolve_architecture("Qwen2.5-72B")
     where = planner.parse_target("A100-80GB")
     export.plan = attach(planner.plan(arch, where, methods=["gptq-int4"]), {}, disk_read_gb_s=None)
     export = readvise(export, load_profile("balanced"), with_target=True)
@@ -112,7 +113,7 @@ def _storage_first_72b(methods, accept=False, streamed=None, full=False):
                8e-3, -0.4), "bnb-nf4": result("bnb-nf4", 10, 50.0, 1e-3, 0.2), "hqq-int4": result("hqq-int4", 11,
                40.0, 1e-3, 0.3)}
     export.results = [result("fp32", 60, 90.0, 0.0, 0.0)] + [proxies[m] for m in methods]
-    arch = planner.resolve_architecture("Qwen2.5-72B")
+    arch = architectures.resolve_architecture("Qwen2.5-72B")
     where = planner.parse_target("this", ram_available=20 * GIB, probe=lambda: 30.0)
     projections = {m: project([_result(80, 1500), _result(100, 3000)], (1, 2), 80, 128) for m in methods}
     export.plan = attach(planner.plan(arch, where, methods=methods), projections, disk_read_gb_s=1.5)
@@ -146,7 +147,7 @@ def test_no_method_with_evidence_at_the_targets_size_means_no_recommendation_unl
 
 
 def _streamed(**losses):
-    from qadvisor.models.export import StreamedAccuracy, StreamedMethod
+    from qadvisor.schemas.export import StreamedAccuracy, StreamedMethod
 
     return StreamedAccuracy(model="Qwen2.5-72B", path="/models/qwen72b", ref_ppl=5.0, tokens=510, layers=80,
                             ref_seconds_per_layer=9.0, peak_rss_bytes=5 * GIB, not_streamed={"gptq-int4": "whole only"},

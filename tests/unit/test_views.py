@@ -64,7 +64,7 @@ def test_exports_without_step_times_show_no_time_table():
 def test_an_unquantized_baseline_is_shown_apart_from_the_balanced_archetype():
     from qadvisor.app.advice import readvise
     from qadvisor.app.views import recommendation_view, results_view
-    from qadvisor.models.priorities import load_profile
+    from qadvisor.schemas.priorities import load_profile
     from tests.samples import result
 
     export = sample_export()
@@ -80,7 +80,7 @@ def test_an_unquantized_baseline_is_shown_apart_from_the_balanced_archetype():
 def test_the_advice_of_a_stopped_run_says_what_it_leaves_out():
     from qadvisor.app.advice import readvise
     from qadvisor.app.views import recommendation_view
-    from qadvisor.models.priorities import load_profile
+    from qadvisor.schemas.priorities import load_profile
 
     export = readvise(sample_export(), load_profile("balanced"))
     assert not any("stopped" in line for line in recommendation_view(export).lines)
@@ -91,7 +91,7 @@ def test_the_advice_of_a_stopped_run_says_what_it_leaves_out():
 
 def test_comparing_two_runs_of_one_machine_names_the_spread_between_runs():
     from qadvisor.app.views import comparison_view
-    from qadvisor.core.compare import compare
+    from qadvisor.core.advise.compare import compare
     from tests.samples import RECORDED
 
     first, second = sample_export(), sample_export()
@@ -109,7 +109,7 @@ def test_comparing_two_runs_of_one_machine_names_the_spread_between_runs():
 
 def test_a_progress_line_on_a_piped_stderr_is_never_cut_in_two(capsys):
     from qadvisor.console import EventPrinter
-    from qadvisor.models.events import Progress
+    from qadvisor.schemas.events import Progress
 
     message = "prompt 128, 32 new tokens, warm-up + at least 3 repeats (1 s of timing), " * 2
     EventPrinter(12)(Progress(method="gptq-int4", step="benchmark", message=message))
@@ -130,7 +130,7 @@ def test_the_footnote_names_the_methods_whose_timed_runs_decoded_fewer_tokens():
 
 def test_the_doctor_table_says_each_verdict_and_warns_of_a_busy_cpu():
     from qadvisor.app.views import doctor_view
-    from qadvisor.models.doctor import DoctorReport, DoctorRow
+    from qadvisor.schemas.doctor import DoctorReport, DoctorRow
 
     rows = [DoctorRow(backend="torch", method="fp32", verdict="works", detail="decodes 150.0 tok/s", seconds=2.0),
             DoctorRow(backend="hqq", method="hqq-int4", verdict="fails", detail="crashed (SIGSEGV); log: /x.log")]
@@ -168,8 +168,8 @@ def test_every_line_of_the_advice_tells_the_same_story(preset, run):
 
     from qadvisor.app.advice import readvise
     from qadvisor.app.views import recommendation_view, results_view
-    from qadvisor.core.advisor import label_of
-    from qadvisor.models.priorities import load_profile
+    from qadvisor.core.advise.advisor import label_of
+    from qadvisor.schemas.priorities import load_profile
 
     export = sample_export()
     export.results = _runs()[run]
@@ -200,7 +200,7 @@ def test_a_pick_within_the_noise_is_not_taken_away_by_its_label():
     """gptq4 decodes 0.5 % faster than quanto4, inside their 4 % noise: neither is surely "the fastest", so both are B
     and C, and a balanced team keeps the best-scoring of them instead of losing it to a label."""
     from qadvisor.app.advice import readvise
-    from qadvisor.models.priorities import load_profile
+    from qadvisor.schemas.priorities import load_profile
 
     export = sample_export()
     export.results = _runs()["close"]

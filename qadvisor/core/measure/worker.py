@@ -1,6 +1,6 @@
 """Runs inside a fresh child process: one reference step or one trial, reporting events as JSON lines.
 
-`python -m qadvisor.core.worker JOB.json`; events go to the file descriptor in QADVISOR_EVENT_FD, so
+`python -m qadvisor.core.measure.worker JOB.json`; events go to the file descriptor in QADVISOR_EVENT_FD, so
 whatever the libraries print on stdout cannot corrupt them.
 """
 
@@ -16,9 +16,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from qadvisor.core.jobs import Job, Reference
-from qadvisor.models.events import Error, EventEnvelope, Metric, Progress, Result
-from qadvisor.models.result import TrialResult
+from qadvisor.core.measure.jobs import Job, Reference
+from qadvisor.schemas.events import Error, EventEnvelope, Metric, Progress, Result
+from qadvisor.schemas.result import TrialResult
 
 REFERENCE_FILE = "reference.json"
 TIMING_BUDGET_S = 3.0  # seconds the slowest model's timed generation may take, when a timing job names none
@@ -48,7 +48,7 @@ def _prepare(job: Job):
 
     torch.set_num_threads(job.settings.threads)
     torch.manual_seed(0)
-    from qadvisor.core.metrics import eval_windows
+    from qadvisor.core.measure.metrics import eval_windows
 
     tokenizer = AutoTokenizer.from_pretrained(str(job.model_dir))
     ids = tokenizer(job.eval_text.read_text(encoding="utf-8")).input_ids
@@ -59,7 +59,7 @@ def _prepare(job: Job):
 def run_reference(job: Job, out: Emitter) -> None:
     import torch
 
-    from qadvisor.core.metrics import logprobs, perplexity
+    from qadvisor.core.measure.metrics import logprobs, perplexity
     from qadvisor.quantizers.base import load_hf, weights_bytes_on_disk
 
     out.progress("load", None, "tokenize the evaluation text")
@@ -139,7 +139,7 @@ def run_trial(job: Job, out: Emitter, started: float) -> TrialResult:
 def saved_model(job: Job) -> Path:
     """Where the trial's first process left the quantized model: the work folder when it saved one there (quantized
     now, or a cached one copied for --keep-models), else the cache entry it found."""
-    from qadvisor.core import artifacts
+    from qadvisor.core.measure import artifacts
 
     here = job.work_dir / job.recipe.weights.name
     return here if here.is_dir() or job.artifact_dir is None else job.artifact_dir / artifacts.MODEL_FOLDER
@@ -147,7 +147,7 @@ def saved_model(job: Job) -> Path:
 
 def run_measure(job: Job, out: Emitter, started: float) -> TrialResult:
     """A trial's second process: load the saved model, score it against the reference and time it."""
-    from qadvisor.core.metrics import compute_dtype
+    from qadvisor.core.measure.metrics import compute_dtype
     from qadvisor.quantizers import registry
 
     recipe, spec = job.recipe, job.recipe.weights
@@ -203,7 +203,7 @@ def _peak_rss() -> int:
 def _quantized(job: Job, spec, backend, ctx, steps: Steps) -> Path:
     """The saved quantized model: from the cache when an entry with the trial's key is there (artifacts), else
     quantized and saved now (and stored in the cache). Returns its folder."""
-    from qadvisor.core import artifacts
+    from qadvisor.core.measure import artifacts
 
     entry = job.artifact_dir
     hit = artifacts.lookup(entry) if entry is not None and job.reuse_artifact else None
@@ -249,7 +249,7 @@ def _kv_cache(recipe, job: Job):
 def _evaluate(model, windows, ref: Reference, job: Job, new_cache, steps: Steps) -> None:
     import torch
 
-    from qadvisor.core.metrics import accuracy
+    from qadvisor.core.measure.metrics import accuracy
 
     ref_lp = torch.load(job.cache_dir / LOGPROBS_FILE, weights_only=True)  # a cached file: no pickle
     acc = accuracy(model, windows, ref_lp, job.settings.device, new_cache)
@@ -262,7 +262,7 @@ def _evaluate(model, windows, ref: Reference, job: Job, new_cache, steps: Steps)
 
 
 def _benchmark(model, windows, s, new_cache, steps: Steps) -> None:
-    from qadvisor.core.metrics import speed
+    from qadvisor.core.measure.metrics import speed
 
     prompt = windows.flatten()[: s.prompt_tokens]
     sp = speed(model, prompt, s.decode_tokens, s.repeats, s.device, new_cache, s.decode_budget_s, s.min_measure_s,
@@ -275,7 +275,7 @@ def _benchmark(model, windows, s, new_cache, steps: Steps) -> None:
 def run_timing(job: Job, out: Emitter) -> list[TrialResult]:
     """Load the saved quantized models of one method and time them side by side (metrics.side_by_side): one
     result per model, in order, with the speed fields only."""
-    from qadvisor.core.metrics import side_by_side
+    from qadvisor.core.measure.metrics import side_by_side
     from qadvisor.quantizers import registry
 
     spec = job.recipe.weights
@@ -308,7 +308,7 @@ def warm_imports() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
     from transformers.models.qwen2 import modeling_qwen2  # noqa: F401
 
-    import qadvisor.core.metrics  # noqa: F401
+    import qadvisor.core.measure.metrics  # noqa: F401
     import qadvisor.quantizers.registry  # noqa: F401
 
     # What the imports made lives as long as the process: a full collection (the backends call gc.collect() at

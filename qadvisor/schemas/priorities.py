@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from qadvisor.errors import UserError
 from qadvisor.shipped import shipped_dir
-from qadvisor.models.jsonfile import read_json_object, validate_versioned
+from qadvisor.schemas.jsonfile import read_json_object, validate_versioned
 
 PROFILE_SCHEMA_VERSION = 1
 PROFILES_DIR = shipped_dir("profiles")

@@ -7,7 +7,7 @@ from typing import Callable
 
 import psutil
 
-from qadvisor.models.plan import Target
+from qadvisor.schemas.plan import Target
 
 PROBE_BYTES = 256 * 2**20  # larger than the last-level caches of server CPUs (EPYC: up to 256 MiB)
 

@@ -15,7 +15,7 @@ class TrialResult(BaseModel):
     reason: str = ""
     device: str = ""  # where it was measured, e.g. `cpu: ... (2 threads)`
     node: str | None = None  # --cluster: the Ray node that measured it (address and node id)
-    kind: str | None = None  # --cluster: that node's hardware kind (core.cluster.hardware_kind)
+    kind: str | None = None  # --cluster: that node's hardware kind (core.hardware.hardware_kind)
     # compression
     size_bytes: int | None = None  # saved weights on disk
     weights_mem_bytes: int | None = None  # tensors held in memory after reload
@@ -42,7 +42,7 @@ class TrialResult(BaseModel):
     # the backend's safe configuration the trial ran in, where its faster path crashed here (quantizers.fallback)
     safe_config: str | None = None
     # accuracy on the held-out text, against the unquantized fp32 reference; for a target (--plan-for) where it comes
-    # from: measured (this run, this model), streamed (the target's own weights, layer by layer: core.streamed),
+    # from: measured (this run, this model), streamed (the target's own weights, layer by layer: core.measure.streamed),
     # published (at the target's size: `reason` names the source), or proxy
     # (the run's small model: not known at the target's size)
     accuracy_basis: Literal["measured", "streamed", "published", "proxy"] = "measured"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from qadvisor.core.advisor import advise
-from qadvisor.core.cluster import hardware_kind
-from qadvisor.models.export import RunExport
-from qadvisor.models.priorities import Priorities, load_profile
-from qadvisor.models.recommendation import Recommendation
-from qadvisor.models.result import TrialResult
+from qadvisor.core.advise.advisor import advise
+from qadvisor.core.hardware import hardware_kind
+from qadvisor.schemas.export import RunExport
+from qadvisor.schemas.priorities import Priorities, load_profile
+from qadvisor.schemas.recommendation import Recommendation
+from qadvisor.schemas.result import TrialResult
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Comparison:
     priorities: Priorities
     advice_a: Recommendation
     advice_b: Recommendation
-    # the same kind of machine (core.cluster.hardware_kind), model and generation lengths, each method on the same
+    # the same kind of machine (core.hardware.hardware_kind), model and generation lengths, each method on the same
     # device: nothing but the runs themselves differs
     same_setup: bool = False
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from qadvisor import __version__
-from qadvisor.models.jsonfile import check_output_dir
+from qadvisor.core.paths import default_cache_dir
+from qadvisor.schemas.jsonfile import check_output_dir
 
 META_FILE = "artifact.json"
 MODEL_FOLDER = "model"
@@ -185,16 +186,6 @@ def new_log_dir(root: Path) -> Path:
     run = folder / f"{stamp}-{os.getpid()}"
     run.mkdir(exist_ok=True)
     return run
-
-
-def default_cache_dir() -> Path:
-    """$QADVISOR_CACHE when set (an empty value counts as unset), else ~/.cache/qadvisor."""
-    return Path(os.environ.get("QADVISOR_CACHE") or Path.home() / ".cache" / "qadvisor")
-
-
-def probe_dir(root: Path) -> Path:
-    """Where backends keep what they probed of this machine once (TrialContext.probe_dir)."""
-    return Path(root).resolve() / "probes"
 
 
 def folder_bytes(folder: Path) -> int:

@@ -1,6 +1,6 @@
 """The same trials on every node of a Ray cluster (`--cluster local|HOST:PORT`) that can run them (a CUDA method where
 there is a GPU, a `--pin`ned one where its resource is). Each trial is a Ray task that runs the unchanged trial
-machinery on its node (core.cluster_node: the node's own Run, one fresh process per trial), pinned to the node and
+machinery on its node (core.cluster.node: the node's own Run, one fresh process per trial), pinned to the node and
 holding all of its CPUs and GPUs, so that only one trial measures on a node at a time. The reference step runs once
 per hardware kind and each quantized model is made once per cache key, then shipped through Ray's object store to
 the nodes that need it. Ray is imported only here, and only when a run asks for a cluster."""
@@ -16,11 +16,12 @@ from functools import cache
 from pathlib import Path
 from typing import Iterator
 
-from qadvisor.core.cluster_share import Shared, shared_keys
+from qadvisor.core.cluster.share import Shared, shared_keys
+from qadvisor.core.hardware import hardware_kind
 from qadvisor.errors import UserError
-from qadvisor.models.events import Error, Event, Progress, Result
-from qadvisor.models.hardware import HardwareInfo
-from qadvisor.models.result import TrialResult
+from qadvisor.schemas.events import Error, Event, Progress, Result
+from qadvisor.schemas.hardware import HardwareInfo
+from qadvisor.schemas.result import TrialResult
 
 LOCAL_OBJECT_STORE = 256 << 20  # `--cluster local` ships one small model folder; Ray's default reserves 30 % of RAM
 
@@ -47,13 +48,6 @@ class Node:
     @property
     def label(self) -> str:
         return f"{self.address} ({self.id[:8]})"
-
-
-def hardware_kind(hw: HardwareInfo) -> str:
-    """Machines that measure alike: same CPU, cores, instruction sets, RAM (to the GiB) and GPUs."""
-    gpus = ", ".join(f"{g.name} {round(g.vram_bytes / 2**30)} GiB" for g in hw.gpus) or "no GPU"
-    return (f"{hw.cpu_model}, {hw.physical_cores} cores, {', '.join(hw.isa_flags) or 'no SIMD flags'}, "
-            f"{round(hw.ram_total_bytes / 2**30)} GiB RAM, {gpus}")
 
 
 def connect(address: str) -> None:
@@ -149,7 +143,7 @@ def _detect_here() -> HardwareInfo:
 
 
 class ClusterRun:
-    """A run on every node of a Ray cluster: checked here first (core.runner.Run), then one task per method and node
+    """A run on every node of a Ray cluster: checked here first (core.measure.runner.Run), then one task per method and node
     that can run it, each node's tasks one after another. A trial whose node dies is failed with the cause and tried
     once more on another node of the same kind."""
 
@@ -206,7 +200,7 @@ class ClusterRun:
 
     def export(self):
         """The local run's export with every node's results, and one entry per hardware kind."""
-        from qadvisor.models.export import HardwareKind
+        from qadvisor.schemas.export import HardwareKind
 
         self.local.reference, self.local.results = self.reference, list(self.results)
         export = self.local.export()
@@ -277,7 +271,7 @@ class NodeTask:
     def __init__(self, cluster: ClusterRun, cancel: threading.Event):
         import ray
 
-        from qadvisor.core.cluster_node import pack
+        from qadvisor.core.cluster.node import pack
 
         local = cluster.local
         self.cluster, self.cancel = cluster, cancel
@@ -296,7 +290,7 @@ class NodeTask:
         """node → method → (its quantized model's cache key there, whether that node's cache holds it)."""
         import ray
 
-        from qadvisor.core.cluster_node import keys_here
+        from qadvisor.core.cluster.node import keys_here
 
         refs = {node.id: self._on(node, keys_here, whole_node=False) for node in self.cluster.nodes}
         keys = {}
@@ -318,7 +312,7 @@ class NodeTask:
         then computes its own)."""
         import ray
 
-        from qadvisor.core.cluster_node import reference_here
+        from qadvisor.core.cluster.node import reference_here
 
         out.put(Progress(method="reference", step="evaluate", message=f"on {node.label} for its hardware kind"))
         ref = self._on(node, reference_here)
@@ -338,7 +332,7 @@ class NodeTask:
               share: bool = False) -> tuple[TrialResult, bool, object]:
         """One trial on `node`: its events relayed, its result tagged with the node, whether the node (not qadvisor's
         code on it) failed it, and the ref of the quantized model it made when asked to share it."""
-        from qadvisor.core.cluster_node import trial_here
+        from qadvisor.core.cluster.node import trial_here
 
         # the args after the request: Ray hands a task the object behind a ref (the reference's and model's files)
         items, error, died = self.stream(node, out, trial_here, method, reference, artifact, share)

@@ -93,7 +93,7 @@ def _sums(lp: torch.Tensor, ref: torch.Tensor, targets: torch.Tensor) -> tuple[f
 
 
 def score(lp: torch.Tensor, ref: torch.Tensor, targets: torch.Tensor) -> Accuracy:
-    """Log-probs of every scored token at once (core.streamed), scored as `accuracy` scores a model's windows."""
+    """Log-probs of every scored token at once (core.measure.streamed), scored as `accuracy` scores a model's windows."""
     nll, kl, agree, count = _sums(lp, ref, targets)
     return Accuracy(ppl=math.exp(nll / count), kl_mean=kl / count, top1_agreement=agree / count)
 

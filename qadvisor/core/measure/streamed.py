@@ -1,7 +1,7 @@
 """Accuracy of a checkpoint of any size, measured one decoder layer at a time: the fp32 reference and then each
 method carry the evaluation text through each layer read from the safetensors shards (never the whole model), then
 the final norm and the head, row block by row block. PPL, KL and top-1 are scored as whole-model trials score them
-(core.metrics.score). Each method quantizes each layer with its own library (Backend.stream_layer), so peak memory
+(core.measure.metrics.score). Each method quantizes each layer with its own library (Backend.stream_layer), so peak memory
 is about one layer's weights, the streams and the reference's log-probs.
 """
 
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from qadvisor.models.events import Event, Progress
-from qadvisor.models.export import StreamedAccuracy, StreamedMethod
+from qadvisor.schemas.events import Event, Progress
+from qadvisor.schemas.export import StreamedAccuracy, StreamedMethod
 
 HEAD_ROWS = 8192  # rows of the head per matmul: 8192 × 8192 fp32 is 256 MiB at 72B's width
 REFERENCE = "fp32"
@@ -57,7 +57,7 @@ class Layers:
         import torch
         from transformers import AutoConfig
 
-        from qadvisor.core.planner import resolve_architecture
+        from qadvisor.core.architectures import resolve_architecture
         from qadvisor.quantizers.base import LayerPlace
 
         self.config = AutoConfig.from_pretrained(str(model_dir))
@@ -119,7 +119,7 @@ def _logits(layers: Layers, hidden, table: Callable, head_input: Callable = lamb
 class StreamRequest:
     model_dir: Path
     methods: list[str]
-    windows: object  # [count, window] token ids (core.metrics.eval_windows)
+    windows: object  # [count, window] token ids (core.measure.metrics.eval_windows)
     threads: int = 1
     device: str = "cpu"
 
@@ -129,7 +129,7 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
     that did) and yields progress per layer."""
     import torch
 
-    from qadvisor.core.metrics import score
+    from qadvisor.core.measure.metrics import score
     from qadvisor.quantizers import registry
     from qadvisor.quantizers.base import TrialContext
 
@@ -189,7 +189,7 @@ def _pass(layers: Layers, name: str, make: Callable, table: Callable, dtype, can
 
 def layer_bytes(arch) -> int:
     """fp32 bytes of one decoder layer's weights."""
-    from qadvisor.core.planner import param_count
+    from qadvisor.core.architectures import param_count
 
     embed = arch.vocab_size * arch.hidden_size * (1 if arch.tie_word_embeddings else 2)
     return 4 * (param_count(arch) - embed) // arch.num_hidden_layers
@@ -210,8 +210,8 @@ class StreamJob:
                  threads: int, device: str = "cpu"):
         import psutil
 
-        from qadvisor.core import modelio
-        from qadvisor.core.planner import resolve_architecture
+        from qadvisor.core.measure import modelio
+        from qadvisor.core.architectures import resolve_architecture
         from qadvisor.errors import UserError
         from qadvisor.quantizers import registry
 
@@ -228,14 +228,14 @@ class StreamJob:
         self.model_dir, self.eval_text, self.window, self.windows = Path(model_dir), eval_text, window, windows
         self.threads, self.device = threads, device
         self.out = StreamedAccuracy(model=self.arch.name, path=str(model_dir), not_streamed=self.not_streamed,
-                                    complete=False)
+                                    complete=False, random_weights=modelio.is_synthetic(model_dir))
 
     def events(self, cancel=None) -> Iterator[Event]:
         import resource
 
         from transformers import AutoTokenizer
 
-        from qadvisor.core.metrics import eval_windows
+        from qadvisor.core.measure.metrics import eval_windows
 
         tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
         ids = tokenizer(self.eval_text.read_text(encoding="utf-8")).input_ids

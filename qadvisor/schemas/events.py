@@ -6,7 +6,7 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, Field
 
-from qadvisor.models.result import TrialResult
+from qadvisor.schemas.result import TrialResult
 
 
 # A trial's steps, in order: its progress events name them, the faces count them and show the time each took.

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from qadvisor.models.jsonfile import read_json_object, validate_versioned, write_text_atomic
-from qadvisor.models.hardware import HardwareInfo
-from qadvisor.models.plan import Plan, PlanCheck
-from qadvisor.models.priorities import Priorities
-from qadvisor.models.recommendation import Recommendation
-from qadvisor.models.result import TrialResult
+from qadvisor.schemas.jsonfile import read_json_object, validate_versioned, write_text_atomic
+from qadvisor.schemas.hardware import HardwareInfo
+from qadvisor.schemas.plan import Plan, PlanCheck
+from qadvisor.schemas.priorities import Priorities
+from qadvisor.schemas.recommendation import Recommendation
+from qadvisor.schemas.result import TrialResult
 
 # 2: results say where their accuracy comes from (accuracy_basis) and what they ran with (safe_config,
 # cpu_contention); the recommendation lists every archetype a method fits; the target's accuracy may be streamed
@@ -68,7 +68,7 @@ class StreamedMethod(BaseModel):
 
 class StreamedAccuracy(BaseModel):
     """`--plan-for DIR` with weights (or `--model DIR --stream`): the target's own accuracy, layer by layer
-    (core.streamed), against its fp32 reference over the same evaluation text."""
+    (core.measure.streamed), against its fp32 reference over the same evaluation text."""
 
     model: str
     path: str
@@ -80,6 +80,7 @@ class StreamedAccuracy(BaseModel):
     methods: list[StreamedMethod] = []
     complete: bool = True  # False: stopped before every method streamed
     not_streamed: dict[str, str] = {}  # method → why it has no streamed accuracy (its library cannot go layer-wise)
+    random_weights: bool = False  # a synthetic checkpoint: its losses say nothing of a trained model
 
 
 class HardwareKind(BaseModel):

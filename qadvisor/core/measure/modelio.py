@@ -11,10 +11,10 @@ from pathlib import Path
 
 import psutil
 
-from qadvisor.core import memory, synthetic
+from qadvisor.core.measure import memory, synthetic
 from qadvisor.errors import UserError
 from qadvisor.shipped import shipped_dir
-from qadvisor.models.jsonfile import read_json_object
+from qadvisor.schemas.jsonfile import read_json_object
 
 SHIPPED_MODEL_NAME = "qwen2-tiny-stdlib"
 EVAL_FILE = "heldout.txt"
@@ -75,8 +75,8 @@ def check_model_dir(model_dir: Path) -> dict:
 
 
 def check_memory(model_dir: Path, config: dict, backends: dict[str, str], scored_tokens: int) -> None:
-    """Room for the reference step and each trial (core.memory); a slice was sized for its trials when it was built
-    (core.slices), so only that size is checked."""
+    """Room for the reference step and each trial (core.measure.memory); a slice was sized for its trials when it was built
+    (core.plan.slices), so only that size is checked."""
     need = (synthetic.marker(model_dir) or {}).get("need_bytes")
     if need is not None:
         free = psutil.virtual_memory().available
@@ -84,7 +84,7 @@ def check_memory(model_dir: Path, config: dict, backends: dict[str, str], scored
             raise UserError(f"not enough memory to measure {model_dir.name}: needs about {need / 2**30:.1f} GiB, "
                             f"{free / 2**30:.1f} GiB available")
         return
-    memory.check({"the reference": "torch", **backends}, param_count(model_dir), config["vocab_size"], scored_tokens)
+    memory.check({"the reference": "torch", **backends}, stored_params(model_dir), config["vocab_size"], scored_tokens)
 
 
 def text_for(model_dir: Path, name: str, override: Path | None = None) -> tuple[Path, str]:
@@ -183,7 +183,7 @@ def build_synthetic(arch, cache_dir: Path) -> Path:
 
 def check_synthetic(spec: str):
     """The architecture behind `synthetic:NAME`, if this machine has the memory to measure it."""
-    from qadvisor.core.planner import param_count, resolve_architecture
+    from qadvisor.core.architectures import param_count, resolve_architecture  # of a shape, not of files
 
     arch = resolve_architecture(spec.removeprefix(SYNTHETIC_PREFIX))
     need = memory.floor_bytes(param_count(arch), arch.vocab_size)  # each method is checked once they are known
@@ -197,14 +197,14 @@ def check_synthetic(spec: str):
 def synthetic_reference(model_dir: Path):
     """A random-weight model's reference needs no child process: it is saved in bf16, so its parameters and its
     bf16 bytes are read from the files, and there is no accuracy to score."""
-    from qadvisor.core.jobs import Reference
+    from qadvisor.core.measure.jobs import Reference
     from qadvisor.quantizers.base import weights_bytes_on_disk
 
-    return Reference(params=param_count(model_dir), bf16_bytes=weights_bytes_on_disk(Path(model_dir)), ref_ppl=None,
+    return Reference(params=stored_params(model_dir), bf16_bytes=weights_bytes_on_disk(Path(model_dir)), ref_ppl=None,
                      eval_tokens=0)
 
 
-def param_count(model_dir: Path) -> int:
+def stored_params(model_dir: Path) -> int:
     """Parameters in the model's safetensors files, read from their headers (no weights loaded)."""
     params = 0
     for path in sorted(Path(model_dir).glob("*.safetensors")):
@@ -219,7 +219,7 @@ def check_disk(model_dir: Path, bits: list[float], cache_root: Path | None, work
     """Room for the run's files, before it starts: each quantized model is written to the work folder (the largest,
     with llama.cpp's unquantized GGUF beside it, at a time) and, when models are cached, all of them to the cache.
     Sizes from the parameter count and each method's bits (an estimate; group scales add a few %)."""
-    bf16 = 2 * param_count(model_dir)
+    bf16 = 2 * stored_params(model_dir)
     sizes = [bf16 * b / 16 for b in bits]
     wanted = [(_existing(work_root), 1.1 * (max(sizes, default=0) + bf16))]
     if cache_root is not None:

@@ -3,7 +3,7 @@
 Every trial still runs in a process of its own (its own memory peak, a crash stays contained, the child leads its own
 process group so a stop reaches all of it), but it does not pay the interpreter start and the imports (seconds each on a
 slow CPU, most of a cached re-run). The forking process never runs a torch operation, so no thread pool exists at
-fork time. `python -m qadvisor.core.zygote` with the socket's descriptor in QADVISOR_ZYGOTE_FD.
+fork time. `python -m qadvisor.core.measure.forkserver` with the socket's descriptor in QADVISOR_FORKSERVER_FD.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import socket
 import subprocess
 import sys
 
-FD_ENV = "QADVISOR_ZYGOTE_FD"
+FD_ENV = "QADVISOR_FORKSERVER_FD"
 
 
-class Zygote:
+class ForkServer:
     """The runner's side: start the warm process, ask it for children, hear how they ended."""
 
     def __init__(self, env: dict[str, str]):
         ours, theirs = socket.socketpair()
-        self.proc = subprocess.Popen([sys.executable, "-m", "qadvisor.core.zygote"], pass_fds=(theirs.fileno(),),
+        self.proc = subprocess.Popen([sys.executable, "-m", "qadvisor.core.measure.forkserver"], pass_fds=(theirs.fileno(),),
                                      env={**env, FD_ENV: str(theirs.fileno())}, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         theirs.close()
@@ -73,14 +73,14 @@ class Zygote:
 class ForkedChild:
     """What the runner needs of a child it did not start itself: its pid (= its process group) and its exit."""
 
-    def __init__(self, zygote: Zygote, pid: int):
-        self.zygote, self.pid, self.returncode = zygote, pid, None
+    def __init__(self, forkserver: ForkServer, pid: int):
+        self.forkserver, self.pid, self.returncode = forkserver, pid, None
         self.orphaned = False  # the warm process ended before saying how the child ended (the runner stops it)
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
             try:
-                kind, code = self.zygote._line(timeout)
+                kind, code = self.forkserver._line(timeout)
             except socket.timeout:
                 raise subprocess.TimeoutExpired("trial", timeout) from None
             except OSError:
@@ -90,7 +90,7 @@ class ForkedChild:
 
 
 def serve(sock: socket.socket) -> None:
-    from qadvisor.core import worker
+    from qadvisor.core.measure import worker
 
     worker.warm_imports()
     while True:
@@ -151,7 +151,7 @@ def _own_group(pid: int) -> None:
 
 def _child(request: dict, event_fd: int, log_fd: int) -> int:
     """In the forked child: a process group of its own, output to the trial's log, then the worker as a fresh process would."""
-    from qadvisor.core import worker
+    from qadvisor.core.measure import worker
 
     _own_group(0)
     for sig in (signal.SIGINT, signal.SIGTERM):

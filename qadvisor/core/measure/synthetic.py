@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from qadvisor.models.plan import Architecture
+from qadvisor.schemas.plan import Architecture
 
 MARKER = "synthetic.json"
 BUILDER_VERSION = 3  # bump when the weights written here change, so cached directories are rebuilt

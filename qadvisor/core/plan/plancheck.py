@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qadvisor.core import planner
+from qadvisor.core.plan import planner
+
+from qadvisor.core import architectures
 from qadvisor.errors import UserError
-from qadvisor.models.plan import PlanCheck
-from qadvisor.models.result import TrialResult
+from qadvisor.schemas.plan import PlanCheck
+from qadvisor.schemas.result import TrialResult
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
@@ -17,7 +19,7 @@ def predicted_vs_measured(model_dir: Path, results: list[TrialResult], kv_positi
     """One row per measured method the planner also knows; empty when the model's shape is not plannable.
     `kv_positions`: how many positions the measured KV cache held (prompt + new tokens - 1)."""
     try:
-        arch = planner.resolve_architecture(str(model_dir))
+        arch = architectures.resolve_architecture(str(model_dir))
     except UserError:
         return []
     rows = []

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from qadvisor.models.method import Recipe
-from qadvisor.models.result import TrialResult
+from qadvisor.schemas.method import Recipe
+from qadvisor.schemas.result import TrialResult
 
 
 class EvalSettings(BaseModel):
@@ -47,7 +47,7 @@ class Job(BaseModel):
     device_label: str = ""
     keep_model: bool = False  # leave the quantized model in work_dir for the user
     timed: list[Path] = []  # timing: saved quantized models of `method`, timed side by side in one process
-    # trials: the cache entry for this quantized model (core.artifacts), None to keep none; reuse_artifact False
+    # trials: the cache entry for this quantized model (core.measure.artifacts), None to keep none; reuse_artifact False
     # quantizes again and replaces the entry (--no-cache)
     artifact_dir: Path | None = None
     fast_bf16: bool = False  # the CPU computes bf16 natively (core.hardware.fast_bf16): the quantizers' work dtype

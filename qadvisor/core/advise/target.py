@@ -1,6 +1,6 @@
 """Advice for the model the team will deploy (`--plan-for Qwen2.5-72B`), built from numbers that each say what they
 are: size and memory from the planner (estimate), speed projected from slices measured here (or, for a GPU that
-is not here, the planner's bandwidth bound), and accuracy published at the target's size (core.evidence). A method
+is not here, the planner's bandwidth bound), and accuracy published at the target's size (core.advise.evidence). A method
 whose loss at that size nobody published keeps the proxy's accuracy, labelled so, and is not recommended unless the
 priorities accept unverified accuracy.
 """
@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from importlib import resources
 
-from qadvisor.core.advisor import advise
-from qadvisor.core.evidence import evidence
-from qadvisor.models.export import RunExport, TargetAdvice
-from qadvisor.models.plan import Plan, PlanRow
-from qadvisor.models.priorities import Priorities
-from qadvisor.models.result import TrialResult
+from qadvisor.core.advise.advisor import advise
+from qadvisor.core.advise.evidence import evidence
+from qadvisor.schemas.export import RunExport, TargetAdvice
+from qadvisor.schemas.plan import Plan, PlanRow
+from qadvisor.schemas.priorities import Priorities
+from qadvisor.schemas.result import TrialResult
 
 
 def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str]:
@@ -96,22 +96,14 @@ def _streamed(export: RunExport, model: str, method: str) -> dict | None:
     if found is None:
         return None
     weights = " (random weights: a synthetic checkpoint, so the loss says nothing of a trained model)" \
-        if _synthetic(s.path) else ""
+        if s.random_weights else ""
     return {"accuracy_basis": "streamed", "ppl": found.ppl, "ppl_delta_pct": found.ppl_delta_pct,
             "kl_mean": found.kl_mean, "top1_agreement": found.top1_agreement,
             "reason": f"streamed on {model}'s own weights, layer by layer, over {s.tokens} tokens{weights}"}
 
 
-def _synthetic(path: str) -> bool:
-    from pathlib import Path
-
-    from qadvisor.core.synthetic import marker
-
-    return Path(path).is_dir() and marker(Path(path)) is not None
-
-
 def _why_left_out(method: str, plan: Plan, row: PlanRow | None) -> str:
-    from qadvisor.core import planner
+    from qadvisor.core.plan import planner
 
     if row is None and method in planner.FORMAT_BY_NAME:
         return f"not timed on slices of {plan.model} (each method costs minutes there; add it with --target-methods)"
@@ -124,11 +116,12 @@ def _why_left_out(method: str, plan: Plan, row: PlanRow | None) -> str:
 def _bf16_bytes(plan: Plan) -> int:
     """From the plan (a model given as a folder has no name the planner could resolve later); older exports' plans
     lack it and name a built-in architecture."""
-    from qadvisor.core import planner
+    from qadvisor.core import architectures
+    from qadvisor.core.plan import planner
 
     if plan.bf16_bytes is not None:
         return plan.bf16_bytes
-    arch = planner.resolve_architecture(plan.model)
+    arch = architectures.resolve_architecture(plan.model)
     return planner.weights_bytes(arch, planner.FORMAT_BY_NAME["bf16"])[0]
 
 

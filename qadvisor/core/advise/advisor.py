@@ -15,9 +15,9 @@ import math
 
 from qadvisor import format as f
 from qadvisor.core.contention import busy_labels, contended
-from qadvisor.models.priorities import Limits, Priorities
-from qadvisor.models.recommendation import MethodScore, Recommendation
-from qadvisor.models.result import TrialResult
+from qadvisor.schemas.priorities import Limits, Priorities
+from qadvisor.schemas.recommendation import MethodScore, Recommendation
+from qadvisor.schemas.result import TrialResult
 
 KL_FLOOR = 1e-3  # nats/token; differences below this are noise on the held-out text
 PPL_FLOOR = 1e-3  # a perplexity rise of 0.1 %: published figures have two or three digits

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from qadvisor.models.priorities import Priorities
+from qadvisor.schemas.priorities import Priorities
 
 
 class MethodScore(BaseModel):

@@ -20,16 +20,19 @@ from typing import Callable, Iterator
 from pydantic import BaseModel, ValidationError
 
 from qadvisor import __version__
-from qadvisor.core import artifacts, memory, modelio, planner
+from qadvisor.core import paths
+from qadvisor.core.measure import artifacts, memory, modelio
+from qadvisor.core import architectures
 from qadvisor.core.hub import folder_name
-from qadvisor.core.jobs import EvalSettings, Job, Reference
-from qadvisor.core.worker import REFERENCE_FILE
-from qadvisor.core.zygote import Zygote
+from qadvisor.core.paths import default_cache_dir
+from qadvisor.core.measure.jobs import EvalSettings, Job, Reference
+from qadvisor.core.measure.worker import REFERENCE_FILE
+from qadvisor.core.measure.forkserver import ForkServer
 from qadvisor.errors import UserError
-from qadvisor.models.events import Error, Event, EventEnvelope, Progress, Result
-from qadvisor.models.export import ModelInfo, RunExport, RunSettings
-from qadvisor.models.hardware import HardwareInfo
-from qadvisor.models.result import TrialResult
+from qadvisor.schemas.events import Error, Event, EventEnvelope, Progress, Result
+from qadvisor.schemas.export import ModelInfo, RunExport, RunSettings
+from qadvisor.schemas.hardware import HardwareInfo
+from qadvisor.schemas.result import TrialResult
 from qadvisor.quantizers import fallback, registry
 
 
@@ -42,7 +45,7 @@ class RunRequest(BaseModel):
     cache_dir: Path | None = None
     work_dir: Path | None = None  # keep the quantized models here; None: a temporary folder
     reuse_cache: bool = True  # False (--no-cache): the reference and every method computed again, the cache refreshed
-    warm_start: bool = True  # CPU trial processes forked from one that imported torch once (core.zygote)
+    warm_start: bool = True  # CPU trial processes forked from one that imported torch once (core.measure.forkserver)
     trial_timeout_s: float = 1800.0
 
 
@@ -54,12 +57,12 @@ class Run:
         self.say = say  # a line for the user before a long step that is not a trial (building a synthetic model)
         self.hardware = hardware
         self.recipes = registry.parse_methods(",".join(request.methods))
-        cache_root = request.cache_dir or artifacts.default_cache_dir()
+        cache_root = request.cache_dir or default_cache_dir()
         self.cache_root = Path(cache_root)
         self.log_dir: Path | None = None  # made at the first trial (artifacts.new_log_dir)
         self.model_dir, self.config = self._checked_model(cache_root)
         self.artifacts_dir = (cache_root / "artifacts").resolve()
-        self.probe_dir = artifacts.probe_dir(cache_root)
+        self.probe_dir = paths.probe_dir(cache_root)
         self.keeps_models = artifacts.model_bytes(self.model_dir) <= artifacts.MAX_MODEL_BYTES  # in the cache
         weights = {r.weights.name: r.weights.bits for r in self.recipes}
         modelio.check_disk(self.model_dir, list(weights.values()), self.artifacts_dir if self.keeps_models else None,
@@ -84,7 +87,7 @@ class Run:
         self.reference_given = False  # a cluster node: its kind's reference, shipped into cache_dir by another node
         self.reference_s: float | None = None  # the reference step, when it ran (not from the cache)
         self.results: list[TrialResult] = []
-        self.zygote: Zygote | None = None
+        self.forkserver: ForkServer | None = None
         from qadvisor.core.hardware import fast_bf16
 
         self.fast_bf16 = fast_bf16()  # one answer for the trials' work dtype and the cache keys that record it
@@ -97,7 +100,7 @@ class Run:
         if request.model_dir and str(request.model_dir).startswith(modelio.SYNTHETIC_PREFIX):
             arch = modelio.check_synthetic(str(request.model_dir))
             if cpu:
-                memory.check(backends, planner.param_count(arch), arch.vocab_size, 0)  # random weights: nothing scored
+                memory.check(backends, architectures.param_count(arch), arch.vocab_size, 0)  # random weights: nothing scored
             self.say(f"{request.model_dir}: random weights at the real shape (built once, then cached)")
             model_dir = modelio.build_synthetic(arch, cache_root).resolve()
             return model_dir, modelio.check_model_dir(model_dir)
@@ -116,12 +119,12 @@ class Run:
         # CPU only: a process that touched the CUDA driver (an import may ask it for devices) cannot fork a child that
         # uses CUDA, so GPU trials start fresh
         warm = self.request.warm_start and self.request.settings.device == "cpu"
-        self.zygote = Zygote(trial_env(self.request.settings.threads)) if warm else None
+        self.forkserver = ForkServer(trial_env(self.request.settings.threads)) if warm else None
         try:
             yield from self._events(cancel, keep)
         finally:
-            if self.zygote is not None:
-                self.zygote.close()
+            if self.forkserver is not None:
+                self.forkserver.close()
 
     def _events(self, cancel: threading.Event, keep: bool) -> Iterator[Event]:
         with tempfile.TemporaryDirectory(prefix="qadvisor-") as tmp:
@@ -155,7 +158,7 @@ class Run:
         return job
 
     def _artifact_inputs(self, spec, fast_bf16: bool | None = None) -> dict[str, str]:
-        """What decides the quantized files of `spec` here (core.artifacts)."""
+        """What decides the quantized files of `spec` here (core.measure.artifacts)."""
         backend = registry.backend_for(spec)
         self.model_hash = self.model_hash or artifacts.content_hash(self.model_dir)
         s = self.request.settings
@@ -175,7 +178,7 @@ class Run:
             ref_file.unlink(missing_ok=True)  # --no-cache: a failed step must not leave the old one looking fresh
             outcome: list[Event] = []
             for event in _spawn(self._job("reference", None, work_dir, False), work_dir, cancel,
-                                self.request.trial_timeout_s, self.zygote, self.log_path("reference")):
+                                self.request.trial_timeout_s, self.forkserver, self.log_path("reference")):
                 outcome.append(event)
                 yield event
             if cancel.is_set():
@@ -244,7 +247,7 @@ class Run:
     def _phase(self, job: Job, work_dir: Path, cancel: threading.Event):
         """One process of a trial: its progress yielded; (its result, its errors held for the trial, a fatal signal)."""
         result, errors, died = None, [], []
-        for event in _spawn(job, work_dir, cancel, self.request.trial_timeout_s, self.zygote, self.log_path(job.method),
+        for event in _spawn(job, work_dir, cancel, self.request.trial_timeout_s, self.forkserver, self.log_path(job.method),
                             died):
             if isinstance(event, Result):
                 result = event.result
@@ -269,8 +272,6 @@ class Run:
         ref = self.reference
         if ref is None:
             raise RuntimeError("export() before the reference step finished")
-        from qadvisor.core.plancheck import predicted_vs_measured
-
         s = self.request.settings
         results = list(self.results)
         finished = {r.method for r in results if r.status != "cancelled"}
@@ -285,7 +286,6 @@ class Run:
                                  min_measure_s=s.min_measure_s,
                                  threads=s.threads, device=self.device_label, reuse_cache=self.request.reuse_cache),
             results=results, complete=not cut, cut=cut, reference_s=self.reference_s,
-            plan_check=predicted_vs_measured(self.model_dir, results, s.prompt_tokens + s.decode_tokens - 1),
         )
 
 
@@ -315,21 +315,21 @@ def trial_env(threads: int) -> dict[str, str]:
 WARM_START = "start the warm trial process (torch and transformers, imported once for every trial)"
 
 
-def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float, zygote: Zygote | None = None,
+def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float, forkserver: ForkServer | None = None,
            log_path: Path | None = None, died: list | None = None) -> Iterator[Event]:
-    """Start `qadvisor.core.worker` for one job and yield its events until it exits, is cancelled or times out. The
+    """Start `qadvisor.core.measure.worker` for one job and yield its events until it exits, is cancelled or times out. The
     job's output is appended to `log_path` (default: beside the job file); a fatal signal it died of goes in `died`."""
     name = job.method or "reference"
     job_file = work_dir / f"{name}.{job.kind}.json"
     job_file.write_text(job.model_dump_json())
     log_path = log_path or work_dir / f"{name}.log"
     env = _safe_env(job)
-    zygote = zygote if not env else None  # a safe configuration's environment must be there before torch loads
-    if zygote is not None and not zygote.ready:  # seconds of silence otherwise (8 s on 2 slow cores)
+    forkserver = forkserver if not env else None  # a safe configuration's environment must be there before torch loads
+    if forkserver is not None and not forkserver.ready:  # seconds of silence otherwise (8 s on 2 slow cores)
         yield Progress(method=name, step="load", message=WARM_START)
     read_fd, write_fd = os.pipe()
     with open(log_path, "ab") as log:
-        proc = _start(job_file, work_dir, write_fd, log, job.settings.threads, zygote, env)
+        proc = _start(job_file, work_dir, write_fd, log, job.settings.threads, forkserver, env)
     os.close(write_fd)
     ended, reported = False, []  # ended: the worker closed its pipe, it is exiting on its own
     try:
@@ -372,17 +372,17 @@ def _ending(proc, code: int, reported: list, name: str, log_path: Path) -> Itera
         yield Error(method=name, message=f"process exited with code {code}: {log_tail[0][:300]}; log: {log_path}")
 
 
-def _start(job_file: Path, work_dir: Path, write_fd: int, log, threads: int, zygote: Zygote | None,
+def _start(job_file: Path, work_dir: Path, write_fd: int, log, threads: int, forkserver: ForkServer | None,
            extra_env: dict[str, str] | None = None):
-    """A fresh process for the job: forked warm when there is a zygote (a fresh interpreter if it is gone), in its
+    """A fresh process for the job: forked warm when there is a forkserver (a fresh interpreter if it is gone), in its
     own session, output to the job's log, events to `write_fd`."""
-    if zygote is not None:
+    if forkserver is not None:
         try:
-            return zygote.spawn(str(job_file), str(work_dir), write_fd, log.fileno())
+            return forkserver.spawn(str(job_file), str(work_dir), write_fd, log.fileno())
         except OSError:
             pass
     env = dict(trial_env(threads), QADVISOR_EVENT_FD=str(write_fd), **(extra_env or {}))
-    return subprocess.Popen([sys.executable, "-m", "qadvisor.core.worker", str(job_file)], stdout=log,
+    return subprocess.Popen([sys.executable, "-m", "qadvisor.core.measure.worker", str(job_file)], stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, pass_fds=(write_fd,), env=env,
                             cwd=work_dir, start_new_session=True)  # cwd: GPTQModel writes logs/ there
 

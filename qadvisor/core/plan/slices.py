@@ -12,18 +12,23 @@ from typing import Iterator
 
 import psutil
 
-from qadvisor.core import artifacts, planner, synthetic
-from qadvisor.core.bandwidth import probe_disk_read_gb_s
-from qadvisor.core.jobs import EvalSettings
-from qadvisor.core.modelio import shipped_model_dir
-from qadvisor.core.projection import project
-from qadvisor.core.runner import Run, RunRequest, time_side_by_side
-from qadvisor.core.worker import SPEED_FIELDS, TIMING_BUDGET_S
+from qadvisor.core import paths
+from qadvisor.core.measure import synthetic
+
+from qadvisor.core.plan import planner
+
+from qadvisor.core import architectures
+from qadvisor.core.plan.bandwidth import probe_disk_read_gb_s
+from qadvisor.core.measure.jobs import EvalSettings
+from qadvisor.core.measure.modelio import shipped_model_dir
+from qadvisor.core.plan.projection import project
+from qadvisor.core.measure.runner import Run, RunRequest, time_side_by_side
+from qadvisor.core.measure.worker import SPEED_FIELDS, TIMING_BUDGET_S
 from qadvisor.errors import UserError
-from qadvisor.models.events import Event, Progress, Result
-from qadvisor.models.hardware import HardwareInfo
-from qadvisor.models.plan import Architecture, Plan, Projection
-from qadvisor.models.result import TrialResult
+from qadvisor.schemas.events import Event, Progress, Result
+from qadvisor.schemas.hardware import HardwareInfo
+from qadvisor.schemas.plan import Architecture, Plan, Projection
+from qadvisor.schemas.result import TrialResult
 from qadvisor.quantizers import registry
 
 GIB = 2**30
@@ -47,7 +52,7 @@ def slice_architecture(arch: Architecture, layers: int) -> Architecture:
 
 def need_bytes(arch: Architecture) -> int:
     """Peak memory of a trial on this slice: every weight at 4 bytes (the CPU computes in fp32) plus a reserve."""
-    return 4 * planner.param_count(arch) + RESERVE
+    return 4 * architectures.param_count(arch) + RESERVE
 
 
 def slice_depths(arch: Architecture, available: int) -> tuple[int, int]:
@@ -60,7 +65,7 @@ def slice_depths(arch: Architecture, available: int) -> tuple[int, int]:
     if arch.num_hidden_layers < 3:
         raise UserError(f"{arch.name} has {arch.num_hidden_layers} layers: too shallow to slice; measure it whole "
                         "with `qadvisor --auto --model …`")
-    per_layer = planner.param_count(slice_architecture(arch, 1)) - planner.param_count(slice_architecture(arch, 0))
+    per_layer = architectures.param_count(slice_architecture(arch, 1)) - architectures.param_count(slice_architecture(arch, 0))
     deep = max(2, min(arch.num_hidden_layers // 2, int(DEEP_SLICE_LAYER_PARAMS // per_layer)))
     while deep > 2 and need_bytes(slice_architecture(arch, deep)) > available:
         deep -= 1
@@ -205,7 +210,7 @@ class SliceMeasurement:
                 return results
         timing = time_side_by_side(registry.parse_methods(method)[0], [tmp / label / method for label, _ in sources], sources[0][1],
                                    self.settings, results[0].device or "", tmp, cancel,
-                                   probe_dir=artifacts.probe_dir(self.cache_root))
+                                   probe_dir=paths.probe_dir(self.cache_root))
         timed = yield from _relabelled(timing, f"{method} {' + '.join(label for label, _ in sources)}")
         if len(timed) == len(results):
             results = [r.model_copy(update={k: getattr(t, k) for k in (*SPEED_FIELDS, "notes")}) for r, t in zip(results, timed)]

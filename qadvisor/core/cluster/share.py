@@ -1,4 +1,4 @@
-"""What the nodes of a cluster run hand each other, each made once (core.cluster decides who makes what here; the
+"""What the nodes of a cluster run hand each other, each made once (core.cluster.driver decides who makes what here; the
 object refs it keeps are opaque to this module, so this needs no Ray)."""
 
 from __future__ import annotations

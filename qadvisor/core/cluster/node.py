@@ -1,4 +1,4 @@
-"""What runs on a node of a Ray cluster (core.cluster sends it there): the shipped model folder unpacked once, the
+"""What runs on a node of a Ray cluster (core.cluster.driver sends it there): the shipped model folder unpacked once, the
 node's own Run for one method, and what nodes hand each other through Ray's object store: the reference of a
 hardware kind (computed on one node of the kind) and a quantized model (made on one node of those whose cache key
 matches). Everything crosses as one tar of files."""
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from qadvisor.core import artifacts
-from qadvisor.models.events import Error, Progress
+from qadvisor.core.measure import artifacts
+from qadvisor.schemas.events import Error, Progress
 
 MAX_SHIPPED = 2 << 30  # a larger model folder must already be on every node, at the same path
 
@@ -53,7 +53,7 @@ class Payload:
 
     key: str  # the tar's hash: the folder it is unpacked to on a node
     data: bytes
-    model_hash: str  # the model's content hash (core.artifacts), hashed once here rather than per trial per node
+    model_hash: str  # the model's content hash (core.measure.artifacts), hashed once here rather than per trial per node
 
 
 def pack(model_dir: Path, eval_text: Path, calib_text: Path) -> Payload | None:
@@ -69,8 +69,8 @@ def node_run(payload: Payload | None, request_json: str, methods: list[str] | No
     """This node's Run of `methods` (default: the request's): the shipped files from this node's cache, this node's
     hardware, device and cores."""
     from qadvisor.core.hardware import detect, resolve_device
-    from qadvisor.core.artifacts import default_cache_dir
-    from qadvisor.core.runner import Run, RunRequest
+    from qadvisor.core.paths import default_cache_dir
+    from qadvisor.core.measure.runner import Run, RunRequest
 
     request = RunRequest.model_validate_json(request_json)
     # --keep-models DIR: this node's models in DIR/NODE on its own disk (nodes sharing a disk do not collide)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import itertools
 
-from qadvisor.models.plan import Projection
-from qadvisor.models.result import TrialResult
+from qadvisor.schemas.plan import Projection
+from qadvisor.schemas.result import TrialResult
 
 
 def fit_line(d1: int, t1: float, d2: int, t2: float) -> tuple[float, float]:

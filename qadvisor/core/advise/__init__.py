@@ -1,0 +1,1 @@
+"""Advising: the recommendation, the target's advice, comparisons, published evidence."""

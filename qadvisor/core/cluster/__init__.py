@@ -1,0 +1,1 @@
+"""One run over the nodes of a Ray cluster."""

@@ -1,0 +1,1 @@
+"""Measuring: trial processes, the runner, metrics, the cache, streamed accuracy."""

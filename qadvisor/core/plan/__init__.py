@@ -1,0 +1,1 @@
+"""Planning: the planner's formats, slices of a target and projections from them."""
