@@ -64,11 +64,11 @@ SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.
 UNITS = {"b": 1, "kb": 1e3, "kib": 2**10, "mb": 1e6, "mib": 2**20, "gb": 1e9, "gib": 2**30}
 
 
-def parse_size(text: str) -> int:
-    """`500MB`, `1.5GiB`, `20000000` → bytes."""
+def parse_size(text: str, name: str = "max size") -> int:
+    """`500MB`, `1.5GiB`, `20000000` → bytes; `name` is the field as the user sees it, for the error line."""
     match = SIZE_RE.match(text)
     if not match:
-        raise UserError(f"cannot read size {text!r}: write e.g. 500MiB, 2GB or a number of bytes")
+        raise UserError(f"{name} {text!r}: not a size; write e.g. 500MiB, 2GB or a number of bytes")
     return int(float(match.group(1)) * UNITS[(match.group(2) or "b").lower()])
 
 
@@ -109,5 +109,5 @@ def build_priorities(profile: str | Priorities, weights: str | None = None, limi
         return Priorities.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(x) for x in first["loc"]) or "priorities"
-        raise UserError(f"priorities: {field}: {first['msg']}") from None
+        field = ".".join(str(x) for x in first["loc"]) or "weights"  # a check across fields: the weights together
+        raise UserError(f"{field}: {first['msg'].removeprefix('Value error, ')}") from None

@@ -70,7 +70,7 @@ class QAdvisorApp(App):
                 Binding("question_mark", "help", "Help")]
 
     def __init__(self, hardware: HardwareInfo, methods: list[tuple[str, bool, str, bool]], model_hint: str,
-                 run_factory, export: RunExport | None = None, doctor=None) -> None:
+                 run_factory, export: RunExport | None = None, doctor=None, loaded_from: Path | None = None) -> None:
         super().__init__()
         self.hardware = hardware
         self.methods = methods
@@ -82,6 +82,7 @@ class QAdvisorApp(App):
         self.cancel = threading.Event()
         self.autosaved: Path | None = None  # where the last run was saved on its own (app.auto.AutoSession.autosave)
         self.running = False  # a run is measuring: Cancel is offered only then
+        self.loaded_from = loaded_from  # --load FILE: named in the header with when and where it was measured
 
     def check_action(self, action: str, parameters) -> bool | None:
         """Cancel only while a run measures (hidden from the footer otherwise)."""
@@ -96,6 +97,7 @@ class QAdvisorApp(App):
     def on_mount(self) -> None:
         self.push_screen(HardwareScreen(self.hardware, self.doctor))
         if self.export is not None:  # a saved run loaded from the command line
+            self.sub_title = loaded_line(self.export, self.loaded_from)
             self.priorities = self.export.priorities or self.priorities
             self.readvise({})
             self.push_screen(RecommendationScreen())
@@ -223,15 +225,16 @@ class QAdvisorApp(App):
         self.notify(f"{done}: {headline}.{saved} Press n for the recommendation.")
 
     # advising
-    def readvise(self, weights: dict[str, str]) -> bool:
-        """Recompute the recommendation from the measured results; no re-measuring."""
+    def readvise(self, weights: dict[str, str]) -> str:
+        """Recompute the recommendation from the measured results, no re-measuring; '' or why the weights cannot be
+        used (all zero, negative), the advice on screen left as it was."""
         try:
             priorities = priority_options(prefix="", profile=self.priorities, **weights).priorities()
-        except UserError:
-            return False
+        except UserError as exc:
+            return str(exc)
         self.priorities = priorities
         readvise(self.export, priorities)
-        return True
+        return ""
 
     def open_comparison(self, path: Path) -> str:
         """Load a saved run and show it beside this one; returns an error line or ''."""
@@ -298,7 +301,13 @@ def _slice_line(event) -> str:
     return f"slices: {event}"
 
 
+def loaded_line(export: RunExport, path: Path | None) -> str:
+    """Which saved run is on screen: its file, when it was measured and on what."""
+    when = export.created_at[:16].replace("T", " ")
+    return f"{path.name if path else 'a saved run'}: measured {when} UTC on {export.settings.device}"
+
+
 def run_tui(hardware: HardwareInfo, methods, model_hint: str, run_factory, export: RunExport | None = None,
-            doctor=None) -> None:
-    QAdvisorApp(hardware, methods, model_hint, run_factory, export, doctor).run()
+            doctor=None, loaded_from: Path | None = None) -> None:
+    QAdvisorApp(hardware, methods, model_hint, run_factory, export, doctor, loaded_from).run()
 

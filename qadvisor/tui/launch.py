@@ -36,4 +36,5 @@ def tui_inputs(args):
 
     from qadvisor.app.doctor import saved_report
 
-    return hardware, method_choices(hardware.cuda is not None), SHIPPED_MODEL_NAME, run_factory, export, saved_report()
+    return (hardware, method_choices(hardware.cuda is not None), SHIPPED_MODEL_NAME, run_factory, export, saved_report(),
+            getattr(args, "load", None))

@@ -155,6 +155,29 @@ class PrioritiesScreen(Screen):
     def action_start(self) -> None:
         error = self.app.start_run(self.form())
         self.query_one("#form-error", Static).update(f"[red]{error}[/]" if error else "")
+        for field in self.query(Input):
+            field.remove_class("error")
+        field_id = field_of(error) if error else None
+        if field_id:  # the field itself: outlined in red and focused (scrolled to), the line beside it as a toast
+            field = self.query_one(f"#{field_id}", Input)
+            field.add_class("error")
+            field.focus()
+        if error:
+            self.app.notify(error, severity="error", timeout=8)
+
+
+# the form's fields by the words an error line starts with (app.options names each as the form labels it)
+FIELD_WORDS = (("repeats", "repeats"), ("decode tokens", "decode_tokens"), ("prompt tokens", "prompt_tokens"),
+               ("max size", "max_size"), ("min tok s", "min_tok_s"), ("max ppl rise", "max_ppl_rise"),
+               ("max kl", "max_kl"), ("weights", "storage"), ("storage", "storage"), ("latency", "latency"),
+               ("accuracy", "accuracy"), ("model directory", "model"), ("unknown model", "plan_for"),
+               ("pin", "pin"), ("cluster", "cluster"), ("target", "target"))
+
+
+def field_of(error: str) -> str | None:
+    """The input an error line is about, when it names one."""
+    text = error.lower().lstrip("-")
+    return next((field for words, field in FIELD_WORDS if text.startswith(words)), None)
 
 
 class RunScreen(Screen):
@@ -265,7 +288,12 @@ class RecommendationScreen(Screen):
     @on(Input.Changed, "#re_storage, #re_latency, #re_accuracy")
     def _reweight(self) -> None:
         values = {k: self.query_one(f"#re_{k}", Input).value for k in ("storage", "latency", "accuracy")}
-        if self.app.readvise(values):
+        error = self.app.readvise(values)
+        for key in values:
+            self.query_one(f"#re_{key}", Input).set_class(bool(error), "error")
+        self.query_one("#save-status", Static).update(f"[red]{error}; the advice above is for the last weights that "
+                                                      "worked[/]" if error else "")
+        if not error:
             self.render_export()
 
     @on(Button.Pressed, "#save")

@@ -80,7 +80,14 @@ async def test_the_form_sets_what_the_command_line_sets(app, tmp_path):
         await pilot.pause()
         assert isinstance(app.screen, PrioritiesScreen)
         assert "repeats must be at least 1" in str(form.query_one("#form-error").render())
+        assert form.query_one("#repeats").has_class("error") and app.focused is form.query_one("#repeats")
         form.query_one("#repeats").value = "2"
+        form.query_one("#max_size").value = "lots"
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert "max size 'lots': not a size" in str(form.query_one("#form-error").render())
+        assert form.query_one("#max_size").has_class("error") and not form.query_one("#repeats").has_class("error")
+        form.query_one("#max_size").value = ""
         form.query_one("#decode_tokens").value = "8"
         form.query_one("#max_kl").value = "0.5"
         form.query_one("#reuse_cache").value = False
@@ -122,8 +129,10 @@ async def test_load_saved_run_and_compare(tmp_path):
     other.results = [r.model_copy(update={"decode_tok_s": r.decode_tok_s * 3}) for r in RECORDED]
     save_export(other, tmp_path / "gpu.json")
     app = make_app(export)
+    app.loaded_from = tmp_path / "cpu.json"
     async with app.run_test(size=(100, 40)) as pilot:
         assert isinstance(app.screen, RecommendationScreen)
+        assert app.sub_title == f"cpu.json: measured {export.created_at[:16].replace('T', ' ')} UTC on {export.settings.device}"
         app.screen.query_one("#compare_path").value = str(tmp_path / "nope.json")
         await pilot.press("ctrl+o")
         await pilot.pause()
@@ -390,3 +399,23 @@ async def test_letters_typed_with_no_input_focused_save_and_open_nothing(tmp_pat
         assert app.check_action("cancel_run", ()) is False
         await pilot.press("ctrl+q")
     assert not app.is_running
+
+
+async def test_zero_weights_in_the_readvise_boxes_say_why_and_keep_the_advice():
+    from tests.samples import RECORDED, sample_export
+    from tests.tui.test_snapshots import make_app
+
+    export = sample_export()
+    export.results = list(RECORDED)
+    app = make_app(export)
+    async with app.run_test(size=(100, 40)) as pilot:
+        before = app.export.recommendation.method
+        for key in ("storage", "latency", "accuracy"):
+            app.screen.query_one(f"#re_{key}").value = "0"
+            await pilot.pause()
+        status = str(app.screen.query_one("#save-status").render())
+        assert "weights: at least one of storage, latency, accuracy must be above 0" in status
+        assert app.screen.query_one("#re_storage").has_class("error") and app.export.recommendation.method == before
+        app.screen.query_one("#re_latency").value = "1"
+        await pilot.pause()
+        assert not app.screen.query_one("#re_storage").has_class("error")
