@@ -22,8 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-DEFAULT = "bnb-nf4,bnb-int8,bnb-fp4,hqq-int4,hqq-int3,hqq-int2,quanto-int8,quanto-int4,quanto-int2,torchao-int8," \
-          "gguf-q8_0,gguf-q6_k,gguf-q4_k_m,gguf-q3_k_m,gguf-q2_k"
+DEFAULT = "bnb-nf4,bnb-int8,bnb-fp4,gptq-int8,gptq-int4,gptq-int3,gptq-int2,hqq-int4,hqq-int3,hqq-int2,quanto-int8," \
+          "quanto-int4,quanto-int2,torchao-int8,gguf-q8_0,gguf-q6_k,gguf-q4_k_m,gguf-q3_k_m,gguf-q2_k"
 PPL_TARGET, KL_TARGET, RSS_TARGET = 0.005, 0.10, 6 * 2**30
 
 
@@ -37,7 +37,8 @@ def streamed(model_dir: Path, methods: list[str], window: int, windows: int, thr
     from qadvisor.core.measure.streamed import StreamJob
 
     text, _ = modelio.text_for(model_dir, modelio.EVAL_FILE)
-    job = StreamJob(model_dir, methods, text, window, windows, threads)
+    calib, _ = modelio.text_for(model_dir, modelio.CALIB_FILE)
+    job = StreamJob(model_dir, methods, text, window, windows, threads, calib_text=calib)
     for event in job.events():
         print(f"  {event.method}: {event.message}", end="\r", file=sys.stderr)
     return job.result()

@@ -43,7 +43,8 @@ def _stream_job(opts: RunOptions, methods: list[str], settings):
     if not (folder.is_dir() and any(folder.glob("*.safetensors"))):
         return None
     text, _ = modelio.text_for(folder, modelio.EVAL_FILE, opts.eval_text)
-    return StreamJob(folder, methods, text, settings.window, settings.windows, settings.threads, settings.device)
+    calib, _ = modelio.text_for(folder, modelio.CALIB_FILE, opts.calib_text)
+    return StreamJob(folder, methods, text, settings.window, settings.windows, settings.threads, settings.device, calib)
 
 
 def as_streamed_target(opts: RunOptions, say: Callable[[str], None]) -> RunOptions:

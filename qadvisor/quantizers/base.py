@@ -136,6 +136,10 @@ class Backend:
         them; most methods leave both unquantized."""
         return rows
 
+    def stream_calibration(self, model_dir: Path, texts: list[str]) -> list[list[int]] | None:
+        """The token ids a calibrated method solves each layer on (its whole-model trial's samples); None: none."""
+        return None
+
     def stream_head_input(self, spec: MethodSpec, hidden: Any, place: LayerPlace) -> Any:
         """The final hidden states as the head's matmul reads them (llama.cpp rounds them to 8 bits)."""
         return hidden
@@ -143,11 +147,15 @@ class Backend:
 
 @dataclass
 class LayerPlace:
-    """Where a decoder layer sits in its model: llama.cpp's mixes choose a type by position."""
+    """Where a decoder layer sits in its model (llama.cpp's mixes choose a type by position), and for a calibrated
+    method the calibration stream at its input: `calib` hidden states, one per sample, that `run(layer, x)` carries
+    through a layer; the method replaces them with its quantized layer's outputs, as it does whole."""
 
     index: int
-    arch: Any  # models.plan.Architecture
+    arch: Any  # schemas.plan.Architecture
     threads: int = 1
+    calib: list | None = None
+    run: Callable | None = None
 
 
 def plain_linears(module) -> dict[str, Any]:

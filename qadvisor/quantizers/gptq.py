@@ -92,6 +92,52 @@ class GPTQBackend(Backend):
         wrapped.quantize(None)
         return _bf16_storage(wrapped)
 
+    streamed_methods = frozenset(m.name for m in methods)
+
+    def stream_calibration(self, model_dir, texts):
+        from transformers import AutoTokenizer
+
+        samples = _calibration(AutoTokenizer.from_pretrained(str(model_dir)), texts, _config_inputs(model_dir))
+        return [s["input_ids"] for s in samples]
+
+    def stream_layer(self, layer, spec, ctx, place):
+        """GPTQModel's own solver on each linear of the layer, fed by the layer's inputs from this method's quantized
+        stream (all linears from one pass: true_sequential off, as the whole-model trial runs it); then the stream is
+        carried on through the quantized layer."""
+        import copy
+
+        import torch
+
+        from qadvisor.quantizers.base import cast_plain, plain_linears
+
+        self._import(ctx)
+        from gptqmodel import QuantizeConfig
+        from gptqmodel.quantization.gptq import GPTQ
+
+        config = QuantizeConfig(bits=int(spec.bits), group_size=spec.group_size, offload_to_disk=False,
+                                true_sequential=False)
+        layer = layer.to(ctx.work_dtype)
+        tokens = sum(x.shape[1] for x in place.calib)
+        tasks, hooks = {}, []
+        for name, linear in plain_linears(layer).items():
+            task = tasks[name] = GPTQ(module=linear, qcfg=copy.deepcopy(config))
+            task.fallback, task.expected_nsamples = config.fallback, tokens
+            task.quantizer.configure(perchannel=True)
+            hooks.append(linear.register_forward_hook(
+                lambda module, inp, out, task=task: task.add_batch(inp[0].data, out.data)))
+        with torch.no_grad():
+            for x in place.calib:
+                place.run(layer, x)
+        for hook in hooks:
+            hook.remove()
+        for name, task in tasks.items():
+            linear = layer.get_submodule(name)
+            linear.weight.data = task.quantize()[0].to(linear.weight.dtype)
+            task.free()
+        with torch.no_grad():
+            place.calib[:] = [place.run(layer, x) for x in place.calib]
+        return cast_plain(layer, ctx.compute_dtype)
+
     def save(self, model, spec, out_dir):
         model.save(str(out_dir))
 

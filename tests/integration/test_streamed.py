@@ -18,26 +18,32 @@ def _windows():
     return eval_windows(ids, 128, 4)
 
 
+def _calib() -> list[str]:
+    return [c for c in (SHIPPED / "calib.txt").read_text(encoding="utf-8").split("\n\n") if c.strip()]
+
+
 def _whole(method, windows, ref_lp, tmp_path):
+    from qadvisor.core.hardware import fast_bf16
     from qadvisor.core.measure.metrics import accuracy
     from qadvisor.quantizers import registry
     from qadvisor.quantizers.base import TrialContext
 
     spec = registry.methods()[method]
     backend = registry.backend_for(spec)
-    ctx = TrialContext(threads=2, max_tokens=256)
+    ctx = TrialContext(threads=2, max_tokens=256, calib_texts=_calib(), fast_bf16=fast_bf16())
     backend.save(backend.quantize(SHIPPED, spec, ctx), spec, tmp_path)
     return accuracy(backend.load(tmp_path, spec, ctx), windows, ref_lp, "cpu")
 
 
-# GGUF: llama.cpp's runtime rounds each matmul's input to 8 bits; the streamed path does too (ggml.dot_rounded)
-METHODS = ["bnb-nf4", "bnb-int8", "hqq-int4", "quanto-int4", "torchao-int8", "gguf-q8_0", "gguf-q2_k"]
+# GGUF: llama.cpp's runtime rounds each matmul's input to 8 bits; the streamed path does too (ggml.dot_rounded).
+# GPTQ: each layer solved on its inputs from the method's own quantized calibration stream, as GPTQModel does whole.
+METHODS = ["bnb-nf4", "bnb-int8", "hqq-int4", "quanto-int4", "torchao-int8", "gguf-q8_0", "gguf-q2_k", "gptq-int4"]
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_streamed_accuracy_matches_the_whole_model_trial(tmp_path, method):
     pytest.importorskip({"bnb": "bitsandbytes", "hqq": "hqq", "quanto": "optimum.quanto", "torchao": "torchao",
-                         "gguf": "llama_cpp"}[method.split("-")[0]])
+                         "gguf": "llama_cpp", "gptq": "gptqmodel"}[method.split("-")[0]])
     from qadvisor.core.measure.metrics import logprobs
     from qadvisor.core.measure.streamed import StreamRequest, stream
     from qadvisor.schemas.export import StreamedAccuracy
@@ -47,7 +53,7 @@ def test_streamed_accuracy_matches_the_whole_model_trial(tmp_path, method):
     ref_lp = logprobs(load_hf(SHIPPED, torch.float32, "cpu"), windows, "cpu")
     whole = _whole(method, windows, ref_lp, tmp_path)
     out = StreamedAccuracy(model="shipped", path=str(SHIPPED))
-    list(stream(StreamRequest(SHIPPED, [method], windows, threads=2), out))
+    list(stream(StreamRequest(SHIPPED, [method], windows, threads=2, calib_texts=_calib()), out))
     streamed = out.methods[0]
     assert not streamed.error
     assert streamed.ppl == pytest.approx(whole.ppl, rel=0.005)

@@ -66,9 +66,11 @@ def test_a_stop_keeps_the_methods_that_finished():
 
 
 def test_a_job_checks_its_input_and_names_what_it_cannot_stream(tmp_path):
-    job = StreamJob(SHIPPED, ["fp32", "gptq-int4", "mock-passthrough"], SHIPPED / "heldout.txt", 64, 2, 1)
+    job = StreamJob(SHIPPED, ["fp32", "torchao-int4", "bnb-nf4+kv-int4", "mock-passthrough"], SHIPPED / "heldout.txt",
+                    64, 2, 1)
     assert job.methods == ["fp32", "mock-passthrough"]
-    assert "whole models only" in job.not_streamed["gptq-int4"]
+    assert "whole models only" in job.not_streamed["torchao-int4"]
+    assert "a KV-cache stack" in job.not_streamed["bnb-nf4+kv-int4"]
     with pytest.raises(UserError, match="not found"):
         StreamJob(tmp_path / "nothing", ["fp32"], SHIPPED / "heldout.txt", 64, 2, 1)
 

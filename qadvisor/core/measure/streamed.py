@@ -54,7 +54,6 @@ class Layers:
     and rotary embeddings every layer shares."""
 
     def __init__(self, model_dir: Path, windows, threads: int):
-        import torch
         from transformers import AutoConfig
 
         from qadvisor.core.architectures import resolve_architecture
@@ -67,7 +66,7 @@ class Layers:
         self.inputs = windows[:, :-1]
         self.targets = windows[:, 1:]
         self.place = lambda i: LayerPlace(index=i, arch=self.arch, threads=threads)
-        self.positions = torch.arange(self.inputs.shape[1])[None]
+        self.model_dir = Path(model_dir)
         self.head_name = "model.embed_tokens.weight" if self.arch.tie_word_embeddings else "lm_head.weight"
 
     def build(self, index: int):
@@ -80,20 +79,28 @@ class Layers:
         return layer.eval()
 
     def context(self, hidden):
-        """The causal mask and rotary embeddings for hidden states of this dtype, as Qwen2Model makes them."""
+        """The causal mask, rotary embeddings and positions for hidden states of this length and dtype, as Qwen2Model
+        makes them."""
+        import torch
         from transformers.masking_utils import create_causal_mask
         from transformers.models.qwen2.modeling_qwen2 import Qwen2RotaryEmbedding
 
+        positions = torch.arange(hidden.shape[1])[None]
         mask = create_causal_mask(config=self.config, inputs_embeds=hidden, attention_mask=None, cache=None,
-                                  position_ids=self.positions)
-        return mask, Qwen2RotaryEmbedding(self.config)(hidden, self.positions)
+                                  position_ids=positions)
+        return mask, Qwen2RotaryEmbedding(self.config)(hidden, positions), positions
+
+    def run(self, layer, hidden):
+        """One layer over hidden states of any length (a calibration sample)."""
+        mask, rotary, positions = self.context(hidden)
+        return layer(hidden, attention_mask=mask, position_embeddings=rotary, position_ids=positions)
 
 
-def _embed(layers: Layers, table: Callable, dtype):
-    """The embedding rows the windows use, as the method's model holds them."""
+def _embed(layers: Layers, table: Callable, dtype, tokens=None):
+    """The embedding rows of `tokens` (the evaluation windows by default), as the method's model holds them."""
     import torch
 
-    ids, inverse = torch.unique(layers.inputs, return_inverse=True)
+    ids, inverse = torch.unique(layers.inputs if tokens is None else tokens, return_inverse=True)
     full = layers.shards.get("model.embed_tokens.weight")
     rows = table("embed", full[ids].clone())
     del full
@@ -122,6 +129,7 @@ class StreamRequest:
     windows: object  # [count, window] token ids (core.measure.metrics.eval_windows)
     threads: int = 1
     device: str = "cpu"
+    calib_texts: list[str] | None = None  # paragraphs a calibrated method (GPTQ) solves each layer on
 
 
 def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterator[Event]:
@@ -136,7 +144,10 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
     torch.set_num_threads(request.threads)
     layers = Layers(request.model_dir, request.windows, request.threads)
     out.layers, out.tokens = layers.arch.num_hidden_layers, int(layers.targets.numel())
-    ctx = TrialContext(device=request.device, threads=request.threads)
+    from qadvisor.core.hardware import fast_bf16
+
+    ctx = TrialContext(device=request.device, threads=request.threads, fast_bf16=fast_bf16(),
+                       calib_texts=request.calib_texts or [])
     ref_lp, seconds = yield from _pass(layers, REFERENCE, lambda layer, place: layer.float(), lambda role, rows: rows,
                                        torch.float32, cancel)
     if ref_lp is None:
@@ -147,11 +158,13 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
         spec = registry.methods()[name]
         backend = registry.backend_for(spec)
         try:
+            calib = backend.stream_calibration(request.model_dir, ctx.calib_texts) if ctx.calib_texts else None
             logits, seconds = yield from _pass(
                 layers, name, lambda layer, place: backend.stream_layer(layer, spec, ctx, place),
                 lambda role, rows: backend.stream_table(spec, role, rows, layers.place(0)),
                 backend.stream_dtype(spec), cancel,
-                lambda hidden: backend.stream_head_input(spec, hidden, layers.place(0)))
+                lambda hidden: backend.stream_head_input(spec, hidden, layers.place(0)),
+                (calib, ctx.work_dtype) if calib else None)
         except Exception as exc:  # one method's library failing leaves the others to measure
             out.methods.append(StreamedMethod(method=name, error=f"{type(exc).__name__}: {exc}"[:300]))
             continue
@@ -164,23 +177,27 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
 
 
 def _pass(layers: Layers, name: str, make: Callable, table: Callable, dtype, cancel,
-          head_input: Callable = lambda hidden: hidden):
+          head_input: Callable = lambda hidden: hidden, calibration: tuple | None = None):
     """One stream through the embedding, every layer and the head: (logits, seconds per layer), or (None, None)
-    when stopped."""
+    when stopped. `calibration` (token ids per sample, work dtype): a second stream the method calibrates each layer
+    on, carried through its own quantized layers."""
     import torch
 
     count = layers.arch.num_hidden_layers
     with torch.no_grad():
         hidden = _embed(layers, table, dtype)
-        mask, rotary = layers.context(hidden)
+        calib = None if calibration is None else [
+            _embed(layers, table, calibration[1], torch.tensor([ids])) for ids in calibration[0]]
         started = time.perf_counter()
         for i in range(count):
             if cancel is not None and cancel.is_set():
                 return None, None
             yield Progress(method=f"{name} streamed", step="evaluate", fraction=i / count,
                            message=f"layer {i + 1}/{count} of {layers.arch.name}")
-            layer = make(layers.build(i), layers.place(i)).eval()  # new modules a quantizer put in train as built
-            hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary, position_ids=layers.positions)
+            place = layers.place(i)
+            place.calib, place.run = calib, layers.run
+            layer = make(layers.build(i), place).eval()  # new modules a quantizer put in train as built
+            hidden = layers.run(layer, hidden)
             del layer
         seconds = (time.perf_counter() - started) / count
         yield Progress(method=f"{name} streamed", step="evaluate", fraction=1.0, message="final norm and head")
@@ -202,12 +219,22 @@ def need_bytes(arch, tokens: int) -> int:
     return table + 2 * layer_bytes(arch) + 4 * HEAD_ROWS * arch.hidden_size + 3 * 4 * tokens * arch.vocab_size
 
 
+def _why_not_streamed(method: str, registry) -> str:
+    """'' when the method's layers can be quantized one at a time here, else why not."""
+    if "+" in method:
+        return "a KV-cache stack: streaming scores the weights, and the cache is measured by whole-model trials"
+    spec = registry.methods().get(method)
+    if spec is None or method not in registry.backend_for(spec).streamed_methods:
+        return "its library quantizes whole models only here (no layer-by-layer path)"
+    return ""
+
+
 class StreamJob:
     """The target's own accuracy, streamed: checked on creation (weights, methods, memory), measured by
     `events()`; `result()` holds what finished, also after a stop."""
 
     def __init__(self, model_dir: Path, methods: list[str], eval_text: Path, window: int, windows: int,
-                 threads: int, device: str = "cpu"):
+                 threads: int, device: str = "cpu", calib_text: Path | None = None):
         import psutil
 
         from qadvisor.core.measure import modelio
@@ -221,12 +248,10 @@ class StreamJob:
         if need > free:
             raise UserError(f"not enough memory to stream {model_dir.name}'s accuracy: about {need / 2**30:.1f} GiB "
                             f"needed, {free / 2**30:.1f} GiB available")
-        by_name = registry.methods()
-        self.not_streamed = {m: "its library quantizes whole models only (no layer-by-layer path in qadvisor yet)"
-                             for m in methods if m not in registry.backend_for(by_name[m]).streamed_methods}
+        self.not_streamed = {m: why for m in methods if (why := _why_not_streamed(m, registry))}
         self.methods = [m for m in methods if m not in self.not_streamed]
         self.model_dir, self.eval_text, self.window, self.windows = Path(model_dir), eval_text, window, windows
-        self.threads, self.device = threads, device
+        self.threads, self.device, self.calib_text = threads, device, calib_text
         self.out = StreamedAccuracy(model=self.arch.name, path=str(model_dir), not_streamed=self.not_streamed,
                                     complete=False, random_weights=modelio.is_synthetic(model_dir))
 
@@ -240,7 +265,9 @@ class StreamJob:
         tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
         ids = tokenizer(self.eval_text.read_text(encoding="utf-8")).input_ids
         windows = eval_windows(ids, self.window, self.windows)
-        request = StreamRequest(self.model_dir, self.methods, windows, self.threads, self.device)
+        calib = ([c for c in self.calib_text.read_text(encoding="utf-8").split("\n\n") if c.strip()]
+                 if self.calib_text else None)  # paragraphs, as a whole-model trial splits them
+        request = StreamRequest(self.model_dir, self.methods, windows, self.threads, self.device, calib)
         yield from stream(request, self.out, cancel)
         self.out.peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         self.out.complete = len(self.out.methods) == len(self.methods) and self.out.ref_ppl is not None
