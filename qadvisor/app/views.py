@@ -367,7 +367,7 @@ def streamed_lines(export: RunExport) -> list[str]:
              + (f", {cost}" if cost else "")
              + (f"; peak memory {s.peak_rss_bytes / 2**30:.1f} GiB" if s.peak_rss_bytes else "")
              + ("" if s.complete else " (stopped before every method streamed)")]
-    lines += [f"{m.method}: streaming failed: {m.error}" for m in s.methods if m.error]
+    lines += [f"{m.method}: streaming failed: {m.error} (log: {s.log})" for m in s.methods if m.error]
     lines += [f"{m}: not streamed: {why}" for m, why in s.not_streamed.items()]
     return lines
 

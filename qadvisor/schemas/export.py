@@ -81,6 +81,7 @@ class StreamedAccuracy(BaseModel):
     complete: bool = True  # False: stopped before every method streamed
     not_streamed: dict[str, str] = {}  # method → why it has no streamed accuracy (its library cannot go layer-wise)
     random_weights: bool = False  # a synthetic checkpoint: its losses say nothing of a trained model
+    log: str | None = None  # where the libraries' own output went while streaming
 
 
 class HardwareKind(BaseModel):

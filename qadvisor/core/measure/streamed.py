@@ -204,6 +204,33 @@ def _pass(layers: Layers, name: str, make: Callable, table: Callable, dtype, can
         return _logits(layers, hidden, table, head_input), seconds
 
 
+def quiet(events: Iterator[Event], log: Path) -> Iterator[Event]:
+    """The events of a generator whose libraries print (GPTQModel's banner, tqdm bars): while it runs, the process's
+    stdout and stderr go to `log`; the caller prints each event with the terminal back."""
+    import os
+    import sys
+
+    with open(log, "ab") as sink:
+        while True:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            saved = os.dup(1), os.dup(2)
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            try:
+                event = next(events, None)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                os.close(saved[0])
+                os.close(saved[1])
+            if event is None:
+                return
+            yield event
+
+
 def layer_bytes(arch) -> int:
     """fp32 bytes of one decoder layer's weights."""
     from qadvisor.core.architectures import param_count
@@ -268,7 +295,12 @@ class StreamJob:
         calib = ([c for c in self.calib_text.read_text(encoding="utf-8").split("\n\n") if c.strip()]
                  if self.calib_text else None)  # paragraphs, as a whole-model trial splits them
         request = StreamRequest(self.model_dir, self.methods, windows, self.threads, self.device, calib)
-        yield from stream(request, self.out, cancel)
+        from qadvisor.core.measure.artifacts import new_log_dir
+        from qadvisor.core.paths import default_cache_dir
+
+        log = new_log_dir(default_cache_dir()) / "streamed.log"
+        self.out.log = str(log)
+        yield from quiet(stream(request, self.out, cancel), log)
         self.out.peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         self.out.complete = len(self.out.methods) == len(self.methods) and self.out.ref_ppl is not None
 
