@@ -42,6 +42,9 @@ def _stream_job(opts: RunOptions, methods: list[str], settings):
     folder = Path(opts.plan_for)
     if not (folder.is_dir() and any(folder.glob("*.safetensors"))):
         return None
+    measured = Path(opts.model) if opts.model else modelio.shipped_model_dir()
+    if measured.is_dir() and folder.resolve() == measured.resolve():
+        return None  # the whole-model trials measure this very model: its accuracy is theirs
     text, _ = modelio.text_for(folder, modelio.EVAL_FILE, opts.eval_text)
     calib, _ = modelio.text_for(folder, modelio.CALIB_FILE, opts.calib_text)
     return StreamJob(folder, methods, text, settings.window, settings.windows, settings.threads, settings.device, calib)
@@ -159,7 +162,7 @@ class AutoSession:
                                                   s.prompt_tokens + s.decode_tokens - 1)
         if self.plan_job is not None and not self.plans_per_kind:
             export.plan = self.plan_job.plan()  # per kind: in export.kinds, from the cluster run
-        if self.stream_job is not None and self.stream_job.result().ref_ppl is not None:
+        if self.stream_job is not None and (self.stream_job.result().ref_ppl is not None or self.stream_job.result().error):
             export.streamed = self.stream_job.result()
         return readvise(export, self.priorities, with_target=self.plan_job is not None)
 

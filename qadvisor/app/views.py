@@ -361,6 +361,8 @@ def streamed_lines(export: RunExport) -> list[str]:
     s = export.streamed
     if s is None:
         return []
+    if s.error:
+        return [f"accuracy could not be streamed on {s.path}: {s.error}"]
     cost = ", ".join(f"{m.method} {m.seconds_per_layer:.2f}" for m in s.methods if m.seconds_per_layer is not None)
     lines = [f"accuracy streamed on {s.path}: {s.layers} layers one at a time over {s.tokens} tokens, fp32 reference "
              f"PPL {f.num(s.ref_ppl, 2)}; seconds per layer: fp32 {f.num(s.ref_seconds_per_layer, 2)}"

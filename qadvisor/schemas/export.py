@@ -82,6 +82,7 @@ class StreamedAccuracy(BaseModel):
     not_streamed: dict[str, str] = {}  # method → why it has no streamed accuracy (its library cannot go layer-wise)
     random_weights: bool = False  # a synthetic checkpoint: its losses say nothing of a trained model
     log: str | None = None  # where the libraries' own output went while streaming
+    error: str = ""  # why nothing could be streamed (the reference failed)
 
 
 class HardwareKind(BaseModel):

@@ -79,9 +79,9 @@ def test_a_warm_process_dying_mid_trial_is_named_not_read_as_the_trials_crash(mo
 @pytest.fixture
 def own_probes(tmp_path, monkeypatch):
     """Verdicts kept for this test alone: a kept fallback would change how later tests' trials start."""
-    from qadvisor.core.measure import artifacts
+    from qadvisor.core import paths
 
-    monkeypatch.setattr(artifacts, "probe_dir", lambda root: tmp_path / "probes")
+    monkeypatch.setattr(paths, "probe_dir", lambda root: tmp_path / "probes")
     return tmp_path / "probes"
 
 

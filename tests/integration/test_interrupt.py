@@ -57,3 +57,35 @@ def test_ctrl_c_keeps_finished_results(tmp_path):
     assert "Incomplete run" in report.read_text()
     assert "mock-passthrough" in out
     assert not _workers_under(work), [(p.pid, p.cmdline(), p.cwd(), p.status()) for p in _workers_under(work)]
+
+
+def test_ctrl_c_while_streaming_keeps_the_methods_that_streamed(tmp_path):
+    """--plan-for a checkpoint folder streams its accuracy in the run's own process: the first Ctrl-C stops at the next
+    layer, and the export keeps the methods that finished streaming, `complete: false`."""
+    import shutil
+
+    from tests.conftest import SHIPPED
+
+    checkpoint, export = tmp_path / "my-qwen", tmp_path / "part.json"
+    shutil.copytree(SHIPPED, checkpoint)
+    env = {**os.environ, registry.MOCK_ENV: "1", "QADVISOR_CACHE": str(tmp_path / "cache")}
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "qadvisor", "--auto", "--methods", "mock-passthrough,bf16", "--repeats", "1",
+         "--decode-tokens", "4", "--plan-for", str(checkpoint), "--target", "A100-80GB", "--export", str(export)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        seen = ""
+        while "bf16 streamed: evaluate" not in seen:  # the reference and mock-passthrough streamed, bf16 begun
+            line = cli.stderr.readline()
+            assert line, f"the run ended early: {seen}"
+            seen += line
+        os.killpg(cli.pid, signal.SIGINT)
+        out, err = cli.communicate(timeout=120)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == 130, err
+    assert "Traceback" not in err
+    streamed = load_export(export).streamed
+    assert streamed.model == "my-qwen" and not streamed.complete and streamed.ref_ppl is not None
+    assert [m.method for m in streamed.methods] == ["mock-passthrough"]

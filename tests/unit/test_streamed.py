@@ -99,3 +99,17 @@ def test_the_ggml_round_trip_is_llama_cpps_own():
     by_hand = (torch.round(blocks * (1 / scale)) * scale.half().float()).view(5, 64)
     assert torch.equal(round_trip("Q8_0", rows, threads=2), by_hand)
     assert torch.equal(round_trip("F16", rows), rows.half().float())
+
+
+def test_a_layer_that_would_not_fit_stops_with_one_line_and_the_run_goes_on(monkeypatch):
+    """The room for each layer is checked before it is built: short of it, the stream says so instead of swapping."""
+    import psutil
+
+    from types import SimpleNamespace
+
+    out = StreamedAccuracy(model="shipped", path=str(SHIPPED))
+    request = StreamRequest(SHIPPED, ["bf16"], _windows())
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=1 << 10))
+    list(stream(request, out))
+    assert out.ref_ppl is None and out.methods == []
+    assert out.error.startswith("the fp32 reference: MemoryError: layer 1 needs about")

@@ -185,3 +185,10 @@ def test_a_target_that_is_the_measured_model_keeps_its_measured_accuracy():
     t = readvise(export, load_profile("balanced"), with_target=True).target
     assert {r.accuracy_basis for r in t.results} == {"measured"} and t.recommendation is not None
     assert not t.accuracy_note
+
+
+def test_a_synthetic_targets_streamed_loss_says_its_weights_are_random():
+    streamed = _streamed(**{"gguf-q8_0": 0.1}).model_copy(update={"random_weights": True})
+    t = _storage_first_72b(["gguf-q8_0"], streamed=streamed)
+    assert t.results[0].accuracy_basis == "streamed"
+    assert "random weights: a synthetic checkpoint, so the loss says nothing of a trained model" in t.results[0].reason

@@ -148,8 +148,12 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
 
     ctx = TrialContext(device=request.device, threads=request.threads, fast_bf16=fast_bf16(),
                        calib_texts=request.calib_texts or [])
-    ref_lp, seconds = yield from _pass(layers, REFERENCE, lambda layer, place: layer.float(), lambda role, rows: rows,
-                                       torch.float32, cancel)
+    try:
+        ref_lp, seconds = yield from _pass(layers, REFERENCE, lambda layer, place: layer.float(),
+                                           lambda role, rows: rows, torch.float32, cancel)
+    except (MemoryError, RuntimeError, OSError) as exc:  # no reference, no method: said once, the run kept
+        out.error = f"the fp32 reference: {type(exc).__name__}: {exc}"[:300]
+        return
     if ref_lp is None:
         return
     ref_lp = torch.log_softmax(ref_lp, dim=-1)
@@ -176,6 +180,15 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
                                           seconds_per_layer=seconds))
 
 
+def _check_room(layers: Layers, index: int) -> None:
+    """Before each layer: room for it in fp32 and again while it is quantized, or this method stops here, named."""
+    import psutil
+
+    need, free = 2 * layer_bytes(layers.arch), psutil.virtual_memory().available
+    if need > free:
+        raise MemoryError(f"layer {index + 1} needs about {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB available")
+
+
 def _pass(layers: Layers, name: str, make: Callable, table: Callable, dtype, cancel,
           head_input: Callable = lambda hidden: hidden, calibration: tuple | None = None):
     """One stream through the embedding, every layer and the head: (logits, seconds per layer), or (None, None)
@@ -194,6 +207,7 @@ def _pass(layers: Layers, name: str, make: Callable, table: Callable, dtype, can
                 return None, None
             yield Progress(method=f"{name} streamed", step="evaluate", fraction=i / count,
                            message=f"layer {i + 1}/{count} of {layers.arch.name}")
+            _check_room(layers, i)
             place = layers.place(i)
             place.calib, place.run = calib, layers.run
             layer = make(layers.build(i), place).eval()  # new modules a quantizer put in train as built
