@@ -162,8 +162,9 @@ class AutoSession:
                                                   s.prompt_tokens + s.decode_tokens - 1)
         if self.plan_job is not None and not self.plans_per_kind:
             export.plan = self.plan_job.plan()  # per kind: in export.kinds, from the cluster run
-        if self.stream_job is not None and (self.stream_job.result().ref_ppl is not None or self.stream_job.result().error):
-            export.streamed = self.stream_job.result()
+        streamed = self.stream_job.result() if self.stream_job is not None else None
+        if streamed is not None and (streamed.ref_ppl is not None or streamed.error):  # a stop before the reference: none
+            export.streamed = streamed
         return readvise(export, self.priorities, with_target=self.plan_job is not None)
 
     def autosave(self, export: RunExport) -> Path:

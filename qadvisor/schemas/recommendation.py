@@ -9,6 +9,11 @@ from pydantic import BaseModel
 from qadvisor.schemas.priorities import Priorities
 
 
+def label_of(kinds) -> str:
+    """An archetype set as the faces write it: A, B, C, or A/B and B/C where a method is on both sides."""
+    return "/".join(sorted(kinds))
+
+
 class MethodScore(BaseModel):
     total: float
     storage: float  # each part in [0, 1], 1 = best among the candidates
@@ -35,7 +40,7 @@ class Recommendation(BaseModel):
             return "✗"
         if method in self.baselines:
             return "base"
-        return "/".join(self.fits.get(method) or [kind])
+        return label_of(self.fits.get(method) or [kind])
     pareto_front: list[str] = []
     team: Literal["A", "B", "C"] | None = None  # the archetype the priorities asked for; None: accuracy-bound
     flip: str = ""  # what change of priorities would change the choice

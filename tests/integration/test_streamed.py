@@ -19,7 +19,9 @@ def _windows():
 
 
 def _calib() -> list[str]:
-    return [c for c in (SHIPPED / "calib.txt").read_text(encoding="utf-8").split("\n\n") if c.strip()]
+    from qadvisor.core.measure.modelio import paragraphs
+
+    return paragraphs(SHIPPED / "calib.txt")
 
 
 def _whole(method, windows, ref_lp, tmp_path):

@@ -168,7 +168,7 @@ def test_every_line_of_the_advice_tells_the_same_story(preset, run):
 
     from qadvisor.app.advice import readvise
     from qadvisor.app.views import recommendation_view, results_view
-    from qadvisor.core.advise.advisor import label_of
+    from qadvisor.schemas.recommendation import label_of
     from qadvisor.schemas.priorities import load_profile
 
     export = sample_export()

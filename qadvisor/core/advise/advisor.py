@@ -16,7 +16,7 @@ import math
 from qadvisor import format as f
 from qadvisor.core.contention import busy_labels, contended
 from qadvisor.schemas.priorities import Limits, Priorities
-from qadvisor.schemas.recommendation import MethodScore, Recommendation
+from qadvisor.schemas.recommendation import MethodScore, Recommendation, label_of
 from qadvisor.schemas.result import TrialResult
 
 KL_FLOOR = 1e-3  # nats/token; differences below this are noise on the held-out text
@@ -285,11 +285,6 @@ def _no_pick(results, measured, candidates, ruled_out, priorities: Priorities) -
                  f"closest: {closest.method}, which misses by: " + "; ".join(ruled_out[closest.method])],
         ruled_out=ruled_out, closest=closest.method, pareto_front=front, priorities=priorities,
     )
-
-
-def label_of(kinds) -> str:
-    """An archetype set as the faces write it: A, B, C, or A/B and B/C where a method is on both sides."""
-    return "/".join(sorted(kinds))
 
 
 def _runner_up_line(runner_up: str | None, winner: str, totals: dict[str, float], fit: dict[str, set[str]]) -> str:

@@ -1,7 +1,8 @@
 """Advice for the model the team will deploy (`--plan-for Qwen2.5-72B`), built from numbers that each say what they
 are: size and memory from the planner (estimate), speed projected from slices measured here (or, for a GPU that
-is not here, the planner's bandwidth bound), and accuracy published at the target's size (core.advise.evidence). A method
-whose loss at that size nobody published keeps the proxy's accuracy, labelled so, and is not recommended unless the
+is not here, the planner's bandwidth bound), and accuracy streamed on the target's own weights where it has them
+(core.measure.streamed, in the export), else published at its size (core.advise.evidence). A method whose loss at that
+size nobody measured or published keeps the proxy's accuracy, labelled so, and is not recommended unless the
 priorities accept unverified accuracy.
 """
 

@@ -139,10 +139,14 @@ def check_calib_text(model_dir: Path, path: Path, min_tokens: int) -> None:
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
-    paragraphs = [p for p in path.read_text(encoding="utf-8").split("\n\n") if p.strip()]
-    if not any(len(tokenizer.encode(p).ids) >= min_tokens for p in paragraphs):
+    if not any(len(tokenizer.encode(p).ids) >= min_tokens for p in paragraphs(path)):
         raise UserError(f"{path}: no paragraph of at least {min_tokens} tokens to calibrate on (paragraphs are "
                         "split by blank lines)")
+
+
+def paragraphs(path: Path) -> list[str]:
+    """A calibration text as calibrated methods take it: paragraphs split by blank lines, empty ones left out."""
+    return [p for p in Path(path).read_text(encoding="utf-8").split("\n\n") if p.strip()]
 
 
 def fingerprint(model_dir: Path, *extra: str) -> str:
@@ -206,13 +210,17 @@ def synthetic_reference(model_dir: Path):
 
 def stored_params(model_dir: Path) -> int:
     """Parameters in the model's safetensors files, read from their headers (no weights loaded)."""
-    params = 0
-    for path in sorted(Path(model_dir).glob("*.safetensors")):
-        with path.open("rb") as fh:
-            (length,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(length))
-        params += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
-    return params
+    return sum(math.prod(info["shape"]) for path in sorted(Path(model_dir).glob("*.safetensors"))
+               for info in tensor_header(path).values())
+
+
+def tensor_header(path: Path) -> dict:
+    """A safetensors file's tensors by name (dtype, shape, offsets), from its header alone."""
+    with Path(path).open("rb") as fh:
+        (length,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(length))
+    header.pop("__metadata__", None)
+    return header
 
 
 def check_disk(model_dir: Path, bits: list[float], cache_root: Path | None, work_root: Path) -> None:

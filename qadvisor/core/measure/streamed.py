@@ -7,8 +7,6 @@ is about one layer's weights, the streams and the reference's log-probs.
 
 from __future__ import annotations
 
-import json
-import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +23,9 @@ class Shards:
     """Tensors of a safetensors checkpoint by name, read one at a time from whichever shard holds them."""
 
     def __init__(self, model_dir: Path):
-        self.where: dict[str, Path] = {}
-        for path in sorted(Path(model_dir).glob("*.safetensors")):
-            with path.open("rb") as fh:
-                (length,) = struct.unpack("<Q", fh.read(8))
-                names = json.loads(fh.read(length))
-            self.where.update({name: path for name in names if name != "__metadata__"})
+        from qadvisor.core.measure.modelio import tensor_header
+
+        self.where = {name: path for path in sorted(Path(model_dir).glob("*.safetensors")) for name in tensor_header(path)}
 
     def get(self, name: str):
         from safetensors import safe_open
@@ -96,15 +91,16 @@ class Layers:
         return layer(hidden, attention_mask=mask, position_embeddings=rotary, position_ids=positions)
 
 
-def _embed(layers: Layers, table: Callable, dtype, tokens=None):
-    """The embedding rows of `tokens` (the evaluation windows by default), as the method's model holds them."""
+def _embed(layers: Layers, table: Callable, token_sets: list) -> list:
+    """The embedding rows of each token tensor, as the method's model holds them: the table (a GiB at 7B) read once
+    for all of them, only the rows they use kept."""
     import torch
 
-    ids, inverse = torch.unique(layers.inputs if tokens is None else tokens, return_inverse=True)
+    ids, inverse = torch.unique(torch.cat([t.flatten() for t in token_sets]), return_inverse=True)
     full = layers.shards.get("model.embed_tokens.weight")
-    rows = table("embed", full[ids].clone())
+    rows = table("embed", full[ids].clone())[inverse]
     del full
-    return rows.to(dtype)[inverse]
+    return [part.view(*t.shape, -1) for part, t in zip(rows.split([t.numel() for t in token_sets]), token_sets)]
 
 
 def _logits(layers: Layers, hidden, table: Callable, head_input: Callable = lambda hidden: hidden):
@@ -137,6 +133,7 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
     that did) and yields progress per layer."""
     import torch
 
+    from qadvisor.core.hardware import fast_bf16
     from qadvisor.core.measure.metrics import score
     from qadvisor.quantizers import registry
     from qadvisor.quantizers.base import TrialContext
@@ -144,8 +141,6 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
     torch.set_num_threads(request.threads)
     layers = Layers(request.model_dir, request.windows, request.threads)
     out.layers, out.tokens = layers.arch.num_hidden_layers, int(layers.targets.numel())
-    from qadvisor.core.hardware import fast_bf16
-
     ctx = TrialContext(device=request.device, threads=request.threads, fast_bf16=fast_bf16(),
                        calib_texts=request.calib_texts or [])
     try:
@@ -198,9 +193,10 @@ def _pass(layers: Layers, name: str, make: Callable, table: Callable, dtype, can
 
     count = layers.arch.num_hidden_layers
     with torch.no_grad():
-        hidden = _embed(layers, table, dtype)
-        calib = None if calibration is None else [
-            _embed(layers, table, calibration[1], torch.tensor([ids])) for ids in calibration[0]]
+        samples = [] if calibration is None else [torch.tensor([ids]) for ids in calibration[0]]
+        hidden, *calib = _embed(layers, table, [layers.inputs, *samples])
+        hidden = hidden.to(dtype)
+        calib = None if calibration is None else [x.to(calibration[1]) for x in calib]
         started = time.perf_counter()
         for i in range(count):
             if cancel is not None and cancel.is_set():
@@ -301,17 +297,16 @@ class StreamJob:
 
         from transformers import AutoTokenizer
 
+        from qadvisor.core.measure.artifacts import new_log_dir
         from qadvisor.core.measure.metrics import eval_windows
+        from qadvisor.core.measure.modelio import paragraphs
+        from qadvisor.core.paths import default_cache_dir
 
         tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
         ids = tokenizer(self.eval_text.read_text(encoding="utf-8")).input_ids
         windows = eval_windows(ids, self.window, self.windows)
-        calib = ([c for c in self.calib_text.read_text(encoding="utf-8").split("\n\n") if c.strip()]
-                 if self.calib_text else None)  # paragraphs, as a whole-model trial splits them
+        calib = paragraphs(self.calib_text) if self.calib_text else None
         request = StreamRequest(self.model_dir, self.methods, windows, self.threads, self.device, calib)
-        from qadvisor.core.measure.artifacts import new_log_dir
-        from qadvisor.core.paths import default_cache_dir
-
         log = new_log_dir(default_cache_dir()) / "streamed.log"
         self.out.log = str(log)
         yield from quiet(stream(request, self.out, cancel), log)

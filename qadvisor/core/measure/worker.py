@@ -116,6 +116,7 @@ class Steps:
 def run_trial(job: Job, out: Emitter, started: float) -> TrialResult:
     """A trial's first process: quantize (or take the cached model), save, and the sizes on disk. The runner then
     measures the saved model in a process of its own (run_measure)."""
+    from qadvisor.core.measure.modelio import paragraphs
     from qadvisor.quantizers import registry
     from qadvisor.quantizers.base import weights_bytes_on_disk
 
@@ -126,7 +127,7 @@ def run_trial(job: Job, out: Emitter, started: float) -> TrialResult:
     result = TrialResult(method=recipe.name, backend=spec.backend, bits=spec.bits, status="ok", device=job.device_label)
     steps = Steps(out, result)
     with steps("load", "calibration text"):
-        calib = [c for c in job.calib_text.read_text(encoding="utf-8").split("\n\n") if c.strip()]
+        calib = paragraphs(job.calib_text)
     save_dir = _quantized(job, spec, backend, _context(job, out, calib), steps)
     steps.record("size_bytes", weights_bytes_on_disk(save_dir))
     steps.record("compression_ratio", ref.bf16_bytes / result.size_bytes)
