@@ -212,8 +212,10 @@ def score_view(export: RunExport) -> TableView:
             rows.append([r.method, "—", "", "", "", r.status])
             continue
         score = rec.scores.get(r.method)
+        # unscored is not ruled out: a baseline with nothing quantized beside it, or a result without accuracy
+        unscored = "ruled out" if r.method in rec.ruled_out else "—"
         rows.append([r.method, rec.label(r.method), f.mib(r.size_bytes), f.num(r.decode_tok_s),
-                     f.signed_pct(r.ppl_delta_pct), f"{score.total:.2f}" if score else "ruled out"])
+                     f.signed_pct(r.ppl_delta_pct), f"{score.total:.2f}" if score else unscored])
     return TableView(title="", columns=["method", "type", "MiB", "tok/s", "ΔPPL", "score"], rows=rows)
 
 

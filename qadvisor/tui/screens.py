@@ -96,12 +96,11 @@ class PrioritiesScreen(Screen):
                                 ("max KL", Input(placeholder="KL", id="max_kl", type="number")))
                 yield Label("[b]Model directory[/] or repo id (blank: shipped)")
                 yield Input(placeholder=self.model_hint, id="model")
-                yield Checkbox("stream its accuracy one layer at a time (any size)", False, id="stream")
-                yield Label("[b]Plan for[/] (optional; a folder with weights streams its accuracy)")
+                yield Checkbox("stream accuracy layer by layer", False, id="stream")
+                yield Label("[b]Plan for[/] (optional; a folder: its own accuracy)")
                 yield from _row(("Qwen model", Input(placeholder="Qwen2.5-72B", id="plan_for")),
                                 ("target", Input(placeholder="A100-80GB", id="target")))
-                yield Checkbox("pick for it on the small model's accuracy where none is published", False,
-                               id="accept_unverified_accuracy")
+                yield Checkbox("accept unverified accuracy", False, id="accept_unverified_accuracy")
                 yield Label("[b]Measuring[/] (blank: the defaults)")
                 yield from _row(("repeats", _default_input("repeats")),
                                 ("new tokens", _default_input("decode_tokens")),

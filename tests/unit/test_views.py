@@ -207,3 +207,18 @@ def test_a_pick_within_the_noise_is_not_taken_away_by_its_label():
     rec = readvise(export, load_profile("balanced")).recommendation
     assert set(rec.fits["gptq4"]) == {"B", "C"} and set(rec.fits["quanto4"]) == {"B", "C"}
     assert rec.method == "gptq4" and rec.archetype == "C"
+
+
+def test_the_score_column_says_ruled_out_only_for_a_method_the_limits_rule_out():
+    from qadvisor.app.advice import readvise
+    from qadvisor.app.views import score_view
+    from qadvisor.schemas.priorities import load_profile
+    from tests.samples import result
+
+    export = sample_export()
+    export.results = [result("fp32", 60, 200.0, 0.0, 0.0)]  # a run stopped after fp32: nothing to score it against
+    rows = {row[0]: row[-1] for row in score_view(readvise(export, load_profile("balanced"))).rows}
+    assert rows == {"fp32": "—"}
+    export.results.append(result("q2", 9, 100.0, 0.5, 40.0))  # +40 % perplexity: balanced allows +10 %
+    rows = {row[0]: row[-1] for row in score_view(readvise(export, load_profile("balanced"))).rows}
+    assert rows == {"fp32": "—", "q2": "ruled out"}
