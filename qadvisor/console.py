@@ -8,6 +8,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from qadvisor.app.page import ORDER, run_page
 from qadvisor.app.views import BRIEF_METRICS, TEXT_COLUMNS, metrics_line
 from qadvisor import format as f
 from qadvisor.schemas.events import Error, Event, Progress, Result
@@ -118,14 +119,6 @@ def _span(span, digits: int = 2) -> str:
     return "—" if span is None else f"{f.num(span[0], digits)}–{f.num(span[1], digits)}"
 
 
-def print_plan_summary(export) -> None:
-    """Measured here → this method; for the planned model on the target → fits or not, size, decode bound."""
-    from qadvisor.app.views import plan_summary
-
-    rec = export.recommendation
-    stdout_console().print(plan_summary(export.plan, rec.method if rec else None))
-
-
 class EventPrinter:
     """One line per step and per result on stderr, so stdout keeps only the table."""
 
@@ -156,38 +149,9 @@ class EventPrinter:
                 self.err.print(f"[red]✗[/] {r.method}{where}: {r.status}: {r.reason}")
 
 
-def print_recommendation(export) -> None:
-    """The advisor's answer (the shared view): priorities, headline, reasons, archetypes, Pareto front."""
-    from qadvisor.app.views import recommendation_view
-
-    view = recommendation_view(export)
-    out = stdout_console()
-    if view.title:
-        out.print(f"[dim]{view.title}[/]")
-    out.print(f"[b]Recommendation: {view.headline}[/]" + "".join(f"  [dim]({note})[/]" for note in view.notes))
-    for line in view.lines:
-        out.print(f"  • {line}", soft_wrap=True)
-
-
 def print_recommendations(export) -> None:
-    """The recommendation and, with --plan-for, the target's; on a cluster, both per hardware kind."""
-    _each_kind(export, _print_advice)
-
-
-def _print_advice(export) -> None:
-    print_recommendation(export)
-    if export.target is not None:
-        print_target(export)
-
-
-def _each_kind(export, show) -> None:
-    """`show` the export, or each hardware kind of a --cluster run under a rule naming it."""
-    from qadvisor.app.views import per_kind
-
-    for heading, part in per_kind(export):
-        if heading:
-            stdout_console().rule(f"[b]{heading}[/]", align="left")
-        show(part)
+    """`qadvisor advise`: the run page's advice and, with --plan-for, the target's; on a cluster, per hardware kind."""
+    _print_page(export, ("advice", "target"))
 
 
 def print_comparison(first, second) -> None:
@@ -200,36 +164,42 @@ def print_comparison(first, second) -> None:
     print_view(view)
 
 
+# the console's run names its device in the table's title, and `qadvisor hardware` prints the machine
+RUN_SECTIONS = tuple(key for key in ORDER if key != "hardware")
+
+
 def print_run(export) -> None:
-    """The measured table, the planner check, the recommendation and, with --plan-for, the target's; on a cluster,
-    all of it per hardware kind."""
-    _each_kind(export, _print_one)
+    """The run page (app.page): measured table, planner check, advice, plan, target, time; on a cluster, per kind."""
+    _print_page(export, RUN_SECTIONS)
 
 
-def _print_one(export) -> None:
-    from qadvisor.app.views import plan_check_lines, results_view, time_view
+def _print_page(export, only: tuple[str, ...]) -> None:
+    out = stdout_console()
+    for heading, page in run_page(export, only):
+        if heading:
+            out.rule(f"[b]{heading}[/]", align="left")
+        for section in page:
+            print_section(section)
 
-    print_view(results_view(export), boxed=True)
-    if export.plan_check:
-        out = stdout_console()
-        out.print("planner check, predicted from the architecture vs measured here:")
-        for line in plan_check_lines(export.plan_check):
+
+def print_section(section) -> None:
+    """One section of the run page, laid out for a terminal: the advice as a headline with bullets, the plan as its
+    summary line, line-only sections under their heading, tables as Rich tables."""
+    out, view = stdout_console(), section.view
+    if section.key == "advice":
+        if view.title:
+            out.print(f"[dim]{view.title}[/]")
+        out.print(f"[b]Recommendation: {view.headline}[/]" + "".join(f"  [dim]({note})[/]" for note in view.notes))
+        for line in view.lines:
+            out.print(f"  • {line}", soft_wrap=True)
+    elif section.key == "plan":
+        out.print(section.brief)
+    elif not view.columns:
+        out.print(section.heading[0].lower() + section.heading[1:] + (f", {view.title}" if view.title else "") + ":")
+        for line in view.lines:
             out.print(f"  {line}", soft_wrap=True)
-    print_recommendation(export)
-    if export.plan is not None:
-        print_plan_summary(export)
-    if export.target is not None:
-        print_target(export)
-    times = time_view(export)
-    if times.rows:
-        print_view(times)
-
-
-def print_target(export) -> None:
-    """The advice for the model the team will deploy (the shared view, as a Rich table)."""
-    from qadvisor.app.views import target_view
-
-    print_view(target_view(export))
+    else:
+        print_view(view, boxed=section.key == "results")
 
 
 def print_view(view, boxed: bool = False) -> None:

@@ -81,10 +81,11 @@ def _on_cluster(run, opts: RunOptions, plan_options, say: Callable[[str], None])
     """The checked local run, measured on every node of a Ray cluster instead of here; `plan_options` (--plan-for
     measured on slices): once per hardware kind, on one node of the kind."""
     from qadvisor.app.plan import plan_here
-    from qadvisor.core.cluster.driver import ClusterRun
+    from qadvisor.core.cluster.driver import ClusterRequest, ClusterRun, KindStep
 
-    per_kind = (plan_here, plan_options.model_dump_json()) if plan_options is not None else None
-    cluster = ClusterRun(run, opts.cluster, opts.device, opts.threads, opts.pin, per_kind)
+    per_kind = KindStep(plan_here, (plan_options.model_dump_json(),)) if plan_options is not None else None
+    cluster = ClusterRun(run, ClusterRequest(address=opts.cluster, device=opts.device, threads=opts.threads,
+                                             pins=opts.pin or {}, per_kind=per_kind))
     for kind, nodes in cluster.kinds().items():
         say(f"cluster: {len(nodes)} node(s) of {kind}: {', '.join(n.label for n in nodes)}")
     return cluster
@@ -98,6 +99,7 @@ class AutoSession:
         from qadvisor.core.hardware import detect, resolve_device
         from qadvisor.core.measure.jobs import EvalSettings
         from qadvisor.core.measure.runner import Run, RunRequest
+        from qadvisor.core.measure.session import Session
 
         check_output_paths(opts.export, opts.report)  # a run of minutes must not fail at its last step
         check_output_dir(opts.keep_models, "--keep-models")
@@ -122,7 +124,7 @@ class AutoSession:
         request = RunRequest(model_dir=opts.model, methods=opts.methods, eval_text=opts.eval_text,
                              calib_text=opts.calib_text, settings=settings, work_dir=opts.keep_models,
                              reuse_cache=opts.reuse_cache)
-        self.run = Run(request, self.hardware, say)
+        self.run: Session = Run(request, self.hardware, say)
         self.stream_job = None
         if opts.plan_for:
             streamed = (plan_options.methods if plan_options.measure else None) or opts.methods
@@ -139,6 +141,14 @@ class AutoSession:
             yield from self.plan_job.events(cancel)
         if self.stream_job is not None and not cancel.is_set():
             yield from self.stream_job.events(cancel)
+
+    def trial_names(self) -> list[str]:
+        return self.run.trial_names()
+
+    def measured_after(self) -> str | None:
+        """The --plan-for model measured after the trials (on slices, or streamed layer by layer), or None."""
+        later = self.plan_job is not None and (self.plan_job.measurement or self.stream_job)
+        return self.plan_job.arch.name if later else None
 
     def trials(self) -> int:
         """How many results `events()` will yield: one per method here (and node, on a cluster), one per method and

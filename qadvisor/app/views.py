@@ -128,7 +128,7 @@ def results_view(export: RunExport) -> TableView:
     view = TableView(title=f"{export.model.name} on {export.settings.device}",
                      columns=RESULT_COLUMNS + (["KV KiB"] if kv else []), rows=rows)
     view.lines = [f"not measured: {line}" for line in not_measured(export)]
-    view.notes = [_footnote(export, kv)] + result_notes(export.results)
+    view.notes = [_footnote(export, kv)]
     return view
 
 
@@ -158,7 +158,7 @@ def not_measured(export: RunExport) -> list[str]:
     done = {r.method for r in export.results}
     never = [m for m in export.cut if m not in done]
     if never:
-        lines.append(f"{', '.join(never)}: not started, the run was stopped")
+        lines.append(f"{', '.join(never)}: not started (incomplete run, stopped by the user)")
     return lines
 
 

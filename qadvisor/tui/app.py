@@ -150,9 +150,7 @@ class QAdvisorApp(App):
             return str(exc)
         self.cancel = threading.Event()
         self.run_state(True, "measuring…")
-        later = session.plan_job and (session.plan_job.measurement or session.stream_job)
-        plan_for = session.plan_job.arch.name if later else None
-        self.push_screen(RunScreen(session.run.trial_names(), plan_for))
+        self.push_screen(RunScreen(session.trial_names(), session.measured_after()))
         self.measure(session)
         return ""
 

@@ -14,9 +14,9 @@ from textual.screen import Screen
 from textual.widgets import (Button, Checkbox, DataTable, Footer, Header, Input, Label, Markdown, Select, SelectionList, Static)
 
 from qadvisor.app.options import default
-from qadvisor.app.report import target_markdown, time_markdown
-from qadvisor.app.views import (backends_view, comparison_view, doctor_view, hardware_lines, plan_check_lines, plan_summary,
-                                per_kind, recommendation_view, result_notes, score_view)
+from qadvisor.app.page import ORDER, run_page
+from qadvisor.app.report import section_markdown
+from qadvisor.app.views import backends_view, comparison_view, doctor_view, hardware_lines, per_kind, score_view
 from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.quantizers import registry
 
@@ -215,6 +215,10 @@ class RunScreen(Screen):
             label.update(text)
 
 
+# the hardware and the measured table have screens of their own (the first screen, the run screen)
+ADVICE_SECTIONS = tuple(key for key in ORDER if key not in ("hardware", "results"))
+
+
 class RecommendationScreen(Screen):
     """Archetype and method with reasons; changing weights re-advises at once, without measuring."""
 
@@ -253,20 +257,11 @@ class RecommendationScreen(Screen):
         export = self.app.export
         parts = per_kind(export)
         lines = []
-        for heading, part in parts:  # a cluster's kinds each with its advice, and its --plan-for target's
-            view = recommendation_view(part)
-            lines += ([f"**{heading}**", ""] if heading else []) + [f"# {view.headline}", ""]
-            lines += [f"*{note}*\n" for note in view.notes] + [f"- {line}" for line in view.lines] + [""]
-            if part.plan is not None:
-                lines += ["", plan_summary(part.plan, part.recommendation.method)]
-            lines += target_markdown(part, narrow=True)
-        notes = result_notes(export.results)  # e.g. llama.cpp run without kernels that crash here: read the speeds so
-        if notes:
-            lines += ["", "**How methods ran here:**", ""] + [f"- {note}" for note in notes]
-        lines += time_markdown(export, narrow=True)
-        if export.plan_check:
-            lines += ["", "**Planner check**, predicted from the architecture vs measured here:", ""]
-            lines += [f"- {line}" for line in plan_check_lines(export.plan_check)]
+        for heading, page in run_page(export, ADVICE_SECTIONS):  # a cluster's kinds each with its own page
+            lines += [f"**{heading}**", ""] if heading else []
+            for section in page:
+                lines += section_markdown(section, narrow=True)
+            lines.append("")
         self.query_one("#advice", Markdown).update("\n".join(lines))
         for table, (_, part) in zip(self._score_tables(parts), parts):
             table.clear()

@@ -54,7 +54,7 @@ def test_ctrl_c_keeps_finished_results(tmp_path):
     saved = load_export(export)
     assert not saved.complete and saved.cut == ["fp32", "bf16"]
     assert [r.method for r in saved.results if r.status == "ok"] == ["mock-passthrough"]
-    assert "Incomplete run" in report.read_text()
+    assert "incomplete run" in report.read_text()
     assert "mock-passthrough" in out
     assert not _workers_under(work), [(p.pid, p.cmdline(), p.cwd(), p.status()) for p in _workers_under(work)]
 

@@ -1,5 +1,7 @@
 """SVG snapshots of each screen at 80×24 with fixed inputs (recorded hardware and results, no measuring)."""
 
+from pathlib import Path
+
 from qadvisor.schemas.hardware import BackendAvailability, HardwareInfo
 from qadvisor.tui.app import QAdvisorApp
 from tests.samples import sample_export
@@ -48,20 +50,24 @@ def test_recommendation_screen_wide(snap_compare):
 
 
 class ScriptedRun:
-    """Replays recorded events as a measuring session (app.auto.AutoSession) would yield them: three trials done,
-    one mid-quantize."""
+    """Replays recorded events as a measuring session (core.measure.session.Session, inside app.auto.AutoSession)
+    would yield them: three trials done, one mid-quantize."""
 
-    plan_job = None
+    model_dir = Path("assets/qwen2-tiny-stdlib")
+    device_label = "cpu (recorded)"
+    reference = "recorded"
 
     def __init__(self, priorities):
         from types import SimpleNamespace
 
         self.priorities = priorities
-        self.run = self  # the session's run: what the run screen reads the methods from
         self.recipes = [SimpleNamespace(name=r.method) for r in RECORDED[:4]]
 
     def measured(self) -> bool:
         return True
+
+    def measured_after(self) -> str | None:
+        return None
 
     def trial_names(self) -> list[str]:
         return [r.name for r in self.recipes]
@@ -86,8 +92,6 @@ class ScriptedRun:
         return readvise(export, self.priorities)
 
     def autosave(self, export):
-        from pathlib import Path
-
         return Path("runs/recorded.json")  # a fixed name for the snapshot (the real one writes TIME-MODEL.json)
 
 

@@ -71,8 +71,8 @@ def test_a_stopped_run_says_what_it_cut(tmp_path):
     save_export(export, tmp_path / "part.json")
     loaded = load_export(tmp_path / "part.json")
     assert not loaded.complete and loaded.cut == ["gptq-int4", "hqq-int4"]
-    assert "hqq-int4: not started, the run was stopped" in not_measured(loaded)  # gptq-int4 has its own failed line
-    assert "Incomplete run" in markdown(loaded)
+    assert "hqq-int4: not started (incomplete run, stopped by the user)" in not_measured(loaded)  # gptq-int4 failed
+    assert "incomplete run" in markdown(loaded)
 
 
 def test_a_version_1_export_loads_as_version_2(tmp_path):

@@ -192,3 +192,30 @@ def test_a_synthetic_targets_streamed_loss_says_its_weights_are_random():
     t = _storage_first_72b(["gguf-q8_0"], streamed=streamed)
     assert t.results[0].accuracy_basis == "streamed"
     assert "random weights: a synthetic checkpoint, so the loss says nothing of a trained model" in t.results[0].reason
+
+
+def test_the_console_the_report_and_the_tui_lay_out_one_run_page_in_one_order(capsys):
+    """app.page composes the run page once: each face shows its sections in the page's order, and leaves out by key
+    only what it shows elsewhere."""
+    from qadvisor.app.page import ORDER, run_page
+    from qadvisor.console import RUN_SECTIONS, print_run
+    from qadvisor.tui.screens import ADVICE_SECTIONS
+
+    export = _export_with_plan()
+    export.plan_check = []
+    readvise(export, load_profile("balanced"), with_target=True)
+    page = run_page(export)[0][1]
+    keys = [s.key for s in page]
+    assert keys == [k for k in ORDER if k in keys] and {"results", "advice", "plan", "target"} <= set(keys)
+    assert set(ORDER) - set(RUN_SECTIONS) == {"hardware"} and set(ORDER) - set(ADVICE_SECTIONS) == {"hardware", "results"}
+
+    report = markdown(export)
+    headings = [line[3:] for line in report.splitlines() if line.startswith("## ")]
+    assert headings == [s.heading for s in page]
+
+    print_run(export)
+    out = capsys.readouterr().out
+    by_key = {s.key: s for s in page}
+    starts = [export.model.name + " on", "Recommendation: ", by_key["plan"].brief[:40], by_key["target"].view.title[:40]]
+    marks = [out.index(text) for text in starts]  # the plan as its one summary line, between the advice and the target
+    assert marks == sorted(marks)

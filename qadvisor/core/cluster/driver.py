@@ -11,10 +11,10 @@ import queue
 import sys
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from qadvisor.core.cluster.share import Shared, shared_keys
 from qadvisor.core.hardware import hardware_kind
@@ -142,21 +142,39 @@ def _detect_here() -> HardwareInfo:
     return detect()
 
 
+@dataclass(frozen=True)
+class KindStep:
+    """Work done once per hardware kind, on the kind's first node after its trials: `function(payload, request_json,
+    device, *args)` streams events and a ("value", x) that lands in `ClusterRun.kind_values` (app.plan.plan_here)."""
+
+    function: Callable
+    args: tuple = ()
+
+
+@dataclass(frozen=True)
+class ClusterRequest:
+    """What a cluster run adds to the local run it spreads: the cluster's address, each node's device and threads,
+    the methods pinned to a custom resource, and what runs once per hardware kind."""
+
+    address: str
+    device: str = "auto"
+    threads: int | None = None
+    pins: dict[str, str] = field(default_factory=dict)
+    per_kind: KindStep | None = None
+
+
 class ClusterRun:
     """A run on every node of a Ray cluster: checked here first (core.measure.runner.Run), then one task per method and node
     that can run it, each node's tasks one after another. A trial whose node dies is failed with the cause and tried
     once more on another node of the same kind."""
 
-    def __init__(self, local, address: str, device: str, threads: int | None, pins: dict[str, str] | None = None,
-                 per_kind: tuple | None = None):
+    def __init__(self, local, request: ClusterRequest):
         self.local = local  # the same run on this machine: every check, the recipes, the export's skeleton
-        self.device, self.threads = device, threads
-        # (function, *args): once per hardware kind, on its first node after its trials, a streaming task
-        # `function(shipped, request, device, *args)` whose ("value", x) lands in kind_values (app.plan: --plan-for)
-        self.per_kind, self.kind_values = per_kind, {}
-        connect(address)
+        self.device, self.threads = request.device, request.threads
+        self.per_kind, self.kind_values = request.per_kind, {}
+        connect(request.address)
         self.nodes = discover()
-        self.pins = _checked_pins(pins or {}, [r.name for r in local.recipes], self.nodes)
+        self.pins = _checked_pins(request.pins, [r.name for r in local.recipes], self.nodes)
         self.results: list[TrialResult] = []
         self.references: dict[str, object] = {}
         self.shared = Shared()
@@ -252,7 +270,7 @@ class ClusterRun:
                 self.results.append(result)
                 out.put(Result(result=result))
             if self.per_kind is not None and not task.cancel.is_set() and node is self.kinds()[node.kind][0]:
-                self.kind_values[node.kind] = task.kind_value(node, out, *self.per_kind)
+                self.kind_values[node.kind] = task.kind_value(node, out, self.per_kind.function, *self.per_kind.args)
         finally:
             out.put(None)  # this node is done
 
