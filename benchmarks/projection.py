@@ -23,6 +23,7 @@ from qadvisor.core.hardware import detect
 from qadvisor.core.measure.jobs import EvalSettings
 from qadvisor.core.measure.modelio import synthetic_model_dir
 from qadvisor.core.paths import default_cache_dir
+from qadvisor.schemas.events import Result
 from qadvisor.core.plan.slices import DECODE_BUDGET_S, DECODE_TOKENS, REPEATS, SliceMeasurement
 
 DECODE_BOUND, PREFILL_BOUND = 0.15, 0.25
@@ -30,7 +31,7 @@ DECODE_BOUND, PREFILL_BOUND = 0.15, 0.25
 
 def _drain(events) -> None:
     for event in events:
-        if getattr(event, "kind", "") == "result":
+        if isinstance(event, Result):
             r = event.result
             print(f"  {r.method}: {r.status} decode {r.decode_tok_s} prefill {r.prefill_tok_s} "
                   f"[{r.total_s or 0:.0f}s] {r.reason}", file=sys.stderr, flush=True)

@@ -41,7 +41,7 @@ def print_methods(rows: list[dict]) -> None:
     for finding in dict.fromkeys(r["finding"] for r in rows if r.get("finding")):
         names = [r["name"] for r in rows if r.get("finding") == finding]
         out.print(f"¹ {', '.join(names)}: {finding}", soft_wrap=True)
-    kv = [r["name"] for r in rows if r["target"] == "kv-cache"]
+    kv = [r["name"] for r in rows if r["component"] == "kv-cache"]
     refused: dict[str, list[str]] = {}
     for r in rows:
         if r.get("kv_stack"):

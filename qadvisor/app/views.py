@@ -269,15 +269,15 @@ def plan_view(plan: Plan, published: dict | None = None) -> TableView:
     """The planner's table; every figure an estimate, and the title says so. `published`: Qwen's own measured
     memory for this model (core.plan.planner.published_memory), shown beside ours with its source."""
     t = plan.target
-    where = (f"{t.name} ×{t.count}, {f.gib(t.memory_bytes)} each" if t.kind == "gpu"
+    where = (f"{t.name} ×{t.count}, {f.gib(t.memory_bytes)} each" if t.device_type == "gpu"
              else f"this CPU, {f.gib(t.memory_bytes)} RAM free")
     mine = (published or {}).get("memory_gib", {}).get(plan.model, {})
     rows = [[r.method, f"{r.bits:g}", _g(r.weights_bytes), _g(r.kv_cache_bytes), _g(r.total_bytes),
              f.size_change(r.size_reduction_pct), ("yes" if r.fits else "no") + (f" {r.devices_needed}×" if r.devices_needed else ""),
-             f"{r.decode_tok_s_bound:,.1f}", r.archetype] + ([f"{mine[r.method]:.2f}" if r.method in mine else ""] if mine else [])
+             f"{r.decode_tok_s_bound:,.1f}", r.size_class] + ([f"{mine[r.method]:.2f}" if r.method in mine else ""] if mine else [])
             for r in plan.plans]
     view = TableView(title="estimates, GiB (formulas: --explain; overhead and more: --json)", rows=rows,
-                     columns=["method", "bits", "weights", "KV", "total", "vs bf16", "fits", "tok/s ≤", "type"]
+                     columns=["method", "bits", "weights", "KV", "total", "vs bf16", "fits", "tok/s ≤", "compression"]
                      + (["Qwen¹"] if mine else []))
     view.above = [f"{plan.model} — {plan.params / 1e9:.2f} B parameters, context {plan.context}, batch {plan.batch}, "
                   f"prompt {plan.prompt_tokens}; target {where}, {t.bandwidth_gb_s:g} GB/s ({t.bandwidth_source})"]
@@ -303,7 +303,7 @@ def plan_summary(plan: Plan, method: str | None) -> str:
             + f", weights {row.weights_bytes / 2**30:.1f} GiB, total {row.total_bytes / 2**30:.1f} GiB, "
             f"decode ≤ {row.decode_tok_s_bound:.1f} tok/s, "
             # the archetype is the advisor's, from measured numbers: the planner's size band is not repeated here
-            + ("an unquantized baseline" if row.archetype == "base" else f"{f.size_change(row.size_reduction_pct)} vs bf16"))
+            + ("an unquantized baseline" if row.size_class == "base" else f"{f.size_change(row.size_reduction_pct)} vs bf16"))
 
 
 def plan_check_lines(checks: list[PlanCheck]) -> list[str]:
@@ -333,7 +333,7 @@ def target_view(export: RunExport) -> TableView | None:
              f.pm(r.decode_tok_s, r.decode_tok_s_spread, 2), f.num(r.prefill_tok_s),
              "yes" if fits.get(r.method) else "no", f.signed_pct(r.ppl_delta_pct), f.sci(r.kl_mean),
              r.accuracy_basis] for r in t.results]
-    bound = export.plan is not None and export.plan.target.kind == "gpu"
+    bound = export.plan is not None and export.plan.target.device_type == "gpu"
     speed = "decode: the bandwidth bound, an upper limit (datasheet)" if bound else "decode projected from slices measured here"
     view = TableView(
         title=f"For {t.model} on {t.target}: size estimated by the planner, {speed}, "

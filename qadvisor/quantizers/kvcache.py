@@ -20,9 +20,9 @@ class KVCacheBackend(Backend):
     package = "optimum-quanto"
     install_hint = "pip install optimum-quanto"
     methods = (
-        MethodSpec(name="kv-int4", backend="kvcache", bits=4, scheme="int4", group_size=GROUP, target="kv-cache",
+        MethodSpec(name="kv-int4", backend="kvcache", bits=4, scheme="int4", group_size=GROUP, component="kv-cache",
                    summary="KV cache in 4 bits (stack it: fp32+kv-int4)"),
-        MethodSpec(name="kv-int2", backend="kvcache", bits=2, scheme="int2", group_size=GROUP, target="kv-cache",
+        MethodSpec(name="kv-int2", backend="kvcache", bits=2, scheme="int2", group_size=GROUP, component="kv-cache",
                    summary="KV cache in 2 bits (stack it: fp32+kv-int2)"),
     )
 

@@ -53,7 +53,7 @@ def parse_methods(text: str) -> list[Recipe]:
 
 
 def kv_methods() -> list[str]:
-    return [name for name, spec in methods().items() if spec.target == "kv-cache"]
+    return [name for name, spec in methods().items() if spec.component == "kv-cache"]
 
 
 def _stack_problem(name: str, kv: str) -> str:
@@ -84,7 +84,7 @@ def stack(names: list[str], kv: str | None) -> list[str]:
 def kv_compatibility() -> dict[str, str]:
     """For each weight method, '' when every KV method stacks on it, else why not."""
     return {name: next((why for kv in kv_methods() if (why := _stack_problem(name, kv))), "")
-            for name, spec in methods().items() if spec.target == "weights"}
+            for name, spec in methods().items() if spec.component == "weights"}
 
 
 def availability(has_cuda: bool) -> list[BackendAvailability]:

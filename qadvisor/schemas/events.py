@@ -14,7 +14,7 @@ STEPS = ("load", "quantize", "save", "reload", "evaluate", "benchmark")
 
 
 class Progress(BaseModel):
-    kind: Literal["progress"] = "progress"
+    type: Literal["progress"] = "progress"
     method: str
     step: str  # one of STEPS
     fraction: float | None = None  # within the step, when known
@@ -22,19 +22,19 @@ class Progress(BaseModel):
 
 
 class Metric(BaseModel):
-    kind: Literal["metric"] = "metric"
+    type: Literal["metric"] = "metric"
     method: str
     name: str  # a TrialResult field name
     value: float
 
 
 class Result(BaseModel):
-    kind: Literal["result"] = "result"
+    type: Literal["result"] = "result"
     result: TrialResult
 
 
 class Error(BaseModel):
-    kind: Literal["error"] = "error"
+    type: Literal["error"] = "error"
     method: str
     message: str
 
@@ -45,4 +45,4 @@ Event = Union[Progress, Metric, Result, Error]
 class EventEnvelope(BaseModel):
     """Wire format between the trial process and the runner: one JSON line each."""
 
-    event: Event = Field(discriminator="kind")
+    event: Event = Field(discriminator="type")

@@ -14,8 +14,10 @@ from qadvisor.schemas.recommendation import Recommendation
 from qadvisor.schemas.result import TrialResult
 
 # 2: results say where their accuracy comes from (accuracy_basis) and what they ran with (safe_config,
-# cpu_contention); the recommendation lists every archetype a method fits; the target's accuracy may be streamed
-SCHEMA_VERSION = 2
+# cpu_contention); the recommendation lists every archetype a method fits; the target's accuracy may be streamed.
+# 3: a plan's target says its `device_type` (cpu / gpu), and its rows a `size_class` (high / medium / low / base)
+# where they said an archetype by size: archetypes are the advisor's alone
+SCHEMA_VERSION = 3
 
 
 class ModelInfo(BaseModel):
@@ -127,6 +129,8 @@ def load_export(path: Path) -> RunExport:
     data = read_json_object(path, "JSON export")
     if data.get("schema_version") == 1:
         data = migrate_v1(data)
+    if data.get("schema_version") == 2:
+        data = migrate_v2(data)
     return validate_versioned(path, data, RunExport, SCHEMA_VERSION, "export")
 
 
@@ -139,3 +143,22 @@ def migrate_v1(data: dict) -> dict:
         if isinstance(rec, dict) and not rec.get("fits") and isinstance(rec.get("archetypes"), dict):
             rec["fits"] = {m: [a] for m, a in rec["archetypes"].items()}
     return {**data, "schema_version": 2}
+
+
+SIZE_CLASS = {"A": "high", "C": "medium", "B": "low", "base": "base"}  # version 2's planner labels, by size band
+
+
+def migrate_v2(data: dict) -> dict:
+    """A version-2 export as version 3: each plan's (the run's and each hardware kind's) target `kind` becomes
+    `device_type`, and its rows' size-band `archetype` a `size_class`."""
+    for holder in [data, *data.get("kinds", [])]:
+        plan = holder.get("plan")
+        if not isinstance(plan, dict):
+            continue
+        target = plan.get("target")
+        if isinstance(target, dict) and "kind" in target:
+            target["device_type"] = target.pop("kind")
+        for row in plan.get("plans", []):
+            if isinstance(row, dict) and "archetype" in row:
+                row["size_class"] = SIZE_CLASS.get(row.pop("archetype"), "base")
+    return {**data, "schema_version": 3}

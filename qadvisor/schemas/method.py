@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from qadvisor.errors import UserError
 
-Target = Literal["weights", "kv-cache"]
+Component = Literal["weights", "kv-cache"]  # what a method quantizes
 
 
 class MethodSpec(BaseModel):
@@ -21,7 +21,7 @@ class MethodSpec(BaseModel):
     bits: float  # nominal bits per quantized weight (16 and 32 for the unquantized baselines)
     scheme: str  # int8, int4, nf4, fp4, bf16, ...
     group_size: int | None = None
-    target: Target = "weights"
+    component: Component = "weights"
     summary: str = ""
 
 
@@ -38,11 +38,11 @@ class Recipe(BaseModel):
 
     @property
     def weights(self) -> MethodSpec:
-        return next(p for p in self.parts if p.target == "weights")
+        return next(p for p in self.parts if p.component == "weights")
 
     @property
     def kv(self) -> MethodSpec | None:
-        return next((p for p in self.parts if p.target == "kv-cache"), None)
+        return next((p for p in self.parts if p.component == "kv-cache"), None)
 
 
 def parse_recipe(text: str, known: dict[str, MethodSpec]) -> Recipe:
@@ -62,8 +62,8 @@ def parse_recipe(text: str, known: dict[str, MethodSpec]) -> Recipe:
 
 def check_recipe(recipe: Recipe) -> None:
     """Explain why a stack cannot run rather than stacking tools that conflict."""
-    weights = [p for p in recipe.parts if p.target == "weights"]
-    kv = [p for p in recipe.parts if p.target == "kv-cache"]
+    weights = [p for p in recipe.parts if p.component == "weights"]
+    kv = [p for p in recipe.parts if p.component == "kv-cache"]
     if not weights and kv:
         raise UserError(f"{recipe.name} quantizes the KV cache only: stack it on a weight method, e.g. "
                         f"fp32+{kv[0].name} or bnb-nf4+{kv[0].name}")

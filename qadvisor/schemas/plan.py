@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel
 
 
@@ -36,7 +38,7 @@ class Target(BaseModel):
     memory_bytes: int  # per device
     bandwidth_gb_s: float
     bandwidth_source: str  # measured probe, NVML clocks, or datasheet
-    kind: str  # "cpu" or "gpu"
+    device_type: Literal["cpu", "gpu"]
 
 
 class Projection(BaseModel):
@@ -75,7 +77,7 @@ class PlanRow(BaseModel):
     fits: bool
     devices_needed: int | None  # GPUs of the target kind needed; None on CPU
     decode_tok_s_bound: float
-    archetype: str  # A / B / C from the size reduction
+    size_class: str  # high / medium / low / base, from the size reduction alone (core.plan.planner.FORMULAS)
     notes: str = ""
     # `plan --measure`: speed projected from slices measured here (None where not measured)
     projected_decode_tok_s: float | None = None

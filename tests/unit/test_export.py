@@ -75,7 +75,7 @@ def test_a_stopped_run_says_what_it_cut(tmp_path):
     assert "incomplete run" in markdown(loaded)
 
 
-def test_a_version_1_export_loads_as_version_2(tmp_path):
+def test_a_version_1_export_loads_as_the_current_version(tmp_path):
     """Version 1 had one archetype label per method and no `fits`: load_export migrates it in one place, so the views
     need no fallback of their own."""
     from qadvisor.app.advice import readvise
@@ -95,7 +95,29 @@ def test_a_version_1_export_loads_as_version_2(tmp_path):
     path = tmp_path / "v1.json"
     path.write_text(json.dumps(data))
     loaded = load_export(path)
-    assert loaded.schema_version == SCHEMA_VERSION == 2
+    assert loaded.schema_version == SCHEMA_VERSION == 3
     assert loaded.recommendation.fits == {m: [a] for m, a in labels.items()}
     assert all(r.accuracy_basis == "measured" for r in loaded.results)
     assert any(line.startswith("archetypes here: ") for line in recommendation_view(loaded).lines)
+
+
+def test_a_version_2_plan_loads_with_a_size_class_and_a_device_type(tmp_path):
+    """Version 2 named a plan row's size band an archetype (A / B / C) and its target's cpu / gpu a kind; version 3
+    keeps archetypes for the advisor: load_export renames both, the bands by their meaning."""
+    from qadvisor.core import architectures
+    from qadvisor.core.plan import planner
+
+    export = sample_export()
+    arch = architectures.resolve_architecture("Qwen2.5-7B")
+    export.plan = planner.plan(arch, planner.parse_target("A100-80GB"), methods=["bf16", "gguf-q8_0", "gguf-q2_k"])
+    data = json.loads(export.model_dump_json())
+    data["schema_version"] = 2
+    data["plan"]["target"]["kind"] = data["plan"]["target"].pop("device_type")
+    old = {"high": "A", "medium": "C", "low": "B", "base": "base"}
+    for row in data["plan"]["plans"]:
+        row["archetype"] = old[row.pop("size_class")]
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(data))
+    loaded = load_export(path)
+    assert loaded.plan == export.plan and loaded.schema_version == 3
+    assert [r.size_class for r in loaded.plan.plans] == ["base", "low", "high"]

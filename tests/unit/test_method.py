@@ -33,7 +33,7 @@ def test_two_weight_methods_do_not_stack():
 
 
 def test_kv_part_is_checked_not_silently_stacked():
-    kv = MethodSpec(name="kv-int4", backend="kv", bits=4, scheme="int4", target="kv-cache")
+    kv = MethodSpec(name="kv-int4", backend="kv", bits=4, scheme="int4", component="kv-cache")
     w = registry.methods()["bnb-nf4"]
     check_recipe(Recipe(parts=(w, kv)))  # one weight method plus one KV method is a valid shape
     with pytest.raises(UserError, match="at most one KV-cache"):
@@ -72,7 +72,7 @@ def test_one_method_table_every_runnable_method_is_planned_alike():
     from qadvisor.core.plan.planner import FORMAT_BY_NAME
 
     for name, spec in registry.methods().items():
-        if spec.target != "weights":
+        if spec.component != "weights":
             continue
         fmt = FORMAT_BY_NAME.get(name)
         assert fmt is not None, f"{name} has no planner entry"

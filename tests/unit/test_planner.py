@@ -57,7 +57,7 @@ def test_fp32_compute_doubles_only_the_unquantized_tensors():
 
 
 def test_decode_bound_is_bandwidth_over_bytes_read():
-    target = Target(name="t", memory_bytes=2**40, bandwidth_gb_s=1.0, bandwidth_source="test", kind="gpu")
+    target = Target(name="t", memory_bytes=2**40, bandwidth_gb_s=1.0, bandwidth_source="test", device_type="gpu")
     row = planner.plan(TOY, target, context=10, methods=["bf16"]).plans[0]
     _, read = planner.weights_bytes(TOY, planner.FORMAT_BY_NAME["bf16"])
     assert row.decode_tok_s_bound == pytest.approx(1e9 / (read + row.kv_cache_bytes), rel=1e-3)
@@ -67,8 +67,8 @@ def test_fewer_bits_smaller_and_faster_bound():
     rows = {r.method: r for r in planner.plan(ARCHS["Qwen2.5-72B"], A100).plans}
     assert rows["gptq-int2"].weights_bytes < rows["gptq-int4"].weights_bytes < rows["gptq-int8"].weights_bytes
     assert rows["gptq-int2"].decode_tok_s_bound > rows["gptq-int8"].decode_tok_s_bound
-    assert rows["gguf-q2_k"].archetype == "A" and rows["bf16"].archetype == "base"
-    assert rows["gguf-q8_0"].archetype == "B"
+    assert rows["gguf-q2_k"].size_class == "high" and rows["bf16"].size_class == "base"
+    assert rows["gguf-q8_0"].size_class == "low"
 
 
 def test_matches_qwen_published_memory_within_5_percent():
@@ -104,7 +104,7 @@ def test_targets():
     with pytest.raises(UserError, match="unknown target"):
         planner.parse_target("TPU-v9")
     this = planner.parse_target("this", ram_available=8 << 30, probe=lambda: 12.5)
-    assert this.kind == "gpu" or (this.bandwidth_gb_s == 12.5 and this.memory_bytes == 8 << 30)
+    assert this.device_type == "gpu" or (this.bandwidth_gb_s == 12.5 and this.memory_bytes == 8 << 30)
 
 
 def test_model_from_config_file(tmp_path):

@@ -21,7 +21,7 @@ from qadvisor.schemas.result import TrialResult
 
 def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str]:
     """Decode tok/s, its spread and the basis: projected here, or the bound for a GPU target not here."""
-    if plan.target.kind == "gpu":  # no spread: a bound is no measurement
+    if plan.target.device_type == "gpu":  # no spread: a bound is no measurement
         return row.decode_tok_s_bound, None, f"estimate: bandwidth bound on {target_label(plan)} ({plan.target.bandwidth_source})"
     p = row.projection
     if p is None or p.decode_tok_s is None:
@@ -62,9 +62,9 @@ def target_results(export: RunExport, plan: Plan) -> tuple[list[TrialResult], di
             "prefill_tok_s": row.projected_prefill_tok_s,
             "prefill_tok_s_spread": None, "ttft_ms": None, "peak_rss_bytes": None, "quantize_s": None, "total_s": None,
             "device": f"{plan.model} ({basis})", "kv_cache_bytes": row.kv_cache_bytes,
-            "decode_kind": "bound" if plan.target.kind == "gpu" else "projected",
+            "decode_kind": "bound" if plan.target.device_type == "gpu" else "projected",
             # what the run here ran with says nothing of a GPU that is not here
-            "notes": [] if plan.target.kind == "gpu" else proxy.notes, "safe_config": None, "cpu_contention": None,
+            "notes": [] if plan.target.device_type == "gpu" else proxy.notes, "safe_config": None, "cpu_contention": None,
             **_accuracy(plan.model, proxy, export, f"size: estimate (planner) · decode: {basis}"),
         }))
     return results, left_out
@@ -172,10 +172,10 @@ def target_advice(export: RunExport, plan: Plan, priorities: Priorities) -> Targ
     eligible = results if priorities.accept_unverified_accuracy else [r for r in results if r.method not in unverified]
     rec = advise(eligible, priorities, where=f"for {plan.model}") if eligible else None
     note = _evidence_note(plan.model, unverified, bool(eligible), priorities.accept_unverified_accuracy)
-    where = f"on {target_label(plan)} (bandwidth bounds)" if plan.target.kind == "gpu" else "here"
+    where = f"on {target_label(plan)} (bandwidth bounds)" if plan.target.device_type == "gpu" else "here"
     return TargetAdvice(model=plan.model, target=target_label(plan), results=results, recommendation=rec,
                         left_out=left_out, published=published(plan.model),
-                        published_speed=published_speed(plan.model) if plan.target.kind == "gpu" else None,
+                        published_speed=published_speed(plan.model) if plan.target.device_type == "gpu" else None,
                         comparison=compare_picks(export, results, rec.method if rec else None, plan.model, where),
                         accuracy_note=note)
 

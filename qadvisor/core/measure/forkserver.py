@@ -39,9 +39,9 @@ class ForkServer:
         try:
             self.sock.settimeout(120)  # the first request waits for the imports
             socket.send_fds(self.sock, [json.dumps({"job": job_file, "cwd": cwd}).encode()], [event_fd, log_fd])
-            kind, value = self._line()
-            if kind != "pid":
-                raise OSError(f"the warm process answered {kind} {value}")
+            tag, value = self._line()
+            if tag != "pid":
+                raise OSError(f"the warm process answered {tag} {value}")
             self.ready = True
         except OSError:
             self.broken = True
@@ -57,8 +57,8 @@ class ForkServer:
                 raise OSError("the warm process ended")
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
-        kind, value = line.decode().split()
-        return kind, int(value)
+        tag, value = line.decode().split()
+        return tag, int(value)
 
     def close(self) -> None:
         self.broken = True
@@ -80,7 +80,7 @@ class ForkedChild:
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
             try:
-                kind, code = self.forkserver._line(timeout)
+                _, code = self.forkserver._line(timeout)
             except socket.timeout:
                 raise subprocess.TimeoutExpired("trial", timeout) from None
             except OSError:

@@ -36,7 +36,7 @@ class Job(BaseModel):
 
     # a trial is two processes: "trial" quantizes and saves, "measure" loads the saved model in a process that never
     # quantized (what a library leaves behind after quantizing — threads, compiled graphs — must not time the file)
-    kind: Literal["reference", "trial", "measure", "timing"]
+    work: Literal["reference", "trial", "measure", "timing"]
     model_dir: Path
     cache_dir: Path  # holds reference.json and reference_logprobs.pt
     work_dir: Path  # where the quantized model is saved

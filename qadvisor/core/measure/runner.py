@@ -144,14 +144,14 @@ class Run:
                 self.results.append(result)
                 yield Result(result=result)
 
-    def _job(self, kind: str, recipe, work_dir: Path, keep: bool, level: int = 0) -> Job:
+    def _job(self, work: str, recipe, work_dir: Path, keep: bool, level: int = 0) -> Job:
         safe = registry.backend_for(recipe.weights).safe_configs[:level] if recipe is not None else ()
         fast_bf16 = self.fast_bf16 and not any(c.fp32_work for c in safe)
-        job = Job(kind=kind, recipe=recipe, model_dir=self.model_dir, cache_dir=self.cache_dir, work_dir=work_dir,
+        job = Job(work=work, recipe=recipe, model_dir=self.model_dir, cache_dir=self.cache_dir, work_dir=work_dir,
                   eval_text=self.eval_path, calib_text=self.calib_path, settings=self.request.settings,
                   device_label=self.device_label, keep_model=keep, reuse_artifact=self.request.reuse_cache,
                   fast_bf16=fast_bf16, probe_dir=self.probe_dir, safe_level=level)
-        if kind == "trial" and self.keeps_models:
+        if work == "trial" and self.keeps_models:
             inputs = self._artifact_inputs(recipe.weights, fast_bf16)
             job = job.model_copy(update={"artifact_dir": self.artifacts_dir / artifacts.key_of(inputs),
                                          "artifact_inputs": inputs})
@@ -241,7 +241,7 @@ class Run:
         s = self.request.settings
         if partial is None or cancel.is_set() or (keep and not (s.benchmark or s.score_accuracy)):
             return partial, errors, died  # a slice stops at its sizes: the slices are timed side by side
-        measure = job.model_copy(update={"kind": "measure", "partial": partial})
+        measure = job.model_copy(update={"work": "measure", "partial": partial})
         return (yield from self._phase(measure, work_dir, cancel))
 
     def _phase(self, job: Job, work_dir: Path, cancel: threading.Event):
@@ -296,7 +296,7 @@ def time_side_by_side(recipe, saved: list[Path], source: Path, settings: EvalSet
     eval_path = modelio.text_for(source, modelio.EVAL_FILE)[0]
     backend = registry.backend_for(recipe.weights)
     verdict = fallback.kept(probe_dir, backend.name, backend.build_key())  # where the trials had to go, the timing goes
-    job = Job(kind="timing", recipe=recipe, model_dir=source, cache_dir=work_dir, work_dir=work_dir,
+    job = Job(work="timing", recipe=recipe, model_dir=source, cache_dir=work_dir, work_dir=work_dir,
               eval_text=eval_path, calib_text=eval_path, settings=settings, device_label=device_label, timed=saved,
               probe_dir=probe_dir, safe_level=verdict.level if verdict else 0)
     results = []
@@ -320,7 +320,7 @@ def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float, 
     """Start `qadvisor.core.measure.worker` for one job and yield its events until it exits, is cancelled or times out. The
     job's output is appended to `log_path` (default: beside the job file); a fatal signal it died of goes in `died`."""
     name = job.method or "reference"
-    job_file = work_dir / f"{name}.{job.kind}.json"
+    job_file = work_dir / f"{name}.{job.work}.json"
     job_file.write_text(job.model_dump_json())
     log_path = log_path or work_dir / f"{name}.log"
     env = _safe_env(job)

@@ -335,12 +335,12 @@ def main(argv: list[str]) -> int:
     warm_imports()
     started = time.perf_counter()
     try:
-        if job.kind == "reference":
+        if job.work == "reference":
             run_reference(job, out)
-        elif job.kind == "timing":
+        elif job.work == "timing":
             for result in run_timing(job, out):
                 out.send(Result(result=result))
-        elif job.kind == "measure":
+        elif job.work == "measure":
             out.send(Result(result=run_measure(job, out, started)))
         else:
             out.send(Result(result=run_trial(job, out, started)))

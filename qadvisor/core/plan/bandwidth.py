@@ -45,7 +45,7 @@ def _gpu_target() -> Target | None:
         return Target(name=name.decode() if isinstance(name, bytes) else name, count=count,
                       memory_bytes=int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
                       bandwidth_gb_s=round(2 * mem_mhz * 1e6 * bus_bits / 8 / 1e9, 1),
-                      bandwidth_source="NVML: 2 × memory clock × bus width", kind="gpu")
+                      bandwidth_source="NVML: 2 × memory clock × bus width", device_type="gpu")
     except pynvml.NVMLError:
         return None
     finally:
@@ -58,7 +58,7 @@ def this_machine_target(ram_available: int | None = None, probe: Callable[[], fl
         return gpu
     return Target(name="this", count=1, memory_bytes=ram_available or psutil.virtual_memory().available,
                   bandwidth_gb_s=round((probe or probe_bandwidth_gb_s)(), 1),
-                  bandwidth_source=f"measured: {PROBE_BYTES // 2**20} MiB copy probe", kind="cpu")
+                  bandwidth_source=f"measured: {PROBE_BYTES // 2**20} MiB copy probe", device_type="cpu")
 
 
 DISK_PROBE_BYTES = 512 * 2**20

@@ -36,8 +36,9 @@ FORMULAS = {
                           "KV cache at full context); an upper bound, real decode is slower; split layers run one GPU "
                           "after another, so the bound uses one GPU's bandwidth",
     "size_reduction_pct": "100 · (1 − weights_bytes / bf16 weights_bytes)",
-    "archetype": "A: ≥ 75 % smaller than bf16 (storage-first); C: 55–75 % (balanced); B: 0–55 % (low compression); "
-                 "base: no smaller than bf16 (unquantized, a baseline)",
+    "size_class": "high: ≥ 75 % smaller than bf16; medium: 55–75 %; low: 0–55 %; base: no smaller than bf16 "
+                  "(unquantized, a baseline). By size alone: the archetypes (Tool A / B / C) are the advisor's, from "
+                  "measured numbers",
 }
 
 
@@ -177,10 +178,10 @@ def overhead_bytes(arch: Architecture, fmt: Format, prompt_tokens: int, batch: i
     return int(activations + logits + fmt.scratch(arch) + RUNTIME_BYTES)
 
 
-def archetype(reduction_pct: float) -> str:
+def size_class(reduction_pct: float) -> str:
     if reduction_pct <= 0:
         return "base"  # fp32, bf16, fp16: what the others are compared with, not low compression
-    return "A" if reduction_pct >= 75 else "C" if reduction_pct >= 55 else "B"
+    return "high" if reduction_pct >= 75 else "medium" if reduction_pct >= 55 else "low"
 
 
 def parse_target(text: str, ram_available: int | None = None, probe: Callable[[], float] | None = None) -> Target:
@@ -199,7 +200,7 @@ def parse_target(text: str, ram_available: int | None = None, probe: Callable[[]
         raise UserError(f"unknown target {text!r}: use `this` or one of {', '.join(table)} (optionally xN, e.g. A100-80GBx2)")
     spec = table[match]
     return Target(name=match, count=count, memory_bytes=spec["vram_mib"] * 2**20, bandwidth_gb_s=spec["bandwidth_gb_s"],
-                  bandwidth_source="datasheet", kind="gpu")
+                  bandwidth_source="datasheet", device_type="gpu")
 
 
 def plan(arch: Architecture, target: Target, context: int = 2048, batch: int = 1, prompt_tokens: int | None = None,
@@ -223,7 +224,7 @@ def plan(arch: Architecture, target: Target, context: int = 2048, batch: int = 1
         extra = overhead_bytes(arch, fmt, prompt, batch)
         total = max(held - duplicate_head_bytes(arch, fmt) + kv + extra, held)
         reduction = 100.0 * (1 - held / bf16_held)
-        if target.kind == "gpu":
+        if target.device_type == "gpu":
             needed = math.ceil(total / (USABLE_VRAM * target.memory_bytes))
             fits = needed <= target.count
         else:
@@ -232,7 +233,7 @@ def plan(arch: Architecture, target: Target, context: int = 2048, batch: int = 1
             method=name, bits=fmt.bits, weights_bytes=held, kv_cache_bytes=kv, overhead_bytes=extra, total_bytes=total,
             size_reduction_pct=round(reduction, 2), fits=fits, devices_needed=needed,
             decode_tok_s_bound=round(target.bandwidth_gb_s * 1e9 / (read + kv), 2),
-            archetype=archetype(reduction), notes=fmt.notes,
+            size_class=size_class(reduction), notes=fmt.notes,
         ))
     formulas = dict(FORMULAS, **{f"bytes(in,out) {f.method}": f.formula for f in FORMATS if f.method in chosen})
     return Plan(model=arch.name, params=param_count(arch), context=context, batch=batch, prompt_tokens=prompt,

@@ -273,7 +273,7 @@ def attach(plan: Plan, projections: dict[str, Projection], disk_read_gb_s: float
             update = {"projection": p, "projected_decode_tok_s": p.decode_tok_s, "projected_prefill_tok_s": p.prefill_tok_s}
             if p.decode_tok_s and row.decode_tok_s_bound:
                 update["bound_fraction"] = p.decode_tok_s / row.decode_tok_s_bound
-        if row.method.startswith("gguf-") and not row.fits and plan.target.kind == "cpu" and disk_read_gb_s:
+        if row.method.startswith("gguf-") and not row.fits and plan.target.device_type == "cpu" and disk_read_gb_s:
             streamed = disk_read_gb_s * 1e9 / row.weights_bytes  # every weight read from disk once a token
             update["streamed_decode_tok_s"] = min(streamed, p.decode_tok_s) if p and p.decode_tok_s else streamed
         rows.append(row.model_copy(update=update))
