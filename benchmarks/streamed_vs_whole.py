@@ -34,11 +34,13 @@ def machine() -> str:
 
 def streamed(model_dir: Path, methods: list[str], window: int, windows: int, threads: int):
     from qadvisor.core.measure import modelio
+    from qadvisor.core.measure.jobs import EvalSettings
     from qadvisor.core.measure.streamed import StreamJob
 
     text, _ = modelio.text_for(model_dir, modelio.EVAL_FILE)
     calib, _ = modelio.text_for(model_dir, modelio.CALIB_FILE)
-    job = StreamJob(model_dir, methods, text, window, windows, threads, calib_text=calib)
+    job = StreamJob(model_dir, methods, text, EvalSettings(window=window, windows=windows, threads=threads),
+                    calib_text=calib)
     for event in job.events():
         print(f"  {event.method}: {event.message}", end="\r", file=sys.stderr)
     return job.result()

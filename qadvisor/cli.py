@@ -363,7 +363,7 @@ def cmd_tui(args) -> int:
         raise UserError("the TUI needs textual: pip install -e '.[tui]'") from None
     from qadvisor.tui.launch import tui_inputs
 
-    run_tui(*tui_inputs(args))
+    run_tui(tui_inputs(args))
     return 0
 
 

@@ -47,7 +47,7 @@ def _stream_job(opts: RunOptions, methods: list[str], settings):
         return None  # the whole-model trials measure this very model: its accuracy is theirs
     text, _ = modelio.text_for(folder, modelio.EVAL_FILE, opts.eval_text)
     calib, _ = modelio.text_for(folder, modelio.CALIB_FILE, opts.calib_text)
-    return StreamJob(folder, methods, text, settings.window, settings.windows, settings.threads, settings.device, calib)
+    return StreamJob(folder, methods, text, settings, calib_text=calib)
 
 
 def as_streamed_target(opts: RunOptions, say: Callable[[str], None]) -> RunOptions:

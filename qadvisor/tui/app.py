@@ -305,7 +305,7 @@ def loaded_line(export: RunExport, path: Path | None) -> str:
     return f"{path.name if path else 'a saved run'}: measured {when} UTC on {export.settings.device}"
 
 
-def run_tui(hardware: HardwareInfo, methods, model_hint: str, run_factory, export: RunExport | None = None,
-            doctor=None, loaded_from: Path | None = None) -> None:
-    QAdvisorApp(hardware, methods, model_hint, run_factory, export, doctor, loaded_from).run()
+def run_tui(inputs) -> None:
+    """The TUI on what tui.launch.tui_inputs gathered (a TuiInputs: the app's arguments by name)."""
+    QAdvisorApp(**vars(inputs)).run()
 

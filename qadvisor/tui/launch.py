@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
 from qadvisor.app.auto import AutoSession
 from qadvisor.app.options import run_options
 from qadvisor.app.views import method_rows
 from qadvisor.core.hardware import detect
 from qadvisor.core.measure.modelio import SHIPPED_MODEL_NAME
-from qadvisor.schemas.export import load_export
+from qadvisor.schemas.doctor import DoctorReport
+from qadvisor.schemas.export import RunExport, load_export
+from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.quantizers import registry
 
 
@@ -18,7 +24,20 @@ def method_choices(has_cuda: bool) -> list[tuple[str, bool, str, bool]]:
             for r in method_rows(has_cuda) if r["component"] == "weights"]
 
 
-def tui_inputs(args):
+@dataclass
+class TuiInputs:
+    """QAdvisorApp's arguments, by name."""
+
+    hardware: HardwareInfo
+    methods: list[tuple[str, bool, str, bool]]  # (name, runs here, what it is or why not, default): method_choices
+    model_hint: str
+    run_factory: Callable  # (form, priorities) -> a session (app.auto.AutoSession); raises UserError on bad input
+    export: RunExport | None = None  # --load: the saved run to show
+    doctor: DoctorReport | None = None  # the last `qadvisor doctor` report kept here
+    loaded_from: Path | None = None
+
+
+def tui_inputs(args) -> TuiInputs:
     hardware = detect()
     export = load_export(args.load) if getattr(args, "load", None) else None
 
@@ -36,5 +55,6 @@ def tui_inputs(args):
 
     from qadvisor.app.doctor import saved_report
 
-    return (hardware, method_choices(hardware.cuda is not None), SHIPPED_MODEL_NAME, run_factory, export, saved_report(),
-            getattr(args, "load", None))
+    return TuiInputs(hardware=hardware, methods=method_choices(hardware.cuda is not None),
+                     model_hint=SHIPPED_MODEL_NAME, run_factory=run_factory, export=export, doctor=saved_report(),
+                     loaded_from=getattr(args, "load", None))

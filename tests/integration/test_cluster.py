@@ -160,7 +160,7 @@ async def test_the_tui_runs_on_a_cluster_and_advises_per_kind(fresh_ray, mock_ba
     from qadvisor.tui.launch import tui_inputs
     from qadvisor.tui.screens import RecommendationScreen
 
-    app = QAdvisorApp(*tui_inputs(argparse.Namespace(model=None, load=None)))
+    app = QAdvisorApp(**vars(tui_inputs(argparse.Namespace(model=None, load=None))))
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("n")
         methods = app.screen.query_one("#methods")

@@ -20,7 +20,7 @@ from tests.conftest import trial_processes
 def app(monkeypatch):
     monkeypatch.setenv(registry.MOCK_ENV, "1")
     registry.backends.cache_clear()
-    yield QAdvisorApp(*tui_inputs(argparse.Namespace(model=None, load=None)))
+    yield QAdvisorApp(**vars(tui_inputs(argparse.Namespace(model=None, load=None))))
     registry.backends.cache_clear()
 
 
@@ -374,7 +374,7 @@ def test_the_command_line_launch_hands_the_app_everything_it_gathers(monkeypatch
 
     started = []
     monkeypatch.setattr(tui_app.QAdvisorApp, "run", lambda self: started.append(self))
-    tui_app.run_tui(*tui_inputs(argparse.Namespace(model=None, load=None)))
+    tui_app.run_tui(tui_inputs(argparse.Namespace(model=None, load=None)))
     assert len(started) == 1 and started[0].hardware is not None
 
 

@@ -6,10 +6,13 @@ import threading
 
 import pytest
 
+from qadvisor.core.measure.jobs import EvalSettings
 from qadvisor.core.measure.streamed import StreamJob, StreamRequest, stream
 from qadvisor.errors import UserError
 from qadvisor.schemas.export import StreamedAccuracy
 from tests.conftest import SHIPPED
+
+SETTINGS = EvalSettings(window=64, windows=2, threads=1)
 
 
 @pytest.fixture(autouse=True)
@@ -67,12 +70,12 @@ def test_a_stop_keeps_the_methods_that_finished():
 
 def test_a_job_checks_its_input_and_names_what_it_cannot_stream(tmp_path):
     job = StreamJob(SHIPPED, ["fp32", "torchao-int4", "bnb-nf4+kv-int4", "mock-passthrough"], SHIPPED / "heldout.txt",
-                    64, 2, 1)
+                    SETTINGS)
     assert job.methods == ["fp32", "mock-passthrough"]
     assert "whole models only" in job.not_streamed["torchao-int4"]
     assert "a KV-cache stack" in job.not_streamed["bnb-nf4+kv-int4"]
     with pytest.raises(UserError, match="not found"):
-        StreamJob(tmp_path / "nothing", ["fp32"], SHIPPED / "heldout.txt", 64, 2, 1)
+        StreamJob(tmp_path / "nothing", ["fp32"], SHIPPED / "heldout.txt", SETTINGS)
 
 
 def test_a_job_refuses_a_model_whose_stream_would_not_fit(monkeypatch):
@@ -82,7 +85,7 @@ def test_a_job_refuses_a_model_whose_stream_would_not_fit(monkeypatch):
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=1 << 20))
     with pytest.raises(UserError, match="not enough memory to stream"):
-        StreamJob(SHIPPED, ["fp32"], SHIPPED / "heldout.txt", 64, 2, 1)
+        StreamJob(SHIPPED, ["fp32"], SHIPPED / "heldout.txt", SETTINGS)
 
 
 def test_the_ggml_round_trip_is_llama_cpps_own():

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from qadvisor.core.measure.jobs import EvalSettings
 from qadvisor.schemas.events import Event, Progress
 from qadvisor.schemas.export import StreamedAccuracy, StreamedMethod
 
@@ -270,8 +271,8 @@ class StreamJob:
     """The target's own accuracy, streamed: checked on creation (weights, methods, memory), measured by
     `events()`; `result()` holds what finished, also after a stop."""
 
-    def __init__(self, model_dir: Path, methods: list[str], eval_text: Path, window: int, windows: int,
-                 threads: int, device: str = "cpu", calib_text: Path | None = None):
+    def __init__(self, model_dir: Path, methods: list[str], eval_text: Path, settings: EvalSettings,
+                 calib_text: Path | None = None):
         import psutil
 
         from qadvisor.core.measure import modelio
@@ -281,14 +282,13 @@ class StreamJob:
 
         modelio.check_model_dir(model_dir)
         self.arch = resolve_architecture(str(model_dir))
-        need, free = need_bytes(self.arch, windows * (window - 1)), psutil.virtual_memory().available
+        need, free = need_bytes(self.arch, settings.windows * (settings.window - 1)), psutil.virtual_memory().available
         if need > free:
             raise UserError(f"not enough memory to stream {model_dir.name}'s accuracy: about {need / 2**30:.1f} GiB "
                             f"needed, {free / 2**30:.1f} GiB available")
         self.not_streamed = {m: why for m in methods if (why := _why_not_streamed(m, registry))}
         self.methods = [m for m in methods if m not in self.not_streamed]
-        self.model_dir, self.eval_text, self.window, self.windows = Path(model_dir), eval_text, window, windows
-        self.threads, self.device, self.calib_text = threads, device, calib_text
+        self.model_dir, self.eval_text, self.settings, self.calib_text = Path(model_dir), eval_text, settings, calib_text
         self.out = StreamedAccuracy(model=self.arch.name, path=str(model_dir), not_streamed=self.not_streamed,
                                     complete=False, random_weights=modelio.is_synthetic(model_dir))
 
@@ -304,9 +304,10 @@ class StreamJob:
 
         tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
         ids = tokenizer(self.eval_text.read_text(encoding="utf-8")).input_ids
-        windows = eval_windows(ids, self.window, self.windows)
+        windows = eval_windows(ids, self.settings.window, self.settings.windows)
         calib = paragraphs(self.calib_text) if self.calib_text else None
-        request = StreamRequest(self.model_dir, self.methods, windows, self.threads, self.device, calib)
+        request = StreamRequest(model_dir=self.model_dir, methods=self.methods, windows=windows,
+                                threads=self.settings.threads, device=self.settings.device, calib_texts=calib)
         log = new_log_dir(default_cache_dir()) / "streamed.log"
         self.out.log = str(log)
         yield from quiet(stream(request, self.out, cancel), log)
