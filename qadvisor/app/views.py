@@ -298,8 +298,10 @@ def plan_summary(plan: Plan, method: str | None) -> str:
     if row is None:
         return (f"{where} (estimates): the planner has no row for {method or 'the recommendation'}; "
                 f"see `qadvisor plan --model {plan.model}`")
-    return (f"{where} with {row.method} (estimate): {'fits' if row.fits else 'does not fit'}"
-            + (f" on {row.devices_needed} GPU(s)" if row.devices_needed else "")
+    gpus = row.devices_needed
+    fit = (f"fits on {gpus} GPU(s)" if row.fits else f"does not fit (needs {gpus} GPUs)") if gpus else \
+        ("fits" if row.fits else "does not fit")
+    return (f"{where} with {row.method} (estimate): {fit}"
             + f", weights {row.weights_bytes / 2**30:.1f} GiB, total {row.total_bytes / 2**30:.1f} GiB, "
             f"decode ≤ {row.decode_tok_s_bound:.1f} tok/s, "
             # the archetype is the advisor's, from measured numbers: the planner's size band is not repeated here

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar, Static
@@ -52,10 +53,12 @@ class MethodPanel(Vertical):
         self.add_class("ok" if result.status == "ok" else "failed")
         # the result is complete even if a metric event was missed
         self.metrics.update({k: v for k, v in result.model_dump().items() if isinstance(v, (int, float))})
-        self.query_one(".metrics", Static).update(self._metrics_text())
         if result.status == "ok":  # a failed trial's bar stays where it stopped, drawn in red
             self.query_one(ProgressBar).update(progress=len(STEPS))
-        text = "done" if result.status == "ok" else f"[red]{result.status}: {result.reason}[/]"
+            self.query_one(".metrics", Static).update(self._metrics_text())
+        else:  # the reason and its log path in full, wrapped: the one-line step label would cut them
+            self.query_one(".metrics", Static).update(Text(result.reason, style="red"))
+        text = "done" if result.status == "ok" else f"[red]{result.status}[/]"
         self.query_one(".step", Label).update(f"{text}  [dim]{result.total_s or 0:.0f} s[/]")
 
     def _metrics_text(self) -> str:

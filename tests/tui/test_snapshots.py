@@ -124,3 +124,56 @@ def test_compare_screen(snap_compare, tmp_path):
         await pilot.pause()
 
     assert snap_compare(make_app(_recorded()), run_before=open_it, terminal_size=(80, 24))
+
+
+class FailingRun(ScriptedRun):
+    """Two trials done, the third crashed mid-quantize: its bar stays where it stopped, red, naming its log."""
+
+    def events(self, cancel):
+        from qadvisor.schemas.events import Error, Progress, Result
+        from qadvisor.schemas.result import TrialResult
+
+        yield from list(super().events(cancel))[:1 + 2 * 9]  # the reference's line, two trials' 9 events each
+        r = RECORDED[2]
+        yield Progress(method=r.method, step="quantize", fraction=0.6, message="layer 14 of 24")
+        yield Error(method=r.method, message="the trial process crashed (SIGSEGV)")
+        yield Result(result=TrialResult(method=r.method, backend="x", bits=4, status="failed", device="cpu: test",
+                                        reason="the trial process crashed (SIGSEGV); log: "
+                                               "~/.cache/qadvisor/logs/20261206-1400/int4-fast.log"))
+
+
+def test_run_screen_with_a_failed_trial(snap_compare):
+    app = QAdvisorApp(HARDWARE, METHODS, "qwen2-tiny-stdlib", lambda form, priorities: FailingRun(priorities))
+    assert snap_compare(app, press=["n", "ctrl+r"], run_before=_wait_for_run, terminal_size=(80, 24))
+
+
+def test_priorities_screen_with_a_form_error(snap_compare):
+    async def bad_size(pilot):
+        await pilot.press("n")
+        pilot.app.screen.query_one("#max_size").value = "lots"
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), run_before=bad_size, terminal_size=(80, 24))
+
+
+def test_recommendation_screen_per_cluster_kind(snap_compare):
+    from tests.samples import two_kind_export
+
+    assert snap_compare(make_app(two_kind_export()), terminal_size=(200, 50))
+
+
+def _target_export():
+    from qadvisor.app.advice import readvise
+    from qadvisor.schemas.priorities import load_profile
+    from tests.unit.test_target import _export_with_plan
+
+    return readvise(_export_with_plan("A100-80GB"), load_profile("balanced"), with_target=True)
+
+
+def test_recommendation_screen_with_the_target_advice(snap_compare):
+    assert snap_compare(make_app(_target_export()), terminal_size=(200, 50))
+
+
+def test_recommendation_screen_with_the_target_advice_at_80x24(snap_compare):
+    assert snap_compare(make_app(_target_export()), terminal_size=(80, 24))

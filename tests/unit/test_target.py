@@ -106,15 +106,16 @@ def test_a_capped_projection_is_named_the_bound_in_the_target_advice():
                for r in t.results)
 
 
-def _storage_first_72b(methods, accept=False, streamed=None, full=False):
-    """A 72B plan for `methods` (each projected alike) advised for a storage-bound team."""
+def _storage_first_72b(methods, accept=False, streamed=None, full=False, ram_gib=60):
+    """A 72B plan for `methods` (each projected alike) advised for a storage-bound team, on a machine whose RAM
+    holds every 4-bit form of it (`ram_gib`)."""
     export = sample_export()
     proxies = {"gguf-q8_0": result("gguf-q8_0", 16, 1500.0, 5e-5, 0.0), "gguf-q2_k": result("gguf-q2_k", 9, 1400.0,
                8e-3, -0.4), "bnb-nf4": result("bnb-nf4", 10, 50.0, 1e-3, 0.2), "hqq-int4": result("hqq-int4", 11,
                40.0, 1e-3, 0.3)}
     export.results = [result("fp32", 60, 90.0, 0.0, 0.0)] + [proxies[m] for m in methods]
     arch = architectures.resolve_architecture("Qwen2.5-72B")
-    where = planner.parse_target("this", ram_available=20 * GIB, probe=lambda: 30.0)
+    where = planner.parse_target("this", ram_available=ram_gib * GIB, probe=lambda: 30.0)
     projections = {m: project([_result(80, 1500), _result(100, 3000)], (1, 2), 80, 128) for m in methods}
     export.plan = attach(planner.plan(arch, where, methods=methods), projections, disk_read_gb_s=1.5)
     export.streamed = streamed
@@ -219,3 +220,17 @@ def test_the_console_the_report_and_the_tui_lay_out_one_run_page_in_one_order(ca
     starts = [export.model.name + " on", "Recommendation: ", by_key["plan"].brief[:40], by_key["target"].view.title[:40]]
     marks = [out.index(text) for text in starts]  # the plan as its one summary line, between the advice and the target
     assert marks == sorted(marks)
+
+
+def test_a_method_the_target_cannot_hold_is_never_its_pick():
+    """On a GPU target, a method over the GPUs asked for is ruled out, as a limit would; on this machine, a backend
+    that loads every weight is ruled out when they exceed the RAM, while llama.cpp reads a GGUF file from disk."""
+    export = _export_with_plan("A100-80GB")
+    t = readvise(export, load_profile("balanced"), with_target=True).target
+    fits = {r.method: r.fits for r in export.plan.plans}
+    assert not fits["gguf-q8_0"] and t.recommendation.method != "gguf-q8_0"
+    assert t.recommendation.ruled_out["gguf-q8_0"] == ["does not fit A100-80GB (needs 2 GPUs)"]
+
+    small = _storage_first_72b(["gguf-q8_0", "gguf-q2_k", "bnb-nf4"], accept=True, ram_gib=20)
+    assert small.recommendation.ruled_out["bnb-nf4"] == ["does not fit in this machine's RAM"]
+    assert "gguf-q8_0" not in small.recommendation.ruled_out  # 77 GiB over 20: read from disk, not ruled out

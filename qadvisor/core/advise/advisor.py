@@ -230,11 +230,14 @@ def _accuracy_line(r: TrialResult) -> str:
     return line + (" — the proxy's, not known at this size" if r.accuracy_basis == "proxy" else "")
 
 
-def advise(results: list[TrialResult], priorities: Priorities, where: str = "measured here") -> Recommendation:
-    """Same results and priorities → the same recommendation. `where` says whose numbers these are."""
+def advise(results: list[TrialResult], priorities: Priorities, where: str = "measured here",
+           unfit: dict[str, str] | None = None) -> Recommendation:
+    """Same results and priorities → the same recommendation. `where` says whose numbers these are; `unfit`: methods
+    the deployment cannot hold (method → why), ruled out as a limit would."""
     measured = [r for r in results if r.status == "ok" and (r.kl_mean is not None or r.accuracy_basis == "published")]
     limits = priorities.limits
-    ruled_out = {r.method: violations(r, limits) for r in measured}
+    ruled_out = {r.method: violations(r, limits) + ([unfit[r.method]] if r.method in (unfit or {}) else [])
+                 for r in measured}
     ruled_out = {m: v for m, v in ruled_out.items() if v}
     candidates = [r for r in measured if r.method not in ruled_out]
     fit = fits(candidates)

@@ -170,7 +170,7 @@ def target_advice(export: RunExport, plan: Plan, priorities: Priorities) -> Targ
     results, left_out = target_results(export, plan)
     unverified = [r.method for r in results if r.accuracy_basis == "proxy"]
     eligible = results if priorities.accept_unverified_accuracy else [r for r in results if r.method not in unverified]
-    rec = advise(eligible, priorities, where=f"for {plan.model}") if eligible else None
+    rec = advise(eligible, priorities, where=f"for {plan.model}", unfit=_unfit(plan)) if eligible else None
     note = _evidence_note(plan.model, unverified, bool(eligible), priorities.accept_unverified_accuracy)
     where = f"on {target_label(plan)} (bandwidth bounds)" if plan.target.device_type == "gpu" else "here"
     return TargetAdvice(model=plan.model, target=target_label(plan), results=results, recommendation=rec,
@@ -178,6 +178,17 @@ def target_advice(export: RunExport, plan: Plan, priorities: Priorities) -> Targ
                         published_speed=published_speed(plan.model) if plan.target.device_type == "gpu" else None,
                         comparison=compare_picks(export, results, rec.method if rec else None, plan.model, where),
                         accuracy_note=note)
+
+
+def _unfit(plan: Plan) -> dict[str, str]:
+    """The methods the target cannot hold (method → why): over the GPUs asked for, or over this machine's RAM for a
+    backend that must load every weight (llama.cpp reads a GGUF file that does not fit from disk: slow, but it runs)."""
+    where = target_label(plan)
+    if plan.target.device_type == "gpu":
+        return {r.method: f"does not fit {where}" + (f" (needs {r.devices_needed} GPUs)" if r.devices_needed else "")
+                for r in plan.plans if not r.fits}
+    return {r.method: "does not fit in this machine's RAM" for r in plan.plans
+            if not r.fits and not r.method.startswith("gguf-")}
 
 
 def _evidence_note(model: str, unverified: list[str], any_eligible: bool, accepted: bool) -> str:
