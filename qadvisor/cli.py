@@ -332,8 +332,9 @@ def cmd_auto(args) -> int:
 
 
 def _measure(session, printer) -> bool:
-    """Print the session's events; True when Ctrl-C stopped it. The first Ctrl-C asks the runner to stop (it stops
-    the trial's processes and keeps what finished, wherever the run was); a second one quits at once."""
+    """Print the session's events; True when Ctrl-C (or SIGTERM, as `kill` and `timeout` send) stopped it. The first
+    asks the runner to stop (it stops the trial's processes and keeps what finished, wherever the run was); a second
+    one quits at once."""
     import signal
     import threading
 
@@ -343,14 +344,16 @@ def _measure(session, printer) -> bool:
         if cancel.is_set():
             raise KeyboardInterrupt
         cancel.set()
-        printer.say("interrupted: the current trial is stopped; writing what finished (Ctrl-C again quits at once)")
+        again = "Ctrl-C" if signum == signal.SIGINT else "another SIGTERM"
+        printer.say(f"interrupted: the current trial is stopped; writing what finished ({again} quits at once)")
 
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    previous = {sig: signal.signal(sig, on_ctrl_c) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for event in session.events(cancel):
             printer(event)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return cancel.is_set()
 
 

@@ -204,19 +204,20 @@ def recommendation_view(export: RunExport) -> TableView:
 
 
 def score_view(export: RunExport) -> TableView:
-    """The compact table beside the re-advise weights: each method's archetype, size, speed, loss and score."""
+    """The compact table beside the re-advise weights: each method's archetype, score, loss, speed and size."""
     rec = export.recommendation
     rows = []
     for r in export.results:
         if r.status != "ok":
-            rows.append([r.method, "—", "", "", "", r.status])
+            rows.append([r.method, "—", r.status, "", "", ""])
             continue
         score = rec.scores.get(r.method)
         # unscored is not ruled out: a baseline with nothing quantized beside it, or a result without accuracy
         unscored = "ruled out" if r.method in rec.ruled_out else "—"
-        rows.append([r.method, rec.label(r.method), f.mib(r.size_bytes), f.num(r.decode_tok_s),
-                     f.signed_pct(r.ppl_delta_pct), f"{score.total:.2f}" if score else unscored])
-    return TableView(title="", columns=["method", "type", "MiB", "tok/s", "ΔPPL", "score"], rows=rows)
+        rows.append([r.method, rec.label(r.method), f"{score.total:.2f}" if score else unscored,
+                     f.signed_pct(r.ppl_delta_pct), f.num(r.decode_tok_s), f.mib(r.size_bytes)])
+    # by importance, left to right: a narrow pane (80 columns) cuts the size before the score
+    return TableView(title="", columns=["method", "type", "score", "ΔPPL", "tok/s", "MiB"], rows=rows)
 
 
 def priorities_line(p) -> str:

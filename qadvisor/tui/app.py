@@ -282,6 +282,9 @@ def show_event(screen: RunScreen, event) -> None:
         screen.query_one("#plot").add(event.result)
     else:
         panel.show_event(event)
+        if screen.active is not panel:  # the list follows the trial that runs now, once per trial (a user may scroll)
+            screen.active = panel
+            screen.call_after_refresh(panel.scroll_visible, animate=False)  # once its new lines are laid out
 
 
 def _slice_line(event) -> str:

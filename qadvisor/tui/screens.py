@@ -19,11 +19,12 @@ from qadvisor.app.report import section_markdown
 from qadvisor.app.views import backends_view, comparison_view, doctor_view, hardware_lines, per_kind, score_view
 from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.quantizers import registry
+from qadvisor.tui.fields import NumberInput
 
 
-def _default_input(option: str) -> Input:
-    """A number field whose placeholder is the option's default (blank means that)."""
-    return Input(placeholder=str(default(option)), id=option, type="integer")
+def _default_input(option: str, label: str) -> Input:
+    """A whole-number field whose placeholder is the option's default (blank means that)."""
+    return NumberInput(placeholder=str(default(option)), id=option, label=label, integer=True)
 
 
 def _row(*fields: tuple[str, Input]) -> ComposeResult:
@@ -88,12 +89,12 @@ class PrioritiesScreen(Screen):
                 yield Label("Preset")
                 yield Select([(p, p) for p in self.presets], value="balanced", allow_blank=False, id="preset")
                 yield Label("[b]Weights[/]")
-                yield from _row(*[(key, Input("1", id=key, type="number")) for key in ("storage", "latency", "accuracy")])
+                yield from _row(*[(key, NumberInput("1", id=key, label=key)) for key in ("storage", "latency", "accuracy")])
                 yield Label("[b]Hard limits[/] (blank: none)")
                 yield from _row(("max size", Input(placeholder="15MiB", id="max_size")),
-                                ("min tok/s", Input(placeholder="tok/s", id="min_tok_s", type="number")))
-                yield from _row(("max PPL +%", Input(placeholder="%", id="max_ppl_rise", type="number")),
-                                ("max KL", Input(placeholder="KL", id="max_kl", type="number")))
+                                ("min tok/s", NumberInput(placeholder="tok/s", id="min_tok_s", label="min tok/s")))
+                yield from _row(("max PPL +%", NumberInput(placeholder="%", id="max_ppl_rise", label="max PPL +%")),
+                                ("max KL", NumberInput(placeholder="KL", id="max_kl", label="max KL")))
                 yield Label("[b]Model directory[/] or repo id (blank: shipped)")
                 yield Input(placeholder=self.model_hint, id="model")
                 yield Checkbox("stream accuracy layer by layer", False, id="stream")
@@ -102,9 +103,9 @@ class PrioritiesScreen(Screen):
                                 ("target", Input(placeholder="A100-80GB", id="target")))
                 yield Checkbox("accept unverified accuracy", False, id="accept_unverified_accuracy")
                 yield Label("[b]Measuring[/] (blank: the defaults)")
-                yield from _row(("repeats", _default_input("repeats")),
-                                ("new tokens", _default_input("decode_tokens")),
-                                ("prompt", _default_input("prompt_tokens")))
+                yield from _row(("repeats", _default_input("repeats", "repeats")),
+                                ("new tokens", _default_input("decode_tokens", "new tokens")),
+                                ("prompt", _default_input("prompt_tokens", "prompt")))
                 yield Checkbox("reuse cached quantized models", True, id="reuse_cache")
                 yield Label("[b]Ray cluster[/] (blank: this machine)")
                 yield from _row(("address", Input(placeholder="local or HOST:PORT", id="cluster")),
@@ -191,6 +192,7 @@ class RunScreen(Screen):
         self.methods = methods
         self.plan_for = plan_for
         self.reference_done = False
+        self.active = None  # the panel of the trial that runs now
         self.panels = {method: MethodPanel(method, i) for i, method in enumerate(methods)}
 
     def compose(self) -> ComposeResult:
@@ -233,7 +235,7 @@ class RecommendationScreen(Screen):
                 yield Markdown("", id="advice")
             with VerticalScroll(id="right"):
                 yield Label("[b]Re-advise[/] with other weights")
-                yield from _row(*[(key, Input("1", id=f"re_{key}", type="number"))
+                yield from _row(*[(key, NumberInput("1", id=f"re_{key}", label=key))
                                   for key in ("storage", "latency", "accuracy")])
                 with Vertical(id="scores"):
                     yield DataTable(id="results", classes="scores", cursor_type="row")

@@ -70,6 +70,43 @@ async def test_bad_form_shows_one_line_and_does_not_run(app):
         assert "not found" in str(app.screen.query_one("#form-error").render())
 
 
+async def test_the_run_list_follows_the_trial_that_runs_now():
+    """At 80×24 the fourth trial's panel is below the fold: once it starts, the list scrolls to it."""
+    from tests.tui.test_snapshots import HARDWARE, METHODS, ScriptedRun
+
+    app = QAdvisorApp(HARDWARE, METHODS, "qwen2-tiny-stdlib", lambda form, priorities: ScriptedRun(priorities))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n", "ctrl+r")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = app.screen
+        active = screen.panel(screen.methods[3])
+        assert screen.active is active and screen.query_one("#panels").scroll_y > 0
+        assert active.region.y < 24  # on screen
+
+
+async def test_a_number_field_refuses_letters_out_loud(app):
+    """Typed "5x.5." into max PPL: the field keeps 5.5, and each refused character is named, not dropped silently."""
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n")
+        field = app.screen.query_one("#max_ppl_rise")
+        field.value = ""
+        field.focus()
+        await pilot.press("5", "x")
+        await pilot.pause()
+        assert field.has_class("refused")
+        await pilot.press("full_stop", "5", "full_stop")
+        await pilot.pause()
+        assert field.value == "5.5"
+        warnings = [str(n.message) for n in app._notifications]
+        assert warnings.count("max PPL +%: a number only") >= 1
+        repeats = app.screen.query_one("#repeats")
+        repeats.focus()
+        await pilot.press("2", "full_stop")
+        await pilot.pause()
+        assert repeats.value == "2" and "repeats: a whole number only" in [str(n.message) for n in app._notifications]
+
+
 async def test_the_form_sets_what_the_command_line_sets(app, tmp_path):
     """Repeats, token counts, the cache and every limit, as `--auto` takes them; a value out of range is one line."""
     async with app.run_test(size=(100, 40)) as pilot:

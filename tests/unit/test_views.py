@@ -217,8 +217,8 @@ def test_the_score_column_says_ruled_out_only_for_a_method_the_limits_rule_out()
 
     export = sample_export()
     export.results = [result("fp32", 60, 200.0, 0.0, 0.0)]  # a run stopped after fp32: nothing to score it against
-    rows = {row[0]: row[-1] for row in score_view(readvise(export, load_profile("balanced"))).rows}
+    rows = {row[0]: row[2] for row in score_view(readvise(export, load_profile("balanced"))).rows}
     assert rows == {"fp32": "—"}
     export.results.append(result("q2", 9, 100.0, 0.5, 40.0))  # +40 % perplexity: balanced allows +10 %
-    rows = {row[0]: row[-1] for row in score_view(readvise(export, load_profile("balanced"))).rows}
+    rows = {row[0]: row[2] for row in score_view(readvise(export, load_profile("balanced"))).rows}
     assert rows == {"fp32": "—", "q2": "ruled out"}
