@@ -26,12 +26,37 @@ def _target_methods(opts: RunOptions) -> list[str]:
     if opts.target_methods:
         missing = [m for m in opts.target_methods if m not in opts.methods]
         if missing:
-            raise UserError(f"--target-methods {', '.join(missing)}: not in --methods, so no accuracy to pair with")
+            raise UserError(f"target methods: {', '.join(missing)} not among the methods to try, so there is no "
+                            "accuracy to pair with")
         return opts.target_methods
-    chosen = [m for m in opts.methods if m in TARGET_DEFAULT] or [m for m in opts.methods if sliceable(m)]
+    chosen = [m for m in opts.methods if m.split("+")[0] in TARGET_DEFAULT] or [m for m in opts.methods if sliceable(m)]
     if not chosen:
-        raise UserError(f"none of --methods can be timed on slices of {opts.plan_for}; add e.g. gguf-q4_k_m")
+        raise UserError(f"target methods: none of the methods to try can be timed on slices of {opts.plan_for} "
+                        "(the planner has no entry for them)")
     return chosen
+
+
+def _gpu_methods(opts: RunOptions) -> list[str] | None:
+    """What the planner sizes for a GPU target: every format (None), and the run's KV stacks beside them."""
+    from qadvisor.core.plan.planner import FORMATS
+
+    stacks = [m for m in opts.methods if "+" in m]
+    return [f.method for f in FORMATS] + stacks if stacks else None
+
+
+def with_unstacked(opts: RunOptions, say: Callable[[str], None]) -> RunOptions:
+    """Each KV stack measured beside its weights alone (added when not asked for): the cache's effect on size, speed
+    and accuracy is the difference between the two, measured side by side."""
+    from qadvisor.quantizers import registry
+
+    methods = []
+    for recipe in registry.parse_methods(",".join(opts.methods)):  # a stack that cannot be is refused here
+        weights = recipe.weights.name
+        if recipe.kv is not None and weights not in opts.methods and weights not in methods:
+            methods.append(weights)
+            say(f"{weights} added beside {recipe.name}: the KV cache's effect is the difference between them")
+        methods.append(recipe.name)
+    return opts if methods == opts.methods else opts.model_copy(update={"methods": methods})
 
 
 def _stream_job(opts: RunOptions, methods: list[str], settings):
@@ -108,14 +133,15 @@ class AutoSession:
         from qadvisor.core import hub
 
         opts = opts.model_copy(update={"model": hub.resolve(opts.model), "plan_for": hub.resolve(opts.plan_for)})
-        opts = as_streamed_target(opts, say)
+        opts = with_unstacked(as_streamed_target(opts, say), say)
         self.opts = opts
         self.priorities = priorities
         self.plan_job, plan_options = None, None
         if opts.plan_for:  # target checks first: they are cheap and need no measuring
             measure = opts.target == "this"
             plan_options = PlanOptions(model=opts.plan_for, target=opts.target, measure=measure,
-                                       methods=_target_methods(opts) if measure else None, device=opts.device,
+                                       methods=_target_methods(opts) if measure else _gpu_methods(opts),
+                                       device=opts.device,
                                        threads=opts.threads, prompt_tokens=opts.prompt_tokens)
             self.plan_job = PlanJob(plan_options)  # on a cluster: checked here, measured on each kind's node
         self.hardware = detect()
@@ -169,7 +195,7 @@ class AutoSession:
         export = self.run.export()
         s = export.settings  # the planner's prediction beside each measured size: where it was wrong shows here
         export.plan_check = predicted_vs_measured(Path(export.model.path), export.results,
-                                                  s.prompt_tokens + s.decode_tokens - 1)
+                                                  s.prompt_tokens + s.decode_tokens - 1, s.prompt_tokens)
         if self.plan_job is not None and not self.plans_per_kind:
             export.plan = self.plan_job.plan()  # per kind: in export.kinds, from the cluster run
         streamed = self.stream_job.result() if self.stream_job is not None else None

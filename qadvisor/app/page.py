@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qadvisor.app import views
+from qadvisor.core.advise.target import target_label
 from qadvisor.schemas.export import RunExport
 
 # every section a run page can hold, in the order every face shows them: what the numbers mean for the team first,
@@ -37,7 +38,7 @@ def sections(export: RunExport) -> list[Section]:
     if export.plan is not None:
         plan = export.plan
         rec = export.recommendation
-        page.append(Section("plan", f"Plan for {plan.model} on {plan.target.name} ×{plan.target.count} (estimates)",
+        page.append(Section("plan", f"Plan for {plan.model} on {target_label(plan)} (estimates)",
                             views.plan_view(plan), brief=views.plan_summary(plan, rec.method if rec else None)))
     target = views.target_view(export)
     if target is not None:

@@ -94,4 +94,5 @@ def _measurement(opts: PlanOptions, arch, target, estimate: Plan):
     settings = EvalSettings(device=device, threads=opts.threads or hardware.physical_cores,
                             prompt_tokens=estimate.prompt_tokens)
     methods = opts.methods or list(MEASURE_DEFAULT)
-    return SliceMeasurement(arch, methods, hardware, settings, opts.cache_dir or default_cache_dir())
+    weights = list(dict.fromkeys(m.split("+")[0] for m in methods))  # a KV stack: its weights on slices
+    return SliceMeasurement(arch, weights, hardware, settings, opts.cache_dir or default_cache_dir())

@@ -294,11 +294,13 @@ def _g(n: int) -> str:
 
 def plan_summary(plan: Plan, method: str | None) -> str:
     """One line: the planned model on its target with `method` — fits or not, size, decode bound (estimates)."""
-    where = f"{plan.model} on {plan.target.name} ×{plan.target.count}"
+    from qadvisor.core.advise.target import target_label
+
+    where = f"{plan.model} on {target_label(plan)}"
     row = next((r for r in plan.plans if method and r.method == method), None)
     if row is None:
-        return (f"{where} (estimates): the planner has no row for {method or 'the recommendation'}; "
-                f"see `qadvisor plan --model {plan.model}`")
+        return (f"{where} (estimates): {method or 'the recommendation'} is not among the methods planned here "
+                f"({', '.join(r.method for r in plan.plans)}); `qadvisor plan --model {plan.model}` sizes every method")
     gpus = row.devices_needed
     fit = (f"fits on {gpus} GPU(s)" if row.fits else f"does not fit (needs {gpus} GPUs)") if gpus else \
         ("fits" if row.fits else "does not fit")
@@ -332,10 +334,12 @@ def target_view(export: RunExport) -> TableView | None:
     if t is None:
         return None
     fits = {r.method: r.fits for r in export.plan.plans} if export.plan else {}
+    kv = any("+kv-" in r.method for r in t.results)  # a KV stack: every method's cache at the target's context
     rows = [[r.method, f"{r.size_bytes / 2**30:.1f}", f.size_change(r.size_reduction_pct),
              f.pm(r.decode_tok_s, r.decode_tok_s_spread, 2), f.num(r.prefill_tok_s),
              "yes" if fits.get(r.method) else "no", f.signed_pct(r.ppl_delta_pct), f.sci(r.kl_mean),
-             r.accuracy_basis] for r in t.results]
+             r.accuracy_basis] + ([_g(r.kv_cache_bytes) if r.kv_cache_bytes else "—"] if kv else [])
+            for r in t.results]
     bound = export.plan is not None and export.plan.target.device_type == "gpu"
     speed = "decode: the bandwidth bound, an upper limit (datasheet)" if bound else "decode projected from slices measured here"
     view = TableView(
@@ -343,7 +347,7 @@ def target_view(export: RunExport) -> TableView | None:
               + ("accuracy streamed on its own weights" if export.streamed else
                  f"accuracy published at this size where known (else {export.model.name}'s, marked proxy)"),
         columns=["method", "size GiB", "vs bf16", "decode tok/s ≤" if bound else "decode tok/s", "prefill tok/s",
-                 "fits", "ΔPPL", "KL", "accuracy"], rows=rows)
+                 "fits", "ΔPPL", "KL", "accuracy"] + (["KV GiB"] if kv else []), rows=rows)
     if t.recommendation is not None:
         view.headline = f"Recommendation for {t.model}: {t.recommendation.headline}"
         view.lines = t.recommendation.reasons + t.comparison
@@ -351,6 +355,9 @@ def target_view(export: RunExport) -> TableView | None:
         view.headline = f"No recommendation for {t.model}"
     view.lines += [t.accuracy_note] if t.accuracy_note else []
     view.notes = [f"not in the {t.model} advice: {m}: {why}" for m, why in t.left_out.items()]
+    if kv and export.plan is not None:
+        view.notes.append(f"KV GiB: the cache at context {export.plan.context}, estimated by the planner (a stack's "
+                          "quantized cache: bits/8 per element plus a scale and a shift per group of 64)")
     view.notes += streamed_lines(export) + _evidence_sources(t.model, t.results)
     if t.published:
         p = t.published

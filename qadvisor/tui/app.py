@@ -274,9 +274,9 @@ def show_event(screen: RunScreen, event) -> None:
         screen.reference_done = True
         screen.show_line("reference", "reference: fp32 log-probs and bf16 size ready")
     panel = screen.panel(method)
-    if panel is None:  # a slice of the --plan-for model: one line, newest event
+    if panel is None:  # a slice of the --plan-for model: a line per method and depth
         if not isinstance(event, Metric):
-            screen.show_line("slices", _slice_line(event))
+            show_slice(screen, event)
     elif isinstance(event, Result):
         panel.finish(event.result)
         screen.query_one("#plot").add(event.result)
@@ -287,16 +287,33 @@ def show_event(screen: RunScreen, event) -> None:
             screen.call_after_refresh(panel.scroll_visible, animate=False)  # once its new lines are laid out
 
 
+def show_slice(screen: RunScreen, event) -> None:
+    """One line per step of the slices (building them, each method at each depth, their timing side by side), each
+    showing its newest event: a method's depth ends on its result; its shared timing line goes once both are in."""
+    lines = screen.slice_lines
+    key = event.result.method if isinstance(event, Result) else event.method
+    if key != "slices" and "slices" in lines:
+        lines["slices"] = "slices: built"
+    if isinstance(event, Result):
+        method = key.rsplit(" ", 1)[0]
+        for timing in [k for k in lines if k.startswith(f"{method} ") and " + " in k]:
+            del lines[timing]
+    lines[key] = _slice_line(event)
+    screen.show_line("slices", "\n".join(lines.values()))
+
+
 def _slice_line(event) -> str:
     match event:
         case Result(result=r) if r.status == "ok":
-            return f"slices: {r.method} decode {r.decode_tok_s:.2f} tok/s, prefill {r.prefill_tok_s:.1f} tok/s"
+            return f"slices: {r.method}: decode {r.decode_tok_s:.2f} tok/s, prefill {r.prefill_tok_s:.1f} tok/s"
         case Result(result=r):
             return f"slices: [red]{r.method}: {r.status}: {r.reason}[/]"
         case Progress() if event.method.endswith(" streamed"):  # core.measure.streamed: the target's own accuracy
             return f"{event.method}: {event.message}"
         case Progress():
-            return f"slices: {event.method}: {event.step} {event.message}"
+            pct = f" {100 * event.fraction:.0f}%" if event.fraction is not None else ""
+            what = "" if event.method == "slices" else f" {event.method}:"
+            return f"slices:{what} {event.step}{pct} {event.message}".rstrip()
         case Error():
             return f"slices: [red]{event.method}: {event.message}[/]"
     return f"slices: {event}"

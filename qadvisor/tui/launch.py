@@ -37,6 +37,11 @@ class TuiInputs:
     loaded_from: Path | None = None
 
 
+def _names(text: str | None) -> list[str] | None:
+    """A comma-separated field's names (blank: None, the default)."""
+    return [n.strip() for n in text.split(",") if n.strip()] or None if text else None
+
+
 def tui_inputs(args) -> TuiInputs:
     hardware = detect()
     export = load_export(args.load) if getattr(args, "load", None) else None
@@ -46,7 +51,8 @@ def tui_inputs(args) -> TuiInputs:
         opts = run_options(prefix="", model=form.get("model") or args.model,
                            methods=registry.stack(form["methods"], form.get("kv")), plan_for=form.get("plan_for"),
                            stream=form.get("stream") or getattr(args, "stream", None),
-                           target=form.get("target"), repeats=form.get("repeats"),
+                           target=form.get("target"), target_methods=_names(form.get("target_methods")),
+                           repeats=form.get("repeats"),
                            decode_tokens=form.get("decode_tokens"), prompt_tokens=form.get("prompt_tokens"),
                            reuse_cache=form.get("reuse_cache", True) and not getattr(args, "no_cache", False),
                            cluster=form.get("cluster") or getattr(args, "cluster", None),

@@ -101,6 +101,7 @@ class PrioritiesScreen(Screen):
                 yield Label("[b]Plan for[/] (optional; a folder: its own accuracy)")
                 yield from _row(("Qwen model", Input(placeholder="Qwen2.5-72B", id="plan_for")),
                                 ("target", Input(placeholder="A100-80GB", id="target")))
+                yield from _row(("target methods", Input(placeholder="blank: a spread of the methods", id="target_methods")))
                 yield Checkbox("accept unverified accuracy", False, id="accept_unverified_accuracy")
                 yield Label("[b]Measuring[/] (blank: the defaults)")
                 yield from _row(("repeats", _default_input("repeats", "repeats")),
@@ -171,7 +172,7 @@ FIELD_WORDS = (("repeats", "repeats"), ("decode tokens", "decode_tokens"), ("pro
                ("max size", "max_size"), ("min tok s", "min_tok_s"), ("max ppl rise", "max_ppl_rise"),
                ("max kl", "max_kl"), ("weights", "storage"), ("storage", "storage"), ("latency", "latency"),
                ("accuracy", "accuracy"), ("model directory", "model"), ("unknown model", "plan_for"),
-               ("pin", "pin"), ("cluster", "cluster"), ("target", "target"))
+               ("pin", "pin"), ("cluster", "cluster"), ("target methods", "target_methods"), ("target", "target"))
 
 
 def field_of(error: str) -> str | None:
@@ -193,6 +194,7 @@ class RunScreen(Screen):
         self.plan_for = plan_for
         self.reference_done = False
         self.active = None  # the panel of the trial that runs now
+        self.slice_lines: dict[str, str] = {}  # the slices' steps, each its newest line (app.show_slice)
         self.panels = {method: MethodPanel(method, i) for i, method in enumerate(methods)}
 
     def compose(self) -> ComposeResult:

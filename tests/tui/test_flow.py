@@ -259,7 +259,9 @@ async def test_a_stacked_kv_method_runs_end_to_end(app):
         assert isinstance(app.screen, RunScreen)
         await app.workers.wait_for_complete()
         await pilot.pause()
-        assert [(r.method, r.status) for r in app.export.results] == [("fp32+kv-int4", "ok")]
+        # the stack's weights alone beside it: the cache's effect is the difference between the two
+        assert [(r.method, r.status) for r in app.export.results] == [("fp32", "ok"), ("fp32+kv-int4", "ok")]
+        assert "KV KiB" in _run_page_text(app)
         assert app.screen.panel("fp32+kv-int4").has_class("ok")
 
 
@@ -456,3 +458,55 @@ async def test_zero_weights_in_the_readvise_boxes_say_why_and_keep_the_advice():
         app.screen.query_one("#re_latency").value = "1"
         await pilot.pause()
         assert not app.screen.query_one("#re_storage").has_class("error")
+
+
+def _run_page_text(app) -> str:
+    from qadvisor.app.views import results_view
+
+    return " ".join(results_view(app.export).columns)
+
+
+async def test_target_methods_are_a_field_and_its_errors_name_it(app):
+    async with app.run_test(size=(100, 40)) as pilot:
+        await _priorities_with(pilot, "mock-passthrough")
+        form = app.screen
+        form.query_one("#plan_for").value = "Qwen2.5-7B"
+        form.query_one("#target_methods").value = "gguf-q4_k_m"
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, PrioritiesScreen)  # nothing ran
+        error = str(form.query_one("#form-error").render())
+        assert error.startswith("target methods: gguf-q4_k_m not among the methods to try") and "--" not in error
+        assert form.query_one("#target_methods").has_class("error")
+
+
+def test_the_slice_phase_shows_a_line_per_method_and_depth():
+    from qadvisor.schemas.events import Progress, Result
+    from qadvisor.schemas.result import TrialResult
+    from qadvisor.tui.app import show_slice
+
+    class Screen:
+        slice_lines: dict = {}
+        shown = ""
+
+        def show_line(self, _id, text):
+            self.shown = text
+
+    def done(label):
+        return Result(result=TrialResult(method=f"gguf-q4_k_m {label}", backend="llama.cpp", bits=4, status="ok",
+                                         decode_tok_s=3.0, prefill_tok_s=40.0))
+
+    screen = Screen()
+    show_slice(screen, Progress(method="slices", step="build", fraction=0.5, message="2-layer slice"))
+    assert screen.shown == "slices: build 50% 2-layer slice"
+    for event in (Progress(method="gguf-q4_k_m @2L", step="quantize", fraction=0.25),
+                  Progress(method="gguf-q4_k_m @4L", step="quantize", fraction=0.5),
+                  Progress(method="gguf-q4_k_m @2L + @4L", step="decode", fraction=0.75)):
+        show_slice(screen, event)
+    assert screen.shown.splitlines() == ["slices: built", "slices: gguf-q4_k_m @2L: quantize 25%",
+                                         "slices: gguf-q4_k_m @4L: quantize 50%",
+                                         "slices: gguf-q4_k_m @2L + @4L: decode 75%"]
+    show_slice(screen, done("@2L"))
+    show_slice(screen, done("@4L"))
+    assert screen.shown.splitlines()[1:] == ["slices: gguf-q4_k_m @2L: decode 3.00 tok/s, prefill 40.0 tok/s",
+                                             "slices: gguf-q4_k_m @4L: decode 3.00 tok/s, prefill 40.0 tok/s"]

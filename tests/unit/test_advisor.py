@@ -191,4 +191,5 @@ def test_an_unquantized_baseline_is_not_the_balanced_pick_while_anything_else_is
         assert only.method is None and only.archetype is None and only.baselines == ["fp32"]
         assert "only unquantized baselines (fp32)" in only.reasons[0]
     one = advisor.advise(runs[:2], load_profile("balanced"))
-    assert one.method == "nf4" and any("only one quantized method (nf4) to judge" in r for r in one.reasons)
+    assert one.method == "nf4" and any("only one quantized method (nf4) to judge: its archetype and score compare it "
+                                       "with the fp32 baseline alone;" in r for r in one.reasons)

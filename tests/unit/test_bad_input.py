@@ -74,7 +74,7 @@ def test_not_enough_memory_for_a_synthetic_72b():
 
 @pytest.mark.parametrize("args, fragment", [
     (["--target", "A100-80GB"], "--measure times this machine"),
-    (["--methods", "bnb-nf4+kv-int4"], "KV stacks"),
+    (["--methods", "bnb-nf4+hqq-int4"], "cannot stack"),
     (["--batch", "2"], "--measure times batch 1"),
     (["--threads", "0"], "--threads"),
     (["--prompt-tokens", "4000", "--context", "8192"], "prompts of at most 2048"),

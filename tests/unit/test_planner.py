@@ -47,6 +47,31 @@ def test_kv_cache_by_hand():
     assert planner.kv_cache_bytes(TOY, 100, 3) == 2 * 2 * 1 * 4 * 100 * 3 * 2
 
 
+def test_a_quantized_kv_cache_by_hand():
+    """The shipped model's shape (8 layers · 2 KV heads · 64) with an fp32 cache after a 128-token prompt and 31 new
+    positions, as the trials hold it: kv-int4 keeps the 31 positions since the prompt dense (4 bytes) and the 128 in
+    4 bits with an fp32 scale and shift per group of 64 (0.5 + 8/64 bytes). The trials measured both figures."""
+    from qadvisor.core.measure.modelio import shipped_model_dir
+    from qadvisor.quantizers import registry
+
+    arch = architectures.resolve_architecture(str(shipped_model_dir()))
+    kv4 = registry.methods()["kv-int4"]
+    assert planner.kv_cache_bytes(arch, 159, 1, 4) == 2048 * 159 * 4 == 1_302_528
+    assert planner.kv_cache_bytes(arch, 159, 1, 4, kv=kv4, prompt=128) == 2048 * (31 * 4 + 128 * 0.625) == 417_792
+
+
+def test_a_kv_stack_is_planned_with_its_weights_and_a_smaller_cache():
+    arch = architectures.resolve_architecture("Qwen2.5-7B")
+    target = planner.parse_target("A100-80GB")
+    alone, stacked = planner.plan(arch, target, context=32768, methods=["bnb-nf4", "bnb-nf4+kv-int2"]).plans
+    assert stacked.method == "bnb-nf4+kv-int2" and stacked.weights_bytes == alone.weights_bytes
+    assert stacked.kv_cache_bytes < alone.kv_cache_bytes / 4  # 2 bits and a group's scale and shift against 16 bits
+    assert stacked.total_bytes < alone.total_bytes and stacked.decode_tok_s_bound > alone.decode_tok_s_bound
+    assert "KV cache in 2 bits" in stacked.notes
+    with pytest.raises(UserError, match="cannot stack"):
+        planner.plan(arch, target, methods=["bnb-nf4+gptq-int4"])
+
+
 def test_fp32_compute_doubles_only_the_unquantized_tensors():
     fmt = planner.FORMAT_BY_NAME["bnb-int8"]
     bf16, _ = planner.weights_bytes(TOY, fmt)

@@ -106,12 +106,22 @@ def test_a_machine_too_small_for_two_layers_is_refused():
 
 
 @pytest.mark.parametrize("method, why", [
-    ("bnb-nf4+kv-int4", "KV stacks"), ("nope", "unknown"),
+    ("bnb-nf4+hqq-int4", "cannot stack"), ("nope", "unknown"),
 ])
 def test_methods_slices_cannot_time_are_refused_up_front(method, why):
     with pytest.raises(UserError, match=why):
         check_methods([method], has_cuda=False)
     check_methods(["fp32"], has_cuda=False)  # every runnable method has a planner entry, the reference too
+
+
+def test_a_kv_stack_takes_its_weights_projection_and_says_what_is_not_in_it():
+    arch = architectures.resolve_architecture("Qwen2.5-72B")
+    target = planner.parse_target("this", ram_available=200 * GIB, probe=lambda: 10.0)
+    estimate = planner.plan(arch, target, methods=["bnb-nf4", "bnb-nf4+kv-int4"])
+    p = project([_result(300, 3000), _result(500, 5000)], (1, 2), 80, 128)
+    alone, stacked = attach(estimate, {"bnb-nf4": p}, disk_read_gb_s=None).plans
+    assert stacked.projection.decode_tok_s == alone.projection.decode_tok_s
+    assert "slices timed bnb-nf4 alone" in stacked.projection.basis and "kv-int4" in stacked.projection.basis
 
 
 def test_gguf_that_does_not_fit_gets_a_streamed_speed():

@@ -45,7 +45,7 @@ def test_target_advice_takes_size_from_the_planner_speed_from_slices_accuracy_pu
     assert q4.kl_mean is None and "Qwen2-72B-Instruct Q4_K_M: wikitext PPL 5.58 → 5.61" in q4.reason
     assert "estimate (planner)" in q4.reason and "projected from 1- and 2-layer slices" in q4.reason
     assert "hqq-int4" in t.left_out and "not measured on slices" in t.left_out["hqq-int4"]
-    assert "--target-methods" in t.left_out["fp32"]  # the planner knows fp32; this plan did not time it
+    assert "target methods" in t.left_out["fp32"]  # the planner knows fp32; this plan did not time it
     assert t.recommendation.method == "gguf-q4_k_m" and export.recommendation.method == "gguf-q8_0"
     assert "the pick differs" in t.comparison[0] and "decodes" in t.comparison[0]
     assert t.published and t.published["model"].endswith("72B-Instruct")
@@ -112,16 +112,27 @@ def _storage_first_72b(methods, accept=False, streamed=None, full=False, ram_gib
     export = sample_export()
     proxies = {"gguf-q8_0": result("gguf-q8_0", 16, 1500.0, 5e-5, 0.0), "gguf-q2_k": result("gguf-q2_k", 9, 1400.0,
                8e-3, -0.4), "bnb-nf4": result("bnb-nf4", 10, 50.0, 1e-3, 0.2), "hqq-int4": result("hqq-int4", 11,
-               40.0, 1e-3, 0.3)}
+               40.0, 1e-3, 0.3), "bnb-nf4+kv-int4": result("bnb-nf4+kv-int4", 10, 45.0, 1.2e-3, 0.25)}
     export.results = [result("fp32", 60, 90.0, 0.0, 0.0)] + [proxies[m] for m in methods]
     arch = architectures.resolve_architecture("Qwen2.5-72B")
     where = planner.parse_target("this", ram_available=ram_gib * GIB, probe=lambda: 30.0)
-    projections = {m: project([_result(80, 1500), _result(100, 3000)], (1, 2), 80, 128) for m in methods}
+    projections = {m: project([_result(80, 1500), _result(100, 3000)], (1, 2), 80, 128) for m in methods
+                   if "+" not in m}  # slices time a KV stack by its weights (core.plan.slices.attach)
     export.plan = attach(planner.plan(arch, where, methods=methods), projections, disk_read_gb_s=1.5)
     export.streamed = streamed
     priorities = load_profile("storage-first").model_copy(update={"accept_unverified_accuracy": accept})
     advised = readvise(export, priorities, with_target=True)
     return advised if full else advised.target
+
+
+def test_a_kv_stack_at_the_target_shows_its_cache_and_what_its_speed_leaves_out():
+    export = _storage_first_72b(["bnb-nf4", "bnb-nf4+kv-int4"], accept=True, full=True)
+    alone, stacked = export.target.results
+    assert stacked.kv_cache_bytes < alone.kv_cache_bytes / 3 and stacked.decode_tok_s == alone.decode_tok_s
+    assert "of bnb-nf4 alone, the KV cache's own time not in it" in stacked.device
+    view = target_view(export)
+    assert view.columns[-1] == "KV GiB" and [r[-1] for r in view.rows] == ["0.62", "0.18"]
+    assert any(n.startswith("KV GiB: the cache at context 2048, estimated by the planner") for n in view.notes)
 
 
 def test_the_target_pick_rests_on_evidence_at_its_size_and_names_what_it_left_out():
@@ -140,7 +151,7 @@ def test_the_target_pick_rests_on_evidence_at_its_size_and_names_what_it_left_ou
 def test_no_method_with_evidence_at_the_targets_size_means_no_recommendation_unless_accepted():
     t = _storage_first_72b(["bnb-nf4", "hqq-int4"])
     assert t.recommendation is None and "none is recommended" in t.accuracy_note
-    assert "--accept-unverified-accuracy" in t.accuracy_note
+    assert "accept unverified accuracy" in t.accuracy_note
     accepted = _storage_first_72b(["bnb-nf4", "hqq-int4"], accept=True)
     assert accepted.recommendation.method in ("bnb-nf4", "hqq-int4")
     assert any("the proxy's, not known at this size" in r for r in accepted.recommendation.reasons)

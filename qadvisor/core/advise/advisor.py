@@ -257,8 +257,9 @@ def advise(results: list[TrialResult], priorities: Priorities, where: str = "mea
     reasons.append(_runner_up_line(runner_up, winner, totals, fit))
     reasons += [line for line in (_within_noise(candidates, weights, fit, winner), _busy_line(candidates)) if line]
     if len(candidates) - len(base) == 1:
-        reasons.append(f"only one quantized method ({winner}) to judge: its archetype and score compare it with the "
-                       f"{', '.join(sorted(base)) or 'nothing else'} alone; measure more methods to choose between them")
+        against = f"with the {', '.join(sorted(base))} baseline alone" if base else "with nothing else"
+        reasons.append(f"only one quantized method ({winner}) to judge: its archetype and score compare it {against}; "
+                       "measure more methods to choose between them")
     return Recommendation(
         archetype=label, method=winner, reasons=reasons, runner_up=runner_up,
         scores={m: MethodScore(total=t, archetype=kinds[m], **parts[m]) for m, t in ranking},

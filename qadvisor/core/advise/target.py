@@ -30,6 +30,8 @@ def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str]:
     mix = (f", per-layer time × {p.layer_bytes_ratio:.2f} for llama.cpp's layer mix (estimate)"
            if p.layer_bytes_ratio != 1.0 else "")
     depths = f"{p.layers_measured[0]}- and {p.layers_measured[1]}-layer slices"
+    if "+" in row.method:  # a KV stack: slices time its weights; the cache's (de)quantizing is not in the projection
+        depths += f" of {row.method.split('+')[0]} alone, the KV cache's own time not in it"
     if p.capped_at_bound:
         return p.decode_tok_s, high - low, f"the bandwidth bound here: the projection from {depths} exceeded it (noise)"
     return p.decode_tok_s, high - low, f"projected from {depths}{mix}"
@@ -106,8 +108,8 @@ def _streamed(export: RunExport, model: str, method: str) -> dict | None:
 def _why_left_out(method: str, plan: Plan, row: PlanRow | None) -> str:
     from qadvisor.core.plan import planner
 
-    if row is None and method in planner.FORMAT_BY_NAME:
-        return f"not timed on slices of {plan.model} (each method costs minutes there; add it with --target-methods)"
+    if row is None and method.split("+")[0] in planner.FORMAT_BY_NAME:
+        return f"not timed on slices of {plan.model} (each method costs minutes there; add it to the target methods)"
     if row is None:
         return "the planner has no entry for it"
     return "no projected speed: " + ("not measured on slices" if row.projection is None
@@ -201,5 +203,5 @@ def _evidence_note(model: str, unverified: list[str], any_eligible: bool, accept
                 "small model (--accept-unverified-accuracy), which quantization barely hurts")
     lead = "" if any_eligible else f"no method here has published accuracy at {model}'s size, so none is recommended. "
     return (f"{lead}{names}: not recommended for {model}: nobody published its loss at this size, and the small "
-            "model's says little (quantization barely hurts it). Measure a GGUF method too (--methods, and --target-methods for slices), or pass "
-            "--accept-unverified-accuracy to pick on the small model's accuracy")
+            "model's says little (quantization barely hurts it). Measure a GGUF method too (among the methods and the target methods), or "
+            "accept unverified accuracy to pick on the small model's accuracy")

@@ -15,18 +15,21 @@ from qadvisor.schemas.result import TrialResult
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
-def predicted_vs_measured(model_dir: Path, results: list[TrialResult], kv_positions: int | None = None) -> list[PlanCheck]:
-    """One row per measured method the planner also knows; empty when the model's shape is not plannable.
-    `kv_positions`: how many positions the measured KV cache held (prompt + new tokens - 1)."""
+def predicted_vs_measured(model_dir: Path, results: list[TrialResult], kv_positions: int | None = None,
+                          prompt: int = 0) -> list[PlanCheck]:
+    """One row per measured method the planner also knows (a KV stack by its weights and its quantized cache); empty
+    when the model's shape is not plannable. `kv_positions`: how many positions the measured KV cache held (prompt +
+    new tokens - 1), `prompt` of them from the prompt."""
     try:
         arch = architectures.resolve_architecture(str(model_dir))
     except UserError:
         return []
     rows = []
     for r in results:
-        fmt = planner.FORMAT_BY_NAME.get(r.method)
+        fmt = planner.FORMAT_BY_NAME.get(r.method.split("+")[0])
         if r.status != "ok" or fmt is None or not r.size_bytes:
             continue
+        kv = planner.split_stack(r.method)[1]
         predicted, _ = planner.weights_bytes(arch, fmt)
         row = PlanCheck(method=r.method, predicted_bytes=predicted, measured_bytes=r.size_bytes,
                         error_pct=100.0 * (predicted / r.size_bytes - 1), compute_dtype=r.compute_dtype)
@@ -35,7 +38,7 @@ def predicted_vs_measured(model_dir: Path, results: list[TrialResult], kv_positi
             row.predicted_mem_bytes = planner.weights_bytes(arch, fmt, dense)[0]
             row.measured_mem_bytes = r.weights_mem_bytes
         if dense and r.kv_cache_bytes and kv_positions:
-            row.predicted_kv_bytes = planner.kv_cache_bytes(arch, kv_positions, 1, dense)
+            row.predicted_kv_bytes = planner.kv_cache_bytes(arch, kv_positions, 1, dense, kv=kv, prompt=prompt)
             row.measured_kv_bytes = r.kv_cache_bytes
         rows.append(row)
     return rows

@@ -10,6 +10,7 @@ from typing import Callable
 
 from qadvisor.core.architectures import param_count
 from qadvisor.errors import UserError
+from qadvisor.schemas.method import MethodSpec
 from qadvisor.schemas.plan import Architecture, Plan, PlanRow, Target
 
 GIB = 2**30
@@ -22,7 +23,9 @@ FORMULAS = {
     "params": "embed V·h (+ lm_head V·h when untied) + L·(Σ linear in·out + qkv biases + 2h norms) + h",
     "weights_bytes": "Σ over Linear layers of the method's bytes(in, out) + embeddings and lm_head as the method stores "
                      "them + norms and biases in bf16",
-    "kv_cache_bytes": "2 (K and V) · layers · kv_heads · head_dim · context · batch · 2 bytes (fp16 cache)",
+    "kv_cache_bytes": "2 (K and V) · layers · kv_heads · head_dim · context · batch · 2 bytes (fp16 cache); a KV stack "
+                      "(+kv-int4, +kv-int2): the positions since the last requantizing ((context − prompt) mod 32) at "
+                      "2 bytes, the rest at bits/8 + 2 · 2 / 64 (a scale and a shift per group of 64)",
     "overhead_bytes": "prefill activations batch · prompt · 3 · intermediate · 2 bytes + fp32 logits 2 · batch · V · 4 "
                       "+ the method's kernel scratch + 32 MiB runtime",
     "total_bytes": "max(weights − a checkpoint's duplicate lm_head + KV cache + overhead, weights): the peak over "
@@ -168,8 +171,35 @@ def duplicate_head_bytes(arch: Architecture, fmt: Format) -> int:
     return int(arch.vocab_size * arch.hidden_size * fmt.lm_head_bits / 8)
 
 
-def kv_cache_bytes(arch: Architecture, context: int, batch: int, dtype_bytes: int = 2) -> int:
-    return 2 * arch.num_hidden_layers * arch.num_key_value_heads * arch.dim_per_head * context * batch * dtype_bytes
+def kv_cache_bytes(arch: Architecture, context: int, batch: int, dtype_bytes: int = 2, kv: MethodSpec | None = None,
+                   prompt: int = 0) -> int:
+    """The KV cache holding `context` positions. `kv`: a quantized cache (transformers' QuantizedCache on quanto, as
+    the trials run it): the prompt and every RESIDUAL_TOKENS later positions quantized in groups, each group with a
+    scale and a shift in the cache's dtype; the positions since the last requantizing kept at `dtype_bytes`."""
+    elements = 2 * arch.num_hidden_layers * arch.num_key_value_heads * arch.dim_per_head * batch
+    if kv is None:
+        return elements * context * dtype_bytes
+    from qadvisor.quantizers.kvcache import RESIDUAL_TOKENS
+
+    dense = (context - prompt) % RESIDUAL_TOKENS if context > prompt else 0
+    quantized = kv.bits / 8 + 2 * dtype_bytes / kv.group_size
+    return int(elements * (dense * dtype_bytes + (context - dense) * quantized))
+
+
+def split_stack(name: str) -> tuple[str, MethodSpec | None]:
+    """`bnb-nf4+kv-int4` → ("bnb-nf4", the kv-int4 spec); a weight method alone → (name, None). A stack the trials
+    cannot run (llama.cpp keeps its own cache) is one UserError, as `--methods` says it."""
+    from qadvisor.quantizers import registry
+
+    weights, _, kv = name.partition("+")
+    if not kv:
+        return name, None
+    if weights in registry.methods():
+        return weights, registry.parse_methods(name)[0].kv
+    spec = registry.methods().get(kv)
+    if spec is None or spec.component != "kv-cache":
+        raise UserError(f"{name}: {kv} is no KV-cache method; stack kv-int4 or kv-int2")
+    return weights, spec
 
 
 def overhead_bytes(arch: Architecture, fmt: Format, prompt_tokens: int, batch: int) -> int:
@@ -203,6 +233,27 @@ def parse_target(text: str, ram_available: int | None = None, probe: Callable[[]
                   bandwidth_source="datasheet", device_type="gpu")
 
 
+def _row(arch: Architecture, target: Target, name: str, context: int, batch: int, prompt: int, bf16_held: int) -> PlanRow:
+    """One method's estimates; a KV stack (`bnb-nf4+kv-int4`) has its weights' sizes and a quantized cache."""
+    weights, kv_spec = split_stack(name)
+    fmt = FORMAT_BY_NAME[weights]
+    held, read = weights_bytes(arch, fmt)
+    kv = kv_cache_bytes(arch, context, batch, kv=kv_spec, prompt=prompt)
+    extra = overhead_bytes(arch, fmt, prompt, batch)
+    total = max(held - duplicate_head_bytes(arch, fmt) + kv + extra, held)
+    reduction = 100.0 * (1 - held / bf16_held)
+    if target.device_type == "gpu":
+        needed = math.ceil(total / (USABLE_VRAM * target.memory_bytes))
+        fits = needed <= target.count
+    else:
+        needed, fits = None, total <= target.memory_bytes
+    notes = fmt.notes + (f"; KV cache in {kv_spec.bits:g} bits (quanto's quantized cache)" if kv_spec else "")
+    return PlanRow(method=name, bits=fmt.bits, weights_bytes=held, kv_cache_bytes=kv, overhead_bytes=extra,
+                   total_bytes=total, size_reduction_pct=round(reduction, 2), fits=fits, devices_needed=needed,
+                   decode_tok_s_bound=round(target.bandwidth_gb_s * 1e9 / (read + kv), 2),
+                   size_class=size_class(reduction), notes=notes.lstrip("; "))
+
+
 def plan(arch: Architecture, target: Target, context: int = 2048, batch: int = 1, prompt_tokens: int | None = None,
          methods: list[str] | None = None) -> Plan:
     """One row per method. Every number is an estimate from the formulas in FORMULAS."""
@@ -212,29 +263,13 @@ def plan(arch: Architecture, target: Target, context: int = 2048, batch: int = 1
     if not 1 <= prompt <= context:
         raise UserError("--prompt-tokens must be between 1 and --context")
     chosen = methods or [f.method for f in FORMATS]
-    unknown = [m for m in chosen if m not in FORMAT_BY_NAME]
+    unknown = [m for m in chosen if m.split("+")[0] not in FORMAT_BY_NAME]
     if unknown:
-        raise UserError(f"the planner does not know {', '.join(unknown)}; it knows {', '.join(FORMAT_BY_NAME)}")
+        raise UserError(f"the planner does not know {', '.join(unknown)}; it knows {', '.join(FORMAT_BY_NAME)} "
+                        "(each optionally +kv-int4 or +kv-int2)")
     bf16_held, _ = weights_bytes(arch, FORMAT_BY_NAME["bf16"])
-    kv = kv_cache_bytes(arch, context, batch)
-    rows = []
-    for name in chosen:
-        fmt = FORMAT_BY_NAME[name]
-        held, read = weights_bytes(arch, fmt)
-        extra = overhead_bytes(arch, fmt, prompt, batch)
-        total = max(held - duplicate_head_bytes(arch, fmt) + kv + extra, held)
-        reduction = 100.0 * (1 - held / bf16_held)
-        if target.device_type == "gpu":
-            needed = math.ceil(total / (USABLE_VRAM * target.memory_bytes))
-            fits = needed <= target.count
-        else:
-            needed, fits = None, total <= target.memory_bytes
-        rows.append(PlanRow(
-            method=name, bits=fmt.bits, weights_bytes=held, kv_cache_bytes=kv, overhead_bytes=extra, total_bytes=total,
-            size_reduction_pct=round(reduction, 2), fits=fits, devices_needed=needed,
-            decode_tok_s_bound=round(target.bandwidth_gb_s * 1e9 / (read + kv), 2),
-            size_class=size_class(reduction), notes=fmt.notes,
-        ))
-    formulas = dict(FORMULAS, **{f"bytes(in,out) {f.method}": f.formula for f in FORMATS if f.method in chosen})
+    rows = [_row(arch, target, name, context, batch, prompt, bf16_held) for name in chosen]
+    weights = {name.split("+")[0] for name in chosen}
+    formulas = dict(FORMULAS, **{f"bytes(in,out) {f.method}": f.formula for f in FORMATS if f.method in weights})
     return Plan(model=arch.name, params=param_count(arch), context=context, batch=batch, prompt_tokens=prompt,
                 target=target, plans=rows, formulas=formulas, bf16_bytes=weights_bytes(arch, FORMAT_BY_NAME["bf16"])[0])

@@ -91,9 +91,7 @@ def slice_dir(cache_root: Path, model: str, layers: int) -> Path:
 
 def why_not_sliceable(recipe) -> str:
     """Why slices cannot time this recipe ('' when they can)."""
-    spec = recipe.weights
-    if recipe.kv is not None:
-        return f"{recipe.name}: slices time the weights; measure KV stacks with `qadvisor --auto`"
+    spec = recipe.weights  # a KV stack's weights are timed: its cache is planned for the target's context
     if spec.name not in planner.FORMAT_BY_NAME:
         return f"{spec.name}: the planner has no entry for it, so there is nothing to project onto"
     return ""
@@ -104,7 +102,7 @@ def sliceable(name: str) -> bool:
 
 
 def check_sliceable(names: list[str]) -> None:
-    """Weight methods the planner knows; anything else is one UserError."""
+    """Methods the planner knows (KV stacks by their weights); anything else is one UserError."""
     for recipe in registry.parse_methods(",".join(names)):
         why = why_not_sliceable(recipe)
         if why:
@@ -260,12 +258,22 @@ def _capped(p: Projection, bound: float) -> Projection:
                                 "basis": f"{p.basis}; {note}", "capped_at_bound": True})
 
 
+def _stack_projection(projections: dict[str, Projection], name: str) -> Projection | None:
+    """A KV stack's speed: its weights' projection, saying that the cache's own cost is not in it."""
+    weights, _, kv = name.partition("+")
+    p = projections.get(weights) if kv else None
+    if p is None:
+        return None
+    return p.model_copy(update={"basis": f"{p.basis}; the slices timed {weights} alone: the {kv} cache is sized "
+                                         "for the target's context, its (de)quantizing time is not projected"})
+
+
 def attach(plan: Plan, projections: dict[str, Projection], disk_read_gb_s: float | None) -> Plan:
     """The plan with each measured method's projection beside its bandwidth bound; GGUF that does not fit in RAM
     also gets the speed of streaming its weights from disk (mmap), from the measured read rate."""
     rows = []
     for row in plan.plans:
-        p = projections.get(row.method)
+        p = projections.get(row.method) or _stack_projection(projections, row.method)
         update: dict = {}
         if p is not None and p.decode_tok_s and row.decode_tok_s_bound and p.decode_tok_s > row.decode_tok_s_bound:
             p = _capped(p, row.decode_tok_s_bound)
