@@ -24,7 +24,8 @@ from qadvisor.schemas.result import TrialResult
 from qadvisor.quantizers import registry
 
 # one method per backend: the path a user meets first (llama.cpp's Q8_0 is the one its AMX kernels take)
-STAND_INS = {"torch": "fp32", "bnb": "bnb-nf4", "gptq": "gptq-int4", "hqq": "hqq-int4", "quanto": "quanto-int8",
+STAND_INS = {"torch": "fp32", "bnb": "bnb-nf4", "gptq": "gptq-int4", "awq": "awq-int4", "hqq": "hqq-int4",
+             "quanto": "quanto-int8",
              "torchao": "torchao-int8", "llamacpp": "gguf-q8_0", "kvcache": "fp32+kv-int4"}
 SETTINGS = EvalSettings(window=64, windows=1, prompt_tokens=32, decode_tokens=8, repeats=1, min_measure_s=0.0,
                         score_accuracy=False)

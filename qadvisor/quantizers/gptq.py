@@ -7,6 +7,7 @@ quantizes and runs on CPU (torch kernel) and picks fast CUDA kernels when a GPU 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from qadvisor.schemas.method import MethodSpec
@@ -60,23 +61,8 @@ class GPTQBackend(Backend):
         config = QuantizeConfig(bits=int(spec.bits), group_size=spec.group_size, offload_to_disk=False,
                                 true_sequential=False)
         wrapped = GPTQModel.load(str(model_dir), config, device=ctx.device, dtype=ctx.work_dtype)
-        layers = wrapped.model.model.layers
-        seen: set[int] = set()
-
-        def report(index):
-            def hook(module, args):
-                if index not in seen:  # GPTQ walks the decoder one layer at a time
-                    seen.add(index)
-                    ctx.progress("quantize", index / len(layers), f"layer {index + 1}/{len(layers)}")
-
-            return hook
-
-        handles = [layer.register_forward_pre_hook(report(i)) for i, layer in enumerate(layers)]
-        try:
+        with layer_progress(wrapped, ctx):
             wrapped.quantize(calib, batch_size=4)
-        finally:
-            for handle in handles:
-                handle.remove()
         return _bf16_storage(wrapped)
 
     def _round_to_nearest(self, model_dir, spec, ctx):
@@ -176,12 +162,12 @@ def _config_inputs(model_dir) -> int:
     return max(config["hidden_size"], config["intermediate_size"])
 
 
-def _calibration(tokenizer, texts: list[str], inputs: int) -> list[dict]:
-    """As many samples of up to CALIB_TOKENS tokens as TOKENS_PER_INPUT × the widest input needs (at least
+def _calibration(tokenizer, texts: list[str], inputs: int, per_input: float = TOKENS_PER_INPUT) -> list[dict]:
+    """As many samples of up to CALIB_TOKENS tokens as `per_input` × the widest input needs (at least
     MIN_SAMPLES, at most what the text has)."""
     calib, tokens = [], 0
     for text in texts:
-        if tokens >= TOKENS_PER_INPUT * inputs and len(calib) >= MIN_SAMPLES:
+        if tokens >= per_input * inputs and len(calib) >= MIN_SAMPLES:
             break
         ids = tokenizer(text).input_ids[:CALIB_TOKENS]
         if len(ids) >= GPTQBackend.calib_min_tokens:
@@ -190,6 +176,28 @@ def _calibration(tokenizer, texts: list[str], inputs: int) -> list[dict]:
     if not calib:
         raise ValueError("no calibration text long enough for GPTQ")
     return calib
+
+
+@contextmanager
+def layer_progress(wrapped, ctx):
+    """Progress per decoder layer while GPTQModel quantizes (it walks the decoder one layer at a time)."""
+    layers = wrapped.model.model.layers
+    seen: set[int] = set()
+
+    def report(index):
+        def hook(module, args):
+            if index not in seen:
+                seen.add(index)
+                ctx.progress("quantize", index / len(layers), f"layer {index + 1}/{len(layers)}")
+
+        return hook
+
+    handles = [layer.register_forward_pre_hook(report(i)) for i, layer in enumerate(layers)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _bf16_storage(wrapped):

@@ -11,7 +11,7 @@ from qadvisor.schemas.hardware import BackendAvailability
 from qadvisor.schemas.method import MethodSpec, Recipe, parse_recipe
 from qadvisor.quantizers.base import Backend
 
-BACKEND_MODULES = ("native", "bnb", "gptq", "hqq", "quanto", "torchao", "llamacpp", "kvcache")
+BACKEND_MODULES = ("native", "bnb", "gptq", "awq", "hqq", "quanto", "torchao", "llamacpp", "kvcache")
 # A fake backend for fast UI tests only; never listed unless a test switches it on.
 MOCK_ENV = "QADVISOR_ENABLE_MOCK_BACKEND"
 

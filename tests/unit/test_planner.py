@@ -96,7 +96,16 @@ def test_fewer_bits_smaller_and_faster_bound():
     assert rows["gguf-q8_0"].size_class == "low"
 
 
-def test_matches_qwen_published_memory_within_5_percent():
+def _as_autoawq_writes_it(monkeypatch):
+    """Qwen's AWQ releases (AutoAWQ) store an lm_head copy even where the model ties it; qadvisor's (GPTQModel) do not."""
+    from dataclasses import replace
+
+    awq = replace(planner.FORMAT_BY_NAME["awq-int4"], untie_lm_head=True)
+    monkeypatch.setitem(planner.FORMAT_BY_NAME, "awq-int4", awq)
+
+
+def test_matches_qwen_published_memory_within_5_percent(monkeypatch):
+    _as_autoawq_writes_it(monkeypatch)
     published = planner.published_memory()
     checked = 0
     for model, figures in published["memory_gib"].items():
@@ -107,13 +116,16 @@ def test_matches_qwen_published_memory_within_5_percent():
     assert checked == 28
 
 
-def test_awq_on_a_tied_model_peaks_while_loading():
+def test_awq_on_a_tied_model_peaks_while_loading(monkeypatch):
     # The checkpoint's lm_head copy is resident until transformers ties it, and that outweighs the KV cache
     # and overhead of generating afterwards, so the peak is the loaded weights.
+    ours = planner.plan(ARCHS["Qwen2.5-0.5B"], A100, context=2049, prompt_tokens=1, methods=["awq-int4"]).plans[0]
+    _as_autoawq_writes_it(monkeypatch)
     arch = ARCHS["Qwen2.5-0.5B"]
     row = planner.plan(arch, A100, context=2049, prompt_tokens=1, methods=["awq-int4"]).plans[0]
     assert planner.duplicate_head_bytes(arch, planner.FORMAT_BY_NAME["awq-int4"]) == 151936 * 896 * 2
     assert row.total_bytes == row.weights_bytes
+    assert row.weights_bytes - ours.weights_bytes == 151936 * 896 * 2  # qadvisor's own awq-int4 ties it
     untied = planner.plan(ARCHS["Qwen2.5-7B"], A100, context=2049, prompt_tokens=1, methods=["awq-int4"]).plans[0]
     assert untied.total_bytes == untied.weights_bytes + untied.kv_cache_bytes + untied.overhead_bytes
 

@@ -92,7 +92,7 @@ def _gguf(method: str, bpw: float, note: str) -> Format:
 
 
 # One entry per runnable method (keyed by its MethodSpec name, same bits: tests/unit/test_method.py checks it),
-# plus formats qadvisor plans but cannot run here (fp16, awq-int4).
+# plus a format qadvisor plans but does not run (fp16).
 FORMATS: tuple[Format, ...] = (
     Format("fp32", 32, lambda i, o: i * o * 4, "4 bytes per weight", embed_bits=32, lm_head_bits=32, dense_bytes=4),
     Format("bf16", 16, lambda i, o: i * o * 2, "2 bytes per weight"),
@@ -102,8 +102,9 @@ FORMATS: tuple[Format, ...] = (
              scratch=_largest_linear_fp16, notes="exllama kernels keep an fp16 scratch the size of the largest layer"),
     _grouped("gptq-int3", 3, 128, 2, 3, "3/8·in·out + per-128 group fp16 scale and 3-bit zero + g_idx", g_idx=True),
     _grouped("gptq-int2", 2, 128, 2, 2, "in·out/4 + per-128 group fp16 scale and 2-bit zero + g_idx", g_idx=True),
-    _grouped("awq-int4", 4, 128, 2, 4, "in·out/2 + per-128 group fp16 scale and 4-bit zero", untie_lm_head=True,
-             notes="AWQ checkpoints store lm_head separately even for tied models"),
+    _grouped("awq-int4", 4, 128, 2, 4, "in·out/2 + per-128 group fp16 scale and 4-bit zero",
+             notes="as GPTQModel writes it (lm_head tied as the model ties it); Qwen's AutoAWQ releases of tied "
+                   "models store an lm_head copy too (+vocab·hidden·2 bytes while loading)"),
     Format("bnb-int8", 8, lambda i, o: i * o + o * 4, "in·out + fp32 row scale"),
     _grouped("bnb-nf4", 4, 64, 4, 0, "in·out/2 + fp32 absmax per 64 (no double quantization)"),
     _grouped("bnb-fp4", 4, 64, 4, 0, "in·out/2 + fp32 absmax per 64 (no double quantization)"),
