@@ -63,12 +63,16 @@ class Backend:
     methods: tuple[MethodSpec, ...] = ()
     cpu_methods: frozenset[str] | None = None  # None: every method runs on CPU
     install_hint: str = ""
-    calibrated = False  # quantizing reads the calibration text (its content is part of the artifact cache's key)
+    calibrated = False  # quantizing reads the calibration text: every method's default (Backend.calibrates)
     calib_min_tokens = 0  # a calibration paragraph shorter than this is skipped; a text with none is refused up front
     # what a trial says when it ran without calibration (TrialContext.calibrate False); '' for methods that need none
     uncalibrated_note: str = ""
     # where a trial goes when the fast path dies of a fatal signal, in order (quantizers.fallback)
     safe_configs: tuple[SafeConfig, ...] = (TORCH_SAFE,)
+
+    def calibrates(self, spec: MethodSpec) -> bool:
+        """Whether quantizing `spec` reads the calibration text (its content is then part of the artifact's key)."""
+        return self.calibrated
 
     def build_key(self) -> str:
         """Which build of the backend runs on which CPU: a kept fallback verdict holds for this key only."""

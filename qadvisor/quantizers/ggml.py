@@ -38,6 +38,37 @@ def _lib():
     return lib
 
 
+def row_bytes(kind: str, k: int) -> int:
+    """Bytes of one row of `k` values stored as GGUF type `kind`."""
+    from gguf import GGMLQuantizationType
+
+    return _lib().ggml_row_size(GGMLQuantizationType[kind].value, k)
+
+
+def quantize(kind: str, rows, importance=None, threads: int = 1):
+    """`rows` ([n, k], any float dtype) as GGUF type `kind` (Q4_K, Q6_K…): the packed bytes, [n, row bytes] uint8.
+    `importance` (k floats): llama.cpp's importance matrix for these weights, which the k-quants weigh errors by."""
+    import numpy as np
+    from gguf import GGMLQuantizationType
+
+    type_id = GGMLQuantizationType[kind].value
+    lib = _lib()
+    src = rows.float().contiguous().numpy()
+    n, k = src.shape
+    row_bytes = lib.ggml_row_size(type_id, k)
+    packed = np.empty((n, row_bytes), np.uint8)
+    weights = None if importance is None else np.ascontiguousarray(importance, np.float32)
+
+    def part(span: tuple[int, int]) -> None:  # rows are independent: ctypes lets go of the GIL, so threads share them
+        start, stop = span
+        # `start` counts elements; ggml offsets the source and the packed rows by it itself
+        lib.ggml_quantize_chunk(type_id, src.ctypes.data, packed.ctypes.data, start * k, stop - start, k,
+                                None if weights is None else weights.ctypes.data)
+
+    _in_parts(part, n, threads)
+    return packed
+
+
 def round_trip(kind: str, rows, threads: int = 1):
     """`rows` ([n, k], any float dtype) stored as GGUF type `kind` (Q4_K, Q6_K, F16…) and read back, float32."""
     import numpy as np
@@ -46,25 +77,24 @@ def round_trip(kind: str, rows, threads: int = 1):
 
     if kind == "F16":
         return rows.to(torch.float16).float()
-    type_id = GGMLQuantizationType[kind].value
-    lib = _lib()
-    src = rows.float().contiguous().numpy()
-    n, k = src.shape
-    row_bytes = lib.ggml_row_size(type_id, k)
-    packed = np.empty(row_bytes * n, np.uint8)
+    packed = quantize(kind, rows, threads=threads)
+    n, k = rows.shape
     out = np.empty((n, k), np.float32)
-    to_float = _TO_FLOAT(lib.ggml_get_type_traits(type_id).contents.to_float)
+    to_float = _TO_FLOAT(_lib().ggml_get_type_traits(GGMLQuantizationType[kind].value).contents.to_float)
 
-    def part(span: tuple[int, int]) -> None:  # rows are independent: ctypes lets go of the GIL, so threads share them
+    def part(span: tuple[int, int]) -> None:
         start, stop = span
-        # `start` counts elements; ggml offsets the source and the packed rows by it itself
-        lib.ggml_quantize_chunk(type_id, src.ctypes.data, packed.ctypes.data, start * k, stop - start, k, None)
-        to_float(packed.ctypes.data + start * row_bytes, out.ctypes.data + start * k * 4, (stop - start) * k)
+        to_float(packed[start:].ctypes.data, out[start:].ctypes.data, (stop - start) * k)
 
+    _in_parts(part, n, threads)
+    return torch.from_numpy(out)
+
+
+def _in_parts(work, n: int, threads: int) -> None:
+    """`work((start, stop))` over n rows, split among `threads` threads."""
     step = -(-n // max(1, threads))
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        list(pool.map(part, [(s, min(n, s + step)) for s in range(0, n, step)]))
-    return torch.from_numpy(out)
+        list(pool.map(work, [(s, min(n, s + step)) for s in range(0, n, step)]))
 
 
 # the type llama.cpp's CPU matmul rounds the activations to against a weight of each type (ggml-cpu's vec_dot_type);

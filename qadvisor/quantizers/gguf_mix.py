@@ -1,5 +1,5 @@
-"""The type llama.cpp's quantizer gives each weight of a Qwen2 model under qadvisor's five GGUF methods, and so
-their bytes.
+"""The name and the type llama.cpp's quantizer gives each weight of a Qwen2 model under qadvisor's GGUF methods,
+and so their bytes.
 
 The rules are llama-quant.cpp's (`llama_tensor_get_type_impl` and `tensor_type_fallback`, llama.cpp as vendored in
 llama-cpp-python 0.3.36) for a dense Qwen2 model quantized without an importance matrix. Q4_K_M gives attn_v and
@@ -14,14 +14,16 @@ from __future__ import annotations
 from qadvisor.schemas.plan import Architecture
 
 BITS = {"F16": 16.0, "Q8_0": 8.5, "Q6_K": 6.5625, "Q5_1": 6.0, "Q5_K": 5.5, "Q5_0": 5.5, "Q4_K": 4.5, "Q4_0": 4.5,
-        "Q3_K": 3.4375, "Q2_K": 2.625}  # bits per weight, block scales included (ggml's block sizes)
-FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+        "Q3_K": 3.4375, "Q2_K": 2.625, "IQ4_NL": 4.5, "IQ4_XS": 4.25}  # bits per weight, block scales included
+FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0", "IQ4_XS": "IQ4_NL"}
 BASE = {"gguf-q8_0": "Q8_0", "gguf-q6_k": "Q6_K", "gguf-q4_k_m": "Q4_K", "gguf-q3_k_m": "Q3_K", "gguf-q2_k": "Q2_K"}
+IMATRIX = "-imat"  # a method made with an importance matrix: the same types as the method without it
+BASE.update({f"{m}{IMATRIX}": BASE[m] for m in ("gguf-q4_k_m", "gguf-q2_k")}, **{"gguf-iq4_xs": "IQ4_XS"})
 LAYERS_70B = 80  # llama.cpp's qwen2 loader calls an 80-layer model "70B", which gives attn_v one step more
 
 
 def block(kind: str) -> int:
-    return 256 if kind.endswith("_K") else 32
+    return 256 if kind.endswith("_K") or kind == "IQ4_XS" else 32
 
 
 def _more_bits(i: int, n: int) -> bool:
@@ -37,9 +39,13 @@ def stored_type(kind: str, n_in: int) -> str:
     return other if n_in % block(other) == 0 else "F16"
 
 
-def linear_type(method: str, role: str, i: int, n: int, arch: Architecture) -> str:
-    """The type of linear `role` (q_proj … down_proj) in decoder layer `i` of `n`, before the fallback."""
+def linear_type(method: str, role: str, i: int, n: int, arch: Architecture, imatrix: bool = True) -> str:
+    """The type of linear `role` (q_proj … down_proj) in decoder layer `i` of `n`, before the fallback. `imatrix`:
+    whether the file is made with an importance matrix (IQ4_XS keeps its first ffn_down layers only then)."""
     kind = BASE[method]
+    method = method.removesuffix(IMATRIX)
+    if method == "gguf-iq4_xs":
+        return _iq4_xs_type(role, i, n, arch, imatrix) or kind
     if role == "v_proj":
         if method == "gguf-q2_k":
             kind = "Q4_K" if arch.num_attention_heads // arch.num_key_value_heads >= 4 else "Q3_K"
@@ -59,6 +65,16 @@ def linear_type(method: str, role: str, i: int, n: int, arch: Architecture) -> s
     elif role == "o_proj" and method in ("gguf-q2_k", "gguf-q3_k_m"):
         kind = "Q3_K" if method == "gguf-q2_k" else "Q4_K"
     return kind
+
+
+def _iq4_xs_type(role: str, i: int, n: int, arch: Architecture, imatrix: bool) -> str | None:
+    """IQ4_XS's exceptions: Q5_K for attn_v where 4 or more heads share it, and for the first eighth of ffn_down
+    when no importance matrix weighs them."""
+    if role == "v_proj" and arch.num_attention_heads // arch.num_key_value_heads >= 4:
+        return "Q5_K"
+    if role == "down_proj" and not imatrix and i < n // 8:
+        return "Q5_K"
+    return None
 
 
 def layer_bits(method: str, i: int, arch: Architecture) -> float:
@@ -98,3 +114,28 @@ def layer_ratio(method: str, arch: Architecture, depths: tuple[int, int]) -> flo
 
     added = (total(depths[1]) - total(depths[0])) / (depths[1] - depths[0])
     return total(arch.num_hidden_layers) / arch.num_hidden_layers / added
+
+
+GGUF_NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+              "lm_head.weight": "output.weight"}
+GGUF_LAYER_NAMES = {
+    "input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
+    "self_attn.q_proj.weight": "attn_q.weight", "self_attn.q_proj.bias": "attn_q.bias",
+    "self_attn.k_proj.weight": "attn_k.weight", "self_attn.k_proj.bias": "attn_k.bias",
+    "self_attn.v_proj.weight": "attn_v.weight", "self_attn.v_proj.bias": "attn_v.bias",
+    "self_attn.o_proj.weight": "attn_output.weight", "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight"}
+
+
+# a decoder layer's GGUF tensor (`attn_q.weight`) → its linear's role in gguf_mix (q_proj)
+HF_ROLES = {gguf: hf.split(".")[1] for hf, gguf in GGUF_LAYER_NAMES.items() if hf.endswith("proj.weight")}
+
+
+def gguf_name(key: str, tied: bool) -> str:
+    """The GGUF name of a checkpoint tensor; a tied model's lm_head is token_embd (llama.cpp reuses it)."""
+    if key == "lm_head.weight" and tied:
+        return "token_embd.weight"
+    if key.startswith("model.layers."):
+        index, rest = key.removeprefix("model.layers.").split(".", 1)
+        return f"blk.{index}.{GGUF_LAYER_NAMES[rest]}"
+    return GGUF_NAMES[key]

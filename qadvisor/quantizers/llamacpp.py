@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from qadvisor.schemas.method import MethodSpec
 from qadvisor.quantizers.base import Backend
@@ -17,7 +19,10 @@ from qadvisor.quantizers.fallback import SafeConfig
 
 GGUF_FILE = "model.gguf"
 # llama.cpp's LLAMA_FTYPE_* values (llama.h), one per method
-FTYPES = {"gguf-q8_0": 7, "gguf-q6_k": 18, "gguf-q4_k_m": 15, "gguf-q3_k_m": 12, "gguf-q2_k": 10}
+FTYPES = {"gguf-q8_0": 7, "gguf-q6_k": 18, "gguf-q4_k_m": 15, "gguf-q3_k_m": 12, "gguf-q2_k": 10,
+          "gguf-q4_k_m-imat": 15, "gguf-q2_k-imat": 10, "gguf-iq4_xs": 30}
+# the methods whose quantizer weighs each weight's error by llama.cpp's importance matrix
+WITH_IMATRIX = frozenset(("gguf-q4_k_m-imat", "gguf-q2_k-imat", "gguf-iq4_xs"))
 
 
 class LlamaCppBackend(Backend):
@@ -36,6 +41,12 @@ class LlamaCppBackend(Backend):
                    summary="GGUF Q3_K_M (llama.cpp) k-quant mix"),
         MethodSpec(name="gguf-q2_k", backend="llamacpp", bits=2.96, scheme="Q2_K", group_size=256,
                    summary="GGUF Q2_K (llama.cpp) k-quant mix"),
+        MethodSpec(name="gguf-q4_k_m-imat", backend="llamacpp", bits=4.85, scheme="Q4_K_M", group_size=256,
+                   summary="GGUF Q4_K_M with an importance matrix from the calibration text"),
+        MethodSpec(name="gguf-q2_k-imat", backend="llamacpp", bits=2.96, scheme="Q2_K", group_size=256,
+                   summary="GGUF Q2_K with an importance matrix from the calibration text"),
+        MethodSpec(name="gguf-iq4_xs", backend="llamacpp", bits=4.25, scheme="IQ4_XS", group_size=256,
+                   summary="GGUF IQ4_XS (an i-quant) with an importance matrix from the calibration text"),
     )
 
     safe_configs = (
@@ -43,7 +54,12 @@ class LlamaCppBackend(Backend):
         SafeConfig(name="no mmap", turns_off="memory-mapping the GGUF file"),
     )
 
-    streamed_methods = frozenset(m.name for m in methods)
+    # streamed layer by layer, a method would miss the importance matrix of the whole model's activations
+    streamed_methods = frozenset(m.name for m in methods if m.name not in WITH_IMATRIX)
+    calib_min_tokens = 16
+
+    def calibrates(self, spec: MethodSpec) -> bool:
+        return spec.name in WITH_IMATRIX
 
     def stream_layer(self, layer, spec, ctx, place):
         """Each linear rounded to the type llama.cpp's quantizer gives it there (quantizers.gguf_mix) by llama.cpp's
@@ -86,6 +102,8 @@ class LlamaCppBackend(Backend):
 
         # in the trial's working folder (its cwd), which the runner removes even when a step fails
         scratch = Path(tempfile.mkdtemp(prefix="gguf-", dir=Path.cwd()))
+        if self.calibrates(spec):
+            return self._with_importance(Path(model_dir), spec, ctx, scratch / GGUF_FILE)
         full = scratch / "unquantized.gguf"
         ctx.progress("quantize", 0.1, "write an unquantized GGUF (bf16 matrices)")
         to_gguf(Path(model_dir), full)
@@ -97,6 +115,21 @@ class LlamaCppBackend(Backend):
         if llama_cpp.llama_model_quantize(str(full).encode(), str(out).encode(), params) != 0:
             raise RuntimeError(f"llama_model_quantize failed for {spec.scheme}")
         full.unlink()
+        return out
+
+    def _with_importance(self, model_dir: Path, spec: MethodSpec, ctx, out: Path) -> Path:
+        """The importance matrix from the calibration text (none on random weights), then each matrix quantized
+        with it by llama.cpp's ggml_quantize_chunk, in the type llama.cpp's mix gives it."""
+        from qadvisor.quantizers import imatrix
+
+        weights = {}
+        if ctx.calibrate:
+            ctx.progress("quantize", 0.05, "importance matrix over the calibration text")
+            weights = imatrix.importance(model_dir, ctx.calib_texts,
+                                         lambda f: ctx.progress("quantize", 0.05 + 0.5 * f, "importance matrix"))
+        ctx.progress("quantize", 0.6, f"llama.cpp's ggml_quantize_chunk → {spec.scheme}, tensor by tensor")
+        to_gguf(model_dir, out, Quantized(FTYPES[spec.name], imatrix.tensor_types(spec.name, model_dir), weights,
+                                          ctx.threads))
         return out
 
     def save(self, model, spec, out_dir):
@@ -112,11 +145,25 @@ class LlamaCppBackend(Backend):
         return model.tensor_bytes
 
 
-def to_gguf(model_dir: Path, out: Path) -> None:
-    """Write a Qwen2 HF checkpoint as a GGUF that llama.cpp loads (arch `qwen2`, byte-level BPE), unquantized."""
+@dataclass
+class Quantized:
+    """Matrices quantized as they are written: `kind` gives each its GGUF type (None: as the checkpoint has it),
+    `importance` llama.cpp's importance matrix by name (quantizers.imatrix)."""
+
+    file_type: int  # llama.cpp's LLAMA_FTYPE_* for the header
+    kind: Callable[[str, int], str | None]  # (GGUF name, row length) → type
+    importance: dict = field(default_factory=dict)
+    threads: int = 1
+
+
+def to_gguf(model_dir: Path, out: Path, quantized: Quantized | None = None) -> None:
+    """Write a Qwen2 HF checkpoint as a GGUF that llama.cpp loads (arch `qwen2`, byte-level BPE), unquantized or,
+    with `quantized`, in the types it gives."""
     import gguf
     import numpy as np
     from safetensors import safe_open
+
+    from qadvisor.quantizers import ggml
 
     config = json.loads((model_dir / "config.json").read_text())
     tok = json.loads((model_dir / "tokenizer.json").read_text())
@@ -132,37 +179,37 @@ def to_gguf(model_dir: Path, out: Path) -> None:
     rope = config.get("rope_parameters") or {}
     w.add_rope_freq_base(float(rope.get("rope_theta", config.get("rope_theta", 10000.0))))
     w.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-6)))
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_BF16)
+    w.add_file_type(quantized.file_type if quantized else gguf.LlamaFileType.MOSTLY_BF16)
     _add_tokenizer(w, tok, config["vocab_size"])
 
     entries = _gguf_entries(model_dir, bool(config.get("tie_word_embeddings")))
+    kinds = {name: quantized.kind(name, shape[1]) if quantized and len(shape) == 2 else None
+             for name, _, _, shape, _ in entries}
     for name, _, _, shape, bf16 in entries:  # the header first; then each tensor streams from its shard
+        if kinds[name]:
+            row = ggml.row_bytes(kinds[name], shape[1])
+            w.add_tensor_info(name, (shape[0], row), np.uint8, shape[0] * row,
+                              raw_dtype=gguf.GGMLQuantizationType[kinds[name]])
+            continue
         numel = math.prod(shape)
         w.add_tensor_info(name, shape, np.int16 if bf16 else np.float32, numel * (2 if bf16 else 4),
                           raw_dtype=gguf.GGMLQuantizationType.BF16 if bf16 else None)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
-    for _, path, key, _, _ in entries:
+    for name, path, key, _, _ in entries:
         with safe_open(str(path), framework="pt") as f:
-            w.write_tensor_data(_gguf_array(f.get_tensor(key)))
+            tensor = f.get_tensor(key)
+        w.write_tensor_data(ggml.quantize(kinds[name], tensor, quantized.importance.get(name), quantized.threads)
+                            if kinds[name] else _gguf_array(tensor))
     w.close()
-
-
-GGUF_NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-              "lm_head.weight": "output.weight"}
-GGUF_LAYER_NAMES = {
-    "input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
-    "self_attn.q_proj.weight": "attn_q.weight", "self_attn.q_proj.bias": "attn_q.bias",
-    "self_attn.k_proj.weight": "attn_k.weight", "self_attn.k_proj.bias": "attn_k.bias",
-    "self_attn.v_proj.weight": "attn_v.weight", "self_attn.v_proj.bias": "attn_v.bias",
-    "self_attn.o_proj.weight": "attn_output.weight", "mlp.gate_proj.weight": "ffn_gate.weight",
-    "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight"}
 
 
 def _gguf_entries(model_dir: Path, tied: bool) -> list[tuple]:
     """(GGUF name, shard, key, shape, stored as bf16 matrix) per tensor, from the shards' headers alone."""
     from safetensors import safe_open
+
+    from qadvisor.quantizers import gguf_mix
 
     entries = []
     for path in sorted(model_dir.glob("*.safetensors")):
@@ -170,11 +217,7 @@ def _gguf_entries(model_dir: Path, tied: bool) -> list[tuple]:
             for key in f.keys():
                 if key == "lm_head.weight" and tied:
                     continue  # llama.cpp reuses token_embd when output.weight is absent
-                if key.startswith("model.layers."):
-                    index, rest = key.removeprefix("model.layers.").split(".", 1)
-                    name = f"blk.{index}.{GGUF_LAYER_NAMES[rest]}"
-                else:
-                    name = GGUF_NAMES[key]
+                name = gguf_mix.gguf_name(key, tied)
                 part = f.get_slice(key)
                 shape = part.get_shape()
                 entries.append((name, path, key, shape, len(shape) == 2 and part.get_dtype() == "BF16"))

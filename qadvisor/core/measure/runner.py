@@ -75,7 +75,8 @@ class Run:
         s = request.settings
         modelio.check_context(self.model_dir, self.config, s.window, s.prompt_tokens, s.decode_tokens)
         modelio.check_eval_length(self.model_dir, self.eval_path, s.window, s.windows, s.prompt_tokens)
-        calib_tokens = max((registry.backend_for(r.weights).calib_min_tokens for r in self.recipes), default=0)
+        calib_tokens = max((registry.backend_for(r.weights).calib_min_tokens for r in self.recipes
+                            if registry.backend_for(r.weights).calibrates(r.weights)), default=0)
         if calib_tokens and s.score_accuracy:  # random weights round to nearest instead of calibrating
             modelio.check_calib_text(self.model_dir, self.calib_path, calib_tokens)
         key = modelio.fingerprint(self.model_dir, self.eval_path.read_text(encoding="utf-8"), str(s.window), str(s.windows),
@@ -163,8 +164,8 @@ class Run:
         self.model_hash = self.model_hash or artifacts.content_hash(self.model_dir)
         s = self.request.settings
         return artifacts.key_inputs(self.model_hash, spec.model_dump_json(), (backend.package, *backend.also_needs),
-                                    self.calib_path.read_text(encoding="utf-8") if backend.calibrated else "",
-                                    s.device, backend.calibrated and s.score_accuracy,
+                                    self.calib_path.read_text(encoding="utf-8") if backend.calibrates(spec) else "",
+                                    s.device, backend.calibrates(spec) and s.score_accuracy,
                                     self.fast_bf16 if fast_bf16 is None else fast_bf16)
 
     def _reference(self, work_dir: Path, cancel: threading.Event) -> Iterator[Event]:

@@ -121,6 +121,9 @@ FORMATS: tuple[Format, ...] = (
     _gguf("gguf-q4_k_m", 4.85, "Q4_K with Q6_K for attn_v / ffn_down of half the layers; output Q6_K"),
     _gguf("gguf-q3_k_m", 3.91, "Q3_K with Q4_K/Q5_K for attn_v, attn_output, ffn_down; output Q6_K"),
     _gguf("gguf-q2_k", 2.96, "Q2_K with Q3_K/Q4_K for attn_v, attn_output, ffn_down; output Q6_K"),
+    _gguf("gguf-q4_k_m-imat", 4.85, "gguf-q4_k_m's types, quantized with an importance matrix"),
+    _gguf("gguf-q2_k-imat", 2.96, "gguf-q2_k's types, quantized with an importance matrix"),
+    _gguf("gguf-iq4_xs", 4.25, "IQ4_XS, with Q5_K for attn_v where 4+ heads share it; output Q6_K"),
 )
 FORMAT_BY_NAME = {f.method: f for f in FORMATS}
 
