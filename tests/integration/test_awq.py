@@ -11,7 +11,7 @@ from tests.conftest import run_cli
 
 def test_awq_int4_is_measured_sized_by_the_planner_and_can_be_picked(tmp_path):
     out, kept = tmp_path / "run.json", tmp_path / "kept"
-    proc = run_cli("--auto", "--methods", "fp32,gptq-int4,awq-int4", "--repeats", "2", "--profile", "storage-first",
+    proc = run_cli("--auto", "--methods", "fp32,awq-int4", "--repeats", "2", "--profile", "storage-first",
                    "--export", str(out), "--keep-models", str(kept), env={"QADVISOR_CACHE": str(tmp_path / "cache")})
     assert proc.returncode == 0, proc.stderr[-3000:]
     export = load_export(out)

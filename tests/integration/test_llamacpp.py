@@ -152,12 +152,11 @@ def test_an_importance_matrix_lowers_q4_k_m_loss_in_a_file_llama_cpp_runs(tmp_pa
     types and bytes as without, read and run by llama.cpp (IQ4_XS too); Q4_K_M loses less with it on the shipped
     model."""
     out = tmp_path / "run.json"
-    proc = run_cli("--auto", "--methods", "gguf-q4_k_m,gguf-q4_k_m-imat,gguf-q2_k,gguf-q2_k-imat,gguf-iq4_xs", "--repeats", "2",
+    proc = run_cli("--auto", "--methods", "gguf-q4_k_m,gguf-q4_k_m-imat,gguf-iq4_xs", "--repeats", "2",
                    "--export", str(out), env={"QADVISOR_CACHE": str(tmp_path / "cache")})
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = {x.method: x for x in load_export(out).results}
     assert all(x.status == "ok" for x in r.values()), [(x.method, x.reason) for x in r.values()]
-    for plain in ("gguf-q4_k_m", "gguf-q2_k"):
-        assert abs(r[f"{plain}-imat"].size_bytes - r[plain].size_bytes) < 256  # the header's strings differ, no more
-        assert r[f"{plain}-imat"].kl_mean != r[plain].kl_mean  # the matrix changed the rounding
-    assert r["gguf-q4_k_m-imat"].kl_mean <= r["gguf-q4_k_m"].kl_mean
+    plain, imat = r["gguf-q4_k_m"], r["gguf-q4_k_m-imat"]
+    assert abs(imat.size_bytes - plain.size_bytes) < 256  # the header's strings differ, no more
+    assert imat.kl_mean < plain.kl_mean  # the matrix changed the rounding, for the better here
