@@ -33,10 +33,7 @@ def resolve_architecture(spec: str) -> Architecture:
     if config.get("model_type") not in ("qwen2",):
         raise UserError(f"{path}: model_type {config.get('model_type')!r}; the planner knows Qwen2-style models")
     try:
-        return Architecture(name=folder_name(path.parent), attention_qkv_bias=True, **{
-            k: config[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                                   "num_key_value_heads", "vocab_size")
-        }, tie_word_embeddings=bool(config.get("tie_word_embeddings", False)), head_dim=config.get("head_dim"))
+        return Architecture.from_config(folder_name(path.parent), config)
     except KeyError as exc:
         raise UserError(f"{path}: missing {exc.args[0]!r}") from None
 

@@ -55,8 +55,7 @@ def quantize(kind: str, rows, importance=None, threads: int = 1):
     lib = _lib()
     src = rows.float().contiguous().numpy()
     n, k = src.shape
-    row_bytes = lib.ggml_row_size(type_id, k)
-    packed = np.empty((n, row_bytes), np.uint8)
+    packed = np.empty((n, row_bytes(kind, k)), np.uint8)
     weights = None if importance is None else np.ascontiguousarray(importance, np.float32)
 
     def part(span: tuple[int, int]) -> None:  # rows are independent: ctypes lets go of the GIL, so threads share them

@@ -2,7 +2,8 @@
 and so their bytes.
 
 The rules are llama-quant.cpp's (`llama_tensor_get_type_impl` and `tensor_type_fallback`, llama.cpp as vendored in
-llama-cpp-python 0.3.36) for a dense Qwen2 model quantized without an importance matrix. Q4_K_M gives attn_v and
+llama-cpp-python 0.3.36) for a dense Qwen2 model; an importance matrix changes none of them but IQ4_XS's first
+ffn_down layers (`linear_type`'s `imatrix`). Q4_K_M gives attn_v and
 ffn_down of about half the layers Q6_K, chosen by the layer's position among all layers, and a row whose length is
 not a multiple of a k-quant's 256 falls back to a 32-block type: Qwen2.5-72B's ffn_down (29,568 inputs) is Q5_0,
 or Q8_0 where the mix asks for Q6_K. So a model's bytes are not layers × one layer's, and the layer a slice adds

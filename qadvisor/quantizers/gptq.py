@@ -162,12 +162,12 @@ def _config_inputs(model_dir) -> int:
     return max(config["hidden_size"], config["intermediate_size"])
 
 
-def _calibration(tokenizer, texts: list[str], inputs: int, per_input: float = TOKENS_PER_INPUT) -> list[dict]:
-    """As many samples of up to CALIB_TOKENS tokens as `per_input` × the widest input needs (at least
+def _calibration(tokenizer, texts: list[str], inputs: int) -> list[dict]:
+    """As many samples of up to CALIB_TOKENS tokens as TOKENS_PER_INPUT × the widest input needs (at least
     MIN_SAMPLES, at most what the text has)."""
     calib, tokens = [], 0
     for text in texts:
-        if tokens >= per_input * inputs and len(calib) >= MIN_SAMPLES:
+        if tokens >= TOKENS_PER_INPUT * inputs and len(calib) >= MIN_SAMPLES:
             break
         ids = tokenizer(text).input_ids[:CALIB_TOKENS]
         if len(ids) >= GPTQBackend.calib_min_tokens:

@@ -55,10 +55,13 @@ def importance(model_dir: Path, texts: list[str], progress=lambda fraction: None
 def tensor_types(method: str, model_dir: Path):
     """(GGUF name, row length) → the type llama.cpp's mix gives that matrix under `method`, after the fallback for a
     row its blocks do not tile (None: kept as the checkpoint has it)."""
+    import json
+
     from qadvisor.quantizers import gguf_mix
     from qadvisor.quantizers.gguf_mix import HF_ROLES
+    from qadvisor.schemas.plan import Architecture
 
-    arch = _architecture(model_dir)
+    arch = Architecture.from_config(model_dir.name, json.loads((model_dir / "config.json").read_text()))
     n = arch.num_hidden_layers
     embed, output = gguf_mix.table_types(method, arch)
 
@@ -75,15 +78,3 @@ def tensor_types(method: str, model_dir: Path):
 
     return kind
 
-
-def _architecture(model_dir: Path):
-    """What the mix's rules read of the model (layers, heads, the tied head), from its config.json."""
-    import json
-
-    from qadvisor.schemas.plan import Architecture
-
-    config = json.loads((model_dir / "config.json").read_text())
-    sizes = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-             "vocab_size")
-    return Architecture(name=model_dir.name, tie_word_embeddings=bool(config.get("tie_word_embeddings")),
-                        head_dim=config.get("head_dim"), **{key: config[key] for key in sizes})

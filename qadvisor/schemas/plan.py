@@ -19,6 +19,14 @@ class Architecture(BaseModel):
     attention_qkv_bias: bool = True
     head_dim: int | None = None
 
+    @classmethod
+    def from_config(cls, name: str, config: dict) -> "Architecture":
+        """A Qwen2 config.json's shape; a missing size raises KeyError naming it."""
+        sizes = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                 "vocab_size")
+        return cls(name=name, tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+                   head_dim=config.get("head_dim"), **{key: config[key] for key in sizes})
+
     @property
     def dim_per_head(self) -> int:
         return self.head_dim or self.hidden_size // self.num_attention_heads

@@ -26,10 +26,12 @@ def predicted_vs_measured(model_dir: Path, results: list[TrialResult], kv_positi
         return []
     rows = []
     for r in results:
-        fmt = planner.FORMAT_BY_NAME.get(r.method.split("+")[0])
-        if r.status != "ok" or fmt is None or not r.size_bytes:
+        if r.status != "ok" or not r.size_bytes:
             continue
-        kv = planner.split_stack(r.method)[1]
+        weights, kv = planner.split_stack(r.method)
+        fmt = planner.FORMAT_BY_NAME.get(weights)
+        if fmt is None:
+            continue
         predicted, _ = planner.weights_bytes(arch, fmt)
         row = PlanCheck(method=r.method, predicted_bytes=predicted, measured_bytes=r.size_bytes,
                         error_pct=100.0 * (predicted / r.size_bytes - 1), compute_dtype=r.compute_dtype)
