@@ -14,7 +14,11 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auto", action="store_true", help="measure without the TUI, print a table, write the export")
     parser.add_argument("--load", type=Path, help="open a saved run in the TUI (its recommendation screen)")
     parser.add_argument("--model", help="a local Qwen2/Qwen2.5 model directory, or synthetic:Qwen2.5-0.5B (random weights "
-                        "at the real shape, to check the planner); default: the shipped model")
+                        "at the real shape, to check the planner), or a quantized checkpoint (a GPTQ, AWQ or "
+                        "bitsandbytes folder, a .gguf file) measured as shipped; default: the shipped model")
+    parser.add_argument("--reference", metavar="DIR", help="with --model CHECKPOINT (a quantized folder or a .gguf "
+                        "file, measured as shipped): the unquantized model it was made from, for its accuracy; without it, "
+                        "size and speed only")
     parser.add_argument("--methods", help="comma-separated methods (see `qadvisor methods`); default: a spread of twelve from seven backends")
     parser.add_argument("--export", type=Path, help="write the run as JSON here")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where trials run (default: cuda if present)")
@@ -172,16 +176,17 @@ def cmd_hardware(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    from qadvisor.app.views import method_rows
-    from qadvisor.console import print_methods
+    from qadvisor.app.views import method_rows, shipped_rows
+    from qadvisor.console import print_methods, print_shipped
     from qadvisor.core.hardware import backend_findings, detect
 
     info = detect(with_backends=False)
     rows = method_rows(info.cuda is not None, backend_findings())
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"methods": rows, "as_shipped": shipped_rows()}, indent=2))
     else:
         print_methods(rows)
+        print_shipped(shipped_rows())
     return 0
 
 
@@ -302,12 +307,13 @@ def cmd_auto(args) -> int:
     from qadvisor.app.auto import AutoSession
     from qadvisor.app.options import run_options
     from qadvisor.console import EventPrinter, print_run
+    from qadvisor.core.hub import folder_name
 
     def split(text):
         return [m.strip() for m in text.split(",") if m.strip()] if text else None
 
     priorities = priorities_from_args(args)  # a bad profile fails before anything is measured
-    opts = run_options(model=args.model, methods=split(args.methods), eval_text=args.eval_text,
+    opts = run_options(model=args.model, reference=args.reference, methods=split(args.methods), eval_text=args.eval_text,
                        calib_text=args.calib_text, keep_models=args.keep_models, export=args.export, report=args.report,
                        reuse_cache=not args.no_cache, device=args.device, threads=args.threads, repeats=args.repeats,
                        decode_tokens=args.decode_tokens, prompt_tokens=args.prompt_tokens, plan_for=args.plan_for, stream=args.stream,
@@ -317,7 +323,8 @@ def cmd_auto(args) -> int:
     session = AutoSession(opts, priorities, say=printer.say)
     run = session.run
     printer.total = session.trials()
-    printer.say(f"{len(run.recipes)} methods on {run.model_dir.name} ({run.device_label}); each runs in its own process")
+    count = f"{len(run.recipes)} method{'s' if len(run.recipes) > 1 else ''}"
+    printer.say(f"{count} on {folder_name(run.model_path)} ({run.device_label}); each runs in its own process")
     interrupted = _measure(session, printer)
     if not session.measured():
         printer.say("interrupted before the reference was ready: nothing measured, nothing written")

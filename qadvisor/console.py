@@ -52,6 +52,17 @@ def print_methods(rows: list[dict]) -> None:
             out.print(f"  {', '.join(names)}: {why}")
 
 
+def print_shipped(rows: list[dict]) -> None:
+    """What `--model CHECKPOINT` measures as it is (qadvisor quantizes nothing): one row per format."""
+    table = Table(title="Measured as shipped: --model CHECKPOINT [--reference DIR]", title_justify="left")
+    for col in ("format", "method", "backend", "the checkpoint says so in", "here"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["format"], r["method"], r["backend"], r["says"],
+                      f"[green]yes[/] ({r['reason']})" if r["available"] else f"[red]no[/]: {r['reason']}")
+    stdout_console().print(table)
+
+
 def print_plan(plan, explain: bool = False) -> None:
     """The planner's table (the shared view); every figure is an estimate, and says so."""
     from qadvisor.app.views import plan_view

@@ -18,6 +18,10 @@ _EVAL = EvalSettings.model_fields
 
 class RunOptions(BaseModel):
     model: str | None = None  # a directory, synthetic:NAME, or None for the shipped model
+    # a quantized checkpoint (a folder or a .gguf) measured as shipped; `model` is then its reference (None: none).
+    # The command line's --model CHECKPOINT --reference DIR arrive here as model and reference (app.auto.as_checkpoint)
+    checkpoint: str | None = None
+    reference: str | None = None
     methods: list[str] = list(registry.DEFAULT_METHODS)
     eval_text: Path | None = None
     calib_text: Path | None = None

@@ -9,6 +9,7 @@ from qadvisor.core.contention import busy_labels, contended
 from qadvisor.schemas.events import STEPS
 from qadvisor.schemas.export import RunExport
 from qadvisor.schemas.hardware import HardwareInfo
+from qadvisor.schemas.method import AS_SHIPPED
 from qadvisor.schemas.plan import Plan, PlanCheck
 from qadvisor.schemas.result import TrialResult
 
@@ -66,6 +67,21 @@ def method_rows(has_cuda: bool, findings: dict[str, str] | None = None) -> list[
         rows.append({**spec.model_dump(), "available": ok, "reason": reason, "finding": found,
                      "default": spec.name in registry.DEFAULT_METHODS,
                      "kv_stack": stacks.get(spec.name)})  # '' stacks with every KV method; None: a KV method
+    return rows
+
+
+def shipped_rows() -> list[dict]:
+    """The quantized formats a checkpoint can be measured in as shipped (`--model CHECKPOINT`), and whether the library
+    that reads each is here: the second half of `qadvisor methods`."""
+    from qadvisor.quantizers import checkpoint
+
+    rows = []
+    for fmt in checkpoint.FORMATS:
+        ok, why = checkpoint.installed(fmt)
+        says = (f"config.json's quant_method {fmt.quant_method!r}" if fmt.quant_method
+                else "a .gguf file's general.file_type")
+        rows.append({"format": fmt.name, "method": f"{AS_SHIPPED}{fmt.name}-…", "backend": fmt.backend,
+                     "says": says, "available": ok, "reason": why})
     return rows
 
 
@@ -165,8 +181,9 @@ def not_measured(export: RunExport) -> list[str]:
 def _footnote(export: RunExport, kv: bool) -> str:
     m, s = export.model, export.settings
     accuracy = (f"fp32 reference PPL {m.ref_ppl:.2f} on {m.eval_tokens} held-out tokens" if m.ref_ppl is not None
+                else "accuracy n/a: no reference model to compare the checkpoint with (--reference DIR)" if m.checkpoint
                 else "accuracy n/a: random weights")
-    return (f"bf16 baseline {f.mib(m.bf16_bytes)} MiB (measured), {m.params:,} parameters; {accuracy}. Speed: batch 1, "
+    return (f"bf16 baseline {f.mib(m.bf16_bytes)} MiB ({m.bf16_basis}), {m.params:,} parameters; {accuracy}. Speed: batch 1, "
             f"greedy, prompt {s.prompt_tokens} tokens, {s.decode_tokens} new{_shortened(export)}, median of {s.repeats} "
             "after a warm-up" + (f" (more where {s.repeats} take under {s.min_measure_s:g} s)" if s.min_measure_s else "")
             + ", ± half the range; CV = stdev ÷ mean of the repeats' decode. vs bf16 = bf16 bytes / method bytes on "
@@ -435,8 +452,7 @@ def time_view(export: RunExport) -> TableView:
                      rows=rows)
     view.notes = ["start = the trial process's start and the imports before its first step; quantize \"cached\": the "
                   "model came from the cache (in brackets, how long quantizing took when it was made)",
-                  f"{ref}; {_trials_line(measured)}, "
-                  f"{sum(r.cached for r in measured)} of {len(measured)} quantized models from the cache"
+                  f"{ref}; {_trials_line(measured)}" + _from_cache(measured)
                   + ("" if export.settings.reuse_cache else " (--no-cache: the cache was refreshed)")]
     view.notes += _first_calls(measured)
     slices = slice_time_line(export.plan) if export.plan is not None else ""
@@ -458,6 +474,12 @@ def slice_time_line(plan) -> str:
 
 
 FIRST_CALL_NOTED_S = 1.0  # below this, a first forward pass's extra time is not worth a line
+
+
+def _from_cache(measured: list[TrialResult]) -> str:
+    """How many quantized models came from the cache, of those quantized (a checkpoint measured as shipped is not)."""
+    quantized = sum(not r.method.startswith(AS_SHIPPED) for r in measured)
+    return f", {sum(r.cached for r in measured)} of {quantized} quantized models from the cache" if quantized else ""
 
 
 def _first_calls(measured: list) -> list[str]:

@@ -72,7 +72,7 @@ class Backend:
 
     def calibrates(self, spec: MethodSpec) -> bool:
         """Whether quantizing `spec` reads the calibration text (its content is then part of the artifact's key)."""
-        return self.calibrated
+        return self.calibrated and spec.source is None
 
     def build_key(self) -> str:
         """Which build of the backend runs on which CPU: a kept fallback verdict holds for this key only."""
@@ -176,7 +176,9 @@ def _older(version: str, minimum: str) -> bool:
 
 
 def weights_bytes_on_disk(directory: Path) -> int:
-    """Bytes of the weight files a method saved (configs and tokenizer left out)."""
+    """Bytes of the weight files a method saved (configs and tokenizer left out); of the file itself for a file."""
+    if Path(directory).is_file():
+        return Path(directory).stat().st_size
     return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
 
 

@@ -139,7 +139,8 @@ class LlamaCppBackend(Backend):
         shutil.rmtree(Path(model).parent, ignore_errors=True)
 
     def load(self, out_dir, spec, ctx):
-        return LlamaAdapter(out_dir / GGUF_FILE, ctx.threads, ctx.device, ctx.max_tokens, ctx.probe_dir, ctx.safe_level)
+        path = Path(out_dir) / GGUF_FILE if Path(out_dir).is_dir() else Path(out_dir)  # a checkpoint: the file itself
+        return LlamaAdapter(path, ctx.threads, ctx.device, ctx.max_tokens, ctx.probe_dir, ctx.safe_level)
 
     def memory_bytes(self, model) -> int:
         return model.tensor_bytes

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 from qadvisor.errors import UserError
 
 Component = Literal["weights", "kv-cache"]  # what a method quantizes
+AS_SHIPPED = "as-shipped:"  # how a checkpoint measured as it is names its method (quantizers.checkpoint)
 
 
 class MethodSpec(BaseModel):
@@ -23,6 +24,8 @@ class MethodSpec(BaseModel):
     group_size: int | None = None
     component: Component = "weights"
     summary: str = ""
+    # a checkpoint measured as it is (quantizers.checkpoint): its folder or .gguf file; None for a method qadvisor runs
+    source: str | None = None
 
 
 class Recipe(BaseModel):

@@ -143,8 +143,8 @@ class QAdvisorApp(App):
         """Check the form through the core, then measure in a worker; returns an error line or ''."""
         try:
             self.priorities = self.priorities_from(form)
-            if not form["methods"]:
-                raise UserError("choose at least one method")
+            if not form["methods"] and not form.get("checkpoint"):
+                raise UserError("choose at least one method (or a checkpoint to measure as shipped)")
             session = self.run_factory(form, self.priorities)
         except UserError as exc:
             return str(exc)

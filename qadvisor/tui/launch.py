@@ -42,13 +42,22 @@ def _names(text: str | None) -> list[str] | None:
     return [n.strip() for n in text.split(",") if n.strip()] or None if text else None
 
 
+def _reference(form: dict) -> str | None:
+    """A checkpoint's reference where the model field is blank: the shipped model, as blank means everywhere on the
+    form (the command line's --model CHECKPOINT alone measures size and speed only)."""
+    from qadvisor.core.measure.modelio import shipped_model_dir
+
+    return str(shipped_model_dir()) if form.get("checkpoint") else None
+
+
 def tui_inputs(args) -> TuiInputs:
     hardware = detect()
     export = load_export(args.load) if getattr(args, "load", None) else None
 
     def run_factory(form: dict, priorities) -> AutoSession:
         """The same session `--auto` runs, from the priorities form; bad input raises UserError before anything runs."""
-        opts = run_options(prefix="", model=form.get("model") or args.model,
+        opts = run_options(prefix="", model=form.get("model") or args.model or _reference(form),
+                           checkpoint=form.get("checkpoint"),
                            methods=registry.stack(form["methods"], form.get("kv")), plan_for=form.get("plan_for"),
                            stream=form.get("stream") or getattr(args, "stream", None),
                            target=form.get("target"), target_methods=_names(form.get("target_methods")),

@@ -97,6 +97,8 @@ class PrioritiesScreen(Screen):
                                 ("max KL", NumberInput(placeholder="KL", id="max_kl", label="max KL")))
                 yield Label("[b]Model directory[/] or repo id (blank: shipped)")
                 yield Input(placeholder=self.model_hint, id="model")
+                yield Label("[b]Checkpoint[/] as shipped (reference: the model above)")
+                yield Input(placeholder="a quantized folder or .gguf (blank: none)", id="checkpoint")
                 yield Checkbox("stream accuracy layer by layer", False, id="stream")
                 yield Label("[b]Plan for[/] (optional; a folder: its own accuracy)")
                 yield from _row(("Qwen model", Input(placeholder="Qwen2.5-72B", id="plan_for")),
@@ -171,7 +173,8 @@ class PrioritiesScreen(Screen):
 FIELD_WORDS = (("repeats", "repeats"), ("decode tokens", "decode_tokens"), ("prompt tokens", "prompt_tokens"),
                ("max size", "max_size"), ("min tok s", "min_tok_s"), ("max ppl rise", "max_ppl_rise"),
                ("max kl", "max_kl"), ("weights", "storage"), ("storage", "storage"), ("latency", "latency"),
-               ("accuracy", "accuracy"), ("model directory", "model"), ("unknown model", "plan_for"),
+               ("accuracy", "accuracy"), ("model directory", "model"), ("reference", "model"),
+               ("checkpoint", "checkpoint"), ("unknown model", "plan_for"),
                ("pin", "pin"), ("cluster", "cluster"), ("target methods", "target_methods"), ("target", "target"))
 
 

@@ -510,3 +510,28 @@ def test_the_slice_phase_shows_a_line_per_method_and_depth():
     show_slice(screen, done("@4L"))
     assert screen.shown.splitlines()[1:] == ["slices: gguf-q4_k_m @2L: decode 3.00 tok/s, prefill 40.0 tok/s",
                                              "slices: gguf-q4_k_m @4L: decode 3.00 tok/s, prefill 40.0 tok/s"]
+
+
+async def test_a_checkpoint_is_measured_as_shipped_from_the_form(app, tmp_path):
+    """The form's checkpoint field: a GGUF measured as it is, the shipped model (the blank model field) its reference;
+    a file that is not one is a line beside the field."""
+    from qadvisor.quantizers.llamacpp import to_gguf
+    from tests.conftest import SHIPPED
+
+    to_gguf(SHIPPED, tmp_path / "model.gguf")
+    (tmp_path / "notes.gguf").write_text("not a model")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await _priorities_with(pilot)
+        form = app.screen
+        form.query_one("#checkpoint").value = str(tmp_path / "notes.gguf")
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert "not a GGUF file" in str(form.query_one("#form-error").render())
+        assert form.query_one("#checkpoint").has_class("error")
+        form.query_one("#checkpoint").value = str(tmp_path / "model.gguf")
+        await pilot.press("ctrl+r")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        shipped = app.export.results[0]
+        assert (shipped.method, shipped.status) == ("as-shipped:gguf-bf16", "ok") and shipped.kl_mean is not None
+        assert app.export.model.checkpoint == str(tmp_path / "model.gguf")

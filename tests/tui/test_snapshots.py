@@ -53,7 +53,7 @@ class ScriptedRun:
     """Replays recorded events as a measuring session (core.measure.session.Session, inside app.auto.AutoSession)
     would yield them: three trials done, one mid-quantize."""
 
-    model_dir = Path("assets/qwen2-tiny-stdlib")
+    model_path = Path("assets/qwen2-tiny-stdlib")
     device_label = "cpu (recorded)"
     reference = "recorded"
 

@@ -33,9 +33,13 @@ def test_hardware_json_cli():
 
 def test_methods_cli_lists_availability():
     proc = run_cli("methods", "--json")
-    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    listed = json.loads(proc.stdout)
+    rows = {r["name"]: r for r in listed["methods"]}
     assert rows["fp32"]["available"] is True
     assert "reason" in rows["torchao-int4"]
+    shipped = {r["format"]: r for r in listed["as_shipped"]}
+    assert {"gptq", "awq", "bnb", "gguf", "compressed-tensors"} <= set(shipped)
+    assert shipped["gptq"]["backend"] == "gptq" and "reason" in shipped["compressed-tensors"]
 
 
 def test_empty_cache_variable_means_default(monkeypatch):

@@ -35,7 +35,7 @@ def test_the_tui_tests_replay_is_a_session():
 
 def test_a_run_without_a_member_is_not_a_session():
     class NoExport:
-        recipes, model_dir, device_label, reference = [], None, "", None
+        recipes, model_path, device_label, reference = [], None, "", None
 
         def trial_names(self):
             return []
@@ -43,5 +43,5 @@ def test_a_run_without_a_member_is_not_a_session():
         def events(self, cancel=None):
             return iter(())
 
-    assert _members() >= {"recipes", "model_dir", "device_label", "reference", "trial_names", "events", "export"}
+    assert _members() >= {"recipes", "model_path", "device_label", "reference", "trial_names", "events", "export"}
     assert not isinstance(NoExport(), Session)

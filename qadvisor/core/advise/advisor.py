@@ -280,8 +280,10 @@ def _no_pick(results, measured, candidates, ruled_out, priorities: Priorities) -
                               archetypes={r.method: "C" for r in candidates}, fits={r.method: ["C"] for r in candidates},
                               baselines=sorted(r.method for r in candidates))
     if not measured:
-        why = ("accuracy was not scored (random weights), so there is nothing to weigh"
-               if any(r.status == "ok" for r in results) else "no method was measured successfully")
+        ok = [r for r in results if r.status == "ok"]
+        unscored = (ok[0].reason or "").removeprefix("accuracy n/a: ").split(";")[0] if ok else ""
+        why = (f"accuracy was not scored ({unscored or 'nothing to compare with'}), so there is nothing to weigh"
+               if ok else "no method was measured successfully")
         return Recommendation(reasons=[why], ruled_out=ruled_out, pareto_front=front)
     closest = min(measured, key=lambda r: (_miss(r, priorities.limits), r.method))
     return Recommendation(

@@ -184,8 +184,8 @@ class ClusterRun:
         return self.local.recipes
 
     @property
-    def model_dir(self) -> Path:
-        return self.local.model_dir
+    def model_path(self) -> Path:
+        return self.local.model_path
 
     @property
     def device_label(self) -> str:

@@ -69,3 +69,4 @@ class Reference(BaseModel):
     bf16_bytes: int
     ref_ppl: float | None  # None when accuracy is not scored
     eval_tokens: int
+    bf16_basis: str = "measured"  # how bf16_bytes was found (checkpoints.ESTIMATED_BF16 without a reference)

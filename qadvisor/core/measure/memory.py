@@ -44,3 +44,13 @@ def check(steps: dict[str, str], params: int, vocab: int, scored_tokens: int, av
         raise UserError(f"not enough memory for {', '.join(short)}: up to {worst / 2**30:.1f} GiB a trial (estimate "
                         f"from peak RSS measured per backend), {available / 2**30:.1f} GiB available; leave "
                         f"{'them' if len(short) > 1 else 'it'} out of --methods, or free memory")
+
+
+def check_shipped(name: str, disk_bytes: int, vocab: int, scored_tokens: int) -> None:
+    """A checkpoint measured as shipped is only loaded, never quantized: the runtime, twice its files (an estimate:
+    its weights as loaded, and what a kernel unpacks around them) and the log-probs compared when accuracy is scored."""
+    need = measured()["base_bytes"] + 2 * disk_bytes + 2 * scored_tokens * vocab * 4
+    available = psutil.virtual_memory().available
+    if need > available:
+        raise UserError(f"not enough memory to measure {name}: about {need / 2**30:.1f} GiB (estimate: the runtime and "
+                        f"twice the checkpoint's {disk_bytes / 2**30:.1f} GiB), {available / 2**30:.1f} GiB available")

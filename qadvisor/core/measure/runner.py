@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from qadvisor import __version__
 from qadvisor.core import paths
-from qadvisor.core.measure import artifacts, memory, modelio
+from qadvisor.core.measure import artifacts, checkpoints, memory, modelio
 from qadvisor.core import architectures
 from qadvisor.core.hub import folder_name
 from qadvisor.core.paths import default_cache_dir
@@ -33,11 +33,14 @@ from qadvisor.schemas.events import Error, Event, EventEnvelope, Progress, Resul
 from qadvisor.schemas.export import ModelInfo, RunExport, RunSettings
 from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.schemas.result import TrialResult
-from qadvisor.quantizers import fallback, registry
+from qadvisor.quantizers import checkpoint, fallback, registry
+from qadvisor.schemas.method import Recipe
 
 
 class RunRequest(BaseModel):
     model_dir: str | None = None  # a directory, `synthetic:Qwen2.5-0.5B`, or None for the shipped model
+    # a quantized checkpoint measured as it is (a folder or a .gguf); model_dir is then its reference, None for none
+    checkpoint: str | None = None
     methods: list[str] = list(registry.DEFAULT_METHODS)
     eval_text: Path | None = None
     calib_text: Path | None = None
@@ -56,7 +59,9 @@ class Run:
         self.request = request
         self.say = say  # a line for the user before a long step that is not a trial (building a synthetic model)
         self.hardware = hardware
-        self.recipes = registry.parse_methods(",".join(request.methods))
+        self.checkpoint = checkpoint.describe(request.checkpoint) if request.checkpoint else None
+        self.unreferenced = self.checkpoint is not None and not request.model_dir  # size and speed only
+        self.recipes = self._recipes()
         cache_root = request.cache_dir or default_cache_dir()
         self.cache_root = Path(cache_root)
         self.log_dir: Path | None = None  # made at the first trial (artifacts.new_log_dir)
@@ -64,10 +69,10 @@ class Run:
         self.artifacts_dir = (cache_root / "artifacts").resolve()
         self.probe_dir = paths.probe_dir(cache_root)
         self.keeps_models = artifacts.model_bytes(self.model_dir) <= artifacts.MAX_MODEL_BYTES  # in the cache
-        weights = {r.weights.name: r.weights.bits for r in self.recipes}
+        weights = {r.weights.name: r.weights.bits for r in self.recipes if r.weights.source is None}
         modelio.check_disk(self.model_dir, list(weights.values()), self.artifacts_dir if self.keeps_models else None,
                            Path(request.work_dir or tempfile.gettempdir()))
-        if modelio.is_synthetic(self.model_dir):
+        if self.unscored:
             request = request.model_copy(update={"settings": request.settings.model_copy(update={"score_accuracy": False})})
             self.request = request
         self.eval_path = modelio.text_for(self.model_dir, modelio.EVAL_FILE, request.eval_text)[0].resolve()
@@ -93,12 +98,36 @@ class Run:
 
         self.fast_bf16 = fast_bf16()  # one answer for the trials' work dtype and the cache keys that record it
 
+    def _recipes(self) -> list[Recipe]:
+        """The checkpoint measured as shipped, if any, then the methods asked for (none besides a checkpoint: it alone)."""
+        own = [Recipe(parts=(self.checkpoint,))] if self.checkpoint else []
+        if own and not self.request.methods:
+            return own
+        return own + registry.parse_methods(",".join(self.request.methods))
+
+    @property
+    def unscored(self) -> bool:
+        """No accuracy to score: random weights, or a checkpoint without its unquantized model."""
+        return self.unreferenced or modelio.is_synthetic(self.model_dir)
+
     def _checked_model(self, cache_root: Path) -> tuple[Path, dict]:
         """The model to measure, once this machine's RAM is known to hold the reference step and every trial (on CPU:
-        a GPU run's peaks are on the GPU). A synthetic model is checked from its architecture before it is built."""
-        request, backends = self.request, {r.name: r.weights.backend for r in self.recipes}
+        a GPU run's peaks are on the GPU). A synthetic model is checked from its architecture before it is built; a
+        checkpoint against its reference, or without one against a folder of its own config and tokenizer."""
+        request = self.request
+        backends = {r.name: r.weights.backend for r in self.recipes if r.weights.source is None}
+        if self.unreferenced:
+            if len(self.recipes) > 1:
+                raise UserError("--methods quantize the unquantized model: pass it with --reference DIR, or measure "
+                                "the checkpoint alone")
+            folder = checkpoints.stand_in(self.checkpoint, cache_root, self.say)
+            config = modelio.read_config(folder)
+            self._check_shipped_memory(config, 0)
+            return folder, config
         cpu = request.settings.device == "cpu"
         if request.model_dir and str(request.model_dir).startswith(modelio.SYNTHETIC_PREFIX):
+            if self.checkpoint is not None:
+                raise UserError(f"--reference {request.model_dir} has random weights, so no checkpoint was made from it")
             arch = modelio.check_synthetic(str(request.model_dir))
             if cpu:
                 memory.check(backends, architectures.param_count(arch), arch.vocab_size, 0)  # random weights: nothing scored
@@ -107,11 +136,21 @@ class Run:
             return model_dir, modelio.check_model_dir(model_dir)
         model_dir = (Path(request.model_dir) if request.model_dir else modelio.shipped_model_dir()).resolve()
         config = modelio.check_model_dir(model_dir)
+        if self.checkpoint is not None:
+            checkpoints.check_reference(self.checkpoint, model_dir)
         if cpu:
             s = request.settings
             scored = s.windows * s.window if s.score_accuracy and not modelio.is_synthetic(model_dir) else 0
             modelio.check_memory(model_dir, config, backends, scored)
+            self._check_shipped_memory(config, scored)
         return model_dir, config
+
+    def _check_shipped_memory(self, config: dict, scored_tokens: int) -> None:
+        if self.checkpoint is not None and self.request.settings.device == "cpu":
+            from qadvisor.quantizers.base import weights_bytes_on_disk
+
+            memory.check_shipped(self.checkpoint.name, weights_bytes_on_disk(Path(self.checkpoint.source)),
+                                 config.get("vocab_size", 0), scored_tokens)
 
     def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
         """Yield progress, metric, result and error events; a failing method never stops the run."""
@@ -152,7 +191,7 @@ class Run:
                   eval_text=self.eval_path, calib_text=self.calib_path, settings=self.request.settings,
                   device_label=self.device_label, keep_model=keep, reuse_artifact=self.request.reuse_cache,
                   fast_bf16=fast_bf16, probe_dir=self.probe_dir, safe_level=level)
-        if work == "trial" and self.keeps_models:
+        if work == "trial" and self.keeps_models and recipe.weights.source is None:  # a checkpoint is not copied
             inputs = self._artifact_inputs(recipe.weights, fast_bf16)
             job = job.model_copy(update={"artifact_dir": self.artifacts_dir / artifacts.key_of(inputs),
                                          "artifact_inputs": inputs})
@@ -170,10 +209,11 @@ class Run:
 
     def _reference(self, work_dir: Path, cancel: threading.Event) -> Iterator[Event]:
         ref_file = self.cache_dir / REFERENCE_FILE
-        if not ref_file.is_file() and modelio.is_synthetic(self.model_dir):
+        if not ref_file.is_file() and self.unscored:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            ref_file.write_text(modelio.synthetic_reference(self.model_dir).model_dump_json())
-        trusted = self.reference_given or self.request.reuse_cache or modelio.is_synthetic(self.model_dir)
+            ref = checkpoints.unscored_reference if self.unreferenced else modelio.synthetic_reference
+            ref_file.write_text(ref(self.model_dir).model_dump_json())
+        trusted = self.reference_given or self.request.reuse_cache or self.unscored
         if not ref_file.is_file() or not trusted:
             started = time.perf_counter()
             ref_file.unlink(missing_ok=True)  # --no-cache: a failed step must not leave the old one looking fresh
@@ -191,7 +231,9 @@ class Run:
             self.reference_s = time.perf_counter() - started
         else:
             where = "computed once for this hardware kind (cluster)" if self.reference_given else "from cache"
-            yield Progress(method="reference", step="evaluate", fraction=1.0, message=f"reference log-probs {where}")
+            message = ("no reference model: size and speed only" if self.unreferenced
+                       else f"reference log-probs {where}")
+            yield Progress(method="reference", step="evaluate", fraction=1.0, message=message)
         self.reference = Reference.model_validate_json(ref_file.read_text())
 
     def reference_events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
@@ -281,13 +323,25 @@ class Run:
             qadvisor_version=__version__,
             created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             hardware=self.hardware,
-            model=ModelInfo(name=folder_name(self.model_dir), path=str(self.model_dir), params=ref.params,
-                            bf16_bytes=ref.bf16_bytes, ref_ppl=ref.ref_ppl, eval_tokens=ref.eval_tokens),
+            model=self._model_info(ref),
             settings=RunSettings(prompt_tokens=s.prompt_tokens, decode_tokens=s.decode_tokens, repeats=s.repeats,
                                  min_measure_s=s.min_measure_s,
                                  threads=s.threads, device=self.device_label, reuse_cache=self.request.reuse_cache),
             results=results, complete=not cut, cut=cut, reference_s=self.reference_s,
         )
+
+
+    @property
+    def model_path(self) -> Path:
+        """The model the run is about: the reference (or, without one, the checkpoint measured as shipped)."""
+        return Path(self.checkpoint.source) if self.unreferenced else self.model_dir
+
+    def _model_info(self, ref: Reference) -> ModelInfo:
+        """The measured model, and the checkpoint measured as shipped, if any."""
+        shipped = self.checkpoint.source if self.checkpoint else None
+        named = self.model_path
+        return ModelInfo(name=folder_name(named), path=str(named), params=ref.params, bf16_bytes=ref.bf16_bytes,
+                         bf16_basis=ref.bf16_basis, ref_ppl=ref.ref_ppl, eval_tokens=ref.eval_tokens, checkpoint=shipped)
 
 
 def time_side_by_side(recipe, saved: list[Path], source: Path, settings: EvalSettings, device_label: str,

@@ -15,7 +15,7 @@ from qadvisor.schemas.export import RunExport
 @runtime_checkable
 class Session(Protocol):
     recipes: list  # the methods to measure, as parsed recipes (a KV stack is one recipe)
-    model_dir: Path  # the model measured
+    model_path: Path  # the model the run is about (a checkpoint measured without its reference: the checkpoint)
     device_label: str  # where it is measured, in words: the table's title
     reference: object | None  # the fp32 reference once its step finished; None before (nothing to export)
 

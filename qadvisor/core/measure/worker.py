@@ -142,6 +142,8 @@ def saved_model(job: Job) -> Path:
     now, or a cached one copied for --keep-models), else the cache entry it found."""
     from qadvisor.core.measure import artifacts
 
+    if job.recipe.weights.source:
+        return Path(job.recipe.weights.source)
     here = job.work_dir / job.recipe.weights.name
     return here if here.is_dir() or job.artifact_dir is None else job.artifact_dir / artifacts.MODEL_FOLDER
 
@@ -164,11 +166,15 @@ def run_measure(job: Job, out: Emitter, started: float) -> TrialResult:
         model.eval()
     steps.record("weights_mem_bytes", backend.memory_bytes(model))
     result.compute_dtype = compute_dtype(model)
-    result.notes, result.safe_config = _notes(job, backend, model)
+    notes, result.safe_config = _notes(job, backend, model)
+    result.notes = [spec.summary, *notes] if spec.source else notes  # a checkpoint says what it is
     s, new_cache = job.settings, _kv_cache(recipe, job)
     if s.score_accuracy:
         with steps("evaluate", f"perplexity, KL and top-1 on {ref.eval_tokens} held-out tokens"):
             _evaluate(model, windows, ref, job, new_cache, steps)
+    elif spec.source:
+        result.reason = ("accuracy n/a: no reference model to compare with, give one with --reference DIR; vs bf16 is against "
+                         "parameters × 2 bytes, an estimate")
     else:
         result.reason = "; ".join(filter(None, ["accuracy n/a: random weights", backend.uncalibrated_note]))
     if s.benchmark:
@@ -206,6 +212,9 @@ def _quantized(job: Job, spec, backend, ctx, steps: Steps) -> Path:
     quantized and saved now (and stored in the cache). Returns its folder."""
     from qadvisor.core.measure import artifacts
 
+    if spec.source:  # a checkpoint measured as it is: the user's files, never copied, cached or removed
+        steps.out.progress("quantize", 1.0, f"nothing to quantize: {Path(spec.source).name} is measured as shipped")
+        return Path(spec.source)
     entry = job.artifact_dir
     hit = artifacts.lookup(entry) if entry is not None and job.reuse_artifact else None
     save_dir = job.work_dir / spec.name

@@ -1,0 +1,92 @@
+"""A quantized checkpoint measured as it is: checked against the unquantized model it is compared with (`--reference`),
+or, without one, measured for size and speed against a folder of its own config and tokenizer."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from qadvisor.errors import UserError
+from qadvisor.quantizers import checkpoint
+from qadvisor.schemas.jsonfile import read_json_object
+from qadvisor.schemas.method import MethodSpec
+
+STAND_IN_DIR = "checkpoints"  # under the cache root
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
+                   "generation_config.json")
+ESTIMATED_BF16 = "estimate: parameters × 2 bytes, no --reference to save in bf16"
+
+
+def check_reference(spec: MethodSpec, reference: Path) -> None:
+    """The reference must be the model the checkpoint was quantized from: the same shape and the same tokens by id,
+    else its log-probabilities mean nothing for the checkpoint's (one UserError saying where they differ)."""
+    if checkpoint.is_checkpoint(reference):
+        raise UserError(f"reference {reference} (--reference, the model beside a checkpoint) is quantized itself: pass "
+                        "the unquantized model the checkpoint was made from")
+    config = read_json_object(Path(reference) / "config.json", "model config")
+    mine = checkpoint.shape(spec)
+    keys = checkpoint.SHAPE_KEYS if Path(spec.source).is_file() else (*checkpoint.SHAPE_KEYS, "vocab_size")
+    differ = [f"{key} {mine[key]} here, {config.get(key)} there" for key in keys
+              if mine.get(key) is not None and mine[key] != config.get(key)]
+    if differ:
+        raise UserError(f"reference {reference} (--reference, the model beside a checkpoint): not the model "
+                        f"{Path(spec.source).name} was quantized from "
+                        f"({'; '.join(differ)})")
+    tokens, theirs = checkpoint.vocabulary(spec), checkpoint.tokens_of(Path(reference))
+    if not tokens or not theirs:
+        return
+    wrong = next((i for i, token in enumerate(theirs) if token and (i >= len(tokens) or tokens[i] != token)), None)
+    if wrong is not None:
+        mine_token = tokens[wrong] if wrong < len(tokens) else "nothing"
+        raise UserError(f"reference {reference} (--reference, the model beside a checkpoint): its tokenizer differs "
+                        f"from {Path(spec.source).name}'s (token "
+                        f"{wrong} is {mine_token!r} in the checkpoint, {theirs[wrong]!r} in the reference)")
+
+
+def stand_in(spec: MethodSpec, cache_root: Path, say=lambda line: None) -> Path:
+    """Without a reference, the folder the run's checks and the trial's tokenizer read: the checkpoint's own config
+    and tokenizer files, or for a GGUF the ones its metadata holds (read by transformers). Made once, in the cache."""
+    source = Path(spec.source)
+    stat = source.stat()
+    key = hashlib.sha256(f"{source}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    folder = Path(cache_root) / STAND_IN_DIR / f"{source.stem}-{key}"
+    if (folder / "config.json").is_file():
+        return folder
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if source.is_dir():
+        if not any((source / name).is_file() for name in TOKENIZER_FILES[:3]):
+            raise UserError(f"{source}: no tokenizer files, so nothing to feed it text with; pass --reference DIR "
+                            "(the unquantized model it was made from)")
+        for name in ("config.json", *TOKENIZER_FILES):
+            if (source / name).is_file():
+                shutil.copy2(source / name, tmp / name)
+    else:
+        say(f"{source.name}: its config and tokenizer read from the GGUF metadata (once)")
+        _from_gguf(source, tmp)
+    tmp.rename(folder)
+    return folder
+
+
+def _from_gguf(source: Path, folder: Path) -> None:
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        AutoConfig.from_pretrained(str(source.parent), gguf_file=source.name).save_pretrained(str(folder))
+        AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name).save_pretrained(str(folder))
+    except Exception as exc:  # the GGUF header passed; transformers could not rebuild its tokenizer
+        raise UserError(f"{source}: its tokenizer could not be read from the GGUF ({type(exc).__name__}); pass "
+                        "--reference DIR (the unquantized model it was made from)") from None
+
+
+def unscored_reference(model_dir: Path):
+    """The reference of a run without one: the parameter count from the config and an estimated bf16 size."""
+    from qadvisor.core.architectures import param_count
+    from qadvisor.core.measure.jobs import Reference
+    from qadvisor.schemas.plan import Architecture
+
+    config = read_json_object(Path(model_dir) / "config.json", "model config")
+    params = param_count(Architecture.from_config(Path(model_dir).name, config))
+    return Reference(params=params, bf16_bytes=2 * params, ref_ppl=None, eval_tokens=0, bf16_basis=ESTIMATED_BF16)

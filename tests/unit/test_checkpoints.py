@@ -1,0 +1,113 @@
+"""What a quantized checkpoint says of itself, and every way one cannot be measured as shipped: one line, exit 2,
+before anything runs."""
+
+import json
+import shutil
+
+import pytest
+
+from qadvisor.core.measure import checkpoints
+from qadvisor.errors import UserError
+from qadvisor.quantizers import checkpoint
+from tests.conftest import SHIPPED, run_cli
+
+GPTQ = {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": True, "sym": True,
+        "checkpoint_format": "gptq", "meta": {"quantizer": ["gptqmodel:7.6.0"]}}
+AWQ = {"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemm", "zero_point": True}  # AutoAWQ's, as Qwen ships
+NF4 = {"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}
+
+
+def folder_with(tmp_path, quant, **config):
+    """The shipped model's config and tokenizer with a quantization_config: all `describe` and the checks read."""
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    base = json.loads((SHIPPED / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**base, **config, "quantization_config": quant}))
+    shutil.copy(SHIPPED / "tokenizer.json", folder)
+    (folder / "model.safetensors").write_bytes(b"")
+    return folder
+
+
+@pytest.mark.parametrize("quant, name, group, says", [
+    (GPTQ, "as-shipped:gptq-int4", 128, "act-order, format gptq; written by gptqmodel:7.6.0"),
+    (AWQ, "as-shipped:awq-int4", 128, "zero point, gemm"),
+    (NF4, "as-shipped:bnb-nf4", 64, "4-bit nf4"),
+])
+def test_a_checkpoint_is_the_method_its_config_states(tmp_path, quant, name, group, says):
+    spec = checkpoint.describe(folder_with(tmp_path, quant))
+    assert (spec.name, spec.group_size, spec.bits) == (name, group, 4)
+    assert says in spec.summary and spec.source == str((tmp_path / "ckpt").resolve())
+    assert checkpoint.is_checkpoint(tmp_path / "ckpt") and not checkpoint.is_checkpoint(SHIPPED)
+
+
+def test_a_gguf_is_described_by_its_header(tmp_path):
+    from qadvisor.quantizers.llamacpp import to_gguf
+
+    to_gguf(SHIPPED, tmp_path / "model.gguf")  # unquantized: bf16 matrices
+    spec = checkpoint.describe(tmp_path / "model.gguf")
+    assert (spec.name, spec.backend, spec.bits) == ("as-shipped:gguf-bf16", "llamacpp", 16)
+    checkpoints.check_reference(spec, SHIPPED)  # the model it was written from passes
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: (p / "x.gguf").write_text("hello"), "not a GGUF file"),
+    (lambda p: folder_with(p, {**GPTQ, "quant_method": "fp8"}), "no installed library reads it"),
+    (lambda p: folder_with(p, GPTQ, model_type="llama"), "model_type 'llama'"),
+    (lambda p: folder_with(p, {"quant_method": "compressed-tensors"}), "compressed-tensors"),
+])
+def test_a_checkpoint_nothing_here_reads_is_one_line(tmp_path, make, words):
+    made = make(tmp_path)
+    path = made if made is not None and not isinstance(made, int) else tmp_path / "x.gguf"
+    try:
+        import compressed_tensors  # noqa: F401
+        if "compressed" in words:
+            pytest.skip("compressed-tensors is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(UserError, match=words) as caught:
+        checkpoint.describe(path)
+    assert str(caught.value).startswith("checkpoint ") and "\n" not in str(caught.value)
+
+
+def test_a_gguf_of_another_architecture_is_refused(tmp_path):
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(tmp_path / "llama.gguf"), arch="llama")
+    writer.add_tensor("token_embd.weight", np.zeros((4, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(UserError, match="architecture 'llama'"):
+        checkpoint.describe(tmp_path / "llama.gguf")
+
+
+def test_a_reference_must_be_the_model_the_checkpoint_came_from(tmp_path):
+    spec = checkpoint.describe(folder_with(tmp_path, GPTQ))
+    other = tmp_path / "other"
+    other.mkdir()
+    config = json.loads((SHIPPED / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 6}))
+    with pytest.raises(UserError, match="num_hidden_layers 8 here, 6 there"):
+        checkpoints.check_reference(spec, other)
+    tokenizer = json.loads((SHIPPED / "tokenizer.json").read_text())
+    vocab = tokenizer["model"]["vocab"]
+    a, b = (next(t for t, i in vocab.items() if i == n) for n in (300, 301))
+    vocab[a], vocab[b] = 301, 300
+    (other / "config.json").write_text(json.dumps(config))
+    (other / "tokenizer.json").write_text(json.dumps(tokenizer))
+    with pytest.raises(UserError, match=r"tokenizer differs .*\(token 300 "):
+        checkpoints.check_reference(spec, other)
+    with pytest.raises(UserError, match="quantized itself"):
+        checkpoints.check_reference(spec, tmp_path / "ckpt")
+
+
+def test_bad_checkpoint_input_stops_before_measuring(tmp_path):
+    ckpt = folder_with(tmp_path, GPTQ)
+    for args, words in ((("--reference", str(SHIPPED)), "--reference is the unquantized model"),
+                        (("--model", str(ckpt), "--methods", "bnb-nf4"), "pass it with --reference"),
+                        (("--model", str(ckpt), "--plan-for", "Qwen2.5-7B"), "--plan-for works on an unquantized")):
+        proc = run_cli("--auto", *args, env={"QADVISOR_CACHE": str(tmp_path / "cache")})
+        assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "cache" / "logs").exists()
