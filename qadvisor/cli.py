@@ -14,8 +14,8 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auto", action="store_true", help="measure without the TUI, print a table, write the export")
     parser.add_argument("--load", type=Path, help="open a saved run in the TUI (its recommendation screen)")
     parser.add_argument("--model", help="a local Qwen2/Qwen2.5 model directory, or synthetic:Qwen2.5-0.5B (random weights "
-                        "at the real shape, to check the planner), or a quantized checkpoint (a GPTQ, AWQ or "
-                        "bitsandbytes folder, a .gguf file) measured as shipped; default: the shipped model")
+                        "at the real shape, to check the planner), or quantized checkpoints (GPTQ, AWQ or "
+                        "bitsandbytes folders, .gguf files; comma-separated) measured as shipped; default: the shipped model")
     parser.add_argument("--reference", metavar="DIR", help="with --model CHECKPOINT (a quantized folder or a .gguf "
                         "file, measured as shipped): the unquantized model it was made from, for its accuracy; without it, "
                         "size and speed only")

@@ -59,29 +59,32 @@ def with_unstacked(opts: RunOptions, say: Callable[[str], None]) -> RunOptions:
     return opts if methods == opts.methods else opts.model_copy(update={"methods": methods})
 
 
-def as_checkpoint(opts: RunOptions) -> RunOptions:
-    """`--model CHECKPOINT [--reference DIR]`: a quantized checkpoint (a .gguf file, or a folder whose config.json has a
-    quantization_config) is measured as shipped, against DIR; the methods then run only when asked for."""
+def as_checkpoints(opts: RunOptions) -> RunOptions:
+    """`--model CHECKPOINT[,CHECKPOINT…] [--reference DIR]`: quantized checkpoints (.gguf files, or folders whose
+    config.json has a quantization_config) are measured as shipped, side by side, against DIR; the methods then run
+    only when asked for."""
     from qadvisor.core import hub
     from qadvisor.core.measure.modelio import SYNTHETIC_PREFIX
     from qadvisor.quantizers import checkpoint
 
-    model = hub.resolve(opts.model)
-    if not opts.checkpoint and model and not model.startswith(SYNTHETIC_PREFIX) and checkpoint.is_checkpoint(model):
-        opts = opts.model_copy(update={"checkpoint": model, "model": opts.reference, "reference": None})
+    model = opts.model or ""
+    parts = [hub.resolve(p.strip()) for p in model.split(",") if p.strip()]
+    if (not opts.checkpoints and parts and not model.startswith(SYNTHETIC_PREFIX)
+            and all(checkpoint.is_checkpoint(p) for p in parts)):
+        opts = opts.model_copy(update={"checkpoints": parts, "model": opts.reference, "reference": None})
     elif opts.reference:
         raise UserError(f"--reference is the unquantized model a quantized checkpoint is compared with, and --model "
                         f"{opts.model or '(the shipped model)'} is not one (a .gguf file, or a folder whose config.json "
                         "has a quantization_config)")
-    if not opts.checkpoint:
-        return opts.model_copy(update={"model": model})
+    if not opts.checkpoints:
+        return opts.model_copy(update={"model": hub.resolve(opts.model)})
     if opts.stream or opts.plan_for or opts.cluster:
         given = "--stream" if opts.stream else "--plan-for" if opts.plan_for else "--cluster"
         raise UserError(f"{given} works on an unquantized model; a quantized checkpoint is measured as shipped here, "
                         "on this machine: drop one of them")
     methods = opts.methods if "methods" in opts.model_fields_set else []
-    return opts.model_copy(update={"checkpoint": hub.resolve(opts.checkpoint), "model": hub.resolve(opts.model),
-                                   "methods": methods})
+    return opts.model_copy(update={"checkpoints": [hub.resolve(p) for p in opts.checkpoints],
+                                   "model": hub.resolve(opts.model), "methods": methods})
 
 
 def _stream_job(opts: RunOptions, methods: list[str], settings):
@@ -157,8 +160,8 @@ class AutoSession:
             raise UserError("--pin places methods on the nodes of a Ray cluster: it needs --cluster")
         from qadvisor.core import hub
 
-        opts = as_checkpoint(opts).model_copy(update={"plan_for": hub.resolve(opts.plan_for)})
-        opts = opts if opts.checkpoint else as_streamed_target(opts, say)
+        opts = as_checkpoints(opts).model_copy(update={"plan_for": hub.resolve(opts.plan_for)})
+        opts = opts if opts.checkpoints else as_streamed_target(opts, say)
         opts = with_unstacked(opts, say) if opts.methods else opts
         self.opts = opts
         self.priorities = priorities
@@ -173,7 +176,7 @@ class AutoSession:
         self.hardware = detect()
         settings = EvalSettings(device=resolve_device(opts.device), threads=opts.threads or self.hardware.physical_cores,
                                 repeats=opts.repeats, decode_tokens=opts.decode_tokens, prompt_tokens=opts.prompt_tokens)
-        request = RunRequest(model_dir=opts.model, checkpoint=opts.checkpoint, methods=opts.methods, eval_text=opts.eval_text,
+        request = RunRequest(model_dir=opts.model, checkpoints=opts.checkpoints, methods=opts.methods, eval_text=opts.eval_text,
                              calib_text=opts.calib_text, settings=settings, work_dir=opts.keep_models,
                              reuse_cache=opts.reuse_cache)
         self.run: Session = Run(request, self.hardware, say)

@@ -18,9 +18,9 @@ _EVAL = EvalSettings.model_fields
 
 class RunOptions(BaseModel):
     model: str | None = None  # a directory, synthetic:NAME, or None for the shipped model
-    # a quantized checkpoint (a folder or a .gguf) measured as shipped; `model` is then its reference (None: none).
-    # The command line's --model CHECKPOINT --reference DIR arrive here as model and reference (app.auto.as_checkpoint)
-    checkpoint: str | None = None
+    # quantized checkpoints (folders or .gguf files) measured as shipped; `model` is then their reference (None: none).
+    # The command line's --model CHECKPOINT[,CHECKPOINT] --reference DIR arrive as model and reference (app.auto)
+    checkpoints: list[str] = []
     reference: str | None = None
     methods: list[str] = list(registry.DEFAULT_METHODS)
     eval_text: Path | None = None
@@ -40,6 +40,12 @@ class RunOptions(BaseModel):
     target_methods: list[str] | None = None  # measured on slices of plan_for; default: app.auto._target_methods
     cluster: str | None = None  # `local` or HOST:PORT of a Ray cluster: every method on every node (core.cluster.driver)
     pin: dict[str, str] = {}  # method → a Ray resource: that method only on the nodes that have it (e.g. H100s)
+
+    @field_validator("checkpoints", mode="before")
+    @classmethod
+    def _paths(cls, value):
+        """`a,b` as the form's field takes them."""
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
 
     @field_validator("pin", mode="before")
     @classmethod

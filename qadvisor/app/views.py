@@ -181,7 +181,7 @@ def not_measured(export: RunExport) -> list[str]:
 def _footnote(export: RunExport, kv: bool) -> str:
     m, s = export.model, export.settings
     accuracy = (f"fp32 reference PPL {m.ref_ppl:.2f} on {m.eval_tokens} held-out tokens" if m.ref_ppl is not None
-                else "accuracy n/a: no reference model to compare the checkpoint with (--reference DIR)" if m.checkpoint
+                else "accuracy n/a: no reference model to compare the checkpoints with (--reference DIR)" if m.checkpoints
                 else "accuracy n/a: random weights")
     return (f"bf16 baseline {f.mib(m.bf16_bytes)} MiB ({m.bf16_basis}), {m.params:,} parameters; {accuracy}. Speed: batch 1, "
             f"greedy, prompt {s.prompt_tokens} tokens, {s.decode_tokens} new{_shortened(export)}, median of {s.repeats} "

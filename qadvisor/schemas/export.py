@@ -26,7 +26,7 @@ class ModelInfo(BaseModel):
     params: int
     bf16_bytes: int  # the model's weights saved in bf16: the baseline for compression
     bf16_basis: str = "measured"  # or an estimate's formula (a checkpoint measured without its unquantized model)
-    checkpoint: str | None = None  # a quantized checkpoint measured as shipped (--model CHECKPOINT): its path
+    checkpoints: list[str] = []  # quantized checkpoints measured as shipped (--model CHECKPOINT): their paths
     ref_ppl: float | None  # fp32 perplexity on the evaluation text; None for random (synthetic) weights
     eval_tokens: int  # tokens scored for the accuracy metrics
 

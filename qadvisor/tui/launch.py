@@ -57,7 +57,7 @@ def tui_inputs(args) -> TuiInputs:
     def run_factory(form: dict, priorities) -> AutoSession:
         """The same session `--auto` runs, from the priorities form; bad input raises UserError before anything runs."""
         opts = run_options(prefix="", model=form.get("model") or args.model or _reference(form),
-                           checkpoint=form.get("checkpoint"),
+                           checkpoints=form.get("checkpoint"),
                            methods=registry.stack(form["methods"], form.get("kv")), plan_for=form.get("plan_for"),
                            stream=form.get("stream") or getattr(args, "stream", None),
                            target=form.get("target"), target_methods=_names(form.get("target_methods")),

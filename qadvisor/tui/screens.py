@@ -97,8 +97,8 @@ class PrioritiesScreen(Screen):
                                 ("max KL", NumberInput(placeholder="KL", id="max_kl", label="max KL")))
                 yield Label("[b]Model directory[/] or repo id (blank: shipped)")
                 yield Input(placeholder=self.model_hint, id="model")
-                yield Label("[b]Checkpoint[/] as shipped (reference: the model above)")
-                yield Input(placeholder="a quantized folder or .gguf (blank: none)", id="checkpoint")
+                yield Label("[b]Checkpoints[/] as shipped (reference: the model above)")
+                yield Input(placeholder="quantized folders or .gguf files, comma-separated", id="checkpoint")
                 yield Checkbox("stream accuracy layer by layer", False, id="stream")
                 yield Label("[b]Plan for[/] (optional; a folder: its own accuracy)")
                 yield from _row(("Qwen model", Input(placeholder="Qwen2.5-72B", id="plan_for")),

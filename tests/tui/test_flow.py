@@ -534,4 +534,4 @@ async def test_a_checkpoint_is_measured_as_shipped_from_the_form(app, tmp_path):
         await pilot.pause()
         shipped = app.export.results[0]
         assert (shipped.method, shipped.status) == ("as-shipped:gguf-bf16", "ok") and shipped.kl_mean is not None
-        assert app.export.model.checkpoint == str(tmp_path / "model.gguf")
+        assert app.export.model.checkpoints == [str(tmp_path / "model.gguf")]

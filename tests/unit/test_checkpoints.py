@@ -17,9 +17,9 @@ AWQ = {"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemm", "
 NF4 = {"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}
 
 
-def folder_with(tmp_path, quant, **config):
+def folder_with(tmp_path, quant, name="ckpt", **config):
     """The shipped model's config and tokenizer with a quantization_config: all `describe` and the checks read."""
-    folder = tmp_path / "ckpt"
+    folder = tmp_path / name
     folder.mkdir()
     base = json.loads((SHIPPED / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**base, **config, "quantization_config": quant}))
@@ -101,6 +101,25 @@ def test_a_reference_must_be_the_model_the_checkpoint_came_from(tmp_path):
         checkpoints.check_reference(spec, other)
     with pytest.raises(UserError, match="quantized itself"):
         checkpoints.check_reference(spec, tmp_path / "ckpt")
+
+
+def test_checkpoints_side_by_side_are_named_apart_and_must_be_one_model(tmp_path):
+    first, second, gguf = folder_with(tmp_path, GPTQ, "qwen"), folder_with(tmp_path, GPTQ, "ours"), tmp_path / "m.gguf"
+    from qadvisor.quantizers.llamacpp import to_gguf
+
+    to_gguf(SHIPPED, gguf)
+    specs = checkpoint.describe_all([str(first), str(second), str(gguf)])
+    assert [s.name for s in specs] == ["as-shipped:gptq-int4@qwen", "as-shipped:gptq-int4@ours", "as-shipped:gguf-bf16"]
+    checkpoints.check_together(specs)  # a GGUF and a folder of the same model
+    (tmp_path / "sub").mkdir()
+    again = folder_with(tmp_path / "sub", GPTQ, "qwen")
+    assert [s.name[-2:] for s in checkpoint.describe_all([str(first), str(again)])] == ["#1", "#2"]
+    with pytest.raises(UserError, match="listed twice"):
+        checkpoint.describe_all([str(first), str(first)])
+    config = json.loads((second / "config.json").read_text())
+    (second / "config.json").write_text(json.dumps({**config, "hidden_size": 256}))
+    with pytest.raises(UserError, match="hidden_size 256 here, 384 there"):
+        checkpoints.check_together(checkpoint.describe_all([str(first), str(second)]))
 
 
 def test_bad_checkpoint_input_stops_before_measuring(tmp_path):

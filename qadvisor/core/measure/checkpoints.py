@@ -21,27 +21,37 @@ ESTIMATED_BF16 = "estimate: parameters × 2 bytes, no --reference to save in bf1
 def check_reference(spec: MethodSpec, reference: Path) -> None:
     """The reference must be the model the checkpoint was quantized from: the same shape and the same tokens by id,
     else its log-probabilities mean nothing for the checkpoint's (one UserError saying where they differ)."""
+    what = f"reference {reference} (--reference, the model beside a checkpoint)"
     if checkpoint.is_checkpoint(reference):
-        raise UserError(f"reference {reference} (--reference, the model beside a checkpoint) is quantized itself: pass "
-                        "the unquantized model the checkpoint was made from")
+        raise UserError(f"{what} is quantized itself: pass the unquantized model the checkpoint was made from")
     config = read_json_object(Path(reference) / "config.json", "model config")
+    shape = {key: config.get(key) for key in (*checkpoint.SHAPE_KEYS, "vocab_size")}
+    _same_model(spec, shape, checkpoint.tokens_of(Path(reference)), what)
+
+
+def check_together(specs: list[MethodSpec]) -> None:
+    """Checkpoints measured side by side without a reference: the same model, quantized differently."""
+    first = specs[0]
+    for other in specs[1:]:
+        _same_model(other, checkpoint.shape(first), checkpoint.vocabulary(first), f"checkpoint {first.source}")
+
+
+def _same_model(spec: MethodSpec, shape: dict, tokens: list[str] | None, what: str) -> None:
+    """`spec` against another model's shape and tokens by id; where they differ is one UserError about `what`."""
     mine = checkpoint.shape(spec)
-    keys = checkpoint.SHAPE_KEYS if Path(spec.source).is_file() else (*checkpoint.SHAPE_KEYS, "vocab_size")
-    differ = [f"{key} {mine[key]} here, {config.get(key)} there" for key in keys
-              if mine.get(key) is not None and mine[key] != config.get(key)]
+    differ = [f"{key} {mine[key]} here, {shape.get(key)} there" for key in mine
+              if mine[key] is not None and shape.get(key) is not None and mine[key] != shape[key]]
+    name = Path(spec.source).name
     if differ:
-        raise UserError(f"reference {reference} (--reference, the model beside a checkpoint): not the model "
-                        f"{Path(spec.source).name} was quantized from "
-                        f"({'; '.join(differ)})")
-    tokens, theirs = checkpoint.vocabulary(spec), checkpoint.tokens_of(Path(reference))
-    if not tokens or not theirs:
+        raise UserError(f"{what}: not the model {name} was quantized from ({'; '.join(differ)})")
+    ours = checkpoint.vocabulary(spec)
+    if not ours or not tokens:
         return
-    wrong = next((i for i, token in enumerate(theirs) if token and (i >= len(tokens) or tokens[i] != token)), None)
+    wrong = next((i for i, token in enumerate(tokens) if token and (i >= len(ours) or ours[i] != token)), None)
     if wrong is not None:
-        mine_token = tokens[wrong] if wrong < len(tokens) else "nothing"
-        raise UserError(f"reference {reference} (--reference, the model beside a checkpoint): its tokenizer differs "
-                        f"from {Path(spec.source).name}'s (token "
-                        f"{wrong} is {mine_token!r} in the checkpoint, {theirs[wrong]!r} in the reference)")
+        here = ours[wrong] if wrong < len(ours) else "nothing"
+        raise UserError(f"{what}: its tokenizer differs from {name}'s (token {wrong} is {here!r} in the checkpoint, "
+                        f"{tokens[wrong]!r} there)")
 
 
 def stand_in(spec: MethodSpec, cache_root: Path, say=lambda line: None) -> Path:

@@ -39,8 +39,8 @@ from qadvisor.schemas.method import Recipe
 
 class RunRequest(BaseModel):
     model_dir: str | None = None  # a directory, `synthetic:Qwen2.5-0.5B`, or None for the shipped model
-    # a quantized checkpoint measured as it is (a folder or a .gguf); model_dir is then its reference, None for none
-    checkpoint: str | None = None
+    # quantized checkpoints measured as they are (folders or .gguf files); model_dir is then their reference, or None
+    checkpoints: list[str] = []
     methods: list[str] = list(registry.DEFAULT_METHODS)
     eval_text: Path | None = None
     calib_text: Path | None = None
@@ -59,8 +59,8 @@ class Run:
         self.request = request
         self.say = say  # a line for the user before a long step that is not a trial (building a synthetic model)
         self.hardware = hardware
-        self.checkpoint = checkpoint.describe(request.checkpoint) if request.checkpoint else None
-        self.unreferenced = self.checkpoint is not None and not request.model_dir  # size and speed only
+        self.checkpoints = checkpoint.describe_all(request.checkpoints)
+        self.unreferenced = bool(self.checkpoints) and not request.model_dir  # size and speed only
         self.recipes = self._recipes()
         cache_root = request.cache_dir or default_cache_dir()
         self.cache_root = Path(cache_root)
@@ -99,8 +99,9 @@ class Run:
         self.fast_bf16 = fast_bf16()  # one answer for the trials' work dtype and the cache keys that record it
 
     def _recipes(self) -> list[Recipe]:
-        """The checkpoint measured as shipped, if any, then the methods asked for (none besides a checkpoint: it alone)."""
-        own = [Recipe(parts=(self.checkpoint,))] if self.checkpoint else []
+        """The checkpoints measured as shipped, if any, then the methods asked for (none besides checkpoints: they
+        alone)."""
+        own = [Recipe(parts=(spec,)) for spec in self.checkpoints]
         if own and not self.request.methods:
             return own
         return own + registry.parse_methods(",".join(self.request.methods))
@@ -117,16 +118,17 @@ class Run:
         request = self.request
         backends = {r.name: r.weights.backend for r in self.recipes if r.weights.source is None}
         if self.unreferenced:
-            if len(self.recipes) > 1:
+            if len(self.recipes) > len(self.checkpoints):
                 raise UserError("--methods quantize the unquantized model: pass it with --reference DIR, or measure "
-                                "the checkpoint alone")
-            folder = checkpoints.stand_in(self.checkpoint, cache_root, self.say)
+                                "the checkpoints alone")
+            checkpoints.check_together(self.checkpoints)
+            folder = checkpoints.stand_in(self.checkpoints[0], cache_root, self.say)
             config = modelio.read_config(folder)
             self._check_shipped_memory(config, 0)
             return folder, config
         cpu = request.settings.device == "cpu"
         if request.model_dir and str(request.model_dir).startswith(modelio.SYNTHETIC_PREFIX):
-            if self.checkpoint is not None:
+            if self.checkpoints:
                 raise UserError(f"--reference {request.model_dir} has random weights, so no checkpoint was made from it")
             arch = modelio.check_synthetic(str(request.model_dir))
             if cpu:
@@ -136,8 +138,8 @@ class Run:
             return model_dir, modelio.check_model_dir(model_dir)
         model_dir = (Path(request.model_dir) if request.model_dir else modelio.shipped_model_dir()).resolve()
         config = modelio.check_model_dir(model_dir)
-        if self.checkpoint is not None:
-            checkpoints.check_reference(self.checkpoint, model_dir)
+        for spec in self.checkpoints:
+            checkpoints.check_reference(spec, model_dir)
         if cpu:
             s = request.settings
             scored = s.windows * s.window if s.score_accuracy and not modelio.is_synthetic(model_dir) else 0
@@ -146,11 +148,13 @@ class Run:
         return model_dir, config
 
     def _check_shipped_memory(self, config: dict, scored_tokens: int) -> None:
-        if self.checkpoint is not None and self.request.settings.device == "cpu":
-            from qadvisor.quantizers.base import weights_bytes_on_disk
+        if self.request.settings.device != "cpu":
+            return
+        from qadvisor.quantizers.base import weights_bytes_on_disk
 
-            memory.check_shipped(self.checkpoint.name, weights_bytes_on_disk(Path(self.checkpoint.source)),
-                                 config.get("vocab_size", 0), scored_tokens)
+        for spec in self.checkpoints:
+            memory.check_shipped(spec.name, weights_bytes_on_disk(Path(spec.source)), config.get("vocab_size", 0),
+                                 scored_tokens)
 
     def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
         """Yield progress, metric, result and error events; a failing method never stops the run."""
@@ -333,15 +337,15 @@ class Run:
 
     @property
     def model_path(self) -> Path:
-        """The model the run is about: the reference (or, without one, the checkpoint measured as shipped)."""
-        return Path(self.checkpoint.source) if self.unreferenced else self.model_dir
+        """The model the run is about: the reference (or, without one, the first checkpoint measured as shipped)."""
+        return Path(self.checkpoints[0].source) if self.unreferenced else self.model_dir
 
     def _model_info(self, ref: Reference) -> ModelInfo:
-        """The measured model, and the checkpoint measured as shipped, if any."""
-        shipped = self.checkpoint.source if self.checkpoint else None
+        """The measured model, and the checkpoints measured as shipped, if any."""
+        shipped = [spec.source for spec in self.checkpoints]
         named = self.model_path
         return ModelInfo(name=folder_name(named), path=str(named), params=ref.params, bf16_bytes=ref.bf16_bytes,
-                         bf16_basis=ref.bf16_basis, ref_ppl=ref.ref_ppl, eval_tokens=ref.eval_tokens, checkpoint=shipped)
+                         bf16_basis=ref.bf16_basis, ref_ppl=ref.ref_ppl, eval_tokens=ref.eval_tokens, checkpoints=shipped)
 
 
 def time_side_by_side(recipe, saved: list[Path], source: Path, settings: EvalSettings, device_label: str,
