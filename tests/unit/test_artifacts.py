@@ -30,6 +30,16 @@ def test_a_changed_calibration_text_changes_the_key_of_calibrated_methods_only(t
     assert _entry(first, "bnb-nf4+kv-int4") == _entry(first, "bnb-nf4")
 
 
+def test_a_method_is_keyed_by_what_it_sets_not_by_the_fields_a_checkpoint_adds(tmp_path):
+    """A spec's key holds its own fields only: the checkpoint's `source` (never set for a method that is cached) does
+    not enter it, so existing entries stay valid."""
+    import json
+
+    run = Run(RunRequest(methods=["gptq-int4"]), detect(with_backends=False))
+    spec = json.loads(run._artifact_inputs(run.recipes[0].weights)["spec"])
+    assert set(spec) == {"name", "backend", "bits", "scheme", "group_size", "component", "summary"}
+
+
 def test_a_changed_model_file_changes_the_hash(tmp_path):
     model = tmp_path / "m"
     model.mkdir()

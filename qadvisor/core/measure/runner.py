@@ -206,7 +206,9 @@ class Run:
         backend = registry.backend_for(spec)
         self.model_hash = self.model_hash or artifacts.content_hash(self.model_dir)
         s = self.request.settings
-        return artifacts.key_inputs(self.model_hash, spec.model_dump_json(), (backend.package, *backend.also_needs),
+        # `source` left out: a cached method never has one, and a key it cannot change keeps existing entries valid
+        return artifacts.key_inputs(self.model_hash, spec.model_dump_json(exclude={"source"}),
+                                    (backend.package, *backend.also_needs),
                                     self.calib_path.read_text(encoding="utf-8") if backend.calibrates(spec) else "",
                                     s.device, backend.calibrates(spec) and s.score_accuracy,
                                     self.fast_bf16 if fast_bf16 is None else fast_bf16)
