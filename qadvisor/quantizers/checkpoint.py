@@ -164,9 +164,11 @@ def _bnb(quant: dict, wrote: str) -> MethodSpec:
 def _compressed(quant: dict, wrote: str) -> MethodSpec:
     weights = next((g.get("weights") or {} for g in (quant.get("config_groups") or {}).values()), {})
     bits, group = int(weights.get("num_bits", 8)), weights.get("group_size")
+    layout = f"group {group}" if group else f"per {weights.get('strategy') or 'tensor'}"
+    wrote = f"written by compressed-tensors {quant['version']}" if quant.get("version") else wrote
     return MethodSpec(name=f"{PREFIX}compressed-tensors-int{bits}", backend="torch", bits=bits, scheme="compressed",
-                      group_size=group, summary=f"compressed-tensors {bits}-bit "
-                                                f"({quant.get('format', 'format not stated')}); {wrote}")
+                      group_size=group, summary=f"compressed-tensors {bits}-bit {weights.get('type', 'int')}, {layout}, "
+                                                f"{quant.get('format', 'format not stated')}; {wrote}")
 
 
 _HF_READERS = {"gptq": _gptq, "awq": _awq, "bnb": _bnb, "compressed-tensors": _compressed}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qadvisor.schemas.method import MethodSpec
-from qadvisor.quantizers.base import Backend, load_hf
+from qadvisor.quantizers.base import Backend, load_hf, use_compute_dtype
 
 
 class NativeBackend(Backend):
@@ -35,7 +35,17 @@ class NativeBackend(Backend):
         model.save_pretrained(str(out_dir))
 
     def load(self, out_dir, spec, ctx):
+        if spec.source:  # a compressed-tensors checkpoint (quantizers.checkpoint): transformers reads its config
+            import torch
+
+            return use_compute_dtype(load_hf(out_dir, torch.bfloat16, ctx.device), ctx.compute_dtype)
         return load_hf(out_dir, self._dtype(spec), ctx.device)
+
+    def notes(self, model) -> list[str]:
+        if getattr(model.config, "quantization_config", None) is None:
+            return []
+        return ["compressed-tensors through transformers: the weights stay packed as the checkpoint holds them and "
+                "the library unpacks them at every matmul"]
 
 
 BACKEND = NativeBackend()

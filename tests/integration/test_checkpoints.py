@@ -50,3 +50,40 @@ def test_without_a_reference_size_and_speed_only(kept, tmp_path):
         assert shipped.size_bytes == trials[method].size_bytes and shipped.decode_tok_s > 0
         assert shipped.kl_mean is None and "no reference model" in shipped.reason
     assert export.model.bf16_basis.startswith("estimate") and "accuracy n/a: no reference model" in stdout
+
+
+def compressed_int8(folder):
+    """The shipped model in compressed-tensors' int-quantized format (int8 per channel), written by that library."""
+    import shutil
+
+    import torch
+    from compressed_tensors.compressors import ModelCompressor
+    from compressed_tensors.quantization import (QuantizationArgs, QuantizationConfig, QuantizationScheme,
+                                                 QuantizationStatus, apply_quantization_config)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(SHIPPED), dtype=torch.bfloat16)
+    args = QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="channel")
+    apply_quantization_config(model, QuantizationConfig(config_groups={"g": QuantizationScheme(targets=["Linear"],
+                              weights=args)}, ignore=["lm_head"], format="int-quantized"))
+    for module in model.modules():
+        if hasattr(module, "weight_scale"):  # absmax per output channel: what a calibration-free int8 scheme sets
+            module.weight_scale.data = (module.weight.data.float().abs().amax(dim=1, keepdim=True) / 127).clamp(
+                min=1e-8).to(module.weight_scale.dtype)
+            module.quantization_status = QuantizationStatus.FROZEN
+    compressor = ModelCompressor.from_pretrained_model(model, quantization_format="int-quantized")
+    compressor.compress_model(model)
+    model.save_pretrained(str(folder))
+    compressor.update_config(str(folder))
+    shutil.copy(SHIPPED / "tokenizer.json", folder)
+    return folder
+
+
+def test_a_compressed_tensors_checkpoint_is_measured_as_shipped(tmp_path):
+    pytest.importorskip("compressed_tensors")
+    folder = compressed_int8(tmp_path / "w8")
+    export, _ = as_shipped([folder], tmp_path, "--reference", str(SHIPPED))
+    shipped = export.results[0]
+    assert (shipped.method, shipped.status, shipped.backend) == ("as-shipped:compressed-tensors-int8", "ok", "torch")
+    assert shipped.size_bytes < 0.7 * export.model.bf16_bytes and 0 < shipped.kl_mean < 1e-3
+    assert "per channel" in shipped.notes[0] and "written by compressed-tensors" in shipped.notes[0]
