@@ -78,25 +78,6 @@ def describe(path: str | Path) -> MethodSpec:
     return spec.model_copy(update={"source": str(path)})
 
 
-def describe_all(paths: list[str]) -> list[MethodSpec]:
-    """Checkpoints measured side by side: each described, named apart where two state the same method (by folder or
-    file name), a path given twice refused."""
-    specs = [describe(p) for p in paths]
-    sources = [s.source for s in specs]
-    twice = sorted({s for s in sources if sources.count(s) > 1})
-    if twice:
-        raise UserError(f"checkpoint listed twice: {', '.join(twice)}")
-    names = [s.name for s in specs]
-    named = [f"{s.name}@{_label(Path(s.source))}" if names.count(s.name) > 1 else s.name for s in specs]
-    named = [f"{name}#{i + 1}" if named.count(name) > 1 else name for i, name in enumerate(named)]
-    return [s.model_copy(update={"name": name}) for s, name in zip(specs, named)]
-
-
-def _label(path: Path) -> str:
-    """A checkpoint's name as a person knows it: its folder, or its file (a kept `model.gguf`: the folder it is in)."""
-    return path.parent.name if path.is_file() and path.stem == "model" else path.stem if path.is_file() else path.name
-
-
 def _library(fmt: Format, path: Path) -> None:
     ok, why = installed(fmt)
     if not ok:

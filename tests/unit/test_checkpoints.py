@@ -110,18 +110,18 @@ def test_checkpoints_side_by_side_are_named_apart_and_must_be_one_model(tmp_path
     from qadvisor.quantizers.llamacpp import to_gguf
 
     to_gguf(SHIPPED, gguf)
-    specs = checkpoint.describe_all([str(first), str(second), str(gguf)])
+    specs = checkpoints.describe_all([str(first), str(second), str(gguf)])
     assert [s.name for s in specs] == ["as-shipped:gptq-int4@qwen", "as-shipped:gptq-int4@ours", "as-shipped:gguf-bf16"]
     checkpoints.check_together(specs)  # a GGUF and a folder of the same model
     (tmp_path / "sub").mkdir()
     again = folder_with(tmp_path / "sub", GPTQ, "qwen")
-    assert [s.name[-2:] for s in checkpoint.describe_all([str(first), str(again)])] == ["#1", "#2"]
+    assert [s.name[-2:] for s in checkpoints.describe_all([str(first), str(again)])] == ["#1", "#2"]
     with pytest.raises(UserError, match="listed twice"):
-        checkpoint.describe_all([str(first), str(first)])
+        checkpoints.describe_all([str(first), str(first)])
     config = json.loads((second / "config.json").read_text())
     (second / "config.json").write_text(json.dumps({**config, "hidden_size": 256}))
     with pytest.raises(UserError, match="hidden_size 256 here, 384 there"):
-        checkpoints.check_together(checkpoint.describe_all([str(first), str(second)]))
+        checkpoints.check_together(checkpoints.describe_all([str(first), str(second)]))
 
 
 def test_bad_checkpoint_input_stops_before_measuring(tmp_path):

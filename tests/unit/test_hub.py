@@ -43,3 +43,20 @@ def test_stream_needs_a_checkpoint_folder_and_no_second_target(tmp_path):
     assert done.returncode == 2 and "--stream measures a checkpoint folder" in done.stderr
     done = run_cli("--auto", "--stream", "--model", str(SHIPPED), "--plan-for", "Qwen2.5-7B", timeout=120)
     assert done.returncode == 2 and "drop one of them" in done.stderr
+
+
+def test_a_quantized_repo_is_a_checkpoint_named_by_its_repo(tmp_path):
+    """A cached GPTQ repo as --model, its unquantized repo as --reference: resolved offline, described, and checked
+    against the reference before anything runs (here a reference of another depth: one line naming the repo)."""
+    import json
+
+    env = _cache(tmp_path)
+    _cache(tmp_path, "Qwen/Tiny-Qwen2-GPTQ-Int4")
+    snapshot = next((tmp_path / "hf" / "hub" / "models--Qwen--Tiny-Qwen2-GPTQ-Int4" / "snapshots").iterdir())
+    config = json.loads((snapshot / "config.json").read_text())
+    config.update(num_hidden_layers=6, quantization_config={"quant_method": "gptq", "bits": 4, "group_size": 128})
+    (snapshot / "config.json").write_text(json.dumps(config))
+    done = run_cli("--auto", "--model", "Qwen/Tiny-Qwen2-GPTQ-Int4", "--reference", "Qwen/Tiny-Qwen2", env=env,
+                   timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "not the model Tiny-Qwen2-GPTQ-Int4 was quantized from (num_hidden_layers 6 here, 8 there)" in done.stderr

@@ -7,6 +7,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
+from qadvisor.core.hub import folder_name
 from qadvisor.errors import UserError
 from qadvisor.quantizers import checkpoint
 from qadvisor.schemas.jsonfile import read_json_object
@@ -16,6 +17,28 @@ STAND_IN_DIR = "checkpoints"  # under the cache root
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
                    "generation_config.json")
 ESTIMATED_BF16 = "estimate: parameters × 2 bytes, no --reference to save in bf16"
+
+
+def describe_all(paths: list[str]) -> list[MethodSpec]:
+    """Checkpoints measured side by side: each described, named apart where two state the same method (by folder or
+    file name), a path given twice refused."""
+    specs = [checkpoint.describe(p) for p in paths]
+    sources = [s.source for s in specs]
+    twice = sorted({s for s in sources if sources.count(s) > 1})
+    if twice:
+        raise UserError(f"checkpoint listed twice: {', '.join(twice)}")
+    names = [s.name for s in specs]
+    named = [f"{s.name}@{_label(Path(s.source))}" if names.count(s.name) > 1 else s.name for s in specs]
+    named = [f"{name}#{i + 1}" if named.count(name) > 1 else name for i, name in enumerate(named)]
+    return [s.model_copy(update={"name": name}) for s, name in zip(specs, named)]
+
+
+def _label(path: Path) -> str:
+    """A checkpoint's name as a person knows it: its folder (a repo's name for a cached snapshot), or its file (a kept
+    `model.gguf`: the folder it is in)."""
+    if path.is_file():
+        return folder_name(path.parent) if path.stem == "model" else path.stem
+    return folder_name(path)
 
 
 def check_reference(spec: MethodSpec, reference: Path) -> None:
@@ -41,7 +64,7 @@ def _same_model(spec: MethodSpec, shape: dict, tokens: list[str] | None, what: s
     mine = checkpoint.shape(spec)
     differ = [f"{key} {mine[key]} here, {shape.get(key)} there" for key in mine
               if mine[key] is not None and shape.get(key) is not None and mine[key] != shape[key]]
-    name = Path(spec.source).name
+    name = _label(Path(spec.source))
     if differ:
         raise UserError(f"{what}: not the model {name} was quantized from ({'; '.join(differ)})")
     ours = checkpoint.vocabulary(spec)

@@ -33,7 +33,7 @@ from qadvisor.schemas.events import Error, Event, EventEnvelope, Progress, Resul
 from qadvisor.schemas.export import ModelInfo, RunExport, RunSettings
 from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.schemas.result import TrialResult
-from qadvisor.quantizers import checkpoint, fallback, registry
+from qadvisor.quantizers import fallback, registry
 from qadvisor.schemas.method import Recipe
 
 
@@ -59,7 +59,7 @@ class Run:
         self.request = request
         self.say = say  # a line for the user before a long step that is not a trial (building a synthetic model)
         self.hardware = hardware
-        self.checkpoints = checkpoint.describe_all(request.checkpoints)
+        self.checkpoints = checkpoints.describe_all(request.checkpoints)
         self.unreferenced = bool(self.checkpoints) and not request.model_dir  # size and speed only
         self.recipes = self._recipes()
         cache_root = request.cache_dir or default_cache_dir()
