@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
@@ -156,8 +157,16 @@ _HF_READERS = {"gptq": _gptq, "awq": _awq, "bnb": _bnb, "compressed-tensors": _c
 
 
 def gguf_fields(path: Path) -> dict:
-    """A GGUF file's metadata by key (the tokenizer's arrays left as their length), and its tensors' bits per weight;
-    a file that is not GGUF is a UserError."""
+    """A GGUF file's metadata by key (its tokenizer's merges left out), and its tensors' bits per weight; a file that
+    is not GGUF is a UserError. Read once per file: describing and checking a checkpoint ask for it several times, and
+    a Qwen GGUF's 151,936 tokens take a while to decode (the TUI may meet a file rewritten since: size and time key it)."""
+    stat = Path(path).stat()
+    return _gguf_fields(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@cache
+def _gguf_fields(name: str, size: int, mtime_ns: int) -> dict:
+    path = Path(name)
     with path.open("rb") as fh:
         if fh.read(4) != GGUF_MAGIC:
             raise UserError(f"{path}: not a GGUF file (it does not start with the GGUF magic); pass a .gguf file or "

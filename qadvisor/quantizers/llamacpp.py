@@ -25,28 +25,27 @@ FTYPES = {"gguf-q8_0": 7, "gguf-q6_k": 18, "gguf-q4_k_m": 15, "gguf-q3_k_m": 12,
 WITH_IMATRIX = frozenset(("gguf-q4_k_m-imat", "gguf-q2_k-imat", "gguf-iq4_xs"))
 
 
+_WITH_MATRIX = "with an importance matrix from the calibration text"
+
+
+def _spec(name: str, bits: float, scheme: str, summary: str, group_size: int = 256) -> MethodSpec:
+    return MethodSpec(name=name, backend="llamacpp", bits=bits, scheme=scheme, group_size=group_size, summary=summary)
+
+
 class LlamaCppBackend(Backend):
     name = "llamacpp"
     package = "llama_cpp_python"
     also_needs = ("gguf",)  # writes the GGUF file llama.cpp quantizes
     install_hint = "pip install llama-cpp-python gguf (builds llama.cpp from source, 5–10 min)"
     methods = (
-        MethodSpec(name="gguf-q8_0", backend="llamacpp", bits=8.5, scheme="Q8_0", group_size=32,
-                   summary="GGUF Q8_0 (llama.cpp), 8-bit blocks of 32"),
-        MethodSpec(name="gguf-q6_k", backend="llamacpp", bits=6.5625, scheme="Q6_K", group_size=256,
-                   summary="GGUF Q6_K (llama.cpp) k-quant"),
-        MethodSpec(name="gguf-q4_k_m", backend="llamacpp", bits=4.85, scheme="Q4_K_M", group_size=256,
-                   summary="GGUF Q4_K_M (llama.cpp) k-quant mix"),
-        MethodSpec(name="gguf-q3_k_m", backend="llamacpp", bits=3.91, scheme="Q3_K_M", group_size=256,
-                   summary="GGUF Q3_K_M (llama.cpp) k-quant mix"),
-        MethodSpec(name="gguf-q2_k", backend="llamacpp", bits=2.96, scheme="Q2_K", group_size=256,
-                   summary="GGUF Q2_K (llama.cpp) k-quant mix"),
-        MethodSpec(name="gguf-q4_k_m-imat", backend="llamacpp", bits=4.85, scheme="Q4_K_M", group_size=256,
-                   summary="GGUF Q4_K_M with an importance matrix from the calibration text"),
-        MethodSpec(name="gguf-q2_k-imat", backend="llamacpp", bits=2.96, scheme="Q2_K", group_size=256,
-                   summary="GGUF Q2_K with an importance matrix from the calibration text"),
-        MethodSpec(name="gguf-iq4_xs", backend="llamacpp", bits=4.25, scheme="IQ4_XS", group_size=256,
-                   summary="GGUF IQ4_XS (an i-quant) with an importance matrix from the calibration text"),
+        _spec("gguf-q8_0", 8.5, "Q8_0", "GGUF Q8_0 (llama.cpp), 8-bit blocks of 32", group_size=32),
+        _spec("gguf-q6_k", 6.5625, "Q6_K", "GGUF Q6_K (llama.cpp) k-quant"),
+        _spec("gguf-q4_k_m", 4.85, "Q4_K_M", "GGUF Q4_K_M (llama.cpp) k-quant mix"),
+        _spec("gguf-q3_k_m", 3.91, "Q3_K_M", "GGUF Q3_K_M (llama.cpp) k-quant mix"),
+        _spec("gguf-q2_k", 2.96, "Q2_K", "GGUF Q2_K (llama.cpp) k-quant mix"),
+        _spec("gguf-q4_k_m-imat", 4.85, "Q4_K_M", f"GGUF Q4_K_M {_WITH_MATRIX}"),
+        _spec("gguf-q2_k-imat", 2.96, "Q2_K", f"GGUF Q2_K {_WITH_MATRIX}"),
+        _spec("gguf-iq4_xs", 4.25, "IQ4_XS", f"GGUF IQ4_XS (an i-quant) {_WITH_MATRIX}"),
     )
 
     safe_configs = (

@@ -46,7 +46,7 @@ def test_a_gguf_is_described_by_its_header(tmp_path):
     to_gguf(SHIPPED, tmp_path / "model.gguf")  # unquantized: bf16 matrices
     spec = checkpoint.describe(tmp_path / "model.gguf")
     assert (spec.name, spec.backend, spec.bits) == ("as-shipped:gguf-bf16", "llamacpp", 16)
-    checkpoints.check_reference(spec, SHIPPED)  # the model it was written from passes
+    checkpoints.check_reference([spec], SHIPPED)  # the model it was written from passes
 
 
 @pytest.mark.parametrize("make, words", [
@@ -92,7 +92,7 @@ def test_a_reference_must_be_the_model_the_checkpoint_came_from(tmp_path):
     config = json.loads((SHIPPED / "config.json").read_text())
     (other / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 6}))
     with pytest.raises(UserError, match="num_hidden_layers 8 here, 6 there"):
-        checkpoints.check_reference(spec, other)
+        checkpoints.check_reference([spec], other)
     tokenizer = json.loads((SHIPPED / "tokenizer.json").read_text())
     vocab = tokenizer["model"]["vocab"]
     a, b = (next(t for t, i in vocab.items() if i == n) for n in (300, 301))
@@ -100,9 +100,9 @@ def test_a_reference_must_be_the_model_the_checkpoint_came_from(tmp_path):
     (other / "config.json").write_text(json.dumps(config))
     (other / "tokenizer.json").write_text(json.dumps(tokenizer))
     with pytest.raises(UserError, match=r"tokenizer differs .*\(token 300 "):
-        checkpoints.check_reference(spec, other)
+        checkpoints.check_reference([spec], other)
     with pytest.raises(UserError, match="quantized itself"):
-        checkpoints.check_reference(spec, tmp_path / "ckpt")
+        checkpoints.check_reference([spec], tmp_path / "ckpt")
 
 
 def test_checkpoints_side_by_side_are_named_apart_and_must_be_one_model(tmp_path):

@@ -41,22 +41,25 @@ def _label(path: Path) -> str:
     return folder_name(path)
 
 
-def check_reference(spec: MethodSpec, reference: Path) -> None:
-    """The reference must be the model the checkpoint was quantized from: the same shape and the same tokens by id,
-    else its log-probabilities mean nothing for the checkpoint's (one UserError saying where they differ)."""
+def check_reference(specs: list[MethodSpec], reference: Path) -> None:
+    """The reference must be the model the checkpoints were quantized from: the same shape and the same tokens by id,
+    else its log-probabilities mean nothing for theirs (one UserError saying where they differ)."""
     what = f"reference {reference} (--reference, the model beside a checkpoint)"
     if checkpoint.is_checkpoint(reference):
         raise UserError(f"{what} is quantized itself: pass the unquantized model the checkpoint was made from")
     config = read_json_object(Path(reference) / "config.json", "model config")
     shape = {key: config.get(key) for key in (*checkpoint.SHAPE_KEYS, "vocab_size")}
-    _same_model(spec, shape, checkpoint.tokens_of(Path(reference)), what)
+    tokens = checkpoint.tokens_of(Path(reference))
+    for spec in specs:
+        _same_model(spec, shape, tokens, what)
 
 
 def check_together(specs: list[MethodSpec]) -> None:
     """Checkpoints measured side by side without a reference: the same model, quantized differently."""
     first = specs[0]
+    shape, tokens = checkpoint.shape(first), checkpoint.vocabulary(first)
     for other in specs[1:]:
-        _same_model(other, checkpoint.shape(first), checkpoint.vocabulary(first), f"checkpoint {first.source}")
+        _same_model(other, shape, tokens, f"checkpoint {first.source}")
 
 
 def _same_model(spec: MethodSpec, shape: dict, tokens: list[str] | None, what: str) -> None:

@@ -138,8 +138,8 @@ class Run:
             return model_dir, modelio.check_model_dir(model_dir)
         model_dir = (Path(request.model_dir) if request.model_dir else modelio.shipped_model_dir()).resolve()
         config = modelio.check_model_dir(model_dir)
-        for spec in self.checkpoints:
-            checkpoints.check_reference(spec, model_dir)
+        if self.checkpoints:
+            checkpoints.check_reference(self.checkpoints, model_dir)
         if cpu:
             s = request.settings
             scored = s.windows * s.window if s.score_accuracy and not modelio.is_synthetic(model_dir) else 0
