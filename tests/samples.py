@@ -58,3 +58,27 @@ def two_kind_export():
     export.kinds = [HardwareKind(kind=kinds[0], hardware=export.hardware, nodes=["10.0.0.1 (aaaa)"]),
                     HardwareKind(kind=kinds[1], hardware=fast, nodes=["10.0.0.2 (bbbb)"])]
     return readvise(export, load_profile("balanced"))
+
+
+def split_gguf(source, folder, parts: int = 3) -> list:
+    """`source` rewritten as llama.cpp's split GGUF (NAME-00001-of-0000N.gguf …), as Qwen ships its larger files:
+    the metadata in the first part, the tensors spread over all of them. Returns the parts, first first."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(source))
+    per_part = -(-len(reader.tensors) // parts)
+    writer = gguf.GGUFWriter(str(folder / "tiny-q4_k_m.gguf"), reader.fields["general.architecture"].contents(),
+                             split_max_tensors=per_part)
+    for field in reader.fields.values():
+        if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
+            continue  # written by the writer itself
+        kind = field.types[0]
+        writer.add_key_value(field.name, field.contents(), kind,
+                             sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
+    for tensor in reader.tensors:
+        writer.add_tensor(tensor.name, tensor.data, raw_shape=tensor.data.shape, raw_dtype=tensor.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return sorted(folder.glob("tiny-q4_k_m-*-of-*.gguf"))

@@ -176,9 +176,12 @@ def _older(version: str, minimum: str) -> bool:
 
 
 def weights_bytes_on_disk(directory: Path) -> int:
-    """Bytes of the weight files a method saved (configs and tokenizer left out); of the file itself for a file."""
+    """Bytes of the weight files a method saved (configs and tokenizer left out); of the file itself for a file, with
+    its other parts for a split GGUF."""
     if Path(directory).is_file():
-        return Path(directory).stat().st_size
+        from qadvisor.quantizers.checkpoint import gguf_parts
+
+        return sum(part.stat().st_size for part in gguf_parts(Path(directory)))
     return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
 
 

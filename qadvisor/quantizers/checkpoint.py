@@ -7,6 +7,7 @@ Reading a checkpoint's description opens its config.json or the GGUF header only
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -17,6 +18,8 @@ from qadvisor.schemas.jsonfile import read_json_object
 from qadvisor.schemas.method import AS_SHIPPED as PREFIX, MethodSpec
 
 GGUF_MAGIC = b"GGUF"
+# llama.cpp's split GGUF (llama-gguf-split; Qwen's larger GGUF releases): NAME-00001-of-00003.gguf and its siblings
+SPLIT = re.compile(r"(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf")
 SHAPE_KEYS = ("hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads", "num_key_value_heads")
 # the GGUF metadata (under the architecture's name) that holds each of SHAPE_KEYS
 GGUF_SHAPE = {"hidden_size": "embedding_length", "num_hidden_layers": "block_count",
@@ -156,6 +159,24 @@ def _compressed(quant: dict, wrote: str) -> MethodSpec:
 _HF_READERS = {"gptq": _gptq, "awq": _awq, "bnb": _bnb, "compressed-tensors": _compressed}
 
 
+def gguf_parts(path: Path) -> list[Path]:
+    """A GGUF's files: the file alone, or every part of a split one given its first (llama.cpp reads the others from
+    beside it). A later part, or a part missing, is a UserError."""
+    path = Path(path)
+    found = SPLIT.fullmatch(path.name)
+    if found is None:
+        return [path]
+    no, count = int(found["no"]), int(found["count"])
+    parts = [path.with_name(f"{found['stem']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+    if no != 1:
+        raise UserError(f"{path}: part {no} of a split GGUF; pass its first part, {parts[0].name}")
+    missing = [p.name for p in parts if not p.is_file()]
+    if missing:
+        raise UserError(f"{path}: a GGUF split in {count} files, and {', '.join(missing)} is not beside it: every "
+                        "part is needed")
+    return parts
+
+
 def gguf_fields(path: Path) -> dict:
     """A GGUF file's metadata by key (its tokenizer's merges left out), and its tensors' bits per weight; a file that
     is not GGUF is a UserError. Read once per file: describing and checking a checkpoint ask for it several times, and
@@ -178,7 +199,8 @@ def _gguf_fields(name: str, size: int, mtime_ns: int) -> dict:
     except Exception as exc:  # a truncated or garbled file: whatever the reader raised, in one line
         raise UserError(f"{path}: unreadable GGUF file ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     fields = {key: field.contents() for key, field in reader.fields.items() if key != "tokenizer.ggml.merges"}
-    weights = [t for t in reader.tensors if len(t.shape) > 1]
+    tensors = [*reader.tensors, *(t for part in gguf_parts(path)[1:] for t in gguf.GGUFReader(str(part)).tensors)]
+    weights = [t for t in tensors if len(t.shape) > 1]
     fields["bits_per_weight"] = 8 * sum(int(t.n_bytes) for t in weights) / max(1, sum(int(t.n_elements) for t in weights))
     return fields
 
@@ -198,8 +220,10 @@ def _gguf(path: Path) -> MethodSpec:
     imatrix = ", with an importance matrix" if any(k.startswith("quantize.imatrix") for k in fields) else ""
     wrote = fields.get("general.quantized_by") or f"llama.cpp quantization version {fields.get('general.quantization_version', '?')}"
     bits = round(fields["bits_per_weight"], 2)
+    parts = len(gguf_parts(path))
+    split = f", split in {parts} files" if parts > 1 else ""
     return MethodSpec(name=f"{PREFIX}gguf-{kind.lower()}", backend="llamacpp", bits=bits, scheme=kind,
-                      summary=f"GGUF {kind}{imatrix}, {bits:g} bits per weight; {wrote}")
+                      summary=f"GGUF {kind}{imatrix}, {bits:g} bits per weight{split}; {wrote}")
 
 
 def shape(spec: MethodSpec) -> dict[str, int]:

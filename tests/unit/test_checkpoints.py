@@ -49,6 +49,29 @@ def test_a_gguf_is_described_by_its_header(tmp_path):
     checkpoints.check_reference([spec], SHIPPED)  # the model it was written from passes
 
 
+def test_a_split_gguf_is_every_part_given_its_first(tmp_path):
+    from qadvisor.quantizers.base import weights_bytes_on_disk
+    from qadvisor.quantizers.llamacpp import to_gguf
+    from tests.samples import split_gguf
+
+    to_gguf(SHIPPED, tmp_path / "model.gguf")
+    first, *rest = split_gguf(tmp_path / "model.gguf", tmp_path)
+    assert first.name == "tiny-q4_k_m-00001-of-00003.gguf" and len(rest) == 2
+    spec = checkpoint.describe(first)
+    assert (spec.name, spec.bits) == ("as-shipped:gguf-bf16", 16) and "split in 3 files" in spec.summary
+    # the size is every part's, not the first's alone
+    assert weights_bytes_on_disk(first) == sum(p.stat().st_size for p in (first, *rest))
+    assert weights_bytes_on_disk(first) > 1.5 * first.stat().st_size
+    named = checkpoints.describe_all([str(first), str(tmp_path / "model.gguf")])
+    assert [s.name for s in named] == ["as-shipped:gguf-bf16@tiny-q4_k_m", "as-shipped:gguf-bf16@" + tmp_path.name]
+    with pytest.raises(UserError, match="part 2 of a split GGUF; pass its first part, tiny-q4_k_m-00001-of-00003.gguf"):
+        checkpoint.describe(rest[0])
+    rest[1].unlink()
+    proc = run_cli("--auto", "--model", str(first), "--reference", str(SHIPPED))
+    assert proc.returncode == 2 and "tiny-q4_k_m-00003-of-00003.gguf is not beside it" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("make, words", [
     (lambda p: (p / "x.gguf").write_text("hello"), "not a GGUF file"),
     (lambda p: folder_with(p, {**GPTQ, "quant_method": "fp8"}), "no installed library reads it"),

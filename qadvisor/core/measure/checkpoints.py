@@ -35,9 +35,10 @@ def describe_all(paths: list[str]) -> list[MethodSpec]:
 
 def _label(path: Path) -> str:
     """A checkpoint's name as a person knows it: its folder (a repo's name for a cached snapshot), or its file (a kept
-    `model.gguf`: the folder it is in)."""
+    `model.gguf`: the folder it is in; a split GGUF: its name without the part's number)."""
     if path.is_file():
-        return folder_name(path.parent) if path.stem == "model" else path.stem
+        split = checkpoint.SPLIT.fullmatch(path.name)
+        return folder_name(path.parent) if path.stem == "model" else split["stem"] if split else path.stem
     return folder_name(path)
 
 
