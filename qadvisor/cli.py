@@ -68,7 +68,8 @@ def _priority_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--priorities", help="weights, e.g. storage=3,latency=1,accuracy=2 (override the profile)")
     parser.add_argument("--max-size", help="hard limit on the saved size, e.g. 15MiB or 40GB")
     parser.add_argument("--min-tok-s", type=float, help="hard limit: at least this decode speed here")
-    parser.add_argument("--max-ppl-rise", type=float, help="hard limit: perplexity rise in percent vs fp32")
+    parser.add_argument("--max-ppl-rise", type=float, help="hard limit: perplexity rise in percent vs fp32 (a target's published "
+                        "benchmark-average drop where it has no perplexity)")
     parser.add_argument("--max-kl", type=float, help="hard limit: mean KL divergence per token")
     parser.add_argument("--accept-unverified-accuracy", action="store_true",
                         help="--plan-for: also pick methods whose loss at the target's size nobody published, on the "

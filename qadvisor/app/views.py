@@ -352,10 +352,12 @@ def target_view(export: RunExport) -> TableView | None:
         return None
     fits = {r.method: r.fits for r in export.plan.plans} if export.plan else {}
     kv = any("+kv-" in r.method for r in t.results)  # a KV stack: every method's cache at the target's context
+    scores = any(r.score_delta_pct is not None for r in t.results)  # published benchmark evidence
     rows = [[r.method, f"{r.size_bytes / 2**30:.1f}", f.size_change(r.size_reduction_pct),
              f.pm(r.decode_tok_s, r.decode_tok_s_spread, 2), f.num(r.prefill_tok_s),
-             "yes" if fits.get(r.method) else "no", f.signed_pct(r.ppl_delta_pct), f.sci(r.kl_mean),
-             r.accuracy_basis] + ([_g(r.kv_cache_bytes) if r.kv_cache_bytes else "—"] if kv else [])
+             "yes" if fits.get(r.method) else "no", f.signed_pct(r.ppl_delta_pct)]
+            + ([f.signed_pct(r.score_delta_pct)] if scores else []) + [f.sci(r.kl_mean), r.accuracy_basis]
+            + ([_g(r.kv_cache_bytes) if r.kv_cache_bytes else "—"] if kv else [])
             for r in t.results]
     bound = export.plan is not None and export.plan.target.device_type == "gpu"
     speed = "decode: the bandwidth bound, an upper limit (datasheet)" if bound else "decode projected from slices measured here"
@@ -364,7 +366,8 @@ def target_view(export: RunExport) -> TableView | None:
               + ("accuracy streamed on its own weights" if export.streamed else
                  f"accuracy published at this size where known (else {export.model.name}'s, marked proxy)"),
         columns=["method", "size GiB", "vs bf16", "decode tok/s ≤" if bound else "decode tok/s", "prefill tok/s",
-                 "fits", "ΔPPL", "KL", "accuracy"] + (["KV GiB"] if kv else []), rows=rows)
+                 "fits", "ΔPPL"] + (["Δscore"] if scores else []) + ["KL", "accuracy"] + (["KV GiB"] if kv else []),
+        rows=rows)
     if t.recommendation is not None:
         view.headline = f"Recommendation for {t.model}: {t.recommendation.headline}"
         view.lines = t.recommendation.reasons + t.comparison
@@ -375,6 +378,9 @@ def target_view(export: RunExport) -> TableView | None:
     if kv and export.plan is not None:
         view.notes.append(f"KV GiB: the cache at context {export.plan.context}, estimated by the planner (a stack's "
                           "quantized cache: bits/8 per element plus a scale and a shift per group of 64)")
+    if scores:
+        view.notes.append("Δscore: the change of a benchmark average Qwen published for its own release (MMLU, C-Eval, "
+                          "IFEval), in % of the unquantized model's; the evidence where no perplexity was published")
     view.notes += streamed_lines(export) + _evidence_sources(t.model, t.results)
     if t.published:
         p = t.published

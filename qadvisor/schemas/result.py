@@ -50,6 +50,8 @@ class TrialResult(BaseModel):
     ppl_delta_pct: float | None = None
     kl_mean: float | None = None
     top1_agreement: float | None = None
+    # published where no perplexity is: the change of a benchmark average over the unquantized model, in % of it
+    score_delta_pct: float | None = None
     # how long the steps took
     quantize_s: float | None = None  # with `cached`, how long it took in the run that made the cache entry
     cached: bool = False  # the quantized model came from the cache (same model, method, versions and calibration)
@@ -57,3 +59,11 @@ class TrialResult(BaseModel):
     first_call_s: float | None = None  # of evaluate: the first forward pass's seconds beyond a later one's
     start_s: float | None = None  # the trial process's start and common imports, before its first step
     total_s: float | None = None  # from the first step to the result (start_s not included)
+
+    @property
+    def loss_pct(self) -> float | None:
+        """Accuracy loss in %: the perplexity rise where one is known, else the drop of a published benchmark average
+        (two measures, one scale: the advice says when it mixes them)."""
+        if self.ppl_delta_pct is not None:
+            return self.ppl_delta_pct
+        return None if self.score_delta_pct is None else -self.score_delta_pct

@@ -25,7 +25,7 @@ def test_each_fault_fails_its_method_and_the_run_goes_on(mock_backend, tmp_path,
     assert results["mock-oom"].status == "failed" and "out of memory: the trial reached" in results["mock-oom"].reason
     assert results["mock-hang"].status == "failed" and "timed out after 15 s" in results["mock-hang"].reason
     assert results["mock-diskfull"].status == "failed" and "No space left" in results["mock-diskfull"].reason
-    assert results["mock-passthrough"].status == "ok"
+    assert results["mock-passthrough"].status == "ok", results["mock-passthrough"].reason
     export = run.export()
     assert export.complete and [r.method for r in export.results] == [*faults, "mock-passthrough"]
     left = [p for p in psutil.process_iter(["cwd"]) if str(tmp_path) in (p.info["cwd"] or "")]

@@ -163,6 +163,8 @@ def test_a_dominated_method_is_never_the_answer():
     rec = advisor.advise(runs, load_profile("balanced"))
     assert rec.fits["slow"] == ["C"] and "slow" not in rec.pareto_front
     assert rec.method != "slow"
+    assert "each Tool C method measured here within the limits (slow) is beaten on size, speed and loss at once" \
+        in rec.reasons[0]  # not "no Tool C method meets the limits": it does, and loses anyway
 
 
 def test_too_close_to_call_uses_the_measured_cv():

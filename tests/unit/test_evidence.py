@@ -1,5 +1,6 @@
 """Published accuracy at the target's size (core.advise.evidence): Qwen's own figures where it has them, llama.cpp's for
-the nearest-size Llama within a factor of three, and nothing where neither is known."""
+the nearest-size Llama within a factor of three, Qwen's benchmark scores for its GPTQ and AWQ releases, and nothing
+where none is known."""
 
 import json
 from pathlib import Path
@@ -27,8 +28,26 @@ def test_llama_cpps_figures_where_qwen_published_none_labelled_with_their_model(
     assert evidence("Qwen2.5-32B", "gguf-q8_0") is None  # the 70B table has no Q8_0, the 8B is 4× off
 
 
+def test_qwens_benchmark_average_for_its_gptq_and_awq_releases():
+    int4 = evidence("Qwen2.5-72B", "gptq-int4")
+    assert int4.score_delta_pct == pytest.approx(100 * (81.2 / 81.3 - 1)) and int4.ppl_delta_pct is None
+    assert int4.figure == "Qwen2-72B-Instruct GPTQ-Int4: benchmark average (MMLU, C-Eval, IFEval) 81.3 → 81.2"
+    assert "published by Qwen" in int4.source and "quantization_benchmark" in int4.source
+    assert evidence("Qwen2.5-7B", "awq-int4").score_delta_pct == pytest.approx(100 * (64.1 / 66.9 - 1))
+    assert evidence("Qwen2.5-0.5B", "gptq-int8").score_delta_pct == pytest.approx(100 * (32.6 / 34.4 - 1))
+
+
+def test_a_benchmark_from_the_nearest_qwen2_size_names_it():
+    assert evidence("Qwen2.5-14B", "gptq-int4").figure.startswith("Qwen2-7B-Instruct GPTQ-Int4")  # 2× off
+    assert evidence("Qwen2.5-32B", "awq-int4").figure.startswith("Qwen2-72B-Instruct AWQ")  # 2.25× off, not 4.6×
+    assert evidence("Qwen2.5-3B", "gptq-int8").figure.startswith("Qwen2-1.5B-Instruct GPTQ-Int8")
+    assert evidence("Qwen2.5-300B", "gptq-int4") is None  # over three times the largest published
+
+
 @pytest.mark.parametrize("model, method", [("Qwen2.5-72B", "bnb-nf4"), ("Qwen2.5-72B", "gptq-int2"),
-                                           ("Qwen2.5-72B", "gguf-q4_k_m+kv-int4"), ("my-checkpoint", "gguf-q4_k_m")])
+                                           ("Qwen2.5-72B", "gptq-int4+kv-int4"),
+                                           ("Qwen2.5-72B", "gguf-q4_k_m+kv-int4"), ("my-checkpoint", "gguf-q4_k_m"),
+                                           ("my-checkpoint", "awq-int4")])
 def test_nothing_is_known_for_other_methods_stacks_or_a_model_of_no_known_size(model, method):
     assert evidence(model, method) is None
 
@@ -44,3 +63,11 @@ def test_qwens_figures_are_the_reference_datas():
     shared = json.loads(SHARED.read_text())["gguf_wikitext_ppl"]
     assert {m: row["ppl"] for m, row in _data()["qwen"]["models"].items()} == \
         {m: v for m, v in shared.items() if m != "columns"}
+
+
+@pytest.mark.skipif(not SHARED.is_file(), reason="the reference data beside the checkout")
+def test_qwens_benchmarks_are_the_reference_datas():
+    from qadvisor.core.advise.evidence import _data
+
+    shared = json.loads(SHARED.read_text())["benchmarks"]
+    assert _data("qwen2-published-accuracy.json")["benchmarks"] == {m: v for m, v in shared.items() if m != "columns"}

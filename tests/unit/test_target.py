@@ -245,3 +245,49 @@ def test_a_method_the_target_cannot_hold_is_never_its_pick():
     small = _storage_first_72b(["gguf-q8_0", "gguf-q2_k", "bnb-nf4"], accept=True, ram_gib=20)
     assert small.recommendation.ruled_out["bnb-nf4"] == ["does not fit in this machine's RAM"]
     assert "gguf-q8_0" not in small.recommendation.ruled_out  # 77 GiB over 20: read from disk, not ruled out
+
+
+def _gpu_72b(profile, methods=("gptq-int4", "awq-int4", "gguf-q4_k_m", "bnb-nf4"), **limits):
+    """Qwen's own kinds of release and two others measured on the proxy, advised for a 72B on one A100."""
+    export = sample_export()
+    export.results = [result("fp32", 60, 90.0, 0.0, 0.0)] + [result(m, 12, 100.0, 1e-3, 0.1) for m in methods]
+    arch = architectures.resolve_architecture("Qwen2.5-72B")
+    where = planner.parse_target("A100-80GB", ram_available=20 * GIB, probe=lambda: 30.0)
+    export.plan = attach(planner.plan(arch, where, methods=list(methods)), {}, disk_read_gb_s=1.5)
+    priorities = load_profile(profile)
+    priorities = priorities.model_copy(update={"limits": priorities.limits.model_copy(update=limits)})
+    return readvise(export, priorities, with_target=True)
+
+
+def test_qwens_gptq_and_awq_releases_are_judged_on_its_published_benchmark_scores():
+    export = _gpu_72b("latency-first")
+    t = export.target
+    rows = {r.method: r for r in t.results}
+    assert {m: r.accuracy_basis for m, r in rows.items()} == {"gptq-int4": "published", "awq-int4": "published",
+                                                              "gguf-q4_k_m": "published", "bnb-nf4": "proxy"}
+    int4 = rows["gptq-int4"]
+    assert int4.ppl_delta_pct is None and int4.score_delta_pct == pytest.approx(100 * (81.2 / 81.3 - 1))
+    assert "benchmark average (MMLU, C-Eval, IFEval) 81.3 → 81.2" in int4.reason
+    assert t.accuracy_note.startswith("bnb-nf4: not recommended")  # the only one without evidence
+    # 4-bit without llama.cpp's K-quant mix reads fewer bytes per token: the fastest bound, with a loss that is small
+    assert t.recommendation.method in ("gptq-int4", "awq-int4")
+    reasons = " ".join(t.recommendation.reasons)
+    assert "published at this size: benchmark average" in reasons
+    assert "max_ppl_rise_pct against its benchmark-average drop, no perplexity known" in reasons
+    assert "the perplexity rise of gguf-q4_k_m and the benchmark-average drop of awq-int4, gptq-int4" in reasons
+    view = target_view(export)
+    score = view.columns.index("Δscore")
+    assert view.rows[0][score] == "-0.1%" and view.rows[2][score] == "—"
+    assert any(n.startswith("Δscore: the change of a benchmark average Qwen published") for n in view.notes)
+    assert "gptq-int4 accuracy: Qwen2-72B-Instruct GPTQ-Int4: benchmark average (MMLU, C-Eval, IFEval) 81.3 → 81.2" \
+        in view.notes
+
+
+def test_limits_hold_a_benchmark_drop_as_the_loss_and_rule_out_what_it_cannot_check():
+    strict = _gpu_72b("latency-first", max_ppl_rise_pct=0.5).target.recommendation
+    assert strict.ruled_out["awq-int4"] == ["benchmark-average drop +1.1% > max +0.5%"]  # 81.3 → 80.4
+    assert "gptq-int4" not in strict.ruled_out  # 81.3 → 81.2: within
+    no_kl = _gpu_72b("latency-first", max_kl=0.01).target.recommendation
+    assert no_kl.ruled_out["gptq-int4"] == ["KL not known (the evidence at this size has none)"]
+    assert no_kl.ruled_out["gguf-q4_k_m"] == ["KL not known (the evidence at this size has none)"]
+

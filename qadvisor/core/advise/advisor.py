@@ -39,10 +39,13 @@ def violations(r: TrialResult, limits: Limits) -> list[str]:
     if limits.min_decode_tok_s is not None and r.decode_tok_s < limits.min_decode_tok_s:
         out.append(f"decode {r.decode_tok_s:.1f} tok/s < min {limits.min_decode_tok_s:g} "
                    f"(short by {100 * (1 - r.decode_tok_s / limits.min_decode_tok_s):.0f}%)")
-    if limits.max_ppl_rise_pct is not None and r.ppl_delta_pct > limits.max_ppl_rise_pct:
-        out.append(f"perplexity {r.ppl_delta_pct:+.1f}% > max +{limits.max_ppl_rise_pct:g}%")
+    if limits.max_ppl_rise_pct is not None and r.loss_pct is None:
+        out.append("accuracy loss not known")
+    elif limits.max_ppl_rise_pct is not None and r.loss_pct > limits.max_ppl_rise_pct:
+        what = "perplexity" if r.ppl_delta_pct is not None else "benchmark-average drop"
+        out.append(f"{what} {r.loss_pct:+.1f}% > max +{limits.max_ppl_rise_pct:g}%")
     if limits.max_kl is not None and r.kl_mean is None:
-        out.append("KL not known (the evidence at this size is a perplexity alone)")
+        out.append("KL not known (the evidence at this size has none)")
     elif limits.max_kl is not None and r.kl_mean > limits.max_kl:
         out.append(f"KL {f.sci(r.kl_mean)} > max {f.sci(limits.max_kl)}")
     return out
@@ -55,8 +58,8 @@ def _miss(r: TrialResult, limits: Limits) -> float:
         miss += max(0.0, r.size_bytes / limits.max_size_bytes - 1)
     if limits.min_decode_tok_s is not None:
         miss += max(0.0, 1 - r.decode_tok_s / limits.min_decode_tok_s)
-    if limits.max_ppl_rise_pct is not None:
-        miss += max(0.0, (r.ppl_delta_pct - limits.max_ppl_rise_pct) / 100)
+    if limits.max_ppl_rise_pct is not None and r.loss_pct is not None:
+        miss += max(0.0, (r.loss_pct - limits.max_ppl_rise_pct) / 100)
     if limits.max_kl is not None and limits.max_kl > 0 and r.kl_mean is not None:
         miss += max(0.0, r.kl_mean / limits.max_kl - 1)
     return miss
@@ -71,11 +74,11 @@ def _log_scale(values: dict[str, float], higher_is_better: bool) -> dict[str, fl
 
 
 def losses(results: list[TrialResult]) -> dict[str, float]:
-    """Each method's accuracy loss on one scale for all: KL where every result has one, else the perplexity rise
-    (the published evidence at a target's size is often a perplexity alone)."""
+    """Each method's accuracy loss on one scale for all: KL where every result has one, else the loss in % (the
+    published evidence at a target's size is a perplexity or a benchmark score alone)."""
     if all(r.kl_mean is not None for r in results):
         return {r.method: max(r.kl_mean, 0.0) + KL_FLOOR for r in results}
-    return {r.method: max(r.ppl_delta_pct or 0.0, 0.0) / 100 + PPL_FLOOR for r in results}
+    return {r.method: max(r.loss_pct or 0.0, 0.0) / 100 + PPL_FLOOR for r in results}
 
 
 def metric_scores(results: list[TrialResult]) -> dict[str, dict[str, float]]:
@@ -108,7 +111,7 @@ def fits(results: list[TrialResult]) -> dict[str, set[str]]:
     if not quantized:
         return out
     best_size = min(r.size_bytes for r in quantized)
-    small_loss = [r for r in quantized if r.ppl_delta_pct <= SMALL_LOSS_PPL_PCT] or quantized
+    small_loss = [r for r in quantized if r.loss_pct <= SMALL_LOSS_PPL_PCT] or quantized
     fastest = max(small_loss, key=lambda r: (r.decode_tok_s, r.method))
     for r in quantized:
         kinds = set()
@@ -216,14 +219,17 @@ def _reasons(r: TrialResult, by_name: dict[str, TrialResult], parts: dict[str, f
             f"{k} {weights[k]:.2f}×{parts[k]:.2f}" for k in ("storage", "latency", "accuracy")),
     ]
     set_limits = [k for k, v in limits.model_dump().items() if v is not None]
+    if limits.max_ppl_rise_pct is not None and r.ppl_delta_pct is None:  # the evidence is a benchmark score
+        set_limits[set_limits.index("max_ppl_rise_pct")] += " against its benchmark-average drop, no perplexity known"
     reasons.append("meets every limit (" + ", ".join(set_limits) + ")" if set_limits else "no hard limits were set")
     return reasons
 
 
 def _accuracy_line(r: TrialResult) -> str:
     if r.accuracy_basis == "published":
-        parts = [f"perplexity {r.ppl_delta_pct:+.1f}% vs fp16"] + ([f"KL {f.sci(r.kl_mean)} nats/token"] if r.kl_mean
-                                                                  is not None else [])
+        parts = ([f"perplexity {r.ppl_delta_pct:+.1f}% vs fp16"] if r.ppl_delta_pct is not None else
+                 [f"benchmark average {r.score_delta_pct:+.1f}% vs bf16"])
+        parts += [f"KL {f.sci(r.kl_mean)} nats/token"] if r.kl_mean is not None else []
         return f"published at this size: {', '.join(parts)} (the figure and its source are under the table)"
     line = f"perplexity {r.ppl_delta_pct:+.1f}% vs fp32, KL {f.sci(r.kl_mean)} nats/token, top-1 agreement " \
            f"{100 * r.top1_agreement:.1f}%"
@@ -251,11 +257,14 @@ def advise(results: list[TrialResult], priorities: Priorities, where: str = "mea
     parts, totals = metric_scores(candidates), dict(ranking)
     winner, wanted = choose(candidates, weights, fit), team(weights)
     label = wanted if wanted in fit[winner] else kinds[winner]
-    reasons = [_team_line(wanted, label, where, _exists(wanted, measured))]
+    front = set(pareto_front(candidates))
+    beaten = [m for m in by_name if m in fit and m not in base and wanted in fit[m] and m not in front]
+    reasons = [_team_line(wanted, label, where, _exists(wanted, measured), beaten)]
     reasons += _reasons(by_name[winner], by_name, parts[winner], weights, totals[winner], limits)
     runner_up = next((m for m, _ in ranking if m != winner and m not in base), None)
     reasons.append(_runner_up_line(runner_up, winner, totals, fit))
-    reasons += [line for line in (_within_noise(candidates, weights, fit, winner), _busy_line(candidates)) if line]
+    reasons += [line for line in (_within_noise(candidates, weights, fit, winner), _busy_line(candidates),
+                                  _mixed_evidence_line(candidates)) if line]
     if len(candidates) - len(base) == 1:
         against = f"with the {', '.join(sorted(base))} baseline alone" if base else "with nothing else"
         reasons.append(f"only one quantized method ({winner}) to judge: its archetype and score compare it {against}; "
@@ -311,6 +320,17 @@ def _busy_line(candidates: list[TrialResult]) -> str:
             "more, and the pick may differ on a quiet machine")
 
 
+def _mixed_evidence_line(candidates: list[TrialResult]) -> str:
+    """Where losses ranks perplexity rises beside benchmark drops, which are not one measure."""
+    scores = sorted(r.method for r in candidates if r.ppl_delta_pct is None and r.score_delta_pct is not None)
+    ppl = sorted(r.method for r in candidates if r.ppl_delta_pct is not None)
+    if all(r.kl_mean is not None for r in candidates) or not (scores and ppl):
+        return ""
+    return (f"accuracy weighed on two kinds of published evidence as one scale of % lost: the perplexity rise of "
+            f"{', '.join(ppl)} and the benchmark-average drop of {', '.join(scores)}; they are not one measure, so "
+            "read the accuracy gap between the two groups as a rough one")
+
+
 def _exists(wanted: str | None, measured: list[TrialResult]) -> bool:
     """Whether any method measured here, the ruled-out ones included, is of the archetype the team asks for."""
     base = baselines(measured)
@@ -352,9 +372,13 @@ def decode_noise(r: TrialResult) -> float:
 
 
 
-def _team_line(wanted: str | None, label: str, where: str, exists: bool = True) -> str:
+def _team_line(wanted: str | None, label: str, where: str, exists: bool = True, beaten: list[str] = ()) -> str:
     if wanted is None:
         return "accuracy-bound priorities: the best fit whatever its archetype"
+    if label != wanted and beaten:
+        return (f"{TEAMS[wanted]} priorities ask for Tool {wanted}, but each Tool {wanted} method {where} within the "
+                f"limits ({', '.join(beaten)}) is beaten on size, speed and loss at once by another: the best-scoring "
+                "one instead")
     if label != wanted and not exists:
         return (f"{TEAMS[wanted]} priorities ask for Tool {wanted}, but no method {where} is Tool {wanted}: the "
                 "best-scoring one instead")

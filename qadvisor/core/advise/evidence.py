@@ -1,9 +1,11 @@
 """What published figures say a method costs a model of the target's size (`--plan-for` without its weights).
 
 The shipped model is too small for quantization to hurt it (2-bit methods lower its perplexity), so its accuracy is
-no evidence for a 72B. Where Qwen published the perplexity of its own GGUF files at the target's size, that is the
-target's evidence; elsewhere llama.cpp's published figures for the Llama model nearest in size, within a factor of
-three, each labelled with the model it was measured on; otherwise the loss at this size is not known.
+no evidence for a 72B. For a GGUF type: where Qwen published the perplexity of its own GGUF files at the target's
+size, that is the target's evidence; elsewhere llama.cpp's published figures for the Llama model nearest in size.
+For the methods of Qwen's own GPTQ and AWQ releases: the drop of Qwen's published benchmark average (MMLU, C-Eval,
+IFEval) for the Qwen2 model nearest in size. Nearest means within a factor of three, and each figure is labelled with
+the model it was measured on; otherwise the loss at this size is not known.
 """
 
 from __future__ import annotations
@@ -20,16 +22,20 @@ NEAREST_FACTOR = 3.0  # a figure from a model more than this many times larger o
 
 @dataclass(frozen=True)
 class Evidence:
-    ppl_delta_pct: float  # perplexity rise over the unquantized model, in %
+    ppl_delta_pct: float | None  # perplexity rise over the unquantized model, in %, where published
     kl_mean: float | None  # mean KL divergence, nats per token, where published
     top1: float | None  # agreement of the most likely token, where published
     figure: str  # the model it was measured on and the figures: `Qwen2-72B-Instruct Q2_K: wikitext PPL 5.58 → 5.91`
     source: str  # who published it, and where
+    score_delta_pct: float | None = None  # change of a benchmark average over the unquantized model, in % of it
+
+
+RELEASES = {"gptq-int8": "GPTQ-Int8", "gptq-int4": "GPTQ-Int4", "awq-int4": "AWQ"}  # method → Qwen's release name
 
 
 @cache
-def _data() -> dict:
-    return json.loads(resources.files("qadvisor.data").joinpath("published-gguf-accuracy.json").read_text("utf-8"))
+def _data(name: str = "published-gguf-accuracy.json") -> dict:
+    return json.loads(resources.files("qadvisor.data").joinpath(name).read_text("utf-8"))
 
 
 def params_b(model: str) -> float | None:
@@ -46,9 +52,34 @@ def gguf_type(method: str) -> str | None:
 def evidence(model: str, method: str) -> Evidence | None:
     """The published accuracy of `method` at `model`'s size, or None where none is known."""
     kind, size = gguf_type(method), params_b(model)
-    if kind is None or size is None:
+    if size is None:
         return None
+    if kind is None:
+        return _from_qwen_scores(method, size)
     return _from_qwen(kind, size) or _from_llamacpp(kind, size)
+
+
+def _nearest(sizes: dict[str, float], size: float) -> str | None:
+    """The name whose size is nearest `size` on a log scale, within NEAREST_FACTOR; None where none is."""
+    distance, name = min(((abs(math.log(b / size)), n) for n, b in sizes.items()), default=(math.inf, None))
+    return name if distance <= math.log(NEAREST_FACTOR) else None
+
+
+def _from_qwen_scores(method: str, size: float) -> Evidence | None:
+    """Qwen's benchmark average of its own GPTQ/AWQ release against bf16, for the Qwen2 model nearest in size."""
+    data = _data("qwen2-published-accuracy.json")
+    if method not in RELEASES:
+        return None
+    name = _nearest({n: params_b(n) for n, rows in data["benchmarks"].items() if method in rows}, size)
+    if name is None:
+        return None
+    rows = data["benchmarks"][name]
+    base, quant = rows["bf16"][0], rows[method][0]  # the first column is the average of the others
+    return Evidence(ppl_delta_pct=None, kl_mean=None, top1=None, score_delta_pct=100 * (quant / base - 1),
+                    figure=f"{name} {RELEASES[method]}: benchmark average ({', '.join(data['columns'][1:])}) "
+                           f"{base:g} → {quant:g}",
+                    source=f"published by Qwen for Qwen2-Instruct (no such table for Qwen2.5), not measured by "
+                           f"qadvisor; {data['source']}")
 
 
 def _from_qwen(kind: str, size: float) -> Evidence | None:
@@ -66,13 +97,10 @@ def _from_qwen(kind: str, size: float) -> Evidence | None:
 
 def _from_llamacpp(kind: str, size: float) -> Evidence | None:
     llama = _data()["llamacpp"]
-    near = [(abs(math.log(row["params_b"] / size)), name, row) for name, row in llama["models"].items()
-            if kind in row["types"]]
-    if not near:
+    name = _nearest({n: row["params_b"] for n, row in llama["models"].items() if kind in row["types"]}, size)
+    if name is None:
         return None
-    distance, name, row = min(near)
-    if distance > math.log(NEAREST_FACTOR):
-        return None
+    row = llama["models"][name]
     figures = row["types"][kind]
     base = row["fp16_ppl"]
     kl = f", KLD {figures['kld']:g}" if figures["kld"] is not None else ""

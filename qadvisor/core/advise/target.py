@@ -87,7 +87,7 @@ def _accuracy(model: str, proxy: TrialResult, export: RunExport, basis: str) -> 
         return {"accuracy_basis": "proxy",
                 "reason": f"{basis} · accuracy: the proxy's ({proxy_name}); not known at {model}'s size"}
     return {"accuracy_basis": "published", "ppl": None, "ppl_delta_pct": found.ppl_delta_pct,
-            "kl_mean": found.kl_mean, "top1_agreement": found.top1,
+            "score_delta_pct": found.score_delta_pct, "kl_mean": found.kl_mean, "top1_agreement": found.top1,
             "reason": f"{basis} · accuracy: published: {found.figure}; source: {found.source}"}
 
 
@@ -203,5 +203,6 @@ def _evidence_note(model: str, unverified: list[str], any_eligible: bool, accept
                 "small model (--accept-unverified-accuracy), which quantization barely hurts")
     lead = "" if any_eligible else f"no method here has published accuracy at {model}'s size, so none is recommended. "
     return (f"{lead}{names}: not recommended for {model}: nobody published its loss at this size, and the small "
-            "model's says little (quantization barely hurts it). Measure a GGUF method too (among the methods and the target methods), or "
-            "accept unverified accuracy to pick on the small model's accuracy")
+            "model's says little (quantization barely hurts it). Measure a method with published figures too (GGUF, "
+            "gptq-int8, gptq-int4, awq-int4; among the methods and the target methods), or accept unverified accuracy "
+            "to pick on the small model's accuracy")
