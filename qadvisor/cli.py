@@ -15,7 +15,8 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--load", type=Path, help="open a saved run in the TUI (its recommendation screen)")
     parser.add_argument("--model", help="a local Qwen2/Qwen2.5 model directory, or synthetic:Qwen2.5-0.5B (random weights "
                         "at the real shape, to check the planner), or quantized checkpoints (GPTQ, AWQ or "
-                        "bitsandbytes folders, .gguf files; comma-separated) measured as shipped; default: the shipped model")
+                        "bitsandbytes folders, .gguf files or OWNER/REPO-GGUF:Q4_K_M; comma-separated) measured as "
+                        "shipped; a Hugging Face repo id for any of them; default: the shipped model")
     parser.add_argument("--reference", metavar="DIR", help="with --model CHECKPOINT (a quantized folder or a .gguf "
                         "file, measured as shipped): the unquantized model it was made from, for its accuracy; without it, "
                         "size and speed only")

@@ -1,5 +1,6 @@
-"""Hugging Face repo ids (`Qwen/Qwen2.5-7B-Instruct`) as model folders: the local Hugging Face cache first (HF_HOME,
-HF_HUB_OFFLINE honoured), else a download with huggingface_hub's own progress bars. Checked before anything runs."""
+"""Hugging Face repo ids (`Qwen/Qwen2.5-7B-Instruct`) as model folders, and a GGUF repo's file of one type as llama.cpp's
+`-hf` names it (`Qwen/Qwen2.5-7B-Instruct-GGUF:Q4_K_M`): the local Hugging Face cache first (HF_HOME, HF_HUB_OFFLINE
+honoured), else a download with huggingface_hub's own progress bars. Checked before anything runs."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from pathlib import Path
 from qadvisor.errors import UserError
 
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+GGUF_REF = re.compile(rf"(?P<repo>{REPO_ID.pattern}):(?P<kind>[\w.-]+)")
 # what qadvisor reads of a checkpoint: weights, config, tokenizer (not other formats' copies of the weights)
 WANTED = ["*.json", "*.safetensors", "*.txt", "tokenizer.model", "merges.txt", "vocab.json"]
 
 
 def is_repo_id(name: str | None) -> bool:
     """`owner/name` that is not a path on this machine."""
-    return bool(name) and REPO_ID.fullmatch(name) is not None and not Path(name).exists()
+    return bool(name) and (REPO_ID.fullmatch(name) or GGUF_REF.fullmatch(name)) is not None \
+        and not Path(name).exists()
 
 
 def folder_name(folder: Path) -> str:
@@ -28,22 +31,70 @@ def folder_name(folder: Path) -> str:
 
 
 def resolve(name: str | None) -> str | None:
-    """A repo id's local snapshot folder; any other name unchanged."""
+    """A repo id's local snapshot folder, a GGUF reference's file (the first part of a split one); any other name
+    unchanged."""
     if not is_repo_id(name):
         return name
+    ref = GGUF_REF.fullmatch(name)
+    if ref is None:
+        return _snapshot(name, name, WANTED)
+    from huggingface_hub import constants
+
+    offline = bool(constants.HF_HUB_OFFLINE)  # then the cache is all there is: not there, _snapshot says so
+    cached = _snapshot(ref["repo"], name, ["*.gguf"], local_only=not offline)
+    local = [str(p.relative_to(cached)) for p in Path(cached).rglob("*.gguf")] if cached else []
+    files = _of_kind(local, ref, strict=" as cached (HF_HUB_OFFLINE is set)" if offline else "")
+    if not files:
+        files = _of_kind(_listing(ref["repo"], name), ref, strict=" on the hub")
+        cached = _snapshot(ref["repo"], name, files)
+    return str(Path(cached) / files[0])
+
+
+def _snapshot(repo: str, name: str, patterns: list[str], local_only: bool = False) -> str | None:
+    """The repo's snapshot folder with the files `patterns` match, from the cache, else downloaded (None where
+    `local_only` and it is not cached)."""
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        return snapshot_download(name, local_files_only=True, allow_patterns=WANTED)
+        return snapshot_download(repo, local_files_only=True, allow_patterns=patterns)
     except LocalEntryNotFoundError:
+        if local_only:
+            return None
         if constants.HF_HUB_OFFLINE:
             raise UserError(f"{name}: not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is "
                             "set, so it cannot be downloaded") from None
     except Exception as exc:  # a damaged cache entry
         raise UserError(f"{name}: unreadable in the Hugging Face cache ({type(exc).__name__}: {exc})") from None
     try:
-        return snapshot_download(name, allow_patterns=WANTED)
+        return snapshot_download(repo, allow_patterns=patterns)
     except Exception as exc:  # offline, no such repo, gated: one line either way
         raise UserError(f"{name}: not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and not downloadable "
                         f"({type(exc).__name__})") from None
+
+
+def _listing(repo: str, name: str) -> list[str]:
+    """The repo's files on the hub (a GGUF type not in the cache)."""
+    from huggingface_hub import HfApi, constants
+
+    try:
+        return HfApi().list_repo_files(repo)
+    except Exception as exc:  # offline, no such repo, gated
+        raise UserError(f"{name}: not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and the repo's files "
+                        f"cannot be listed ({type(exc).__name__})") from None
+
+
+def _of_kind(files: list[str], ref: re.Match, strict: str = "") -> list[str]:
+    """The GGUF file of the type `ref` names (every part of a split one, first first), matched as llama.cpp's `-hf`
+    does: the type at the end of the file's name, in any case. Two such files, or none where `strict` says where
+    the files were listed, is a UserError."""
+    ends = re.compile(rf"(?:.*[-_.])?{re.escape(ref['kind'])}(?:-\d{{5}}-of-\d{{5}})?\.gguf", re.IGNORECASE)
+    found = sorted(f for f in files if ends.fullmatch(Path(f).name))
+    stems = {re.sub(r"-\d{5}-of-\d{5}\.gguf$", "", f) for f in found}
+    if len(stems) > 1:
+        raise UserError(f"{ref[0]}: more than one GGUF file of that type ({', '.join(sorted(stems))}); pass the file")
+    if strict and not found:
+        gguf = sorted(Path(f).name for f in files if f.endswith(".gguf"))
+        raise UserError(f"{ref[0]}: no GGUF file of type {ref['kind']} in {ref['repo']}{strict} (it has "
+                        f"{', '.join(gguf[:8]) + (', …' if len(gguf) > 8 else '') or 'none'})")
+    return found

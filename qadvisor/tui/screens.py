@@ -98,7 +98,8 @@ class PrioritiesScreen(Screen):
                 yield Label("[b]Model directory[/] or repo id (blank: shipped)")
                 yield Input(placeholder=self.model_hint, id="model")
                 yield Label("[b]Checkpoints[/] as shipped (reference: the model above)")
-                yield Input(placeholder="quantized folders or .gguf files, comma-separated", id="checkpoint")
+                yield Input(placeholder="quantized folders, .gguf files or OWNER/REPO-GGUF:Q4_K_M, comma-separated",
+                            id="checkpoint")
                 yield Checkbox("stream accuracy layer by layer", False, id="stream")
                 yield Label("[b]Plan for[/] (optional; a folder: its own accuracy)")
                 yield from _row(("Qwen model", Input(placeholder="Qwen2.5-72B", id="plan_for")),

@@ -20,9 +20,10 @@ def kept(tmp_path_factory):
     return paths, {r.method: r for r in load_export(out).results}
 
 
-def as_shipped(paths, tmp_path, *extra):
+def as_shipped(paths, tmp_path, *extra, env=None):
     out = tmp_path / "shipped.json"
-    proc = run_cli("--auto", "--model", ",".join(str(p) for p in paths), "--repeats", "2", "--export", str(out), *extra)
+    proc = run_cli("--auto", "--model", ",".join(str(p) for p in paths), "--repeats", "2", "--export", str(out), *extra,
+                   env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return load_export(out), proc.stdout
 
@@ -51,9 +52,23 @@ def test_kept_models_measured_as_shipped_reproduce_their_trials(kept, tmp_path):
     assert export.recommendation.method.startswith("as-shipped:")  # the advisor weighs them like any method
 
 
+def gguf_repo(tmp_path, gguf):
+    """A Hugging Face cache that holds a GGUF repo with `gguf` as its Q4_K_M file; the environment that points to it."""
+    import shutil
+
+    root = tmp_path / "hf" / "hub" / "models--Qwen--Tiny-Qwen2-GGUF"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (root / "snapshots" / commit).mkdir(parents=True)
+    shutil.copy(gguf, root / "snapshots" / commit / "tiny-qwen2-q4_k_m.gguf")
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(commit)
+    return {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(root.parent), "HF_HUB_OFFLINE": "1"}
+
+
 def test_without_a_reference_size_and_speed_only(kept, tmp_path):
     paths, trials = kept
-    export, stdout = as_shipped([paths["gguf-q4_k_m"], paths["gptq-int4"]], tmp_path)
+    env = gguf_repo(tmp_path, paths["gguf-q4_k_m"])  # named as llama.cpp's -hf names it: the repo and the type
+    export, stdout = as_shipped(["Qwen/Tiny-Qwen2-GGUF:Q4_K_M", paths["gptq-int4"]], tmp_path, env=env)
     results = {r.method: r for r in export.results}
     for method in ("gguf-q4_k_m", "gptq-int4"):
         shipped = results[f"as-shipped:{method}"]

@@ -3,6 +3,8 @@ model stands for the Hugging Face cache; a repo neither cached nor reachable is 
 
 import shutil
 
+import pytest
+
 from tests.conftest import SHIPPED, run_cli
 
 
@@ -60,3 +62,30 @@ def test_a_quantized_repo_is_a_checkpoint_named_by_its_repo(tmp_path):
                    timeout=120)
     assert done.returncode == 2, done.stderr
     assert "not the model Tiny-Qwen2-GPTQ-Int4 was quantized from (num_hidden_layers 6 here, 8 there)" in done.stderr
+
+
+def _gguf_repo(tmp_path, *names):
+    """A cached GGUF repo holding files of these names (a GGUF's magic and nothing else: enough to be picked)."""
+    env = _cache(tmp_path, "Qwen/Tiny-Qwen2-GGUF")
+    snapshot = next((tmp_path / "hf" / "hub" / "models--Qwen--Tiny-Qwen2-GGUF" / "snapshots").iterdir())
+    for path in snapshot.iterdir():
+        path.unlink()
+    for name in names:
+        (snapshot / name).write_bytes(b"GGUF")
+    return env
+
+
+@pytest.mark.parametrize("names, ref, says", [
+    # llama.cpp's -hf naming: the type at the end of the file's name, in any case; the file picked is then read
+    (["tiny-q4_k_m.gguf", "tiny-Q8_0.gguf"], "q8_0", "tiny-Q8_0.gguf: unreadable GGUF file"),
+    (["tiny-q4_k_m-00001-of-00002.gguf", "tiny-q4_k_m-00002-of-00002.gguf"], "Q4_K_M",
+     "tiny-q4_k_m-00001-of-00002.gguf: unreadable GGUF file"),  # a split one: its first part
+    (["tiny-q4_k_m.gguf", "tiny-q8_0.gguf"], "Q5_K_M", "no GGUF file of type Q5_K_M in Qwen/Tiny-Qwen2-GGUF as cached "
+     "(HF_HUB_OFFLINE is set) (it has tiny-q4_k_m.gguf, tiny-q8_0.gguf)"),
+    (["tiny-q4_k_m.gguf", "other-q4_k_m.gguf"], "Q4_K_M", "more than one GGUF file of that type (other-q4_k_m.gguf"),
+])
+def test_a_gguf_repo_and_type_resolve_to_its_file_as_llama_cpp_names_it(tmp_path, names, ref, says):
+    env = _gguf_repo(tmp_path, *names)
+    done = run_cli("--auto", "--model", f"Qwen/Tiny-Qwen2-GGUF:{ref}", env=env, timeout=120)
+    assert done.returncode == 2 and says in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
