@@ -54,7 +54,8 @@ def print_methods(rows: list[dict]) -> None:
 
 def print_shipped(rows: list[dict]) -> None:
     """What `--model CHECKPOINT` measures as it is (qadvisor quantizes nothing): one row per format."""
-    table = Table(title="Measured as shipped: --model CHECKPOINT [--reference DIR]", title_justify="left")
+    table = Table(title="Measured as shipped: --model CHECKPOINT (a folder, a .gguf file, a repo id, OWNER/REPO-GGUF:TYPE) "
+                        "[--reference DIR]", title_justify="left")
     for col in ("format", "method", "backend", "the checkpoint says so in", "here"):
         table.add_column(col)
     for r in rows:

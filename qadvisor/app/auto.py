@@ -12,6 +12,7 @@ from qadvisor.errors import UserError
 from qadvisor.schemas.events import Event
 from qadvisor.schemas.export import RunExport, save_export
 from qadvisor.schemas.jsonfile import check_output_dir, check_output_paths
+from qadvisor.schemas.method import weights_name
 from qadvisor.schemas.priorities import Priorities
 
 
@@ -29,7 +30,7 @@ def _target_methods(opts: RunOptions) -> list[str]:
             raise UserError(f"target methods: {', '.join(missing)} not among the methods to try, so there is no "
                             "accuracy to pair with")
         return opts.target_methods
-    chosen = [m for m in opts.methods if m.split("+")[0] in TARGET_DEFAULT] or [m for m in opts.methods if sliceable(m)]
+    chosen = [m for m in opts.methods if weights_name(m) in TARGET_DEFAULT] or [m for m in opts.methods if sliceable(m)]
     if not chosen:
         raise UserError(f"target methods: none of the methods to try can be timed on slices of {opts.plan_for} "
                         "(the planner has no entry for them)")

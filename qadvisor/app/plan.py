@@ -12,6 +12,7 @@ from qadvisor.core.plan import planner
 from qadvisor.core import architectures
 from qadvisor.errors import UserError
 from qadvisor.schemas.events import Event
+from qadvisor.schemas.method import weights_name
 from qadvisor.schemas.plan import Plan
 
 
@@ -94,5 +95,5 @@ def _measurement(opts: PlanOptions, arch, target, estimate: Plan):
     settings = EvalSettings(device=device, threads=opts.threads or hardware.physical_cores,
                             prompt_tokens=estimate.prompt_tokens)
     methods = opts.methods or list(MEASURE_DEFAULT)
-    weights = list(dict.fromkeys(m.split("+")[0] for m in methods))  # a KV stack: its weights on slices
+    weights = list(dict.fromkeys(weights_name(m) for m in methods))  # a KV stack: its weights on slices
     return SliceMeasurement(arch, weights, hardware, settings, opts.cache_dir or default_cache_dir())

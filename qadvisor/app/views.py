@@ -79,7 +79,7 @@ def shipped_rows() -> list[dict]:
     for fmt in checkpoint.FORMATS:
         ok, why = checkpoint.installed(fmt)
         says = (f"config.json's quant_method {fmt.quant_method!r}" if fmt.quant_method
-                else "a .gguf file's general.file_type")
+                else "a .gguf file's general.file_type (a split one: its first part)")
         rows.append({"format": fmt.name, "method": f"{AS_SHIPPED}{fmt.name}-…", "backend": fmt.backend,
                      "says": says, "available": ok, "reason": why})
     return rows

@@ -48,6 +48,11 @@ class Recipe(BaseModel):
         return next((p for p in self.parts if p.component == "kv-cache"), None)
 
 
+def weights_name(method: str) -> str:
+    """A recipe's weight method by name: `bnb-nf4+kv-int4` → `bnb-nf4` (a method alone: itself)."""
+    return method.split("+")[0]
+
+
 def parse_recipe(text: str, known: dict[str, MethodSpec]) -> Recipe:
     """Parse `a` or `a+b` against the registry's known specs; unknown names are a UserError."""
     names = [n.strip() for n in text.split("+") if n.strip()]

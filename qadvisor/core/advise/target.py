@@ -14,6 +14,7 @@ from importlib import resources
 from qadvisor.core.advise.advisor import advise
 from qadvisor.core.advise.evidence import evidence
 from qadvisor.schemas.export import RunExport, TargetAdvice
+from qadvisor.schemas.method import weights_name
 from qadvisor.schemas.plan import Plan, PlanRow
 from qadvisor.schemas.priorities import Priorities
 from qadvisor.schemas.result import TrialResult
@@ -31,7 +32,7 @@ def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str]:
            if p.layer_bytes_ratio != 1.0 else "")
     depths = f"{p.layers_measured[0]}- and {p.layers_measured[1]}-layer slices"
     if "+" in row.method:  # a KV stack: slices time its weights; the cache's (de)quantizing is not in the projection
-        depths += f" of {row.method.split('+')[0]} alone, the KV cache's own time not in it"
+        depths += f" of {weights_name(row.method)} alone, the KV cache's own time not in it"
     if p.capped_at_bound:
         return p.decode_tok_s, high - low, f"the bandwidth bound here: the projection from {depths} exceeded it (noise)"
     return p.decode_tok_s, high - low, f"projected from {depths}{mix}"
@@ -108,7 +109,7 @@ def _streamed(export: RunExport, model: str, method: str) -> dict | None:
 def _why_left_out(method: str, plan: Plan, row: PlanRow | None) -> str:
     from qadvisor.core.plan import planner
 
-    if row is None and method.split("+")[0] in planner.FORMAT_BY_NAME:
+    if row is None and weights_name(method) in planner.FORMAT_BY_NAME:
         return f"not timed on slices of {plan.model} (each method costs minutes there; add it to the target methods)"
     if row is None:
         return "the planner has no entry for it"

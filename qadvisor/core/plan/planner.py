@@ -10,7 +10,7 @@ from typing import Callable
 
 from qadvisor.core.architectures import param_count
 from qadvisor.errors import UserError
-from qadvisor.schemas.method import MethodSpec
+from qadvisor.schemas.method import MethodSpec, weights_name
 from qadvisor.schemas.plan import Architecture, Plan, PlanRow, Target
 
 GIB = 2**30
@@ -267,13 +267,13 @@ def plan(arch: Architecture, target: Target, context: int = 2048, batch: int = 1
     if not 1 <= prompt <= context:
         raise UserError("--prompt-tokens must be between 1 and --context")
     chosen = methods or [f.method for f in FORMATS]
-    unknown = [m for m in chosen if m.split("+")[0] not in FORMAT_BY_NAME]
+    unknown = [m for m in chosen if weights_name(m) not in FORMAT_BY_NAME]
     if unknown:
         raise UserError(f"the planner does not know {', '.join(unknown)}; it knows {', '.join(FORMAT_BY_NAME)} "
                         "(each optionally +kv-int4 or +kv-int2)")
     bf16_held, _ = weights_bytes(arch, FORMAT_BY_NAME["bf16"])
     rows = [_row(arch, target, name, context, batch, prompt, bf16_held) for name in chosen]
-    weights = {name.split("+")[0] for name in chosen}
+    weights = {weights_name(name) for name in chosen}
     formulas = dict(FORMULAS, **{f"bytes(in,out) {f.method}": f.formula for f in FORMATS if f.method in weights})
     return Plan(model=arch.name, params=param_count(arch), context=context, batch=batch, prompt_tokens=prompt,
                 target=target, plans=rows, formulas=formulas, bf16_bytes=weights_bytes(arch, FORMAT_BY_NAME["bf16"])[0])
