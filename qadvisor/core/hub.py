@@ -77,8 +77,8 @@ def _listing(repo: str, name: str) -> list[str]:
     """The repo's files on the hub (a GGUF type not in the cache)."""
     from huggingface_hub import HfApi, constants
 
-    try:
-        return HfApi().list_repo_files(repo)
+    try:  # model_info: one request (list_repo_files retries a refused connection for 20 s, logging each try)
+        return [f.rfilename for f in HfApi().model_info(repo).siblings or []]
     except Exception as exc:  # offline, no such repo, gated
         raise UserError(f"{name}: not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and the repo's files "
                         f"cannot be listed ({type(exc).__name__})") from None

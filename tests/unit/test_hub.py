@@ -89,3 +89,32 @@ def test_a_gguf_repo_and_type_resolve_to_its_file_as_llama_cpp_names_it(tmp_path
     done = run_cli("--auto", "--model", f"Qwen/Tiny-Qwen2-GGUF:{ref}", env=env, timeout=120)
     assert done.returncode == 2 and says in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_gguf_type_not_cached_fetches_that_files_parts_alone(tmp_path, monkeypatch):
+    """Online (the hub stood in for): the repo's listing picks the type's file, and only its parts are downloaded."""
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from qadvisor.core import hub
+
+    fetched = []
+
+    def snapshot_download(repo, local_files_only=False, allow_patterns=None):
+        if local_files_only:
+            raise LocalEntryNotFoundError("not cached")
+        fetched.extend(allow_patterns)
+        return str(tmp_path)
+
+    class Info:
+        siblings = [type("File", (), {"rfilename": name}) for name in (
+            "README.md", "qwen2.5-7b-instruct-q4_k_m-00001-of-00002.gguf", "qwen2.5-7b-instruct-q4_k_m-00002-of-00002.gguf",
+            "qwen2.5-7b-instruct-q4_0.gguf", "qwen2.5-7b-instruct-q8_0-00001-of-00003.gguf")]
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda self, repo: Info())
+    path = hub.resolve("Qwen/Qwen2.5-7B-Instruct-GGUF:Q4_K_M")
+    assert path == str(tmp_path / "qwen2.5-7b-instruct-q4_k_m-00001-of-00002.gguf")
+    assert fetched == ["qwen2.5-7b-instruct-q4_k_m-00001-of-00002.gguf", "qwen2.5-7b-instruct-q4_k_m-00002-of-00002.gguf"]
