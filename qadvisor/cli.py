@@ -18,8 +18,8 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
                         "bitsandbytes folders, .gguf files or OWNER/REPO-GGUF:Q4_K_M; comma-separated) measured as "
                         "shipped; a Hugging Face repo id for any of them; default: the shipped model")
     parser.add_argument("--reference", metavar="DIR", help="with --model CHECKPOINT (a quantized folder or a .gguf "
-                        "file, measured as shipped): the unquantized model it was made from, for its accuracy; without it, "
-                        "size and speed only")
+                        "file, measured as shipped): the unquantized model it was made from, for its accuracy (a folder, a "
+                        "repo id, or an F16/BF16/F32 GGUF such as OWNER/REPO-GGUF:FP16); without it, size and speed only")
     parser.add_argument("--methods", help="comma-separated methods (see `qadvisor methods`); default: a spread of twelve from seven backends")
     parser.add_argument("--export", type=Path, help="write the run as JSON here")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where trials run (default: cuda if present)")

@@ -60,14 +60,14 @@ def two_kind_export():
     return readvise(export, load_profile("balanced"))
 
 
-def split_gguf(source, folder, parts: int = 3) -> list:
+def split_gguf(source, folder, parts: int = 3, name: str = "tiny-q4_k_m") -> list:
     """`source` rewritten as llama.cpp's split GGUF (NAME-00001-of-0000N.gguf …), as Qwen ships its larger files:
     the metadata in the first part, the tensors spread over all of them. Returns the parts, first first."""
     import gguf
 
     reader = gguf.GGUFReader(str(source))
     per_part = -(-len(reader.tensors) // parts)
-    writer = gguf.GGUFWriter(str(folder / "tiny-q4_k_m.gguf"), reader.fields["general.architecture"].contents(),
+    writer = gguf.GGUFWriter(str(folder / f"{name}.gguf"), reader.fields["general.architecture"].contents(),
                              split_max_tensors=per_part)
     for field in reader.fields.values():
         if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
@@ -81,4 +81,4 @@ def split_gguf(source, folder, parts: int = 3) -> list:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return sorted(folder.glob("tiny-q4_k_m-*-of-*.gguf"))
+    return sorted(folder.glob(f"{name}-*-of-*.gguf"))

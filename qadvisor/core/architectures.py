@@ -29,6 +29,9 @@ def resolve_architecture(spec: str) -> Architecture:
         path = path / "config.json"
     if not path.is_file():
         raise UserError(f"unknown model {spec!r}: use one of {', '.join(builtins)} or a path to a Qwen2 config.json")
+    if path.suffix == ".gguf":  # a quantized file says its type, not the deployment's choice among methods
+        raise UserError(f"{path}: a GGUF file; plan for its model by name ({', '.join(list(builtins)[:2])}, …) or by "
+                        "its unquantized folder, and measure the file itself with --model")
     config = read_json_object(path, "model config")
     if config.get("model_type") not in ("qwen2",):
         raise UserError(f"{path}: model_type {config.get('model_type')!r}; the planner knows Qwen2-style models")

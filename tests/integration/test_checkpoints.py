@@ -112,3 +112,22 @@ def test_a_compressed_tensors_checkpoint_is_measured_as_shipped(tmp_path):
     assert (shipped.method, shipped.status, shipped.backend) == ("as-shipped:compressed-tensors-int8", "ok", "torch")
     assert shipped.size_bytes < 0.7 * export.model.bf16_bytes and 0 < shipped.kl_mean < 1e-3
     assert "per channel" in shipped.notes[0] and "written by compressed-tensors" in shipped.notes[0]
+
+
+def test_an_unquantized_gguf_is_a_reference_as_its_folder_is(kept, tmp_path):
+    """Qwen's GGUF repos hold an F16 file beside the quantized ones: as the reference, split in parts, it scores a
+    kept GGUF as the shipped model's folder does; a quantized GGUF as the reference is one line, before anything."""
+    from qadvisor.quantizers.llamacpp import to_gguf
+    from tests.samples import split_gguf
+
+    paths, trials = kept
+    to_gguf(SHIPPED, tmp_path / "tiny.gguf")
+    first, _ = split_gguf(tmp_path / "tiny.gguf", tmp_path, parts=2, name="tiny-bf16")
+    export, _ = as_shipped([paths["gguf-q4_k_m"]], tmp_path, "--reference", str(first))
+    shipped, trial = export.results[0], trials["gguf-q4_k_m"]
+    assert export.model.name == "tiny-bf16" and export.model.bf16_basis == "measured"
+    assert abs(shipped.ppl / trial.ppl - 1) < 0.01 and abs(shipped.kl_mean / trial.kl_mean - 1) < 0.01
+    assert abs(export.model.bf16_bytes / (trial.size_bytes * trial.compression_ratio) - 1) < 1e-6  # the same baseline
+    proc = run_cli("--auto", "--model", str(first), "--reference", str(paths["gguf-q4_k_m"]))
+    assert proc.returncode == 2 and "is quantized itself (Q4_K_M:" in proc.stderr, proc.stderr[-2000:]
+

@@ -163,10 +163,12 @@ def test_the_environment_is_checked_before_anything_runs(tmp_path, env, fragment
     (["--profile", "nope"], "unknown profile 'nope'"),
     (["--calib-text", "/nonexistent/calib.txt"], "no such file"),
     (["--keep-models", "A_FILE"], "A_FILE: is a file; give a folder"),
+    (["--plan-for", "A.gguf"], "A.gguf: a GGUF file; plan for its model by name"),
 ])
 def test_every_option_is_checked_before_measuring(tmp_path, args, fragment):
     (tmp_path / "A_FILE").write_text("not a folder")
-    args = [str(tmp_path / a) if a == "A_FILE" else a for a in args]
+    (tmp_path / "A.gguf").write_bytes(b"GGUF")
+    args = [str(tmp_path / a) if a in ("A_FILE", "A.gguf") else a for a in args]
     proc = run_cli("--auto", "--methods", "fp32", *args, env={"QADVISOR_CACHE": str(tmp_path / "c")})
     _assert_one_line_error(proc, fragment)
     assert not (tmp_path / "c").exists()

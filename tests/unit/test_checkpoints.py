@@ -153,7 +153,7 @@ def test_bad_checkpoint_input_stops_before_measuring(tmp_path):
     for args, words in ((("--reference", str(SHIPPED)), "--reference is the unquantized model"),
                         (("--model", str(ckpt), "--methods", "bnb-nf4"), "pass it with --reference"),
                         (("--model", str(ckpt), "--plan-for", "Qwen2.5-7B"), "--plan-for works on an unquantized"),
-                        (("--model", str(ckpt), "--reference", str(gguf)), "a GGUF is measured as a checkpoint, never")):
+                        (("--model", str(ckpt), "--reference", str(gguf)), "f16.gguf: unreadable GGUF file")):
         proc = run_cli("--auto", *args, env={"QADVISOR_CACHE": str(tmp_path / "cache")})
         assert proc.returncode == 2 and words in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "cache" / "logs").exists()

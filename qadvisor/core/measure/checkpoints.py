@@ -102,12 +102,13 @@ def stand_in(spec: MethodSpec, cache_root: Path, say=lambda line: None) -> Path:
                 shutil.copy2(source / name, tmp / name)
     else:
         say(f"{source.name}: its config and tokenizer read from the GGUF metadata (once)")
-        _from_gguf(source, tmp)
+        config_from_gguf(source, tmp)
     tmp.rename(folder)
     return folder
 
 
-def _from_gguf(source: Path, folder: Path) -> None:
+def config_from_gguf(source: Path, folder: Path) -> None:
+    """The config and tokenizer a GGUF's metadata holds, saved into `folder` as a model folder holds them."""
     from transformers import AutoConfig, AutoTokenizer
 
     try:

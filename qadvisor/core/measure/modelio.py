@@ -59,8 +59,8 @@ def check_model_dir(model_dir: Path) -> dict:
     if not model_dir.exists():
         raise UserError(f"model directory {model_dir} not found")
     if not model_dir.is_dir():
-        gguf = (" (a GGUF is measured as a checkpoint, never as the unquantized model: its reference is the folder "
-                "it was converted from)") if model_dir.suffix == ".gguf" else ""
+        gguf = (" (a GGUF is measured as a checkpoint, --model FILE.gguf; an unquantized one may be a checkpoint's "
+                "--reference)") if model_dir.suffix == ".gguf" else ""
         raise UserError(f"{model_dir} is not a directory (pass a Hugging Face model directory){gguf}")
     config = read_config(model_dir)
     model_type = config.get("model_type")

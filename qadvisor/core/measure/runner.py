@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from qadvisor import __version__
 from qadvisor.core import paths
-from qadvisor.core.measure import artifacts, checkpoints, memory, modelio
+from qadvisor.core.measure import artifacts, checkpoints, gguf_reference, memory, modelio
 from qadvisor.core import architectures
 from qadvisor.core.hub import folder_name
 from qadvisor.core.paths import default_cache_dir
@@ -137,6 +137,8 @@ class Run:
             model_dir = modelio.build_synthetic(arch, cache_root).resolve()
             return model_dir, modelio.check_model_dir(model_dir)
         model_dir = (Path(request.model_dir) if request.model_dir else modelio.shipped_model_dir()).resolve()
+        if self.checkpoints and gguf_reference.is_gguf(model_dir):  # an F16 GGUF beside its quantized files
+            model_dir = gguf_reference.as_folder(model_dir, cache_root, self.say)
         config = modelio.check_model_dir(model_dir)
         if self.checkpoints:
             checkpoints.check_reference(self.checkpoints, model_dir)
