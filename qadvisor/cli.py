@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
                         help="where the backends run (default cpu; auto: cuda when torch sees a GPU)")
     cache = sub.add_parser("cache", help="what qadvisor keeps between runs ($QADVISOR_CACHE or ~/.cache/qadvisor)")
-    cache.add_argument("--clear", choices=("artifacts", "reference", "synthetic", "probes", "runs", "logs", "all"),
+    cache.add_argument("--clear", choices=("artifacts", "reference", "synthetic", "probes", "checkpoints",
+                                            "gguf-references", "runs", "logs", "all"),
                        help="remove that part (all: every part a run recomputes; saved runs only by name)")
     plan = sub.add_parser("plan", help="estimate size, memory fit and a decode bound per method for any Qwen2.5 size")
     plan.add_argument("--model", default="Qwen2.5-72B", help="Qwen2.5-0.5B … Qwen2.5-72B, or a Qwen2 config.json / directory")
@@ -249,8 +250,10 @@ def cmd_cache(args) -> int:
         print(f"cleared {args.clear} in {root}: {freed / 2**20:,.1f} MiB freed")
         return 0
     print(f"qadvisor's cache: {root}")
-    for part, what, entries, size in artifacts.cache_summary(root):
-        print(f"  {part:10s} {entries:4d} entries  {size / 2**20:12,.1f} MiB  {what}")
+    rows = artifacts.cache_summary(root)
+    width = max(len(part) for part, *_ in rows)
+    for part, what, entries, size in rows:
+        print(f"  {part:{width}s} {entries:4d} entries  {size / 2**20:12,.1f} MiB  {what}")
     print(f"quantized models kept up to {artifacts.max_bytes() / 2**30:g} GiB (${artifacts.MAX_GB_ENV}), the least "
           "recently used removed beyond it")
     return 0

@@ -1,5 +1,6 @@
 """The quantized-model cache: keyed by every input that decides the files, reused only whole."""
 
+import re
 from pathlib import Path
 
 from qadvisor.core.measure import artifacts
@@ -97,7 +98,7 @@ def test_cache_command_lists_and_clears(tmp_path):
     artifacts.store(tmp_path / "cache" / "artifacts" / "k1", saved, "m", 1.0, {})
     env = {"QADVISOR_CACHE": str(tmp_path / "cache")}
     listed = run_cli("cache", env=env)
-    assert listed.returncode == 0 and "artifacts     1 entries" in listed.stdout and "1.0 MiB" in listed.stdout
+    assert listed.returncode == 0 and re.search(r"artifacts +1 entries", listed.stdout) and "1.0 MiB" in listed.stdout
     assert "quantized models kept up to 8 GiB" in listed.stdout
     cleared = run_cli("cache", "--clear", "artifacts", env=env)
     assert cleared.returncode == 0 and "1.0 MiB freed" in cleared.stdout
@@ -129,3 +130,17 @@ def test_slices_live_in_the_listed_synthetic_part_and_shared_shards_count_once(t
     rows = {part: (entries, size) for part, _, entries, size in artifacts.cache_summary(tmp_path)}
     assert rows["synthetic"] == (2, 1000)
     assert artifacts.clear(tmp_path, "all") == 1000 and not (tmp_path / "synthetic").exists()
+
+
+def test_folders_made_for_checkpoints_are_listed_and_cleared(tmp_path):
+    """What a checkpoint's run writes into the cache (its stand-in config and tokenizer, a GGUF reference's model
+    folder: gigabytes for a 7B) is a part `qadvisor cache` shows and `--clear all` removes."""
+    from qadvisor.core.measure.checkpoints import STAND_IN_DIR
+    from qadvisor.core.measure.gguf_reference import REFERENCE_DIR
+
+    for part in (STAND_IN_DIR, REFERENCE_DIR):
+        (tmp_path / part / "m").mkdir(parents=True)
+        (tmp_path / part / "m" / "x").write_bytes(b"12345")
+    rows = {part: (entries, size) for part, _, entries, size in artifacts.cache_summary(tmp_path)}
+    assert rows[STAND_IN_DIR] == (1, 5) and rows[REFERENCE_DIR] == (1, 5)
+    assert artifacts.clear(tmp_path, "all") == 10

@@ -13,7 +13,7 @@ from qadvisor.quantizers import checkpoint
 from qadvisor.schemas.jsonfile import read_json_object
 from qadvisor.schemas.method import MethodSpec
 
-STAND_IN_DIR = "checkpoints"  # under the cache root
+STAND_IN_DIR = "checkpoints"  # under the cache root (a part `qadvisor cache` lists)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
                    "generation_config.json")
 ESTIMATED_BF16 = "estimate: parameters × 2 bytes, no --reference to save in bf16"

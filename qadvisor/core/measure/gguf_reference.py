@@ -14,7 +14,7 @@ from qadvisor.quantizers import checkpoint, gguf_mix
 
 UNQUANTIZED = ("F32", "F16", "BF16")  # GGUF tensor types whose values a folder holds as they are
 SHARD_BYTES = 2 << 30  # tensors per safetensors file: one shard at a time is in memory
-REFERENCE_DIR = "references"  # under the cache root
+REFERENCE_DIR = "gguf-references"  # under the cache root (a part `qadvisor cache` lists)
 HF_NAMES = {gguf: hf for hf, gguf in gguf_mix.GGUF_NAMES.items()}
 HF_LAYER_NAMES = {gguf: hf for hf, gguf in gguf_mix.GGUF_LAYER_NAMES.items()}
 
