@@ -50,3 +50,20 @@ def test_a_reference_gguf_that_is_not_one_is_one_line(tmp_path):
     (tmp_path / "x.gguf").write_text("hello")
     with pytest.raises(UserError, match=r"^reference .*x.gguf: not a GGUF file"):
         gguf_reference.as_folder(tmp_path / "x.gguf", tmp_path / "cache")
+
+
+def test_room_for_the_reference_is_checked_before_its_folder_is_written(tmp_path, monkeypatch):
+    import psutil
+
+    from qadvisor.core.hardware import detect
+    from qadvisor.core.measure.runner import Run, RunRequest
+
+    to_gguf(SHIPPED, tmp_path / "tiny.gguf")
+    to_gguf(SHIPPED, tmp_path / "checkpoint.gguf")
+    memory = psutil.virtual_memory()
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory._replace(available=50 << 20))
+    request = RunRequest(model_dir=str(tmp_path / "tiny.gguf"), checkpoints=[str(tmp_path / "checkpoint.gguf")],
+                         cache_dir=tmp_path / "cache")
+    with pytest.raises(UserError, match="not enough memory for the reference"):
+        Run(request, detect(with_backends=False))
+    assert not (tmp_path / "cache" / gguf_reference.REFERENCE_DIR).exists()

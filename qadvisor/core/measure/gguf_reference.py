@@ -37,8 +37,9 @@ def _tensors(path: Path) -> list:
     return [t for part in checkpoint.gguf_parts(path) for t in gguf.GGUFReader(str(part)).tensors]
 
 
-def check(path: Path) -> None:
-    """A reference GGUF must be a Qwen2 model whose weights are unquantized; anything else is one UserError."""
+def check(path: Path) -> tuple[int, int]:
+    """A reference GGUF must be a Qwen2 model whose weights are unquantized; anything else is one UserError. Returns
+    its parameters and vocabulary size (for the memory check before gigabytes are written)."""
     what = f"reference {path}"
     try:
         spec = checkpoint.describe(path)  # a GGUF at all, of Qwen2, every part beside it
@@ -52,6 +53,7 @@ def check(path: Path) -> None:
                         "model (a folder, or an F16, BF16 or F32 GGUF)")
     if unknown:
         raise UserError(f"{what}: tensor {unknown[0]} is not one of a Qwen2 model's")
+    return sum(int(t.n_elements) for t in tensors), checkpoint.shape(spec)["vocab_size"]
 
 
 def as_folder(path: Path, cache_root: Path, say=lambda line: None) -> Path:

@@ -137,14 +137,17 @@ class Run:
             model_dir = modelio.build_synthetic(arch, cache_root).resolve()
             return model_dir, modelio.check_model_dir(model_dir)
         model_dir = (Path(request.model_dir) if request.model_dir else modelio.shipped_model_dir()).resolve()
+        s = request.settings
+        scored = s.windows * s.window if s.score_accuracy and not modelio.is_synthetic(model_dir) else 0
         if self.checkpoints and gguf_reference.is_gguf(model_dir):  # an F16 GGUF beside its quantized files
+            params, vocab = gguf_reference.check(model_dir)
+            if cpu:  # room for the reference step before gigabytes are written for it
+                memory.check({"the reference": "torch"}, params, vocab, scored)
             model_dir = gguf_reference.as_folder(model_dir, cache_root, self.say)
         config = modelio.check_model_dir(model_dir)
         if self.checkpoints:
             checkpoints.check_reference(self.checkpoints, model_dir)
         if cpu:
-            s = request.settings
-            scored = s.windows * s.window if s.score_accuracy and not modelio.is_synthetic(model_dir) else 0
             modelio.check_memory(model_dir, config, backends, scored)
             self._check_shipped_memory(config, scored)
         return model_dir, config
