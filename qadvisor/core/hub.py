@@ -11,6 +11,8 @@ from qadvisor.errors import UserError
 
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 GGUF_REF = re.compile(rf"(?P<repo>{REPO_ID.pattern}):(?P<kind>[\w.-]+)")
+# the type at the end of a GGUF file's name (`qwen2.5-7b-instruct-q4_k_m-00001-of-00002.gguf` → q4_k_m)
+GGUF_KIND = re.compile(r"[-_.](?P<kind>(?:i?q\d\w*|f16|bf16|fp16|f32))(?:-\d{5}-of-\d{5})?\.gguf$", re.IGNORECASE)
 # what qadvisor reads of a checkpoint: weights, config, tokenizer (not other formats' copies of the weights)
 WANTED = ["*.json", "*.safetensors", "*.txt", "tokenizer.model", "merges.txt", "vocab.json"]
 
@@ -37,7 +39,10 @@ def resolve(name: str | None) -> str | None:
         return name
     ref = GGUF_REF.fullmatch(name)
     if ref is None:
-        return _snapshot(name, name, WANTED)
+        folder = _snapshot(name, name, WANTED)
+        if not (Path(folder) / "config.json").is_file():
+            _gguf_repo_hint(name, folder)
+        return folder
     from huggingface_hub import constants
 
     offline = bool(constants.HF_HUB_OFFLINE)  # then the cache is all there is: not there, _snapshot says so
@@ -48,6 +53,23 @@ def resolve(name: str | None) -> str | None:
         files = _of_kind(_listing(ref["repo"], name), ref, strict=" on the hub")
         cached = _snapshot(ref["repo"], name, files)
     return str(Path(cached) / files[0])
+
+
+def _gguf_repo_hint(name: str, folder: str) -> None:
+    """A repo of GGUF files alone (no config.json to read as a model): one line naming how to ask for one of them."""
+    from huggingface_hub import constants
+
+    files = [p.name for p in Path(folder).rglob("*.gguf")]
+    if not files and not constants.HF_HUB_OFFLINE:
+        try:
+            files = [Path(f).name for f in _listing(name, name) if f.endswith(".gguf")]
+        except UserError:
+            return  # unreachable: the folder's own check says what is missing
+    if files:
+        kinds = sorted({m["kind"].upper() for f in files if (m := GGUF_KIND.search(f))})
+        example = "Q4_K_M" if "Q4_K_M" in kinds or not kinds else kinds[0]
+        raise UserError(f"{name}: a repo of GGUF files; name the one to measure by its type, as llama.cpp's -hf does: "
+                        f"{name}:{example} (types here: {', '.join(kinds) or ', '.join(files[:4])})")
 
 
 def _snapshot(repo: str, name: str, patterns: list[str], local_only: bool = False) -> str | None:

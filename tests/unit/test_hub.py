@@ -83,10 +83,14 @@ def _gguf_repo(tmp_path, *names):
     (["tiny-q4_k_m.gguf", "tiny-q8_0.gguf"], "Q5_K_M", "no GGUF file of type Q5_K_M in Qwen/Tiny-Qwen2-GGUF as cached "
      "(HF_HUB_OFFLINE is set) (it has tiny-q4_k_m.gguf, tiny-q8_0.gguf)"),
     (["tiny-q4_k_m.gguf", "other-q4_k_m.gguf"], "Q4_K_M", "more than one GGUF file of that type (other-q4_k_m.gguf"),
+    # the repo alone: it has no model folder to read, and the line says how to name one of its files
+    (["tiny-fp16-00001-of-00002.gguf", "tiny-fp16-00002-of-00002.gguf", "tiny-q4_k_m.gguf"], None,
+     "a repo of GGUF files; name the one to measure by its type, as llama.cpp's -hf does: Qwen/Tiny-Qwen2-GGUF:Q4_K_M "
+     "(types here: FP16, Q4_K_M)"),
 ])
 def test_a_gguf_repo_and_type_resolve_to_its_file_as_llama_cpp_names_it(tmp_path, names, ref, says):
     env = _gguf_repo(tmp_path, *names)
-    done = run_cli("--auto", "--model", f"Qwen/Tiny-Qwen2-GGUF:{ref}", env=env, timeout=120)
+    done = run_cli("--auto", "--model", "Qwen/Tiny-Qwen2-GGUF" + (f":{ref}" if ref else ""), env=env, timeout=120)
     assert done.returncode == 2 and says in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
 
