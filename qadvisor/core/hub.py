@@ -8,11 +8,12 @@ import re
 from pathlib import Path
 
 from qadvisor.errors import UserError
+from qadvisor.quantizers.checkpoint import PART
 
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 GGUF_REF = re.compile(rf"(?P<repo>{REPO_ID.pattern}):(?P<kind>[\w.-]+)")
 # the type at the end of a GGUF file's name (`qwen2.5-7b-instruct-q4_k_m-00001-of-00002.gguf` → q4_k_m)
-GGUF_KIND = re.compile(r"[-_.](?P<kind>(?:i?q\d\w*|f16|bf16|fp16|f32))(?:-\d{5}-of-\d{5})?\.gguf$", re.IGNORECASE)
+GGUF_KIND = re.compile(rf"[-_.](?P<kind>(?:i?q\d\w*|f16|bf16|fp16|f32))(?:{PART})?\.gguf$", re.IGNORECASE)
 # what qadvisor reads of a checkpoint: weights, config, tokenizer (not other formats' copies of the weights)
 WANTED = ["*.json", "*.safetensors", "*.txt", "tokenizer.model", "merges.txt", "vocab.json"]
 
@@ -110,9 +111,9 @@ def _of_kind(files: list[str], ref: re.Match, strict: str = "") -> list[str]:
     """The GGUF file of the type `ref` names (every part of a split one, first first), matched as llama.cpp's `-hf`
     does: the type at the end of the file's name, in any case. Two such files, or none where `strict` says where
     the files were listed, is a UserError."""
-    ends = re.compile(rf"(?:.*[-_.])?{re.escape(ref['kind'])}(?:-\d{{5}}-of-\d{{5}})?\.gguf", re.IGNORECASE)
+    ends = re.compile(rf"(?:.*[-_.])?{re.escape(ref['kind'])}(?:{PART})?\.gguf", re.IGNORECASE)
     found = sorted(f for f in files if ends.fullmatch(Path(f).name))
-    stems = {re.sub(r"-\d{5}-of-\d{5}\.gguf$", "", f) for f in found}
+    stems = {re.sub(rf"{PART}\.gguf$", "", f) for f in found}
     if len(stems) > 1:
         raise UserError(f"{ref[0]}: more than one GGUF file of that type ({', '.join(sorted(stems))}); pass the file")
     if strict and not found:

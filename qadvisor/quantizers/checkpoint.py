@@ -19,7 +19,8 @@ from qadvisor.schemas.method import AS_SHIPPED as PREFIX, MethodSpec
 
 GGUF_MAGIC = b"GGUF"
 # llama.cpp's split GGUF (llama-gguf-split; Qwen's larger GGUF releases): NAME-00001-of-00003.gguf and its siblings
-SPLIT = re.compile(r"(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf")
+PART = r"-(?P<no>\d{5})-of-(?P<count>\d{5})"  # a split GGUF part's place in its name
+SPLIT = re.compile(rf"(?P<stem>.+){PART}\.gguf")
 SHAPE_KEYS = ("hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads", "num_key_value_heads")
 # the GGUF metadata (under the architecture's name) that holds each of SHAPE_KEYS
 GGUF_SHAPE = {"hidden_size": "embedding_length", "num_hidden_layers": "block_count",
