@@ -65,7 +65,7 @@ def _gguf_repo_hint(name: str, folder: str) -> None:
         try:
             files = [Path(f).name for f in _listing(name, name) if f.endswith(".gguf")]
         except UserError:
-            return  # unreachable: the folder's own check says what is missing
+            return  # the hub cannot be reached: the folder's own check says what it lacks
     if files:
         kinds = sorted({m["kind"].upper() for f in files if (m := GGUF_KIND.search(f))})
         example = "Q4_K_M" if "Q4_K_M" in kinds or not kinds else kinds[0]

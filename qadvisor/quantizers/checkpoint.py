@@ -178,6 +178,15 @@ def gguf_parts(path: Path) -> list[Path]:
     return parts
 
 
+def gguf_tensors(path: Path, first=None) -> list:
+    """Every tensor of a GGUF, across the parts of a split one (`first`: the first part's reader, where it is open)."""
+    import gguf
+
+    parts = gguf_parts(path)
+    readers = [first or gguf.GGUFReader(str(parts[0])), *(gguf.GGUFReader(str(part)) for part in parts[1:])]
+    return [t for reader in readers for t in reader.tensors]
+
+
 def gguf_fields(path: Path) -> dict:
     """A GGUF file's metadata by key (its tokenizer's merges left out), and its tensors' bits per weight; a file that
     is not GGUF is a UserError. Read once per file: describing and checking a checkpoint ask for it several times, and
@@ -200,8 +209,7 @@ def _gguf_fields(name: str, size: int, mtime_ns: int) -> dict:
     except Exception as exc:  # a truncated or garbled file: whatever the reader raised, in one line
         raise UserError(f"{path}: unreadable GGUF file ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     fields = {key: field.contents() for key, field in reader.fields.items() if key != "tokenizer.ggml.merges"}
-    tensors = [*reader.tensors, *(t for part in gguf_parts(path)[1:] for t in gguf.GGUFReader(str(part)).tensors)]
-    weights = [t for t in tensors if len(t.shape) > 1]
+    weights = [t for t in gguf_tensors(path, reader) if len(t.shape) > 1]
     fields["bits_per_weight"] = 8 * sum(int(t.n_bytes) for t in weights) / max(1, sum(int(t.n_elements) for t in weights))
     return fields
 

@@ -258,7 +258,7 @@ def advise(results: list[TrialResult], priorities: Priorities, where: str = "mea
     winner, wanted = choose(candidates, weights, fit), team(weights)
     label = wanted if wanted in fit[winner] else kinds[winner]
     front = set(pareto_front(candidates))
-    beaten = [m for m in by_name if m in fit and m not in base and wanted in fit[m] and m not in front]
+    beaten = [m for m, kinds_of in fit.items() if wanted in kinds_of and m not in base and m not in front]
     reasons = [_team_line(wanted, label, where, _exists(wanted, measured), beaten)]
     reasons += _reasons(by_name[winner], by_name, parts[winner], weights, totals[winner], limits)
     runner_up = next((m for m, _ in ranking if m != winner and m not in base), None)

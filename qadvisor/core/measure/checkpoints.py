@@ -85,24 +85,37 @@ def stand_in(spec: MethodSpec, cache_root: Path, say=lambda line: None) -> Path:
     """Without a reference, the folder the run's checks and the trial's tokenizer read: the checkpoint's own config
     and tokenizer files, or for a GGUF the ones its metadata holds (read by transformers). Made once, in the cache."""
     source = Path(spec.source)
-    stat = source.stat()
-    key = hashlib.sha256(f"{source}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    folder = Path(cache_root) / STAND_IN_DIR / f"{source.stem}-{key}"
+
+    def build(tmp: Path) -> None:
+        if source.is_dir():
+            if not any((source / name).is_file() for name in TOKENIZER_FILES[:3]):
+                raise UserError(f"{source}: no tokenizer files, so nothing to feed it text with; pass --reference DIR "
+                                "(the unquantized model it was made from)")
+            for name in ("config.json", *TOKENIZER_FILES):
+                if (source / name).is_file():
+                    shutil.copy2(source / name, tmp / name)
+        else:
+            say(f"{source.name}: its config and tokenizer read from the GGUF metadata (once)")
+            config_from_gguf(source, tmp)
+
+    return written_once(Path(cache_root) / STAND_IN_DIR / f"{source.stem}-{file_key(source)}", build)
+
+
+def file_key(path: Path) -> str:
+    """What a folder made from the user's file is cached under: its path, size and time (a file rewritten is new)."""
+    stat = Path(path).stat()
+    return hashlib.sha256(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+
+
+def written_once(folder: Path, build) -> Path:
+    """`folder`, made by `build(tmp)` the first time and renamed into place whole (a run stopped halfway leaves only
+    a `.partial` folder, made again the next time); later, as it is."""
     if (folder / "config.json").is_file():
         return folder
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    if source.is_dir():
-        if not any((source / name).is_file() for name in TOKENIZER_FILES[:3]):
-            raise UserError(f"{source}: no tokenizer files, so nothing to feed it text with; pass --reference DIR "
-                            "(the unquantized model it was made from)")
-        for name in ("config.json", *TOKENIZER_FILES):
-            if (source / name).is_file():
-                shutil.copy2(source / name, tmp / name)
-    else:
-        say(f"{source.name}: its config and tokenizer read from the GGUF metadata (once)")
-        config_from_gguf(source, tmp)
+    build(tmp)
     tmp.rename(folder)
     return folder
 

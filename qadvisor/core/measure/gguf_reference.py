@@ -4,9 +4,7 @@ tensors as they are, its config and tokenizer from its metadata), which the refe
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 from pathlib import Path
 
 from qadvisor.errors import UserError
@@ -31,21 +29,15 @@ def hf_name(name: str) -> str:
     return HF_NAMES[name]
 
 
-def _tensors(path: Path) -> list:
-    import gguf
-
-    return [t for part in checkpoint.gguf_parts(path) for t in gguf.GGUFReader(str(part)).tensors]
-
-
-def check(path: Path) -> tuple[int, int]:
+def check(path: Path) -> tuple[list, int]:
     """A reference GGUF must be a Qwen2 model whose weights are unquantized; anything else is one UserError. Returns
-    its parameters and vocabulary size (for the memory check before gigabytes are written)."""
+    its tensors and its vocabulary size."""
     what = f"reference {path}"
     try:
         spec = checkpoint.describe(path)  # a GGUF at all, of Qwen2, every part beside it
     except UserError as exc:
         raise UserError(str(exc).replace(f"checkpoint {path}", what, 1)) from None
-    tensors = _tensors(path)
+    tensors = checkpoint.gguf_tensors(path)
     kinds = sorted({t.tensor_type.name for t in tensors} - set(UNQUANTIZED))
     unknown = [t.name for t in tensors if t.name not in HF_NAMES and t.name.split(".", 2)[-1] not in HF_LAYER_NAMES]
     if kinds:
@@ -53,41 +45,38 @@ def check(path: Path) -> tuple[int, int]:
                         "model (a folder, or an F16, BF16 or F32 GGUF)")
     if unknown:
         raise UserError(f"{what}: tensor {unknown[0]} is not one of a Qwen2 model's")
-    return sum(int(t.n_elements) for t in tensors), checkpoint.shape(spec)["vocab_size"]
+    return tensors, checkpoint.shape(spec)["vocab_size"]
 
 
-def as_folder(path: Path, cache_root: Path, say=lambda line: None) -> Path:
-    """The model folder `path` stands for, written once under the cache (keyed by the file's path, size and time)."""
+def as_folder(path: Path, cache_root: Path, say=lambda line: None, room=lambda params, vocab: None) -> Path:
+    """The model folder `path` stands for, written once under the cache (keyed by the file's path, size and time);
+    `room(params, vocab)` may refuse it (a UserError) before gigabytes are written."""
+    from qadvisor.core.measure.checkpoints import config_from_gguf, file_key, written_once
+
     path = Path(path).resolve()
-    check(path)
-    stat = path.stat()
-    key = hashlib.sha256(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    tensors, vocab = check(path)
+    room(sum(int(t.n_elements) for t in tensors), vocab)
     split = checkpoint.SPLIT.fullmatch(path.name)
-    folder = Path(cache_root) / REFERENCE_DIR / key / (split["stem"] if split else path.stem)
-    if (folder / "config.json").is_file():
-        return folder
-    say(f"{path.name}: written once as a model folder for the reference (tensors as they are, config and tokenizer "
-        "from its metadata)")
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    from qadvisor.core.measure.checkpoints import config_from_gguf
 
-    config_from_gguf(path, tmp)
-    names = _write_tensors(path, tmp)
-    config = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
-    config["tie_word_embeddings"] = "lm_head.weight" not in names  # llama.cpp reuses token_embd where output is absent
-    (tmp / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    tmp.rename(folder)
-    return folder
+    def build(tmp: Path) -> None:
+        say(f"{path.name}: written once as a model folder for the reference (tensors as they are, config and "
+            "tokenizer from its metadata)")
+        config_from_gguf(path, tmp)
+        names = _write_tensors(tensors, tmp)
+        config = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
+        config["tie_word_embeddings"] = "lm_head.weight" not in names  # llama.cpp reuses token_embd without output
+        (tmp / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+    return written_once(Path(cache_root) / REFERENCE_DIR / file_key(path) / (split["stem"] if split else path.stem),
+                        build)
 
 
-def _write_tensors(path: Path, folder: Path) -> list[str]:
-    """Every tensor of every part, as safetensors shards of at most SHARD_BYTES with their index; returns the names."""
+def _write_tensors(tensors: list, folder: Path) -> list[str]:
+    """The tensors as safetensors shards of at most SHARD_BYTES with their index; returns their names."""
     from safetensors.torch import save_file
 
     shards, shard, size = [], {}, 0
-    for t in _tensors(path):
+    for t in tensors:
         tensor = _torch(t)
         if shard and size + tensor.nbytes > SHARD_BYTES:
             shards.append(shard)

@@ -140,10 +140,9 @@ class Run:
         s = request.settings
         scored = s.windows * s.window if s.score_accuracy and not modelio.is_synthetic(model_dir) else 0
         if self.checkpoints and gguf_reference.is_gguf(model_dir):  # an F16 GGUF beside its quantized files
-            params, vocab = gguf_reference.check(model_dir)
-            if cpu:  # room for the reference step before gigabytes are written for it
-                memory.check({"the reference": "torch"}, params, vocab, scored)
-            model_dir = gguf_reference.as_folder(model_dir, cache_root, self.say)
+            room = (lambda params, vocab: memory.check({"the reference": "torch"}, params, vocab, scored)) if cpu \
+                else (lambda params, vocab: None)
+            model_dir = gguf_reference.as_folder(model_dir, cache_root, self.say, room)
         config = modelio.check_model_dir(model_dir)
         if self.checkpoints:
             checkpoints.check_reference(self.checkpoints, model_dir)
