@@ -2,6 +2,9 @@
 
     python benchmarks/projection.py [--models Qwen2.5-0.5B,Qwen2.5-1.5B] [--methods bnb-nf4,gguf-q8_0,gguf-q4_k_m]
                                     [--json FILE]
+    python benchmarks/projection.py --models Qwen3-30B-A3B:6layers --methods gguf-q8_0,gguf-q4_k_m   # an MoE
+
+A model too large to build here is measured at a reduced depth (`NAME:Nlayers`: its real layers, fewer of them).
 
 Per model and method: decode and prefill tok/s projected from two slices (`qadvisor plan --measure`) next to
 the same method measured on the whole random-weight model (`synthetic:…`), all three quantized by the real backend
@@ -18,10 +21,9 @@ import sys
 import time
 
 
-from qadvisor.core import architectures
 from qadvisor.core.hardware import detect
 from qadvisor.core.measure.jobs import EvalSettings
-from qadvisor.core.measure.modelio import synthetic_model_dir
+from qadvisor.core.measure.modelio import build_synthetic, check_synthetic
 from qadvisor.core.paths import default_cache_dir
 from qadvisor.schemas.events import Result
 from qadvisor.core.plan.slices import DECODE_BUDGET_S, DECODE_TOKENS, REPEATS, SliceMeasurement
@@ -40,8 +42,8 @@ def _drain(events) -> None:
 def measure(model: str, methods: list[str], settings: EvalSettings, hardware) -> list[dict]:
     """Per method: both slices and the whole model, quantized by the real backend, timed side by side in one
     process (the product's own path, with the whole model added), and the projection from the slices."""
-    arch = architectures.resolve_architecture(model)
-    whole = synthetic_model_dir(f"synthetic:{arch.name}", default_cache_dir())
+    arch = check_synthetic(model)  # a named size, or fewer of its layers (NAME:Nlayers)
+    whole = build_synthetic(arch, default_cache_dir())
     sliced = SliceMeasurement(arch, methods, hardware, settings, default_cache_dir(), whole=whole)
     _drain(sliced.events())
     rows = []

@@ -1,9 +1,9 @@
 """Streaming measures what a whole-model trial measures, in a fraction of the memory.
 
-    python benchmarks/streamed_vs_whole.py equivalence [--methods bnb-nf4,...]
-    python benchmarks/streamed_vs_whole.py memory [--model Qwen2.5-7B] [--methods bnb-nf4,gguf-q4_k_m]
+    python benchmarks/streamed_vs_whole.py equivalence [--methods bnb-nf4,...] [--model DIR]
+    python benchmarks/streamed_vs_whole.py memory [--model Qwen2.5-7B|Qwen3-30B-A3B:8layers] [--methods bnb-nf4,…]
 
-`equivalence`: on the shipped model, each method's PPL, KL and top-1 from `qadvisor --auto` (whole-model trials) and
+`equivalence`: on the shipped model (or the model folder given), each method's PPL, KL and top-1 from `qadvisor --auto` (whole-model trials) and
 from core.measure.streamed, side by side. Targets: PPL within 0.5 %, KL within 10 %, for every method (GGUF too: the
 streamed path rounds each matmul's input as llama.cpp's CPU runtime does; its F16 KV cache is left out).
 
@@ -46,15 +46,16 @@ def streamed(model_dir: Path, methods: list[str], window: int, windows: int, thr
     return job.result()
 
 
-def equivalence(methods: list[str], threads: int) -> int:
+def equivalence(methods: list[str], threads: int, model: Path | None = None) -> int:
     from qadvisor.core.measure.modelio import shipped_model_dir
 
+    folder = model or shipped_model_dir()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "whole.json"
-        subprocess.run([sys.executable, "-m", "qadvisor", "--auto", "--methods", ",".join(["fp32", *methods]),
-                        "--export", str(out)], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "qadvisor", "--auto", "--model", str(folder), "--methods",
+                        ",".join(["fp32", *methods]), "--export", str(out)], check=True, capture_output=True)
         whole = {r["method"]: r for r in json.loads(out.read_text())["results"] if r["status"] == "ok"}
-    s = streamed(shipped_model_dir(), methods, 256, 8, threads)
+    s = streamed(folder, methods, 256, 8, threads)
     print(f"{'method':14s} {'PPL whole':>10s} {'streamed':>10s} {'Δ':>7s}   {'KL whole':>9s} {'streamed':>9s} {'Δ':>7s}"
           f"   {'top-1 whole':>11s} {'streamed':>8s}")
     misses = 0
@@ -78,9 +79,9 @@ def equivalence(methods: list[str], threads: int) -> int:
 def memory(model: str, methods: list[str], threads: int) -> int:
     from qadvisor.core import architectures
     from qadvisor.core.paths import default_cache_dir
-    from qadvisor.core.measure.modelio import build_synthetic
+    from qadvisor.core.measure.modelio import build_synthetic, check_synthetic
 
-    arch = architectures.resolve_architecture(model)
+    arch = check_synthetic(model)  # a named size, or its first layers (NAME:Nlayers): the real layers, fewer
     print(f"building synthetic:{arch.name} (bf16, {2 * architectures.param_count(arch) / 2**30:.1f} GiB; once, cached)",
           file=sys.stderr)
     folder = build_synthetic(arch, default_cache_dir())
@@ -89,7 +90,8 @@ def memory(model: str, methods: list[str], threads: int) -> int:
             f"s = streamed(Path({str(folder)!r}), {methods!r}, 257, 2, {threads}); print(s.model_dump_json())")
     done = subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.PIPE, text=True)
     s = json.loads(done.stdout.strip().splitlines()[-1])
-    big = architectures.resolve_architecture("Qwen2.5-72B")
+    # the whole model a reduced depth stands for (NAME:Nlayers), else the 72B the product is aimed at
+    big = architectures.resolve_architecture(model.split(":")[0] if ":" in model else "Qwen2.5-72B")
     scale = (architectures.param_count(big) / big.num_hidden_layers) / (architectures.param_count(arch) / arch.num_hidden_layers)
     per_layer = {"fp32": s["ref_seconds_per_layer"], **{m["method"]: m["seconds_per_layer"] for m in s["methods"]}}
     total = sum(v for v in per_layer.values() if v) * scale * big.num_hidden_layers
@@ -100,7 +102,7 @@ def memory(model: str, methods: list[str], threads: int) -> int:
     for m in s["methods"]:
         if m["error"]:
             print(f"{m['method']}: failed: {m['error']}")
-    print(f"Qwen2.5-72B here (estimate: seconds per layer × {scale:.1f}, the 72B layer's weights ÷ this one's, "
+    print(f"{big.name} here (estimate: seconds per layer × {scale:.1f}, its layer's weights ÷ this one's, "
           f"× {big.num_hidden_layers} layers, the head left out): {total / 3600:.1f} h for these methods")
     return int(s["peak_rss_bytes"] > RSS_TARGET or any(m["error"] for m in s["methods"]))
 
@@ -109,13 +111,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["equivalence", "memory"])
     ap.add_argument("--methods")
-    ap.add_argument("--model", default="Qwen2.5-7B")
+    ap.add_argument("--model", help="equivalence: a model folder (default: the shipped model); memory: a size "
+                                    "(default Qwen2.5-7B)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     print(machine())
     if args.what == "equivalence":
-        return equivalence((args.methods or DEFAULT).split(","), args.threads)
-    return memory(args.model, (args.methods or "bnb-nf4,gguf-q4_k_m").split(","), args.threads)
+        return equivalence((args.methods or DEFAULT).split(","), args.threads, Path(args.model) if args.model else None)
+    return memory(args.model or "Qwen2.5-7B", (args.methods or "bnb-nf4,gguf-q4_k_m").split(","), args.threads)
 
 
 if __name__ == "__main__":

@@ -1,3 +1,3 @@
-"""qadvisor: measure real quantizers on a real Qwen2 model and recommend one."""
+"""qadvisor: measure real quantizers on a real Qwen model and recommend one."""
 
 __version__ = "0.1.0"

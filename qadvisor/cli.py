@@ -13,8 +13,9 @@ from qadvisor.errors import UserError
 def _auto_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auto", action="store_true", help="measure without the TUI, print a table, write the export")
     parser.add_argument("--load", type=Path, help="open a saved run in the TUI (its recommendation screen)")
-    parser.add_argument("--model", help="a local Qwen2/Qwen2.5 model directory, or synthetic:Qwen2.5-0.5B (random weights "
-                        "at the real shape, to check the planner), or quantized checkpoints (GPTQ, AWQ or "
+    parser.add_argument("--model", help="a local Qwen model directory (Qwen2/2.5, Qwen3, Qwen3-MoE, Qwen3-Next, "
+                        "Qwen3.5/3.6), or synthetic:Qwen3-0.6B (random weights at the real shape, to check the planner; "
+                        "synthetic:Qwen3-30B-A3B:4layers keeps its first 4 layers), or quantized checkpoints (GPTQ, AWQ or "
                         "bitsandbytes folders, .gguf files or OWNER/REPO-GGUF:Q4_K_M; comma-separated) measured as "
                         "shipped; a Hugging Face repo id for any of them; default: the shipped model")
     parser.add_argument("--reference", metavar="DIR", help="with --model CHECKPOINT (a quantized folder or a .gguf "
@@ -79,7 +80,7 @@ def _priority_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qadvisor", description="Measure real quantizers on a Qwen2 model and choose one.")
+    parser = argparse.ArgumentParser(prog="qadvisor", description="Measure real quantizers on a Qwen model and choose one.")
     _auto_parser(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     hw = sub.add_parser("hardware", help="what this machine is and which backends can run here")
@@ -104,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--clear", choices=("artifacts", "reference", "synthetic", "probes", "checkpoints",
                                             "gguf-references", "runs", "logs", "all"),
                        help="remove that part (all: every part a run recomputes; saved runs only by name)")
-    plan = sub.add_parser("plan", help="estimate size, memory fit and a decode bound per method for any Qwen2.5 size")
-    plan.add_argument("--model", default="Qwen2.5-72B", help="Qwen2.5-0.5B … Qwen2.5-72B, or a Qwen2 config.json / directory")
+    plan = sub.add_parser("plan", help="estimate size, memory fit and a decode bound per method for any Qwen size")
+    plan.add_argument("--model", default="Qwen2.5-72B", help="a named size (Qwen2.5-72B, Qwen3-32B, Qwen3-30B-A3B, "
+                      "Qwen3.5-27B, …: see the error for the list), or a Qwen config.json / directory")
     plan.add_argument("--context", type=int, default=2048, help="tokens held in the KV cache (default 2048)")
     plan.add_argument("--batch", type=int, default=1)
     plan.add_argument("--prompt-tokens", type=int, help="prompt length for the prefill activations (default 128)")

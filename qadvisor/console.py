@@ -50,6 +50,22 @@ def print_methods(rows: list[dict]) -> None:
         out.print(f"Stacks: {' / '.join(kv)} go on a weight method as `METHOD+{kv[0]}`, on every one except:")
         for why, names in refused.items():
             out.print(f"  {', '.join(names)}: {why}")
+    print_families(rows)
+
+
+def print_families(rows: list[dict]) -> None:
+    """Which model families each method refuses and why, grouped: the rest it quantizes."""
+    groups: dict[tuple, list[str]] = {}
+    for r in rows:
+        for why in dict.fromkeys(r.get("not_on", {}).values()):
+            families = tuple(label for label, reason in r["not_on"].items() if reason == why)
+            groups.setdefault((families, why), []).append(r["name"])
+    if not groups:
+        return
+    out = stdout_console()
+    out.print("Model families: every method runs on Qwen2/Qwen2.5 and Qwen3 (dense), and on the others except:")
+    for (families, why), names in groups.items():
+        out.print(f"  {', '.join(names)} — not on {', '.join(families)}: {why}", soft_wrap=True)
 
 
 def print_shipped(rows: list[dict]) -> None:
@@ -66,10 +82,10 @@ def print_shipped(rows: list[dict]) -> None:
 
 def print_plan(plan, explain: bool = False) -> None:
     """The planner's table (the shared view); every figure is an estimate, and says so."""
-    from qadvisor.app.views import plan_view
+    from qadvisor.app.plan_views import plan_view
     from qadvisor.core.plan.planner import published_memory
 
-    print_view(plan_view(plan, published_memory()))
+    print_view(plan_view(plan, published_memory(plan.model)))
     print_projection(plan)
     if explain:
         out = stdout_console()

@@ -20,6 +20,12 @@ def gib(n: float | None) -> str:
     return "—" if n is None else f"{n / 2**30:.1f} GiB"
 
 
+def gib_figure(n: int) -> str:
+    """Bytes as a bare GiB figure for a column headed in GiB: one decimal from 10 GiB, two below."""
+    value = n / 2**30
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
 def _digits(x: float, digits: int) -> int:
     """At least two significant digits below 1: a 72B decoding 0.14 tok/s is not "0.1"."""
     return max(digits, 1 - math.floor(math.log10(abs(x)))) if 0 < abs(x) < 1 else digits

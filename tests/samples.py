@@ -82,3 +82,64 @@ def split_gguf(source, folder, parts: int = 3, name: str = "tiny-q4_k_m") -> lis
     writer.write_tensors_to_file()
     writer.close()
     return sorted(folder.glob(f"{name}-*-of-*.gguf"))
+
+
+TOY_LINEAR_ATTENTION = dict(attn_output_gate=True, full_attention_interval=4, linear_num_key_heads=4,
+                            linear_num_value_heads=16, linear_key_head_dim=32, linear_value_head_dim=32,
+                            linear_conv_kernel_dim=4)
+TOY_EXPERTS = dict(num_experts=16, num_experts_per_tok=2, moe_intermediate_size=128)  # not 8: llama.cpp gives
+# 8-expert models (Mixtral) rules of their own, which no Qwen model meets and quantizers/gguf_mix.py leaves out
+TOY_FAMILIES = {
+    "qwen3": dict(intermediate_size=512),
+    "qwen3_moe": dict(**TOY_EXPERTS),
+    "qwen3_next": dict(shared_expert_intermediate_size=128, **TOY_EXPERTS, **TOY_LINEAR_ATTENTION),
+    "qwen3_5": dict(intermediate_size=512, **TOY_LINEAR_ATTENTION),
+    "qwen3_5_moe": dict(shared_expert_intermediate_size=128, **TOY_EXPERTS, **TOY_LINEAR_ATTENTION),
+}
+
+
+def toy_architecture(family: str):
+    """A few-MB model of a family's layer types (every row a multiple of 128, the shipped tokenizer's vocabulary):
+    the real modules, at a shape every backend's kernels take."""
+    from qadvisor.schemas.architecture import Architecture
+
+    return Architecture(name=f"toy-{family}", family=family, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+                        num_key_value_heads=2, head_dim=64, vocab_size=8192, qk_norm=True, attention_qkv_bias=False,
+                        **TOY_FAMILIES[family])
+
+
+def toy_model(family: str, folder):
+    """The toy of a family written with random weights (a synthetic model) into `folder`."""
+    from qadvisor.core.measure import modelio, synthetic
+
+    return synthetic.build(toy_architecture(family), folder, modelio.shipped_model_dir(), {})
+
+
+def fp8_checkpoint(source, folder, block: int = 128):
+    """`source`'s linears written as Qwen's FP8 releases lay them out: float8_e4m3fn weights, an fp32 weight_scale_inv
+    per block × block tile, the config's quantization_config saying so."""
+    import json
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(source, folder)
+    (folder / "synthetic.json").unlink(missing_ok=True)
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    for shard in folder.glob("*.safetensors"):
+        tensors = load_file(str(shard))
+        for name in [n for n in tensors if n.endswith("proj.weight") and tensors[n].dim() == 2]:
+            out, inputs = tensors[name].shape
+            tiles = tensors[name].float().reshape(out // block, block, inputs // block, block)
+            scale = tiles.abs().amax(dim=(1, 3)).clamp(min=1e-12) / 448.0  # e4m3's largest value
+            tensors[name] = (tiles / scale[:, None, :, None]).reshape(out, inputs).to(torch.float8_e4m3fn)
+            tensors[f"{name}_scale_inv"] = scale
+            index["weight_map"][f"{name}_scale_inv"] = shard.name
+        save_file(tensors, str(shard), metadata={"format": "pt"})
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    config = json.loads((folder / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                     "weight_block_size": [block, block]}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qadvisor.app import views
+from qadvisor.app import plan_views, views
 from qadvisor.core.advise.target import target_label
 from qadvisor.schemas.export import RunExport
 
@@ -39,7 +39,7 @@ def sections(export: RunExport) -> list[Section]:
         plan = export.plan
         rec = export.recommendation
         page.append(Section("plan", f"Plan for {plan.model} on {target_label(plan)} (estimates)",
-                            views.plan_view(plan), brief=views.plan_summary(plan, rec.method if rec else None)))
+                            plan_views.plan_view(plan), brief=plan_views.plan_summary(plan, rec.method if rec else None)))
     target = views.target_view(export)
     if target is not None:
         page.append(Section("target", target.headline or f"Advice for {export.target.model}", target))
@@ -49,7 +49,7 @@ def sections(export: RunExport) -> list[Section]:
     if export.plan_check:
         page.append(Section("plan_check", "Planner check", views.TableView(
             title="predicted from the architecture vs measured here", columns=[], rows=[],
-            lines=views.plan_check_lines(export.plan_check))))
+            lines=plan_views.plan_check_lines(export.plan_check))))
     times = views.time_view(export)
     if times.rows:
         page.append(Section("time", "Where the time went", times))

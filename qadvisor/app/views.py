@@ -10,7 +10,6 @@ from qadvisor.schemas.events import STEPS
 from qadvisor.schemas.export import RunExport
 from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.schemas.method import AS_SHIPPED
-from qadvisor.schemas.plan import Plan, PlanCheck
 from qadvisor.schemas.result import TrialResult
 
 
@@ -66,7 +65,8 @@ def method_rows(has_cuda: bool, findings: dict[str, str] | None = None) -> list[
         found = (findings or {}).get(spec.backend) if ok else None
         rows.append({**spec.model_dump(), "available": ok, "reason": reason, "finding": found,
                      "default": spec.name in registry.DEFAULT_METHODS,
-                     "kv_stack": stacks.get(spec.name)})  # '' stacks with every KV method; None: a KV method
+                     "kv_stack": stacks.get(spec.name),  # '' stacks with every KV method; None: a KV method
+                     "not_on": registry.families_refused(spec)})  # family label → why the method refuses it
     return rows
 
 
@@ -283,68 +283,6 @@ def contention_differs(pairs) -> str:
             "other processes took than about the two runs")
 
 
-def plan_view(plan: Plan, published: dict | None = None) -> TableView:
-    """The planner's table; every figure an estimate, and the title says so. `published`: Qwen's own measured
-    memory for this model (core.plan.planner.published_memory), shown beside ours with its source."""
-    t = plan.target
-    where = (f"{t.name} ×{t.count}, {f.gib(t.memory_bytes)} each" if t.device_type == "gpu"
-             else f"this CPU, {f.gib(t.memory_bytes)} RAM free")
-    mine = (published or {}).get("memory_gib", {}).get(plan.model, {})
-    rows = [[r.method, f"{r.bits:g}", _g(r.weights_bytes), _g(r.kv_cache_bytes), _g(r.total_bytes),
-             f.size_change(r.size_reduction_pct), ("yes" if r.fits else "no") + (f" {r.devices_needed}×" if r.devices_needed else ""),
-             f"{r.decode_tok_s_bound:,.1f}", r.size_class] + ([f"{mine[r.method]:.2f}" if r.method in mine else ""] if mine else [])
-            for r in plan.plans]
-    view = TableView(title="estimates, GiB (formulas: --explain; overhead and more: --json)", rows=rows,
-                     columns=["method", "bits", "weights", "KV", "total", "vs bf16", "fits", "tok/s ≤", "compression"]
-                     + (["Qwen¹"] if mine else []))
-    view.above = [f"{plan.model} — {plan.params / 1e9:.2f} B parameters, context {plan.context}, batch {plan.batch}, "
-                  f"prompt {plan.prompt_tokens}; target {where}, {t.bandwidth_gb_s:g} GB/s ({t.bandwidth_source})"]
-    if mine:
-        view.notes = ["¹ measured by Qwen, not qadvisor: " + published["_source"]]
-    return view
-
-
-def _g(n: int) -> str:
-    gib = n / 2**30
-    return f"{gib:.1f}" if gib >= 10 else f"{gib:.2f}"
-
-
-def plan_summary(plan: Plan, method: str | None) -> str:
-    """One line: the planned model on its target with `method` — fits or not, size, decode bound (estimates)."""
-    from qadvisor.core.advise.target import target_label
-
-    where = f"{plan.model} on {target_label(plan)}"
-    row = next((r for r in plan.plans if method and r.method == method), None)
-    if row is None:
-        return (f"{where} (estimates): {method or 'the recommendation'} is not among the methods planned here "
-                f"({', '.join(r.method for r in plan.plans)}); `qadvisor plan --model {plan.model}` sizes every method")
-    gpus = row.devices_needed
-    fit = (f"fits on {gpus} GPU(s)" if row.fits else f"does not fit (needs {gpus} GPUs)") if gpus else \
-        ("fits" if row.fits else "does not fit")
-    return (f"{where} with {row.method} (estimate): {fit}"
-            + f", weights {row.weights_bytes / 2**30:.1f} GiB, total {row.total_bytes / 2**30:.1f} GiB, "
-            f"decode ≤ {row.decode_tok_s_bound:.1f} tok/s, "
-            # the archetype is the advisor's, from measured numbers: the planner's size band is not repeated here
-            + ("an unquantized baseline" if row.size_class == "base" else f"{f.size_change(row.size_reduction_pct)} vs bf16"))
-
-
-def plan_check_lines(checks: list[PlanCheck]) -> list[str]:
-    """One line per method: predicted vs measured on disk, in memory (at its compute dtype) and in the KV cache."""
-    lines = []
-    for c in checks:
-        parts = [f"disk {_pair(c.predicted_bytes, c.measured_bytes)}"]
-        if c.predicted_mem_bytes and c.measured_mem_bytes:
-            parts.append(f"memory ({c.compute_dtype}) {_pair(c.predicted_mem_bytes, c.measured_mem_bytes)}")
-        if c.predicted_kv_bytes and c.measured_kv_bytes:
-            parts.append(f"KV cache {_pair(c.predicted_kv_bytes, c.measured_kv_bytes)}")
-        lines.append(f"{c.method}: " + " · ".join(parts))
-    return lines
-
-
-def _pair(predicted: int, measured: int) -> str:
-    return f"{f.mib(predicted)} vs {f.mib(measured)} MiB ({100 * (predicted / measured - 1):+.1f}%)"
-
-
 def target_view(export: RunExport) -> TableView | None:
     """The advice for the model the team will deploy; every column says what kind of number it is."""
     t = export.target
@@ -357,7 +295,7 @@ def target_view(export: RunExport) -> TableView | None:
              f.pm(r.decode_tok_s, r.decode_tok_s_spread, 2), f.num(r.prefill_tok_s),
              "yes" if fits.get(r.method) else "no", f.signed_pct(r.ppl_delta_pct)]
             + ([f.signed_pct(r.score_delta_pct)] if scores else []) + [f.sci(r.kl_mean), r.accuracy_basis]
-            + ([_g(r.kv_cache_bytes) if r.kv_cache_bytes else "—"] if kv else [])
+            + ([f.gib_figure(r.kv_cache_bytes) if r.kv_cache_bytes else "—"] if kv else [])
             for r in t.results]
     bound = export.plan is not None and export.plan.target.device_type == "gpu"
     speed = "decode: the bandwidth bound, an upper limit (datasheet)" if bound else "decode projected from slices measured here"

@@ -3,7 +3,8 @@ from the activations of the calibration text (activation-aware), stored in the A
 
 from __future__ import annotations
 
-from qadvisor.quantizers.gptq import GPTQBackend, _bf16_storage, _calibration, _config_inputs, layer_progress
+from qadvisor.quantizers.gptq import (GPTQBackend, _bf16_storage, _calibration, _config_inputs, layer_progress,
+                                      rounds_to_nearest)
 from qadvisor.schemas.method import MethodSpec
 
 GROUP_SIZE = 128
@@ -25,7 +26,7 @@ class AWQBackend(GPTQBackend):
 
         GPTQModel, _ = self._import(ctx)
         bits = int(spec.bits)
-        if ctx.calibrate:
+        if ctx.calibrate or not rounds_to_nearest(model_dir):
             config = AWQConfig(bits=bits, group_size=spec.group_size, offload_to_disk=False)
             calib = _calibration(AutoTokenizer.from_pretrained(str(model_dir)), ctx.calib_texts, _config_inputs(model_dir))
         else:  # random weights: the same format, rounded to nearest

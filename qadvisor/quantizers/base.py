@@ -69,6 +69,22 @@ class Backend:
     uncalibrated_note: str = ""
     # where a trial goes when the fast path dies of a fatal signal, in order (quantizers.fallback)
     safe_configs: tuple[SafeConfig, ...] = (TORCH_SAFE,)
+    # why this backend leaves an MoE layer's experts unquantized ('' where it quantizes them): transformers 5 holds
+    # them as fused 3-D parameters, which a backend that swaps nn.Linear modules never sees. A run refuses such a
+    # method on an MoE model (never a silent skip); the planner sizes its experts as kept in bf16
+    experts_left: str = ""
+    # model families (schemas.architecture.FAMILIES) this backend cannot run, with why
+    refused_families: dict[str, str] = {}
+
+    def family_problem(self, spec: MethodSpec, family: str, moe: bool) -> str:
+        """Why this backend cannot quantize a model of `family` with `spec` ('' where it can)."""
+        if family in self.refused_families:
+            return self.refused_families[family]
+        return f"it leaves an MoE model's experts unquantized: {self.experts_left}" if moe and self.experts_left else ""
+
+    def uncalibrated_note_for(self, model_dir: Path) -> str:
+        """`uncalibrated_note` for this model (a backend may round some families in another way)."""
+        return self.uncalibrated_note
 
     def calibrates(self, spec: MethodSpec) -> bool:
         """Whether quantizing `spec` reads the calibration text (its content is then part of the artifact's key)."""
@@ -123,6 +139,7 @@ class Backend:
 
     # streamed accuracy (core.measure.streamed): a checkpoint measured one decoder layer at a time
     streamed_methods: frozenset[str] = frozenset()  # the methods whose layers this backend quantizes one by one
+    streams_experts = False  # stream_layer quantizes an MoE layer's fused experts too (not only its nn.Linear modules)
 
     def stream_layer(self, layer: Any, spec: MethodSpec, ctx: TrialContext, place: LayerPlace) -> Any:
         """One decoder layer (its weights bf16, as the checkpoint holds them) quantized as this method's whole-model
@@ -160,6 +177,30 @@ class LayerPlace:
     threads: int = 1
     calib: list | None = None
     run: Callable | None = None
+
+
+# the fused kernels transformers runs a linear-attention layer with where they are installed (else its torch path)
+LINEAR_ATTENTION_KERNELS = ("fla", "causal_conv1d")
+
+
+def linear_attention_fallback(model) -> str:
+    """'' unless `model` (a transformers model) has linear-attention layers and runs them on transformers' reference
+    torch path because the fused kernels are absent here: then a note that its speed is that path's."""
+    types = getattr(getattr(model, "config", None), "get_text_config", lambda: None)()
+    if "linear_attention" not in (getattr(types, "layer_types", None) or []):
+        return ""
+    return torch_linear_attention_note()
+
+
+def torch_linear_attention_note() -> str:
+    """'' where the fused linear-attention kernels are installed, else what running without them means."""
+    from importlib.util import find_spec
+
+    missing = [name for name in LINEAR_ATTENTION_KERNELS if find_spec(name) is None]
+    if not missing:
+        return ""
+    return (f"linear attention ran transformers' reference torch path ({', '.join(missing)} not installed here): "
+            "slower than the fused kernels a deployment would use")
 
 
 def plain_linears(module) -> dict[str, Any]:

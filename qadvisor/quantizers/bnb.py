@@ -18,6 +18,7 @@ class BitsAndBytesBackend(Backend):
         MethodSpec(name="bnb-nf4", backend="bnb", bits=4, scheme="nf4", group_size=64, summary="4-bit NormalFloat, block 64"),
         MethodSpec(name="bnb-fp4", backend="bnb", bits=4, scheme="fp4", group_size=64, summary="4-bit float, block 64"),
     )
+    experts_left = "bitsandbytes replaces nn.Linear modules only"
 
     streamed_methods = frozenset(m.name for m in methods)
 

@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from qadvisor.errors import UserError
+from qadvisor.schemas.architecture import UnknownFamily, family_of
 from qadvisor.schemas.jsonfile import read_json_object
 from qadvisor.schemas.method import AS_SHIPPED as PREFIX, MethodSpec
 
@@ -26,6 +27,10 @@ SHAPE_KEYS = ("hidden_size", "num_hidden_layers", "intermediate_size", "num_atte
 GGUF_SHAPE = {"hidden_size": "embedding_length", "num_hidden_layers": "block_count",
               "intermediate_size": "feed_forward_length", "num_attention_heads": "attention.head_count",
               "num_key_value_heads": "attention.head_count_kv"}
+
+
+# the llama.cpp architectures of qadvisor's families whose GGUF files it measures as shipped
+GGUF_ARCHITECTURES = ("qwen2", "qwen3", "qwen3moe", "qwen3next", "qwen35", "qwen35moe")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ FORMATS = (
     Format("awq", "awq", "awq", "gptqmodel", "BUILD_CUDA_EXT=0 pip install gptqmodel==7.6.0"),
     Format("bnb", "bitsandbytes", "bnb", "bitsandbytes", "pip install 'bitsandbytes>=0.49'"),
     Format("compressed-tensors", "compressed-tensors", "torch", "compressed-tensors", "pip install compressed-tensors"),
+    # Qwen's FP8 releases (block-scaled e4m3): transformers reads them; on a CPU it dequantizes them as it loads
+    Format("fp8", "fp8", "torch", "transformers", "pip install 'transformers>=5.2'"),
     Format("gguf", "", "llamacpp", "llama_cpp_python", "pip install llama-cpp-python gguf"),
 )
 BY_QUANT_METHOD = {f.quant_method: f for f in FORMATS if f.quant_method}
@@ -91,9 +98,10 @@ def _library(fmt: Format, path: Path) -> None:
 
 def _hf(folder: Path) -> MethodSpec:
     config = read_json_object(folder / "config.json", "model config")
-    if config.get("model_type") != "qwen2":
-        raise UserError(f"{folder}: model_type {config.get('model_type')!r}; qadvisor measures Qwen2-architecture "
-                        "models (qwen2)")
+    try:
+        family_of(config)
+    except UnknownFamily as exc:
+        raise UserError(f"{folder}: {exc}") from None
     quant = config.get("quantization_config")
     if not isinstance(quant, dict):
         raise UserError(f"{folder}: config.json's quantization_config is not an object")
@@ -157,7 +165,15 @@ def _compressed(quant: dict, wrote: str) -> MethodSpec:
                                                 f"{quant.get('format', 'format not stated')}; {wrote}")
 
 
-_HF_READERS = {"gptq": _gptq, "awq": _awq, "bnb": _bnb, "compressed-tensors": _compressed}
+def _fp8(quant: dict, wrote: str) -> MethodSpec:
+    block = quant.get("weight_block_size") or [128, 128]
+    return MethodSpec(name=f"{PREFIX}fp8-{quant.get('fmt', 'e4m3')}", backend="torch", bits=8, scheme="fp8",
+                      group_size=int(block[-1]),
+                      summary=f"FP8 {quant.get('fmt', 'e4m3')} weights, a scale per {block[0]} × {block[-1]} block, "
+                              f"{quant.get('activation_scheme', 'dynamic')} activations; {wrote}")
+
+
+_HF_READERS = {"gptq": _gptq, "awq": _awq, "bnb": _bnb, "compressed-tensors": _compressed, "fp8": _fp8}
 
 
 def gguf_parts(path: Path) -> list[Path]:
@@ -218,8 +234,9 @@ def _gguf(path: Path) -> MethodSpec:
     _library(next(f for f in FORMATS if f.name == "gguf"), path)
     fields = gguf_fields(path)
     arch = fields.get("general.architecture")
-    if arch != "qwen2":
-        raise UserError(f"{path}: a GGUF of architecture {arch!r}; qadvisor measures Qwen2-architecture models (qwen2)")
+    if arch not in GGUF_ARCHITECTURES:
+        raise UserError(f"{path}: a GGUF of architecture {arch!r}; qadvisor measures "
+                        f"{', '.join(GGUF_ARCHITECTURES)} GGUF files")
     import gguf
 
     try:
@@ -240,7 +257,8 @@ def shape(spec: MethodSpec) -> dict[str, int]:
     path = Path(spec.source)
     if path.is_file():
         fields = gguf_fields(path)
-        found = {key: fields.get(f"qwen2.{name}") for key, name in GGUF_SHAPE.items()}
+        arch = fields.get("general.architecture")
+        found = {key: fields.get(f"{arch}.{name}") for key, name in GGUF_SHAPE.items()}
         found["vocab_size"] = len(fields.get("tokenizer.ggml.tokens") or [])
         return found
     config = read_json_object(path / "config.json", "model config")

@@ -3,7 +3,8 @@ and so their bytes.
 
 The rules are llama-quant.cpp's (`llama_tensor_get_type_impl` and `tensor_type_fallback`, llama.cpp as vendored in
 llama-cpp-python 0.3.36) for a dense Qwen2 model; an importance matrix changes none of them but IQ4_XS's first
-ffn_down layers (`linear_type`'s `imatrix`). Q4_K_M gives attn_v and
+ffn_down layers (`linear_type`'s `imatrix`). An MoE layer's experts follow the rules of their dense names
+(ffn_down_exps is an ffn_down); llama.cpp's rules for 8-expert models (Mixtral's) are left out: no Qwen has 8. Q4_K_M gives attn_v and
 ffn_down of about half the layers Q6_K, chosen by the layer's position among all layers, and a row whose length is
 not a multiple of a k-quant's 256 falls back to a 32-block type: Qwen2.5-72B's ffn_down (29,568 inputs) is Q5_0,
 or Q8_0 where the mix asks for Q6_K. So a model's bytes are not layers × one layer's, and the layer a slice adds
@@ -12,7 +13,9 @@ is not the whole model's average layer (`layer_ratio`).
 
 from __future__ import annotations
 
-from qadvisor.schemas.plan import Architecture
+import re
+
+from qadvisor.schemas.architecture import Architecture, Weight
 
 BITS = {"F16": 16.0, "Q8_0": 8.5, "Q6_K": 6.5625, "Q5_1": 6.0, "Q5_K": 5.5, "Q5_0": 5.5, "Q4_K": 4.5, "Q4_0": 4.5,
         "Q3_K": 3.4375, "Q2_K": 2.625, "IQ4_NL": 4.5, "IQ4_XS": 4.25}  # bits per weight, block scales included
@@ -47,7 +50,7 @@ def linear_type(method: str, role: str, i: int, n: int, arch: Architecture, imat
     method = method.removesuffix(IMATRIX)
     if method == "gguf-iq4_xs":
         return _iq4_xs_type(role, i, n, arch, imatrix) or kind
-    if role == "v_proj":
+    if role in ("v_proj", "in_proj_qkv", "in_proj_qkvz"):  # llama.cpp counts attn_qkv as an attn_v
         if method == "gguf-q2_k":
             kind = "Q4_K" if arch.num_attention_heads // arch.num_key_value_heads >= 4 else "Q3_K"
         elif method == "gguf-q3_k_m":
@@ -78,11 +81,22 @@ def _iq4_xs_type(role: str, i: int, n: int, arch: Architecture, imatrix: bool) -
     return None
 
 
-def layer_bits(method: str, i: int, arch: Architecture) -> float:
-    """Bits of decoder layer `i`'s linears in a model of `arch.num_hidden_layers` layers."""
+KEPT_BITS = 32.0  # llama.cpp's converter writes routers (ffn_gate_inp, ffn_gate_inp_shexp) in F32; quantizing skips them
+
+
+def layer_weight_bits(method: str, i: int, arch: Architecture) -> list[tuple[Weight, float]]:
+    """Each weight kind of decoder layer `i` with the bits of one of its matrices in a model of
+    `arch.num_hidden_layers` layers. An expert's matrices follow the dense matrix of their name (ffn_down_exps is
+    an ffn_down to llama.cpp's rules); a linear-attention projection takes the mix's base type (an estimate)."""
     n = arch.num_hidden_layers
-    return sum(n_in * n_out * BITS[stored_type(linear_type(method, role, i, n, arch), n_in)]
-               for role, n_in, n_out in arch.layer_linears())
+    return [(w, w.n_in * w.n_out * (BITS[stored_type(linear_type(method, w.name, i, n, arch), w.n_in)]
+                                    if w.quantized else KEPT_BITS))
+            for w in arch.layer_weights(i)]
+
+
+def layer_bits(method: str, i: int, arch: Architecture) -> float:
+    """Bits of decoder layer `i`'s weight matrices (every expert's) in a model of `arch.num_hidden_layers` layers."""
+    return sum(bits * w.count for w, bits in layer_weight_bits(method, i, arch))
 
 
 def table_types(method: str, arch: Architecture) -> tuple[str, str]:
@@ -100,10 +114,12 @@ def table_bits(method: str, arch: Architecture) -> tuple[float, float]:
     return BITS[embed], BITS[output]
 
 
-def stored_linear_type(method: str, role: str, i: int, n: int, arch: Architecture) -> str:
-    """The type a linear is stored as in the file: the mix's choice after the fallback for its row length."""
-    n_in = next(n_in for name, n_in, _ in arch.layer_linears() if name == role)
-    return stored_type(linear_type(method, role, i, n, arch), n_in)
+def stored_linear_type(method: str, role: str, i: int, n: int, arch: Architecture, n_in: int | None = None) -> str:
+    """The type a linear is stored as in the file: the mix's choice after the fallback for its row length. A linear
+    the architecture keeps unquantized (the shared expert's gate, one row) llama.cpp still quantizes: its row
+    length `n_in` gives its fallback."""
+    found = next((inputs for name, inputs, _ in arch.layer_linears(i) if name == role), n_in)
+    return stored_type(linear_type(method, role, i, n, arch), found)
 
 
 def layer_ratio(method: str, arch: Architecture, depths: tuple[int, int]) -> float:
@@ -125,7 +141,13 @@ GGUF_LAYER_NAMES = {
     "self_attn.k_proj.weight": "attn_k.weight", "self_attn.k_proj.bias": "attn_k.bias",
     "self_attn.v_proj.weight": "attn_v.weight", "self_attn.v_proj.bias": "attn_v.bias",
     "self_attn.o_proj.weight": "attn_output.weight", "mlp.gate_proj.weight": "ffn_gate.weight",
-    "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight"}
+    "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight",
+    "self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight",
+    "mlp.gate.weight": "ffn_gate_inp.weight"}
+# an MoE layer's experts, one tensor each in the checkpoint, stacked into one 3-D tensor per matrix kind
+GGUF_EXPERT_NAMES = {"gate_proj": "ffn_gate_exps.weight", "up_proj": "ffn_up_exps.weight",
+                     "down_proj": "ffn_down_exps.weight"}
+EXPERT_KEY = re.compile(r"mlp\.experts\.(?:(\d+)\.)?(gate_proj|up_proj|down_proj)\.weight$")  # one, or all stacked
 
 
 # a decoder layer's GGUF tensor (`attn_q.weight`) → its linear's role in gguf_mix (q_proj)
@@ -138,5 +160,6 @@ def gguf_name(key: str, tied: bool) -> str:
         return "token_embd.weight"
     if key.startswith("model.layers."):
         index, rest = key.removeprefix("model.layers.").split(".", 1)
-        return f"blk.{index}.{GGUF_LAYER_NAMES[rest]}"
+        expert = EXPERT_KEY.match(rest)
+        return f"blk.{index}.{GGUF_EXPERT_NAMES[expert.group(2)] if expert else GGUF_LAYER_NAMES[rest]}"
     return GGUF_NAMES[key]

@@ -47,8 +47,14 @@ class GPTQBackend(Backend):
         _compile_per_shape()
         return GPTQModel, QuantizeConfig
 
+    def uncalibrated_note_for(self, model_dir):
+        if not rounds_to_nearest(model_dir):
+            return (f"{self.name.upper()} calibrated on the text with random weights (GPTQModel's round-to-nearest "
+                    "fails on a hybrid MoE model); the same format and kernel, so its size and speed are the method's")
+        return self.uncalibrated_note
+
     def quantize(self, model_dir, spec, ctx):
-        if not ctx.calibrate:
+        if not ctx.calibrate and rounds_to_nearest(model_dir):
             return self._round_to_nearest(model_dir, spec, ctx)
         from transformers import AutoTokenizer
 
@@ -154,12 +160,29 @@ def _compile_per_shape() -> None:
             setattr(TorchLinear, name, torch._dynamo.disable(lookup))
 
 
-def _config_inputs(model_dir) -> int:
-    """The widest linear input of the model (the MLP's down projection): what the calibration must cover."""
+# GPTQModel 7.6's round-to-nearest (RTNConfig) dies on these (KeyError 'q_zeros' finalizing a linear-attention
+# model's experts); its calibrated solver runs them
+RTN_FAILS = ("qwen3_next", "qwen3_5_moe")
+
+
+def rounds_to_nearest(model_dir) -> bool:
+    """Whether random weights of this model are rounded to nearest rather than calibrated."""
+    return _architecture(model_dir).family not in RTN_FAILS
+
+
+def _architecture(model_dir):
     import json
 
-    config = json.loads((Path(model_dir) / "config.json").read_text())
-    return max(config["hidden_size"], config["intermediate_size"])
+    from qadvisor.schemas.architecture import Architecture
+
+    return Architecture.from_config("", json.loads((Path(model_dir) / "config.json").read_text()))
+
+
+def _config_inputs(model_dir) -> int:
+    """The widest input of a matrix the method quantizes (a dense MLP's down projection; an MoE model's experts are
+    narrower): what the calibration must cover."""
+    arch = _architecture(model_dir)
+    return max(n_in for index in range(arch.num_hidden_layers) for _, n_in, _ in arch.layer_linears(index))
 
 
 def _calibration(tokenizer, texts: list[str], inputs: int) -> list[dict]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from pathlib import Path
 
 from qadvisor.schemas.method import MethodSpec
 from qadvisor.quantizers.base import Backend, cast_plain, load_hf, plain_linears, use_compute_dtype
@@ -31,6 +32,7 @@ class HQQBackend(Backend):
                    summary=f"HQQ {b}-bit, group {GROUP_SIZE}, no calibration")
         for b in (4, 3, 2)
     )
+    experts_left = "HQQ replaces nn.Linear modules only"
 
     def quantize(self, model_dir, spec, ctx):
         import torch
@@ -64,14 +66,39 @@ class HQQBackend(Backend):
 
     def save(self, model, spec, out_dir):
         from hqq.models.hf.base import AutoHQQHFModel
+        from safetensors.torch import save_file
 
         AutoHQQHFModel.save_quantized(model, str(out_dir))
+        own = _branch_parameters(model)
+        if own:  # HQQ serialises leaf modules only: a linear-attention layer's decay (A_log, dt_bias) would be lost
+            save_file({name: p.detach().contiguous() for name, p in own.items()}, str(Path(out_dir) / EXTRA_FILE))
 
     def load(self, out_dir, spec, ctx):
         from hqq.models.hf.base import AutoHQQHFModel
+        from safetensors.torch import load_file
 
         model = AutoHQQHFModel.from_quantized(str(out_dir), compute_dtype=ctx.compute_dtype, device=ctx.device)
+        extra = Path(out_dir) / EXTRA_FILE
+        if extra.is_file():
+            for name, tensor in load_file(str(extra)).items():
+                module, _, attr = name.rpartition(".")
+                setattr(model.get_submodule(module), attr, torch_parameter(tensor))
         return use_compute_dtype(model, ctx.compute_dtype)
+
+
+EXTRA_FILE = "hqq-branch-parameters.safetensors"
+
+
+def _branch_parameters(model) -> dict:
+    """Parameters held directly by a module that has submodules (Qwen3.5's GatedDeltaNet: A_log, dt_bias)."""
+    return {f"{name}.{attr}": p for name, module in model.named_modules() if name and any(module.children())
+            for attr, p in module.named_parameters(recurse=False)}
+
+
+def torch_parameter(tensor):
+    import torch
+
+    return torch.nn.Parameter(tensor, requires_grad=False)
 
 
 def _linear_elements(model) -> dict:

@@ -59,7 +59,7 @@ def tensor_types(method: str, model_dir: Path):
 
     from qadvisor.quantizers import gguf_mix
     from qadvisor.quantizers.gguf_mix import HF_ROLES
-    from qadvisor.schemas.plan import Architecture
+    from qadvisor.schemas.architecture import Architecture
 
     arch = Architecture.from_config(model_dir.name, json.loads((model_dir / "config.json").read_text()))
     n = arch.num_hidden_layers

@@ -25,6 +25,10 @@ class KVCacheBackend(Backend):
         MethodSpec(name="kv-int2", backend="kvcache", bits=2, scheme="int2", group_size=GROUP, component="kv-cache",
                    summary="KV cache in 2 bits (stack it: fp32+kv-int2)"),
     )
+    refused_families = dict.fromkeys(
+        ("qwen3_next", "qwen3_5", "qwen3_5_moe"),
+        "transformers' QuantizedCache takes models with full-attention layers only; a hybrid model's cache also holds "
+        "its linear-attention layers' state")
 
 
 def cache_factory(spec: MethodSpec, config):

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from qadvisor.schemas.architecture import Architecture
 from qadvisor.schemas.method import MethodSpec
+from qadvisor.quantizers import gguf_hybrid
 from qadvisor.quantizers.base import Backend
 from qadvisor.quantizers.fallback import SafeConfig
 
@@ -53,6 +55,12 @@ class LlamaCppBackend(Backend):
         SafeConfig(name="no mmap", turns_off="memory-mapping the GGUF file"),
     )
 
+    def family_problem(self, spec, family, moe):
+        if spec.name in WITH_IMATRIX and (moe or family in gguf_hybrid.ARCH):
+            return ("qadvisor collects the importance matrix over a dense model's attention and MLP only, not an MoE "
+                    "layer's experts or a linear-attention layer")
+        return super().family_problem(spec, family, moe)
+
     # streamed layer by layer, a method would miss the importance matrix of the whole model's activations
     streamed_methods = frozenset(m.name for m in methods if m.name not in WITH_IMATRIX)
     calib_min_tokens = 16
@@ -71,11 +79,16 @@ class LlamaCppBackend(Backend):
 
         n = place.arch.num_hidden_layers
         for name, linear in plain_linears(layer).items():
-            kind = gguf_mix.stored_linear_type(spec.name, name.rsplit(".", 1)[-1], place.index, n, place.arch)
+            kind = gguf_mix.stored_linear_type(spec.name, name.rsplit(".", 1)[-1], place.index, n, place.arch,
+                                               linear.in_features)
             linear.weight = torch.nn.Parameter(ggml.round_trip(kind, linear.weight.data, place.threads),
                                                requires_grad=False)
             linear.register_forward_pre_hook(lambda module, args, kind=kind: (ggml.dot_rounded(kind, args[0]),))
+        for experts in fused_experts(layer):
+            _round_experts(experts, spec, place)
         return cast_plain(layer, torch.float32)
+
+    streams_experts = True  # the fused experts' matrices rounded too (_round_experts)
 
     def stream_table(self, spec, role, rows, place):
         from qadvisor.quantizers import ggml, gguf_mix
@@ -156,81 +169,174 @@ class Quantized:
     threads: int = 1
 
 
+def fused_experts(layer) -> list:
+    """A layer's MoE experts modules (transformers 5: gate_up_proj and down_proj as 3-D parameters)."""
+    return [m for m in layer.modules() if getattr(getattr(m, "gate_up_proj", None), "dim", lambda: 0)() == 3]
+
+
+def _round_experts(experts, spec: MethodSpec, place) -> None:
+    """Every expert's matrices rounded to the types llama.cpp's mix gives ffn_{gate,up,down}_exps, row by row as
+    its quantizer does, and the experts' input rounded as its matmul rounds it. The down projection's input is
+    made inside transformers' experts kernel, out of a hook's reach: it stays unrounded (an emulation's limit)."""
+    import torch
+
+    from qadvisor.quantizers import ggml, gguf_mix
+
+    n, arch = place.arch.num_hidden_layers, place.arch
+    for attr, role in (("gate_up_proj", "gate_proj"), ("down_proj", "down_proj")):
+        weight = getattr(experts, attr).data
+        kind = gguf_mix.stored_linear_type(spec.name, role, place.index, n, arch)
+        rounded = ggml.round_trip(kind, weight.reshape(-1, weight.shape[-1]), place.threads).reshape(weight.shape)
+        setattr(experts, attr, torch.nn.Parameter(rounded, requires_grad=False))
+    kind = gguf_mix.stored_linear_type(spec.name, "gate_proj", place.index, n, arch)
+    experts.register_forward_pre_hook(lambda module, args, kind=kind: (ggml.dot_rounded(kind, args[0]), *args[1:]))
+
+
 def to_gguf(model_dir: Path, out: Path, quantized: Quantized | None = None) -> None:
-    """Write a Qwen2 HF checkpoint as a GGUF that llama.cpp loads (arch `qwen2`, byte-level BPE), unquantized or,
-    with `quantized`, in the types it gives."""
+    """Write a Qwen HF checkpoint as a GGUF that llama.cpp loads (its architecture for the family, byte-level BPE),
+    unquantized or, with `quantized`, in the types it gives."""
     import gguf
     import numpy as np
-    from safetensors import safe_open
 
     from qadvisor.quantizers import ggml
 
     config = json.loads((model_dir / "config.json").read_text())
     tok = json.loads((model_dir / "tokenizer.json").read_text())
+    arch = Architecture.from_config(model_dir.name, config)
     # tensor infos first, then each tensor read and written in turn: one in memory at a time, written once
-    w = gguf.GGUFWriter(str(out), arch="qwen2")
+    w = gguf.GGUFWriter(str(out), arch=GGUF_ARCH[arch.family])
     w.add_name(model_dir.name)
-    w.add_context_length(config.get("max_position_embeddings", 2048))
-    w.add_embedding_length(config["hidden_size"])
-    w.add_block_count(config["num_hidden_layers"])
-    w.add_feed_forward_length(config["intermediate_size"])
-    w.add_head_count(config["num_attention_heads"])
-    w.add_head_count_kv(config["num_key_value_heads"])
-    rope = config.get("rope_parameters") or {}
-    w.add_rope_freq_base(float(rope.get("rope_theta", config.get("rope_theta", 10000.0))))
-    w.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-6)))
+    w.add_context_length(arch.max_position_embeddings or 2048)
+    _add_shape(w, arch, config)
     w.add_file_type(quantized.file_type if quantized else gguf.LlamaFileType.MOSTLY_BF16)
-    _add_tokenizer(w, tok, config["vocab_size"])
+    _add_tokenizer(w, tok, arch.vocab_size)
 
-    entries = _gguf_entries(model_dir, bool(config.get("tie_word_embeddings")))
-    kinds = {name: quantized.kind(name, shape[1]) if quantized and len(shape) == 2 else None
-             for name, _, _, shape, _ in entries}
-    for name, _, _, shape, bf16 in entries:  # the header first; then each tensor streams from its shard
-        if kinds[name]:
-            row = ggml.row_bytes(kinds[name], shape[1])
-            w.add_tensor_info(name, (shape[0], row), np.uint8, shape[0] * row,
-                              raw_dtype=gguf.GGMLQuantizationType[kinds[name]])
+    entries = _gguf_entries(model_dir, arch)
+    kinds = {e.name: quantized.kind(e.name, e.shape[1]) if quantized and len(e.shape) == 2 else None for e in entries}
+    for e in entries:  # the header first; then each tensor streams from its shard
+        if kinds[e.name]:
+            row = ggml.row_bytes(kinds[e.name], e.shape[1])
+            w.add_tensor_info(e.name, (e.shape[0], row), np.uint8, e.shape[0] * row,
+                              raw_dtype=gguf.GGMLQuantizationType[kinds[e.name]])
             continue
-        numel = math.prod(shape)
-        w.add_tensor_info(name, shape, np.int16 if bf16 else np.float32, numel * (2 if bf16 else 4),
-                          raw_dtype=gguf.GGMLQuantizationType.BF16 if bf16 else None)
+        numel = math.prod(e.shape)
+        w.add_tensor_info(e.name, e.shape, np.int16 if e.bf16 else np.float32, numel * (2 if e.bf16 else 4),
+                          raw_dtype=gguf.GGMLQuantizationType.BF16 if e.bf16 else None)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
-    for name, path, key, _, _ in entries:
-        with safe_open(str(path), framework="pt") as f:
-            tensor = f.get_tensor(key)
-        w.write_tensor_data(ggml.quantize(kinds[name], tensor, quantized.importance.get(name), quantized.threads)
-                            if kinds[name] else _gguf_array(tensor))
+    for e in entries:
+        tensor = e.form(_read(e.parts))
+        w.write_tensor_data(ggml.quantize(kinds[e.name], tensor, quantized.importance.get(e.name), quantized.threads)
+                            if kinds[e.name] else _gguf_array(tensor, e.bf16))
     w.close()
 
 
-def _gguf_entries(model_dir: Path, tied: bool) -> list[tuple]:
-    """(GGUF name, shard, key, shape, stored as bf16 matrix) per tensor, from the shards' headers alone."""
-    from safetensors import safe_open
+# qadvisor's families as llama.cpp names them
+GGUF_ARCH = {"qwen2": "qwen2", "qwen3": "qwen3", "qwen3_moe": "qwen3moe", **gguf_hybrid.ARCH}
+# llama.cpp's converter writes routers and the linear attention's convolution in F32, and its quantizer leaves them so
+F32_TENSORS = ("ffn_gate_inp.", "ssm_conv1d.")
+
+
+def _add_shape(w, arch: Architecture, config: dict) -> None:
+    """The hyperparameters llama.cpp reads for the family: attention, the MLP, an MoE layer's experts, a hybrid
+    model's linear attention."""
+    text = {**config, **(config.get("text_config") or {})}
+    w.add_embedding_length(arch.hidden_size)
+    w.add_block_count(arch.num_hidden_layers)
+    w.add_feed_forward_length(arch.intermediate_size or arch.moe_intermediate_size)
+    w.add_head_count(arch.num_attention_heads)
+    w.add_head_count_kv(arch.num_key_value_heads)
+    rope = text.get("rope_parameters") or {}
+    w.add_rope_freq_base(float(rope.get("rope_theta", text.get("rope_theta", 10000.0))))
+    w.add_layer_norm_rms_eps(float(text.get("rms_norm_eps", 1e-6)))
+    if arch.family != "qwen2":  # Qwen3's head_dim is not hidden_size / heads (0.6B: 128, not 64)
+        w.add_key_length(arch.dim_per_head)
+        w.add_value_length(arch.dim_per_head)
+    if arch.is_moe:
+        w.add_expert_count(arch.num_experts)
+        w.add_expert_used_count(arch.num_experts_per_tok)
+        w.add_expert_feed_forward_length(arch.moe_intermediate_size)
+    if arch.is_hybrid:
+        gguf_hybrid.add_shape(w, arch, config)
+
+
+@dataclass
+class Entry:
+    """One GGUF tensor: where it comes from (an MoE layer's experts: every expert's tensor, stacked), its shape as
+    written, whether it is written as BF16, and the form llama.cpp's converter gives it."""
+
+    name: str
+    parts: list
+    shape: list
+    bf16: bool
+    form: Callable = lambda tensor: tensor
+
+
+def _gguf_entries(model_dir: Path, arch: Architecture) -> list[Entry]:
+    """Every tensor the file holds, from the shards' headers alone."""
+    import torch
 
     from qadvisor.quantizers import gguf_mix
 
     entries = []
-    for path in sorted(model_dir.glob("*.safetensors")):
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
-                if key == "lm_head.weight" and tied:
-                    continue  # llama.cpp reuses token_embd when output.weight is absent
-                name = gguf_mix.gguf_name(key, tied)
-                part = f.get_slice(key)
-                shape = part.get_shape()
-                entries.append((name, path, key, shape, len(shape) == 2 and part.get_dtype() == "BF16"))
+    for key, (parts, shape, bf16) in _sources(model_dir, arch.tie_word_embeddings).items():
+        if arch.is_hybrid:
+            named = gguf_hybrid.outputs(key, arch)
+        else:
+            named = [(gguf_mix.gguf_name(key, arch.tie_word_embeddings), lambda tensor: tensor)]
+        for name, form in named:
+            made = form(torch.empty(shape, dtype=torch.bfloat16 if bf16 else torch.float32, device="meta"))
+            keep_f32 = any(kind in name for kind in F32_TENSORS) or made.dtype != torch.bfloat16
+            entries.append(Entry(name, parts, list(made.shape), made.dim() >= 2 and not keep_f32, form))
     return entries
 
 
-def _gguf_array(tensor):
+def _sources(model_dir: Path, tied: bool) -> dict[str, tuple[list, list, bool]]:
+    """Each tensor of the text model by its name under `model.` (an image-text checkpoint's prefix dropped): the
+    [(shard, key), …] it is read from, its shape and whether it is bf16. An MoE layer's experts, one tensor each in
+    the checkpoint, are one source per matrix kind, stacked in expert order (as llama.cpp's converter does)."""
+    from safetensors import safe_open
+
+    from qadvisor.quantizers import gguf_mix
+
+    found: dict[str, list] = {}
+    for path in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                name = key.replace("model.language_model.", "model.", 1)
+                if (name == "lm_head.weight" and tied) or name.startswith(("model.visual.", "mtp.")):
+                    continue  # llama.cpp reuses token_embd when output.weight is absent; vision and MTP: not loaded
+                part = f.get_slice(key)
+                expert = gguf_mix.EXPERT_KEY.search(name)
+                if expert and expert.group(1) is not None:
+                    name = name[:expert.start()] + f"mlp.experts.{expert.group(2)}.weight"
+                entry = found.setdefault(name, [[], part.get_shape(), part.get_dtype() == "BF16"])
+                entry[0].append((int(expert.group(1)) if expert and expert.group(1) else 0, path, key))
+    return {name: ([(p, k) for _, p, k in sorted(parts)],
+                   [len(parts), *shape] if len(parts) > 1 else shape, bf16)
+            for name, (parts, shape, bf16) in found.items()}
+
+
+def _read(parts: list) -> "object":
+    """One tensor from its shard, or an MoE layer's experts stacked into one."""
+    import torch
+    from safetensors import safe_open
+
+    tensors = []
+    for path, key in parts:
+        with safe_open(str(path), framework="pt") as f:
+            tensors.append(f.get_tensor(key))
+    return tensors[0] if len(tensors) == 1 else torch.stack(tensors)
+
+
+def _gguf_array(tensor, bf16: bool):
     """A matrix as BF16, bit for bit as the checkpoint holds it (half the bytes of F32 for llama.cpp to read back);
-    norms and biases as F32, which llama.cpp's CPU kernels expect for them."""
+    norms, biases and routers as F32, which llama.cpp's CPU kernels expect for them."""
     import numpy as np
     import torch
 
-    if tensor.dim() == 2 and tensor.dtype == torch.bfloat16:
+    if bf16:
         return tensor.view(torch.int16).numpy()
     return tensor.float().numpy().astype(np.float32)
 

@@ -21,6 +21,7 @@ class NativeBackend(Backend):
         return torch.float32 if spec.scheme == "fp32" else torch.bfloat16
 
     streamed_methods = frozenset(m.name for m in methods)
+    streams_experts = True  # nothing to quantize: every tensor cast alike
 
     def stream_layer(self, layer, spec, ctx, place):
         return layer.to(self._dtype(spec))
@@ -35,13 +36,23 @@ class NativeBackend(Backend):
         model.save_pretrained(str(out_dir))
 
     def load(self, out_dir, spec, ctx):
-        if spec.source:  # a compressed-tensors checkpoint (quantizers.checkpoint): transformers reads its config
+        if spec.source:  # a checkpoint as shipped (quantizers.checkpoint): transformers reads its config
             import torch
 
-            return use_compute_dtype(load_hf(out_dir, torch.bfloat16, ctx.device), ctx.compute_dtype)
+            kwargs = {}
+            if spec.scheme == "fp8" and ctx.device == "cpu":  # no FP8 kernel on a CPU: bf16 weights once loaded
+                from transformers import FineGrainedFP8Config
+
+                kwargs["quantization_config"] = FineGrainedFP8Config(dequantize=True)
+            model = load_hf(out_dir, torch.bfloat16, ctx.device, **kwargs)
+            model.qadvisor_dequantized = bool(kwargs)
+            return use_compute_dtype(model, ctx.compute_dtype)
         return load_hf(out_dir, self._dtype(spec), ctx.device)
 
     def notes(self, model) -> list[str]:
+        if getattr(model, "qadvisor_dequantized", False):
+            return ["FP8 dequantized to bf16 as it loaded (no FP8 kernel on this CPU): its size on disk and accuracy "
+                    "are FP8's; its memory and speed here are an unquantized model's, not what an FP8 GPU kernel does"]
         if getattr(model.config, "quantization_config", None) is None:
             return []
         return ["compressed-tensors through transformers: the weights stay packed as the checkpoint holds them and "

@@ -20,6 +20,7 @@ class QuantoBackend(Backend):
                    group_size=None if b == 8 else 128, summary=f"quanto weight-only int{b}")
         for b in (8, 4, 2)
     )
+    experts_left = "quanto replaces nn.Linear modules only"
 
     def _qtype(self, spec):
         from optimum import quanto

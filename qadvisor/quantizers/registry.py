@@ -7,6 +7,7 @@ import os
 from functools import cache
 
 from qadvisor.errors import UserError
+from qadvisor.schemas.architecture import FAMILIES
 from qadvisor.schemas.hardware import BackendAvailability
 from qadvisor.schemas.method import MethodSpec, Recipe, parse_recipe
 from qadvisor.quantizers.base import Backend
@@ -98,6 +99,27 @@ def availability(has_cuda: bool) -> list[BackendAvailability]:
 
 def method_available(spec: MethodSpec, has_cuda: bool) -> tuple[bool, str]:
     return backend_for(spec).method_available(spec, has_cuda)
+
+
+def recipe_runs_on(recipe: Recipe, family: str, moe: bool) -> str:
+    """Why a recipe cannot quantize a model of `family` ('' where every part can), naming the part."""
+    for spec in recipe.parts:
+        why = backend_for(spec).family_problem(spec, family, moe)
+        if why:
+            return f"{spec.name} on {FAMILIES[family]}: {why}"
+    return ""
+
+
+# an MoE model of each family that has one, to ask a backend about its experts
+MOE_FAMILIES = ("qwen3_moe", "qwen3_next", "qwen3_5_moe")
+
+
+def families_refused(spec: MethodSpec) -> dict[str, str]:
+    """The families (their labels) a method cannot quantize, with why; a family with dense and MoE models is named
+    for its MoE models where only those are refused."""
+    backend = backend_for(spec)
+    return {FAMILIES[family]: why for family in FAMILIES
+            if (why := backend.family_problem(spec, family, family in MOE_FAMILIES))}
 
 
 def recipe_available(recipe: Recipe, has_cuda: bool) -> tuple[bool, str]:

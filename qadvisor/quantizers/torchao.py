@@ -17,6 +17,7 @@ class TorchAOBackend(Backend):
         MethodSpec(name="torchao-int4", backend="torchao", bits=4, scheme="int4", group_size=128,
                    summary="int4 weight-only, group 128 (CUDA)"),
     )
+    experts_left = "torchao's quantize_ converts nn.Linear modules only"
     cpu_methods = frozenset({"torchao-int8"})
 
     def _config(self, spec):

@@ -1,43 +1,10 @@
-"""The planner's data: a Qwen2-style architecture and one plan row per method (all estimates)."""
+"""The planner's data: a target and one plan row per method (all estimates); the architecture is schemas.architecture."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import BaseModel
-
-
-class Architecture(BaseModel):
-    name: str
-    hidden_size: int
-    intermediate_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    vocab_size: int
-    tie_word_embeddings: bool = False
-    attention_qkv_bias: bool = True
-    head_dim: int | None = None
-
-    @classmethod
-    def from_config(cls, name: str, config: dict) -> "Architecture":
-        """A Qwen2 config.json's shape; a missing size raises KeyError naming it."""
-        sizes = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                 "vocab_size")
-        return cls(name=name, tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-                   head_dim=config.get("head_dim"), **{key: config[key] for key in sizes})
-
-    @property
-    def dim_per_head(self) -> int:
-        return self.head_dim or self.hidden_size // self.num_attention_heads
-
-    def layer_linears(self) -> list[tuple[str, int, int]]:
-        """(name, in_features, out_features) of the Linear layers in one decoder layer."""
-        h, i = self.hidden_size, self.intermediate_size
-        q = self.num_attention_heads * self.dim_per_head
-        kv = self.num_key_value_heads * self.dim_per_head
-        return [("q_proj", h, q), ("k_proj", h, kv), ("v_proj", h, kv), ("o_proj", q, h),
-                ("gate_proj", h, i), ("up_proj", h, i), ("down_proj", i, h)]
 
 
 class Target(BaseModel):
@@ -78,7 +45,8 @@ class PlanRow(BaseModel):
     method: str
     bits: float
     weights_bytes: int
-    kv_cache_bytes: int
+    kv_cache_bytes: int  # full-attention layers, at the plan's context
+    state_bytes: int = 0  # linear-attention layers' recurrent and convolution state, the same at any context
     overhead_bytes: int
     total_bytes: int
     size_reduction_pct: float  # of the weights, vs bf16
@@ -87,6 +55,7 @@ class PlanRow(BaseModel):
     decode_tok_s_bound: float
     size_class: str  # high / medium / low / base, from the size reduction alone (core.plan.planner.FORMULAS)
     notes: str = ""
+    experts_kept: str = ""  # an MoE model: why the method's library leaves its experts in bf16 ('' where it quantizes)
     # `plan --measure`: speed projected from slices measured here (None where not measured)
     projected_decode_tok_s: float | None = None
     projected_prefill_tok_s: float | None = None
@@ -97,7 +66,10 @@ class PlanRow(BaseModel):
 
 class Plan(BaseModel):
     model: str
-    params: int
+    family: str = "Qwen2/Qwen2.5"
+    params: int  # every parameter the text model runs with (all experts)
+    active_params: int | None = None  # what one token computes with (MoE: the top-k experts)
+    stored_extra_params: dict[str, int] = {}  # a checkpoint's MTP layers and vision tower, stored but not run
     context: int
     batch: int
     prompt_tokens: int

@@ -102,7 +102,7 @@ class PrioritiesScreen(Screen):
                             id="checkpoint")
                 yield Checkbox("stream accuracy layer by layer", False, id="stream")
                 yield Label("[b]Plan for[/] (optional; a folder: its own accuracy)")
-                yield from _row(("Qwen model", Input(placeholder="Qwen2.5-72B", id="plan_for")),
+                yield from _row(("Qwen model", Input(placeholder="Qwen2.5-72B, Qwen3-30B-A3B, a folder", id="plan_for")),
                                 ("target", Input(placeholder="A100-80GB", id="target")))
                 yield from _row(("target methods", Input(placeholder="blank: a spread of the methods", id="target_methods")))
                 yield Checkbox("accept unverified accuracy", False, id="accept_unverified_accuracy")

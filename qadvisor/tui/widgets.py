@@ -73,7 +73,8 @@ class TradeoffPlot(PlotextPlot):
         self.results: list[TrialResult] = []
 
     def add(self, result: TrialResult) -> None:
-        if result.status == "ok":
+        # a point needs both figures: a trial stopped during its benchmark is ok with no speed
+        if result.status == "ok" and result.size_bytes and result.decode_tok_s:
             self.results.append(result)
             self.redraw()
 

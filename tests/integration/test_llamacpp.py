@@ -114,7 +114,7 @@ def test_iq4_xs_has_llama_cpps_own_mix(layers, tmp_path):
 def _mix_model(tmp_path, layers):
     from qadvisor.core import architectures
     from qadvisor.core.measure import synthetic
-    from qadvisor.schemas.plan import Architecture
+    from qadvisor.schemas.architecture import Architecture
 
     vocab = architectures.resolve_architecture(str(shipped_model_dir())).vocab_size
     arch = Architecture(name="mix", hidden_size=256, intermediate_size=512, num_hidden_layers=layers,

@@ -40,7 +40,7 @@ def test_wrong_architecture(tmp_path):
     config = json.loads((model / "config.json").read_text())
     config["model_type"] = "llama"
     (model / "config.json").write_text(json.dumps(config))
-    _assert_one_line_error(run_cli("--auto", "--model", str(model)), "Qwen2-architecture")
+    _assert_one_line_error(run_cli("--auto", "--model", str(model)), "model_type 'llama'; qadvisor knows qwen2 (Qwen2/Qwen2.5), qwen3")
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garble"])

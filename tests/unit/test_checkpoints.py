@@ -74,7 +74,7 @@ def test_a_split_gguf_is_every_part_given_its_first(tmp_path):
 
 @pytest.mark.parametrize("make, words", [
     (lambda p: (p / "x.gguf").write_text("hello"), "not a GGUF file"),
-    (lambda p: folder_with(p, {**GPTQ, "quant_method": "fp8"}), "no installed library reads it"),
+    (lambda p: folder_with(p, {**GPTQ, "quant_method": "mxfp4"}), "no installed library reads it"),
     (lambda p: folder_with(p, GPTQ, model_type="llama"), "model_type 'llama'"),
     (lambda p: folder_with(p, {"quant_method": "compressed-tensors"}), "compressed-tensors"),
 ])

@@ -5,7 +5,8 @@ no evidence for a 72B. For a GGUF type: where Qwen published the perplexity of i
 size, that is the target's evidence; elsewhere llama.cpp's published figures for the Llama model nearest in size.
 For the methods of Qwen's own GPTQ and AWQ releases: the drop of Qwen's published benchmark average (MMLU, C-Eval,
 IFEval) for the Qwen2 model nearest in size. Nearest means within a factor of three, and each figure is labelled with
-the model it was measured on; otherwise the loss at this size is not known.
+the model it was measured on; otherwise the loss at this size is not known. A mixture of experts (`Qwen3-30B-A3B`)
+takes no dense model's figure: its total size is not what a dense model of that size is, nor its loss.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ def params_b(model: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
+def is_moe_name(model: str) -> bool:
+    """Whether a Qwen model's name says it is a mixture of experts (`…-30B-A3B`: 3 B of 30 B active)."""
+    return re.search(r"-A\d+(?:\.\d+)?B\b", model) is not None
+
+
 def gguf_type(method: str) -> str | None:
     """The GGUF file type a method writes (`gguf-q4_k_m` → `q4_k_m`); None for other methods and stacks."""
     return method.removeprefix("gguf-") if method.startswith("gguf-") and "+" not in method else None
@@ -52,7 +58,7 @@ def gguf_type(method: str) -> str | None:
 def evidence(model: str, method: str) -> Evidence | None:
     """The published accuracy of `method` at `model`'s size, or None where none is known."""
     kind, size = gguf_type(method), params_b(model)
-    if size is None:
+    if size is None or is_moe_name(model):
         return None
     if kind is None:
         return _from_qwen_scores(method, size)

@@ -136,7 +136,7 @@ def unscored_reference(model_dir: Path):
     """The reference of a run without one: the parameter count from the config and an estimated bf16 size."""
     from qadvisor.core.architectures import param_count
     from qadvisor.core.measure.jobs import Reference
-    from qadvisor.schemas.plan import Architecture
+    from qadvisor.schemas.architecture import Architecture
 
     config = read_json_object(Path(model_dir) / "config.json", "model config")
     params = param_count(Architecture.from_config(Path(model_dir).name, config))

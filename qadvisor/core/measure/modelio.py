@@ -14,12 +14,12 @@ import psutil
 from qadvisor.core.measure import memory, synthetic
 from qadvisor.errors import UserError
 from qadvisor.shipped import shipped_dir
+from qadvisor.schemas.architecture import UnknownFamily, family_of
 from qadvisor.schemas.jsonfile import read_json_object
 
 SHIPPED_MODEL_NAME = "qwen2-tiny-stdlib"
 EVAL_FILE = "heldout.txt"
 CALIB_FILE = "calib.txt"
-SUPPORTED_TYPES = ("qwen2",)
 
 
 def shipped_model_dir() -> Path:
@@ -63,9 +63,10 @@ def check_model_dir(model_dir: Path) -> dict:
                 "--reference)") if model_dir.suffix == ".gguf" else ""
         raise UserError(f"{model_dir} is not a directory (pass a Hugging Face model directory){gguf}")
     config = read_config(model_dir)
-    model_type = config.get("model_type")
-    if model_type not in SUPPORTED_TYPES:
-        raise UserError(f"{model_dir}: model_type {model_type!r}; qadvisor measures Qwen2-architecture models (qwen2)")
+    try:
+        family_of(config)
+    except UnknownFamily as exc:
+        raise UserError(f"{model_dir}: {exc}") from None
     weights = sorted(model_dir.glob("*.safetensors"))
     if not weights:
         raise UserError(f"{model_dir}: no *.safetensors weights")
@@ -188,16 +189,32 @@ def build_synthetic(arch, cache_dir: Path) -> Path:
 
 
 def check_synthetic(spec: str):
-    """The architecture behind `synthetic:NAME`, if this machine has the memory to measure it."""
+    """The architecture behind `synthetic:NAME` or `synthetic:NAME:Nlayers` (its first N layers: the real layer
+    shapes where the whole model cannot be built here), if this machine has the memory to measure it."""
     from qadvisor.core.architectures import param_count, resolve_architecture  # of a shape, not of files
 
-    arch = resolve_architecture(spec.removeprefix(SYNTHETIC_PREFIX))
+    name, _, depth = spec.removeprefix(SYNTHETIC_PREFIX).partition(":")
+    arch = resolve_architecture(name)
+    if depth:
+        arch = reduced_depth(arch, depth)
     need = memory.floor_bytes(param_count(arch), arch.vocab_size)  # each method is checked once they are known
     if need > psutil.virtual_memory().available:
         raise UserError(f"not enough memory to measure synthetic:{arch.name} with any method: needs at least "
                         f"{need / 2**30:.1f} GiB, "
                         f"{psutil.virtual_memory().available / 2**30:.1f} GiB available (`qadvisor plan` estimates it)")
     return arch
+
+
+def reduced_depth(arch, depth: str):
+    """`arch` with its first N layers (`4layers` or `4`); a hybrid model keeps at least one layer of each type."""
+    layers = depth.removesuffix("layers")
+    if not layers.isdigit() or not 1 <= int(layers) <= arch.num_hidden_layers:
+        raise UserError(f"synthetic:{arch.name}:{depth}: write the depth as 1layers … "
+                        f"{arch.num_hidden_layers}layers (the model has {arch.num_hidden_layers})")
+    if int(layers) < arch.full_attention_interval:
+        raise UserError(f"synthetic:{arch.name}:{depth}: a hybrid model needs at least {arch.full_attention_interval} "
+                        "layers to hold a full-attention layer beside its linear-attention ones")
+    return arch.model_copy(update={"num_hidden_layers": int(layers), "name": f"{arch.name}-{layers}layers"})
 
 
 def synthetic_reference(model_dir: Path):

@@ -29,6 +29,7 @@ from qadvisor.core.measure.jobs import EvalSettings, Job, Reference
 from qadvisor.core.measure.worker import REFERENCE_FILE
 from qadvisor.core.measure.forkserver import ForkServer
 from qadvisor.errors import UserError
+from qadvisor.schemas.architecture import Architecture
 from qadvisor.schemas.events import Error, Event, EventEnvelope, Progress, Result
 from qadvisor.schemas.export import ModelInfo, RunExport, RunSettings
 from qadvisor.schemas.hardware import HardwareInfo
@@ -184,13 +185,22 @@ class Run:
                     break
                 spec = recipe.weights
                 ok, reason = registry.recipe_available(recipe, has_cuda=self.request.settings.device == "cuda")
-                if not ok:
+                refused = self._family_problem(recipe)
+                if not ok or refused:
+                    why = f"not for this model: {refused}" if refused else f"not available here: {reason}"
                     result = TrialResult(method=recipe.name, backend=spec.backend, bits=spec.bits, status="failed",
-                                         reason=f"not available here: {reason}", device=self.device_label)
+                                         reason=why, device=self.device_label)
                 else:
                     result = yield from self._trial(recipe, work_dir, keep, cancel)
                 self.results.append(result)
                 yield Result(result=result)
+
+    def _family_problem(self, recipe) -> str:
+        """Why a method cannot quantize this model's family ('' where it can): it is named, never run half-way."""
+        if recipe.weights.source is not None:  # a checkpoint is measured by the backend of its own format
+            return ""
+        arch = Architecture.from_config(self.model_dir.name, self.config)
+        return registry.recipe_runs_on(recipe, arch.family, arch.is_moe)
 
     def _job(self, work: str, recipe, work_dir: Path, keep: bool, level: int = 0) -> Job:
         safe = registry.backend_for(recipe.weights).safe_configs[:level] if recipe is not None else ()

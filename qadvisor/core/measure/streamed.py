@@ -24,9 +24,11 @@ class Shards:
     """Tensors of a safetensors checkpoint by name, read one at a time from whichever shard holds them."""
 
     def __init__(self, model_dir: Path):
+        from qadvisor.core.measure.layers import text_prefix
         from qadvisor.core.measure.modelio import tensor_header
 
         self.where = {name: path for path in sorted(Path(model_dir).glob("*.safetensors")) for name in tensor_header(path)}
+        self.prefix = text_prefix(self.where)  # model. or an image-text checkpoint's model.language_model.
 
     def get(self, name: str):
         from safetensors import safe_open
@@ -41,8 +43,14 @@ class Shards:
             return f.get_slice(name)[start:stop]
 
     def layer(self, index: int) -> dict:
-        prefix = f"model.layers.{index}."
-        return {name.removeprefix(prefix): self.get(name) for name in self.where if name.startswith(prefix)}
+        from qadvisor.core.measure.layers import fused_experts
+
+        prefix = f"{self.prefix}layers.{index}."
+        return fused_experts({name.removeprefix(prefix): self.get(name) for name in self.where if name.startswith(prefix)})
+
+    def text(self, name: str) -> str:
+        """A text-model tensor's name in this checkpoint (`embed_tokens.weight` → model.embed_tokens.weight)."""
+        return self.prefix + name
 
 
 class Layers:
@@ -55,7 +63,7 @@ class Layers:
         from qadvisor.core.architectures import resolve_architecture
         from qadvisor.quantizers.base import LayerPlace
 
-        self.config = AutoConfig.from_pretrained(str(model_dir))
+        self.config = AutoConfig.from_pretrained(str(model_dir)).get_text_config()
         self.config._attn_implementation = "sdpa"  # what from_pretrained picks on CPU
         self.arch = resolve_architecture(str(model_dir))
         self.shards = Shards(model_dir)
@@ -63,33 +71,38 @@ class Layers:
         self.targets = windows[:, 1:]
         self.place = lambda i: LayerPlace(index=i, arch=self.arch, threads=threads)
         self.model_dir = Path(model_dir)
-        self.head_name = "model.embed_tokens.weight" if self.arch.tie_word_embeddings else "lm_head.weight"
+        tied = self.arch.tie_word_embeddings
+        self.head_name = self.shards.text("embed_tokens.weight") if tied else "lm_head.weight"
 
     def build(self, index: int):
         import torch
-        from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer
+
+        from qadvisor.core.measure.layers import family_class
 
         with torch.device("meta"):
-            layer = Qwen2DecoderLayer(self.config, index)
+            layer = family_class(self.arch.family, "DecoderLayer")(self.config, index)
         layer.load_state_dict(self.shards.layer(index), assign=True)
         return layer.eval()
 
     def context(self, hidden):
-        """The causal mask, rotary embeddings and positions for hidden states of this length and dtype, as Qwen2Model
-        makes them."""
-        import torch
-        from transformers.masking_utils import create_causal_mask
-        from transformers.models.qwen2.modeling_qwen2 import Qwen2RotaryEmbedding
+        """The masks by layer type, rotary embeddings and positions for hidden states of this length and dtype, as
+        the family's model makes them."""
+        from qadvisor.core.measure import layers
 
-        positions = torch.arange(hidden.shape[1])[None]
-        mask = create_causal_mask(config=self.config, inputs_embeds=hidden, attention_mask=None, cache=None,
-                                  position_ids=positions)
-        return mask, Qwen2RotaryEmbedding(self.config)(hidden, positions), positions
+        rope_positions, text_positions = layers.positions(self.arch.family, hidden.shape[1])
+        return (layers.masks(self.arch.family, self.config, hidden, text_positions),
+                layers.rotary(self.arch.family, self.config)(hidden, rope_positions), text_positions)
 
     def run(self, layer, hidden):
         """One layer over hidden states of any length (a calibration sample)."""
-        mask, rotary, positions = self.context(hidden)
-        return layer(hidden, attention_mask=mask, position_embeddings=rotary, position_ids=positions)
+        masks, rotary, positions = self.context(hidden)
+        return layer(hidden, attention_mask=masks[self.arch.layer_type(layer_index(layer))],
+                     position_embeddings=rotary, position_ids=positions)
+
+
+def layer_index(layer) -> int:
+    """A decoder layer's index, as transformers' attention modules record it."""
+    return next(m.layer_idx for m in layer.modules() if hasattr(m, "layer_idx"))
 
 
 def _embed(layers: Layers, table: Callable, token_sets: list) -> list:
@@ -98,7 +111,7 @@ def _embed(layers: Layers, table: Callable, token_sets: list) -> list:
     import torch
 
     ids, inverse = torch.unique(torch.cat([t.flatten() for t in token_sets]), return_inverse=True)
-    full = layers.shards.get("model.embed_tokens.weight")
+    full = layers.shards.get(layers.shards.text("embed_tokens.weight"))
     rows = table("embed", full[ids].clone())[inverse]
     del full
     return [part.view(*t.shape, -1) for part, t in zip(rows.split([t.numel() for t in token_sets]), token_sets)]
@@ -107,10 +120,12 @@ def _embed(layers: Layers, table: Callable, token_sets: list) -> list:
 def _logits(layers: Layers, hidden, table: Callable, head_input: Callable = lambda hidden: hidden):
     """Final norm, then the head one block of rows at a time (the rows as the method's model holds them)."""
     import torch
-    from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
 
-    norm = Qwen2RMSNorm(layers.arch.hidden_size, eps=layers.config.rms_norm_eps)
-    norm.weight = torch.nn.Parameter(layers.shards.get("model.norm.weight").to(hidden.dtype), requires_grad=False)
+    from qadvisor.core.measure.layers import family_class
+
+    norm = family_class(layers.arch.family, "RMSNorm")(layers.arch.hidden_size, eps=layers.config.rms_norm_eps)
+    norm.weight = torch.nn.Parameter(layers.shards.get(layers.shards.text("norm.weight")).to(hidden.dtype),
+                                     requires_grad=False)
     hidden = head_input(norm(hidden))
     parts = []
     for start in range(0, layers.arch.vocab_size, HEAD_ROWS):
@@ -257,13 +272,18 @@ def need_bytes(arch, tokens: int) -> int:
     return table + 2 * layer_bytes(arch) + 4 * HEAD_ROWS * arch.hidden_size + 3 * 4 * tokens * arch.vocab_size
 
 
-def _why_not_streamed(method: str, registry) -> str:
+def _why_not_streamed(method: str, registry, arch) -> str:
     """'' when the method's layers can be quantized one at a time here, else why not."""
     if "+" in method:
         return "a KV-cache stack: streaming scores the weights, and the cache is measured by whole-model trials"
     spec = registry.methods().get(method)
     if spec is None or method not in registry.backend_for(spec).streamed_methods:
         return "its library quantizes whole models only here (no layer-by-layer path)"
+    refused = registry.recipe_runs_on(registry.parse_methods(method)[0], arch.family, arch.is_moe)
+    if refused:
+        return refused
+    if arch.is_moe and not registry.backend_for(spec).streams_experts:
+        return "its layer-by-layer path quantizes nn.Linear modules only, not an MoE layer's fused experts"
     return ""
 
 
@@ -286,7 +306,7 @@ class StreamJob:
         if need > free:
             raise UserError(f"not enough memory to stream {model_dir.name}'s accuracy: about {need / 2**30:.1f} GiB "
                             f"needed, {free / 2**30:.1f} GiB available")
-        self.not_streamed = {m: why for m in methods if (why := _why_not_streamed(m, registry))}
+        self.not_streamed = {m: why for m in methods if (why := _why_not_streamed(m, registry, self.arch))}
         self.methods = [m for m in methods if m not in self.not_streamed]
         self.model_dir, self.eval_text, self.settings, self.calib_text = Path(model_dir), eval_text, settings, calib_text
         self.out = StreamedAccuracy(model=self.arch.name, path=str(model_dir), not_streamed=self.not_streamed,

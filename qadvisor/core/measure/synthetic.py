@@ -1,5 +1,7 @@
-"""Random-weight Qwen2 checkpoints at a real shape: a whole model (`synthetic:Qwen2.5-0.5B`) or a slice of one
-(a few decoder layers of, say, Qwen2.5-72B), written tensor by tensor in bf16 so the full model is never built.
+"""Random-weight Qwen checkpoints at a real shape, of every family qadvisor knows: a whole model
+(`synthetic:Qwen3-0.6B`), fewer of its layers (`synthetic:Qwen3-30B-A3B:4layers`) or a slice of one (a few decoder
+layers of, say, Qwen2.5-72B), written tensor by tensor in bf16, as the family's checkpoints lay them out on disk
+(an MoE layer's experts one by one), so the full model is never built.
 
 Speed does not depend on the values of the weights, so these measure the real backends at the real shape;
 their accuracy numbers would mean nothing and are not scored.
@@ -13,13 +15,12 @@ import os
 import shutil
 from pathlib import Path
 
-from qadvisor.schemas.plan import Architecture
+from qadvisor.schemas.architecture import ZERO_CENTERED_NORMS, Architecture
 
 MARKER = "synthetic.json"
-BUILDER_VERSION = 3  # bump when the weights written here change, so cached directories are rebuilt
+BUILDER_VERSION = 4  # bump when the weights written here change, so cached directories are rebuilt
 SEED = 0
 INIT_STD = 0.02  # transformers' initializer_range for Qwen2: what a freshly built model holds
-ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 COPIED = ("tokenizer.json", "tokenizer_config.json", "heldout.txt", "calib.txt")
 
 
@@ -50,48 +51,90 @@ def build(arch: Architecture, target: Path, text_dir: Path, info: dict, reuse: P
     return target
 
 
-SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "vocab_size",
-              "tie_word_embeddings")
-
-
 def _shape(model_dir: Path) -> tuple:
-    config = json.loads((Path(model_dir) / "config.json").read_text())
-    return tuple(config.get(k) for k in SHAPE_KEYS)
+    """What a reused folder must share with the architecture built (everything but its depth and name)."""
+    from qadvisor.core.architectures import resolve_architecture
+
+    return _shape_of(resolve_architecture(str(model_dir)))
 
 
 def _shape_of(arch: Architecture) -> tuple:
-    return tuple(getattr(arch, k) for k in SHAPE_KEYS)
+    return tuple(sorted(arch.model_dump(exclude={"name", "num_hidden_layers", "max_position_embeddings", "mtp_layers",
+                                                  "vision_params"}).items()))
 
 
 def _write_config(arch: Architecture, out: Path) -> None:
-    from transformers import Qwen2Config
+    """The family's transformers config (a Qwen3.5 as its text model: the vision tower is not built)."""
+    import transformers
 
-    Qwen2Config(
-        hidden_size=arch.hidden_size, intermediate_size=arch.intermediate_size, num_hidden_layers=arch.num_hidden_layers,
-        num_attention_heads=arch.num_attention_heads, num_key_value_heads=arch.num_key_value_heads,
-        vocab_size=arch.vocab_size, tie_word_embeddings=arch.tie_word_embeddings, max_position_embeddings=4096,
-        bos_token_id=0, eos_token_id=0, dtype="bfloat16",
-    ).save_pretrained(str(out))
+    cls, extra = CONFIGS[arch.family]
+    fields = dict(hidden_size=arch.hidden_size, num_hidden_layers=arch.num_hidden_layers,
+                  num_attention_heads=arch.num_attention_heads, num_key_value_heads=arch.num_key_value_heads,
+                  vocab_size=arch.vocab_size, tie_word_embeddings=arch.tie_word_embeddings, max_position_embeddings=4096,
+                  bos_token_id=0, eos_token_id=0, dtype="bfloat16", intermediate_size=arch.intermediate_size or None)
+    if arch.family != "qwen2":
+        fields.update(head_dim=arch.dim_per_head, attention_bias=arch.attention_qkv_bias)
+    for key in extra:
+        fields[key] = getattr(arch, key)
+    if arch.is_moe:
+        fields.update(mlp_only_layers=arch.dense_layers, norm_topk_prob=True)  # as every Qwen MoE release
+    if arch.is_hybrid:
+        fields["layer_types"] = [arch.layer_type(i) for i in range(arch.num_hidden_layers)]
+    getattr(transformers, cls)(**{k: v for k, v in fields.items() if v is not None}).save_pretrained(str(out))
+
+
+MOE = ("num_experts", "num_experts_per_tok", "moe_intermediate_size")
+LINEAR = ("linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim",
+          "linear_conv_kernel_dim")
+CONFIGS = {"qwen2": ("Qwen2Config", ()), "qwen3": ("Qwen3Config", ()), "qwen3_moe": ("Qwen3MoeConfig", MOE),
+           "qwen3_next": ("Qwen3NextConfig", MOE + ("shared_expert_intermediate_size",) + LINEAR),
+           "qwen3_5": ("Qwen3_5TextConfig", LINEAR),
+           "qwen3_5_moe": ("Qwen3_5MoeTextConfig", MOE + ("shared_expert_intermediate_size",) + LINEAR)}
 
 
 def _layer_shapes(arch: Architecture, index: int) -> dict[str, tuple[int, ...]]:
+    """Every tensor of decoder layer `index` as the family's checkpoints name it (experts one by one)."""
     prefix = f"model.layers.{index}."
-    shapes = {f"{prefix}{'self_attn' if n in ATTENTION else 'mlp'}.{n}.weight": (o, i) for n, i, o in arch.layer_linears()}
-    if arch.attention_qkv_bias:
-        for name, _, out in arch.layer_linears()[:3]:
-            shapes[f"{prefix}self_attn.{name}.bias"] = (out,)
-    shapes[f"{prefix}input_layernorm.weight"] = (arch.hidden_size,)
-    shapes[f"{prefix}post_attention_layernorm.weight"] = (arch.hidden_size,)
+    shapes = {}
+    for w in arch.layer_weights(index):
+        if w.count == 1:
+            shapes[f"{prefix}{w.role}.weight"] = (w.n_out, w.n_in)
+            continue
+        module, name = w.role.rsplit(".", 1)
+        shapes.update({f"{prefix}{module}.{j}.{name}.weight": (w.n_out, w.n_in) for j in range(w.count)})
+    shapes.update({prefix + name: shape for name, shape in _small_shapes(arch, index).items()})
     return shapes
 
 
-def _tensor(name: str, shape: tuple[int, ...], generator):
+def _small_shapes(arch: Architecture, index: int) -> dict[str, tuple[int, ...]]:
+    """Norms, biases and a linear-attention layer's convolution and decay (`Architecture.layer_small_params`)."""
+    h = arch.hidden_size
+    shapes = {"input_layernorm.weight": (h,), "post_attention_layernorm.weight": (h,)}
+    if arch.layer_type(index) == "full_attention":
+        if arch.attention_qkv_bias:
+            shapes.update({f"self_attn.{w.name}.bias": (w.n_out,) for w in arch.attention_weights()[:3]})
+        if arch.qk_norm:
+            shapes.update({"self_attn.q_norm.weight": (arch.dim_per_head,), "self_attn.k_norm.weight": (arch.dim_per_head,)})
+        return shapes
+    nv = arch.linear_num_value_heads
+    shapes.update({"linear_attn.conv1d.weight": (arch.conv_dim, 1, arch.linear_conv_kernel_dim),
+                   "linear_attn.dt_bias": (nv,), "linear_attn.A_log": (nv,),
+                   "linear_attn.norm.weight": (arch.linear_value_head_dim,)})
+    return shapes
+
+
+def _tensor(name: str, shape: tuple[int, ...], generator, zero_norms: bool = False):
+    """A freshly initialised model's value: norms at their identity (1, or 0 where a family stores 1 + weight; the
+    gated norm of a linear-attention layer is plain), biases 0, decay rates spread as transformers draws them."""
     import torch
 
     if name.endswith("norm.weight"):
-        return torch.ones(shape, dtype=torch.bfloat16)
-    if name.endswith(".bias"):
-        return torch.zeros(shape, dtype=torch.bfloat16)
+        zero = zero_norms and not name.endswith("linear_attn.norm.weight")
+        return (torch.zeros if zero else torch.ones)(shape, dtype=torch.bfloat16)
+    if name.endswith((".bias", "dt_bias")):
+        return (torch.ones if name.endswith("dt_bias") else torch.zeros)(shape, dtype=torch.bfloat16)
+    if name.endswith("A_log"):
+        return torch.empty(shape).uniform_(1.0, 16.0, generator=generator).log().to(torch.bfloat16)
     return torch.empty(shape, dtype=torch.bfloat16).normal_(0.0, INIT_STD, generator=generator)
 
 
@@ -114,7 +157,8 @@ def _write_weights(arch: Architecture, out: Path, reuse: Path | None = None) -> 
             os.link(reuse / file, out / file)
             continue
         generator = torch.Generator().manual_seed(SEED + number)
-        save_file({name: _tensor(name, shape, generator) for name, shape in shapes.items()}, str(out / file),
+        zero = arch.family in ZERO_CENTERED_NORMS
+        save_file({name: _tensor(name, shape, generator, zero) for name, shape in shapes.items()}, str(out / file),
                   metadata={"format": "pt"})
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))

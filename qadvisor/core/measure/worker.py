@@ -176,7 +176,8 @@ def run_measure(job: Job, out: Emitter, started: float) -> TrialResult:
         result.reason = ("accuracy n/a: no reference model to compare with, give one with --reference DIR; vs bf16 is against "
                          "parameters × 2 bytes, an estimate")
     else:
-        result.reason = "; ".join(filter(None, ["accuracy n/a: random weights", backend.uncalibrated_note]))
+        result.reason = "; ".join(filter(None, ["accuracy n/a: random weights",
+                                                backend.uncalibrated_note_for(job.model_dir)]))
     if s.benchmark:
         with steps("benchmark", f"prompt {s.prompt_tokens}, up to {s.decode_tokens} new tokens, warm-up + at least "
                                 f"{s.repeats} repeats ({s.min_measure_s:g} s of timing)"):
@@ -192,8 +193,9 @@ def _notes(job: Job, backend, model) -> tuple[list[str], str | None]:
     """What the measured model ran with that its result must say, and the safe configuration it ran in, if any: the
     level the runner gave the trial, or a deeper one the backend's own probe chose (llama.cpp's AMX probe)."""
     from qadvisor.quantizers import fallback
+    from qadvisor.quantizers.base import linear_attention_fallback
 
-    notes = list(backend.notes(model))
+    notes = list(backend.notes(model)) + list(filter(None, [linear_attention_fallback(model)]))
     level = max(job.safe_level, getattr(model, "safe_level", 0))
     if level <= 0:
         return notes, None

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Callable
 
-from qadvisor.core.architectures import param_count
+from qadvisor.core.architectures import active_param_count, param_count, stored_extra_params
 from qadvisor.errors import UserError
 from qadvisor.schemas.method import MethodSpec, weights_name
-from qadvisor.schemas.plan import Architecture, Plan, PlanRow, Target
+from qadvisor.schemas.architecture import Architecture
+from qadvisor.schemas.plan import Plan, PlanRow, Target
 
 GIB = 2**30
 BF16 = 2
@@ -20,12 +21,19 @@ DEFAULT_PROMPT_TOKENS = 128  # a short prompt; long prompts add prefill activati
 RUNTIME_BYTES = 32 * 2**20  # allocator rounding and small buffers seen in Qwen's short-prompt runs
 
 FORMULAS = {
-    "params": "embed V·h (+ lm_head V·h when untied) + L·(Σ linear in·out + qkv biases + 2h norms) + h",
-    "weights_bytes": "Σ over Linear layers of the method's bytes(in, out) + embeddings and lm_head as the method stores "
-                     "them + norms and biases in bf16",
-    "kv_cache_bytes": "2 (K and V) · layers · kv_heads · head_dim · context · batch · 2 bytes (fp16 cache); a KV stack "
+    "params": "embed V·h (+ lm_head V·h when untied) + Σ layers (Σ weight matrices in·out · count + norms, biases, "
+              "q/k norms, a linear-attention layer's convolution and decay) + h; an MoE layer's experts count "
+              "num_experts times. Without an image-text checkpoint's vision tower or MTP layers (named apart)",
+    "active_params": "params with each MoE layer's routed experts counted num_experts_per_tok ÷ num_experts: what one "
+                     "token computes with (the shared expert, attention and the head whole)",
+    "weights_bytes": "Σ over each layer's weight matrices of the method's bytes(in, out) × count (every expert of an "
+                     "MoE layer quantized as any linear; its router kept in bf16) + embeddings and lm_head as the "
+                     "method stores them + norms, biases and state parameters in bf16",
+    "kv_cache_bytes": "2 (K and V) · full-attention layers · kv_heads · head_dim · context · batch · 2 bytes (fp16 cache); a KV stack "
                       "(+kv-int4, +kv-int2): the positions since the last requantizing ((context − prompt) mod 32) at "
                       "2 bytes, the rest at bits/8 + 2 · 2 / 64 (a scale and a shift per group of 64)",
+    "state_bytes": "hybrid models: linear-attention layers · batch · (v_heads · key_dim · value_dim · 4 bytes (fp32 "
+                   "recurrent state) + conv_dim · (kernel − 1) · 2 bytes): per sequence, the same at any context",
     "overhead_bytes": "prefill activations batch · prompt · 3 · intermediate · 2 bytes + fp32 logits 2 · batch · V · 4 "
                       "+ the method's kernel scratch + 32 MiB runtime",
     "total_bytes": "max(weights − a checkpoint's duplicate lm_head + KV cache + overhead, weights): the peak over "
@@ -35,8 +43,9 @@ FORMULAS = {
     "fits": f"total ≤ {USABLE_VRAM:.0%} of one device's memory (per GPU, summed over --target …xN); "
             "on CPU total ≤ available RAM",
     "devices_needed": f"ceil(total / ({USABLE_VRAM:.0%} of one GPU's memory)), layers split across GPUs",
-    "decode_tok_s_bound": "memory bandwidth / bytes read per new token (all weights but the embedding table, plus the "
-                          "KV cache at full context); an upper bound, real decode is slower; split layers run one GPU "
+    "decode_tok_s_bound": "memory bandwidth / bytes read per new token (all weights but the embedding table, of an MoE "
+                          "layer's routed experts the top-k share, plus the KV cache at full context and the linear-"
+                          "attention state); an upper bound, real decode is slower; split layers run one GPU "
                           "after another, so the bound uses one GPU's bandwidth",
     "size_reduction_pct": "100 · (1 − weights_bytes / bf16 weights_bytes)",
     "size_class": "high: ≥ 75 % smaller than bf16; medium: 55–75 %; low: 0–55 %; base: no smaller than bf16 "
@@ -56,6 +65,7 @@ class Format:
     embed_bits: float = 16.0  # token embeddings
     lm_head_bits: float = 16.0
     untie_lm_head: bool = False  # checkpoint stores an lm_head copy even when the model ties it (freed once tied)
+    head_stays_untied: bool = False  # ... and that copy stays resident: the head is never tied back
     scratch: Callable[[Architecture], float] = lambda arch: 0.0
     notes: str = ""
     gguf: bool = False  # llama.cpp's mix: bytes per tensor and layer from quantizers.gguf_mix
@@ -75,7 +85,7 @@ def _grouped(method: str, bits: float, group: int, scale_bytes: float, zero_bits
 
 
 def _largest_linear_fp16(arch: Architecture) -> float:
-    return max(i * o for _, i, o in arch.layer_linears()) * 2
+    return max(i * o for index in range(arch.num_hidden_layers) for _, i, o in arch.layer_linears(index)) * 2
 
 
 def _gguf(method: str, bpw: float, note: str) -> Format:
@@ -92,11 +102,15 @@ def _gguf(method: str, bpw: float, note: str) -> Format:
 
 
 # One entry per runnable method (keyed by its MethodSpec name, same bits: tests/unit/test_method.py checks it),
-# plus a format qadvisor plans but does not run (fp16).
+# plus formats qadvisor plans but does not run (fp16, fp8).
 FORMATS: tuple[Format, ...] = (
     Format("fp32", 32, lambda i, o: i * o * 4, "4 bytes per weight", embed_bits=32, lm_head_bits=32, dense_bytes=4),
     Format("bf16", 16, lambda i, o: i * o * 2, "2 bytes per weight"),
     Format("fp16", 16, lambda i, o: i * o * 2, "2 bytes per weight"),
+    Format("fp8", 8, lambda i, o: i * o + math.ceil(i / 128) * math.ceil(o / 128) * 4,
+           "in·out + an fp32 scale per 128 × 128 block (Qwen's FP8 releases; planned, not run here)",
+           untie_lm_head=True, head_stays_untied=True,
+           notes="Qwen's FP8 releases of tied models keep an lm_head copy in bf16, resident while generating"),
     _grouped("gptq-int8", 8, 128, 2, 8, "in·out + per-128 group fp16 scale and 8-bit zero + int32 g_idx", g_idx=True),
     _grouped("gptq-int4", 4, 128, 2, 4, "in·out/2 + per-128 group fp16 scale and 4-bit zero + int32 g_idx", g_idx=True,
              scratch=_largest_linear_fp16, notes="exllama kernels keep an fp16 scratch the size of the largest layer"),
@@ -136,27 +150,63 @@ def gpu_table() -> dict[str, dict]:
     return {k: v for k, v in _data("gpus.json").items() if not k.startswith("_")}
 
 
-def published_memory() -> dict:
-    return _data("qwen2.5-published-memory.json")
+PUBLISHED_MEMORY = ("qwen2.5-published-memory.json", "qwen3-published-memory.json")
+
+
+def published_memory_tables() -> list[dict]:
+    """Qwen's own measured GPU memory per model and method, one table per source (its context and GPU with it)."""
+    return [_data(name) for name in PUBLISHED_MEMORY]
+
+
+def published_memory(model: str) -> dict:
+    """The table holding `model`'s published memory ({} where Qwen published none for it)."""
+    return next((table for table in published_memory_tables() if model in table["memory_gib"]), {})
 
 
 def _small_tensor_bytes(arch: Architecture, dense_bytes: int = BF16) -> float:
-    """Norms and qkv biases, kept unquantized (bf16 as Qwen ships them) by every method here."""
-    bias = (arch.num_attention_heads + 2 * arch.num_key_value_heads) * arch.dim_per_head if arch.attention_qkv_bias else 0
-    return (arch.num_hidden_layers * (bias + 2 * arch.hidden_size) + arch.hidden_size) * dense_bytes
+    """Norms, qkv biases and a linear-attention layer's convolution and decay, kept unquantized (bf16 as Qwen ships
+    them) by every method here."""
+    return (sum(arch.layer_small_params(i) for i in range(arch.num_hidden_layers)) + arch.hidden_size) * dense_bytes
+
+
+def layer_bytes(arch: Architecture, fmt: Format, index: int, dense_bytes: int = BF16) -> tuple[float, float]:
+    """(bytes held, bytes a decoded token reads) of decoder layer `index`'s weight matrices: each expert's as the
+    method stores any linear, a token reading its top-k experts only; routers kept as shipped."""
+    if fmt.gguf:  # llama.cpp picks each tensor's type by its role and layer
+        from qadvisor.quantizers import gguf_mix
+
+        sized = gguf_mix.layer_weight_bits(fmt.method, index, arch)
+        return (sum(bits * w.count for w, bits in sized) / 8, sum(bits * w.count * w.active for w, bits in sized) / 8)
+    held = read = 0.0
+    kept = experts_left(fmt.method)
+    for w in arch.layer_weights(index):
+        quantized = w.quantized and not (kept and w.count > 1)
+        one = fmt.linear_bytes(w.n_in, w.n_out) if quantized else w.n_in * w.n_out * (fmt.dense_bytes or dense_bytes)
+        held += one * w.count
+        read += one * w.count * w.active
+    return held, read
+
+
+def experts_left(method: str) -> str:
+    """Why `method`'s library leaves an MoE layer's experts unquantized ('' where it quantizes them): the planner then
+    sizes them as shipped, as deploying that method would hold them."""
+    from qadvisor.quantizers import registry
+
+    spec = registry.methods().get(method)
+    return registry.backend_for(spec).experts_left if spec else ""
 
 
 def weights_bytes(arch: Architecture, fmt: Format, dense_bytes: int = BF16) -> tuple[int, int]:
     """(bytes held in memory, bytes read per decoded token). `dense_bytes` is the element size of the tensors a
     method leaves unquantized: 2 as saved and on GPU; 4 where a CPU run computes in fp32."""
     table = arch.vocab_size * arch.hidden_size
-    if fmt.gguf:  # llama.cpp picks each tensor's type by its role and layer
+    per_layer = [layer_bytes(arch, fmt, i, dense_bytes) for i in range(arch.num_hidden_layers)]
+    layers, layers_read = sum(h for h, _ in per_layer), sum(r for _, r in per_layer)
+    if fmt.gguf:
         from qadvisor.quantizers import gguf_mix
 
-        layers = sum(gguf_mix.layer_bits(fmt.method, i, arch) for i in range(arch.num_hidden_layers)) / 8
         embed_bits, head_bits = gguf_mix.table_bits(fmt.method, arch)
     else:
-        layers = arch.num_hidden_layers * sum(fmt.linear_bytes(i, o) for _, i, o in arch.layer_linears())
         embed_bits, head_bits = fmt.embed_bits, fmt.lm_head_bits
     embed = table * (embed_bits / 8 if embed_bits != 16 else dense_bytes)  # 16: kept as the run keeps dense tensors
     separate_head = not arch.tie_word_embeddings or fmt.untie_lm_head
@@ -164,23 +214,25 @@ def weights_bytes(arch: Architecture, fmt: Format, dense_bytes: int = BF16) -> t
     small = _small_tensor_bytes(arch, fmt.dense_bytes or dense_bytes)
     held = layers + embed + head + small
     # Per token the whole lm_head is read (the embedding itself when tied), but only one embedding row.
-    read = layers + small + (head if separate_head else embed)
+    read = layers_read + small + (head if separate_head else embed)
     return int(held), int(read)
 
 
 def duplicate_head_bytes(arch: Architecture, fmt: Format) -> int:
     """The lm_head copy a checkpoint stores for a tied model: held while loading, freed when the weights are tied."""
-    if not (arch.tie_word_embeddings and fmt.untie_lm_head):
+    if not (arch.tie_word_embeddings and fmt.untie_lm_head) or fmt.head_stays_untied:
         return 0
     return int(arch.vocab_size * arch.hidden_size * fmt.lm_head_bits / 8)
 
 
 def kv_cache_bytes(arch: Architecture, context: int, batch: int, dtype_bytes: int = 2, kv: MethodSpec | None = None,
                    prompt: int = 0) -> int:
-    """The KV cache holding `context` positions. `kv`: a quantized cache (transformers' QuantizedCache on quanto, as
-    the trials run it): the prompt and every RESIDUAL_TOKENS later positions quantized in groups, each group with a
-    scale and a shift in the cache's dtype; the positions since the last requantizing kept at `dtype_bytes`."""
-    elements = 2 * arch.num_hidden_layers * arch.num_key_value_heads * arch.dim_per_head * batch
+    """The KV cache holding `context` positions in the full-attention layers (a hybrid model's linear-attention
+    layers keep a fixed state instead: `state_bytes`). `kv`: a quantized cache (transformers' QuantizedCache on
+    quanto, as the trials run it): the prompt and every RESIDUAL_TOKENS later positions quantized in groups, each
+    group with a scale and a shift in the cache's dtype; the positions since the last requantizing kept at
+    `dtype_bytes`."""
+    elements = 2 * arch.full_attention_layers() * arch.num_key_value_heads * arch.dim_per_head * batch
     if kv is None:
         return elements * context * dtype_bytes
     from qadvisor.quantizers.kvcache import RESIDUAL_TOKENS
@@ -188,6 +240,19 @@ def kv_cache_bytes(arch: Architecture, context: int, batch: int, dtype_bytes: in
     dense = (context - prompt) % RESIDUAL_TOKENS if context > prompt else 0
     quantized = kv.bits / 8 + 2 * dtype_bytes / kv.group_size
     return int(elements * (dense * dtype_bytes + (context - dense) * quantized))
+
+
+STATE_BYTES = 4  # the recurrent state in fp32 (transformers' and llama.cpp's), whatever the weights' type
+
+
+def state_bytes(arch: Architecture, batch: int, dtype_bytes: int = 2) -> int:
+    """The linear-attention layers' state per the batch's sequences: the recurrent state (heads × key × value dim)
+    in fp32 and the convolution's last kernel − 1 inputs in the model's dtype; the same at any context."""
+    layers = arch.num_hidden_layers - arch.full_attention_layers()
+    if not layers:
+        return 0
+    recurrent, conv = arch.linear_state_elements()
+    return layers * batch * (recurrent * STATE_BYTES + conv * dtype_bytes)
 
 
 def split_stack(name: str) -> tuple[str, MethodSpec | None]:
@@ -207,9 +272,17 @@ def split_stack(name: str) -> tuple[str, MethodSpec | None]:
 
 
 def overhead_bytes(arch: Architecture, fmt: Format, prompt_tokens: int, batch: int) -> int:
-    activations = batch * prompt_tokens * 3 * arch.intermediate_size * 2
+    activations = batch * prompt_tokens * 3 * _widest_mlp(arch) * 2
     logits = 2 * batch * arch.vocab_size * 4
     return int(activations + logits + fmt.scratch(arch) + RUNTIME_BYTES)
+
+
+def _widest_mlp(arch: Architecture) -> int:
+    """The MLP width a prompt's activations take: the dense MLP's, or an MoE layer's experts and shared expert."""
+    if not arch.is_moe:
+        return arch.intermediate_size
+    return max(arch.intermediate_size if arch.dense_layers else 0,
+               arch.num_experts_per_tok * arch.moe_intermediate_size + arch.shared_expert_intermediate_size)
 
 
 def size_class(reduction_pct: float) -> str:
@@ -243,8 +316,9 @@ def _row(arch: Architecture, target: Target, name: str, context: int, batch: int
     fmt = FORMAT_BY_NAME[weights]
     held, read = weights_bytes(arch, fmt)
     kv = kv_cache_bytes(arch, context, batch, kv=kv_spec, prompt=prompt)
+    state = state_bytes(arch, batch)
     extra = overhead_bytes(arch, fmt, prompt, batch)
-    total = max(held - duplicate_head_bytes(arch, fmt) + kv + extra, held)
+    total = max(held - duplicate_head_bytes(arch, fmt) + kv + state + extra, held)
     reduction = 100.0 * (1 - held / bf16_held)
     if target.device_type == "gpu":
         needed = math.ceil(total / (USABLE_VRAM * target.memory_bytes))
@@ -252,10 +326,13 @@ def _row(arch: Architecture, target: Target, name: str, context: int, batch: int
     else:
         needed, fits = None, total <= target.memory_bytes
     notes = fmt.notes + (f"; KV cache in {kv_spec.bits:g} bits (quanto's quantized cache)" if kv_spec else "")
-    return PlanRow(method=name, bits=fmt.bits, weights_bytes=held, kv_cache_bytes=kv, overhead_bytes=extra,
-                   total_bytes=total, size_reduction_pct=round(reduction, 2), fits=fits, devices_needed=needed,
-                   decode_tok_s_bound=round(target.bandwidth_gb_s * 1e9 / (read + kv), 2),
-                   size_class=size_class(reduction), notes=notes.lstrip("; "))
+    kept = experts_left(weights) if arch.is_moe else ""
+    if kept:
+        notes += f"; experts kept in bf16 ({kept}): qadvisor does not measure it on this model"
+    return PlanRow(method=name, bits=fmt.bits, weights_bytes=held, kv_cache_bytes=kv, state_bytes=state,
+                   overhead_bytes=extra, total_bytes=total, size_reduction_pct=round(reduction, 2), fits=fits,
+                   devices_needed=needed, decode_tok_s_bound=round(target.bandwidth_gb_s * 1e9 / (read + kv + state), 2),
+                   size_class=size_class(reduction), notes=notes.lstrip("; "), experts_kept=kept)
 
 
 def plan(arch: Architecture, target: Target, context: int = 2048, batch: int = 1, prompt_tokens: int | None = None,
@@ -275,5 +352,7 @@ def plan(arch: Architecture, target: Target, context: int = 2048, batch: int = 1
     rows = [_row(arch, target, name, context, batch, prompt, bf16_held) for name in chosen]
     weights = {weights_name(name) for name in chosen}
     formulas = dict(FORMULAS, **{f"bytes(in,out) {f.method}": f.formula for f in FORMATS if f.method in weights})
-    return Plan(model=arch.name, params=param_count(arch), context=context, batch=batch, prompt_tokens=prompt,
-                target=target, plans=rows, formulas=formulas, bf16_bytes=weights_bytes(arch, FORMAT_BY_NAME["bf16"])[0])
+    return Plan(model=arch.name, family=arch.family_label, params=param_count(arch),
+                active_params=active_param_count(arch), stored_extra_params=stored_extra_params(arch), context=context,
+                batch=batch, prompt_tokens=prompt, target=target, plans=rows, formulas=formulas,
+                bf16_bytes=weights_bytes(arch, FORMAT_BY_NAME["bf16"])[0])

@@ -27,7 +27,9 @@ from qadvisor.core.measure.worker import SPEED_FIELDS, TIMING_BUDGET_S
 from qadvisor.errors import UserError
 from qadvisor.schemas.events import Event, Progress, Result
 from qadvisor.schemas.hardware import HardwareInfo
-from qadvisor.schemas.plan import Architecture, Plan, Projection
+from qadvisor.quantizers.base import torch_linear_attention_note
+from qadvisor.schemas.architecture import Architecture
+from qadvisor.schemas.plan import Plan, Projection
 from qadvisor.schemas.result import TrialResult
 from qadvisor.quantizers import registry
 
@@ -50,30 +52,44 @@ def slice_architecture(arch: Architecture, layers: int) -> Architecture:
                                    "tie_word_embeddings": True})
 
 
+def routing_note(arch: Architecture, prompt_tokens: int) -> str:
+    """What the slices' router did, for an MoE: random weights route each token about uniformly, so a decoded token
+    reads its top-k experts and a prompt touches nearly every expert; a trained router may concentrate them."""
+    if not arch.is_moe:
+        return ""
+    e, k = arch.num_experts, arch.num_experts_per_tok
+    touched = e * (1 - (1 - k / e) ** prompt_tokens)
+    return (f"MoE routing assumed uniform (random weights' router): a decoded token reads {k} of {e} experts a layer, "
+            f"a {prompt_tokens}-token prompt touches about {touched:.0f} of them")
+
+
 def need_bytes(arch: Architecture) -> int:
     """Peak memory of a trial on this slice: every weight at 4 bytes (the CPU computes in fp32) plus a reserve."""
     return 4 * architectures.param_count(arch) + RESERVE
 
 
 def slice_depths(arch: Architecture, available: int) -> tuple[int, int]:
-    """Two depths as deep as time and memory allow (half the model at most), the shallow one half the deep one.
+    """Two depths as deep as time and memory allow (half the model at most), the shallow one half the deep one; a
+    hybrid model's in whole periods of its layer pattern (three linear-attention layers and a full one), so both
+    slices hold its layer types in the model's own proportion.
 
     Shallow slices mislead: a layer or two of a small model sit in the CPU's last-level cache, while the whole
     model streams from memory (measured: 1- and 6-layer slices of the 0.5B projected Q4_K_M decode 25 % too fast).
     Deeper slices run as the model does, and the projection's lever (target − shallow) ÷ (deep − shallow) stays
     small (the 72B's 1 and 2 layers are each far larger than any cache)."""
-    if arch.num_hidden_layers < 3:
+    unit = arch.full_attention_interval
+    if arch.num_hidden_layers < 3 * unit:
         raise UserError(f"{arch.name} has {arch.num_hidden_layers} layers: too shallow to slice; measure it whole "
                         "with `qadvisor --auto --model …`")
-    per_layer = architectures.param_count(slice_architecture(arch, 1)) - architectures.param_count(slice_architecture(arch, 0))
-    deep = max(2, min(arch.num_hidden_layers // 2, int(DEEP_SLICE_LAYER_PARAMS // per_layer)))
-    while deep > 2 and need_bytes(slice_architecture(arch, deep)) > available:
+    per_unit = architectures.param_count(slice_architecture(arch, unit)) - architectures.param_count(slice_architecture(arch, 0))
+    deep = max(2, min(arch.num_hidden_layers // (2 * unit), int(DEEP_SLICE_LAYER_PARAMS // per_unit)))
+    while deep > 2 and need_bytes(slice_architecture(arch, deep * unit)) > available:
         deep -= 1
-    need = need_bytes(slice_architecture(arch, deep))
+    need = need_bytes(slice_architecture(arch, deep * unit))
     if need > available:
-        raise UserError(f"a {deep}-layer slice of {arch.name} needs about {need / GIB:.1f} GiB; "
+        raise UserError(f"a {deep * unit}-layer slice of {arch.name} needs about {need / GIB:.1f} GiB; "
                         f"{available / GIB:.1f} GiB is available here")
-    return max(1, deep // 2), deep
+    return max(1, deep // 2) * unit, deep * unit
 
 
 def slice_dir(cache_root: Path, model: str, layers: int) -> Path:
@@ -181,7 +197,10 @@ class SliceMeasurement:
             self.wall_s[method] = time.perf_counter() - started
             self.results[method] = results
             if len(results) >= 2 and all(r.status == "ok" for r in results[:2]):  # a stop may leave one
-                note = registry.backend_for(registry.parse_methods(method)[0].weights).uncalibrated_note
+                note = "; ".join(filter(None, [
+                    registry.backend_for(registry.parse_methods(method)[0].weights).uncalibrated_note_for(
+                        self.slice_dir(self.depths[0])), routing_note(self.arch, self.settings.prompt_tokens),
+                    torch_linear_attention_note() if self.arch.is_hybrid else ""]))
                 self.projections[method] = project(results[:2], self.depths, self.arch.num_hidden_layers,
                                                    self.settings.prompt_tokens, note, self._layer_ratio(method))
 
