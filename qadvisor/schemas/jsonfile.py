@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tempfile
@@ -28,15 +29,53 @@ def read_json_object(path: Path, what: str) -> dict:
 
 def validate_versioned(path: Path, data: dict, model: type[BaseModel], version: int, what: str):
     """Check `schema_version`, then validate; the first bad field is named in the one error line."""
-    if data.get("schema_version") != version:
-        raise UserError(f"{path}: {what} schema_version {data.get('schema_version')!r} is not supported "
-                        f"(this qadvisor reads {version})")
+    found = data.get("schema_version")
+    if isinstance(found, int) and not isinstance(found, bool) and found > version:
+        raise UserError(f"{path}: written by a newer qadvisor ({what} schema_version {found}; this qadvisor "
+                        f"reads {version} and older): upgrade qadvisor to read it")
+    if found != version:
+        raise UserError(f"{path}: {what} schema_version {found!r} is not supported (this qadvisor reads {version})")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(x) for x in first["loc"]) or what
-        raise UserError(f"{path}: field {field!r}: {first['msg']}") from None
+        raise UserError(f"{path}: field {field!r}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+def check_known_fields(path: Path, data: dict, model: type[BaseModel], what: str) -> None:
+    """A file the user writes is read strictly: a field the model does not have (a typo, a limit at the wrong
+    level) would otherwise be dropped and the run go on without it. One UserError line naming the field."""
+    names = _field_paths(model)
+    for key in _key_paths(data, model):
+        if key not in names:
+            near = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+            near = near or [n for n in names if n.rpartition(".")[2].startswith(key.rpartition(".")[2])]
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise UserError(f"{path}: unknown field {key!r} in this {what}{hint} (its fields: {', '.join(names)})")
+
+
+def _field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    paths = []
+    for name, field in model.model_fields.items():
+        inner = field.annotation
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            paths += _field_paths(inner, f"{prefix}{name}.")
+        else:
+            paths.append(prefix + name)
+    return paths
+
+
+def _key_paths(data: dict, model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        inner = field.annotation if field else None
+        if isinstance(inner, type) and issubclass(inner, BaseModel) and isinstance(value, dict):
+            keys += _key_paths(value, inner, f"{prefix}{key}.")
+        else:
+            keys.append(prefix + key)
+    return keys
 
 
 def check_output_path(path: Path | None, flag: str) -> None:

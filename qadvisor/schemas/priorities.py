@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from qadvisor.errors import UserError
 from qadvisor.shipped import shipped_dir
-from qadvisor.schemas.jsonfile import read_json_object, validate_versioned
+from qadvisor.schemas.jsonfile import check_known_fields, read_json_object, validate_versioned
 
 PROFILE_SCHEMA_VERSION = 1
 PROFILES_DIR = shipped_dir("profiles")
@@ -20,6 +20,17 @@ class Limits(BaseModel):
     min_decode_tok_s: float | None = Field(None, gt=0)
     max_ppl_rise_pct: float | None = Field(None, ge=0)  # a rise; a limit below 0 could never be met
     max_kl: float | None = Field(None, ge=0)
+
+    @field_validator("max_size_bytes", mode="before")
+    @classmethod
+    def _size_text(cls, value):
+        """A profile may write the size as the command line does (`"5MiB"`)."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_size(value)
+        except UserError:
+            raise ValueError("not a size; write e.g. 500MiB, 2GB or a number of bytes") from None
 
 
 class Priorities(BaseModel):
@@ -57,6 +68,7 @@ def load_profile(name_or_path: str) -> Priorities:
     if not path.is_file():
         raise UserError(f"unknown profile {name_or_path!r}: use one of {', '.join(preset_names())} or a JSON file")
     data = read_json_object(path, "JSON profile")
+    check_known_fields(path, data, Priorities, "profile")
     return validate_versioned(path, data, Priorities, PROFILE_SCHEMA_VERSION, "profile")
 
 

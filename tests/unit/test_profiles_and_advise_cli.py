@@ -23,12 +23,31 @@ def test_presets_exist_and_validate():
     ('{"schema_version": 7}', "schema_version 7"),
     ('{"schema_version": 1, "storage": -1}', "storage"),
     ('{"schema_version": 1, "storage": 0, "latency": 0, "accuracy": 0}', "at least one"),
+    ('{"schema_version": 2}', "written by a newer qadvisor"),
+    ('{"schema_version": 1, "max_size": "5MiB"}', "unknown field 'max_size'.*did you mean 'limits.max_size_bytes'"),
+    ('{"schema_version": 1, "weights": {"storage": 3}}', "unknown field 'weights'"),
+    ('{"schema_version": 1, "limits": {"max_ppl_rise": 3}}', "unknown field 'limits.max_ppl_rise'"),
+    ('{"schema_version": 1, "limits": {"max_size_bytes": "big"}}', "max_size_bytes.*not a size"),
 ])
 def test_bad_profiles(tmp_path, content, message):
     path = tmp_path / "p.json"
     path.write_text(content)
     with pytest.raises(UserError, match=message):
         load_profile(str(path))
+
+
+def test_a_profile_writes_its_size_limit_as_the_command_line_does(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text('{"schema_version": 1, "limits": {"max_size_bytes": "5MiB"}}')
+    assert load_profile(str(path)).limits.max_size_bytes == 5 * 2**20
+
+
+def test_a_profile_with_an_unknown_field_stops_the_run_before_measuring(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text('{"schema_version": 1, "max_size": "5MiB"}')
+    done = run_cli("--auto", "--profile", str(path), "--export", str(tmp_path / "run.json"))
+    assert done.returncode == 2 and "unknown field 'max_size'" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "run.json").exists()
 
 
 def test_unknown_profile():
