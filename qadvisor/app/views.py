@@ -299,6 +299,8 @@ def target_view(export: RunExport) -> TableView | None:
             for r in t.results]
     bound = export.plan is not None and export.plan.target.device_type == "gpu"
     speed = "decode: the bandwidth bound, an upper limit (datasheet)" if bound else "decode projected from slices measured here"
+    if any(r.decode_kind == "estimate" for r in t.results):
+        speed += " (read from disk where it does not fit in RAM: an estimate)"
     view = TableView(
         title=f"For {t.model} on {t.target}: size estimated by the planner, {speed}, "
               + ("accuracy streamed on its own weights" if export.streamed else

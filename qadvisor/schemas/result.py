@@ -28,7 +28,7 @@ class TrialResult(BaseModel):
     decode_tok_s_spread: float | None = None  # max - min over the repeats
     # what decode_tok_s is: measured in this run, projected from slices, or a bandwidth bound (an upper limit
     # for a GPU that is not here); the target's advice holds the latter two
-    decode_kind: Literal["measured", "projected", "bound"] = "measured"
+    decode_kind: Literal["measured", "projected", "bound", "estimate"] = "measured"  # estimate: from disk
     ttft_ms: float | None = None
     decode_tokens: int | None = None  # new tokens per timed generation (fewer than asked where steps are slow)
     decode_cv: float | None = None  # coefficient of variation of the repeats' decode speeds (stdev ÷ mean)

@@ -17,17 +17,17 @@ from tests.unit.test_projection import _result
 GIB = 2**30
 
 
-def _export_with_plan(target: str = "this"):
+def _export_with_plan(target: str = "this", ram_gib: float = 100, disk_read_gb_s: float | None = 1.5):
     """A proxy run where gguf-q8_0 decodes fastest, and a 72B plan in which gguf-q4_k_m projects faster."""
     export = sample_export()
     export.results = [result("fp32", 60, 90.0, 0.0, 0.0), result("gguf-q8_0", 16, 1500.0, 5e-5, 0.0),
                       result("gguf-q4_k_m", 12, 1450.0, 2e-4, 0.1), result("hqq-int4", 13, 100.0, 1e-3, 0.3)]
     arch = architectures.resolve_architecture("Qwen2.5-72B")
-    where = planner.parse_target(target, ram_available=20 * GIB, probe=lambda: 30.0)
+    where = planner.parse_target(target, ram_available=ram_gib * GIB, probe=lambda: 30.0)
     estimate = planner.plan(arch, where, methods=["gguf-q8_0", "gguf-q4_k_m", "hqq-int4"])
     projections = {"gguf-q8_0": project([_result(120, 2000), _result(150, 4000)], (1, 2), 80, 128),
                    "gguf-q4_k_m": project([_result(80, 1500), _result(100, 3000)], (1, 2), 80, 128)}
-    export.plan = attach(estimate, projections, disk_read_gb_s=1.5)
+    export.plan = attach(estimate, projections, disk_read_gb_s=disk_read_gb_s)
     return export
 
 
@@ -49,6 +49,23 @@ def test_target_advice_takes_size_from_the_planner_speed_from_slices_accuracy_pu
     assert t.recommendation.method == "gguf-q4_k_m" and export.recommendation.method == "gguf-q8_0"
     assert "the pick differs" in t.comparison[0] and "decodes" in t.comparison[0]
     assert t.published and t.published["model"].endswith("72B-Instruct")
+
+
+def test_gguf_too_big_for_ram_is_ranked_by_its_speed_from_disk_not_the_in_memory_projection():
+    export = readvise(_export_with_plan(ram_gib=20), load_profile("latency-first"), with_target=True)
+    rows = {r.method: r for r in export.target.results}
+    plans = {p.method: p for p in export.plan.plans}
+    for method in ("gguf-q8_0", "gguf-q4_k_m"):
+        assert not plans[method].fits and plans[method].projection is not None
+        assert rows[method].decode_tok_s == pytest.approx(1.5e9 / plans[method].weights_bytes)  # the disk read
+        assert rows[method].decode_tok_s < plans[method].projection.decode_tok_s
+        assert rows[method].decode_kind == "estimate" and "from disk each token at the 1.50 GB/s" in rows[method].reason
+    assert any(line.startswith("decodes about ") and "(estimate)" in line
+               for line in export.target.recommendation.reasons)
+    no_disk = _export_with_plan(ram_gib=20, disk_read_gb_s=None)
+    t = readvise(no_disk, load_profile("latency-first"), with_target=True).target
+    assert "gguf-q4_k_m" not in {r.method for r in t.results}
+    assert "read rate" in t.left_out["gguf-q4_k_m"]
 
 
 def test_a_gpu_target_uses_the_bandwidth_bound_and_says_so():

@@ -197,6 +197,8 @@ def _flip(candidates: list[TrialResult], priorities: Priorities, winner: str, fi
 def _speed_line(r: TrialResult, by_name: dict[str, TrialResult]) -> str:
     if r.decode_kind == "bound":  # a GPU target not here: an upper limit, no measurement, no spread
         line = f"decodes at most {f.num(r.decode_tok_s, 1)} tok/s"
+    elif r.decode_kind == "estimate":  # too big for RAM: read from disk, a formula, no spread
+        line = f"decodes about {f.num(r.decode_tok_s, 2)} tok/s (estimate)"
     else:
         value, half = f.pm(r.decode_tok_s, r.decode_tok_s_spread or 0.0).split(" ±")
         line = f"decodes {value} tok/s (±{half})"

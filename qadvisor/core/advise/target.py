@@ -20,13 +20,21 @@ from qadvisor.schemas.priorities import Priorities
 from qadvisor.schemas.result import TrialResult
 
 
-def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str]:
-    """Decode tok/s, its spread and the basis: projected here, or the bound for a GPU target not here."""
+def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str, str]:
+    """Decode tok/s, its spread, the basis and its kind: projected here, read from disk where the weights do not fit
+    in RAM (a speed the target can reach, not the in-memory projection), or the bound for a GPU target not here."""
     if plan.target.device_type == "gpu":  # no spread: a bound is no measurement
-        return row.decode_tok_s_bound, None, f"estimate: bandwidth bound on {target_label(plan)} ({plan.target.bandwidth_source})"
+        return (row.decode_tok_s_bound, None,
+                f"estimate: bandwidth bound on {target_label(plan)} ({plan.target.bandwidth_source})", "bound")
+    if not row.fits and row.method.startswith("gguf-"):
+        if not row.streamed_decode_tok_s:
+            return None, None, "", ""
+        return (row.streamed_decode_tok_s, None, f"estimate: too big for this machine's RAM, llama.cpp reads its "
+                f"{row.weights_bytes / 2**30:.1f} GiB from disk each token at the {plan.disk_read_gb_s:.2f} GB/s "
+                "measured here", "estimate")
     p = row.projection
     if p is None or p.decode_tok_s is None:
-        return None, None, ""
+        return None, None, "", ""
     low, high = p.decode_tok_s_range or (p.decode_tok_s, p.decode_tok_s)
     mix = (f", per-layer time × {p.layer_bytes_ratio:.2f} for llama.cpp's layer mix (estimate)"
            if p.layer_bytes_ratio != 1.0 else "")
@@ -34,8 +42,9 @@ def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str]:
     if "+" in row.method:  # a KV stack: slices time its weights; the cache's (de)quantizing is not in the projection
         depths += f" of {weights_name(row.method)} alone, the KV cache's own time not in it"
     if p.capped_at_bound:
-        return p.decode_tok_s, high - low, f"the bandwidth bound here: the projection from {depths} exceeded it (noise)"
-    return p.decode_tok_s, high - low, f"projected from {depths}{mix}"
+        return (p.decode_tok_s, high - low,
+                f"the bandwidth bound here: the projection from {depths} exceeded it (noise)", "projected")
+    return p.decode_tok_s, high - low, f"projected from {depths}{mix}", "projected"
 
 
 def target_label(plan: Plan) -> str:
@@ -53,7 +62,7 @@ def target_results(export: RunExport, plan: Plan) -> tuple[list[TrialResult], di
         if proxy.status != "ok":
             continue
         row = rows.get(proxy.method)
-        speed, spread, basis = _speed(plan, row) if row else (None, None, "")
+        speed, spread, basis, kind = _speed(plan, row) if row else (None, None, "", "")
         if row is None or not speed:
             left_out[proxy.method] = _why_left_out(proxy.method, plan, row)
             continue
@@ -62,10 +71,10 @@ def target_results(export: RunExport, plan: Plan) -> tuple[list[TrialResult], di
             "compression_ratio": bf16 / row.weights_bytes, "size_reduction_pct": row.size_reduction_pct,
             # the proxy's CV says nothing of a projection (its range is the spread) or of a bound (no noise)
             "decode_tok_s": speed, "decode_tok_s_spread": spread, "decode_cv": None,
-            "prefill_tok_s": row.projected_prefill_tok_s,
+            "prefill_tok_s": None if kind == "estimate" else row.projected_prefill_tok_s,  # in RAM: not reachable
             "prefill_tok_s_spread": None, "ttft_ms": None, "peak_rss_bytes": None, "quantize_s": None, "total_s": None,
             "device": f"{plan.model} ({basis})", "kv_cache_bytes": row.kv_cache_bytes,
-            "decode_kind": "bound" if plan.target.device_type == "gpu" else "projected",
+            "decode_kind": kind,
             # what the run here ran with says nothing of a GPU that is not here
             "notes": [] if plan.target.device_type == "gpu" else proxy.notes, "safe_config": None, "cpu_contention": None,
             **_accuracy(plan.model, proxy, export, f"size: estimate (planner) · decode: {basis}"),
@@ -113,6 +122,8 @@ def _why_left_out(method: str, plan: Plan, row: PlanRow | None) -> str:
         return f"not timed on slices of {plan.model} (each method costs minutes there; add it to the target methods)"
     if row is None:
         return "the planner has no entry for it"
+    if not row.fits and row.method.startswith("gguf-") and plan.target.device_type == "cpu":
+        return "too big for this machine's RAM, and the disk's read rate, which would set its speed, was not measured"
     return "no projected speed: " + ("not measured on slices" if row.projection is None
                                      else row.projection.basis.rsplit("; ", 1)[-1])
 
@@ -185,7 +196,8 @@ def target_advice(export: RunExport, plan: Plan, priorities: Priorities) -> Targ
 
 def _unfit(plan: Plan) -> dict[str, str]:
     """The methods the target cannot hold (method → why): over the GPUs asked for, or over this machine's RAM for a
-    backend that must load every weight (llama.cpp reads a GGUF file that does not fit from disk: slow, but it runs)."""
+    backend that must load every weight (llama.cpp reads a GGUF file that does not fit from disk: slow, but it runs,
+    and it is ranked by that speed)."""
     where = target_label(plan)
     if plan.target.device_type == "gpu":
         return {r.method: f"does not fit {where}" + (f" (needs {r.devices_needed} GPUs)" if r.devices_needed else "")
