@@ -195,3 +195,18 @@ def test_an_unquantized_baseline_is_not_the_balanced_pick_while_anything_else_is
     one = advisor.advise(runs[:2], load_profile("balanced"))
     assert one.method == "nf4" and any("only one quantized method (nf4) to judge: its archetype and score compare it "
                                        "with the fp32 baseline alone;" in r for r in one.reasons)
+
+
+def test_a_perplexity_rise_never_beats_a_benchmark_drop():
+    """Published evidence at a target's size: one method's perplexity rise, another's benchmark drop. Smaller,
+    faster and a smaller number would dominate on one scale; they are two measures, so neither beats the other."""
+    def published(method, size_mb, tok_s, ppl=None, score=None):
+        r = result(method, size_mb, tok_s, None, ppl)
+        return r.model_copy(update={"score_delta_pct": score, "accuracy_basis": "published", "kl_mean": None})
+
+    ppl, score = published("gguf-q4_k_m", 10, 30.0, ppl=1.0), published("gptq-int4", 12, 20.0, score=-2.0)
+    assert set(advisor.pareto_front([ppl, score])) == {"gguf-q4_k_m", "gptq-int4"}
+    same = published("gguf-q3_k_m", 12, 20.0, ppl=2.0)
+    assert advisor.pareto_front([ppl, same]) == ["gguf-q4_k_m"]  # one kind: beaten as before
+    rec = advisor.advise([ppl, score], load_profile("balanced"))
+    assert any("cannot be compared" in line and "gptq-int4" in line for line in rec.reasons)

@@ -168,11 +168,23 @@ def baselines(candidates: list[TrialResult]) -> set[str]:
     return {r.method for r in candidates if r.size_reduction_pct <= 0}
 
 
+def loss_kind(r: TrialResult, results: list[TrialResult]) -> str:
+    """What `losses` weighs for `r` among `results`: KL where every result has one, else a perplexity rise or a
+    benchmark-average drop — two measures that no comparison may call better or worse than each other."""
+    if all(o.kl_mean is not None for o in results):
+        return "KL"
+    return "perplexity rise" if r.ppl_delta_pct is not None else "benchmark drop"
+
+
 def pareto_front(results: list[TrialResult]) -> list[str]:
-    """Methods no other method beats on size, decode speed and accuracy loss (losses) at once."""
+    """Methods no other method beats on size, decode speed and accuracy loss (losses) at once; a loss of another
+    kind (a perplexity rise beside a benchmark drop) beats nothing and is beaten by nothing."""
     loss = losses(results)
+    kind = {r.method: loss_kind(r, results) for r in results}
 
     def dominates(a: TrialResult, b: TrialResult) -> bool:
+        if kind[a.method] != kind[b.method]:
+            return False
         la, lb = loss[a.method], loss[b.method]
         no_worse = a.size_bytes <= b.size_bytes and a.decode_tok_s >= b.decode_tok_s and la <= lb
         better = a.size_bytes < b.size_bytes or a.decode_tok_s > b.decode_tok_s or la < lb
@@ -328,9 +340,9 @@ def _mixed_evidence_line(candidates: list[TrialResult]) -> str:
     ppl = sorted(r.method for r in candidates if r.ppl_delta_pct is not None)
     if all(r.kl_mean is not None for r in candidates) or not (scores and ppl):
         return ""
-    return (f"accuracy weighed on two kinds of published evidence as one scale of % lost: the perplexity rise of "
-            f"{', '.join(ppl)} and the benchmark-average drop of {', '.join(scores)}; they are not one measure, so "
-            "read the accuracy gap between the two groups as a rough one")
+    return (f"two kinds of accuracy loss that cannot be compared: the perplexity rise of {', '.join(ppl)} and the "
+            f"benchmark-average drop of {', '.join(scores)}; no method is said to beat another across them, and the "
+            "score ranks each group's % lost on one scale (a rough ranking between the groups)")
 
 
 def _exists(wanted: str | None, measured: list[TrialResult]) -> bool:
