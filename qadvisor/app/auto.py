@@ -88,7 +88,7 @@ def as_checkpoints(opts: RunOptions) -> RunOptions:
                                    "model": hub.resolve(opts.model), "methods": methods})
 
 
-def _stream_job(opts: RunOptions, methods: list[str], settings):
+def _stream_job(opts: RunOptions, methods: list[str], settings, left_out: dict[str, str]):
     """`--plan-for DIR` with weights: the target's own accuracy, streamed one layer at a time (core.measure.streamed)."""
     from qadvisor.core.measure import modelio
     from qadvisor.core.measure.streamed import StreamJob
@@ -101,7 +101,7 @@ def _stream_job(opts: RunOptions, methods: list[str], settings):
         return None  # the whole-model trials measure this very model: its accuracy is theirs
     text, _ = modelio.text_for(folder, modelio.EVAL_FILE, opts.eval_text)
     calib, _ = modelio.text_for(folder, modelio.CALIB_FILE, opts.calib_text)
-    return StreamJob(folder, methods, text, settings, calib_text=calib)
+    return StreamJob(folder, methods, text, settings, calib_text=calib, left_out=left_out)
 
 
 def as_streamed_target(opts: RunOptions, say: Callable[[str], None]) -> RunOptions:
@@ -118,6 +118,10 @@ def as_streamed_target(opts: RunOptions, say: Callable[[str], None]) -> RunOptio
             raise UserError("--stream measures a checkpoint folder one layer at a time: pass --model DIR")
         return opts
     config = modelio.check_model_dir(folder)
+    if folder.resolve() == modelio.shipped_model_dir().resolve():
+        say(f"--stream: {folder.name} is the shipped model, which the whole-model trials measure exactly: nothing "
+            "is streamed")
+        return opts.model_copy(update={"stream": False})
     need = memory.floor_bytes(modelio.stored_params(folder), config["vocab_size"])
     free = psutil.virtual_memory().available
     if not opts.stream and need <= free:
@@ -184,7 +188,9 @@ class AutoSession:
         self.stream_job = None
         if opts.plan_for:
             streamed = (plan_options.methods if plan_options.measure else None) or opts.methods
-            self.stream_job = _stream_job(opts, streamed, settings)
+            left_out = {m: "not a target method (those are streamed and timed on slices; add it with --target-methods)"
+                        for m in opts.methods if m not in streamed and m != "fp32"}  # fp32: the reference
+            self.stream_job = _stream_job(opts, streamed, settings, left_out)
         # --plan-for measured on a cluster: slices timed on one node of each hardware kind, by the cluster run
         self.plans_per_kind = bool(opts.cluster and self.plan_job is not None and self.plan_job.measurement)
         if opts.cluster:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from qadvisor import format as f
 from qadvisor.core.contention import busy_labels, contended
 from qadvisor.schemas.events import STEPS
-from qadvisor.schemas.export import RunExport
+from qadvisor.schemas.export import GGUF_EMULATED, RunExport
 from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.schemas.method import AS_SHIPPED
 from qadvisor.schemas.result import TrialResult
@@ -346,6 +346,9 @@ def streamed_lines(export: RunExport) -> list[str]:
              + ("" if s.complete else " (stopped before every method streamed)")]
     lines += [f"{m.method}: streaming failed: {m.error} (log: {s.log})" for m in s.methods if m.error]
     lines += [f"{m}: not streamed: {why}" for m, why in s.not_streamed.items()]
+    gguf = [m.method for m in s.methods if m.method.startswith("gguf-") and m.ppl is not None]
+    if gguf:
+        lines.append(f"{', '.join(gguf)}: {GGUF_EMULATED}")
     return lines
 
 

@@ -70,6 +70,11 @@ class StreamedMethod(BaseModel):
     error: str = ""
 
 
+# what a streamed GGUF figure is: the rounding llama.cpp's CPU path applies, emulated layer by layer in torch
+GGUF_EMULATED = ("streamed by emulating llama.cpp's CPU path in torch (its ggml rounding of the weights and of the "
+                 "activations), not run by llama.cpp's kernels or with its F16 KV cache")
+
+
 class StreamedAccuracy(BaseModel):
     """`--plan-for DIR` with weights (or `--model DIR --stream`): the target's own accuracy, layer by layer
     (core.measure.streamed), against its fp32 reference over the same evaluation text."""

@@ -78,6 +78,29 @@ def test_a_job_checks_its_input_and_names_what_it_cannot_stream(tmp_path):
         StreamJob(tmp_path / "nothing", ["fp32"], SHIPPED / "heldout.txt", SETTINGS)
 
 
+def test_every_method_asked_for_is_streamed_or_named_and_the_shipped_model_is_not_said_to_stream(tmp_path):
+    import shutil
+
+    from qadvisor.app.auto import AutoSession
+    from qadvisor.app.options import RunOptions
+    from qadvisor.schemas.priorities import load_profile
+
+    copy = tmp_path / "copy"
+    shutil.copytree(SHIPPED, copy)
+    said = []
+    session = AutoSession(RunOptions(model=str(copy), stream=True, methods=["fp32", "gguf-q4_k_m", "hqq-int4"]),
+                          load_profile("balanced"), said.append)
+    assert session.stream_job.methods == ["gguf-q4_k_m"] and "streamed one layer at a time" in said[0]
+    assert set(session.stream_job.not_streamed) == {"hqq-int4"}  # fp32 is the reference every figure is against
+    assert "--target-methods" in session.stream_job.not_streamed["hqq-int4"]
+    said.clear()
+    session = AutoSession(RunOptions(model=str(SHIPPED), stream=True, methods=["fp32", "gguf-q4_k_m"]),
+                          load_profile("balanced"), said.append)
+    assert session.stream_job is None and session.opts.model == str(SHIPPED)
+    assert said == [f"--stream: {SHIPPED.name} is the shipped model, which the whole-model trials measure exactly: "
+                    "nothing is streamed"]
+
+
 def test_a_job_refuses_a_model_whose_stream_would_not_fit(monkeypatch):
     import psutil
 

@@ -201,6 +201,10 @@ def test_the_targets_own_weights_streamed_come_before_published_figures_and_limi
     assert any(n.startswith("accuracy streamed on /models/qwen72b: 80 layers one at a time over 510 tokens")
                and "peak memory 5.0 GiB" in n for n in view.notes)
     assert "gptq-int4: not streamed: whole only" in view.notes
+    # GGUF streamed is llama.cpp's CPU rounding emulated in torch, and says so; bnb's is its own library's
+    assert "emulating llama.cpp's CPU path in torch" in rows["gguf-q8_0"].reason
+    assert "emulating" not in rows["bnb-nf4"].reason
+    assert any(n.startswith("gguf-q8_0, gguf-q2_k: streamed by emulating llama.cpp") for n in view.notes)
 
 
 def test_a_method_streaming_could_not_measure_falls_back_to_published_evidence():

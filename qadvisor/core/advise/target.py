@@ -13,7 +13,7 @@ from importlib import resources
 
 from qadvisor.core.advise.advisor import advise
 from qadvisor.core.advise.evidence import evidence
-from qadvisor.schemas.export import RunExport, TargetAdvice
+from qadvisor.schemas.export import GGUF_EMULATED, RunExport, TargetAdvice
 from qadvisor.schemas.method import weights_name
 from qadvisor.schemas.plan import Plan, PlanRow
 from qadvisor.schemas.priorities import Priorities
@@ -112,7 +112,8 @@ def _streamed(export: RunExport, model: str, method: str) -> dict | None:
         if s.random_weights else ""
     return {"accuracy_basis": "streamed", "ppl": found.ppl, "ppl_delta_pct": found.ppl_delta_pct,
             "kl_mean": found.kl_mean, "top1_agreement": found.top1_agreement,
-            "reason": f"streamed on {model}'s own weights, layer by layer, over {s.tokens} tokens{weights}"}
+            "reason": f"streamed on {model}'s own weights, layer by layer, over {s.tokens} tokens{weights}"
+                      + (f"; {GGUF_EMULATED}" if method.startswith("gguf-") else "")}
 
 
 def _why_left_out(method: str, plan: Plan, row: PlanRow | None) -> str:

@@ -292,7 +292,8 @@ class StreamJob:
     `events()`; `result()` holds what finished, also after a stop."""
 
     def __init__(self, model_dir: Path, methods: list[str], eval_text: Path, settings: EvalSettings,
-                 calib_text: Path | None = None):
+                 calib_text: Path | None = None, left_out: dict[str, str] | None = None):
+        """`left_out`: methods the run asked for that are not streamed, with the reason, so every one is named."""
         import psutil
 
         from qadvisor.core.measure import modelio
@@ -307,6 +308,7 @@ class StreamJob:
             raise UserError(f"not enough memory to stream {model_dir.name}'s accuracy: about {need / 2**30:.1f} GiB "
                             f"needed, {free / 2**30:.1f} GiB available")
         self.not_streamed = {m: why for m in methods if (why := _why_not_streamed(m, registry, self.arch))}
+        self.not_streamed.update(left_out or {})
         self.methods = [m for m in methods if m not in self.not_streamed]
         self.model_dir, self.eval_text, self.settings, self.calib_text = Path(model_dir), eval_text, settings, calib_text
         self.out = StreamedAccuracy(model=self.arch.name, path=str(model_dir), not_streamed=self.not_streamed,
