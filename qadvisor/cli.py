@@ -32,7 +32,8 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
                         help=f"new tokens per timed generation (default {_default('decode_tokens')})")
     parser.add_argument("--prompt-tokens", type=int,
                         help=f"prompt length for prefill and TTFT (default {_default('prompt_tokens')})")
-    parser.add_argument("--eval-text", type=Path, help="held-out text for the accuracy metrics")
+    parser.add_argument("--eval-text", type=Path, help="your own text for the accuracy metrics (default: the shipped model's held-out split; "
+                        "wikitext-2's test split for another model, from the Hugging Face cache or the hub)")
     parser.add_argument("--calib-text", type=Path, help="calibration text for GPTQ (paragraphs split by blank lines)")
     parser.add_argument("--keep-models", type=Path, metavar="DIR", help="keep each quantized model under DIR")
     parser.add_argument("--no-cache", action="store_true", help="compute the reference and quantize every method again "

@@ -90,8 +90,9 @@ def as_checkpoints(opts: RunOptions) -> RunOptions:
 
 def _stream_job(opts: RunOptions, methods: list[str], settings, left_out: dict[str, str]):
     """`--plan-for DIR` with weights: the target's own accuracy, streamed one layer at a time (core.measure.streamed)."""
-    from qadvisor.core.measure import modelio
+    from qadvisor.core.measure import evaltext, modelio
     from qadvisor.core.measure.streamed import StreamJob
+    from qadvisor.core.paths import default_cache_dir
 
     folder = Path(opts.plan_for)
     if not (folder.is_dir() and any(folder.glob("*.safetensors"))):
@@ -99,9 +100,9 @@ def _stream_job(opts: RunOptions, methods: list[str], settings, left_out: dict[s
     measured = Path(opts.model) if opts.model else modelio.shipped_model_dir()
     if measured.is_dir() and folder.resolve() == measured.resolve():
         return None  # the whole-model trials measure this very model: its accuracy is theirs
-    text, _ = modelio.text_for(folder, modelio.EVAL_FILE, opts.eval_text)
+    text = evaltext.choose(folder, opts.eval_text, default_cache_dir())
     calib, _ = modelio.text_for(folder, modelio.CALIB_FILE, opts.calib_text)
-    return StreamJob(folder, methods, text, settings, calib_text=calib, left_out=left_out)
+    return StreamJob(folder, methods, Path(text.path), settings, calib_text=calib, left_out=left_out, text=text)
 
 
 def as_streamed_target(opts: RunOptions, say: Callable[[str], None]) -> RunOptions:
@@ -118,16 +119,16 @@ def as_streamed_target(opts: RunOptions, say: Callable[[str], None]) -> RunOptio
             raise UserError("--stream measures a checkpoint folder one layer at a time: pass --model DIR")
         return opts
     config = modelio.check_model_dir(folder)
-    if folder.resolve() == modelio.shipped_model_dir().resolve():
-        say(f"--stream: {folder.name} is the shipped model, which the whole-model trials measure exactly: nothing "
-            "is streamed")
-        return opts.model_copy(update={"stream": False})
     need = memory.floor_bytes(modelio.stored_params(folder), config["vocab_size"])
     free = psutil.virtual_memory().available
     if not opts.stream and need <= free:
         return opts
     if opts.plan_for:
         raise UserError(f"--plan-for {opts.plan_for}: streaming makes --model {folder} the target; drop one of them")
+    if folder.resolve() == modelio.shipped_model_dir().resolve():
+        say(f"--stream: {folder.name} is the shipped model, which the whole-model trials measure exactly: nothing "
+            "is streamed")
+        return opts.model_copy(update={"stream": False})
     why = "--stream" if opts.stream else (f"{folder.name} needs about {need / 2**30:.1f} GiB for whole-model trials, "
                                           f"{free / 2**30:.1f} GiB available")
     say(f"{why}: {folder.name}'s accuracy is streamed one layer at a time; its size and speed come from the planner and "

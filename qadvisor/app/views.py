@@ -180,7 +180,8 @@ def not_measured(export: RunExport) -> list[str]:
 
 def _footnote(export: RunExport, kv: bool) -> str:
     m, s = export.model, export.settings
-    accuracy = (f"fp32 reference PPL {m.ref_ppl:.2f} on {m.eval_tokens} held-out tokens" if m.ref_ppl is not None
+    text = m.eval_text.words(m.eval_tokens) if m.eval_text else f"{m.eval_tokens} evaluation tokens"
+    accuracy = (f"fp32 reference PPL {m.ref_ppl:.2f} on {text}" if m.ref_ppl is not None
                 else "accuracy n/a: no reference model to compare the checkpoints with (--reference DIR)" if m.checkpoints
                 else "accuracy n/a: random weights")
     return (f"bf16 baseline {f.mib(m.bf16_bytes)} MiB ({m.bf16_basis}), {m.params:,} parameters; {accuracy}. Speed: batch 1, "
@@ -339,7 +340,8 @@ def streamed_lines(export: RunExport) -> list[str]:
     if s.error:
         return [f"accuracy could not be streamed on {s.path}: {s.error}"]
     cost = ", ".join(f"{m.method} {m.seconds_per_layer:.2f}" for m in s.methods if m.seconds_per_layer is not None)
-    lines = [f"accuracy streamed on {s.path}: {s.layers} layers one at a time over {s.tokens} tokens, fp32 reference "
+    text = s.eval_text.words(s.tokens) if s.eval_text else f"{s.tokens} tokens"
+    lines = [f"accuracy streamed on {s.path}: {s.layers} layers one at a time over {text}, fp32 reference "
              f"PPL {f.num(s.ref_ppl, 2)}; seconds per layer: fp32 {f.num(s.ref_seconds_per_layer, 2)}"
              + (f", {cost}" if cost else "")
              + (f"; peak memory {s.peak_rss_bytes / 2**30:.1f} GiB" if s.peak_rss_bytes else "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -20,6 +21,22 @@ from qadvisor.schemas.result import TrialResult
 SCHEMA_VERSION = 3
 
 
+class EvalText(BaseModel):
+    """The text accuracy was scored on, and whether the model measured was held out from it."""
+    path: str
+    source: str  # what it is, in words
+    held_out: Literal["yes", "no", "unknown"]  # yes: the shipped model's own split; unknown: a public or user text
+    why: str = ""  # why the standard text (wikitext-2) was not used, where it was not
+
+    def words(self, tokens: int) -> str:
+        """`2040 held-out tokens (…)` only where held out; else what the tokens are and that they may not be."""
+        if self.held_out == "yes":
+            return f"{tokens} held-out tokens ({self.source})"
+        if self.held_out == "no":
+            return f"{tokens} tokens of {self.source}: not held out from this model"
+        return f"{tokens} tokens of {self.source} (whether the model saw it in training is unknown)"
+
+
 class ModelInfo(BaseModel):
     name: str
     path: str
@@ -29,6 +46,7 @@ class ModelInfo(BaseModel):
     checkpoints: list[str] = []  # quantized checkpoints measured as shipped (--model CHECKPOINT): their paths
     ref_ppl: float | None  # fp32 perplexity on the evaluation text; None for random (synthetic) weights
     eval_tokens: int  # tokens scored for the accuracy metrics
+    eval_text: EvalText | None = None  # None: an export written before the text was recorded
 
 
 class RunSettings(BaseModel):
@@ -92,6 +110,7 @@ class StreamedAccuracy(BaseModel):
     random_weights: bool = False  # a synthetic checkpoint: its losses say nothing of a trained model
     log: str | None = None  # where the libraries' own output went while streaming
     error: str = ""  # why nothing could be streamed (the reference failed)
+    eval_text: EvalText | None = None
 
 
 class HardwareKind(BaseModel):

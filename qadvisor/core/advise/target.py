@@ -112,7 +112,8 @@ def _streamed(export: RunExport, model: str, method: str) -> dict | None:
         if s.random_weights else ""
     return {"accuracy_basis": "streamed", "ppl": found.ppl, "ppl_delta_pct": found.ppl_delta_pct,
             "kl_mean": found.kl_mean, "top1_agreement": found.top1_agreement,
-            "reason": f"streamed on {model}'s own weights, layer by layer, over {s.tokens} tokens{weights}"
+            "reason": f"streamed on {model}'s own weights, layer by layer, over "
+                      f"{s.eval_text.words(s.tokens) if s.eval_text else f'{s.tokens} tokens'}{weights}"
                       + (f"; {GGUF_EMULATED}" if method.startswith("gguf-") else "")}
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from qadvisor import __version__
 from qadvisor.core import paths
-from qadvisor.core.measure import artifacts, checkpoints, gguf_reference, memory, modelio
+from qadvisor.core.measure import artifacts, checkpoints, evaltext, gguf_reference, memory, modelio
 from qadvisor.core import architectures
 from qadvisor.core.hub import folder_name
 from qadvisor.core.paths import default_cache_dir
@@ -76,9 +76,9 @@ class Run:
         if self.unscored:
             request = request.model_copy(update={"settings": request.settings.model_copy(update={"score_accuracy": False})})
             self.request = request
-        self.eval_path = modelio.text_for(self.model_dir, modelio.EVAL_FILE, request.eval_text)[0].resolve()
-        self.calib_path = modelio.text_for(self.model_dir, modelio.CALIB_FILE, request.calib_text)[0].resolve()
         s = request.settings
+        self.eval_path, self.eval_text = evaltext.for_run(self.model_dir, request.eval_text, cache_root, s.score_accuracy, say)
+        self.calib_path = modelio.text_for(self.model_dir, modelio.CALIB_FILE, request.calib_text)[0].resolve()
         modelio.check_context(self.model_dir, self.config, s.window, s.prompt_tokens, s.decode_tokens)
         modelio.check_eval_length(self.model_dir, self.eval_path, s.window, s.windows, s.prompt_tokens)
         calib_tokens = max((registry.backend_for(r.weights).calib_min_tokens for r in self.recipes
@@ -350,7 +350,6 @@ class Run:
             results=results, complete=not cut, cut=cut, reference_s=self.reference_s,
         )
 
-
     @property
     def model_path(self) -> Path:
         """The model the run is about: the reference (or, without one, the first checkpoint measured as shipped)."""
@@ -361,7 +360,8 @@ class Run:
         shipped = [spec.source for spec in self.checkpoints]
         named = self.model_path
         return ModelInfo(name=folder_name(named), path=str(named), params=ref.params, bf16_bytes=ref.bf16_bytes,
-                         bf16_basis=ref.bf16_basis, ref_ppl=ref.ref_ppl, eval_tokens=ref.eval_tokens, checkpoints=shipped)
+                         bf16_basis=ref.bf16_basis, ref_ppl=ref.ref_ppl, eval_tokens=ref.eval_tokens, checkpoints=shipped,
+                         eval_text=self.eval_text)
 
 
 def time_side_by_side(recipe, saved: list[Path], source: Path, settings: EvalSettings, device_label: str,

@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 from qadvisor.core.measure.jobs import EvalSettings
 from qadvisor.schemas.events import Event, Progress
-from qadvisor.schemas.export import StreamedAccuracy, StreamedMethod
+from qadvisor.schemas.export import EvalText, StreamedAccuracy, StreamedMethod
 
 HEAD_ROWS = 8192  # rows of the head per matmul: 8192 × 8192 fp32 is 256 MiB at 72B's width
 REFERENCE = "fp32"
@@ -292,8 +292,9 @@ class StreamJob:
     `events()`; `result()` holds what finished, also after a stop."""
 
     def __init__(self, model_dir: Path, methods: list[str], eval_text: Path, settings: EvalSettings,
-                 calib_text: Path | None = None, left_out: dict[str, str] | None = None):
-        """`left_out`: methods the run asked for that are not streamed, with the reason, so every one is named."""
+                 calib_text: Path | None = None, left_out: dict[str, str] | None = None, text: EvalText | None = None):
+        """`left_out`: methods the run asked for that are not streamed, with the reason, so every one is named;
+        `text`: what `eval_text` is (core.measure.evaltext), recorded beside the figures."""
         import psutil
 
         from qadvisor.core.measure import modelio
@@ -312,7 +313,7 @@ class StreamJob:
         self.methods = [m for m in methods if m not in self.not_streamed]
         self.model_dir, self.eval_text, self.settings, self.calib_text = Path(model_dir), eval_text, settings, calib_text
         self.out = StreamedAccuracy(model=self.arch.name, path=str(model_dir), not_streamed=self.not_streamed,
-                                    complete=False, random_weights=modelio.is_synthetic(model_dir))
+                                    complete=False, random_weights=modelio.is_synthetic(model_dir), eval_text=text)
 
     def events(self, cancel=None) -> Iterator[Event]:
         import resource

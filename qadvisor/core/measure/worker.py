@@ -170,7 +170,7 @@ def run_measure(job: Job, out: Emitter, started: float) -> TrialResult:
     result.notes = [spec.summary, *notes] if spec.source else notes  # a checkpoint says what it is
     s, new_cache = job.settings, _kv_cache(recipe, job)
     if s.score_accuracy:
-        with steps("evaluate", f"perplexity, KL and top-1 on {ref.eval_tokens} held-out tokens"):
+        with steps("evaluate", f"perplexity, KL and top-1 on {ref.eval_tokens} evaluation tokens"):
             _evaluate(model, windows, ref, job, new_cache, steps)
     elif spec.source:
         result.reason = ("accuracy n/a: no reference model to compare with, give one with --reference DIR; vs bf16 is against "
