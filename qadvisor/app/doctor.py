@@ -1,8 +1,9 @@
 """`qadvisor doctor`: does each installed backend quantize and decode here, on its fast path or a safe one?
 
-Each backend's stand-in method runs as a real trial (its own processes, the fault fallbacks, the cache) on the
-shipped model with accuracy left out (so nothing calibrates), a second or two a backend. What it finds is kept
-beside the fallback verdicts, so runs do not probe again and the TUI's hardware screen shows the same table.
+Each backend's stand-in method runs as a real trial (its own processes, the fault fallbacks) on the shipped model,
+quantized afresh — never a cached file — and scored on one short window, so GPTQ's and AWQ's solvers run on a small
+calibration as they do in a run. What it finds is kept beside the fallback verdicts, so runs do not probe again
+and the TUI's hardware screen shows the same table.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from qadvisor.quantizers import registry
 STAND_INS = {"torch": "fp32", "bnb": "bnb-nf4", "gptq": "gptq-int4", "awq": "awq-int4", "hqq": "hqq-int4",
              "quanto": "quanto-int8",
              "torchao": "torchao-int8", "llamacpp": "gguf-q8_0", "kvcache": "fp32+kv-int4"}
-SETTINGS = EvalSettings(window=64, windows=1, prompt_tokens=32, decode_tokens=8, repeats=1, min_measure_s=0.0,
-                        score_accuracy=False)
+SETTINGS = EvalSettings(window=64, windows=1, prompt_tokens=32, decode_tokens=8, repeats=1, min_measure_s=0.0)
+CALIBRATION_PARAGRAPHS = 8  # GPTQ's and AWQ's fewest samples (gptq.MIN_SAMPLES): their solvers run in seconds
 REPORT_FILE = "doctor.json"
 
 
@@ -44,7 +45,7 @@ def run_doctor(hardware: HardwareInfo, threads: int, say: Callable[[str], None] 
     ready = {b.backend for b in registry.availability(has_cuda=device == "cuda") if b.available}
     methods = [m for b, m in STAND_INS.items() if b in ready]
     request = RunRequest(methods=methods, settings=SETTINGS.model_copy(update={"threads": threads, "device": device}),
-                         trial_timeout_s=180)
+                         trial_timeout_s=180, reuse_cache=False, calib_text=_small_calibration())
     run = Run(request, hardware)
     backend_of = {m: b for b, m in STAND_INS.items()}
     for event in run.events():
@@ -59,11 +60,24 @@ def run_doctor(hardware: HardwareInfo, threads: int, say: Callable[[str], None] 
     return report
 
 
+def _small_calibration() -> Path:
+    """The first paragraphs of the shipped calibration text: GPTQ's and AWQ's solvers run on it in seconds."""
+    from qadvisor.core.measure import modelio
+
+    path = report_path().with_name("doctor-calibration.txt")
+    text = "\n\n".join(modelio.paragraphs(modelio.shipped_model_dir() / modelio.CALIB_FILE)[:CALIBRATION_PARAGRAPHS])
+    write_text_atomic(path, text + "\n")
+    return path
+
+
 def _row(r: TrialResult, backend_of: dict[str, str]) -> DoctorRow:
-    row = DoctorRow(backend=backend_of[r.method], method=r.method, verdict="works", seconds=r.total_s)
+    row = DoctorRow(backend=backend_of[r.method], method=r.method, verdict="works", seconds=r.total_s)  # quantized afresh
     if r.status != "ok":
         return row.model_copy(update={"verdict": "fails", "detail": r.reason})
     speed = f"decodes {r.decode_tok_s:,.1f} tok/s" if r.decode_tok_s else "ran"
+    spec = registry.methods().get(r.method)  # a KV stack is no catalogue method: it calibrates nothing
+    if spec is not None and registry.backend_for(spec).calibrated:
+        speed = f"its solver calibrated on {CALIBRATION_PARAGRAPHS} paragraphs of the shipped text; {speed}"
     if contended(r):
         speed += f" (others took {100 * r.cpu_contention:.0f} % of the CPU meanwhile)"
     if r.safe_config:

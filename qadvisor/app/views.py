@@ -100,7 +100,8 @@ def doctor_view(report) -> TableView:
                      above=[f"ISA {', '.join(report.isa_flags) or 'none of note'}; {report.threads} threads; other "
                             f"processes took {busy} of the CPU as it started"
                             + (" — speeds measured now would be low" if report.cpu_contention > 0.10 else "")],
-                     notes=[f"{report.total_s:.0f} s in all; a fallback is kept, so runs start in it"])
+                     notes=[f"{report.total_s:.0f} s in all; every backend quantized afresh (no cached file); a "
+                            "fallback is kept, so runs start in it"])
 
 
 # A trial's numbers in one line, in the order the trial measures them: the TUI's panel as metrics arrive, the command

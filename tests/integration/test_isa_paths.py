@@ -30,3 +30,6 @@ def test_doctor_runs_every_backend_under_a_lower_instruction_set(variant, tmp_pa
     assert set(verdicts) == set(STAND_INS)
     broken = {b: v for b, v in verdicts.items() if v[0] not in ("works", "works with a fallback", "not installed")}
     assert not broken, broken
+    for calibrated in ("gptq", "awq"):  # their solvers ran, not a cached file or round-to-nearest
+        if verdicts[calibrated][0] != "not installed":
+            assert "calibrated on 8 paragraphs of the shipped text" in verdicts[calibrated][1], verdicts[calibrated]
