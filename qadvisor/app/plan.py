@@ -49,7 +49,7 @@ class PlanJob:
         from qadvisor.core import hub
 
         self.arch = architectures.resolve_architecture(hub.resolve(opts.model))
-        self.target = planner.parse_target(opts.target)
+        self.target = planner.parse_target(opts.target, threads=opts.threads)
         self.estimate = planner.plan(self.arch, self.target, context=opts.context, batch=opts.batch,
                                      prompt_tokens=opts.prompt_tokens, methods=opts.methods)
         self.measurement = _measurement(opts, self.arch, self.target, self.estimate) if opts.measure else None

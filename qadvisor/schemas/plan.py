@@ -38,7 +38,8 @@ class Projection(BaseModel):
     # decode's per-layer time was scaled by this: the target's average layer ÷ the layer the slices add, in bytes
     # (a GGUF mix that picks types by layer position; quantizers/gguf_mix.py, an estimate); 1.0: as measured
     layer_bytes_ratio: float = 1.0
-    capped_at_bound: bool = False  # the projection exceeded the bandwidth bound (noise): decode_tok_s is the bound
+    capped_at_bound: bool = False  # older exports: the projection exceeded the bound and decode_tok_s is the bound
+    above_bound: float | None = None  # the bandwidth bound (tok/s) this projection exceeded, shown beside it
 
 
 class PlanRow(BaseModel):

@@ -123,6 +123,17 @@ def test_a_capped_projection_is_named_the_bound_in_the_target_advice():
                for r in t.results)
 
 
+def test_a_projection_above_the_bound_keeps_its_figure_and_says_it_is_uncertain():
+    export = _export_with_plan()
+    plans = [p.model_copy(update={"projection": p.projection.model_copy(update={"above_bound": 0.2})})
+             if p.projection else p for p in export.plan.plans]
+    export.plan = export.plan.model_copy(update={"plans": plans})
+    t = readvise(export, load_profile("balanced"), with_target=True).target
+    projected = {p.method: p.projection.decode_tok_s for p in plans if p.projection}
+    assert all(r.decode_tok_s == projected[r.method] for r in t.results)
+    assert all("above this machine's bandwidth bound of 0.2 tok/s" in r.reason for r in t.results)
+
+
 def _storage_first_72b(methods, accept=False, streamed=None, full=False, ram_gib=60):
     """A 72B plan for `methods` (each projected alike) advised for a storage-bound team, on a machine whose RAM
     holds every 4-bit form of it (`ram_gib`)."""

@@ -41,9 +41,12 @@ def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str, s
     depths = f"{p.layers_measured[0]}- and {p.layers_measured[1]}-layer slices"
     if "+" in row.method:  # a KV stack: slices time its weights; the cache's (de)quantizing is not in the projection
         depths += f" of {weights_name(row.method)} alone, the KV cache's own time not in it"
-    if p.capped_at_bound:
+    if p.capped_at_bound:  # an older export's plan
         return (p.decode_tok_s, high - low,
                 f"the bandwidth bound here: the projection from {depths} exceeded it (noise)", "projected")
+    if p.above_bound:
+        return (p.decode_tok_s, high - low, f"projected from {depths}{mix}, above this machine's bandwidth bound of "
+                f"{p.above_bound:.3g} tok/s (noise, or a bound measured low: an uncertain figure)", "projected")
     return p.decode_tok_s, high - low, f"projected from {depths}{mix}", "projected"
 
 

@@ -291,12 +291,14 @@ def size_class(reduction_pct: float) -> str:
     return "high" if reduction_pct >= 75 else "medium" if reduction_pct >= 55 else "low"
 
 
-def parse_target(text: str, ram_available: int | None = None, probe: Callable[[], float] | None = None) -> Target:
-    """`this`, or a GPU name with an optional `xN` (e.g. `A100-80GB`, `H100-80GBx2`)."""
+def parse_target(text: str, ram_available: int | None = None, probe: Callable[[], float] | None = None,
+                 threads: int | None = None) -> Target:
+    """`this` (its bandwidth measured on `threads`, the trials' count), or a GPU name with an optional `xN` (e.g.
+    `A100-80GB`, `H100-80GBx2`)."""
     if text == "this":
         from qadvisor.core.plan.bandwidth import this_machine_target
 
-        return this_machine_target(ram_available, probe)
+        return this_machine_target(ram_available, probe, threads)
     name, count = text, 1
     head, sep, tail = text.rpartition("x")
     if sep and tail.isdigit() and head:
