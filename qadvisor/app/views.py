@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from qadvisor import format as f
-from qadvisor.core.contention import busy_labels, contended
+from qadvisor.core.contention import busy_labels, contended, marked, slow_labels
 from qadvisor.schemas.events import STEPS
 from qadvisor.schemas.export import GGUF_EMULATED, RunExport
 from qadvisor.schemas.hardware import HardwareInfo
@@ -136,7 +136,7 @@ def results_view(export: RunExport) -> TableView:
     rec = export.recommendation
     kv = any("+kv-" in r.method for r in export.results)  # the KV cache column only when a KV method was stacked
     rows = [[r.method, f.mib(r.size_bytes), f"{r.compression_ratio:.2f}× ({f.size_change(r.size_reduction_pct)})",
-             f.num(r.prefill_tok_s, 0), f.pm(r.decode_tok_s, r.decode_tok_s_spread) + (" ⚠" if contended(r) else ""),
+             f.num(r.prefill_tok_s, 0), f.pm(r.decode_tok_s, r.decode_tok_s_spread) + (" ⚠" if marked(r) else ""),
              "—" if r.decode_cv is None else f"{100 * r.decode_cv:.1f}%", f.num(r.ttft_ms, 1), f.mib(r.peak_rss_bytes),
              f.num(r.ppl, 2), f.signed_pct(r.ppl_delta_pct), f.sci(r.kl_mean), f.pct(r.top1_agreement),
              rec.label(r.method) if rec and rec.archetypes else "—"]
@@ -157,17 +157,20 @@ def result_notes(results: list[TrialResult]) -> list[str]:
         for note in r.notes if r.status == "ok" else []:
             methods.setdefault(note, []).append(r.method)
     lines = [f"{', '.join(names)}: {note}" for note, names in methods.items()]
-    line = contention_line(results)
-    return lines + [line] if line else lines
+    return lines + contention_lines(results)
 
 
-def contention_line(results: list[TrialResult]) -> str:
-    """One line naming the speeds timed on a busy CPU ('' where none was)."""
-    busy = busy_labels(results)
-    if not busy:
-        return ""
-    return (f"⚠ other processes took the CPU while these were timed, twice: {', '.join(busy)}. Their speeds are "
-            "low by about that share or more; measure again on a quiet machine")
+def contention_lines(results: list[TrialResult]) -> list[str]:
+    """The lines naming the speeds timed on a busy CPU or a slow machine (none where none was)."""
+    busy, slow = busy_labels(results), slow_labels(results)
+    lines = []
+    if busy:
+        lines.append(f"⚠ other processes took the CPU while these were timed, twice: {', '.join(busy)}. Their speeds "
+                     "are low by about that share or more; measure again on a quiet machine")
+    if slow:
+        lines.append(f"⚠ the machine ran slow while these were timed, twice (a fixed workload took longer than at the "
+                     f"run's start, core.pace): {', '.join(slow)}. Their speeds are low by about that factor")
+    return lines
 
 
 def not_measured(export: RunExport) -> list[str]:

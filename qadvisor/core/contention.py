@@ -13,6 +13,7 @@ import resource
 import time
 from pathlib import Path
 
+from qadvisor.core import pace
 from qadvisor.schemas.result import TrialResult
 
 PSI_FILE = Path("/proc/pressure/cpu")
@@ -70,6 +71,21 @@ class CpuWatch:
 def contended(r: TrialResult) -> bool:
     """Whether other processes took more than LIMIT of the CPU while this result's speed was timed (twice)."""
     return r.status == "ok" and (r.cpu_contention or 0.0) > LIMIT
+
+
+def ran_slow(r: TrialResult) -> bool:
+    """Whether the machine ran slow (core.pace's fixed workload) while this result's speed was timed (twice)."""
+    return r.status == "ok" and pace.ran_slow(r.pace_ratio)
+
+
+def marked(r: TrialResult) -> bool:
+    """A speed timed on a busy CPU or a slow machine: marked wherever it is shown."""
+    return contended(r) or ran_slow(r)
+
+
+def slow_labels(results: list[TrialResult]) -> list[str]:
+    """`method (1.4× slower)` for each result timed while the machine ran slow."""
+    return [f"{r.method} ({r.pace_ratio:.2f}× slower)" for r in results if ran_slow(r)]
 
 
 def busy_labels(results: list[TrialResult]) -> list[str]:

@@ -40,6 +40,8 @@ class Projection(BaseModel):
     layer_bytes_ratio: float = 1.0
     capped_at_bound: bool = False  # older exports: the projection exceeded the bound and decode_tok_s is the bound
     above_bound: float | None = None  # the bandwidth bound (tok/s) this projection exceeded, shown beside it
+    cpu_contention: float | None = None  # the most of the CPU others took while its slices were timed
+    pace_ratio: float | None = None  # the slowest the machine ran meanwhile, by a fixed workload (core.pace)
 
 
 class PlanRow(BaseModel):

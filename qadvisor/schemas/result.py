@@ -35,6 +35,8 @@ class TrialResult(BaseModel):
     repeats: int | None = None  # timed generations behind the medians (more than asked where a generation is short)
     # the share of the CPU other processes took while the speed was timed (core.contention): above 0.10 suspect
     cpu_contention: float | None = None
+    # a fixed workload's time around the timing ÷ at the run's start (core.pace): 1.2 or more marks the figure slow
+    pace_ratio: float | None = None
     peak_rss_bytes: int | None = None
     kv_cache_bytes: int | None = None  # the KV cache after prompt + the asked new tokens - 1 positions
     compute_dtype: str | None = None  # dtype of the unquantized tensors and activations, e.g. float32

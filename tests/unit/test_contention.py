@@ -3,7 +3,7 @@ stayed busy — in the table, the notes every face shows, and the advice's noise
 
 import pytest
 
-from qadvisor.app.views import contention_line, contended
+from qadvisor.app.views import contended, contention_lines
 from qadvisor.core import contention
 from qadvisor.core.measure import metrics
 from qadvisor.core.advise.advisor import advise, decode_noise
@@ -61,22 +61,58 @@ def test_without_psi_the_threads_own_cpu_time_stands_in(tmp_path, monkeypatch):
 def test_a_busy_window_is_timed_again_once_and_the_quieter_kept(monkeypatch, shares, kept):
     monkeypatch.setattr(metrics.time, "sleep", lambda s: None)
     calls = iter(shares)
-    runs, busy = metrics._quieter(lambda: (["runs"], next(calls)))
+    runs, busy, _ = metrics._quieter(lambda: (["runs"], next(calls), None))
     assert busy == kept and len(list(calls)) == 0  # no third timing, whatever the second found
 
 
-def _result(method, decode, busy=None, size=10, kl=1e-3):
+@pytest.mark.parametrize("paces, kept", [([1.05], 1.05), ([1.6, 1.1], 1.1), ([1.3, 1.5], 1.3)])
+def test_a_timing_while_the_machine_ran_slow_is_timed_again_with_the_counters_at_zero(monkeypatch, paces, kept):
+    """The counters said nothing (0 % others), the fixed workload said the machine ran slow: timed again once."""
+    monkeypatch.setattr(metrics.time, "sleep", lambda s: None)
+    calls = iter(paces)
+    _, busy, ratio = metrics._quieter(lambda: (["runs"], 0.0, next(calls)))
+    assert ratio == kept and busy == 0.0 and len(list(calls)) == 0
+
+
+def _result(method, decode, busy=None, size=10, kl=1e-3, pace=None):
     return TrialResult(method=method, backend="x", bits=4, status="ok", decode_tok_s=decode, decode_cv=0.01,
                        size_bytes=size * 2**20, compression_ratio=3.0, size_reduction_pct=66.0, kl_mean=kl,
-                       ppl_delta_pct=0.1, top1_agreement=0.99, cpu_contention=busy)
+                       ppl_delta_pct=0.1, top1_agreement=0.99, cpu_contention=busy, pace_ratio=pace)
 
 
 def test_a_contended_figure_is_marked_and_named_once():
     results = [_result("a", 100, 0.02), _result("b", 50, 0.45), _result("c", 60, None)]
     assert [contended(r) for r in results] == [False, True, False]
-    line = contention_line(results)
+    [line] = contention_lines(results)
     assert "b (45 %)" in line and "a (" not in line and line.startswith("⚠")
-    assert contention_line(results[:1]) == ""
+    assert contention_lines(results[:1]) == []
+
+
+def test_a_figure_timed_while_the_machine_ran_slow_is_marked_only_from_what_the_workload_measured():
+    from qadvisor.core.contention import marked
+
+    results = [_result("quiet", 100, 0.0, pace=1.05), _result("slow", 50, 0.0, pace=1.4), _result("old", 60)]
+    assert [marked(r) for r in results] == [False, True, False]  # no workload figure: no mark
+    [line] = contention_lines(results)
+    assert "slow (1.40× slower)" in line and "quiet" not in line and "ran slow" in line
+    assert decode_noise(results[1]) == pytest.approx(2 * 0.01 * 50 + 50 * 0.4)
+    rec = advise([_result("q", 100, 0.0, pace=1.0), _result("s", 95, 0.0, pace=1.5)],
+                 Priorities(storage=0, latency=0.5, accuracy=1))
+    assert any("while the machine ran slow: s (1.50× slower)" in r for r in rec.reasons)
+
+
+def test_the_pace_check_compares_the_workload_with_the_runs_start(monkeypatch):
+    from qadvisor.core import pace
+    from qadvisor.core.measure.jobs import EvalSettings
+
+    times = iter([0.012, 0.015])
+    monkeypatch.setattr(pace, "workload_s", lambda threads=1: next(times))
+    assert pace.PaceCheck(0.010, 2).ratio() == pytest.approx(1.5)  # the slower of before and after
+    assert pace.PaceCheck(None, 2).ratio() is None  # no baseline: nothing to compare with, nothing marked
+    monkeypatch.setattr(pace, "workload_s", lambda threads=1: 0.02)
+    assert pace.with_baseline(EvalSettings(threads=2)).pace_baseline_s == 0.02
+    assert pace.with_baseline(EvalSettings(pace_baseline_s=0.5)).pace_baseline_s == 0.5  # the caller's own start
+    assert pace.with_baseline(EvalSettings(device="cuda")).pace_baseline_s is None
 
 
 def test_the_advice_widens_its_noise_and_names_the_methods_timed_on_a_busy_cpu():

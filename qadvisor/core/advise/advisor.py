@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from qadvisor import format as f
-from qadvisor.core.contention import busy_labels, contended
+from qadvisor.core.contention import busy_labels, contended, marked, ran_slow, slow_labels
 from qadvisor.schemas.priorities import Limits, Priorities
 from qadvisor.schemas.recommendation import MethodScore, Recommendation, label_of
 from qadvisor.schemas.result import TrialResult
@@ -327,11 +327,13 @@ def _runner_up_line(runner_up: str | None, winner: str, totals: dict[str, float]
 
 
 def _busy_line(candidates: list[TrialResult]) -> str:
-    busy = busy_labels(candidates)
-    if not busy:
+    busy, slow = busy_labels(candidates), slow_labels(candidates)
+    if not (busy or slow):
         return ""
-    return (f"timed while other processes took the CPU: {', '.join(busy)}; those speeds may be low by that share or "
-            "more, and the pick may differ on a quiet machine")
+    parts = ([f"while other processes took the CPU: {', '.join(busy)}"] if busy else []) + (
+        [f"while the machine ran slow: {', '.join(slow)}"] if slow else [])
+    return (f"timed {'; '.join(parts)}; those speeds may be low by that much or more, and the pick may differ on a "
+            "quiet machine")
 
 
 def _mixed_evidence_line(candidates: list[TrialResult]) -> str:
@@ -370,8 +372,8 @@ def _within_noise(candidates: list[TrialResult], weights: dict[str, float], fit:
     cvs = [r.decode_cv for r in candidates if r.method in (winner, rival) and r.decode_cv is not None]
     within = (f"within twice the decode CV measured in this run ({' and '.join(f'{100 * cv:.1f} %' for cv in cvs)})"
               if len(cvs) == 2 else "within the decode spread measured in this run")
-    if any(contended(r) for r in candidates if r.method in (winner, rival)):
-        within = "within what a busy CPU may have taken from their speeds"
+    if any(marked(r) for r in candidates if r.method in (winner, rival)):
+        within = "within what a busy CPU or a slow machine may have taken from their speeds"
     return (f"too close to call: {within}, {rival} would score higher; both are sound picks, and a run with more "
             "repeats (--repeats) can separate them")
 
@@ -382,6 +384,8 @@ def decode_noise(r: TrialResult) -> float:
     noise = 2 * r.decode_cv * r.decode_tok_s if r.decode_cv is not None else (r.decode_tok_s_spread or 0) / 2
     if contended(r):
         noise += r.decode_tok_s * r.cpu_contention / (1 - min(r.cpu_contention, 0.95))
+    if ran_slow(r):  # the machine ran this many times slower: up to that much more
+        noise += r.decode_tok_s * (r.pace_ratio - 1)
     return noise
 
 

@@ -29,6 +29,7 @@ class EvalSettings(BaseModel):
     decode_budget_s: float | None = None
     score_accuracy: bool = True  # False for random-weight (synthetic) models: no reference to compare with
     benchmark: bool = True  # False: quantize, save and reload only (slices are timed side by side afterwards)
+    pace_baseline_s: float | None = None  # core.pace's workload at the run's start; None: timings are not checked
 
 
 class Job(BaseModel):

@@ -12,6 +12,7 @@ import torch
 
 from qadvisor.core.contention import LIMIT as CONTENTION_LIMIT
 from qadvisor.core.contention import CpuWatch
+from qadvisor.core.pace import PaceCheck, ran_slow
 from qadvisor.quantizers.tensors import nbytes
 
 
@@ -110,6 +111,7 @@ class Speed:
     decode_cv: float | None = None  # standard deviation ÷ mean of the repeats' decode speeds
     repeats: int | None = None  # timed generations behind the median
     cpu_contention: float | None = None  # the share of the CPU other processes took while timed (core.contention)
+    pace_ratio: float | None = None  # a fixed workload's time around the timing ÷ at the run's start (core.pace)
 
 
 def _sync(device: str) -> None:
@@ -193,29 +195,31 @@ MAX_REPEATS = 64  # the most repeats min_measure_s may ask for
 
 
 def speed(model, prompt: torch.Tensor, new_tokens: int, repeats: int, device: str, new_cache=None,
-          budget_s: float | None = None, min_measure_s: float = 0.0, threads: int = 1) -> Speed:
+          budget_s: float | None = None, min_measure_s: float = 0.0, threads: int = 1,
+          pace_baseline_s: float | None = None) -> Speed:
     """Warm up with two short generations, then the median and spread (max - min) of `repeats` timed runs at batch 1,
     more until they add up to `min_measure_s` (at most MAX_REPEATS). A timed run decodes `new_tokens`, or fewer
     where `repeats` of them would take longer than `min_measure_s`: the measuring time, not the token count, holds
     a figure still. With `budget_s`, no more tokens than fit in the budget (at least 4): a 72B layer takes seconds
     a token. The KV cache is measured apart, at the full `new_tokens`, so every method's is the same length. Where
-    other processes took more than a tenth of the CPU meanwhile, the runs are timed once more after a pause and the
-    quieter set counts; its share is the result's `cpu_contention`."""
+    other processes took more than a tenth of the CPU meanwhile, or a fixed workload timed around them ran slower
+    than at the run's start (`pace_baseline_s`, core.pace), the runs are timed once more after a pause and the
+    quieter set counts; its share is the result's `cpu_contention`, its workload ratio `pace_ratio`."""
     step_s = _warm_up([model], prompt, device, new_cache)
     if budget_s is None:
         timed = _tokens_to_fill(new_tokens, step_s, min_measure_s / max(repeats, 1))
     else:
         timed, min_measure_s = _tokens_in_budget(new_tokens, step_s, budget_s), 0.0
 
-    def timed_runs() -> tuple[list[tuple[float, float]], float]:
-        watch, runs = CpuWatch(threads), []
+    def timed_runs() -> tuple[list[tuple[float, float]], float, float | None]:
+        pace, watch, runs = PaceCheck(pace_baseline_s, threads), CpuWatch(threads), []
         while len(runs) < max(1, repeats) or (sum(map(sum, runs)) < min_measure_s and len(runs) < MAX_REPEATS):
             runs.append(timed_greedy(model, prompt, timed, device, None, new_cache))
-        return runs, watch.share()
+        return runs, watch.share(), pace.ratio()
 
-    runs, busy = _quieter(timed_runs)
+    runs, busy, ratio = _quieter(timed_runs)
     sp = _summary(runs, len(prompt), timed, kv_bytes_after(model, prompt, new_tokens, device, new_cache))
-    sp.cpu_contention = busy
+    sp.cpu_contention, sp.pace_ratio = busy, ratio
     return sp
 
 
@@ -223,15 +227,16 @@ CONTENDED_PAUSE_S = 2.0  # a moment for a short burst of other work to pass befo
 
 
 def _quieter(timed_runs):
-    """`timed_runs()` → (runs, the CPU share others took); timed once more after a pause where that share is over
-    the limit, and the quieter of the two kept."""
-    runs, busy = timed_runs()
-    if busy > CONTENTION_LIMIT:
-        time.sleep(CONTENDED_PAUSE_S)
-        again, busy_again = timed_runs()
-        if busy_again < busy:
-            return again, busy_again
-    return runs, busy
+    """`timed_runs()` → (runs, the CPU share others took, the workload's ratio); timed once more after a pause where
+    the share is over the limit or the machine ran slow, and the quieter of the two kept (by the workload where it
+    was timed: it sees what the counters miss)."""
+    first = timed_runs()
+    if first[1] <= CONTENTION_LIMIT and not ran_slow(first[2]):
+        return first
+    time.sleep(CONTENDED_PAUSE_S)
+    again = timed_runs()
+    quieter = (again[2] < first[2]) if first[2] is not None and again[2] is not None else again[1] < first[1]
+    return again if quieter else first
 
 
 def _warm_up(models: list, prompt: torch.Tensor, device: str, new_cache=None) -> float:
@@ -291,7 +296,7 @@ def _summary(runs: list[tuple[float, float]], prompt_len: int, new_tokens: int, 
 
 
 def side_by_side(models: list, prompt: torch.Tensor, most_tokens: int, repeats: int, device: str,
-                 budget_s: float, threads: int = 1) -> list[Speed]:
+                 budget_s: float, threads: int = 1, pace_baseline_s: float | None = None) -> list[Speed]:
     """The speed of several models timed in turn in one process: each round runs every model once (forward, then
     backward the next round), so a slow minute on a shared machine lands on all of them alike and their ratios
     hold still where separate processes minutes apart would each see a different machine."""
@@ -299,17 +304,17 @@ def side_by_side(models: list, prompt: torch.Tensor, most_tokens: int, repeats: 
     new_tokens = _tokens_in_budget(most_tokens, _warm_up(models, prompt, device), budget_s)
 
     def timed_rounds():
-        watch, runs = CpuWatch(threads), [[] for _ in models]
+        pace, watch, runs = PaceCheck(pace_baseline_s, threads), CpuWatch(threads), [[] for _ in models]
         for r in range(repeats):
             order = range(len(models)) if r % 2 == 0 else reversed(range(len(models)))
             for i in order:
                 runs[i].append(timed_greedy(models[i], prompt, new_tokens, device))
-        return runs, watch.share()
+        return runs, watch.share(), pace.ratio()
 
-    runs, busy = _quieter(timed_rounds)
+    runs, busy, ratio = _quieter(timed_rounds)
     speeds = [_summary(rs, len(prompt), new_tokens, None) for rs in runs]
     for sp in speeds:
-        sp.cpu_contention = busy
+        sp.cpu_contention, sp.pace_ratio = busy, ratio
     return speeds
 
 

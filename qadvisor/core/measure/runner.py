@@ -20,9 +20,8 @@ from typing import Callable, Iterator
 from pydantic import BaseModel, ValidationError
 
 from qadvisor import __version__
-from qadvisor.core import paths
+from qadvisor.core import architectures, pace, paths
 from qadvisor.core.measure import artifacts, checkpoints, evaltext, gguf_reference, memory, modelio
-from qadvisor.core import architectures
 from qadvisor.core.hub import folder_name
 from qadvisor.core.paths import default_cache_dir
 from qadvisor.core.measure.jobs import EvalSettings, Job, Reference
@@ -168,6 +167,7 @@ class Run:
         # CPU only: a process that touched the CUDA driver (an import may ask it for devices) cannot fork a child that
         # uses CUDA, so GPU trials start fresh
         warm = self.request.warm_start and self.request.settings.device == "cpu"
+        self.request = self.request.model_copy(update={"settings": pace.with_baseline(self.request.settings)})  # quiet start
         self.forkserver = ForkServer(trial_env(self.request.settings.threads)) if warm else None
         try:
             yield from self._events(cancel, keep)

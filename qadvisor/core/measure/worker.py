@@ -23,7 +23,7 @@ from qadvisor.schemas.result import TrialResult
 REFERENCE_FILE = "reference.json"
 TIMING_BUDGET_S = 3.0  # seconds the slowest model's timed generation may take, when a timing job names none
 SPEED_FIELDS = ("prefill_tok_s", "prefill_tok_s_spread", "decode_tok_s", "decode_tok_s_spread", "ttft_ms",
-                "kv_cache_bytes", "decode_tokens", "decode_cv", "repeats", "cpu_contention")
+                "kv_cache_bytes", "decode_tokens", "decode_cv", "repeats", "cpu_contention", "pace_ratio")
 LOGPROBS_FILE = "reference_logprobs.pt"
 
 
@@ -278,7 +278,7 @@ def _benchmark(model, windows, s, new_cache, steps: Steps) -> None:
 
     prompt = windows.flatten()[: s.prompt_tokens]
     sp = speed(model, prompt, s.decode_tokens, s.repeats, s.device, new_cache, s.decode_budget_s, s.min_measure_s,
-               s.threads)
+               s.threads, s.pace_baseline_s)
     for name in SPEED_FIELDS:
         if getattr(sp, name) is not None:  # a runtime that keeps its KV cache to itself has no count
             steps.record(name, getattr(sp, name))
@@ -303,7 +303,7 @@ def run_timing(job: Job, out: Emitter) -> list[TrialResult]:
     out.progress("benchmark", None, f"{len(models)} models side by side: prompt {s.prompt_tokens}, up to "
                                     f"{s.decode_tokens} new tokens, warm-up + {s.repeats} rounds")
     speeds = side_by_side(models, windows.flatten()[: s.prompt_tokens], s.decode_tokens, s.repeats, s.device,
-                          s.decode_budget_s or TIMING_BUDGET_S, s.threads)
+                          s.decode_budget_s or TIMING_BUDGET_S, s.threads, s.pace_baseline_s)
     results = []
     for model, sp in zip(models, speeds):
         notes, safe = _notes(job, backend, model)

@@ -77,5 +77,14 @@ def project(results: list[TrialResult], depths: tuple[int, int], layers: int, pr
         decode_per_layer_ms=dec_per * 1e3, decode_fixed_ms=dec_fixed * 1e3,
         prefill_per_layer_ms=pre_per * 1e3, prefill_fixed_ms=pre_fixed * 1e3,
         decode_tok_s=dec_rate, prefill_tok_s=pre_rate, decode_tok_s_range=dec_span, prefill_tok_s_range=pre_span,
-        basis=basis, layer_bytes_ratio=scale,
+        basis=basis, layer_bytes_ratio=scale, **_machine(results),
     )
+
+
+def _machine(results: list[TrialResult]) -> dict:
+    """The busiest the machine was while the slices were timed: others' CPU share and the workload's ratio."""
+    def most(name: str) -> float | None:
+        values = [getattr(r, name) for r in results if getattr(r, name) is not None]
+        return max(values) if values else None
+
+    return {"cpu_contention": most("cpu_contention"), "pace_ratio": most("pace_ratio")}

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import psutil
 
-from qadvisor.core import paths
+from qadvisor.core import pace, paths
 from qadvisor.core.measure import synthetic
 
 from qadvisor.core.plan import planner
@@ -176,6 +176,7 @@ class SliceMeasurement:
         """Build both slices (once; cached), then per method both depths side by side, then its projection."""
         cancel = cancel or threading.Event()
         started = time.perf_counter()
+        self.settings = pace.with_baseline(self.settings)  # the machine's pace before any slice work
         deep = self.slice_dir(self.depths[-1])
         for i, layers in enumerate(reversed(self.depths)):  # the shallow slice links the deep one's first shards
             yield Progress(method="slices", step="build", fraction=i / len(self.depths),
