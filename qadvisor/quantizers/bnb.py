@@ -53,7 +53,7 @@ class BitsAndBytesBackend(Backend):
             settings = {k: v for k, v in module.weight.__dict__.items() if k != "SCB"}
             module.weight = kind(weight, requires_grad=False, **settings).to(ctx.device)
             module.bias = None if bias is None else torch.nn.Parameter(bias.data, requires_grad=False)
-        return cast_plain(layer, ctx.compute_dtype)
+        return generic_kernel_where_unpackable(cast_plain(layer, ctx.compute_dtype))
 
     def save(self, model, spec, out_dir):
         model.save_pretrained(str(out_dir))
@@ -63,7 +63,23 @@ class BitsAndBytesBackend(Backend):
 
         if spec.scheme == "int8" and ctx.compute_dtype != torch.float16:
             quiet_int8_cast_warning()
-        return use_compute_dtype(load_hf(out_dir, torch.bfloat16, ctx.device), ctx.compute_dtype)
+        return generic_kernel_where_unpackable(use_compute_dtype(load_hf(out_dir, torch.bfloat16, ctx.device),
+                                                                 ctx.compute_dtype))
+
+
+PACKED_ROWS = 32  # bitsandbytes' AVX512-BF16 CPU kernel packs 4-bit weights in blocks of this many output rows
+
+
+def generic_kernel_where_unpackable(model):
+    """On a CPU with AVX512-BF16, bitsandbytes repacks each 4-bit weight at its first forward and asserts that its
+    output rows tile by 32; Qwen3.5's linear-attention projections (one row per value head: 16 on the small sizes)
+    do not. Those modules take bitsandbytes' generic 4-bit kernel, the one every other CPU runs."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit) and module.out_features % PACKED_ROWS:
+            module.support_avx512bf16_for_cpu = False
+    return model
 
 
 # bitsandbytes logs this at every int8 matmul whose input is not fp16: on a CPU computing in fp32, every linear of every
