@@ -93,6 +93,27 @@ def print_plan(plan, explain: bool = False) -> None:
             out.print(f"[b]{name}[/] = {formula}")
 
 
+def _machine_mark(p) -> str:
+    """` ⚠` where the slices were timed on a busy CPU or a slow machine (core.contention, core.pace)."""
+    from qadvisor.core.contention import machine_words
+
+    return " ⚠" if machine_words(p.cpu_contention, p.pace_ratio) else ""
+
+
+def _slow_slices(rows) -> list[str]:
+    """What the marks and 'unreliable' in the projection table mean, for the rows that have them."""
+    from qadvisor.core.contention import machine_words
+
+    marked = [f"{r.method} ({words})" for r in rows
+              if (words := machine_words(r.projection.cpu_contention, r.projection.pace_ratio))]
+    wide = [r.method for r in rows if f.unreliable(r.projection.decode_tok_s, r.projection.decode_tok_s_range)]
+    lines = [f"⚠ slices timed while the machine was busy or ran slow: {', '.join(marked)}"] if marked else []
+    if wide:
+        lines.append(f"unreliable: {', '.join(wide)}: the projected range is wider than the figure (the two depths' "
+                     "timings were too noisy to tell a layer's cost); measure again on a quiet machine")
+    return lines
+
+
 def print_projection(plan) -> None:
     """Speeds projected from slices measured here, beside the bandwidth bound and what share of it they reach."""
     out = stdout_console()
@@ -112,7 +133,8 @@ def print_projection(plan) -> None:
         p = r.projection
         fits = "yes" if r.fits else "[red]no[/]" + (f" (mmap from disk: {r.streamed_decode_tok_s:.2f} tok/s)"
                                                     if r.streamed_decode_tok_s else "")
-        table.add_row(r.method, f.num(p.decode_tok_s, 2), _span(p.decode_tok_s_range), f.pct(r.bound_fraction),
+        decode = "unreliable" if f.unreliable(p.decode_tok_s, p.decode_tok_s_range) else f.num(p.decode_tok_s, 2)
+        table.add_row(r.method, decode + _machine_mark(p), _span(p.decode_tok_s_range), f.pct(r.bound_fraction),
                       f.num(p.prefill_tok_s, 1), _span(p.prefill_tok_s_range, 1), f"{p.decode_per_layer_ms:.1f}",
                       f"{p.decode_fixed_ms:.1f}", fits)
     out.print(table)
@@ -121,6 +143,8 @@ def print_projection(plan) -> None:
               f"÷ the bandwidth bound above.[/]", soft_wrap=True)
     for method, tail in own:
         out.print(f"[dim]  {method}: {tail}[/]", soft_wrap=True)
+    for line in _slow_slices(rows):
+        out.print(line, soft_wrap=True)
     if any(not r.fits for r in rows):
         out.print(f"[b]{plan.model} does not fit in this machine's memory[/] with "
                   f"{', '.join(r.method for r in rows if not r.fits)}: those projections answer “if it fit”."

@@ -44,10 +44,18 @@ def sci(x: float | None) -> str:
 
 
 def pm(value: float | None, spread: float | None, digits: int = 1) -> str:
+    """`12.3 ±0.4`; a figure whose spread (max − min) is wider than itself is no figure to put a ± around."""
     if value is None:
         return "—"
     digits = _digits(value, digits)
+    if spread is not None and spread > value:
+        return f"{value:,.{digits}f} (unreliable)"
     return f"{value:,.{digits}f} ±{spread / 2:,.{digits}f}" if spread is not None else f"{value:,.{digits}f}"
+
+
+def unreliable(value: float | None, span: tuple[float, float] | None) -> bool:
+    """A range (low, high) wider than the figure it is around: the figure says little."""
+    return value is not None and span is not None and span[1] - span[0] > value
 
 
 def pct(fraction: float | None) -> str:

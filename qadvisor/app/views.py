@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from qadvisor import format as f
+from qadvisor.core import pace
 from qadvisor.core.contention import busy_labels, contended, marked, slow_labels
 from qadvisor.schemas.events import STEPS
 from qadvisor.schemas.export import GGUF_EMULATED, RunExport
@@ -410,6 +411,11 @@ def time_view(export: RunExport) -> TableView:
                   f"{ref}; {_trials_line(measured)}" + _from_cache(measured)
                   + ("" if export.settings.reuse_cache else " (--no-cache: the cache was refreshed)")]
     view.notes += _first_calls(measured)
+    if export.settings.pace_baseline_s:  # what the busy-machine check costs: it must stay a few percent of a run
+        b = export.settings.pace_baseline_s
+        view.notes.append(f"busy-machine check (core.pace): a fixed workload took {1000 * b:.1f} ms at the run's "
+                          f"start; it runs {pace.ROUNDS} times before and after each timing, about "
+                          f"{2 * pace.ROUNDS * b:.2f} s a timing")
     slices = slice_time_line(export.plan) if export.plan is not None else ""
     if slices:
         view.notes.append(slices)

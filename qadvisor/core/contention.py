@@ -83,6 +83,14 @@ def marked(r: TrialResult) -> bool:
     return contended(r) or ran_slow(r)
 
 
+def machine_words(cpu_contention: float | None, pace_ratio: float | None) -> str:
+    """What a mark on a timing means (`others took 45 % of the CPU, 1.40× slower than at the start`); '' where the
+    machine was quiet."""
+    busy = f"others took {100 * cpu_contention:.0f} % of the CPU" if (cpu_contention or 0) > LIMIT else ""
+    slow = f"{pace_ratio:.2f}× slower than at the start" if pace.ran_slow(pace_ratio) else ""
+    return ", ".join(filter(None, [busy, slow]))
+
+
 def slow_labels(results: list[TrialResult]) -> list[str]:
     """`method (1.4× slower)` for each result timed while the machine ran slow."""
     return [f"{r.method} ({r.pace_ratio:.2f}× slower)" for r in results if ran_slow(r)]

@@ -57,6 +57,7 @@ class RunSettings(BaseModel):
     threads: int
     device: str
     reuse_cache: bool = True  # False: --no-cache (reference and quantized models computed again)
+    pace_baseline_s: float | None = None  # core.pace's fixed workload at the run's start (None: not checked)
 
 
 class TargetAdvice(BaseModel):

@@ -133,3 +133,15 @@ def test_compare_warns_where_one_run_timed_a_method_on_a_busy_cpu():
     line = contention_differs(pairs)
     assert line.startswith("⚠ timed on a busy CPU in one run only: q (B, 60 %)") and "r (" not in line
     assert contention_differs(pairs[1:]) == ""
+
+
+def test_the_runs_time_view_reports_what_the_busy_machine_check_costs():
+    from qadvisor.app.views import time_view
+    from tests.samples import sample_export
+
+    export = sample_export()
+    export.results[0].step_s = {"quantize": 1.0, "benchmark": 2.0}
+    assert not any("busy-machine check" in n for n in time_view(export).notes)  # not checked: not said
+    export.settings.pace_baseline_s = 0.012
+    [note] = [n for n in time_view(export).notes if "busy-machine check" in n]
+    assert "took 12.0 ms at the run's start" in note and "about 0.12 s a timing" in note

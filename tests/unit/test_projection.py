@@ -198,3 +198,26 @@ def test_the_projection_table_names_what_each_method_adds_to_the_shared_basis():
     common, own = _shared_basis([("gguf-q8_0", plain), ("gguf-q4_k_m", scaled)])
     assert common == plain and own == [("gguf-q4_k_m", scaled[len(plain) + 2:])]
     assert own[0][1].startswith("decode's per-layer time × 1.090")
+
+
+def test_slices_on_a_slow_machine_carry_it_and_a_range_wider_than_its_figure_is_called_unreliable(capsys):
+    """The 72B's gguf-q2_k once projected 71.9 ±418.6 on a busy machine: the range is shown, never around the
+    figure, and the slices' busy and slow timings are named."""
+    from qadvisor import format as f
+    from qadvisor.console import print_projection
+
+    slow = [_result(20, 1500, spread=0.05).model_copy(update={"cpu_contention": 0.0, "pace_ratio": r})
+            for r in (1.05, 1.45)]
+    p = project(slow, (1, 2), 80, 128)
+    assert p.pace_ratio == 1.45 and p.cpu_contention == 0.0  # the slower of the two depths' timings
+    noisy = project([_result(20, 1500, spread=0.9), _result(20.5, 3000, spread=0.9)], (1, 2), 80, 128)
+    assert f.unreliable(noisy.decode_tok_s, noisy.decode_tok_s_range)
+    assert f.pm(noisy.decode_tok_s, noisy.decode_tok_s_range[1] - noisy.decode_tok_s_range[0]).endswith("(unreliable)")
+    arch = architectures.resolve_architecture("Qwen2.5-72B")
+    target = planner.parse_target("this", ram_available=200 * GIB, probe=lambda: 200.0)
+    plan = attach(planner.plan(arch, target, methods=["gguf-q8_0", "gguf-q2_k"]),
+                  {"gguf-q8_0": p, "gguf-q2_k": noisy}, disk_read_gb_s=None)
+    print_projection(plan)
+    out = capsys.readouterr().out
+    assert "gguf-q8_0 (1.45× slower than at the start)" in out
+    assert "unreliable: gguf-q2_k: the projected range is wider than the figure" in out

@@ -212,8 +212,9 @@ def _speed_line(r: TrialResult, by_name: dict[str, TrialResult]) -> str:
     elif r.decode_kind == "estimate":  # too big for RAM: read from disk, a formula, no spread
         line = f"decodes about {f.num(r.decode_tok_s, 2)} tok/s (estimate)"
     else:
-        value, half = f.pm(r.decode_tok_s, r.decode_tok_s_spread or 0.0).split(" ±")
-        line = f"decodes {value} tok/s (±{half})"
+        shown = f.pm(r.decode_tok_s, r.decode_tok_s_spread or 0.0)
+        value, _, half = shown.partition(" ±")
+        line = f"decodes {value} tok/s (±{half})" if half else f"decodes {shown}: its range is wider than the figure"
     if r.prefill_tok_s is not None:
         line += f" and prefills {f.num(r.prefill_tok_s, 0)} tok/s"
     line += f" on {r.device}"

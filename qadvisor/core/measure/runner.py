@@ -345,7 +345,7 @@ class Run:
             hardware=self.hardware,
             model=self._model_info(ref),
             settings=RunSettings(prompt_tokens=s.prompt_tokens, decode_tokens=s.decode_tokens, repeats=s.repeats,
-                                 min_measure_s=s.min_measure_s,
+                                 min_measure_s=s.min_measure_s, pace_baseline_s=s.pace_baseline_s,
                                  threads=s.threads, device=self.device_label, reuse_cache=self.request.reuse_cache),
             results=results, complete=not cut, cut=cut, reference_s=self.reference_s,
         )
