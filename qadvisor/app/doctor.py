@@ -24,13 +24,14 @@ from qadvisor.schemas.jsonfile import write_text_atomic
 from qadvisor.schemas.result import TrialResult
 from qadvisor.quantizers import registry
 
-# one method per backend: the path a user meets first (llama.cpp's Q8_0 is the one its AMX kernels take)
-STAND_INS = {"torch": "fp32", "bnb": "bnb-nf4", "gptq": "gptq-int4", "awq": "awq-int4", "hqq": "hqq-int4",
-             "quanto": "quanto-int8",
-             "torchao": "torchao-int8", "llamacpp": "gguf-q8_0", "kvcache": "fp32+kv-int4"}
 SETTINGS = EvalSettings(window=64, windows=1, prompt_tokens=32, decode_tokens=8, repeats=1, min_measure_s=0.0)
 CALIBRATION_PARAGRAPHS = 8  # GPTQ's and AWQ's fewest samples (gptq.MIN_SAMPLES): their solvers run in seconds
 REPORT_FILE = "doctor.json"
+
+
+def stand_in_methods() -> dict[str, str]:
+    """Backend → the method that stands for it (each backend's catalogue names its own)."""
+    return {name: b.stand_in for name, b in registry.backends().items() if b.stand_in}
 
 
 def report_path() -> Path:
@@ -43,16 +44,17 @@ def run_doctor(hardware: HardwareInfo, threads: int, say: Callable[[str], None] 
     started = time.perf_counter()
     busy = cpu_busy_now(1.0)
     ready = {b.backend for b in registry.availability(has_cuda=device == "cuda") if b.available}
-    methods = [m for b, m in STAND_INS.items() if b in ready]
+    stand_ins = stand_in_methods()
+    methods = [m for b, m in stand_ins.items() if b in ready]
     request = RunRequest(methods=methods, settings=SETTINGS.model_copy(update={"threads": threads, "device": device}),
                          trial_timeout_s=180, reuse_cache=False, calib_text=_small_calibration())
     run = Run(request, hardware)
-    backend_of = {m: b for b, m in STAND_INS.items()}
+    backend_of = {m: b for b, m in stand_ins.items()}
     for event in run.events():
         if isinstance(event, Result):
             say(f"{backend_of[event.result.method]}: {_row(event.result, backend_of).verdict}")
     rows = [_row(r, backend_of) for r in run.results] + [DoctorRow(backend=b, method=m, verdict="not installed")
-                                                         for b, m in STAND_INS.items() if b not in ready]
+                                                         for b, m in stand_ins.items() if b not in ready]
     report = DoctorReport(created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                           cpu=hardware.label(device, threads), isa_flags=hardware.isa_flags, threads=threads,
                           cpu_contention=busy, rows=rows, total_s=time.perf_counter() - started)

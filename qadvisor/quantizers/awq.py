@@ -12,6 +12,7 @@ GROUP_SIZE = 128
 
 class AWQBackend(GPTQBackend):
     name = "awq"
+    stand_in = "awq-int4"
     uncalibrated_note = ("AWQ codes rounded to nearest (GPTQModel's RTNConfig), not calibrated: random weights; the "
                          "same AWQ GEMM format and kernel, so its size and speed are AWQ's")
     methods = (MethodSpec(name="awq-int4", backend="awq", bits=4, scheme="int4", group_size=GROUP_SIZE,

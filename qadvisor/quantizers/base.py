@@ -63,6 +63,7 @@ class Backend:
     methods: tuple[MethodSpec, ...] = ()
     cpu_methods: frozenset[str] | None = None  # None: every method runs on CPU
     install_hint: str = ""
+    stand_in: str = ""  # the one method `qadvisor doctor` runs for this backend: the path a user meets first
     calibrated = False  # quantizing reads the calibration text: every method's default (Backend.calibrates)
     calib_min_tokens = 0  # a calibration paragraph shorter than this is skipped; a text with none is refused up front
     # what a trial says when it ran without calibration (TrialContext.calibrate False); '' for methods that need none

@@ -10,6 +10,7 @@ from qadvisor.quantizers.base import Backend, cast_plain, load_hf, plain_linears
 
 class BitsAndBytesBackend(Backend):
     name = "bnb"
+    stand_in = "bnb-nf4"
     package = "bitsandbytes"
     min_version = "0.49"  # first release with CPU kernels for int8 and 4-bit
     install_hint = "pip install 'bitsandbytes>=0.49'"

@@ -30,6 +30,7 @@ def _spec(bits: int) -> MethodSpec:
 
 class GPTQBackend(Backend):
     name = "gptq"
+    stand_in = "gptq-int4"
     package = "gptqmodel"
     min_version = "7.0"
     install_hint = "BUILD_CUDA_EXT=0 pip install gptqmodel==7.6.0"

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 class HQQBackend(Backend):
     name = "hqq"
+    stand_in = "hqq-int4"
     package = "hqq"
     min_version = "0.2"
     install_hint = "pip install hqq"

@@ -17,6 +17,7 @@ GROUP = 64
 
 class KVCacheBackend(Backend):
     name = "kvcache"
+    stand_in = "fp32+kv-int4"  # a cache on the unquantized model
     package = "optimum-quanto"
     install_hint = "pip install optimum-quanto"
     methods = (

@@ -36,6 +36,7 @@ def _spec(name: str, bits: float, scheme: str, summary: str, group_size: int = 2
 
 class LlamaCppBackend(Backend):
     name = "llamacpp"
+    stand_in = "gguf-q8_0"  # the path its AMX kernels take
     package = "llama_cpp_python"
     also_needs = ("gguf",)  # writes the GGUF file llama.cpp quantizes
     install_hint = "pip install llama-cpp-python gguf (builds llama.cpp from source, 5–10 min)"

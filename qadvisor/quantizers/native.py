@@ -8,6 +8,7 @@ from qadvisor.quantizers.base import Backend, load_hf, use_compute_dtype
 
 class NativeBackend(Backend):
     name = "torch"
+    stand_in = "fp32"
     package = "transformers"
     install_hint = "pip install transformers"
     methods = (

@@ -13,6 +13,7 @@ QMAP_FILE = "quanto_qmap.json"
 
 class QuantoBackend(Backend):
     name = "quanto"
+    stand_in = "quanto-int8"
     package = "optimum-quanto"
     install_hint = "pip install optimum-quanto"
     methods = tuple(

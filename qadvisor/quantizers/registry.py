@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
 from functools import cache
 
@@ -21,14 +22,22 @@ DEFAULT_METHODS = ("fp32", "bnb-int8", "bnb-nf4", "gptq-int4", "gptq-int2", "hqq
                    "torchao-int8", "gguf-q8_0", "gguf-q4_k_m", "gguf-q2_k")
 
 
+ENTRY_POINTS = "qadvisor.backends"  # a backend from another package: one module whose BACKEND is a Backend
+
+
 @cache
 def backends() -> dict[str, Backend]:
-    modules = list(BACKEND_MODULES)
+    """qadvisor's own backends, then any registered under the `qadvisor.backends` entry-point group (a module
+    path each): adding a backend is that module and its one registration, nothing more."""
+    modules = [f"qadvisor.quantizers.{m}" for m in BACKEND_MODULES]
     if os.environ.get(MOCK_ENV) == "1":
-        modules.append("mock")
+        modules.append("qadvisor.quantizers.mock")
+    modules += [ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINTS)]
     found = {}
     for module in modules:
-        backend = importlib.import_module(f"qadvisor.quantizers.{module}").BACKEND
+        backend = importlib.import_module(module).BACKEND
+        if backend.name in found:
+            raise UserError(f"two backends are named {backend.name!r} ({module} and another): rename one")
         found[backend.name] = backend
     return found
 

@@ -10,6 +10,7 @@ WEIGHTS_FILE = "model.pt"  # torchao tensor subclasses serialise through torch.s
 
 class TorchAOBackend(Backend):
     name = "torchao"
+    stand_in = "torchao-int8"
     package = "torchao"
     install_hint = "pip install torchao"
     methods = (

@@ -123,7 +123,7 @@ def _streamed(export: RunExport, model: str, method: str) -> dict | None:
 def _why_left_out(method: str, plan: Plan, row: PlanRow | None) -> str:
     from qadvisor.core.plan import planner
 
-    if row is None and weights_name(method) in planner.FORMAT_BY_NAME:
+    if row is None and planner.format_for(weights_name(method)) is not None:
         return f"not timed on slices of {plan.model} (each method costs minutes there; add it to the target methods)"
     if row is None:
         return "the planner has no entry for it"

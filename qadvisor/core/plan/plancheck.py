@@ -29,7 +29,7 @@ def predicted_vs_measured(model_dir: Path, results: list[TrialResult], kv_positi
         if r.status != "ok" or not r.size_bytes:
             continue
         weights, kv = planner.split_stack(r.method)
-        fmt = planner.FORMAT_BY_NAME.get(weights)
+        fmt = planner.format_for(weights)
         if fmt is None:
             continue
         predicted, _ = planner.weights_bytes(arch, fmt)

@@ -142,6 +142,23 @@ FORMATS: tuple[Format, ...] = (
 FORMAT_BY_NAME = {f.method: f for f in FORMATS}
 
 
+def format_for(name: str) -> Format | None:
+    """How `name` stores its weights: the formats above, measured against real files; else, for a method another
+    backend's catalogue entry adds, its bits and group (an estimate, labelled so). None: not a weight method."""
+    if name in FORMAT_BY_NAME:
+        return FORMAT_BY_NAME[name]
+    from qadvisor.quantizers import registry
+
+    spec = registry.methods().get(name)
+    if spec is None or spec.component != "weights":
+        return None
+    group = spec.group_size
+    return _grouped(name, spec.bits, group, 2, 0, f"in·out·{spec.bits:g}/8 + a bf16 scale per {group} inputs of "
+                    "each row (estimate: from its catalogue entry's bits and group)") if group else Format(
+        name, spec.bits, lambda i, o: i * o * spec.bits / 8 + o * 2,
+        f"in·out·{spec.bits:g}/8 + a bf16 scale per row (estimate: from its catalogue entry's bits)")
+
+
 def _data(name: str) -> dict:
     return json.loads(resources.files("qadvisor.data").joinpath(name).read_text(encoding="utf-8"))
 
@@ -315,7 +332,7 @@ def parse_target(text: str, ram_available: int | None = None, probe: Callable[[]
 def _row(arch: Architecture, target: Target, name: str, context: int, batch: int, prompt: int, bf16_held: int) -> PlanRow:
     """One method's estimates; a KV stack (`bnb-nf4+kv-int4`) has its weights' sizes and a quantized cache."""
     weights, kv_spec = split_stack(name)
-    fmt = FORMAT_BY_NAME[weights]
+    fmt = format_for(weights)
     held, read = weights_bytes(arch, fmt)
     kv = kv_cache_bytes(arch, context, batch, kv=kv_spec, prompt=prompt)
     state = state_bytes(arch, batch)
@@ -346,14 +363,14 @@ def plan(arch: Architecture, target: Target, context: int = 2048, batch: int = 1
     if not 1 <= prompt <= context:
         raise UserError("--prompt-tokens must be between 1 and --context")
     chosen = methods or [f.method for f in FORMATS]
-    unknown = [m for m in chosen if weights_name(m) not in FORMAT_BY_NAME]
+    unknown = [m for m in chosen if format_for(weights_name(m)) is None]
     if unknown:
         raise UserError(f"the planner does not know {', '.join(unknown)}; it knows {', '.join(FORMAT_BY_NAME)} "
                         "(each optionally +kv-int4 or +kv-int2)")
     bf16_held, _ = weights_bytes(arch, FORMAT_BY_NAME["bf16"])
     rows = [_row(arch, target, name, context, batch, prompt, bf16_held) for name in chosen]
     weights = {weights_name(name) for name in chosen}
-    formulas = dict(FORMULAS, **{f"bytes(in,out) {f.method}": f.formula for f in FORMATS if f.method in weights})
+    formulas = dict(FORMULAS, **{f"bytes(in,out) {w}": format_for(w).formula for w in sorted(weights)})
     return Plan(model=arch.name, family=arch.family_label, params=param_count(arch),
                 active_params=active_param_count(arch), stored_extra_params=stored_extra_params(arch), context=context,
                 batch=batch, prompt_tokens=prompt, target=target, plans=rows, formulas=formulas,

@@ -108,7 +108,7 @@ def slice_dir(cache_root: Path, model: str, layers: int) -> Path:
 def why_not_sliceable(recipe) -> str:
     """Why slices cannot time this recipe ('' when they can)."""
     spec = recipe.weights  # a KV stack's weights are timed: its cache is planned for the target's context
-    if spec.name not in planner.FORMAT_BY_NAME:
+    if planner.format_for(spec.name) is None:
         return f"{spec.name}: the planner has no entry for it, so there is nothing to project onto"
     return ""
 
