@@ -13,7 +13,19 @@ from qadvisor.schemas.result import TrialResult
 STEPS = ("load", "quantize", "save", "reload", "evaluate", "benchmark")
 
 
-class Progress(BaseModel):
+# Where an event comes from: the fp32 reference, a method's trial, a slice of the --plan-for model (its building,
+# a method at one depth, their timing side by side) or the target's accuracy streamed layer by layer. Faces route
+# by it; the method string is for the eye only.
+Stage = Literal["reference", "trial", "slice", "stream"]
+
+
+class Staged(BaseModel):
+    stage: Stage = "trial"
+    node: str | None = None  # --cluster: the node it ran on
+    depth: int | None = None  # a slice's decoder layers (None: the whole model)
+
+
+class Progress(Staged):
     type: Literal["progress"] = "progress"
     method: str
     step: str  # one of STEPS
@@ -21,19 +33,19 @@ class Progress(BaseModel):
     message: str = ""
 
 
-class Metric(BaseModel):
+class Metric(Staged):
     type: Literal["metric"] = "metric"
     method: str
     name: str  # a TrialResult field name
     value: float
 
 
-class Result(BaseModel):
+class Result(Staged):
     type: Literal["result"] = "result"
     result: TrialResult
 
 
-class Error(BaseModel):
+class Error(Staged):
     type: Literal["error"] = "error"
     method: str
     message: str

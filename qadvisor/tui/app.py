@@ -262,7 +262,7 @@ class QAdvisorApp(App):
 def show_event(screen: RunScreen, event) -> None:
     """Route one core event to its place on the run screen: the reference line, a method's panel, the slices line."""
     match event:
-        case Progress(method=m) | Error(method=m) if m.split(" @ ")[0] == "reference":
+        case Progress(stage="reference") | Error(stage="reference"):
             screen.show_line("reference", f"reference: {event.step if isinstance(event, Progress) else '[red]error[/]'} "
                                           f"{event.message}")
             return
@@ -273,10 +273,12 @@ def show_event(screen: RunScreen, event) -> None:
     if not screen.reference_done:  # trials start only once the fp32 reference is ready
         screen.reference_done = True
         screen.show_line("reference", "reference: fp32 log-probs and bf16 size ready")
-    panel = screen.panel(method)
-    if panel is None:  # a slice of the --plan-for model: a line per method and depth
+    panel = screen.panel(method) if event.stage == "trial" else None
+    if event.stage in ("slice", "stream"):  # the --plan-for model: a line per method and depth, or streamed
         if not isinstance(event, Metric):
             show_slice(screen, event)
+    elif panel is None:
+        return
     elif isinstance(event, Result):
         panel.finish(event.result)
         screen.query_one("#plot").add(event.result)
@@ -308,7 +310,7 @@ def _slice_line(event) -> str:
             return f"slices: {r.method}: decode {r.decode_tok_s:.2f} tok/s, prefill {r.prefill_tok_s:.1f} tok/s"
         case Result(result=r):
             return f"slices: [red]{r.method}: {r.status}: {r.reason}[/]"
-        case Progress() if event.method.endswith(" streamed"):  # core.measure.streamed: the target's own accuracy
+        case Progress(stage="stream"):  # core.measure.streamed: the target's own accuracy
             return f"{event.method}: {event.message}"
         case Progress():
             pct = f" {100 * event.fraction:.0f}%" if event.fraction is not None else ""

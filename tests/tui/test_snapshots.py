@@ -75,7 +75,7 @@ class ScriptedRun:
     def events(self, cancel):
         from qadvisor.schemas.events import Metric, Progress, Result
 
-        yield Progress(method="reference", step="done", message="fp32 reference log-probs ready")
+        yield Progress(method="reference", step="done", message="fp32 reference log-probs ready", stage="reference")
         for r in RECORDED[:3]:
             yield Progress(method=r.method, step="benchmark", message="warm-up + 5 repeats")
             for name in ("size_bytes", "compression_ratio", "decode_tok_s", "decode_tok_s_spread", "ppl_delta_pct",

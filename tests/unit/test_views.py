@@ -222,3 +222,39 @@ def test_the_score_column_says_ruled_out_only_for_a_method_the_limits_rule_out()
     export.results.append(result("q2", 9, 100.0, 0.5, 40.0))  # +40 % perplexity: balanced allows +10 %
     rows = {row[0]: row[2] for row in score_view(readvise(export, load_profile("balanced"))).rows}
     assert rows == {"fp32": "—", "q2": "ruled out"}
+
+
+def test_every_event_says_its_stage_so_no_face_parses_a_method_name():
+    """The stage, node and depth are fields: the TUI routes by them (a slice's event named like a trial's, a
+    node's reference, a streamed layer)."""
+    from qadvisor.schemas.events import EventEnvelope, Progress, Result
+    from qadvisor.schemas.result import TrialResult
+
+    event = Progress(method="gguf-q8_0 @2L", step="quantize", stage="slice", depth=2)
+    again = EventEnvelope.model_validate_json(EventEnvelope(event=event).model_dump_json()).event
+    assert (again.stage, again.depth, again.node) == ("slice", 2, None)
+    assert Progress(method="fp32", step="load").stage == "trial"  # what a trial's own process sends
+    result = Result(result=TrialResult(method="fp32", backend="torch", bits=32, status="ok"), node="n1")
+    assert result.node == "n1" and result.stage == "trial"
+
+
+def test_a_slices_trial_events_are_the_slices_with_their_depth():
+    from qadvisor.core.plan.slices import _relabelled
+    from qadvisor.schemas.events import Progress, Result
+    from qadvisor.schemas.result import TrialResult
+
+    def trial():
+        yield Progress(method="reference", step="evaluate", stage="reference")
+        yield Progress(method="gguf-q8_0", step="quantize")
+        yield Result(result=TrialResult(method="gguf-q8_0", backend="llamacpp", bits=8, status="ok", size_bytes=2**20))
+        return "done"
+
+    events = []
+    relabelled = _relabelled(trial(), "gguf-q8_0 @2L", 2)
+    while True:
+        try:
+            events.append(next(relabelled))
+        except StopIteration as stop:
+            assert stop.value == "done"
+            break
+    assert [(e.stage, e.depth, e.method) for e in events] == [("slice", 2, "gguf-q8_0 @2L")] * 3

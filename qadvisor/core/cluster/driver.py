@@ -358,7 +358,7 @@ class NodeTask:
             self.cluster.references.setdefault(node.kind, items["reference"])
         result = items.get("result")
         if error is not None:
-            out.put(Error(method=f"{method} @ {node.label}", message=error))
+            out.put(Error(method=f"{method} @ {node.label}", message=error, node=node.label))
             result = _unmeasured(self.cluster.recipe(method), "failed", error)
         elif result is None:
             result = _unmeasured(self.cluster.recipe(method), "cancelled", "cancelled by the user")
@@ -368,7 +368,7 @@ class NodeTask:
         """The per-kind task on `node`: its events relayed (results too, named with the node), its value."""
         items, error, _ = self.stream(node, out, function, *args, results_are_events=True)
         if error is not None:
-            out.put(Error(method=f"{function.__name__} @ {node.label}", message=error))
+            out.put(Error(method=f"{function.__name__} @ {node.label}", message=error, node=node.label))
         return items.get("value")
 
     def stream(self, node: Node, out: queue.Queue, function, *args,
@@ -406,10 +406,11 @@ def _unmeasured(recipe, status: str, reason: str) -> TrialResult:
 
 
 def _named(event: Event, node: Node) -> Event:
-    """An event from a node, its method named `METHOD @ NODE`."""
+    """An event from a node: its `node` set, and its method written `METHOD @ NODE` for the eye."""
     if isinstance(event, Result):
-        return Result(result=event.result.model_copy(update={"method": f"{event.result.method} @ {node.label}"}))
-    return event.model_copy(update={"method": f"{event.method} @ {node.label}"})
+        return event.model_copy(update={"node": node.label, "result": event.result.model_copy(
+            update={"method": f"{event.result.method} @ {node.label}"})})
+    return event.model_copy(update={"method": f"{event.method} @ {node.label}", "node": node.label})
 
 
 def _cause(exc) -> str:

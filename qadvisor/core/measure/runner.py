@@ -253,7 +253,7 @@ class Run:
             where = "computed once for this hardware kind (cluster)" if self.reference_given else "from cache"
             message = ("no reference model: size and speed only" if self.unreferenced
                        else f"reference log-probs {where}")
-            yield Progress(method="reference", step="evaluate", fraction=1.0, message=message)
+            yield Progress(method="reference", step="evaluate", fraction=1.0, message=message, stage="reference")
         self.reference = Reference.model_validate_json(ref_file.read_text())
 
     def reference_events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
@@ -394,14 +394,14 @@ def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float, 
            log_path: Path | None = None, died: list | None = None) -> Iterator[Event]:
     """Start `qadvisor.core.measure.worker` for one job and yield its events until it exits, is cancelled or times out. The
     job's output is appended to `log_path` (default: beside the job file); a fatal signal it died of goes in `died`."""
-    name = job.method or "reference"
+    name, stage = job.method or "reference", ("reference" if job.work == "reference" else "trial")
     job_file = work_dir / f"{name}.{job.work}.json"
     job_file.write_text(job.model_dump_json())
     log_path = log_path or work_dir / f"{name}.log"
     env = _safe_env(job)
     forkserver = forkserver if not env else None  # a safe configuration's environment must be there before torch loads
     if forkserver is not None and not forkserver.ready:  # seconds of silence otherwise (8 s on 2 slow cores)
-        yield Progress(method=name, step="load", message=WARM_START)
+        yield Progress(method=name, step="load", message=WARM_START, stage=stage)
     read_fd, write_fd = os.pipe()
     with open(log_path, "ab") as log:
         proc = _start(job_file, work_dir, write_fd, log, job.settings.threads, forkserver, env)
@@ -414,12 +414,12 @@ def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float, 
             _stop(proc)
     if not ended:
         if not cancel.is_set():
-            yield Error(method=name, message=f"timed out after {timeout_s:.0f} s; log: {log_path}")
+            yield Error(method=name, message=f"timed out after {timeout_s:.0f} s; log: {log_path}", stage=stage)
         return
     code = proc.wait()
     if died is not None and fallback.fatal(code):
         died.append(fallback.fatal(code))
-    yield from _ending(proc, code, reported, name, log_path)
+    yield from _ending(proc, code, reported, name, log_path, stage)
 
 
 def _safe_env(job: Job) -> dict[str, str]:
@@ -430,21 +430,21 @@ def _safe_env(job: Job) -> dict[str, str]:
     return {k: v for c in configs for k, v in c.env.items()}
 
 
-def _ending(proc, code: int, reported: list, name: str, log_path: Path) -> Iterator[Event]:
+def _ending(proc, code: int, reported: list, name: str, log_path: Path, stage: str = "trial") -> Iterator[Event]:
     """The error of a job whose process exited without reporting a result, if any."""
     if getattr(proc, "orphaned", False):  # nobody saw how the trial ended
         _stop(proc)  # in case it outlived the warm process
         if not reported:
             yield Error(method=name, message="the warm process that started the trial ended during it (killed, or "
-                                             f"out of memory) and the trial with it; log: {log_path}")
+                                             f"out of memory) and the trial with it; log: {log_path}", stage=stage)
     elif code < 0:
         # nobody here sends SIGKILL to a running trial but _stop, which sets `ended`: the kernel's OOM killer does
         oom = " — killed by the system, most likely out of memory (the OOM killer)" if code == -signal.SIGKILL else ""
         yield Error(method=name, message=f"the trial process crashed ({signal.Signals(-code).name}{oom}); "
-                                         f"log: {log_path}")
+                                         f"log: {log_path}", stage=stage)
     elif code != 0:
         log_tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-        yield Error(method=name, message=f"process exited with code {code}: {log_tail[0][:300]}; log: {log_path}")
+        yield Error(method=name, message=f"exited with code {code}: {log_tail[0][:300]}; log: {log_path}", stage=stage)
 
 
 def _start(job_file: Path, work_dir: Path, write_fd: int, log, threads: int, forkserver: ForkServer | None,

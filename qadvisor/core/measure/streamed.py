@@ -217,7 +217,7 @@ def _pass(layers: Layers, name: str, make: Callable, table: Callable, dtype, can
         for i in range(count):
             if cancel is not None and cancel.is_set():
                 return None, None
-            yield Progress(method=f"{name} streamed", step="evaluate", fraction=i / count,
+            yield Progress(method=f"{name} streamed", stage="stream", step="evaluate", fraction=i / count,
                            message=f"layer {i + 1}/{count} of {layers.arch.name}")
             _check_room(layers, i)
             place = layers.place(i)
@@ -226,7 +226,7 @@ def _pass(layers: Layers, name: str, make: Callable, table: Callable, dtype, can
             hidden = layers.run(layer, hidden)
             del layer
         seconds = (time.perf_counter() - started) / count
-        yield Progress(method=f"{name} streamed", step="evaluate", fraction=1.0, message="final norm and head")
+        yield Progress(method=f"{name} streamed", stage="stream", step="evaluate", fraction=1.0, message="final norm and head")
         return _logits(layers, hidden, table, head_input), seconds
 
 

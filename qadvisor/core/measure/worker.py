@@ -28,18 +28,18 @@ LOGPROBS_FILE = "reference_logprobs.pt"
 
 
 class Emitter:
-    def __init__(self, fd: int, method: str):
+    def __init__(self, fd: int, method: str, stage: str = "trial"):
         self.stream = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
-        self.method = method
+        self.method, self.stage = method, stage
 
     def send(self, event) -> None:
         self.stream.write(EventEnvelope(event=event).model_dump_json() + "\n")
 
     def progress(self, step: str, fraction: float | None = None, message: str = "") -> None:
-        self.send(Progress(method=self.method, step=step, fraction=fraction, message=message))
+        self.send(Progress(method=self.method, step=step, fraction=fraction, message=message, stage=self.stage))
 
     def metric(self, name: str, value: float) -> None:
-        self.send(Metric(method=self.method, name=name, value=float(value)))
+        self.send(Metric(method=self.method, name=name, value=float(value), stage=self.stage))
 
 
 def _prepare(job: Job):
@@ -342,7 +342,8 @@ def _failure(exc: Exception) -> str:
 
 def main(argv: list[str]) -> int:
     job = Job.model_validate_json(Path(argv[1]).read_text())
-    out = Emitter(int(os.environ["QADVISOR_EVENT_FD"]), job.method or "reference")
+    out = Emitter(int(os.environ["QADVISOR_EVENT_FD"]), job.method or "reference",
+                  "reference" if job.work == "reference" else "trial")
     warm_imports()
     started = time.perf_counter()
     try:

@@ -179,13 +179,14 @@ class SliceMeasurement:
         self.settings = pace.with_baseline(self.settings)  # the machine's pace before any slice work
         deep = self.slice_dir(self.depths[-1])
         for i, layers in enumerate(reversed(self.depths)):  # the shallow slice links the deep one's first shards
-            yield Progress(method="slices", step="build", fraction=i / len(self.depths),
+            yield Progress(method="slices", step="build", fraction=i / len(self.depths), stage="slice",
                            message=f"{layers}-layer slice of {self.arch.name} (random bf16 weights, cached)")
             sliced = slice_architecture(self.arch, layers)
             synthetic.build(sliced, self.slice_dir(layers), shipped_model_dir(),
                             {"slice_of": self.arch.name, "layers": layers, "need_bytes": need_bytes(sliced)},
                             reuse=deep if layers != self.depths[-1] else None)
-        yield Progress(method="slices", step="build", fraction=1.0, message="disk read rate (for GGUF streamed by mmap)")
+        yield Progress(method="slices", step="build", fraction=1.0, message="disk read rate (for GGUF streamed by mmap)",
+                       stage="slice")
         shards = sorted(self.slice_dir(self.depths[-1]).glob("*.safetensors"), key=lambda p: p.stat().st_size)
         self.disk_read_gb_s = probe_disk_read_gb_s(shards[-1])
         self.wall_s["slices"] = time.perf_counter() - started
@@ -224,12 +225,13 @@ class SliceMeasurement:
             result = yield from self._trial(method, label, source, tmp / label, cancel)
             results.append(result)
             if result.status != "ok":
-                yield Result(result=result.model_copy(update={"method": f"{method} {label}"}))
+                yield Result(result=result.model_copy(update={"method": f"{method} {label}"}), stage="slice",
+                             depth=_depth(label))
                 return results
         timing = time_side_by_side(registry.parse_methods(method)[0], [tmp / label / method for label, _ in sources], sources[0][1],
                                    self.settings, results[0].device or "", tmp, cancel,
                                    probe_dir=paths.probe_dir(self.cache_root))
-        timed = yield from _relabelled(timing, f"{method} {' + '.join(label for label, _ in sources)}")
+        timed = yield from _relabelled(timing, f"{method} {' + '.join(label for label, _ in sources)}", None)
         if len(timed) == len(results):
             results = [r.model_copy(update={k: getattr(t, k) for k in (*SPEED_FIELDS, "notes")}) for r, t in zip(results, timed)]
         else:
@@ -237,7 +239,8 @@ class SliceMeasurement:
             why = "cancelled by the user" if cancel.is_set() else "timing side by side failed (its log is in the trial folder)"
             results = [r.model_copy(update={"status": status, "reason": why}) for r in results]
         for (label, _), result in zip(sources, results):
-            yield Result(result=result.model_copy(update={"method": f"{method} {label}"}))
+            yield Result(result=result.model_copy(update={"method": f"{method} {label}"}), stage="slice",
+                         depth=_depth(label))
         return results
 
     def _trial(self, method: str, label: str, source: Path, work_dir: Path, cancel: threading.Event):
@@ -245,15 +248,20 @@ class SliceMeasurement:
         request = RunRequest(model_dir=str(source), methods=[method], settings=self.settings.model_copy(
             update={"benchmark": False}), cache_dir=self.cache_root, work_dir=work_dir)
         run = Run(request, self.hardware)
-        yield from _relabelled(run.events(cancel), f"{method} {label}")
+        yield from _relabelled(run.events(cancel), f"{method} {label}", _depth(label))
         return run.results[0] if run.results else TrialResult(
             method=method, backend="", bits=0, status="cancelled", reason="cancelled by the user")
 
 
-def _relabelled(events, label: str):
-    """Yield `events` with `label` as their method ("gguf-q8_0 @2L", for the eye and so that a face never takes a
-    slice's numbers for the proxy's); a trial's result becomes a progress line, its numbers come after the timing.
-    Returns what `events` returns."""
+def _depth(label: str) -> int | None:
+    """`@2L` → 2; `whole` → None."""
+    return int(label[1:-1]) if label.startswith("@") else None
+
+
+def _relabelled(events, label: str, depth: int | None):
+    """Yield `events` as a slice's (stage `slice`, its depth; `label` as their method, "gguf-q8_0 @2L", for the eye):
+    a face never takes a slice's numbers for the proxy's; a trial's result becomes a progress line, its numbers come
+    after the timing. Returns what `events` returns."""
     while True:
         try:
             event = next(events)
@@ -262,9 +270,10 @@ def _relabelled(events, label: str):
         if isinstance(event, Result):
             r = event.result
             yield Progress(method=label, step="save", fraction=1.0, message=f"{r.status}: saved "
-                           f"{(r.size_bytes or 0) / 2**20:,.1f} MiB" if r.status == "ok" else f"{r.status}: {r.reason}")
+                           f"{(r.size_bytes or 0) / 2**20:,.1f} MiB" if r.status == "ok" else f"{r.status}: {r.reason}",
+                           stage="slice", depth=depth)
         else:  # the slice's own reference step too: a face must not show it as the proxy's
-            yield event.model_copy(update={"method": label})
+            yield event.model_copy(update={"method": label, "stage": "slice", "depth": depth})
 
 
 def _beside_bound(p: Projection, bound: float) -> Projection:
