@@ -28,12 +28,12 @@ def _target_methods(opts: RunOptions) -> list[str]:
         missing = [m for m in opts.target_methods if m not in opts.methods]
         if missing:
             raise UserError(f"target methods: {', '.join(missing)} not among the methods to try, so there is no "
-                            "accuracy to pair with")
+                            "accuracy to pair with", field="target_methods")
         return opts.target_methods
     chosen = [m for m in opts.methods if weights_name(m) in TARGET_DEFAULT] or [m for m in opts.methods if sliceable(m)]
     if not chosen:
         raise UserError(f"target methods: none of the methods to try can be timed on slices of {opts.plan_for} "
-                        "(the planner has no entry for them)")
+                        "(the planner has no entry for them)", field="target_methods")
     return chosen
 
 
@@ -76,13 +76,13 @@ def as_checkpoints(opts: RunOptions) -> RunOptions:
     elif opts.reference:
         raise UserError(f"--reference is the unquantized model a quantized checkpoint is compared with, and --model "
                         f"{opts.model or '(the shipped model)'} is not one (a .gguf file, or a folder whose config.json "
-                        "has a quantization_config)")
+                        "has a quantization_config)", field="model")
     if not opts.checkpoints:
         return opts.model_copy(update={"model": hub.resolve(opts.model)})
     if opts.stream or opts.plan_for or opts.cluster:
         given = "--stream" if opts.stream else "--plan-for" if opts.plan_for else "--cluster"
         raise UserError(f"{given} works on an unquantized model; a quantized checkpoint is measured as shipped here, "
-                        "on this machine: drop one of them")
+                        "on this machine: drop one of them", field="checkpoint")
     methods = opts.methods if "methods" in opts.model_fields_set else []
     return opts.model_copy(update={"checkpoints": [hub.resolve(p) for p in opts.checkpoints],
                                    "model": hub.resolve(opts.model), "methods": methods})
@@ -116,7 +116,7 @@ def as_streamed_target(opts: RunOptions, say: Callable[[str], None]) -> RunOptio
     folder = Path(opts.model) if opts.model and not opts.model.startswith(modelio.SYNTHETIC_PREFIX) else None
     if folder is None or not folder.is_dir():
         if opts.stream:
-            raise UserError("--stream measures a checkpoint folder one layer at a time: pass --model DIR")
+            raise UserError("--stream measures a checkpoint folder one layer at a time: pass --model DIR", field="model")
         return opts
     config = modelio.check_model_dir(folder)
     need = memory.floor_bytes(modelio.stored_params(folder), config["vocab_size"])
@@ -124,7 +124,7 @@ def as_streamed_target(opts: RunOptions, say: Callable[[str], None]) -> RunOptio
     if not opts.stream and need <= free:
         return opts
     if opts.plan_for:
-        raise UserError(f"--plan-for {opts.plan_for}: streaming makes --model {folder} the target; drop one of them")
+        raise UserError(f"--plan-for {opts.plan_for}: streaming makes --model {folder} the target; drop one of them", field="plan_for")
     if folder.resolve() == modelio.shipped_model_dir().resolve():
         say(f"--stream: {folder.name} is the shipped model, which the whole-model trials measure exactly: nothing "
             "is streamed")
@@ -163,7 +163,7 @@ class AutoSession:
         check_output_paths(opts.export, opts.report)  # a run of minutes must not fail at its last step
         check_output_dir(opts.keep_models, "--keep-models")
         if opts.pin and not opts.cluster:
-            raise UserError("--pin places methods on the nodes of a Ray cluster: it needs --cluster")
+            raise UserError("--pin places methods on the nodes of a Ray cluster: it needs --cluster", field="pin")
         from qadvisor.core import hub
 
         opts = as_checkpoints(opts).model_copy(update={"plan_for": hub.resolve(opts.plan_for)})

@@ -75,7 +75,7 @@ class PriorityOptions(BaseModel):
 
     def priorities(self) -> Priorities:
         weights = ",".join(f"{k}={v:g}" for k in ("storage", "latency", "accuracy") if (v := getattr(self, k)) is not None)
-        limits = {"max_size_bytes": parse_size(self.max_size) if self.max_size else None,
+        limits = {"max_size_bytes": parse_size(self.max_size, field="max_size") if self.max_size else None,
                   "min_decode_tok_s": self.min_tok_s, "max_ppl_rise_pct": self.max_ppl_rise, "max_kl": self.max_kl}
         built = build_priorities(self.profile, weights or None, limits, self.replace_limits)
         return built.model_copy(update={"accept_unverified_accuracy": True}) if self.accept_unverified_accuracy else built
@@ -104,9 +104,10 @@ def _checked(model: type[BaseModel], values: dict, prefix: str):
         return model(**{k: v for k, v in values.items() if v is not None and v != ""})
     except ValidationError as exc:
         err = exc.errors()[0]
-        name = prefix + str(err["loc"][0]).replace("_", "-" if prefix else " ")
+        field = str(err["loc"][0])
+        name = prefix + field.replace("_", "-" if prefix else " ")
         ctx = err.get("ctx", {})
         for key, words in (("ge", "at least"), ("gt", "above")):
             if key in ctx:
-                raise UserError(f"{name} must be {words} {ctx[key]}") from None
-        raise UserError(f"{name}: {err['msg'].removeprefix('Value error, ')}") from None
+                raise UserError(f"{name} must be {words} {ctx[key]}", field=field) from None
+        raise UserError(f"{name}: {err['msg'].removeprefix('Value error, ')}", field=field) from None

@@ -76,11 +76,12 @@ SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.
 UNITS = {"b": 1, "kb": 1e3, "kib": 2**10, "mb": 1e6, "mib": 2**20, "gb": 1e9, "gib": 2**30}
 
 
-def parse_size(text: str, name: str = "max size") -> int:
-    """`500MB`, `1.5GiB`, `20000000` → bytes; `name` is the field as the user sees it, for the error line."""
+def parse_size(text: str, name: str = "max size", field: str | None = None) -> int:
+    """`500MB`, `1.5GiB`, `20000000` → bytes; `name` is the field as the user sees it, for the error line, `field`
+    the option it came from."""
     match = SIZE_RE.match(text)
     if not match:
-        raise UserError(f"{name} {text!r}: not a size; write e.g. 500MiB, 2GB or a number of bytes")
+        raise UserError(f"{name} {text!r}: not a size; write e.g. 500MiB, 2GB or a number of bytes", field=field)
     return int(float(match.group(1)) * UNITS[(match.group(2) or "b").lower()])
 
 
@@ -122,4 +123,10 @@ def build_priorities(profile: str | Priorities, weights: str | None = None, limi
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(x) for x in first["loc"]) or "weights"  # a check across fields: the weights together
-        raise UserError(f"{field}: {first['msg'].removeprefix('Value error, ')}") from None
+        option = OPTION_OF.get(str(first["loc"][-1]) if first["loc"] else "storage")
+        raise UserError(f"{field}: {first['msg'].removeprefix('Value error, ')}", field=option) from None
+
+
+# a Priorities field → the option that sets it (app.options.PriorityOptions), for an error to point at
+OPTION_OF = {"storage": "storage", "latency": "latency", "accuracy": "accuracy", "max_size_bytes": "max_size",
+             "min_decode_tok_s": "min_tok_s", "max_ppl_rise_pct": "max_ppl_rise", "max_kl": "max_kl"}

@@ -76,6 +76,7 @@ class QAdvisorApp(App):
         self.methods = methods
         self.model_hint = model_hint
         self.run_factory = run_factory  # (form dict, priorities) -> core Run; raises UserError on bad input
+        self.error_field: str | None = None  # the form input the last error is about (UserError.field)
         self.priorities: Priorities = load_profile("balanced")
         self.export: RunExport | None = export
         self.doctor = doctor  # the last `qadvisor doctor` report kept here (app.doctor.saved_report), for the first screen
@@ -140,13 +141,16 @@ class QAdvisorApp(App):
 
     # running
     def start_run(self, form: dict) -> str:
-        """Check the form through the core, then measure in a worker; returns an error line or ''."""
+        """Check the form through the core, then measure in a worker; returns an error line or '' (the input it is
+        about, where the error names one, in `error_field`)."""
+        self.error_field = None
         try:
             self.priorities = self.priorities_from(form)
             if not form["methods"] and not form.get("checkpoint"):
                 raise UserError("choose at least one method (or a checkpoint to measure as shipped)")
             session = self.run_factory(form, self.priorities)
         except UserError as exc:
+            self.error_field = exc.field
             return str(exc)
         self.cancel = threading.Event()
         self.run_state(True, "measuring…")

@@ -161,7 +161,8 @@ class PrioritiesScreen(Screen):
         self.query_one("#form-error", Static).update(f"[red]{error}[/]" if error else "")
         for field in self.query(Input):
             field.remove_class("error")
-        field_id = field_of(error) if error else None
+        # the field the error carries; core errors that do not carry one yet are matched by their first words
+        field_id = (getattr(self.app, "error_field", None) or field_of(error)) if error else None
         if field_id:  # the field itself: outlined in red and focused (scrolled to), the line beside it as a toast
             field = self.query_one(f"#{field_id}", Input)
             field.add_class("error")

@@ -4,6 +4,7 @@ import json
 import shutil
 
 import pytest
+from qadvisor.errors import UserError
 
 from tests.conftest import SHIPPED, run_cli
 
@@ -225,3 +226,26 @@ def test_a_cluster_address_that_cannot_work_is_one_line_at_once(tmp_path, addres
     proc = run_cli("--auto", "--cluster", address, "--methods", "fp32", env={"QADVISOR_CACHE": str(tmp_path / "c")},
                    timeout=60)
     _assert_one_line_error(proc, fragment)
+
+
+@pytest.mark.parametrize("values, field", [
+    ({"repeats": 0}, "repeats"), ({"decode_tokens": -1}, "decode_tokens"), ({"prompt_tokens": 0}, "prompt_tokens"),
+])
+def test_an_options_error_names_its_field_so_no_face_reads_the_words_back(values, field):
+    from qadvisor.app.options import run_options
+
+    with pytest.raises(UserError) as caught:
+        run_options(prefix="", **values)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize("values, field", [
+    ({"max_size": "big"}, "max_size"), ({"min_tok_s": 0}, "min_tok_s"), ({"max_kl": -1}, "max_kl"),
+    ({"storage": 0, "latency": 0, "accuracy": 0}, "storage"),
+])
+def test_a_priorities_error_names_its_field(values, field):
+    from qadvisor.app.options import priority_options
+
+    with pytest.raises(UserError) as caught:
+        priority_options(prefix="", **values).priorities()
+    assert caught.value.field == field
