@@ -4,7 +4,7 @@
 # synthetic:Qwen2.5-1.5B, and write one JSON: $OUT/gpu_check.json (OUT defaults to ./gpu-check).
 #
 #   bash benchmarks/gpu_check.sh                 # online: pip installs the extras
-#   bash benchmarks/gpu_check.sh                 # offline: wheels in .whl/ are installed first (see README: GPU)
+#   bash benchmarks/gpu_check.sh                 # offline: wheels put in .whl/ beforehand are installed first
 #
 # Each step has its own time limit and the script goes on after a failed one: the JSON says what each step did.
 set -uo pipefail
