@@ -34,7 +34,7 @@ GGUF_ARCHITECTURES = ("qwen2", "qwen3", "qwen3moe", "qwen3next", "qwen35", "qwen
 
 
 @dataclass(frozen=True)
-class Format:
+class CheckpointFormat:
     """A quantized format qadvisor measures as shipped: where a checkpoint says it is one, and what reads it."""
 
     name: str
@@ -45,13 +45,14 @@ class Format:
 
 
 FORMATS = (
-    Format("gptq", "gptq", "gptq", "gptqmodel", "BUILD_CUDA_EXT=0 pip install gptqmodel==7.6.0"),
-    Format("awq", "awq", "awq", "gptqmodel", "BUILD_CUDA_EXT=0 pip install gptqmodel==7.6.0"),
-    Format("bnb", "bitsandbytes", "bnb", "bitsandbytes", "pip install 'bitsandbytes>=0.49'"),
-    Format("compressed-tensors", "compressed-tensors", "torch", "compressed-tensors", "pip install compressed-tensors"),
+    CheckpointFormat("gptq", "gptq", "gptq", "gptqmodel", "BUILD_CUDA_EXT=0 pip install gptqmodel==7.6.0"),
+    CheckpointFormat("awq", "awq", "awq", "gptqmodel", "BUILD_CUDA_EXT=0 pip install gptqmodel==7.6.0"),
+    CheckpointFormat("bnb", "bitsandbytes", "bnb", "bitsandbytes", "pip install 'bitsandbytes>=0.49'"),
+    CheckpointFormat("compressed-tensors", "compressed-tensors", "torch", "compressed-tensors",
+                     "pip install compressed-tensors"),
     # Qwen's FP8 releases (block-scaled e4m3): transformers reads them; on a CPU it dequantizes them as it loads
-    Format("fp8", "fp8", "torch", "transformers", "pip install 'transformers>=5.2'"),
-    Format("gguf", "", "llamacpp", "llama_cpp_python", "pip install llama-cpp-python gguf"),
+    CheckpointFormat("fp8", "fp8", "torch", "transformers", "pip install 'transformers>=5.2'"),
+    CheckpointFormat("gguf", "", "llamacpp", "llama_cpp_python", "pip install llama-cpp-python gguf"),
 )
 BY_QUANT_METHOD = {f.quant_method: f for f in FORMATS if f.quant_method}
 
@@ -69,7 +70,7 @@ def is_checkpoint(path: str | Path) -> bool:
         return False  # check_model_dir says what is wrong with it
 
 
-def installed(fmt: Format) -> tuple[bool, str]:
+def installed(fmt: CheckpointFormat) -> tuple[bool, str]:
     """Whether the library that reads `fmt` is here, and its version (or how to install it)."""
     try:
         return True, f"{fmt.package} {metadata.version(fmt.package)}"
@@ -90,7 +91,7 @@ def describe(path: str | Path) -> MethodSpec:
     return spec.model_copy(update={"source": str(path)})
 
 
-def _library(fmt: Format, path: Path) -> None:
+def _library(fmt: CheckpointFormat, path: Path) -> None:
     ok, why = installed(fmt)
     if not ok:
         raise UserError(f"{path}: a {fmt.name} checkpoint, and no installed library reads it: {why}")
