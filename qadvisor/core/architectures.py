@@ -3,10 +3,9 @@ Qwen3.5/3.6 shapes, a model folder's config, and the parameter counts of a shape
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from pathlib import Path
 
+from qadvisor.shipped import package_data
 from qadvisor.core.hub import folder_name
 from qadvisor.errors import UserError
 from qadvisor.schemas.architecture import Architecture, UnknownFamily
@@ -18,7 +17,7 @@ SHAPE_FILES = ("qwen2.5-architectures.json", "qwen3-architectures.json")
 def builtin_architectures() -> dict[str, Architecture]:
     found = {}
     for file in SHAPE_FILES:
-        shapes = json.loads(resources.files("qadvisor.data").joinpath(file).read_text(encoding="utf-8"))
+        shapes = package_data(file)
         found.update({name: Architecture(name=name, **shape) for name, shape in shapes.items()
                       if not name.startswith("_")})
     return found

@@ -11,12 +11,11 @@ takes no dense model's figure: its total size is not what a dense model of that 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
+from qadvisor.shipped import package_data
 
 NEAREST_FACTOR = 3.0  # a figure from a model more than this many times larger or smaller is no evidence at this size
 
@@ -36,7 +35,7 @@ RELEASES = {"gptq-int8": "GPTQ-Int8", "gptq-int4": "GPTQ-Int4", "awq-int4": "AWQ
 
 @cache
 def _data(name: str = "published-gguf-accuracy.json") -> dict:
-    return json.loads(resources.files("qadvisor.data").joinpath(name).read_text("utf-8"))
+    return package_data(name)
 
 
 def params_b(model: str) -> float | None:

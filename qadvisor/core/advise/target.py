@@ -8,9 +8,8 @@ priorities accept unverified accuracy.
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 
+from qadvisor.shipped import package_data
 from qadvisor.core.advise.advisor import advise
 from qadvisor.core.advise.evidence import evidence
 from qadvisor.schemas.export import GGUF_EMULATED, RunExport, TargetAdvice
@@ -147,7 +146,7 @@ def _bf16_bytes(plan: Plan) -> int:
 
 def published(model: str) -> dict | None:
     """Qwen's published accuracy of its quantized releases of the same size, with the source (None if none)."""
-    data = json.loads(resources.files("qadvisor.data").joinpath("qwen2-published-accuracy.json").read_text("utf-8"))
+    data = package_data("qwen2-published-accuracy.json")
     size = model.split("-")[-1]
     name = next((n for n in data["benchmarks"] if n.split("-")[1] == size), None)
     if name is None:
@@ -158,7 +157,7 @@ def published(model: str) -> dict | None:
 
 def published_speed(model: str) -> dict | None:
     """Qwen's published A100 decode speeds of its own releases of this size, with the source (None if none)."""
-    data = json.loads(resources.files("qadvisor.data").joinpath("qwen2.5-published-speed.json").read_text("utf-8"))
+    data = package_data("qwen2.5-published-speed.json")
     rows = data["speed"].get(model)
     return None if rows is None else {"model": f"{model}-Instruct", "engines": rows, "source": data["source"],
                                       "note": data["note"]}

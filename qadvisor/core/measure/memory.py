@@ -4,18 +4,17 @@ killed by the OOM killer minutes later. Each figure is an estimate from peak RSS
 
 from __future__ import annotations
 
-import json
 from functools import cache
-from importlib import resources
 
 import psutil
 
+from qadvisor.shipped import package_data
 from qadvisor.errors import UserError
 
 
 @cache
 def measured() -> dict:
-    return json.loads(resources.files("qadvisor.data").joinpath("trial-memory.json").read_text(encoding="utf-8"))
+    return package_data("trial-memory.json")
 
 
 def need_bytes(backend: str, params: int, vocab: int, scored_tokens: int) -> int:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from importlib import resources
 from typing import Callable
 
+from qadvisor.shipped import package_data
 from qadvisor.core.architectures import active_param_count, param_count, stored_extra_params
 from qadvisor.errors import UserError
 from qadvisor.schemas.method import MethodSpec, weights_name
@@ -160,7 +159,7 @@ def format_for(name: str) -> Format | None:
 
 
 def _data(name: str) -> dict:
-    return json.loads(resources.files("qadvisor.data").joinpath(name).read_text(encoding="utf-8"))
+    return package_data(name)
 
 
 def gpu_table() -> dict[str, dict]:
