@@ -229,13 +229,12 @@ def cmd_doctor(args) -> int:
     from qadvisor.app.doctor import run_doctor
     from qadvisor.app.views import doctor_view
     from qadvisor.console import print_view
-    from qadvisor.core.hardware import detect, resolve_device
+    from qadvisor.core.hardware import detect, where_to_run
 
     info = detect(with_backends=False)
-    threads = args.threads if args.threads is not None else info.physical_cores
-    if threads < 1:
+    if args.threads is not None and args.threads < 1:
         raise UserError("--threads must be at least 1")
-    device = resolve_device(args.device)
+    device, threads = where_to_run(args.device, args.threads, info)
     print(f"qadvisor doctor: each installed backend quantizes and decodes the shipped model in its own processes "
           f"({device}, {threads} threads)", flush=True)
     report = run_doctor(info, threads, lambda line: print(f"  {line}", flush=True), device)

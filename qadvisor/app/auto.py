@@ -155,7 +155,7 @@ class AutoSession:
 
     def __init__(self, opts: RunOptions, priorities: Priorities, say: Callable[[str], None] = lambda line: None):
         from qadvisor.app.plan import PlanJob, PlanOptions
-        from qadvisor.core.hardware import detect, resolve_device
+        from qadvisor.core.hardware import detect, where_to_run
         from qadvisor.core.measure.jobs import EvalSettings
         from qadvisor.core.measure.runner import Run, RunRequest
         from qadvisor.core.measure.session import Session
@@ -180,7 +180,8 @@ class AutoSession:
                                        threads=opts.threads, prompt_tokens=opts.prompt_tokens)
             self.plan_job = PlanJob(plan_options)  # on a cluster: checked here, measured on each kind's node
         self.hardware = detect()
-        settings = EvalSettings(device=resolve_device(opts.device), threads=opts.threads or self.hardware.physical_cores,
+        device, threads = where_to_run(opts.device, opts.threads, self.hardware)
+        settings = EvalSettings(device=device, threads=threads,
                                 repeats=opts.repeats, decode_tokens=opts.decode_tokens, prompt_tokens=opts.prompt_tokens)
         request = RunRequest(model_dir=opts.model, checkpoints=opts.checkpoints, methods=opts.methods, eval_text=opts.eval_text,
                              calib_text=opts.calib_text, settings=settings, work_dir=opts.keep_models,

@@ -80,7 +80,7 @@ def plan_here(payload, request_json: str, device: str, options_json: str) -> Ite
 
 
 def _measurement(opts: PlanOptions, arch, target, estimate: Plan):
-    from qadvisor.core.hardware import detect, resolve_device
+    from qadvisor.core.hardware import detect, where_to_run
     from qadvisor.core.measure.jobs import EvalSettings
     from qadvisor.core.paths import default_cache_dir
     from qadvisor.core.plan.slices import MEASURE_DEFAULT, SliceMeasurement
@@ -91,8 +91,8 @@ def _measurement(opts: PlanOptions, arch, target, estimate: Plan):
     if opts.batch != 1:
         raise UserError("--measure times batch 1 (as --auto does); drop --batch or plan without --measure")
     hardware = detect()
-    device = resolve_device(opts.device)
-    settings = EvalSettings(device=device, threads=opts.threads or hardware.physical_cores,
+    device, threads = where_to_run(opts.device, opts.threads, hardware)
+    settings = EvalSettings(device=device, threads=threads,
                             prompt_tokens=estimate.prompt_tokens)
     methods = opts.methods or list(MEASURE_DEFAULT)
     weights = list(dict.fromkeys(weights_name(m) for m in methods))  # a KV stack: its weights on slices

@@ -177,6 +177,12 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
+def where_to_run(device: str, threads: int | None, hw: HardwareInfo) -> tuple[str, int]:
+    """The device a run measures on (`auto` resolved) and its threads: those asked for, else one per physical core
+    — the one place these defaults are worked out."""
+    return resolve_device(device), threads or hw.physical_cores
+
+
 def hardware_kind(hw: HardwareInfo) -> str:
     """Machines that measure alike: same CPU, cores, instruction sets, RAM (to the GiB) and GPUs."""
     gpus = ", ".join(f"{g.name} {round(g.vram_bytes / 2**30)} GiB" for g in hw.gpus) or "no GPU"

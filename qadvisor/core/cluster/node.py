@@ -68,7 +68,7 @@ def pack(model_dir: Path, eval_text: Path, calib_text: Path) -> Payload | None:
 def node_run(payload: Payload | None, request_json: str, methods: list[str] | None, device: str):
     """This node's Run of `methods` (default: the request's): the shipped files from this node's cache, this node's
     hardware, device and cores."""
-    from qadvisor.core.hardware import detect, resolve_device
+    from qadvisor.core.hardware import detect, where_to_run
     from qadvisor.core.paths import default_cache_dir
     from qadvisor.core.measure.runner import Run, RunRequest
 
@@ -80,8 +80,8 @@ def node_run(payload: Payload | None, request_json: str, methods: list[str] | No
         folder = unpack_to(payload.data, default_cache_dir() / "cluster" / payload.key)  # once per content
         update.update(model_dir=str(folder / "model"), eval_text=folder / "eval.txt", calib_text=folder / "calib.txt")
     hardware = detect(with_backends=False)
-    settings = request.settings.model_copy(update={"device": resolve_device(device),
-                                                   "threads": request.settings.threads or hardware.physical_cores})
+    device, threads = where_to_run(device, request.settings.threads, hardware)
+    settings = request.settings.model_copy(update={"device": device, "threads": threads})
     run = Run(request.model_copy(update={**update, "settings": settings}), hardware)
     if payload is not None:
         run.model_hash = payload.model_hash  # the same files as the driver's
