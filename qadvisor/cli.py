@@ -312,20 +312,12 @@ def cmd_auto(args) -> int:
     """`qadvisor --auto`: measure every method, print the table, write the export. Ctrl-C stops the current trial
     and still prints and writes what finished (exit 130); a second Ctrl-C quits at once."""
     from qadvisor.app.auto import AutoSession
-    from qadvisor.app.options import run_options
+    from qadvisor.app.options import run_options, values_from_args
     from qadvisor.console import EventPrinter, print_run
     from qadvisor.core.hub import folder_name
 
-    def split(text):
-        return [m.strip() for m in text.split(",") if m.strip()] if text else None
-
     priorities = priorities_from_args(args)  # a bad profile fails before anything is measured
-    opts = run_options(model=args.model, reference=args.reference, methods=split(args.methods), eval_text=args.eval_text,
-                       calib_text=args.calib_text, keep_models=args.keep_models, export=args.export, report=args.report,
-                       reuse_cache=not args.no_cache, device=args.device, threads=args.threads, repeats=args.repeats,
-                       decode_tokens=args.decode_tokens, prompt_tokens=args.prompt_tokens, plan_for=args.plan_for, stream=args.stream,
-                       target=args.target, target_methods=split(args.target_methods), cluster=args.cluster,
-                       pin=args.pin)
+    opts = run_options(**values_from_args(args))
     printer = EventPrinter(0)
     session = AutoSession(opts, priorities, say=printer.say)
     run = session.run

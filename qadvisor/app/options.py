@@ -89,6 +89,24 @@ def default(option: str):
     return RunOptions.model_fields[option].default
 
 
+def names(text: str | None) -> list[str] | None:
+    """A comma-separated input's names (blank: None, the default)."""
+    return [n.strip() for n in text.split(",") if n.strip()] or None if text else None
+
+
+def values_from_args(args) -> dict:
+    """The command line's run inputs, by RunOptions field: what `--auto` runs with and what the TUI's form is laid
+    over (an option the command line lacks is None, the default)."""
+    arg = lambda name: getattr(args, name, None)  # noqa: E731
+    return dict(model=arg("model"), reference=arg("reference"), methods=names(arg("methods")),
+                eval_text=arg("eval_text"), calib_text=arg("calib_text"), keep_models=arg("keep_models"),
+                export=arg("export"), report=arg("report"), reuse_cache=not arg("no_cache"), device=arg("device"),
+                threads=arg("threads"), repeats=arg("repeats"), decode_tokens=arg("decode_tokens"),
+                prompt_tokens=arg("prompt_tokens"), plan_for=arg("plan_for"), stream=arg("stream"),
+                target=arg("target"), target_methods=names(arg("target_methods")), cluster=arg("cluster"),
+                pin=arg("pin"))
+
+
 def run_options(prefix: str = "--", **values) -> RunOptions:
     """RunOptions from a face's input (None or '': the default); a value out of range is one UserError line that
     names the option as the face shows it (`prefix`: '--' for the command line, '' for the TUI's fields)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from qadvisor.app.auto import AutoSession
-from qadvisor.app.options import run_options
+from qadvisor.app.options import names, run_options, values_from_args
 from qadvisor.app.views import method_rows
 from qadvisor.core.hardware import detect
 from qadvisor.core.measure.modelio import SHIPPED_MODEL_NAME
@@ -37,11 +37,6 @@ class TuiInputs:
     loaded_from: Path | None = None
 
 
-def _names(text: str | None) -> list[str] | None:
-    """A comma-separated field's names (blank: None, the default)."""
-    return [n.strip() for n in text.split(",") if n.strip()] or None if text else None
-
-
 def _reference(form: dict) -> str | None:
     """A checkpoint's reference where the model field is blank: the shipped model, as blank means everywhere on the
     form (the command line's --model CHECKPOINT alone measures size and speed only)."""
@@ -55,18 +50,18 @@ def tui_inputs(args) -> TuiInputs:
     export = load_export(args.load) if getattr(args, "load", None) else None
 
     def run_factory(form: dict, priorities) -> AutoSession:
-        """The same session `--auto` runs, from the priorities form; bad input raises UserError before anything runs."""
-        opts = run_options(prefix="", model=form.get("model") or args.model or _reference(form),
-                           checkpoints=form.get("checkpoint"),
-                           methods=registry.stack(form["methods"], form.get("kv")), plan_for=form.get("plan_for"),
-                           stream=form.get("stream") or getattr(args, "stream", None),
-                           target=form.get("target"), target_methods=_names(form.get("target_methods")),
-                           repeats=form.get("repeats"),
-                           decode_tokens=form.get("decode_tokens"), prompt_tokens=form.get("prompt_tokens"),
-                           reuse_cache=form.get("reuse_cache", True) and not getattr(args, "no_cache", False),
-                           cluster=form.get("cluster") or getattr(args, "cluster", None),
-                           pin=form.get("pin") or getattr(args, "pin", None))
-        return AutoSession(opts, priorities)
+        """The same session `--auto` runs: the command line's inputs with the priorities form laid over them (a
+        field left blank keeps the command line's value); bad input raises UserError before anything runs."""
+        given = values_from_args(args)
+        typed = {"model": form.get("model") or given["model"] or _reference(form), "checkpoints": form.get("checkpoint"),
+                 "methods": registry.stack(form["methods"], form.get("kv")), "plan_for": form.get("plan_for"),
+                 "stream": form.get("stream") or given["stream"], "target": form.get("target"),
+                 "target_methods": names(form.get("target_methods")), "repeats": form.get("repeats"),
+                 "decode_tokens": form.get("decode_tokens"), "prompt_tokens": form.get("prompt_tokens"),
+                 "reuse_cache": form.get("reuse_cache", True) and given["reuse_cache"],
+                 "cluster": form.get("cluster"), "pin": form.get("pin")}
+        values = {**given, **{k: v for k, v in typed.items() if v not in (None, "")}}
+        return AutoSession(run_options(prefix="", **{k: v for k, v in values.items() if k != "reference"}), priorities)
 
     from qadvisor.app.doctor import saved_report
 

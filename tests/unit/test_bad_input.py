@@ -249,3 +249,15 @@ def test_a_priorities_error_names_its_field(values, field):
     with pytest.raises(UserError) as caught:
         priority_options(prefix="", **values).priorities()
     assert caught.value.field == field
+
+
+def test_the_command_line_and_the_tui_form_map_their_input_through_one_function():
+    """What the command line says reaches the TUI's run too: the form's blank fields keep it."""
+    import argparse
+
+    from qadvisor.app.options import values_from_args
+
+    args = argparse.Namespace(model=None, threads=1, methods="fp32, gguf-q8_0", no_cache=True, eval_text=None)
+    values = values_from_args(args)
+    assert values["threads"] == 1 and values["methods"] == ["fp32", "gguf-q8_0"] and values["reuse_cache"] is False
+    assert values["plan_for"] is None  # an option the command line lacks: the default
