@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="does each backend quantize and decode here (or only with a fallback)? "
                             "About a minute on 2 cores")
     doctor.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    doctor.add_argument("--backends", help="only these backends, comma-separated (default: every one; "
+                                           "`qadvisor methods` names them)")
     doctor.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
                         help="where the backends run (default cpu; auto: cuda when torch sees a GPU)")
     cache = sub.add_parser("cache", help="what qadvisor keeps between runs ($QADVISOR_CACHE or ~/.cache/qadvisor)")
@@ -226,7 +228,7 @@ def cmd_advise(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from qadvisor.app.doctor import run_doctor
+    from qadvisor.app.doctor import doctor_backends, run_doctor
     from qadvisor.app.views import doctor_view
     from qadvisor.console import print_view
     from qadvisor.core.hardware import detect, where_to_run
@@ -234,10 +236,11 @@ def cmd_doctor(args) -> int:
     info = detect(with_backends=False)
     if args.threads is not None and args.threads < 1:
         raise UserError("--threads must be at least 1")
+    only = doctor_backends(args.backends)
     device, threads = where_to_run(args.device, args.threads, info)
     print(f"qadvisor doctor: each installed backend quantizes and decodes the shipped model in its own processes "
           f"({device}, {threads} threads)", flush=True)
-    report = run_doctor(info, threads, lambda line: print(f"  {line}", flush=True), device)
+    report = run_doctor(info, threads, lambda line: print(f"  {line}", flush=True), device, only)
     print_view(doctor_view(report), boxed=True)
     return 0
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from qadvisor.core import paths
+from qadvisor.errors import UserError
 from qadvisor.core.contention import contended, cpu_busy_now
 from qadvisor.core.measure.jobs import EvalSettings
 from qadvisor.core.measure.runner import Run, RunRequest
@@ -38,13 +39,27 @@ def report_path() -> Path:
     return paths.probe_dir(paths.default_cache_dir()) / REPORT_FILE
 
 
+def doctor_backends(text: str | None) -> list[str] | None:
+    """`--backends bnb,gptq` → those names, checked against the backends that have a stand-in (None: every one)."""
+    if not text:
+        return None
+    known = stand_in_methods()
+    chosen = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in known]
+    if unknown or not chosen:
+        raise UserError(f"--backends {text!r}: {', '.join(unknown) or 'none given'}; the backends are "
+                        f"{', '.join(known)}", field="backends")
+    return chosen
+
+
 def run_doctor(hardware: HardwareInfo, threads: int, say: Callable[[str], None] = lambda line: None,
-               device: str = "cpu") -> DoctorReport:
-    """Every backend's stand-in, measured here; the report is kept (report_path) and returned."""
+               device: str = "cpu", only: list[str] | None = None) -> DoctorReport:
+    """Every backend's stand-in (or `only` those backends'), measured here; the report is kept (report_path) and
+    returned."""
     started = time.perf_counter()
     busy = cpu_busy_now(1.0)
     ready = {b.backend for b in registry.availability(has_cuda=device == "cuda") if b.available}
-    stand_ins = stand_in_methods()
+    stand_ins = {b: m for b, m in stand_in_methods().items() if only is None or b in only}
     methods = [m for b, m in stand_ins.items() if b in ready]
     request = RunRequest(methods=methods, settings=SETTINGS.model_copy(update={"threads": threads, "device": device}),
                          trial_timeout_s=180, reuse_cache=False, calib_text=_small_calibration())
