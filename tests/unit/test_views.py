@@ -258,3 +258,31 @@ def test_a_slices_trial_events_are_the_slices_with_their_depth():
             assert stop.value == "done"
             break
     assert [(e.stage, e.depth, e.method) for e in events] == [("slice", 2, "gguf-q8_0 @2L")] * 3
+
+
+def test_doctor_quantizes_afresh_and_calibrates(monkeypatch):
+    """Never a cached file, and GPTQ's and AWQ's solvers on a small calibration (the run itself is measured in
+    tests/integration/test_isa_paths.py)."""
+    from qadvisor.app import doctor
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_run(request, hardware):
+        seen["request"] = request
+        raise Stop
+
+    monkeypatch.setattr(doctor, "Run", fake_run)
+    monkeypatch.setattr(doctor, "cpu_busy_now", lambda seconds: 0.0)
+    from qadvisor.core.hardware import detect
+
+    try:
+        doctor.run_doctor(detect(with_backends=False), 1, only=["gptq", "awq"])
+    except Stop:
+        pass
+    request = seen["request"]
+    assert request.reuse_cache is False and request.settings.score_accuracy  # calibrated, not rounded to nearest
+    assert request.methods == ["gptq-int4", "awq-int4"] or set(request.methods) <= {"gptq-int4", "awq-int4"}
+    assert len(request.calib_text.read_text().split("\n\n")) == doctor.CALIBRATION_PARAGRAPHS
