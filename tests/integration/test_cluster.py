@@ -1,6 +1,7 @@
 """`--cluster local`: a real Ray started on this machine (nothing reaches outside it). Trials run as Ray tasks on
 the node, each result names its node and hardware kind, and a Ray worker killed mid-trial fails that trial only."""
 
+from pathlib import Path
 import time
 
 import psutil
@@ -93,7 +94,9 @@ def two_nodes(tmp_path, monkeypatch):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    ray_cli = shutil.which("ray")
+    import sys
+
+    ray_cli = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))  # the venv's, where it is not on PATH
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
     import os
 
