@@ -89,7 +89,7 @@ def _small_calibration() -> Path:
 
 
 def _row(r: TrialResult, backend_of: dict[str, str]) -> DoctorRow:
-    row = DoctorRow(backend=backend_of[r.method], method=r.method, verdict="works", seconds=r.total_s)  # quantized afresh
+    row = DoctorRow(backend=backend_of[r.method], method=r.method, verdict="works", seconds=r.total_s)
     if r.status != "ok":
         return row.model_copy(update={"verdict": "fails", "detail": r.reason})
     speed = f"decodes {r.decode_tok_s:,.1f} tok/s" if r.decode_tok_s else "ran"

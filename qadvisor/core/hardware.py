@@ -128,7 +128,7 @@ def detect(with_backends: bool = True) -> HardwareInfo:
     torch_version, cuda_version = _torch_versions()
     info = HardwareInfo(
         cpu_model=cpu_model,
-        physical_cores=psutil.cpu_count(logical=False) or os.cpu_count() or 1,
+        physical_cores=physical_cores(),
         logical_cores=os.cpu_count() or 1,
         isa_flags=flags,
         ram_total_bytes=memory.total,
@@ -175,6 +175,11 @@ def resolve_device(requested: str) -> str:
     if requested == "cuda" and not _cuda_available():
         raise UserError("--device cuda: no CUDA device is visible to torch here")
     return requested
+
+
+def physical_cores() -> int:
+    """This machine's physical cores: the trials' default thread count, one per core."""
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 def where_to_run(device: str, threads: int | None, hw: HardwareInfo) -> tuple[str, int]:

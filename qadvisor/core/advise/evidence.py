@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from functools import cache
 from qadvisor.shipped import package_data
 
 NEAREST_FACTOR = 3.0  # a figure from a model more than this many times larger or smaller is no evidence at this size
@@ -33,7 +32,6 @@ class Evidence:
 RELEASES = {"gptq-int8": "GPTQ-Int8", "gptq-int4": "GPTQ-Int4", "awq-int4": "AWQ"}  # method → Qwen's release name
 
 
-@cache
 def _data(name: str = "published-gguf-accuracy.json") -> dict:
     return package_data(name)
 

@@ -4,7 +4,6 @@ killed by the OOM killer minutes later. Each figure is an estimate from peak RSS
 
 from __future__ import annotations
 
-from functools import cache
 
 import psutil
 
@@ -12,7 +11,6 @@ from qadvisor.shipped import package_data
 from qadvisor.errors import UserError
 
 
-@cache
 def measured() -> dict:
     return package_data("trial-memory.json")
 

@@ -167,7 +167,7 @@ class Run:
         # CPU only: a process that touched the CUDA driver (an import may ask it for devices) cannot fork a child that
         # uses CUDA, so GPU trials start fresh
         warm = self.request.warm_start and self.request.settings.device == "cpu"
-        self.request = self.request.model_copy(update={"settings": pace.with_baseline(self.request.settings)})  # quiet start
+        self.request = self.request.model_copy(update={"settings": pace.with_baseline(self.request.settings)})  # before the warm process loads
         self.forkserver = ForkServer(trial_env(self.request.settings.threads)) if warm else None
         try:
             yield from self._events(cancel, keep)

@@ -7,6 +7,7 @@ from typing import Callable
 
 import psutil
 
+from qadvisor.core.hardware import physical_cores
 from qadvisor.schemas.plan import Target
 
 PROBE_BYTES = 256 * 2**20  # larger than the last-level caches of server CPUs (EPYC: up to 256 MiB)
@@ -19,7 +20,7 @@ def probe_bandwidth_gb_s(threads: int | None = None, repeats: int = 3) -> float:
 
     import numpy as np
 
-    threads = threads or default_threads()
+    threads = threads or physical_cores()
     src = np.ones(PROBE_BYTES // 8, dtype=np.float64)
     dst = np.empty_like(src)
     bounds = np.linspace(0, src.size, threads + 1, dtype=np.int64)
@@ -31,11 +32,6 @@ def probe_bandwidth_gb_s(threads: int | None = None, repeats: int = 3) -> float:
             list(pool.map(lambda part: np.copyto(*part), parts))
             best = min(best, time.perf_counter() - start)
     return 2 * PROBE_BYTES / best / 1e9
-
-
-def default_threads() -> int:
-    """The trials' default: one thread per physical core."""
-    return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
 
 
 def _gpu_target() -> Target | None:
@@ -69,7 +65,7 @@ def this_machine_target(ram_available: int | None = None, probe: Callable[[], fl
     gpu = _gpu_target()
     if gpu is not None:
         return gpu
-    threads = threads or default_threads()
+    threads = threads or physical_cores()
     return Target(name="this", count=1, memory_bytes=ram_available or psutil.virtual_memory().available,
                   bandwidth_gb_s=round((probe or (lambda: probe_bandwidth_gb_s(threads)))(), 1),
                   bandwidth_source=f"measured: {PROBE_BYTES // 2**20} MiB copy on {threads} threads, as the trials "

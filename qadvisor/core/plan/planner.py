@@ -158,12 +158,8 @@ def format_for(name: str) -> Format | None:
         f"in·out·{spec.bits:g}/8 + a bf16 scale per row (estimate: from its catalogue entry's bits)")
 
 
-def _data(name: str) -> dict:
-    return package_data(name)
-
-
 def gpu_table() -> dict[str, dict]:
-    return {k: v for k, v in _data("gpus.json").items() if not k.startswith("_")}
+    return {k: v for k, v in package_data("gpus.json").items() if not k.startswith("_")}
 
 
 PUBLISHED_MEMORY = ("qwen2.5-published-memory.json", "qwen3-published-memory.json")
@@ -171,7 +167,7 @@ PUBLISHED_MEMORY = ("qwen2.5-published-memory.json", "qwen3-published-memory.jso
 
 def published_memory_tables() -> list[dict]:
     """Qwen's own measured GPU memory per model and method, one table per source (its context and GPU with it)."""
-    return [_data(name) for name in PUBLISHED_MEMORY]
+    return [package_data(name) for name in PUBLISHED_MEMORY]
 
 
 def published_memory(model: str) -> dict:
