@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("second", type=Path, nargs="?")
     sub.add_parser("schema", help="print the JSON Schema of the export")
     doctor = sub.add_parser("doctor", help="does each backend quantize and decode here (or only with a fallback)? "
-                            "About a minute on 2 cores")
+                            "About two minutes on 2 cores, most of it AWQ's calibrated search")
     doctor.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     doctor.add_argument("--backends", help="only these backends, comma-separated (default: every one; "
                                            "`qadvisor methods` names them)")

@@ -415,7 +415,7 @@ def time_view(export: RunExport) -> TableView:
         b = export.settings.pace_baseline_s
         view.notes.append(f"busy-machine check (core.pace): a fixed workload took {1000 * b:.1f} ms at the run's "
                           f"start; it runs {pace.ROUNDS} times before and after each timing, about "
-                          f"{2 * pace.ROUNDS * b:.2f} s a timing")
+                          f"{2 * pace.ROUNDS * b:.2f} s a timing (estimate: 2 × {pace.ROUNDS} × that time)")
     slices = slice_time_line(export.plan) if export.plan is not None else ""
     if slices:
         view.notes.append(slices)
