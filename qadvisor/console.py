@@ -33,7 +33,7 @@ def print_methods(rows: list[dict]) -> None:
     for col in ("method", "backend", "bits", "group", "here", "default", "what it is / why not"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["backend"], f"{r['bits']:g}", str(r["group_size"] or "—"),
+        table.add_row(r["name"], r["backend"], "its budget" if r["form"] else f"{r['bits']:g}", "—" if r["form"] else str(r["group_size"] or "—"),
                       "[green]yes[/]" if r["available"] else "[red]no[/]", "•" if r["default"] else "",
                       (r["summary"] + (" ¹" if r.get("finding") else "")) if r["available"] else r["reason"])
     out = stdout_console()

@@ -93,7 +93,7 @@ def _row(r: TrialResult, backend_of: dict[str, str]) -> DoctorRow:
     if r.status != "ok":
         return row.model_copy(update={"verdict": "fails", "detail": r.reason})
     speed = f"decodes {r.decode_tok_s:,.1f} tok/s" if r.decode_tok_s else "ran"
-    spec = registry.methods().get(r.method)  # a KV stack is no catalogue method: it calibrates nothing
+    spec = registry.spec(r.method)  # a KV stack is no catalogue method: it calibrates nothing
     if spec is not None and registry.backend_for(spec).calibrated:
         speed = f"its solver calibrated on {CALIBRATION_PARAGRAPHS} paragraphs of the shipped text; {speed}"
     if contended(r):

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qadvisor.app import plan_views, views
+from qadvisor.app import mix_views, plan_views, views
 from qadvisor.core.advise.target import target_label
 from qadvisor.schemas.export import RunExport
 
 # every section a run page can hold, in the order every face shows them: what the numbers mean for the team first,
 # how they were taken after (the advice itself names what bears on its pick)
-ORDER = ("hardware", "results", "advice", "plan", "target", "ran", "plan_check", "time")
+ORDER = ("hardware", "results", "advice", "mixes", "plan", "target", "ran", "plan_check", "time")
 
 
 @dataclass
@@ -35,6 +35,9 @@ def sections(export: RunExport) -> list[Section]:
             Section("results", "Measured results", views.results_view(export))]
     if export.recommendation is not None:
         page.append(Section("advice", "Recommendation", views.recommendation_view(export)))
+    mixed = mix_views.mix_view(export)
+    if mixed is not None:
+        page.append(Section("mixes", "GGUF mixes", mixed))
     if export.plan is not None:
         plan = export.plan
         rec = export.recommendation

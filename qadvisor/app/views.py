@@ -61,12 +61,15 @@ def method_rows(has_cuda: bool, findings: dict[str, str] | None = None) -> list[
 
     stacks = registry.kv_compatibility()
     rows = []
-    for spec in registry.methods().values():
+    forms = registry.method_forms()
+    for spec in [*registry.methods().values(), *forms]:
         ok, reason = registry.method_available(spec, has_cuda)
         found = (findings or {}).get(spec.backend) if ok else None
+        stand_in = registry.backend_for(spec).stand_in  # a form stacks as its backend's methods do
         rows.append({**spec.model_dump(), "available": ok, "reason": reason, "finding": found,
                      "default": spec.name in registry.DEFAULT_METHODS,
-                     "kv_stack": stacks.get(spec.name),  # '' stacks with every KV method; None: a KV method
+                     "form": spec in forms,  # a name to fill in (gguf-mix@<budget>), not a method to pick as it is
+                     "kv_stack": stacks.get(spec.name, stacks.get(stand_in)),  # '' stacks with every KV method; None: a KV method
                      "not_on": registry.families_refused(spec)})  # family label → why the method refuses it
     return rows
 

@@ -118,6 +118,20 @@ class Backend:
             return False, f"{spec.name} needs a CUDA GPU ({self.package} has no CPU kernel for it)"
         return ok, reason
 
+    def method_named(self, name: str) -> MethodSpec | None:
+        """A method whose name carries its parameters (gguf-mix@4.2bpw): its spec, or None where `name` is no such
+        form of this backend's (`method_forms` lists them); a malformed parameter is a UserError."""
+        return None
+
+    method_forms: tuple[MethodSpec, ...] = ()  # the forms method_named takes, as `qadvisor methods` shows them
+
+    def model_problem(self, spec: MethodSpec, arch) -> None:
+        """A UserError where `spec` cannot be made for this model as asked (a budget below its smallest mix)."""
+
+    def made_with(self, save_dir: Path) -> Any:
+        """What the saved model's choices were, for its result (a GGUF mix's types); None for most methods."""
+        return None
+
     def quantize(self, model_dir: Path, spec: MethodSpec, ctx: TrialContext) -> Any:
         raise NotImplementedError
 

@@ -1,7 +1,7 @@
 """GGUF with an importance matrix, as most published GGUF files are made. The matrix is llama.cpp's imatrix: per
 weight, the mean over the calibration text of each input column's squared activation, here taken with torch from
 the model itself; every matrix is then quantized by llama.cpp's own `ggml_quantize_chunk` with its row of it, in the
-type llama.cpp's mix gives it (quantizers.gguf_mix), and written as a GGUF (quantizers.llamacpp.to_gguf)."""
+type llama.cpp's mix gives it (quantizers.gguf_mix), and written as a GGUF (quantizers.ggufwrite.to_gguf)."""
 
 from __future__ import annotations
 

@@ -46,13 +46,27 @@ def methods() -> dict[str, MethodSpec]:
     return {spec.name: spec for backend in backends().values() for spec in backend.methods}
 
 
+def spec(name: str) -> MethodSpec | None:
+    """A catalogue method, or one a backend makes from a name that carries its parameters (gguf-mix@4.2bpw); None
+    where no backend knows the name."""
+    known = methods().get(name)
+    if known is not None:
+        return known
+    return next(filter(None, (backend.method_named(name) for backend in backends().values())), None)
+
+
+def method_forms() -> list[MethodSpec]:
+    """The methods whose names carry their parameters, as `qadvisor methods` shows them (gguf-mix@<budget>)."""
+    return [form for backend in backends().values() for form in backend.method_forms]
+
+
 def backend_for(spec: MethodSpec) -> Backend:
     return backends()[spec.backend]
 
 
 def parse_methods(text: str) -> list[Recipe]:
     """`a,b,c` → recipes; unknown names and duplicates are UserErrors."""
-    recipes = [parse_recipe(part, methods()) for part in text.split(",") if part.strip()]
+    recipes = [parse_recipe(part, spec) for part in text.split(",") if part.strip()]
     if not recipes:
         raise UserError("no methods given")
     names = [r.name for r in recipes]
@@ -69,7 +83,7 @@ def kv_methods() -> list[str]:
 def _stack_problem(name: str, kv: str) -> str:
     """Why `name+kv` cannot run ('' when it can), from the same check every recipe goes through."""
     try:
-        parse_recipe(f"{name}+{kv}", methods())
+        parse_recipe(f"{name}+{kv}", spec)
     except UserError as exc:
         return str(exc).split(": ", 1)[-1]
     return ""
@@ -108,6 +122,14 @@ def availability(has_cuda: bool) -> list[BackendAvailability]:
 
 def method_available(spec: MethodSpec, has_cuda: bool) -> tuple[bool, str]:
     return backend_for(spec).method_available(spec, has_cuda)
+
+
+def check_for_model(recipes: list[Recipe], arch) -> None:
+    """A UserError, before anything runs, for a method that cannot be made for this model as asked."""
+    for recipe in recipes:
+        for part in recipe.parts:
+            if part.source is None:
+                backend_for(part).model_problem(part, arch)
 
 
 def recipe_runs_on(recipe: Recipe, family: str, moe: bool) -> str:

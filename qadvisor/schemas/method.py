@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -53,16 +53,17 @@ def weights_name(method: str) -> str:
     return method.split("+")[0]
 
 
-def parse_recipe(text: str, known: dict[str, MethodSpec]) -> Recipe:
-    """Parse `a` or `a+b` against the registry's known specs; unknown names are a UserError."""
+def parse_recipe(text: str, known: Callable[[str], MethodSpec | None]) -> Recipe:
+    """Parse `a` or `a+b`, each name looked up by `known` (the registry's `spec`); unknown names are a UserError."""
     names = [n.strip() for n in text.split("+") if n.strip()]
     if not names:
         raise UserError(f"empty method name {text!r}")
     parts = []
     for name in names:
-        if name not in known:
+        found = known(name)
+        if found is None:
             raise UserError(f"unknown method {name!r}; run `qadvisor methods` to list them")
-        parts.append(known[name])
+        parts.append(found)
     recipe = Recipe(parts=tuple(parts))
     check_recipe(recipe)
     return recipe

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from qadvisor.schemas.mix import GgufMix
+
 
 class TrialResult(BaseModel):
     method: str
@@ -54,6 +56,7 @@ class TrialResult(BaseModel):
     top1_agreement: float | None = None
     # published where no perplexity is: the change of a benchmark average over the unquantized model, in % of it
     score_delta_pct: float | None = None
+    mix: GgufMix | None = None  # a gguf-mix method's types per matrix and the sensitivities behind them
     # how long the steps took
     quantize_s: float | None = None  # with `cached`, how long it took in the run that made the cache entry
     cached: bool = False  # the quantized model came from the cache (same model, method, versions and calibration)

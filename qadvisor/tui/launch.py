@@ -21,7 +21,7 @@ def method_choices(has_cuda: bool) -> list[tuple[str, bool, str, bool]]:
     """(name, runs here, what it is or why not, default) per weight method; a KV method never runs alone: the
     priorities screen stacks one on the chosen methods."""
     return [(r["name"], r["available"], r["summary"] if r["available"] else r["reason"], r["default"])
-            for r in method_rows(has_cuda) if r["component"] == "weights"]
+            for r in method_rows(has_cuda) if r["component"] == "weights" and not r["form"]]
 
 
 @dataclass

@@ -117,7 +117,7 @@ def test_a_compressed_tensors_checkpoint_is_measured_as_shipped(tmp_path):
 def test_an_unquantized_gguf_is_a_reference_as_its_folder_is(kept, tmp_path):
     """Qwen's GGUF repos hold an F16 file beside the quantized ones: as the reference, split in parts, it scores a
     kept GGUF as the shipped model's folder does; a quantized GGUF as the reference is one line, before anything."""
-    from qadvisor.quantizers.llamacpp import to_gguf
+    from qadvisor.quantizers.ggufwrite import to_gguf
     from tests.samples import split_gguf
 
     paths, trials = kept

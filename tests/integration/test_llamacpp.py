@@ -54,12 +54,12 @@ def test_weight_bytes_are_the_gguf_tensor_tables(tmp_path, monkeypatch):
 def test_the_amx_probe_gives_a_verdict_and_the_model_runs_either_way(tmp_path, monkeypatch):
     """On a CPU whose llama.cpp build crashes in its AMX kernels (SIGILL on one machine, SIGSEGV on another) the
     adapter runs in its first safe configuration; elsewhere as built. Every level picks the same tokens."""
-    from qadvisor.quantizers import llamacpp, llamacpp_amx
+    from qadvisor.quantizers import ggufwrite, llamacpp, llamacpp_amx
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(llamacpp_amx, "_levels", {})
     model = _gguf("gguf-q8_0", tmp_path)[1]
-    path = tmp_path / llamacpp.GGUF_FILE
+    path = tmp_path / ggufwrite.GGUF_FILE
     died = llamacpp_amx._probe(path, 2)
     assert died is not None  # it ran (''), or died of a fatal signal: no other ending
     expected = 1 if died and llamacpp_amx.amx_in_build() else 0
@@ -100,11 +100,11 @@ def test_iq4_xs_has_llama_cpps_own_mix(layers, tmp_path):
     Q5_K): the types gguf_mix gives that case, tensor by tensor, so the mix qadvisor writes with one is llama.cpp's."""
     import llama_cpp
 
-    from qadvisor.quantizers import llamacpp
+    from qadvisor.quantizers import ggufwrite, llamacpp
 
     arch, model_dir = _mix_model(tmp_path, layers)
     full, out = tmp_path / "full.gguf", tmp_path / "iq4_xs.gguf"
-    llamacpp.to_gguf(model_dir, full)
+    ggufwrite.to_gguf(model_dir, full)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype, params.nthread = llamacpp.FTYPES["gguf-iq4_xs"], 2
     assert llama_cpp.llama_model_quantize(str(full).encode(), str(out).encode(), params) == 0

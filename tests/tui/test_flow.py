@@ -515,7 +515,7 @@ def test_the_slice_phase_shows_a_line_per_method_and_depth():
 async def test_a_checkpoint_is_measured_as_shipped_from_the_form(app, tmp_path):
     """The form's checkpoint field: a GGUF measured as it is, the shipped model (the blank model field) its reference;
     a file that is not one is a line beside the field."""
-    from qadvisor.quantizers.llamacpp import to_gguf
+    from qadvisor.quantizers.ggufwrite import to_gguf
     from tests.conftest import SHIPPED
 
     to_gguf(SHIPPED, tmp_path / "model.gguf")

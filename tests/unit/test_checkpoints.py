@@ -41,7 +41,7 @@ def test_a_checkpoint_is_the_method_its_config_states(tmp_path, quant, name, gro
 
 
 def test_a_gguf_is_described_by_its_header(tmp_path):
-    from qadvisor.quantizers.llamacpp import to_gguf
+    from qadvisor.quantizers.ggufwrite import to_gguf
 
     to_gguf(SHIPPED, tmp_path / "model.gguf")  # unquantized: bf16 matrices
     spec = checkpoint.describe(tmp_path / "model.gguf")
@@ -51,7 +51,7 @@ def test_a_gguf_is_described_by_its_header(tmp_path):
 
 def test_a_split_gguf_is_every_part_given_its_first(tmp_path):
     from qadvisor.quantizers.base import weights_bytes_on_disk
-    from qadvisor.quantizers.llamacpp import to_gguf
+    from qadvisor.quantizers.ggufwrite import to_gguf
     from tests.samples import split_gguf
 
     to_gguf(SHIPPED, tmp_path / "model.gguf")
@@ -130,7 +130,7 @@ def test_a_reference_must_be_the_model_the_checkpoint_came_from(tmp_path):
 
 def test_checkpoints_side_by_side_are_named_apart_and_must_be_one_model(tmp_path):
     first, second, gguf = folder_with(tmp_path, GPTQ, "qwen"), folder_with(tmp_path, GPTQ, "ours"), tmp_path / "m.gguf"
-    from qadvisor.quantizers.llamacpp import to_gguf
+    from qadvisor.quantizers.ggufwrite import to_gguf
 
     to_gguf(SHIPPED, gguf)
     specs = checkpoints.describe_all([str(first), str(second), str(gguf)])

@@ -8,7 +8,7 @@ from safetensors import safe_open
 
 from qadvisor.core.measure import gguf_reference
 from qadvisor.errors import UserError
-from qadvisor.quantizers.llamacpp import to_gguf
+from qadvisor.quantizers.ggufwrite import to_gguf
 from tests.conftest import SHIPPED
 from tests.samples import split_gguf
 

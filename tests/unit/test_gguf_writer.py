@@ -3,7 +3,7 @@
 import gguf
 
 from qadvisor.core.measure.modelio import shipped_model_dir
-from qadvisor.quantizers.llamacpp import to_gguf
+from qadvisor.quantizers.ggufwrite import to_gguf
 
 
 def test_shipped_model_as_gguf(tmp_path):
@@ -22,7 +22,7 @@ def test_shipped_model_as_gguf(tmp_path):
 
 
 def test_pre_tokenizer_names():
-    from qadvisor.quantizers.llamacpp import _pre_tokenizer
+    from qadvisor.quantizers.ggufwrite import _pre_tokenizer
 
     assert _pre_tokenizer({"pre_tokenizer": {"type": "ByteLevel", "use_regex": True}}) == "gpt-2"
     qwen = {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [

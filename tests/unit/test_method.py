@@ -29,7 +29,7 @@ def test_parse_methods_rejects_unknown_and_duplicates():
 
 def test_two_weight_methods_do_not_stack():
     with pytest.raises(UserError, match="cannot stack"):
-        parse_recipe("bnb-nf4+gptq-int4", registry.methods())
+        parse_recipe("bnb-nf4+gptq-int4", registry.spec)
 
 
 def test_kv_part_is_checked_not_silently_stacked():

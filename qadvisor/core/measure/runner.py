@@ -66,6 +66,7 @@ class Run:
         self.cache_root = Path(cache_root)
         self.log_dir: Path | None = None  # made at the first trial (artifacts.new_log_dir)
         self.model_dir, self.config = self._checked_model(cache_root)
+        registry.check_for_model(self.recipes, Architecture.from_config(self.model_dir.name, self.config))
         self.artifacts_dir = (cache_root / "artifacts").resolve()
         self.probe_dir = paths.probe_dir(cache_root)
         self.keeps_models = artifacts.model_bytes(self.model_dir) <= artifacts.MAX_MODEL_BYTES  # in the cache
@@ -112,9 +113,8 @@ class Run:
         return self.unreferenced or modelio.is_synthetic(self.model_dir)
 
     def _checked_model(self, cache_root: Path) -> tuple[Path, dict]:
-        """The model to measure, once this machine's RAM is known to hold the reference step and every trial (on CPU:
-        a GPU run's peaks are on the GPU). A synthetic model is checked from its architecture before it is built; a
-        checkpoint against its reference, or without one against a folder of its own config and tokenizer."""
+        """The model to measure, once RAM is known to hold the reference step and every trial (on CPU). A synthetic
+        model is checked from its architecture before it is built; a checkpoint against its reference or alone."""
         request = self.request
         backends = {r.name: r.weights.backend for r in self.recipes if r.weights.source is None}
         if self.unreferenced:

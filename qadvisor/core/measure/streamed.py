@@ -170,7 +170,7 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
     ref_lp = torch.log_softmax(ref_lp, dim=-1)
     out.ref_ppl, out.ref_seconds_per_layer = score(ref_lp, ref_lp, layers.targets).ppl, seconds
     for name in request.methods:
-        spec = registry.methods()[name]
+        spec = registry.spec(name)
         backend = registry.backend_for(spec)
         try:
             calib = backend.stream_calibration(request.model_dir, ctx.calib_texts) if ctx.calib_texts else None
@@ -276,7 +276,7 @@ def _why_not_streamed(method: str, registry, arch) -> str:
     """'' when the method's layers can be quantized one at a time here, else why not."""
     if "+" in method:
         return "a KV-cache stack: streaming scores the weights, and the cache is measured by whole-model trials"
-    spec = registry.methods().get(method)
+    spec = registry.spec(method)
     if spec is None or method not in registry.backend_for(spec).streamed_methods:
         return "its library quantizes whole models only here (no layer-by-layer path)"
     refused = registry.recipe_runs_on(registry.parse_methods(method)[0], arch.family, arch.is_moe)

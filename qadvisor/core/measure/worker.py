@@ -129,6 +129,8 @@ def run_trial(job: Job, out: Emitter, started: float) -> TrialResult:
     with steps("load", "calibration text"):
         calib = paragraphs(job.calib_text)
     save_dir = _quantized(job, spec, backend, _context(job, out, calib), steps)
+    result.mix = backend.made_with(save_dir)
+    result.bits = result.mix.bits_per_weight if result.mix else result.bits
     steps.record("size_bytes", weights_bytes_on_disk(save_dir))
     steps.record("compression_ratio", ref.bf16_bytes / result.size_bytes)
     steps.record("size_reduction_pct", 100.0 * (1 - result.size_bytes / ref.bf16_bytes))

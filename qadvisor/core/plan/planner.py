@@ -12,6 +12,7 @@ from qadvisor.errors import UserError
 from qadvisor.schemas.method import MethodSpec, weights_name
 from qadvisor.schemas.architecture import Architecture
 from qadvisor.schemas.plan import Plan, PlanRow, Target
+from qadvisor.quantizers import mixsolver
 
 GIB = 2**30
 BF16 = 2
@@ -148,14 +149,25 @@ def format_for(name: str) -> Format | None:
         return FORMAT_BY_NAME[name]
     from qadvisor.quantizers import registry
 
-    spec = registry.methods().get(name)
+    spec = registry.spec(name)
     if spec is None or spec.component != "weights":
         return None
+    if spec.scheme == mixsolver.SCHEME:
+        return _mix_format(name, spec.bits)
     group = spec.group_size
     return _grouped(name, spec.bits, group, 2, 0, f"in·out·{spec.bits:g}/8 + a bf16 scale per {group} inputs of "
                     "each row (estimate: from its catalogue entry's bits and group)") if group else Format(
         name, spec.bits, lambda i, o: i * o * spec.bits / 8 + o * 2,
         f"in·out·{spec.bits:g}/8 + a bf16 scale per row (estimate: from its catalogue entry's bits)")
+
+
+def _mix_format(name: str, bits: float) -> Format | None:
+    """A GGUF mix's bits per weight, where its budget names them: the embeddings and head are typed within the same
+    budget; its types are chosen as it is made. A size or KL budget leaves the planner nothing to size from."""
+    if mixsolver.parse_budget(name).kind != "bpw":
+        return None
+    return Format(name, bits, lambda i, o: i * o * bits / 8, f"in·out·{bits:g}/8: the budget (the mix's types are "
+                  "chosen as it is made, from the model's sensitivity)", embed_bits=bits, lm_head_bits=bits)
 
 
 def gpu_table() -> dict[str, dict]:
@@ -204,7 +216,7 @@ def experts_left(method: str) -> str:
     sizes them as shipped, as deploying that method would hold them."""
     from qadvisor.quantizers import registry
 
-    spec = registry.methods().get(method)
+    spec = registry.spec(method)
     return registry.backend_for(spec).experts_left if spec else ""
 
 
@@ -275,9 +287,9 @@ def split_stack(name: str) -> tuple[str, MethodSpec | None]:
     weights, _, kv = name.partition("+")
     if not kv:
         return name, None
-    if weights in registry.methods():
+    if registry.spec(weights) is not None:
         return weights, registry.parse_methods(name)[0].kv
-    spec = registry.methods().get(kv)
+    spec = registry.spec(kv)
     if spec is None or spec.component != "kv-cache":
         raise UserError(f"{name}: {kv} is no KV-cache method; stack kv-int4 or kv-int2")
     return weights, spec

@@ -1,0 +1,43 @@
+"""A GGUF mix against the uniform recipes measured beside it: the recipe whose size it was made within, and whether
+it lost less there; its predicted loss against its measured one (the additivity check)."""
+
+from __future__ import annotations
+
+from qadvisor.schemas.result import TrialResult
+
+
+def mixes(results: list[TrialResult]) -> list[TrialResult]:
+    return [r for r in results if r.status == "ok" and r.mix is not None]
+
+
+def uniform(results: list[TrialResult]) -> list[TrialResult]:
+    """The measured GGUF recipes of one type rule (llama.cpp's own), with a size and a KL to compare."""
+    return [r for r in results if r.status == "ok" and r.mix is None and r.backend == "llamacpp"
+            and r.method.startswith("gguf-") and r.size_bytes and r.kl_mean is not None]
+
+
+def nearest_uniform(mix: TrialResult, results: list[TrialResult]) -> TrialResult | None:
+    """The smallest uniform recipe at least the mix's size (the one it was made within), else the largest below."""
+    recipes = sorted(uniform(results), key=lambda r: r.size_bytes)
+    return next((r for r in recipes if r.size_bytes >= mix.size_bytes), recipes[-1] if recipes else None)
+
+
+def against_uniform(mix: TrialResult, results: list[TrialResult]) -> str:
+    """`gguf-mix@…: at most gguf-q3_k_m's size (…), KL 49 % lower (…)`, or '' with no recipe or KL to compare."""
+    other = nearest_uniform(mix, results)
+    if other is None or mix.kl_mean is None or not other.kl_mean:
+        return ""
+    ratio = mix.size_bytes / other.size_bytes
+    size = (f"within {other.method}'s size" if ratio <= 1 else f"{100 * (ratio - 1):.1f} % larger than {other.method}")
+    change = mix.kl_mean / other.kl_mean - 1
+    loss = f"KL {abs(100 * change):.0f} % {'lower' if change < 0 else 'higher'}"
+    verdict = "beats it" if ratio <= 1 and change < 0 else "does not beat it"
+    return (f"{mix.method} {verdict}: {size} ({mix.size_bytes / 2**20:.2f} vs {other.size_bytes / 2**20:.2f} MiB), "
+            f"{loss} ({mix.kl_mean:.3g} vs {other.kl_mean:.3g} nats/token on the held-out text)")
+
+
+def prediction_error(mix: TrialResult) -> float | None:
+    """Predicted KL ÷ measured KL − 1: how far the sum of single-matrix sensitivities lands from the file's KL."""
+    if mix.mix is None or not mix.kl_mean:
+        return None
+    return mix.mix.predicted_kl / mix.kl_mean - 1

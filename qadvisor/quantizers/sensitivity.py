@@ -1,0 +1,160 @@
+"""How much a model's output moves when one weight matrix alone takes a GGUF type: the sensitivity a mix is solved
+from (quantizers.mixsolver).
+
+The measure is end-to-end KL against the fp32 model over the calibration text, taken once per matrix at one anchor
+type (the 4.5-bit type its row allows), the text carried from the hidden state the reference left at that matrix's
+layer (the layers before it are not run again). Every other type's KL is the anchor's scaled by the matrix's
+layer-local error: the rounding error of each input column, weighed by that column's mean squared activation
+(llama.cpp's importance matrix), summed. KL grows with the square of a small perturbation, which that error is.
+Left out: llama.cpp's rounding of the activations (Q8_K/Q8_0) each type's matmul adds."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from qadvisor.quantizers.mixsolver import Matrix, candidates
+
+TOKENS = 1024  # calibration tokens the pass reads, in chunks of CHUNK
+CHUNK = 512
+ANCHORS = ("Q4_K", "Q4_0")  # the first of these a row allows is the one end-to-end measurement per matrix
+
+
+@dataclass
+class Probe:
+    """The fp32 model over the calibration chunks: the reference's log-probs, the hidden state entering each
+    decoder layer, and each matrix's importance; `kl_of` measures any set of types at once."""
+
+    model: object
+    ids: object
+    ref: object = None
+    hidden: list = field(default_factory=list)
+    importance: dict = field(default_factory=dict)
+    threads: int = 1
+
+    def parameters(self) -> dict[str, object]:
+        """GGUF name → the model's weight parameter (a tied head is token_embd's)."""
+        import torch
+
+        from qadvisor.quantizers.gguf_mix import gguf_name
+
+        tied = bool(getattr(self.model.config, "tie_word_embeddings", False))
+        found = {"token_embd.weight": self.model.model.embed_tokens.weight}
+        for name, module in self.model.named_modules():
+            if isinstance(module, torch.nn.Linear) and name.startswith(("model.layers.", "lm_head")):
+                found.setdefault(gguf_name(f"{name}.weight", tied), module.weight)
+        return found
+
+    def kl(self, start: int = 0) -> float:
+        """Mean KL per token against the reference, the model run from decoder layer `start`'s input."""
+        import torch
+
+        inner = self.model.model
+        every = inner.layers
+        inner.layers = torch.nn.ModuleList(every[start:])  # the model makes the masks and positions as it would
+        try:
+            with torch.no_grad():
+                logits = (self.model(inputs_embeds=self.hidden[start], use_cache=False) if start
+                          else self.model(self.ids, use_cache=False)).logits
+        finally:
+            inner.layers = every
+        lp = torch.log_softmax(logits.float(), -1)
+        return float((self.ref.exp() * (self.ref - lp)).sum(-1).mean())
+
+    def kl_of(self, types: dict[str, str], start: int = 0) -> float:
+        """The KL with every named matrix at its type together (each restored after)."""
+        from qadvisor.quantizers import ggml
+
+        params = self.parameters()
+        kept = {name: params[name].data for name in types}
+        try:
+            for name, kind in types.items():
+                params[name].data = ggml.round_trip(kind, kept[name], self.threads)
+            return self.kl(start)
+        finally:
+            for name, data in kept.items():
+                params[name].data = data
+
+
+def probe(model_dir: Path, texts: list[str], threads: int) -> Probe:
+    """The fp32 model, its reference over the calibration text, and the hidden states and importances on the way."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from qadvisor.quantizers.base import load_hf
+
+    ids = AutoTokenizer.from_pretrained(str(model_dir))("\n\n".join(texts)).input_ids[:TOKENS]
+    width = min(CHUNK, len(ids))
+    if width < 16:
+        raise ValueError("too little calibration text to measure sensitivities on (16 tokens or more)")
+    windows = torch.tensor(ids[:len(ids) // width * width]).view(-1, width)
+    model = load_hf(model_dir, torch.float32, "cpu")
+    found = Probe(model=model, ids=windows, threads=threads)
+    handles = _recorders(found)
+    try:
+        with torch.no_grad():
+            found.ref = torch.log_softmax(model(windows, use_cache=False).logits.float(), -1)
+    finally:
+        for handle in handles:
+            handle.remove()
+    found.importance = {name: total / count for name, (total, count) in found.importance.items()}
+    return found
+
+
+def _recorders(found: Probe) -> list:
+    """Hooks that keep each decoder layer's input and each matrix's mean squared input per column."""
+    import torch
+
+    params = found.parameters()
+    by_weight = {id(p): name for name, p in params.items()}
+    handles = [layer.register_forward_pre_hook(lambda m, args, kw: found.hidden.append(args[0] if args else
+                                                                                        kw["hidden_states"]),
+                                               with_kwargs=True)
+               for layer in found.model.model.layers]
+
+    def collect(name: str):
+        def hook(module, args):
+            x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
+            total, count = found.importance.get(name, (0, 0))
+            found.importance[name] = (total + (x * x).sum(0), count + x.shape[0])
+        return hook
+
+    for module in found.model.modules():
+        if isinstance(module, torch.nn.Linear) and id(module.weight) in by_weight:
+            handles.append(module.register_forward_pre_hook(collect(by_weight[id(module.weight)])))
+    return handles
+
+
+def layer_of(name: str) -> int:
+    """The decoder layer a GGUF matrix belongs to (0 for the tables: a change there is carried from the start)."""
+    return int(name.split(".")[1]) if name.startswith("blk.") else 0
+
+
+def measure(found: Probe, progress: Callable[[float, str], None] = lambda f, m: None) -> tuple[list[Matrix], float]:
+    """Each matrix's added KL at each type its rows allow, and the seconds the pass took per decoder layer."""
+    params = found.parameters()
+    n = len(found.model.model.layers)
+    started, matrices = time.perf_counter(), []
+    for i, (name, param) in enumerate(params.items()):
+        matrices.append(_matrix(found, name, param.data))
+        progress((i + 1) / len(params), f"sensitivity of {name} (layer {layer_of(name) + 1} of {n})")
+    return matrices, (time.perf_counter() - started) / n
+
+
+def _matrix(found: Probe, name: str, weight) -> Matrix:
+    """One matrix's KL at its anchor type, measured, and at every other type, scaled by the layer-local error."""
+    from qadvisor.quantizers import ggml
+
+    rows, n_in = weight.shape
+    kinds = candidates(n_in)
+    anchor = next(kind for kind in (*ANCHORS, *kinds) if kind in kinds)
+    weigh = found.importance.get(name)
+    errors = {}
+    for kind in kinds:
+        delta = (ggml.round_trip(kind, weight, found.threads) - weight.float()).pow(2).sum(0)
+        errors[kind] = float((delta * weigh).sum() if weigh is not None else delta.sum())
+    measured = found.kl_of({name: anchor}, layer_of(name))
+    scale = measured / errors[anchor] if errors[anchor] > 0 else 0.0
+    return Matrix(name=name, rows=rows, n_in=n_in, added_kl={kind: errors[kind] * scale for kind in kinds})

@@ -1,0 +1,116 @@
+"""A GGUF mix made for a budget: its name's budget, the solver, the llama.cpp command that makes the same types, and
+every budget that cannot work refused in one line before anything runs."""
+
+import itertools
+
+import pytest
+
+from qadvisor.errors import UserError
+from qadvisor.quantizers import ggufmix, mixsolver, registry
+from qadvisor.quantizers.mixsolver import Matrix, parse_budget, solve
+from qadvisor.schemas.architecture import Architecture
+from qadvisor.schemas.mix import GgufMix
+from tests.conftest import SHIPPED, run_cli
+from tests.unit.test_bad_input import _assert_one_line_error
+
+
+@pytest.mark.parametrize("name, kind, value", [
+    ("gguf-mix@4.2bpw", "bpw", 4.2), ("gguf-mix@40GiB", "bytes", 40 * 2**30), ("gguf-mix@11800KiB", "bytes", 11800 * 1024),
+    ("gguf-mix@12000000", "bytes", 12e6), ("gguf-mix@kl0.01", "kl", 0.01), ("gguf-mix@1.5gb", "bytes", 1.5e9)])
+def test_a_budget_in_every_unit_max_size_takes(name, kind, value):
+    budget = parse_budget(name)
+    assert (budget.kind, budget.value, budget.table) == (kind, value, None)
+
+
+def test_the_table_can_be_held_at_a_type():
+    assert parse_budget("gguf-mix@4.5bpw:table=q8_0").table == "Q8_0"
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("gguf-mix@2bpw", "below the smallest type"), ("gguf-mix@33bpw", "above fp32"), ("gguf-mix@lots", "not 4.2bpw"),
+    ("gguf-mix@kl0", "above 0"), ("gguf-mix@klx", "not a number"), ("gguf-mix@4bpw:table=Q9_9", "table type"),
+    ("gguf-mix@", "write gguf-mix@<budget>")])
+def test_a_budget_that_cannot_work_is_a_user_error(name, fragment):
+    with pytest.raises(UserError, match=fragment):
+        registry.parse_methods(name)
+
+
+def test_the_registry_makes_a_spec_from_the_name():
+    spec = registry.spec("gguf-mix@4.2bpw")
+    assert (spec.backend, spec.bits, spec.scheme) == ("llamacpp", 4.2, "mix")
+    assert registry.spec("gguf-nope") is None
+    assert [r.name for r in registry.parse_methods("fp32,gguf-mix@kl0.01")] == ["fp32", "gguf-mix@kl0.01"]
+
+
+def _brute(matrices, max_bytes):
+    best = None
+    for pick in itertools.product(*[list(m.added_kl) for m in matrices]):
+        types = {m.name: k for m, k in zip(matrices, pick)}
+        if mixsolver.matrix_bytes(matrices, types) <= max_bytes:
+            kl = mixsolver.predicted_kl(matrices, types)
+            best = kl if best is None else min(best, kl)
+    return best
+
+
+def test_the_solver_spends_bits_where_the_loss_falls_most():
+    # one sensitive matrix and two that barely care: the bits go to the first
+    kl = {"Q2_K": 1.0, "Q4_K": 0.3, "Q6_K": 0.05, "Q8_0": 0.01}
+    matrices = [Matrix("hot", 256, 256, dict(kl)), *(Matrix(f"cold{i}", 256, 256, {k: v / 100 for k, v in kl.items()})
+                                                     for i in range(2))]
+    room = 256 * 256 * (8.5 + 2.625 * 2) / 8
+    types = solve(matrices, max_bytes=room)
+    assert types == {"hot": "Q8_0", "cold0": "Q2_K", "cold1": "Q2_K"}
+    assert mixsolver.predicted_kl(matrices, types) == pytest.approx(_brute(matrices, room))
+
+
+def test_the_solver_stays_near_the_best_on_random_problems():
+    import random
+
+    rng = random.Random(0)
+    for _ in range(20):
+        matrices = []
+        for i in range(4):
+            scale = rng.uniform(0.01, 1)
+            kl = {k: scale * 2 ** (-2 * mixsolver.BITS[k]) * rng.uniform(0.8, 1.2) for k in mixsolver.candidates(256)}
+            matrices.append(Matrix(f"m{i}", 64 * (i + 1), 256, kl))
+        room = mixsolver.smallest_bytes(matrices) * rng.uniform(1.2, 2.5)
+        types = solve(matrices, max_bytes=room)
+        assert mixsolver.matrix_bytes(matrices, types) <= room
+        assert mixsolver.predicted_kl(matrices, types) <= 1.5 * _brute(matrices, room)
+
+
+def test_a_kl_ceiling_takes_the_least_bytes_that_reach_it():
+    kl = {"Q2_K": 1.0, "Q4_K": 0.3, "Q6_K": 0.05, "Q8_0": 0.01}
+    matrices = [Matrix(f"m{i}", 256, 256, dict(kl)) for i in range(3)]
+    types = solve(matrices, max_kl=1.6)
+    assert mixsolver.predicted_kl(matrices, types) <= 1.6
+    assert sorted(types.values()) == ["Q2_K", "Q4_K", "Q4_K"]
+
+
+def test_rows_a_k_quant_does_not_tile_take_32_block_types_only():
+    assert mixsolver.candidates(384) == ["Q4_0", "IQ4_NL", "Q5_0", "Q5_1", "Q8_0", "F16"]
+    assert "Q2_K" in mixsolver.candidates(1024)
+
+
+def test_a_budget_below_this_models_smallest_mix_stops_the_run_before_measuring():
+    _assert_one_line_error(run_cli("--auto", "--methods", "fp32,gguf-mix@4.0bpw"), "smallest mix is 4.12 bits")
+    _assert_one_line_error(run_cli("--auto", "--methods", "gguf-mix@1MiB"), "smallest mix needs")
+
+
+def test_the_shipped_models_layout_is_every_matrix_once():
+    arch = Architecture.from_config("shipped", __import__("json").loads((SHIPPED / "config.json").read_text()))
+    names = [name for name, _, _ in ggufmix.layout(arch)]
+    assert len(names) == len(set(names)) == 8 * 7 + 1  # tied: token_embd is the head too
+    assert ("blk.0.ffn_down.weight", 384, 1024) in ggufmix.layout(arch)
+
+
+def test_the_llama_quantize_command_gives_every_tensor_its_type():
+    import re
+
+    mix = GgufMix(budget="x", tensor_types={"blk.0.attn_q.weight": "Q4_0", "blk.1.attn_q.weight": "Q4_0",
+                                            "blk.2.attn_q.weight": "Q8_0", "token_embd.weight": "Q5_0"},
+                  bits_per_weight=5, matrix_bytes=1, predicted_kl=0.1)
+    for name, kind in mix.tensor_types.items():
+        matched = [k for pattern, k in mix.overrides() if re.search(pattern, name)]
+        assert matched == [kind]
+    assert "--tensor-type '^token_embd\\.weight$=q5_0'" in mix.quantize_command()
