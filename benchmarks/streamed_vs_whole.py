@@ -94,6 +94,8 @@ def memory(model: str, methods: list[str], threads: int) -> int:
     big = architectures.resolve_architecture(model.split(":")[0] if ":" in model else "Qwen2.5-72B")
     scale = (architectures.param_count(big) / big.num_hidden_layers) / (architectures.param_count(arch) / arch.num_hidden_layers)
     per_layer = {"fp32": s["ref_seconds_per_layer"], **{m["method"]: m["seconds_per_layer"] for m in s["methods"]}}
+    per_layer.update({f"{m['method']}'s sensitivity pass": m["mix"]["seconds_per_layer"] for m in s["methods"]
+                      if m.get("mix")})  # a GGUF mix measures each matrix before it streams its accuracy
     total = sum(v for v in per_layer.values() if v) * scale * big.num_hidden_layers
     print(f"synthetic:{arch.name}: {arch.num_hidden_layers} layers, fp32 weights "
           f"{4 * architectures.param_count(arch) / 2**30:.1f} GiB; {s['tokens']} tokens; peak RSS "

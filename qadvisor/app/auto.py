@@ -45,6 +45,34 @@ def _gpu_methods(opts: RunOptions) -> list[str] | None:
     return [f.method for f in FORMATS] + stacks if stacks else None
 
 
+def with_mix_budget(opts: RunOptions, priorities: Priorities, say: Callable[[str], None]) -> RunOptions:
+    """`gguf-mix` without a budget takes --max-size's; with --max-size and the default methods, a mix made for it joins
+    them (where the model can be that small: else the run says why not)."""
+    from qadvisor.quantizers import mixsolver, registry
+
+    size = priorities.limits.max_size_bytes
+    bare = mixsolver.PREFIX.rstrip("@")
+    if bare in opts.methods:
+        if size is None:
+            raise UserError(f"{bare} takes its budget from --max-size; give one, or name it: {bare}@4.5bpw, "
+                            f"{bare}@40GiB, {bare}@kl0.01", field="max_size")
+        return opts.model_copy(update={"methods": [f"{bare}@{size}" if m == bare else m for m in opts.methods]})
+    from qadvisor.core.architectures import resolve_architecture
+    from qadvisor.core.measure.modelio import SYNTHETIC_PREFIX, shipped_model_dir
+
+    random_weights = str(opts.model or "").startswith(SYNTHETIC_PREFIX)  # no accuracy to spend the budget on
+    if size is None or opts.methods != list(registry.DEFAULT_METHODS) or opts.checkpoints or random_weights:
+        return opts
+    name = f"{mixsolver.PREFIX}{size}"
+    try:
+        registry.check_for_model(registry.parse_methods(name), resolve_architecture(str(opts.model or shipped_model_dir())))
+    except UserError as exc:
+        say(f"no GGUF mix for --max-size: {exc}")
+        return opts
+    say(f"{name} joins the default methods: a GGUF made for --max-size from this model's measured sensitivity")
+    return opts.model_copy(update={"methods": [*opts.methods, name]})
+
+
 def with_unstacked(opts: RunOptions, say: Callable[[str], None]) -> RunOptions:
     """Each KV stack measured beside its weights alone (added when not asked for): the cache's effect on size, speed
     and accuracy is the difference between the two, measured side by side."""
@@ -168,7 +196,7 @@ class AutoSession:
 
         opts = as_checkpoints(opts).model_copy(update={"plan_for": hub.resolve(opts.plan_for)})
         opts = opts if opts.checkpoints else as_streamed_target(opts, say)
-        opts = with_unstacked(opts, say) if opts.methods else opts
+        opts = with_unstacked(with_mix_budget(opts, priorities, say), say) if opts.methods else opts
         self.opts = opts
         self.priorities = priorities
         self.plan_job, plan_options = None, None

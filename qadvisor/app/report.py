@@ -16,9 +16,21 @@ def write_run(export: RunExport, export_path: Path | None, report_path: Path | N
         save_export(export, export_path)
         written.append(f"export written to {export_path}" + ("" if export.complete else " (incomplete)"))
     if report_path:
-        write_text_atomic(report_path, markdown(export))
-        written.append(f"report written to {report_path}")
+        from qadvisor.app import plots
+
+        pictures = plots.write_plots(export, Path(report_path))
+        write_text_atomic(report_path, markdown(export) + _pictures(pictures, plots.available()))
+        written.append(f"report written to {report_path}" + (f" with {len(pictures)} plot(s) beside it" if pictures else ""))
     return written
+
+
+def _pictures(pictures: list[tuple[str, str]], plotting: bool) -> str:
+    """The report's pictures section: each image beside it, or how to get them."""
+    if not plotting:
+        return "\n## Pictures\n\nThe trade-off plot and the mixes' sensitivity maps need matplotlib: pip install matplotlib\n"
+    if not pictures:
+        return ""
+    return "\n## Pictures\n" + "".join(f"\n![{caption}]({name})\n\n*{caption}*\n" for caption, name in pictures)
 
 
 def markdown(export: RunExport) -> str:

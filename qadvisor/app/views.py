@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from qadvisor import format as f
 from qadvisor.core import pace
+from qadvisor.core.advise.mixes import advice_line
 from qadvisor.core.contention import busy_labels, contended, marked, slow_labels
 from qadvisor.schemas.events import STEPS
 from qadvisor.schemas.export import GGUF_EMULATED, RunExport
@@ -214,7 +215,8 @@ def recommendation_view(export: RunExport) -> TableView:
     rec = export.recommendation
     p = rec.priorities or export.priorities
     view = TableView(title=priorities_line(p) if p is not None else "", columns=[], rows=[], headline=rec.headline)
-    view.lines = list(rec.reasons) + ([f"what would change it: {rec.flip}"] if rec.flip else [])
+    view.lines = list(rec.reasons) + list(filter(None, [advice_line(rec.method, export.results)]))
+    view.lines += [f"what would change it: {rec.flip}"] if rec.flip else []
     if not export.complete:  # the advice weighs only what finished: a stopped run must not read as a whole one
         view.lines.insert(0, f"the run was stopped: advised on what finished, without {', '.join(export.cut)}")
     if rec.archetypes:

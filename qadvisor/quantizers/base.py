@@ -192,6 +192,7 @@ class LayerPlace:
     threads: int = 1
     calib: list | None = None
     run: Callable | None = None
+    types: dict | None = None  # a GGUF mix's type per matrix, by GGUF name (quantizers.ggufmix)
 
 
 # the fused kernels transformers runs a linear-attention layer with where they are installed (else its torch path)

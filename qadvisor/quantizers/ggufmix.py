@@ -26,6 +26,9 @@ FILE_TYPES = {"F16": 1, "Q4_0": 2, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10, 
 
 def method_named(name: str) -> MethodSpec | None:
     """The spec of `gguf-mix@…` (a malformed budget is a UserError); None for any other name."""
+    if name.lower() == mixsolver.PREFIX.rstrip("@"):
+        raise UserError(f"{name} needs a budget: {name}@4.5bpw, {name}@40GiB, {name}@kl0.01, or --max-size with "
+                        "--auto")
     if not name.lower().startswith(mixsolver.PREFIX):
         return None
     budget = mixsolver.parse_budget(name)
@@ -79,10 +82,10 @@ def quantize(model_dir: Path, spec: MethodSpec, ctx) -> Path:
     ctx.progress("quantize", 0.02, "the fp32 model over the calibration text")
     found = sensitivity.probe(model_dir, ctx.calib_texts, ctx.threads)
     matrices, per_layer = _sensitivities(found, model_dir, ctx)
-    matrices = [_held(m, budget) for m in matrices]
-    types = _solve(matrices, budget, model_dir, scratch)
+    matrices = [held(m, budget) for m in matrices]
+    types = solve_for(matrices, budget, model_dir, scratch)
     ctx.progress("quantize", 0.82, "the whole mix at once over the calibration text (the additivity check)")
-    mix = _record(matrices, types, budget, found.kl_of(types), len(found.ids.flatten()), per_layer)
+    mix = record(matrices, types, budget, found.kl_of(types), len(found.ids.flatten()), per_layer)
     del found
     ctx.progress("quantize", 0.85, "llama.cpp's ggml_quantize_chunk, each matrix in its type")
     out = scratch / GGUF_FILE
@@ -112,13 +115,13 @@ def _sensitivities(found, model_dir: Path, ctx) -> tuple[list[mixsolver.Matrix],
     return matrices, per_layer
 
 
-def _held(matrix: mixsolver.Matrix, budget: mixsolver.Budget) -> mixsolver.Matrix:
+def held(matrix: mixsolver.Matrix, budget: mixsolver.Budget) -> mixsolver.Matrix:
     """The embeddings and head at the budget's table type (where their rows allow it), else free."""
     allowed = _allowed(matrix.n_in, budget, matrix.name)
     return mixsolver.Matrix(matrix.name, matrix.rows, matrix.n_in, {k: matrix.added_kl[k] for k in allowed})
 
 
-def _solve(matrices: list, budget: mixsolver.Budget, model_dir: Path, scratch: Path) -> dict[str, str]:
+def solve_for(matrices: list, budget: mixsolver.Budget, model_dir: Path, scratch: Path) -> dict[str, str]:
     if budget.kind == "kl":
         return mixsolver.solve(matrices, max_kl=budget.value)
     weights = sum(m.rows * m.n_in for m in matrices)
@@ -147,7 +150,7 @@ def _config(model_dir: Path) -> dict:
     return json.loads((Path(model_dir) / "config.json").read_text())
 
 
-def _record(matrices: list, types: dict[str, str], budget: mixsolver.Budget, together: float, tokens: int,
+def record(matrices: list, types: dict[str, str], budget: mixsolver.Budget, together: float | None, tokens: int,
             per_layer: float) -> GgufMix:
     size = mixsolver.matrix_bytes(matrices, types)
     return GgufMix(budget=budget.words(), tensor_types=types,
@@ -159,10 +162,10 @@ def _record(matrices: list, types: dict[str, str], budget: mixsolver.Budget, tog
 
 def _most(matrices: list, types: dict[str, str]) -> str:
     """The type that holds the most of the mix's weights."""
-    held: dict[str, int] = {}
+    weights: dict[str, int] = {}
     for m in matrices:
-        held[types[m.name]] = held.get(types[m.name], 0) + m.rows * m.n_in
-    return max(held, key=held.get)
+        weights[types[m.name]] = weights.get(types[m.name], 0) + m.rows * m.n_in
+    return max(weights, key=weights.get)
 
 
 def read(save_dir: Path) -> GgufMix | None:

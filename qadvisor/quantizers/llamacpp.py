@@ -88,8 +88,9 @@ class LlamaCppBackend(Backend):
 
         n = place.arch.num_hidden_layers
         for name, linear in plain_linears(layer).items():
-            kind = gguf_mix.stored_linear_type(spec.name, name.rsplit(".", 1)[-1], place.index, n, place.arch,
-                                               linear.in_features)
+            kind = (place.types[f"blk.{place.index}.{gguf_mix.GGUF_LAYER_NAMES[name + '.weight']}"] if place.types
+                    else gguf_mix.stored_linear_type(spec.name, name.rsplit(".", 1)[-1], place.index, n, place.arch,
+                                                     linear.in_features))
             linear.weight = torch.nn.Parameter(ggml.round_trip(kind, linear.weight.data, place.threads),
                                                requires_grad=False)
             linear.register_forward_pre_hook(lambda module, args, kind=kind: (ggml.dot_rounded(kind, args[0]),))
@@ -100,15 +101,15 @@ class LlamaCppBackend(Backend):
     streams_experts = True  # the fused experts' matrices rounded too (_round_experts)
 
     def stream_table(self, spec, role, rows, place):
-        from qadvisor.quantizers import ggml, gguf_mix
+        from qadvisor.quantizers import ggml
 
-        embed, output = gguf_mix.table_types(spec.name, place.arch)
+        embed, output = _table_types(spec, place)
         return ggml.round_trip(embed if role == "embed" else output, rows, place.threads)
 
     def stream_head_input(self, spec, hidden, place):
-        from qadvisor.quantizers import ggml, gguf_mix
+        from qadvisor.quantizers import ggml
 
-        return ggml.dot_rounded(gguf_mix.table_types(spec.name, place.arch)[1], hidden)
+        return ggml.dot_rounded(_table_types(spec, place)[1], hidden)
 
     def build_key(self) -> str:
         from qadvisor.quantizers.llamacpp_amx import build_key
@@ -169,6 +170,16 @@ class LlamaCppBackend(Backend):
 
     def memory_bytes(self, model) -> int:
         return model.tensor_bytes
+
+
+def _table_types(spec: MethodSpec, place) -> tuple[str, str]:
+    """(embeddings, head) types: a mix's own (a tied head is token_embd), else llama.cpp's rule for the method."""
+    from qadvisor.quantizers import gguf_mix
+
+    if place.types:
+        embed = place.types["token_embd.weight"]
+        return embed, place.types.get("output.weight", embed)
+    return gguf_mix.table_types(spec.name, place.arch)
 
 
 def fused_experts(layer) -> list:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from qadvisor.schemas.jsonfile import read_json_object, validate_versioned, write_text_atomic
+from qadvisor.schemas.mix import GgufMix
 from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.schemas.plan import Plan, PlanCheck
 from qadvisor.schemas.priorities import Priorities
@@ -87,6 +88,7 @@ class StreamedMethod(BaseModel):
     top1_agreement: float | None = None
     seconds_per_layer: float | None = None
     error: str = ""
+    mix: GgufMix | None = None  # a GGUF mix: the types its streamed sensitivities chose (its KL above is streamed)
 
 
 # what a streamed GGUF figure is: the rounding llama.cpp's CPU path applies, emulated layer by layer in torch

@@ -18,7 +18,7 @@ from qadvisor.app.page import ORDER, run_page
 from qadvisor.app.report import section_markdown
 from qadvisor.app.views import backends_view, comparison_view, doctor_view, hardware_lines, per_kind, score_view
 from qadvisor.schemas.hardware import HardwareInfo
-from qadvisor.quantizers import registry
+from qadvisor.quantizers import mixsolver, registry
 from qadvisor.tui.fields import NumberInput
 
 
@@ -127,6 +127,8 @@ class PrioritiesScreen(Screen):
                 kv = registry.methods()
                 yield Select([("none", "")] + [(f"{n}: {kv[n].summary.split(' (')[0]}", n) for n in registry.kv_methods()],
                              value="", allow_blank=False, id="kv")
+                yield Label("[b]A GGUF mix made for a budget[/] (gguf-mix@…, types from this model's sensitivity)")
+                yield Input(placeholder="blank: none; 4.5bpw, 11800KiB or kl0.01", id="mix_budget")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -151,6 +153,8 @@ class PrioritiesScreen(Screen):
         values["preset"] = str(self.query_one("#preset", Select).value)
         values["kv"] = str(self.query_one("#kv", Select).value)
         values["methods"] = list(self.query_one(SelectionList).selected)
+        budget = values.pop("mix_budget", "")
+        values["methods"] += [f"{mixsolver.PREFIX}{budget}"] if budget else []
         for box in ("reuse_cache", "stream", "accept_unverified_accuracy"):
             values[box] = self.query_one(f"#{box}", Checkbox).value
         return values
@@ -177,7 +181,8 @@ FIELD_WORDS = (("repeats", "repeats"), ("decode tokens", "decode_tokens"), ("pro
                ("max kl", "max_kl"), ("weights", "storage"), ("storage", "storage"), ("latency", "latency"),
                ("accuracy", "accuracy"), ("model directory", "model"), ("reference", "model"),
                ("checkpoint", "checkpoint"), ("unknown model", "plan_for"),
-               ("pin", "pin"), ("cluster", "cluster"), ("target methods", "target_methods"), ("target", "target"))
+               ("pin", "pin"), ("cluster", "cluster"), ("target methods", "target_methods"), ("target", "target"),
+               (f"method '{mixsolver.PREFIX}", "mix_budget"), (mixsolver.PREFIX, "mix_budget"))
 
 
 def field_of(error: str) -> str | None:

@@ -78,3 +78,26 @@ def test_llama_cpps_quantizer_makes_the_same_types_from_the_records_overrides(ke
     assert llama_cpp.llama_model_quantize(str(full).encode(), str(out).encode(), params) == 0
     rebuilt = _types(out)
     assert {name: rebuilt[name] for name in mix.tensor_types} == mix.tensor_types
+
+
+def test_a_mix_streams_with_sensitivities_measured_one_layer_at_a_time(monkeypatch):
+    """The streamed path (for a checkpoint larger than RAM) on the shipped model: the same kind of record, a budget
+    held, a prediction near the KL the streamed file's rounding gives."""
+    from transformers import AutoTokenizer
+
+    from qadvisor.core.measure import mixstream
+    from qadvisor.core.measure.metrics import eval_windows
+    from qadvisor.core.measure.streamed import StreamRequest, stream
+    from qadvisor.schemas.export import StreamedAccuracy
+
+    monkeypatch.setattr(mixstream, "TOKENS", 256)
+    model_dir = shipped_model_dir()
+    ids = AutoTokenizer.from_pretrained(str(model_dir))((model_dir / "heldout.txt").read_text()).input_ids
+    request = StreamRequest(model_dir=model_dir, methods=["gguf-mix@5.5bpw"], windows=eval_windows(ids, 256, 4),
+                            threads=2, calib_texts=paragraphs(model_dir / "calib.txt"))
+    out = StreamedAccuracy(model="shipped", path=str(model_dir), not_streamed={}, complete=False)
+    list(stream(request, out))
+    (found,) = out.methods
+    assert not found.error and found.mix is not None
+    assert found.mix.bits_per_weight <= 5.5 and len(set(found.mix.tensor_types.values())) > 1
+    assert 0.5 < found.mix.predicted_kl / found.kl_mean < 2

@@ -114,3 +114,64 @@ def test_the_llama_quantize_command_gives_every_tensor_its_type():
         matched = [k for pattern, k in mix.overrides() if re.search(pattern, name)]
         assert matched == [kind]
     assert "--tensor-type '^token_embd\\.weight$=q5_0'" in mix.quantize_command()
+
+
+def _result(method, size, kl, mix=None):
+    from qadvisor.schemas.result import TrialResult
+
+    return TrialResult(method=method, backend="llamacpp", bits=4, status="ok", size_bytes=size, kl_mean=kl, mix=mix,
+                       decode_tok_s=100.0)
+
+
+def _mix(types=None):
+    types = types or {"blk.0.attn_q.weight": "Q4_0", "blk.1.ffn_down.weight": "Q2_K", "token_embd.weight": "Q8_0"}
+    return GgufMix(budget="x", tensor_types=types, bits_per_weight=5, matrix_bytes=1, predicted_kl=3e-4,
+                   added_kl={name: {kind: 1e-4} for name, kind in types.items()})
+
+
+def test_the_advice_names_the_uniform_recipe_a_mix_beats_or_loses_to():
+    from qadvisor.core.advise.mixes import advice_line, against_uniform
+
+    results = [_result("gguf-q3_k_m", 1000, 7e-4), _result("gguf-q4_k_m", 1200, 2e-4),
+               _result("gguf-mix@1000", 990, 3.5e-4, _mix()), _result("gguf-mix@1200", 1190, 3e-4, _mix())]
+    assert "beats it: within gguf-q3_k_m's size" in against_uniform(results[2], results)
+    assert "KL 50 % lower" in against_uniform(results[2], results)
+    assert "does not beat it" in against_uniform(results[3], results) and "KL 50 % higher" in against_uniform(
+        results[3], results)
+    assert advice_line("gguf-q3_k_m", results).startswith("gguf-mix@1000 beats it")  # a uniform pick hears of the mix
+    assert advice_line("gguf-q4_k_m", results) == ""  # the mix made within its size lost more
+
+
+def test_max_size_gives_a_bare_mix_its_budget_and_joins_the_default_methods():
+    from qadvisor.app.auto import with_mix_budget
+    from qadvisor.app.options import RunOptions, priority_options
+
+    said = []
+    sized = priority_options(max_size="11800KiB").priorities()
+    bare = with_mix_budget(RunOptions(methods=["fp32", "gguf-mix"]), sized, said.append)
+    assert bare.methods == ["fp32", f"gguf-mix@{11800 * 1024}"]
+    default = with_mix_budget(RunOptions(), sized, said.append)
+    assert default.methods[-1] == f"gguf-mix@{11800 * 1024}" and "joins the default methods" in said[-1]
+    small = with_mix_budget(RunOptions(), priority_options(max_size="1MiB").priorities(), said.append)
+    assert small.methods == RunOptions().methods and "no GGUF mix for --max-size" in said[-1]
+    with pytest.raises(UserError, match="takes its budget from --max-size"):
+        with_mix_budget(RunOptions(methods=["gguf-mix"]), priority_options().priorities(), said.append)
+
+
+def test_a_bare_mix_without_max_size_is_one_line():
+    _assert_one_line_error(run_cli("--auto", "--methods", "fp32,gguf-mix"), "takes its budget from --max-size")
+
+
+def test_the_report_draws_the_trade_off_and_each_mixs_map(tmp_path):
+    from qadvisor.app import plots
+    from qadvisor.schemas.export import RunExport
+
+    if not plots.available():
+        pytest.skip("matplotlib is not installed (the report then says how to get the pictures)")
+    results = [_result("gguf-q3_k_m", 1000, 7e-4), _result("gguf-mix@1000", 990, 3.5e-4, _mix())]
+    export = RunExport.model_construct(results=results)
+    made = plots.write_plots(export, tmp_path / "run.md")
+    assert [name for _, name in made] == ["run.tradeoff.png", "run.mix-1.png"]
+    assert all((tmp_path / name).read_bytes()[:4] == b"\x89PNG" for _, name in made)
+    kl, kinds, tables = plots.cells(results[1])
+    assert kinds[0][0] == "Q4_0" and kinds[1][6] == "Q2_K" and tables == ["token_embd Q8_0 (KL 0.0001)"]

@@ -31,9 +31,16 @@ def against_uniform(mix: TrialResult, results: list[TrialResult]) -> str:
     size = (f"within {other.method}'s size" if ratio <= 1 else f"{100 * (ratio - 1):.1f} % larger than {other.method}")
     change = mix.kl_mean / other.kl_mean - 1
     loss = f"KL {abs(100 * change):.0f} % {'lower' if change < 0 else 'higher'}"
-    verdict = "beats it" if ratio <= 1 and change < 0 else "does not beat it"
+    verdict = "beats it" if beats(mix, other) else "does not beat it"
     return (f"{mix.method} {verdict}: {size} ({mix.size_bytes / 2**20:.2f} vs {other.size_bytes / 2**20:.2f} MiB), "
             f"{loss} ({mix.kl_mean:.3g} vs {other.kl_mean:.3g} nats/token on the held-out text)")
+
+
+def beats(mix: TrialResult, other: TrialResult) -> bool:
+    """At most the other's size on disk and a lower KL on the held-out text."""
+    if mix.kl_mean is None or other.kl_mean is None or not mix.size_bytes or not other.size_bytes:
+        return False
+    return mix.size_bytes <= other.size_bytes and mix.kl_mean < other.kl_mean
 
 
 def prediction_error(mix: TrialResult) -> float | None:
@@ -41,3 +48,15 @@ def prediction_error(mix: TrialResult) -> float | None:
     if mix.mix is None or not mix.kl_mean:
         return None
     return mix.mix.predicted_kl / mix.kl_mean - 1
+
+
+def advice_line(method: str, results: list[TrialResult]) -> str:
+    """What the advice says of mixes beside its pick: a mix picked, against its uniform recipe; a uniform recipe
+    picked, any mix made within its size that lost less ('' where neither)."""
+    picked = next((r for r in results if r.method == method and r.status == "ok"), None)
+    if picked is None:
+        return ""
+    if picked.mix is not None:
+        return against_uniform(picked, results)
+    better = [r for r in mixes(results) if nearest_uniform(r, results) is picked and beats(r, picked)]
+    return against_uniform(better[0], results) if better else ""

@@ -69,7 +69,8 @@ class Layers:
         self.shards = Shards(model_dir)
         self.inputs = windows[:, :-1]
         self.targets = windows[:, 1:]
-        self.place = lambda i: LayerPlace(index=i, arch=self.arch, threads=threads)
+        self.types: dict | None = None  # a GGUF mix's types while it streams
+        self.place = lambda i: LayerPlace(index=i, arch=self.arch, threads=threads, types=self.types)
         self.model_dir = Path(model_dir)
         tied = self.arch.tie_word_embeddings
         self.head_name = self.shards.text("embed_tokens.weight") if tied else "lm_head.weight"
@@ -150,6 +151,7 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
     import torch
 
     from qadvisor.core.hardware import fast_bf16
+    from qadvisor.core.measure import mixstream
     from qadvisor.core.measure.metrics import score
     from qadvisor.quantizers import registry
     from qadvisor.quantizers.base import TrialContext
@@ -173,6 +175,8 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
         spec = registry.spec(name)
         backend = registry.backend_for(spec)
         try:
+            mix = (yield from mixstream.made_for(layers, spec, request, _logits, cancel)) if mixstream.is_mix(spec) else None
+            layers.types = mix.tensor_types if mix else None
             calib = backend.stream_calibration(request.model_dir, ctx.calib_texts) if ctx.calib_texts else None
             logits, seconds = yield from _pass(
                 layers, name, lambda layer, place: backend.stream_layer(layer, spec, ctx, place),
@@ -188,7 +192,7 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
         acc = score(torch.log_softmax(logits, dim=-1), ref_lp, layers.targets)
         out.methods.append(StreamedMethod(method=name, ppl=acc.ppl, ppl_delta_pct=100.0 * (acc.ppl / out.ref_ppl - 1),
                                           kl_mean=acc.kl_mean, top1_agreement=acc.top1_agreement,
-                                          seconds_per_layer=seconds))
+                                          seconds_per_layer=seconds, mix=mix))
 
 
 def _check_room(layers: Layers, index: int) -> None:
@@ -276,8 +280,10 @@ def _why_not_streamed(method: str, registry, arch) -> str:
     """'' when the method's layers can be quantized one at a time here, else why not."""
     if "+" in method:
         return "a KV-cache stack: streaming scores the weights, and the cache is measured by whole-model trials"
+    from qadvisor.core.measure import mixstream
+
     spec = registry.spec(method)
-    if spec is None or method not in registry.backend_for(spec).streamed_methods:
+    if spec is None or (method not in registry.backend_for(spec).streamed_methods and not mixstream.is_mix(spec)):
         return "its library quantizes whole models only here (no layer-by-layer path)"
     refused = registry.recipe_runs_on(registry.parse_methods(method)[0], arch.family, arch.is_moe)
     if refused:
