@@ -175,3 +175,12 @@ def test_the_report_draws_the_trade_off_and_each_mixs_map(tmp_path):
     assert all((tmp_path / name).read_bytes()[:4] == b"\x89PNG" for _, name in made)
     kl, kinds, tables = plots.cells(results[1])
     assert kinds[0][0] == "Q4_0" and kinds[1][6] == "Q2_K" and tables == ["token_embd Q8_0 (KL 0.0001)"]
+
+
+def test_without_the_targets_weights_the_advice_says_no_mix_is_tailored_to_it():
+    from qadvisor.core.advise.target import _accuracy
+    from tests.samples import sample_export
+
+    export = sample_export()
+    reason = _accuracy("Qwen2.5-72B", _result("gguf-mix@4.5bpw", 990, 3.5e-4, _mix()), export, "size: estimate")["reason"]
+    assert "without Qwen2.5-72B's weights (--plan-for DIR) none is tailored to it" in reason

@@ -96,8 +96,10 @@ def _accuracy(model: str, proxy: TrialResult, export: RunExport, basis: str) -> 
         return streamed
     found = evidence(model, proxy.method)
     if found is None:
+        tailor = (f"; a mix is made from a model's own sensitivities: without {model}'s weights (--plan-for DIR) "
+                  f"none is tailored to it" if proxy.mix is not None else "")
         return {"accuracy_basis": "proxy",
-                "reason": f"{basis} · accuracy: the proxy's ({proxy_name}); not known at {model}'s size"}
+                "reason": f"{basis} · accuracy: the proxy's ({proxy_name}); not known at {model}'s size{tailor}"}
     return {"accuracy_basis": "published", "ppl": None, "ppl_delta_pct": found.ppl_delta_pct,
             "score_delta_pct": found.score_delta_pct, "kl_mean": found.kl_mean, "top1_agreement": found.top1,
             "reason": f"{basis} · accuracy: published: {found.figure}; source: {found.source}"}
@@ -116,7 +118,10 @@ def _streamed(export: RunExport, model: str, method: str) -> dict | None:
             "kl_mean": found.kl_mean, "top1_agreement": found.top1_agreement,
             "reason": f"streamed on {model}'s own weights, layer by layer, over "
                       f"{s.eval_text.words(s.tokens) if s.eval_text else f'{s.tokens} tokens'}{weights}"
-                      + (f"; {GGUF_EMULATED}" if method.startswith("gguf-") else "")}
+                      + (f"; {GGUF_EMULATED}" if method.startswith("gguf-") else "")
+                      + (f"; the mix made for {model} from its own streamed sensitivities: "
+                         f"{found.mix.bits_per_weight:.2f} bits per weight, its matrices "
+                         f"{found.mix.matrix_bytes / 2**30:.2f} GiB by their types" if found.mix else "")}
 
 
 def _why_left_out(method: str, plan: Plan, row: PlanRow | None) -> str:
