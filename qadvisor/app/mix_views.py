@@ -30,5 +30,6 @@ def mix_view(export: RunExport) -> TableView | None:
         lines=[line for r in found if (line := against_uniform(r, export.results))]
         + [f"{r.method}, from your own f16 GGUF: {r.mix.quantize_command()}" for r in found],
         notes=[f"KL predicted: the sum of each matrix's KL at its type alone (sensitivities over {first.sensitivity_tokens} "
-               f"calibration tokens, {first.seconds_per_layer:.1f} s a decoder layer; additivity assumed); KL together: "
-               "the whole mix at once over the same text in torch; KL measured: llama.cpp's file on the held-out text"])
+               f"calibration tokens, {first.seconds_per_layer:.1f} s a decoder layer; additivity assumed), plus the KL "
+               "of llama.cpp's rounding of the matmuls' inputs, measured once for the mix; KL together: the whole mix "
+               "at once over the same text in torch; KL measured: llama.cpp's file on the held-out text"])

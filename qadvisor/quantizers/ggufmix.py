@@ -85,7 +85,8 @@ def quantize(model_dir: Path, spec: MethodSpec, ctx) -> Path:
     matrices = [held(m, budget) for m in matrices]
     types = solve_for(matrices, budget, model_dir, scratch)
     ctx.progress("quantize", 0.82, "the whole mix at once over the calibration text (the additivity check)")
-    mix = record(matrices, types, budget, found.kl_of(types), len(found.ids.flatten()), per_layer)
+    mix = record(matrices, types, budget, found.kl_of(types, inputs=True), len(found.ids.flatten()), per_layer,
+                 found.kl_of(types, weights=False, inputs=True))
     del found
     ctx.progress("quantize", 0.85, "llama.cpp's ggml_quantize_chunk, each matrix in its type")
     out = scratch / GGUF_FILE
@@ -151,11 +152,14 @@ def _config(model_dir: Path) -> dict:
 
 
 def record(matrices: list, types: dict[str, str], budget: mixsolver.Budget, together: float | None, tokens: int,
-            per_layer: float) -> GgufMix:
+            per_layer: float, inputs_kl: float | None = None) -> GgufMix:
+    """The mix's record; `inputs_kl`: the KL of llama.cpp's rounding of the matmuls' inputs alone, where measured,
+    which the prediction adds to the matrices' own sensitivities."""
     size = mixsolver.matrix_bytes(matrices, types)
     return GgufMix(budget=budget.words(), tensor_types=types,
                    bits_per_weight=size * 8 / sum(m.rows * m.n_in for m in matrices), matrix_bytes=int(size),
-                   predicted_kl=mixsolver.predicted_kl(matrices, types), together_kl=together,
+                   predicted_kl=mixsolver.predicted_kl(matrices, types) + (inputs_kl or 0.0), inputs_kl=inputs_kl,
+                   together_kl=together,
                    sensitivity_tokens=tokens, seconds_per_layer=per_layer,
                    added_kl={m.name: m.added_kl for m in matrices})
 

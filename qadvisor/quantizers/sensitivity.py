@@ -6,7 +6,8 @@ type (the 4.5-bit type its row allows), the text carried from the hidden state t
 layer (the layers before it are not run again). Every other type's KL is the anchor's scaled by the matrix's
 layer-local error: the rounding error of each input column, weighed by that column's mean squared activation
 (llama.cpp's importance matrix), summed. KL grows with the square of a small perturbation, which that error is.
-Left out: llama.cpp's rounding of the activations (Q8_K/Q8_0) each type's matmul adds."""
+llama.cpp's rounding of each matmul's input (Q8_K or Q8_0 by the weight's type) is measured once for a whole mix and
+added to its prediction: it hardly depends on the weights' types."""
 
 from __future__ import annotations
 
@@ -63,19 +64,35 @@ class Probe:
         lp = torch.log_softmax(logits.float(), -1)
         return float((self.ref.exp() * (self.ref - lp)).sum(-1).mean())
 
-    def kl_of(self, types: dict[str, str], start: int = 0) -> float:
-        """The KL with every named matrix at its type together (each restored after)."""
+    def kl_of(self, types: dict[str, str], start: int = 0, weights: bool = True, inputs: bool = False) -> float:
+        """The KL with every named matrix at its type together (each restored after): its `weights` rounded, and
+        with `inputs` each matmul's input rounded as llama.cpp's CPU path rounds it against that type."""
         from qadvisor.quantizers import ggml
 
         params = self.parameters()
         kept = {name: params[name].data for name in types}
+        handles = self._input_rounding(types) if inputs else []
         try:
-            for name, kind in types.items():
+            for name, kind in types.items() if weights else ():
                 params[name].data = ggml.round_trip(kind, kept[name], self.threads)
             return self.kl(start)
         finally:
+            for handle in handles:
+                handle.remove()
             for name, data in kept.items():
                 params[name].data = data
+
+    def _input_rounding(self, types: dict[str, str]) -> list:
+        """Hooks rounding each typed linear's input (a tied head's by token_embd's type: llama.cpp multiplies by it)."""
+        import torch
+
+        from qadvisor.quantizers import ggml
+
+        params = self.parameters()
+        by_weight = {id(params[name]): kind for name, kind in types.items()}
+        return [m.register_forward_pre_hook(lambda mod, args, kind=by_weight[id(m.weight)]:
+                                            (ggml.dot_rounded(kind, args[0]), *args[1:]))
+                for m in self.model.modules() if isinstance(m, torch.nn.Linear) and id(m.weight) in by_weight]
 
 
 def probe(model_dir: Path, texts: list[str], threads: int) -> Probe:

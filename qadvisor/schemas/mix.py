@@ -14,9 +14,12 @@ class GgufMix(BaseModel):
     tensor_types: dict[str, str]  # GGUF tensor name → GGML type (token_embd.weight → Q8_0)
     bits_per_weight: float  # of the matrices the mix typed (norms and biases, kept F32, not counted)
     matrix_bytes: int
-    # the sum of each matrix's added KL at its type over the calibration text: additivity assumed
+    # the sum of each matrix's added KL at its type over the calibration text (additivity assumed), plus inputs_kl
     predicted_kl: float
-    # the whole mix at once over the same text (torch, llama.cpp's rounding of activations left out): additivity checked
+    # the KL of llama.cpp's rounding of each matmul's input alone (Q8_K / Q8_0 by the weight's type), measured once for
+    # the whole mix; None where not measured (a streamed mix: its prediction is the matrices' sum alone)
+    inputs_kl: float | None = None
+    # the whole mix at once over the same text, weights and inputs rounded (torch): additivity checked
     together_kl: float | None = None
     sensitivity_tokens: int = 0  # calibration tokens the sensitivities were measured on
     seconds_per_layer: float = 0.0  # the sensitivity pass, per decoder layer

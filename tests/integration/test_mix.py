@@ -46,7 +46,9 @@ def test_the_file_holds_exactly_the_types_its_record_lists(kept):
 
 def test_the_prediction_is_the_sum_of_the_chosen_sensitivities(kept):
     _, mix = kept
-    assert mix.predicted_kl == pytest.approx(sum(mix.added_kl[n][k] for n, k in mix.tensor_types.items()))
+    assert mix.inputs_kl is not None and mix.inputs_kl > 0
+    assert mix.predicted_kl == pytest.approx(sum(mix.added_kl[n][k] for n, k in mix.tensor_types.items())
+                                             + mix.inputs_kl)
     assert mix.together_kl is not None and mix.together_kl > 0
     assert mix.bits_per_weight == pytest.approx(mix.matrix_bytes * 8 / sum(
         m.rows * m.n_in for m in [mixsolver.Matrix(n, *_shape(n), {}) for n in mix.tensor_types]))
