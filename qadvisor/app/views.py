@@ -15,7 +15,8 @@ from qadvisor.schemas.method import AS_SHIPPED
 from qadvisor.schemas.result import TrialResult
 
 
-TEXT_COLUMNS = ("method", "fits", "type", "backend", "here", "why / version", "methods", "verdict", "what it found")  # left-aligned; numbers right
+TEXT_COLUMNS = ("method", "fits", "type", "backend", "here", "why / version", "methods", "verdict", "what it found",
+                "uniform recipe")  # left-aligned; numbers right
 
 
 @dataclass

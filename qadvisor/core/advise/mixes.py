@@ -32,7 +32,7 @@ def against_uniform(mix: TrialResult, results: list[TrialResult]) -> str:
     change = mix.kl_mean / other.kl_mean - 1
     loss = f"KL {abs(100 * change):.0f} % {'lower' if change < 0 else 'higher'}"
     verdict = "beats it" if beats(mix, other) else "does not beat it"
-    return (f"{mix.method} {verdict}: {size} ({mix.size_bytes / 2**20:.2f} vs {other.size_bytes / 2**20:.2f} MiB), "
+    return (f"{mix.method} {verdict}: {size} ({mix.size_bytes:,} vs {other.size_bytes:,} bytes), "
             f"{loss} ({mix.kl_mean:.3g} vs {other.kl_mean:.3g} nats/token on the held-out text)")
 
 
