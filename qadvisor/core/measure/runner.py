@@ -1,7 +1,5 @@
-"""Run the reference step and one trial per method, each in a fresh child process, yielding events.
-
-The CLI's `--auto` prints these events and the TUI renders them: one generator, two faces.
-"""
+"""Run the reference step and one trial per method, each in a fresh child process, yielding events: the CLI's
+`--auto` prints them and the TUI renders them (one generator, two faces)."""
 
 from __future__ import annotations
 
@@ -23,7 +21,6 @@ from qadvisor import __version__
 from qadvisor.core import architectures, pace, paths
 from qadvisor.core.measure import artifacts, checkpoints, evaltext, gguf_reference, memory, modelio
 from qadvisor.core.hub import folder_name
-from qadvisor.core.paths import default_cache_dir
 from qadvisor.core.measure.jobs import EvalSettings, Job, Reference
 from qadvisor.core.measure.worker import REFERENCE_FILE
 from qadvisor.core.measure.forkserver import ForkServer
@@ -62,7 +59,7 @@ class Run:
         self.checkpoints = checkpoints.describe_all(request.checkpoints)
         self.unreferenced = bool(self.checkpoints) and not request.model_dir  # size and speed only
         self.recipes = self._recipes()
-        cache_root = request.cache_dir or default_cache_dir()
+        cache_root = request.cache_dir or paths.default_cache_dir()
         self.cache_root = Path(cache_root)
         self.log_dir: Path | None = None  # made at the first trial (artifacts.new_log_dir)
         self.model_dir, self.config = self._checked_model(cache_root)
@@ -113,8 +110,8 @@ class Run:
         return self.unreferenced or modelio.is_synthetic(self.model_dir)
 
     def _checked_model(self, cache_root: Path) -> tuple[Path, dict]:
-        """The model to measure, once RAM is known to hold the reference step and every trial (on CPU). A synthetic
-        model is checked from its architecture before it is built; a checkpoint against its reference or alone."""
+        """The model to measure, once RAM holds the reference step and every trial (on CPU); a synthetic one checked
+        before it is built, a checkpoint against its reference or alone."""
         request = self.request
         backends = {r.name: r.weights.backend for r in self.recipes if r.weights.source is None}
         if self.unreferenced:
@@ -302,7 +299,9 @@ class Run:
         job = self._job("trial", recipe, work_dir, keep, level)
         partial, errors, died = yield from self._phase(job, work_dir, cancel)
         s = self.request.settings
-        if partial is None or cancel.is_set() or (keep and not (s.benchmark or s.score_accuracy)):
+        if cancel.is_set():  # stopped between its two processes: nothing measured, so the trial is cancelled
+            return None, errors, died
+        if partial is None or (keep and not (s.benchmark or s.score_accuracy)):
             return partial, errors, died  # a slice stops at its sizes: the slices are timed side by side
         measure = job.model_copy(update={"work": "measure", "partial": partial})
         return (yield from self._phase(measure, work_dir, cancel))
