@@ -38,9 +38,9 @@ def method_named(name: str) -> MethodSpec | None:
 
 def layout(arch: Architecture) -> list[tuple[str, int, int]]:
     """(GGUF name, rows, row length) of every matrix a mix types: each layer's linears, the embeddings, the head."""
-    from qadvisor.quantizers.gguf_mix import GGUF_LAYER_NAMES
+    from qadvisor.quantizers.gguf_mix import HF_ROLES
 
-    roles = {hf.split(".")[1]: gguf for hf, gguf in GGUF_LAYER_NAMES.items() if hf.endswith("proj.weight")}
+    roles = {role: gguf for gguf, role in HF_ROLES.items()}
     found = [(f"blk.{i}.{roles[name]}", n_out, n_in) for i in range(arch.num_hidden_layers)
              for name, n_in, n_out in arch.layer_linears(i)]
     found.append(("token_embd.weight", arch.vocab_size, arch.hidden_size))

@@ -88,7 +88,7 @@ class LlamaCppBackend(Backend):
 
         n = place.arch.num_hidden_layers
         for name, linear in plain_linears(layer).items():
-            kind = (place.types[f"blk.{place.index}.{gguf_mix.GGUF_LAYER_NAMES[name + '.weight']}"] if place.types
+            kind = (place.types[gguf_mix.gguf_name(f"model.layers.{place.index}.{name}.weight", False)] if place.types
                     else gguf_mix.stored_linear_type(spec.name, name.rsplit(".", 1)[-1], place.index, n, place.arch,
                                                      linear.in_features))
             linear.weight = torch.nn.Parameter(ggml.round_trip(kind, linear.weight.data, place.threads),

@@ -130,7 +130,7 @@ def solve(matrices: list[Matrix], max_bytes: float | None = None, max_kl: float 
     at = {name: 0 for name in hulls}
     used = sum(h[0][0] for h in hulls.values())
     kl = sum(h[0][1] for h in hulls.values())
-    steps = [(_gain(h, 0), name) for name, h in hulls.items() if len(h) > 1]
+    steps = [(_slope(h[0], h[1]), name) for name, h in hulls.items() if len(h) > 1]  # smallest first: most KL a byte
     heapq.heapify(steps)
     while steps and (max_kl is None or kl > max_kl):
         _, name = heapq.heappop(steps)
@@ -140,13 +140,8 @@ def solve(matrices: list[Matrix], max_bytes: float | None = None, max_kl: float 
             continue  # a later, smaller step may still fit
         used, kl, at[name] = used + extra, kl - (hull[i][1] - hull[i + 1][1]), i + 1
         if i + 2 < len(hull):
-            heapq.heappush(steps, (_gain(hull, i + 1), name))
+            heapq.heappush(steps, (_slope(hull[i + 1], hull[i + 2]), name))
     return {name: hulls[name][i][2] for name, i in at.items()}
-
-
-def _gain(hull: list, i: int) -> float:
-    """Minus the KL the step from hull point i to i+1 buys per byte (a heap gives the smallest first)."""
-    return _slope(hull[i], hull[i + 1])
 
 
 def predicted_kl(matrices: list[Matrix], types: dict[str, str]) -> float:

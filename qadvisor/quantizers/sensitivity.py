@@ -160,18 +160,32 @@ def measure(found: Probe, progress: Callable[[float, str], None] = lambda f, m: 
     return matrices, (time.perf_counter() - started) / n
 
 
-def _matrix(found: Probe, name: str, weight) -> Matrix:
-    """One matrix's KL at its anchor type, measured, and at every other type, scaled by the layer-local error."""
+def anchor(n_in: int) -> str:
+    """The one type a matrix of rows `n_in` long is measured end to end at."""
+    kinds = candidates(n_in)
+    return next(kind for kind in (*ANCHORS, *kinds) if kind in kinds)
+
+
+def rounding_errors(weight, importance, threads: int) -> dict[str, float]:
+    """Each type the rows allow: the rounding error of `weight`'s rows, each input column's squared error weighed by
+    its importance (None: unweighted), summed."""
     from qadvisor.quantizers import ggml
 
-    rows, n_in = weight.shape
-    kinds = candidates(n_in)
-    anchor = next(kind for kind in (*ANCHORS, *kinds) if kind in kinds)
-    weigh = found.importance.get(name)
-    errors = {}
-    for kind in kinds:
-        delta = (ggml.round_trip(kind, weight, found.threads) - weight.float()).pow(2).sum(0)
-        errors[kind] = float((delta * weigh).sum() if weigh is not None else delta.sum())
-    measured = found.kl_of({name: anchor}, layer_of(name))
-    scale = measured / errors[anchor] if errors[anchor] > 0 else 0.0
-    return Matrix(name=name, rows=rows, n_in=n_in, added_kl={kind: errors[kind] * scale for kind in kinds})
+    found = {}
+    for kind in candidates(weight.shape[1]):
+        delta = (ggml.round_trip(kind, weight, threads) - weight.float()).pow(2).sum(0)
+        found[kind] = float((delta * importance).sum() if importance is not None else delta.sum())
+    return found
+
+
+def scaled(name: str, shape: tuple[int, int], anchor_kl: float, errors: dict[str, float]) -> Matrix:
+    """A matrix's KL at every type: the anchor's, scaled by each type's rounding error over the anchor's."""
+    base = errors[anchor(shape[1])]
+    scale = anchor_kl / base if base > 0 else 0.0
+    return Matrix(name=name, rows=shape[0], n_in=shape[1], added_kl={k: e * scale for k, e in errors.items()})
+
+
+def _matrix(found: Probe, name: str, weight) -> Matrix:
+    """One matrix's KL at its anchor type, measured, and at every other type, scaled by the layer-local error."""
+    errors = rounding_errors(weight, found.importance.get(name), found.threads)
+    return scaled(name, tuple(weight.shape), found.kl_of({name: anchor(weight.shape[1])}, layer_of(name)), errors)

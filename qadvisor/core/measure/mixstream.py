@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
-from qadvisor.quantizers.mixsolver import Matrix, candidates
+from qadvisor.quantizers.sensitivity import anchor as _anchor, rounding_errors, scaled
 from qadvisor.schemas.events import Event, Progress
 
 PROBES = 4  # layers whose perturbation is carried to the head
@@ -21,25 +21,12 @@ SAMPLE_ROWS = 256  # rows of a matrix each type's rounding error is estimated on
 TOKENS = 512  # calibration tokens: the pass costs about ten layer forwards per layer over them
 
 
-def _anchor(n_in: int) -> str:
-    from qadvisor.quantizers.sensitivity import ANCHORS
-
-    kinds = candidates(n_in)
-    return next(kind for kind in (*ANCHORS, *kinds) if kind in kinds)
-
-
 def _errors(weight, importance, threads: int) -> dict[str, float]:
     """Each allowed type's importance-weighted rounding error of the matrix, on a sample of its rows."""
     import torch
 
-    from qadvisor.quantizers import ggml
-
     rows = weight[torch.linspace(0, weight.shape[0] - 1, min(SAMPLE_ROWS, weight.shape[0])).long()].float()
-    found = {}
-    for kind in candidates(weight.shape[1]):
-        delta = (ggml.round_trip(kind, rows, threads) - rows).pow(2).sum(0)
-        found[kind] = float((delta * importance).sum() if importance is not None else delta.sum())
-    return found
+    return rounding_errors(rows, importance, threads)
 
 
 def _change(a, b) -> float:
@@ -85,7 +72,7 @@ class Pass:
 
         from qadvisor.quantizers import ggml
         from qadvisor.quantizers.base import plain_linears
-        from qadvisor.quantizers.gguf_mix import GGUF_LAYER_NAMES
+        from qadvisor.quantizers.gguf_mix import gguf_name
 
         layer = self.layers.build(i).float()
         linears = plain_linears(layer)
@@ -106,7 +93,7 @@ class Pass:
                 module.weight.data = rounded[name]
                 change = _change(self.layers.run(layer, hidden), out)
                 module.weight.data = kept[name]
-                gguf = f"blk.{i}.{GGUF_LAYER_NAMES[name + '.weight']}"
+                gguf = gguf_name(f"model.layers.{i}.{name}.weight", False)
                 self.local[gguf] = (i, change, _errors(kept[name], importance[name], self.threads))
             if i in self.probes:  # every matrix at its anchor at once: this layer's stream starts here
                 for name, module in linears.items():
@@ -166,20 +153,11 @@ def sensitivities(layers, ids, threads: int, logits, cancel=None) -> Iterator[Ev
     depths = sorted(k for k in per_change if 0 <= k < state.n)
     factor = lambda i: per_change[i] if i in per_change else float(  # noqa: E731
         np.interp(i, depths, [per_change[d] for d in depths]))
-    matrices = []
-    for name, (i, change, errors) in state.local.items():
-        rows, n_in = _shape(layers, name)
-        anchor = _anchor(n_in)
-        kl = change * factor(i)
-        scale = kl / errors[anchor] if errors[anchor] > 0 else 0.0
-        matrices.append(Matrix(name=name, rows=rows, n_in=n_in, added_kl={k: e * scale for k, e in errors.items()}))
-    return matrices, seconds
-
-
-def _shape(layers, name: str) -> tuple[int, int]:
     from qadvisor.quantizers.ggufmix import layout
 
-    return next((rows, n_in) for found, rows, n_in in layout(layers.arch) if found == name)
+    shapes = {name: (rows, n_in) for name, rows, n_in in layout(layers.arch)}
+    return [scaled(name, shapes[name], change * factor(i), errors)
+            for name, (i, change, errors) in state.local.items()], seconds
 
 
 def is_mix(spec) -> bool:
