@@ -28,6 +28,9 @@ def _spec(bits: int) -> MethodSpec:
     )
 
 
+PACK_EXT_OFF = "GPTQMODEL_DISABLE_PACK_EXT"
+
+
 class GPTQBackend(Backend):
     name = "gptq"
     stand_in = "gptq-int4"
@@ -43,6 +46,9 @@ class GPTQBackend(Backend):
     def _import(self, ctx):
         # GPTQModel sizes its CPU thread pool at import; fewer than 2 workers deadlocks its loader pool.
         os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(2, ctx.threads)))
+        # Its torch packing writes the same bytes as its C++ packer, which builds on first use (24 s of a new machine's
+        # first run, for no time saved on the shipped model): see benchmarks/RESULTS.md.
+        os.environ.setdefault(PACK_EXT_OFF, "1")
         from gptqmodel import GPTQModel, QuantizeConfig
 
         _compile_per_shape()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 from qadvisor.schemas.method import MethodSpec
 from qadvisor.quantizers.base import Backend, empty_hf, load_hf, skipped_init, tie_head, untied_state_dict
@@ -43,7 +44,7 @@ class QuantoBackend(Backend):
         from optimum.quanto import freeze, quantize
 
         layer = layer.to(self._dtype(spec))
-        with torch.no_grad():
+        with torch.no_grad(), _unpack_in_torch():
             quantize(layer, weights=self._qtype(spec))
             freeze(layer)
         return layer
@@ -83,7 +84,7 @@ class QuantoBackend(Backend):
 
         model = empty_hf(out_dir, self._dtype(spec))
         qmap = json.loads((out_dir / QMAP_FILE).read_text())
-        with skipped_init():  # requantize builds a fresh QLinear for every linear before loading its weights
+        with skipped_init(), _unpack_in_torch():  # requantize builds a fresh QLinear for every linear, then loads
             requantize(model, load_file(str(out_dir / "model.safetensors")), qmap, device=torch.device(ctx.device))
         return tie_head(model)  # computes in the dtype it was quantized in (see _dtype)
 
@@ -116,6 +117,26 @@ def _plain_layout():
         yield
     finally:
         WeightQBitsTensor.create = staticmethod(create)
+
+
+@contextmanager
+def _unpack_in_torch():
+    """quanto's C++ unpack is built on its first use (25 s of a new machine's first run). An int4 weight on CPU is
+    unpacked once, into tinygemm's layout, when it is frozen or reloaded: quanto's own torch unpack gives the same codes
+    as fast there. Where a forward unpacks (int2 weights, a KV cache) the extension is built and used as quanto would."""
+    import torch
+    from optimum.quanto.library.extensions.cpp import ext
+
+    if ext._lib is not None:  # built and loaded in this process already
+        yield
+        return
+    op = torch.ops.quanto.unpack.default
+    in_torch = torch._C.DispatchKey.CompositeExplicitAutograd  # the key quanto registers its torch unpack under
+    ext._lib = SimpleNamespace(unpack=lambda packed, bits: op._op_dk(in_torch, packed, bits))
+    try:
+        yield
+    finally:
+        ext._lib = None
 
 
 def _is_quantized_part(key: str, qmap: dict) -> bool:

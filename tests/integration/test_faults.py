@@ -85,7 +85,8 @@ def own_probes(tmp_path, monkeypatch):
     return tmp_path / "probes"
 
 
-@pytest.mark.parametrize("sig", ["SIGILL", "SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE"])
+# the two a real library showed here (llama.cpp's AMX kernels); every fatal signal is read alike (tests/unit/test_fallback.py)
+@pytest.mark.parametrize("sig", ["SIGILL", "SIGSEGV"])
 def test_a_fast_path_that_dies_of_any_fatal_signal_falls_back_and_says_so(mock_backend, own_probes, tmp_path, sig):
     from qadvisor.schemas.events import Error, Progress
 

@@ -1,4 +1,5 @@
-"""GPTQModel's CPU kernel compiles once per weight shape under qadvisor, not once per layer (quantizers.gptq)."""
+"""GPTQModel under qadvisor (quantizers.gptq): its CPU kernel compiles once per weight shape, not once per layer; its
+packing needs no C++ build on a new machine."""
 
 import pytest
 
@@ -36,3 +37,21 @@ def test_more_layers_of_one_shape_compile_nothing_new():
     frames = counters["frames"]["total"]
     _run(_layers(6))
     assert counters["frames"]["total"] == frames  # without it: one or two more frames per layer
+
+
+def test_packing_builds_no_extension(monkeypatch):
+    from types import SimpleNamespace
+
+    import gptqmodel.nn_modules.qlinear.pack_block_ext as pack_ext
+    from gptqmodel.nn_modules.qlinear.torch import TorchLinear
+
+    from qadvisor.quantizers import gptq
+
+    monkeypatch.delenv(gptq.PACK_EXT_OFF, raising=False)
+    gptq.BACKEND._import(SimpleNamespace(threads=2))
+    monkeypatch.setattr(pack_ext, "load_pack_block_extension", lambda: pytest.fail("GPTQModel built its C++ packer"))
+    linear = torch.nn.Linear(256, 64, bias=False)
+    scales, zeros = torch.full((64, 2), 0.01), torch.full((64, 2), 8.0)
+    layer = TorchLinear(bits=4, group_size=128, sym=True, desc_act=False, in_features=256, out_features=64)
+    layer.pack_block(linear, scales, zeros, torch.arange(256) // 128)
+    assert layer.qweight.shape == (256 * 4 // 32, 64)

@@ -72,3 +72,26 @@ def test_quanto_int4_saves_the_same_file_without_tinygemms_round_trip(tmp_path, 
     assert all(torch.equal(plain[k], packed[k]) for k in plain)
     reloaded = quanto.BACKEND.load(tmp_path / "plain", spec, ctx)
     assert type(reloaded.model.layers[0].mlp.up_proj.weight).__name__ == "TinyGemmWeightQBitsTensor"
+
+
+def test_a_quanto_int4_reload_builds_no_extension_and_gives_the_same_logits(tmp_path, monkeypatch):
+    """quanto's C++ unpack is built on first use (25 s of a new machine's first run); an int4 reload unpacks each weight
+    once, into tinygemm's layout, with quanto's torch unpack instead: the same model as with the extension."""
+    from optimum.quanto.library.extensions import extension
+    from optimum.quanto.library.extensions.cpp import ext
+
+    from qadvisor.quantizers import quanto, registry
+    from qadvisor.quantizers.base import TrialContext
+
+    spec, ctx = registry.methods()["quanto-int4"], TrialContext(threads=2)
+    quanto.BACKEND.save(quanto.BACKEND.quantize(SHIPPED, spec, ctx), spec, tmp_path)
+    monkeypatch.setattr(ext, "_lib", None)
+    with monkeypatch.context() as patch:
+        patch.setattr(extension, "load", lambda **_: pytest.fail("quanto's C++ extension was built"))
+        in_torch = quanto.BACKEND.load(tmp_path, spec, ctx)
+    assert ext._lib is None  # a forward that unpacks (int2, a KV cache) builds it as quanto would
+    assert ext.lib is not None  # built (or loaded) now: the reload below unpacks in C++
+    with_extension = quanto.BACKEND.load(tmp_path, spec, ctx)
+    ids = torch.randint(0, 1000, (1, 32))
+    with torch.inference_mode():
+        assert torch.equal(in_torch(ids).logits, with_extension(ids).logits)
