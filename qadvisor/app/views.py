@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from qadvisor import format as f
 from qadvisor.core import pace
 from qadvisor.core.advise.mixes import advice_line
-from qadvisor.core.contention import busy_labels, contended, marked, slow_labels
+from qadvisor.core.contention import busy_labels, machine_words, marked, slow_labels
 from qadvisor.schemas.events import STEPS
 from qadvisor.schemas.export import GGUF_EMULATED, RunExport
 from qadvisor.schemas.hardware import HardwareInfo
@@ -282,17 +282,17 @@ def comparison_view(c, label_a: str, label_b: str) -> TableView:
 
 
 def contention_differs(pairs) -> str:
-    """A warning where one run timed a method on a busy CPU and the other did not ('' where none): their speeds then
-    differ by what other processes took, not by the machines or models."""
+    """A warning where one run timed a method on a busy CPU or a slow machine and the other did not ('' where none):
+    their speeds then differ by what the host took, not by the machines or models."""
     lines = []
     for p in pairs:
-        if contended(p.a) != contended(p.b):
-            busy = p.a if contended(p.a) else p.b
-            lines.append(f"{p.method} ({'A' if busy is p.a else 'B'}, {100 * busy.cpu_contention:.0f} %)")
+        if marked(p.a) != marked(p.b):
+            side, busy = ("A", p.a) if marked(p.a) else ("B", p.b)
+            lines.append(f"{p.method} ({side}: {machine_words(busy.cpu_contention, busy.pace_ratio)})")
     if not lines:
         return ""
-    return ("⚠ timed on a busy CPU in one run only: " + ", ".join(lines) + ". Their B/A ratios say more about what "
-            "other processes took than about the two runs")
+    return ("⚠ timed on a busy CPU or a slow machine in one run only: " + "; ".join(lines) + ". Their B/A ratios say "
+            "more about the host than about the two runs")
 
 
 def target_view(export: RunExport) -> TableView | None:

@@ -124,15 +124,18 @@ def test_the_advice_widens_its_noise_and_names_the_methods_timed_on_a_busy_cpu()
     assert any("too close to call" in r and "busy CPU" in r for r in rec.reasons)
 
 
-def test_compare_warns_where_one_run_timed_a_method_on_a_busy_cpu():
+def test_compare_warns_where_one_run_timed_a_method_on_a_busy_cpu_or_a_slow_machine():
     from qadvisor.app.views import contention_differs
     from qadvisor.core.advise.compare import MethodPair
 
     pairs = [MethodPair("q", _result("q", 100, 0.01), _result("q", 40, 0.6)),
-             MethodPair("r", _result("r", 100, 0.01), _result("r", 98, 0.02))]
+             MethodPair("r", _result("r", 100, 0.01), _result("r", 98, 0.02)),
+             # a host that slows its guest shows no contention: the busy-machine check's mark counts the same
+             MethodPair("s", _result("s", 100, 0.0, pace=1.5), _result("s", 190, 0.0))]
     line = contention_differs(pairs)
-    assert line.startswith("⚠ timed on a busy CPU in one run only: q (B, 60 %)") and "r (" not in line
-    assert contention_differs(pairs[1:]) == ""
+    assert line.startswith("⚠ timed on a busy CPU or a slow machine in one run only: q (B: others took 60 % of the CPU)")
+    assert "s (A: 1.50× slower than at the start)" in line and "r (" not in line
+    assert contention_differs(pairs[1:2]) == ""
 
 
 def test_the_runs_time_view_reports_what_the_busy_machine_check_costs():
