@@ -78,6 +78,17 @@ class TargetAdvice(BaseModel):
     accuracy_note: str = ""  # the methods left out of the pick for want of accuracy evidence at the target's size
 
 
+class LayerTime(BaseModel):
+    """A streamed pass's seconds per decoder layer, split by where they went."""
+
+    read: float  # building the layer and reading its weights from the checkpoint
+    quantize: float  # the method's library quantizing it (a calibrated method's solve included)
+    compute: float  # the evaluation text through it
+
+    def words(self) -> str:
+        return f"read {self.read:.2f} + quantize {self.quantize:.2f} + compute {self.compute:.2f}"
+
+
 class StreamedMethod(BaseModel):
     """One method's accuracy on the target's own weights, streamed one layer at a time, or why it has none."""
 
@@ -87,6 +98,7 @@ class StreamedMethod(BaseModel):
     kl_mean: float | None = None
     top1_agreement: float | None = None
     seconds_per_layer: float | None = None
+    layer_time: LayerTime | None = None
     error: str = ""
     mix: GgufMix | None = None  # a GGUF mix: the types its streamed sensitivities chose (its KL above is streamed)
 
@@ -106,6 +118,7 @@ class StreamedAccuracy(BaseModel):
     tokens: int = 0  # scored tokens
     layers: int = 0
     ref_seconds_per_layer: float | None = None
+    ref_layer_time: LayerTime | None = None
     peak_rss_bytes: int | None = None
     methods: list[StreamedMethod] = []
     complete: bool = True  # False: stopped before every method streamed

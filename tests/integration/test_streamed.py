@@ -60,3 +60,8 @@ def test_streamed_accuracy_matches_the_whole_model_trial(tmp_path, method):
     assert not streamed.error
     assert streamed.ppl == pytest.approx(whole.ppl, rel=0.005)
     assert streamed.kl_mean == pytest.approx(whole.kl_mean, rel=0.10)
+    # each layer's seconds split by where they went: what the checkpoint read, the library's quantizing, the compute
+    split, total = streamed.layer_time, streamed.seconds_per_layer
+    assert min(split.read, split.quantize, split.compute) >= 0 and split.read > 0 and split.compute > 0
+    assert split.read + split.quantize + split.compute == pytest.approx(total, rel=0.2)
+    assert out.ref_layer_time.quantize < out.ref_layer_time.compute + out.ref_layer_time.read  # fp32: nothing to solve

@@ -3,7 +3,8 @@ stayed busy — in the table, the notes every face shows, and the advice's noise
 
 import pytest
 
-from qadvisor.app.views import contended, contention_lines
+from qadvisor.app.views import contention_lines
+from qadvisor.core.contention import contended
 from qadvisor.core import contention
 from qadvisor.core.measure import metrics
 from qadvisor.core.advise.advisor import advise, decode_noise

@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 from qadvisor.core.measure.jobs import EvalSettings
 from qadvisor.schemas.events import Event, Progress
-from qadvisor.schemas.export import EvalText, StreamedAccuracy, StreamedMethod
+from qadvisor.schemas.export import EvalText, LayerTime, StreamedAccuracy, StreamedMethod
 
 HEAD_ROWS = 8192  # rows of the head per matmul: 8192 × 8192 fp32 is 256 MiB at 72B's width
 REFERENCE = "fp32"
@@ -162,8 +162,8 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
     ctx = TrialContext(device=request.device, threads=request.threads, fast_bf16=fast_bf16(),
                        calib_texts=request.calib_texts or [])
     try:
-        ref_lp, seconds = yield from _pass(layers, REFERENCE, lambda layer, place: layer.float(),
-                                           lambda role, rows: rows, torch.float32, cancel)
+        ref_lp, seconds, split = yield from _pass(layers, REFERENCE, lambda layer, place: layer.float(),
+                                                  lambda role, rows: rows, torch.float32, cancel)
     except (MemoryError, RuntimeError, OSError) as exc:  # no reference, no method: said once, the run kept
         out.error = f"the fp32 reference: {type(exc).__name__}: {exc}"[:300]
         return
@@ -171,6 +171,7 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
         return
     ref_lp = torch.log_softmax(ref_lp, dim=-1)
     out.ref_ppl, out.ref_seconds_per_layer = score(ref_lp, ref_lp, layers.targets).ppl, seconds
+    out.ref_layer_time = split
     for name in request.methods:
         spec = registry.spec(name)
         backend = registry.backend_for(spec)
@@ -178,7 +179,7 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
             mix = (yield from mixstream.made_for(layers, spec, request, _logits, cancel)) if mixstream.is_mix(spec) else None
             layers.types = mix.tensor_types if mix else None
             calib = backend.stream_calibration(request.model_dir, ctx.calib_texts) if ctx.calib_texts else None
-            logits, seconds = yield from _pass(
+            logits, seconds, split = yield from _pass(
                 layers, name, lambda layer, place: backend.stream_layer(layer, spec, ctx, place),
                 lambda role, rows: backend.stream_table(spec, role, rows, layers.place(0)),
                 backend.stream_dtype(spec), cancel,
@@ -192,7 +193,7 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
         acc = score(torch.log_softmax(logits, dim=-1), ref_lp, layers.targets)
         out.methods.append(StreamedMethod(method=name, ppl=acc.ppl, ppl_delta_pct=100.0 * (acc.ppl / out.ref_ppl - 1),
                                           kl_mean=acc.kl_mean, top1_agreement=acc.top1_agreement,
-                                          seconds_per_layer=seconds, mix=mix))
+                                          seconds_per_layer=seconds, layer_time=split, mix=mix))
 
 
 def _check_room(layers: Layers, index: int) -> None:
@@ -206,8 +207,8 @@ def _check_room(layers: Layers, index: int) -> None:
 
 def _pass(layers: Layers, name: str, make: Callable, table: Callable, dtype, cancel,
           head_input: Callable = lambda hidden: hidden, calibration: tuple | None = None):
-    """One stream through the embedding, every layer and the head: (logits, seconds per layer), or (None, None)
-    when stopped. `calibration` (token ids per sample, work dtype): a second stream the method calibrates each layer
+    """One stream through the embedding, every layer and the head: (logits, seconds per layer, where they went), or
+    three Nones when stopped. `calibration` (token ids per sample, work dtype): a second stream the method calibrates each layer
     on, carried through its own quantized layers."""
     import torch
 
@@ -217,21 +218,28 @@ def _pass(layers: Layers, name: str, make: Callable, table: Callable, dtype, can
         hidden, *calib = _embed(layers, table, [layers.inputs, *samples])
         hidden = hidden.to(dtype)
         calib = None if calibration is None else [x.to(calibration[1]) for x in calib]
-        started = time.perf_counter()
+        started, spent = time.perf_counter(), [0.0, 0.0, 0.0]  # read, quantize, compute
         for i in range(count):
             if cancel is not None and cancel.is_set():
-                return None, None
+                return None, None, None
             yield Progress(method=f"{name} streamed", stage="stream", step="evaluate", fraction=i / count,
                            message=f"layer {i + 1}/{count} of {layers.arch.name}")
             _check_room(layers, i)
             place = layers.place(i)
             place.calib, place.run = calib, layers.run
-            layer = make(layers.build(i), place).eval()  # new modules a quantizer put in train as built
+            marks = [time.perf_counter()]
+            built = layers.build(i)
+            marks.append(time.perf_counter())
+            layer = make(built, place).eval()  # new modules a quantizer put in train as built
+            marks.append(time.perf_counter())
             hidden = layers.run(layer, hidden)
-            del layer
+            marks.append(time.perf_counter())
+            spent = [total + end - start for total, start, end in zip(spent, marks, marks[1:])]
+            del layer, built
         seconds = (time.perf_counter() - started) / count
+        split = LayerTime(read=spent[0] / count, quantize=spent[1] / count, compute=spent[2] / count)
         yield Progress(method=f"{name} streamed", stage="stream", step="evaluate", fraction=1.0, message="final norm and head")
-        return _logits(layers, hidden, table, head_input), seconds
+        return _logits(layers, hidden, table, head_input), seconds, split
 
 
 def quiet(events: Iterator[Event], log: Path) -> Iterator[Event]:
