@@ -51,7 +51,7 @@ def with_mix_budget(opts: RunOptions, priorities: Priorities, say: Callable[[str
     from qadvisor.quantizers import mixsolver, registry
 
     size = priorities.limits.max_size_bytes
-    bare = mixsolver.PREFIX.rstrip("@")
+    bare = mixsolver.NAME
     if bare in opts.methods:
         if size is None:
             raise UserError(f"{bare} takes its budget from --max-size; give one, or name it: {bare}@4.5bpw, "

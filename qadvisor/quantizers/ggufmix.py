@@ -26,7 +26,7 @@ FILE_TYPES = {"F16": 1, "Q4_0": 2, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10, 
 
 def method_named(name: str) -> MethodSpec | None:
     """The spec of `gguf-mix@…` (a malformed budget is a UserError); None for any other name."""
-    if name.lower() == mixsolver.PREFIX.rstrip("@"):
+    if name.lower() == mixsolver.NAME:
         raise UserError(f"{name} needs a budget: {name}@4.5bpw, {name}@40GiB, {name}@kl0.01, or --max-size with "
                         "--auto")
     if not name.lower().startswith(mixsolver.PREFIX):

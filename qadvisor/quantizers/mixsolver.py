@@ -15,7 +15,8 @@ from qadvisor.errors import UserError
 from qadvisor.quantizers.gguf_mix import BITS, block
 from qadvisor.schemas.priorities import SIZE_RE, parse_size
 
-PREFIX = "gguf-mix@"
+NAME = "gguf-mix"  # bare, it takes --max-size as its budget (app.auto)
+PREFIX = f"{NAME}@"
 SCHEME = "mix"  # a mix's MethodSpec.scheme
 # the types a matrix may take, smallest first: llama.cpp's k-quants and IQ4_XS where 256 tiles the row, its 32-block
 # types anywhere; the i-quants below 4 bits are left out (llama.cpp refuses them without an importance matrix)

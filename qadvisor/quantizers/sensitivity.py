@@ -61,8 +61,7 @@ class Probe:
                           else self.model(self.ids, use_cache=False)).logits
         finally:
             inner.layers = every
-        lp = torch.log_softmax(logits.float(), -1)
-        return float((self.ref.exp() * (self.ref - lp)).sum(-1).mean())
+        return mean_kl(self.ref, torch.log_softmax(logits.float(), -1))
 
     def kl_of(self, types: dict[str, str], start: int = 0, weights: bool = True, inputs: bool = False) -> float:
         """The KL with every named matrix at its type together (each restored after): its `weights` rounded, and
@@ -93,6 +92,11 @@ class Probe:
         return [m.register_forward_pre_hook(lambda mod, args, kind=by_weight[id(m.weight)]:
                                             (ggml.dot_rounded(kind, args[0]), *args[1:]))
                 for m in self.model.modules() if isinstance(m, torch.nn.Linear) and id(m.weight) in by_weight]
+
+
+def mean_kl(ref, lp) -> float:
+    """KL(reference ‖ other) per token, averaged, from the two's log-probabilities."""
+    return float((ref.exp() * (ref - lp)).sum(-1).mean())
 
 
 def probe(model_dir: Path, texts: list[str], threads: int) -> Probe:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
-from qadvisor.quantizers.sensitivity import anchor as _anchor, rounding_errors, scaled
+from qadvisor.quantizers.sensitivity import anchor as _anchor, mean_kl, rounding_errors, scaled
 from qadvisor.schemas.events import Event, Progress
 
 PROBES = 4  # layers whose perturbation is carried to the head
@@ -113,13 +113,12 @@ class Pass:
         rounded = lambda role, rows: ggml.round_trip(anchor, rows.float(), self.threads)  # noqa: E731
         tied = self.layers.arch.tie_word_embeddings
         ref = torch.log_softmax(self.logits(self.layers, hidden, keep), -1)
-        kl = lambda lp: float((ref.exp() * (ref - lp)).sum(-1).mean())  # noqa: E731
         per_change = {}
         for key, stream in self.streams.items():  # a tied table is the head too: its stream ends in the rounded head
             lp = torch.log_softmax(self.logits(self.layers, stream, rounded if key == -1 and tied else keep), -1)
-            per_change[key] = kl(lp) / max(self.probe_change[key], 1e-30)
+            per_change[key] = mean_kl(ref, lp) / max(self.probe_change[key], 1e-30)
         if not tied:
-            measured = kl(torch.log_softmax(self.logits(self.layers, hidden, rounded), -1))
+            measured = mean_kl(ref, torch.log_softmax(self.logits(self.layers, hidden, rounded), -1))
             head = self.layers.shards.rows(self.layers.head_name, 0, SAMPLE_ROWS)
             self.local["output.weight"] = (self.n, measured, _errors(head, self._head_importance(hidden), self.threads))
             per_change[self.n] = 1.0  # the head's change is its KL itself
