@@ -49,11 +49,15 @@ def streamed(model_dir: Path, methods: list[str], window: int, windows: int, thr
 def equivalence(methods: list[str], threads: int, model: Path | None = None) -> int:
     from qadvisor.core.measure.modelio import shipped_model_dir
 
+    from qadvisor.core.measure import modelio
+
     folder = model or shipped_model_dir()
-    with tempfile.TemporaryDirectory() as tmp:
+    texts = [modelio.text_for(folder, name)[0] for name in (modelio.EVAL_FILE, modelio.CALIB_FILE)]
+    with tempfile.TemporaryDirectory() as tmp:  # both sides read the same texts: the folder's own, else the shipped
         out = Path(tmp) / "whole.json"
         subprocess.run([sys.executable, "-m", "qadvisor", "--auto", "--model", str(folder), "--methods",
-                        ",".join(["fp32", *methods]), "--export", str(out)], check=True, capture_output=True)
+                        ",".join(["fp32", *methods]), "--eval-text", str(texts[0]), "--calib-text", str(texts[1]),
+                        "--export", str(out)], check=True, capture_output=True)
         whole = {r["method"]: r for r in json.loads(out.read_text())["results"] if r["status"] == "ok"}
     s = streamed(folder, methods, 256, 8, threads)
     print(f"{'method':14s} {'PPL whole':>10s} {'streamed':>10s} {'Δ':>7s}   {'KL whole':>9s} {'streamed':>9s} {'Δ':>7s}"
@@ -61,7 +65,7 @@ def equivalence(methods: list[str], threads: int, model: Path | None = None) -> 
     misses = 0
     for m in s.methods:
         w = whole.get(m.method)
-        if w is None or m.ppl is None:
+        if w is None or m.ppl is None or w["kl_mean"] is None:  # random weights marked synthetic are not scored
             print(f"{m.method:14s} not measured ({m.error or 'whole-model trial failed'})")
             misses += 1
             continue

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from qadvisor.app.options import RunOptions
-from qadvisor.errors import UserError
+from qadvisor.errors import UserError, about
 from qadvisor.schemas.events import Event
 from qadvisor.schemas.export import RunExport, save_export
 from qadvisor.schemas.jsonfile import check_output_dir, check_output_paths
@@ -110,7 +110,7 @@ def as_checkpoints(opts: RunOptions) -> RunOptions:
     if opts.stream or opts.plan_for or opts.cluster:
         given = "--stream" if opts.stream else "--plan-for" if opts.plan_for else "--cluster"
         raise UserError(f"{given} works on an unquantized model; a quantized checkpoint is measured as shipped here, "
-                        "on this machine: drop one of them", field="checkpoint")
+                        "on this machine: drop one of them", field="checkpoints")
     methods = opts.methods if "methods" in opts.model_fields_set else []
     return opts.model_copy(update={"checkpoints": [hub.resolve(p) for p in opts.checkpoints],
                                    "model": hub.resolve(opts.model), "methods": methods})
@@ -178,6 +178,30 @@ def _on_cluster(run, opts: RunOptions, plan_options, say: Callable[[str], None])
     return cluster
 
 
+# PlanOptions' fields as a session's options name them (a UserError's field)
+PLAN_FIELDS = {"model": "plan_for", "methods": "target_methods"}
+
+
+def checked_inputs(opts: RunOptions, priorities: Priorities, say: Callable[[str], None]) -> RunOptions:
+    """The options as the session runs them (checkpoints, a streamed target, a mix's budget, KV stacks' weights
+    alone), each input checked first; a UserError names the input it is about."""
+    from qadvisor.core import hub
+
+    check_output_paths(opts.export, opts.report)  # a run of minutes must not fail at its last step
+    with about("keep_models"):
+        check_output_dir(opts.keep_models, "--keep-models")
+    if opts.pin and not opts.cluster:
+        raise UserError("--pin places methods on the nodes of a Ray cluster: it needs --cluster", field="pin")
+    with about("checkpoints"):
+        opts = as_checkpoints(opts)
+    with about("plan_for"):
+        opts = opts.model_copy(update={"plan_for": hub.resolve(opts.plan_for)})
+    with about("model"):
+        opts = opts if opts.checkpoints else as_streamed_target(opts, say)
+    with about("methods"):
+        return with_unstacked(with_mix_budget(opts, priorities, say), say) if opts.methods else opts
+
+
 class AutoSession:
     """One `--auto` (or TUI) session: created checked, `events()` measures, `export()` is the answer."""
 
@@ -188,15 +212,7 @@ class AutoSession:
         from qadvisor.core.measure.runner import Run, RunRequest
         from qadvisor.core.measure.session import Session
 
-        check_output_paths(opts.export, opts.report)  # a run of minutes must not fail at its last step
-        check_output_dir(opts.keep_models, "--keep-models")
-        if opts.pin and not opts.cluster:
-            raise UserError("--pin places methods on the nodes of a Ray cluster: it needs --cluster", field="pin")
-        from qadvisor.core import hub
-
-        opts = as_checkpoints(opts).model_copy(update={"plan_for": hub.resolve(opts.plan_for)})
-        opts = opts if opts.checkpoints else as_streamed_target(opts, say)
-        opts = with_unstacked(with_mix_budget(opts, priorities, say), say) if opts.methods else opts
+        opts = checked_inputs(opts, priorities, say)
         self.opts = opts
         self.priorities = priorities
         self.plan_job, plan_options = None, None
@@ -206,7 +222,8 @@ class AutoSession:
                                        methods=_target_methods(opts) if measure else _gpu_methods(opts),
                                        device=opts.device,
                                        threads=opts.threads, prompt_tokens=opts.prompt_tokens)
-            self.plan_job = PlanJob(plan_options)  # on a cluster: checked here, measured on each kind's node
+            with about("plan_for", renamed=PLAN_FIELDS):  # on a cluster: checked here, measured on each kind's node
+                self.plan_job = PlanJob(plan_options)
         self.hardware = detect()
         device, threads = where_to_run(opts.device, opts.threads, self.hardware)
         settings = EvalSettings(device=device, threads=threads,
@@ -224,7 +241,8 @@ class AutoSession:
         # --plan-for measured on a cluster: slices timed on one node of each hardware kind, by the cluster run
         self.plans_per_kind = bool(opts.cluster and self.plan_job is not None and self.plan_job.measurement)
         if opts.cluster:
-            self.run = _on_cluster(self.run, opts, plan_options if self.plans_per_kind else None, say)
+            with about("cluster"):
+                self.run = _on_cluster(self.run, opts, plan_options if self.plans_per_kind else None, say)
 
     def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
         cancel = cancel or threading.Event()

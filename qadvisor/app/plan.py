@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, ValidationError
 from qadvisor.core.plan import planner
 
 from qadvisor.core import architectures
-from qadvisor.errors import UserError
+from qadvisor.errors import UserError, about
 from qadvisor.schemas.events import Event
 from qadvisor.schemas.method import weights_name
 from qadvisor.schemas.plan import Plan
@@ -35,24 +35,30 @@ def options(**values) -> PlanOptions:
         return PlanOptions(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise UserError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+        field = str(err["loc"][0])
+        raise UserError(f"--{field.replace('_', '-')}: {err['msg']}", field=field) from None
 
 
 class PlanJob:
     """Everything checked on creation; `events()` measures (only with `measure`); `plan()` is the answer."""
 
     def __init__(self, opts: PlanOptions):
-        if opts.measure and opts.methods:  # say why slices cannot time a method before the planner's broader no
-            from qadvisor.core.plan.slices import check_sliceable
-
-            check_sliceable(opts.methods)
         from qadvisor.core import hub
 
-        self.arch = architectures.resolve_architecture(hub.resolve(opts.model))
-        self.target = planner.parse_target(opts.target, threads=opts.threads)
-        self.estimate = planner.plan(self.arch, self.target, context=opts.context, batch=opts.batch,
-                                     prompt_tokens=opts.prompt_tokens, methods=opts.methods)
-        self.measurement = _measurement(opts, self.arch, self.target, self.estimate) if opts.measure else None
+        with about("methods"):
+            if opts.measure and opts.methods:  # say why slices cannot time a method before the planner's broader no
+                from qadvisor.core.plan.slices import check_sliceable
+
+                check_sliceable(opts.methods)
+        with about("model"):
+            self.arch = architectures.resolve_architecture(hub.resolve(opts.model))
+        with about("target"):
+            self.target = planner.parse_target(opts.target, threads=opts.threads)
+        with about("methods"):
+            self.estimate = planner.plan(self.arch, self.target, context=opts.context, batch=opts.batch,
+                                         prompt_tokens=opts.prompt_tokens, methods=opts.methods)
+        with about("target"):
+            self.measurement = _measurement(opts, self.arch, self.target, self.estimate) if opts.measure else None
 
     def events(self, cancel=None) -> Iterator[Event]:
         if self.measurement is not None:

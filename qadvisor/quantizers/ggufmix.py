@@ -9,12 +9,13 @@ import math
 import tempfile
 from pathlib import Path
 
-from qadvisor.errors import UserError
+from qadvisor.errors import UserError, about
 from qadvisor.quantizers import mixsolver
 from qadvisor.schemas.architecture import Architecture
 from qadvisor.schemas.method import MethodSpec
 from qadvisor.schemas.mix import GgufMix
 
+BUDGET = "mix_budget"  # the field a budget error is about (errors.UserError): the TUI form has its own
 MIX_FILE = "mix.json"  # beside the GGUF: the types and the sensitivities behind them
 FORM = MethodSpec(name=f"{mixsolver.PREFIX}<budget>", backend="llamacpp", bits=4.5, scheme=mixsolver.SCHEME, group_size=256,
                   summary="GGUF with a type per matrix, chosen from this model's measured sensitivity for a budget: "
@@ -28,10 +29,11 @@ def method_named(name: str) -> MethodSpec | None:
     """The spec of `gguf-mix@…` (a malformed budget is a UserError); None for any other name."""
     if name.lower() == mixsolver.NAME:
         raise UserError(f"{name} needs a budget: {name}@4.5bpw, {name}@40GiB, {name}@kl0.01, or --max-size with "
-                        "--auto")
+                        "--auto", field=BUDGET)
     if not name.lower().startswith(mixsolver.PREFIX):
         return None
-    budget = mixsolver.parse_budget(name)
+    with about(BUDGET):
+        budget = mixsolver.parse_budget(name)
     bits = budget.value if budget.kind == "bpw" else FORM.bits
     return FORM.model_copy(update={"name": name, "bits": bits, "summary": f"GGUF mix for {budget.words()}"})
 
@@ -58,9 +60,10 @@ def check_budget(spec: MethodSpec, arch: Architecture) -> None:
                 for name, rows, n_in in shapes)
     if budget.kind == "bpw" and budget.value < least * 8 / weights:
         raise UserError(f"{spec.name}: {arch.name}'s smallest mix is {least * 8 / weights:.2f} bits per weight (its "
-                        "rows allow no smaller types)")
+                        "rows allow no smaller types)", field=BUDGET)
     if budget.kind == "bytes" and budget.value < least:
-        raise UserError(f"{spec.name}: {arch.name}'s smallest mix needs {least / 2**20:,.2f} MiB for its matrices alone")
+        raise UserError(f"{spec.name}: {arch.name}'s smallest mix needs {least / 2**20:,.2f} MiB for its matrices alone",
+                        field=BUDGET)
 
 
 def _allowed(n_in: int, budget: mixsolver.Budget, name: str) -> list[str]:

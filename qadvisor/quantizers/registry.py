@@ -68,11 +68,11 @@ def parse_methods(text: str) -> list[Recipe]:
     """`a,b,c` → recipes; unknown names and duplicates are UserErrors."""
     recipes = [parse_recipe(part, spec) for part in text.split(",") if part.strip()]
     if not recipes:
-        raise UserError("no methods given")
+        raise UserError("no methods given", field="methods")
     names = [r.name for r in recipes]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise UserError(f"method listed twice: {', '.join(duplicates)}")
+        raise UserError(f"method listed twice: {', '.join(duplicates)}", field="methods")
     return recipes
 
 
@@ -101,7 +101,8 @@ def stack(names: list[str], kv: str | None) -> list[str]:
             refused.setdefault(why, []).append(name)
     if refused:
         raise UserError("; ".join(f"{kv} cannot stack on {', '.join(ms)}: {why}" for why, ms in refused.items())
-                        + f". Deselect {'them' if sum(map(len, refused.values())) > 1 else 'it'} or stack no KV method")
+                        + f". Deselect {'them' if sum(map(len, refused.values())) > 1 else 'it'} or stack no KV method",
+                        field="kv")
     return [f"{name}+{kv}" for name in names]
 
 

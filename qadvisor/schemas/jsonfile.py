@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from qadvisor.errors import UserError
+from qadvisor.errors import UserError, about
 
 
 def read_json_object(path: Path, what: str) -> dict:
@@ -107,10 +107,12 @@ def check_output_dir(path: Path | None, flag: str) -> None:
 
 
 def check_output_paths(export: Path | None, report: Path | None) -> None:
-    check_output_path(export, "--export")
-    check_output_path(report, "--report")
+    with about("export"):
+        check_output_path(export, "--export")
+    with about("report"):
+        check_output_path(report, "--report")
     if export is not None and report is not None and Path(export).resolve() == Path(report).resolve():
-        raise UserError(f"--export and --report are the same file ({export}); give them different names")
+        raise UserError(f"--export and --report are the same file ({export}); give them different names", field="report")
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -57,12 +57,12 @@ def parse_recipe(text: str, known: Callable[[str], MethodSpec | None]) -> Recipe
     """Parse `a` or `a+b`, each name looked up by `known` (the registry's `spec`); unknown names are a UserError."""
     names = [n.strip() for n in text.split("+") if n.strip()]
     if not names:
-        raise UserError(f"empty method name {text!r}")
+        raise UserError(f"empty method name {text!r}", field="methods")
     parts = []
     for name in names:
         found = known(name)
         if found is None:
-            raise UserError(f"unknown method {name!r}; run `qadvisor methods` to list them")
+            raise UserError(f"unknown method {name!r}; run `qadvisor methods` to list them", field="methods")
         parts.append(found)
     recipe = Recipe(parts=tuple(parts))
     check_recipe(recipe)
@@ -75,15 +75,15 @@ def check_recipe(recipe: Recipe) -> None:
     kv = [p for p in recipe.parts if p.component == "kv-cache"]
     if not weights and kv:
         raise UserError(f"{recipe.name} quantizes the KV cache only: stack it on a weight method, e.g. "
-                        f"fp32+{kv[0].name} or bnb-nf4+{kv[0].name}")
+                        f"fp32+{kv[0].name} or bnb-nf4+{kv[0].name}", field="kv")
     if len(weights) != 1:
         names = ", ".join(p.name for p in weights) or "none"
         raise UserError(
             f"{recipe.name}: a recipe needs exactly one weight method (got {names}); two weight quantizers "
-            "would each replace the same Linear layers, so they cannot stack"
+            "would each replace the same Linear layers, so they cannot stack", field="methods"
         )
     if len(kv) > 1:
-        raise UserError(f"{recipe.name}: at most one KV-cache method; two would quantize the same cache twice")
+        raise UserError(f"{recipe.name}: at most one KV-cache method; two would quantize the same cache twice", field="kv")
     if kv and weights[0].backend == "llamacpp":
         raise UserError(f"{recipe.name}: llama.cpp keeps its own KV cache inside its runtime (its type_k / type_v "
-                        "settings), so transformers' quantized cache cannot attach to a GGUF model")
+                        "settings), so transformers' quantized cache cannot attach to a GGUF model", field="kv")

@@ -146,8 +146,8 @@ class QAdvisorApp(App):
         self.error_field = None
         try:
             self.priorities = self.priorities_from(form)
-            if not form["methods"] and not form.get("checkpoint"):
-                raise UserError("choose at least one method (or a checkpoint to measure as shipped)")
+            if not form["methods"] and not form.get("checkpoints"):
+                raise UserError("choose at least one method (or a checkpoint to measure as shipped)", field="methods")
             session = self.run_factory(form, self.priorities)
         except UserError as exc:
             self.error_field = exc.field

@@ -42,7 +42,7 @@ def _reference(form: dict) -> str | None:
     form (the command line's --model CHECKPOINT alone measures size and speed only)."""
     from qadvisor.core.measure.modelio import shipped_model_dir
 
-    return str(shipped_model_dir()) if form.get("checkpoint") else None
+    return str(shipped_model_dir()) if form.get("checkpoints") else None
 
 
 def tui_inputs(args) -> TuiInputs:
@@ -53,7 +53,7 @@ def tui_inputs(args) -> TuiInputs:
         """The same session `--auto` runs: the command line's inputs with the priorities form laid over them (a
         field left blank keeps the command line's value); bad input raises UserError before anything runs."""
         given = values_from_args(args)
-        typed = {"model": form.get("model") or given["model"] or _reference(form), "checkpoints": form.get("checkpoint"),
+        typed = {"model": form.get("model") or given["model"] or _reference(form), "checkpoints": form.get("checkpoints"),
                  "methods": registry.stack(form["methods"], form.get("kv")), "plan_for": form.get("plan_for"),
                  "stream": form.get("stream") or given["stream"], "target": form.get("target"),
                  "target_methods": names(form.get("target_methods")), "repeats": form.get("repeats"),

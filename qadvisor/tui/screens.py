@@ -99,7 +99,7 @@ class PrioritiesScreen(Screen):
                 yield Input(placeholder=self.model_hint, id="model")
                 yield Label("[b]Checkpoints[/] as shipped (reference: the model above)")
                 yield Input(placeholder="quantized folders, .gguf files or OWNER/REPO-GGUF:Q4_K_M, comma-separated",
-                            id="checkpoint")
+                            id="checkpoints")
                 yield Checkbox("stream accuracy layer by layer", False, id="stream")
                 yield Label("[b]Plan for[/] (optional; a folder: its own accuracy)")
                 yield from _row(("Qwen model", Input(placeholder="Qwen2.5-72B, Qwen3-30B-A3B, a folder", id="plan_for")),
@@ -163,32 +163,15 @@ class PrioritiesScreen(Screen):
     def action_start(self) -> None:
         error = self.app.start_run(self.form())
         self.query_one("#form-error", Static).update(f"[red]{error}[/]" if error else "")
-        for field in self.query(Input):
+        for field in self.query(".error"):
             field.remove_class("error")
-        # the field the error carries; core errors that do not carry one yet are matched by their first words
-        field_id = (getattr(self.app, "error_field", None) or field_of(error)) if error else None
-        if field_id:  # the field itself: outlined in red and focused (scrolled to), the line beside it as a toast
-            field = self.query_one(f"#{field_id}", Input)
+        # the input the error is about (UserError.field): each is the form's widget of that id, where the form has one
+        found = self.query(f"#{self.app.error_field}") if error and self.app.error_field else []
+        for field in found:  # outlined in red and focused (scrolled to), the line beside it as a toast
             field.add_class("error")
             field.focus()
         if error:
             self.app.notify(error, severity="error", timeout=8)
-
-
-# the form's fields by the words an error line starts with (app.options names each as the form labels it)
-FIELD_WORDS = (("repeats", "repeats"), ("decode tokens", "decode_tokens"), ("prompt tokens", "prompt_tokens"),
-               ("max size", "max_size"), ("min tok s", "min_tok_s"), ("max ppl rise", "max_ppl_rise"),
-               ("max kl", "max_kl"), ("weights", "storage"), ("storage", "storage"), ("latency", "latency"),
-               ("accuracy", "accuracy"), ("model directory", "model"), ("reference", "model"),
-               ("checkpoint", "checkpoint"), ("unknown model", "plan_for"),
-               ("pin", "pin"), ("cluster", "cluster"), ("target methods", "target_methods"), ("target", "target"),
-               (f"method '{mixsolver.PREFIX}", "mix_budget"), (mixsolver.PREFIX, "mix_budget"))
-
-
-def field_of(error: str) -> str | None:
-    """The input an error line is about, when it names one."""
-    text = error.lower().lstrip("-")
-    return next((field for words, field in FIELD_WORDS if text.startswith(words)), None)
 
 
 class RunScreen(Screen):

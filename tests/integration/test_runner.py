@@ -6,7 +6,8 @@ import pytest
 
 from qadvisor.core.hardware import detect
 from qadvisor.core.measure.jobs import EvalSettings
-from qadvisor.core.measure.runner import WARM_START, Run, RunRequest
+from qadvisor.core.measure.processes import WARM_START
+from qadvisor.core.measure.runner import Run, RunRequest
 from qadvisor.schemas.events import Error, Metric, Progress, Result
 
 

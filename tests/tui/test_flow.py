@@ -480,6 +480,23 @@ async def test_target_methods_are_a_field_and_its_errors_name_it(app):
         assert form.query_one("#target_methods").has_class("error")
 
 
+@pytest.mark.parametrize("widget, value, method", [("mix_budget", "huge", "mock-passthrough"),
+                                                   ("plan_for", "Qwen9-1B", "mock-passthrough"),
+                                                   ("kv", "kv-int4", "gguf-q8_0")])
+async def test_an_error_outlines_the_widget_it_names(app, widget, value, method):
+    """The form's widget the error is about (UserError.field) is outlined and focused, the others cleared."""
+    async with app.run_test(size=(100, 40)) as pilot:
+        await _priorities_with(pilot, method)
+        form = app.screen
+        form.query_one("#repeats").add_class("error")  # a previous error's outline
+        form.query_one(f"#{widget}").value = value
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, PrioritiesScreen) and str(form.query_one("#form-error").render())
+        assert form.query_one(f"#{widget}").has_class("error") and app.focused is form.query_one(f"#{widget}")
+        assert not form.query_one("#repeats").has_class("error")
+
+
 def test_the_slice_phase_shows_a_line_per_method_and_depth():
     from qadvisor.schemas.events import Progress, Result
     from qadvisor.schemas.result import TrialResult
@@ -523,12 +540,12 @@ async def test_a_checkpoint_is_measured_as_shipped_from_the_form(app, tmp_path):
     async with app.run_test(size=(100, 40)) as pilot:
         await _priorities_with(pilot)
         form = app.screen
-        form.query_one("#checkpoint").value = str(tmp_path / "notes.gguf")
+        form.query_one("#checkpoints").value = str(tmp_path / "notes.gguf")
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert "not a GGUF file" in str(form.query_one("#form-error").render())
-        assert form.query_one("#checkpoint").has_class("error")
-        form.query_one("#checkpoint").value = str(tmp_path / "model.gguf")
+        assert form.query_one("#checkpoints").has_class("error")
+        form.query_one("#checkpoints").value = str(tmp_path / "model.gguf")
         await pilot.press("ctrl+r")
         await app.workers.wait_for_complete()
         await pilot.pause()

@@ -127,10 +127,10 @@ def check_context(model_dir: Path, config: dict, window: int, prompt_tokens: int
     if prompt_tokens + decode_tokens > limit:
         raise UserError(f"--prompt-tokens {prompt_tokens} + --decode-tokens {decode_tokens} = "
                         f"{prompt_tokens + decode_tokens} tokens: more than the context window of {Path(model_dir).name} "
-                        f"({limit} tokens, its max_position_embeddings)")
+                        f"({limit} tokens, its max_position_embeddings)", field="prompt_tokens")
     if window > limit:
         raise UserError(f"evaluation windows of {window} tokens: more than the context window of "
-                        f"{Path(model_dir).name} ({limit} tokens)")
+                        f"{Path(model_dir).name} ({limit} tokens)", field="model")
 
 
 def check_calib_text(model_dir: Path, path: Path, min_tokens: int) -> None:

@@ -4,18 +4,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import selectors
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from qadvisor import __version__
 from qadvisor.core import architectures, pace, paths
@@ -24,9 +19,10 @@ from qadvisor.core.hub import folder_name
 from qadvisor.core.measure.jobs import EvalSettings, Job, Reference
 from qadvisor.core.measure.worker import REFERENCE_FILE
 from qadvisor.core.measure.forkserver import ForkServer
-from qadvisor.errors import UserError
+from qadvisor.core.measure.processes import spawn, trial_env
+from qadvisor.errors import UserError, about
 from qadvisor.schemas.architecture import Architecture
-from qadvisor.schemas.events import Error, Event, EventEnvelope, Progress, Result
+from qadvisor.schemas.events import Error, Event, Progress, Result
 from qadvisor.schemas.export import ModelInfo, RunExport, RunSettings
 from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.schemas.result import TrialResult
@@ -56,14 +52,18 @@ class Run:
         self.request = request
         self.say = say  # a line for the user before a long step that is not a trial (building a synthetic model)
         self.hardware = hardware
-        self.checkpoints = checkpoints.describe_all(request.checkpoints)
+        with about("checkpoints"):
+            self.checkpoints = checkpoints.describe_all(request.checkpoints)
         self.unreferenced = bool(self.checkpoints) and not request.model_dir  # size and speed only
-        self.recipes = self._recipes()
+        with about("methods"):
+            self.recipes = self._recipes()
         cache_root = request.cache_dir or paths.default_cache_dir()
         self.cache_root = Path(cache_root)
         self.log_dir: Path | None = None  # made at the first trial (artifacts.new_log_dir)
-        self.model_dir, self.config = self._checked_model(cache_root)
-        registry.check_for_model(self.recipes, Architecture.from_config(self.model_dir.name, self.config))
+        with about("model"):
+            self.model_dir, self.config = self._checked_model(cache_root)
+        with about("methods"):
+            registry.check_for_model(self.recipes, Architecture.from_config(self.model_dir.name, self.config))
         self.artifacts_dir = (cache_root / "artifacts").resolve()
         self.probe_dir = paths.probe_dir(cache_root)
         self.keeps_models = artifacts.model_bytes(self.model_dir) <= artifacts.MAX_MODEL_BYTES  # in the cache
@@ -74,14 +74,7 @@ class Run:
             request = request.model_copy(update={"settings": request.settings.model_copy(update={"score_accuracy": False})})
             self.request = request
         s = request.settings
-        self.eval_path, self.eval_text = evaltext.for_run(self.model_dir, request.eval_text, cache_root, s.score_accuracy, say)
-        self.calib_path = modelio.text_for(self.model_dir, modelio.CALIB_FILE, request.calib_text)[0].resolve()
-        modelio.check_context(self.model_dir, self.config, s.window, s.prompt_tokens, s.decode_tokens)
-        modelio.check_eval_length(self.model_dir, self.eval_path, s.window, s.windows, s.prompt_tokens)
-        calib_tokens = max((registry.backend_for(r.weights).calib_min_tokens for r in self.recipes
-                            if registry.backend_for(r.weights).calibrates(r.weights)), default=0)
-        if calib_tokens and s.score_accuracy:  # random weights round to nearest instead of calibrating
-            modelio.check_calib_text(self.model_dir, self.calib_path, calib_tokens)
+        self._check_texts(cache_root)
         key = modelio.fingerprint(self.model_dir, self.eval_path.read_text(encoding="utf-8"), str(s.window), str(s.windows),
                                   str(s.score_accuracy))
         self.cache_dir = (cache_root / "reference" / key).resolve()
@@ -95,6 +88,22 @@ class Run:
         from qadvisor.core.hardware import fast_bf16
 
         self.fast_bf16 = fast_bf16()  # one answer for the trials' work dtype and the cache keys that record it
+
+    def _check_texts(self, cache_root: Path) -> None:
+        """The evaluation and calibration texts, and the lengths the settings need from them and from the model."""
+        s = self.request.settings
+        with about("eval_text"):
+            self.eval_path, self.eval_text = evaltext.for_run(self.model_dir, self.request.eval_text, cache_root,
+                                                              s.score_accuracy, self.say)
+        modelio.check_context(self.model_dir, self.config, s.window, s.prompt_tokens, s.decode_tokens)
+        with about("eval_text"):
+            modelio.check_eval_length(self.model_dir, self.eval_path, s.window, s.windows, s.prompt_tokens)
+        with about("calib_text"):
+            self.calib_path = modelio.text_for(self.model_dir, modelio.CALIB_FILE, self.request.calib_text)[0].resolve()
+            calib_tokens = max((registry.backend_for(r.weights).calib_min_tokens for r in self.recipes
+                                if registry.backend_for(r.weights).calibrates(r.weights)), default=0)
+            if calib_tokens and s.score_accuracy:  # random weights round to nearest instead of calibrating
+                modelio.check_calib_text(self.model_dir, self.calib_path, calib_tokens)
 
     def _recipes(self) -> list[Recipe]:
         """The checkpoints measured as shipped, if any, then the methods asked for (none besides checkpoints: they
@@ -235,7 +244,7 @@ class Run:
             started = time.perf_counter()
             ref_file.unlink(missing_ok=True)  # --no-cache: a failed step must not leave the old one looking fresh
             outcome: list[Event] = []
-            for event in _spawn(self._job("reference", None, work_dir, False), work_dir, cancel,
+            for event in spawn(self._job("reference", None, work_dir, False), work_dir, cancel,
                                 self.request.trial_timeout_s, self.forkserver, self.log_path("reference")):
                 outcome.append(event)
                 yield event
@@ -309,7 +318,7 @@ class Run:
     def _phase(self, job: Job, work_dir: Path, cancel: threading.Event):
         """One process of a trial: its progress yielded; (its result, its errors held for the trial, a fatal signal)."""
         result, errors, died = None, [], []
-        for event in _spawn(job, work_dir, cancel, self.request.trial_timeout_s, self.forkserver, self.log_path(job.method),
+        for event in spawn(job, work_dir, cancel, self.request.trial_timeout_s, self.forkserver, self.log_path(job.method),
                             died):
             if isinstance(event, Result):
                 result = event.result
@@ -374,126 +383,9 @@ def time_side_by_side(recipe, saved: list[Path], source: Path, settings: EvalSet
               eval_text=eval_path, calib_text=eval_path, settings=settings, device_label=device_label, timed=saved,
               probe_dir=probe_dir, safe_level=verdict.level if verdict else 0)
     results = []
-    for event in _spawn(job, work_dir, cancel, timeout_s):
+    for event in spawn(job, work_dir, cancel, timeout_s):
         if isinstance(event, Result):
             results.append(event.result)
         else:
             yield event
     return results
-
-
-def trial_env(threads: int) -> dict[str, str]:
-    return dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
-
-
-WARM_START = "start the warm trial process (torch and transformers, imported once for every trial)"
-
-
-def _spawn(job: Job, work_dir: Path, cancel: threading.Event, timeout_s: float, forkserver: ForkServer | None = None,
-           log_path: Path | None = None, died: list | None = None) -> Iterator[Event]:
-    """Start `qadvisor.core.measure.worker` for one job and yield its events until it exits, is cancelled or times out. The
-    job's output is appended to `log_path` (default: beside the job file); a fatal signal it died of goes in `died`."""
-    name, stage = job.method or "reference", ("reference" if job.work == "reference" else "trial")
-    job_file = work_dir / f"{name}.{job.work}.json"
-    job_file.write_text(job.model_dump_json())
-    log_path = log_path or work_dir / f"{name}.log"
-    env = _safe_env(job)
-    forkserver = forkserver if not env else None  # a safe configuration's environment must be there before torch loads
-    if forkserver is not None and not forkserver.ready:  # seconds of silence otherwise (8 s on 2 slow cores)
-        yield Progress(method=name, step="load", message=WARM_START, stage=stage)
-    read_fd, write_fd = os.pipe()
-    with open(log_path, "ab") as log:
-        proc = _start(job_file, work_dir, write_fd, log, job.settings.threads, forkserver, env)
-    os.close(write_fd)
-    ended, reported = False, []  # ended: the worker closed its pipe, it is exiting on its own
-    try:
-        ended = yield from _relay(read_fd, cancel, time.monotonic() + timeout_s, reported)
-    finally:  # cancel, timeout, Ctrl-C, a closed generator: the trial (its own session: no SIGINT) never outlives us
-        if not ended:
-            _stop(proc)
-    if not ended:
-        if not cancel.is_set():
-            yield Error(method=name, message=f"timed out after {timeout_s:.0f} s; log: {log_path}", stage=stage)
-        return
-    code = proc.wait()
-    if died is not None and fallback.fatal(code):
-        died.append(fallback.fatal(code))
-    yield from _ending(proc, code, reported, name, log_path, stage)
-
-
-def _safe_env(job: Job) -> dict[str, str]:
-    """What the job's safe configurations set in the environment (empty at the fast path)."""
-    if job.recipe is None or job.safe_level <= 0:
-        return {}
-    configs = registry.backend_for(job.recipe.weights).safe_configs[: job.safe_level]
-    return {k: v for c in configs for k, v in c.env.items()}
-
-
-def _ending(proc, code: int, reported: list, name: str, log_path: Path, stage: str = "trial") -> Iterator[Event]:
-    """The error of a job whose process exited without reporting a result, if any."""
-    if getattr(proc, "orphaned", False):  # nobody saw how the trial ended
-        _stop(proc)  # in case it outlived the warm process
-        if not reported:
-            yield Error(method=name, message="the warm process that started the trial ended during it (killed, or "
-                                             f"out of memory) and the trial with it; log: {log_path}", stage=stage)
-    elif code < 0:
-        # nobody here sends SIGKILL to a running trial but _stop, which sets `ended`: the kernel's OOM killer does
-        oom = " — killed by the system, most likely out of memory (the OOM killer)" if code == -signal.SIGKILL else ""
-        yield Error(method=name, message=f"the trial process crashed ({signal.Signals(-code).name}{oom}); "
-                                         f"log: {log_path}", stage=stage)
-    elif code != 0:
-        log_tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-        yield Error(method=name, message=f"exited with code {code}: {log_tail[0][:300]}; log: {log_path}", stage=stage)
-
-
-def _start(job_file: Path, work_dir: Path, write_fd: int, log, threads: int, forkserver: ForkServer | None,
-           extra_env: dict[str, str] | None = None):
-    """A fresh process for the job: forked warm when there is a forkserver (a fresh interpreter if it is gone), in its
-    own session, output to the job's log, events to `write_fd`."""
-    if forkserver is not None:
-        try:
-            return forkserver.spawn(str(job_file), str(work_dir), write_fd, log.fileno())
-        except OSError:
-            pass
-    env = dict(trial_env(threads), QADVISOR_EVENT_FD=str(write_fd), **(extra_env or {}))
-    return subprocess.Popen([sys.executable, "-m", "qadvisor.core.measure.worker", str(job_file)], stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, pass_fds=(write_fd,), env=env,
-                            cwd=work_dir, start_new_session=True)  # cwd: GPTQModel writes logs/ there
-
-
-def _relay(read_fd: int, cancel: threading.Event, deadline: float, reported: list):
-    """Yield the worker's events from its pipe; True when it closed, False on cancel or past the deadline. A Result
-    among them is also put in `reported`."""
-    buffer = b""
-    with selectors.DefaultSelector() as sel, os.fdopen(read_fd, "rb", buffering=0) as pipe:
-        sel.register(pipe, selectors.EVENT_READ)
-        while not cancel.is_set() and time.monotonic() < deadline:
-            if not sel.select(timeout=0.2):
-                continue
-            chunk = pipe.read(65536)
-            if not chunk:
-                return True
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                try:
-                    event = EventEnvelope.model_validate_json(line).event
-                except ValidationError:
-                    continue  # not an event; the log file keeps everything else
-                if isinstance(event, Result):
-                    reported.append(event)
-                yield event
-    return False
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop the trial's whole process group: first politely, then for sure."""
-    for sig, wait_s in ((signal.SIGTERM, 3), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=wait_s)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue

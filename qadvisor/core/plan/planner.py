@@ -365,10 +365,10 @@ def plan(arch: Architecture, target: Target, context: int = 2048, batch: int = 1
          methods: list[str] | None = None) -> Plan:
     """One row per method. Every number is an estimate from the formulas in FORMULAS."""
     if context < 1 or batch < 1:
-        raise UserError("--context and --batch must be at least 1")
+        raise UserError("--context and --batch must be at least 1", field="context")
     prompt = min(DEFAULT_PROMPT_TOKENS, context) if prompt_tokens is None else prompt_tokens
     if not 1 <= prompt <= context:
-        raise UserError("--prompt-tokens must be between 1 and --context")
+        raise UserError("--prompt-tokens must be between 1 and --context", field="prompt_tokens")
     chosen = methods or [f.method for f in FORMATS]
     unknown = [m for m in chosen if format_for(weights_name(m)) is None]
     if unknown:
