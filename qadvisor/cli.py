@@ -69,11 +69,10 @@ def _min_measure_s() -> float:
 def _priority_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", help="preset (storage-first, latency-first, accuracy-first, balanced) or a JSON file")
     parser.add_argument("--priorities", help="weights, e.g. storage=3,latency=1,accuracy=2 (override the profile)")
-    parser.add_argument("--max-size", help="hard limit on the saved size, e.g. 15MiB or 40GB")
-    parser.add_argument("--min-tok-s", type=float, help="hard limit: at least this decode speed here")
-    parser.add_argument("--max-ppl-rise", type=float, help="hard limit: perplexity rise in percent vs fp32 (a target's published "
-                        "benchmark-average drop where it has no perplexity)")
-    parser.add_argument("--max-kl", type=float, help="hard limit: mean KL divergence per token")
+    from qadvisor.schemas.limits import LIMITS
+
+    for row in LIMITS:
+        parser.add_argument(f"--{row.option.replace('_', '-')}", type=None if row.size else float, help=row.help)
     parser.add_argument("--accept-unverified-accuracy", action="store_true",
                         help="--plan-for: also pick methods whose loss at the target's size nobody published, on the "
                              "accuracy measured on the small model (which quantization barely hurts)")
@@ -202,11 +201,11 @@ def priorities_from_args(args, default="balanced"):
     """The chosen profile (else `default`: a preset name or saved priorities) with any weights and limits given on
     the command line laid over it."""
     from qadvisor.app.options import priority_options
+    from qadvisor.schemas.limits import LIMITS
     from qadvisor.schemas.priorities import parse_weights
 
     return priority_options(profile=args.profile or default, **parse_weights(args.priorities or ""),
-                            max_size=args.max_size, min_tok_s=args.min_tok_s, max_ppl_rise=args.max_ppl_rise,
-                            max_kl=args.max_kl,
+                            **{row.option: getattr(args, row.option) for row in LIMITS},
                             accept_unverified_accuracy=getattr(args, "accept_unverified_accuracy", False)).priorities()
 
 

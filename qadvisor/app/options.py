@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 
 from qadvisor.core.measure.jobs import EvalSettings
 from qadvisor.errors import UserError
-from qadvisor.schemas.priorities import Priorities, build_priorities, parse_size
+from qadvisor.schemas.limits import LIMITS, parse_size
+from qadvisor.schemas.priorities import Priorities, build_priorities
 from qadvisor.quantizers import registry
 
 
@@ -59,26 +60,28 @@ class RunOptions(BaseModel):
         return {m.strip(): r.strip() for m, r in pairs}
 
 
-class PriorityOptions(BaseModel):
-    """A profile (preset name, JSON file, or a saved run's priorities) with weights and limits laid over it."""
+class _Priorities(BaseModel):
+    """A profile (preset name, JSON file, or a saved run's priorities) with weights and limits laid over it: each
+    limit an option of the name LIMITS gives it (max_size, min_tok_s, …)."""
 
     profile: str | Priorities = "balanced"
     storage: float | None = Field(None, ge=0)
     latency: float | None = Field(None, ge=0)
     accuracy: float | None = Field(None, ge=0)
-    max_size: str | None = None  # 15MiB, 40GB, or bytes
-    min_tok_s: float | None = Field(None, gt=0)
-    max_ppl_rise: float | None = Field(None, ge=0)
-    max_kl: float | None = Field(None, ge=0)
     replace_limits: bool = False  # the TUI's form shows the profile's limits, so a blank field there means none
     accept_unverified_accuracy: bool = False  # Priorities.accept_unverified_accuracy
 
     def priorities(self) -> Priorities:
         weights = ",".join(f"{k}={v:g}" for k in ("storage", "latency", "accuracy") if (v := getattr(self, k)) is not None)
-        limits = {"max_size_bytes": parse_size(self.max_size, field="max_size") if self.max_size else None,
-                  "min_decode_tok_s": self.min_tok_s, "max_ppl_rise_pct": self.max_ppl_rise, "max_kl": self.max_kl}
+        limits = {row.field: parse_size(value, field=row.option) if row.size and value else value
+                  for row in LIMITS if (value := getattr(self, row.option)) is not None}
         built = build_priorities(self.profile, weights or None, limits, self.replace_limits)
         return built.model_copy(update={"accept_unverified_accuracy": True}) if self.accept_unverified_accuracy else built
+
+
+# a size limit arrives as text (15MiB, 40GB, or bytes), the others as numbers in their range
+PriorityOptions = create_model("PriorityOptions", __base__=_Priorities, **{
+    row.option: (str | None, None) if row.size else (float | None, Field(None, **row.bound)) for row in LIMITS})
 
 
 MIN_MEASURE_S = _EVAL["min_measure_s"].default  # each speed rests on at least this much timing (not an option)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from qadvisor.errors import UserError
 from qadvisor.quantizers.gguf_mix import BITS, block
-from qadvisor.schemas.priorities import SIZE_RE, parse_size
+from qadvisor.schemas.limits import SIZE_RE, parse_size
 
 NAME = "gguf-mix"  # bare, it takes --max-size as its budget (app.auto)
 PREFIX = f"{NAME}@"

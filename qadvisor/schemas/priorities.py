@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from qadvisor.errors import UserError
 from qadvisor.shipped import shipped_dir
 from qadvisor.schemas.jsonfile import check_known_fields, read_json_object, validate_versioned
+from qadvisor.schemas.limits import LIMITS, Limits
 
 PROFILE_SCHEMA_VERSION = 1
 PROFILES_DIR = shipped_dir("profiles")
-
-
-class Limits(BaseModel):
-    max_size_bytes: int | None = Field(None, gt=0)
-    min_decode_tok_s: float | None = Field(None, gt=0)
-    max_ppl_rise_pct: float | None = Field(None, ge=0)  # a rise; a limit below 0 could never be met
-    max_kl: float | None = Field(None, ge=0)
-
-    @field_validator("max_size_bytes", mode="before")
-    @classmethod
-    def _size_text(cls, value):
-        """A profile may write the size as the command line does (`"5MiB"`)."""
-        if not isinstance(value, str):
-            return value
-        try:
-            return parse_size(value)
-        except UserError:
-            raise ValueError("not a size; write e.g. 500MiB, 2GB or a number of bytes") from None
 
 
 class Priorities(BaseModel):
@@ -70,19 +52,6 @@ def load_profile(name_or_path: str) -> Priorities:
     data = read_json_object(path, "JSON profile")
     check_known_fields(path, data, Priorities, "profile")
     return validate_versioned(path, data, Priorities, PROFILE_SCHEMA_VERSION, "profile")
-
-
-SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.I)
-UNITS = {"b": 1, "kb": 1e3, "kib": 2**10, "mb": 1e6, "mib": 2**20, "gb": 1e9, "gib": 2**30}
-
-
-def parse_size(text: str, name: str = "max size", field: str | None = None) -> int:
-    """`500MB`, `1.5GiB`, `20000000` → bytes; `name` is the field as the user sees it, for the error line, `field`
-    the option it came from."""
-    match = SIZE_RE.match(text)
-    if not match:
-        raise UserError(f"{name} {text!r}: not a size; write e.g. 500MiB, 2GB or a number of bytes", field=field)
-    return int(float(match.group(1)) * UNITS[(match.group(2) or "b").lower()])
 
 
 def parse_weights(text: str) -> dict[str, float]:
@@ -128,5 +97,5 @@ def build_priorities(profile: str | Priorities, weights: str | None = None, limi
 
 
 # a Priorities field → the option that sets it (app.options.PriorityOptions), for an error to point at
-OPTION_OF = {"storage": "storage", "latency": "latency", "accuracy": "accuracy", "max_size_bytes": "max_size",
-             "min_decode_tok_s": "min_tok_s", "max_ppl_rise_pct": "max_ppl_rise", "max_kl": "max_kl"}
+OPTION_OF = {"storage": "storage", "latency": "latency", "accuracy": "accuracy",
+             **{row.field: row.option for row in LIMITS}}

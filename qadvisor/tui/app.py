@@ -18,6 +18,7 @@ from qadvisor.errors import UserError
 from qadvisor.schemas.events import Error, Metric, Progress, Result
 from qadvisor.schemas.export import RunExport
 from qadvisor.schemas.hardware import HardwareInfo
+from qadvisor.schemas.limits import LIMITS
 from qadvisor.app.options import priority_options
 from qadvisor.schemas.priorities import Priorities, load_profile, preset_names
 from qadvisor.tui.messages import RunFinished, TrialEvent
@@ -159,7 +160,7 @@ class QAdvisorApp(App):
         return ""
 
     def priorities_from(self, form: dict) -> Priorities:
-        keys = ("storage", "latency", "accuracy", "max_size", "min_tok_s", "max_ppl_rise", "max_kl")
+        keys = ("storage", "latency", "accuracy", *(row.option for row in LIMITS))
         return priority_options(prefix="", profile=form.get("preset") or "balanced", replace_limits=True,
                                 accept_unverified_accuracy=form.get("accept_unverified_accuracy") or None,
                                 **{k: form.get(k) for k in keys}).priorities()

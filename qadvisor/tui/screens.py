@@ -18,6 +18,7 @@ from qadvisor.app.page import ORDER, run_page
 from qadvisor.app.report import section_markdown
 from qadvisor.app.views import backends_view, comparison_view, doctor_view, hardware_lines, per_kind, score_view
 from qadvisor.schemas.hardware import HardwareInfo
+from qadvisor.schemas.limits import LIMITS, Limit
 from qadvisor.quantizers import mixsolver, registry
 from qadvisor.tui.fields import NumberInput
 
@@ -35,6 +36,13 @@ def _row(*fields: tuple[str, Input]) -> ComposeResult:
     with HorizontalGroup():
         for _, widget in fields:
             yield widget
+
+
+def _limit_input(row: Limit) -> Input:
+    """A size as text (15MiB, 40GB); every other limit a number."""
+    if row.size:
+        return Input(placeholder=row.placeholder, id=row.option)
+    return NumberInput(placeholder=row.placeholder, id=row.option, label=row.label)
 
 
 class HardwareScreen(Screen):
@@ -91,10 +99,8 @@ class PrioritiesScreen(Screen):
                 yield Label("[b]Weights[/]")
                 yield from _row(*[(key, NumberInput("1", id=key, label=key)) for key in ("storage", "latency", "accuracy")])
                 yield Label("[b]Hard limits[/] (blank: none)")
-                yield from _row(("max size", Input(placeholder="15MiB", id="max_size")),
-                                ("min tok/s", NumberInput(placeholder="tok/s", id="min_tok_s", label="min tok/s")))
-                yield from _row(("max PPL +%", NumberInput(placeholder="%", id="max_ppl_rise", label="max PPL +%")),
-                                ("max KL", NumberInput(placeholder="KL", id="max_kl", label="max KL")))
+                for pair in range(0, len(LIMITS), 2):  # two limits a row: the form fits 80 columns
+                    yield from _row(*[(row.label, _limit_input(row)) for row in LIMITS[pair:pair + 2]])
                 yield Label("[b]Model directory[/] or repo id (blank: shipped)")
                 yield Input(placeholder=self.model_hint, id="model")
                 yield Label("[b]Checkpoints[/] as shipped (reference: the model above)")
@@ -142,11 +148,9 @@ class PrioritiesScreen(Screen):
         p = self.app.load_preset(name)
         for key in ("storage", "latency", "accuracy"):
             self.query_one(f"#{key}", Input).value = f"{getattr(p, key):g}"
-        lim = p.limits
-        self.query_one("#max_size", Input).value = f"{lim.max_size_bytes}" if lim.max_size_bytes else ""
-        self.query_one("#min_tok_s", Input).value = f"{lim.min_decode_tok_s:g}" if lim.min_decode_tok_s else ""
-        self.query_one("#max_ppl_rise", Input).value = f"{lim.max_ppl_rise_pct:g}" if lim.max_ppl_rise_pct else ""
-        self.query_one("#max_kl", Input).value = f"{lim.max_kl:g}" if lim.max_kl else ""
+        for row in LIMITS:
+            value = getattr(p.limits, row.field)
+            self.query_one(f"#{row.option}", Input).value = f"{value:g}" if value and not row.size else f"{value or ''}"
 
     def form(self) -> dict:
         values = {i.id: i.value.strip() for i in self.query(Input)}

@@ -6,7 +6,8 @@ import pytest
 
 from qadvisor.errors import UserError
 from qadvisor.schemas.export import load_export, save_export
-from qadvisor.schemas.priorities import load_profile, parse_size, parse_weights, preset_names
+from qadvisor.schemas.limits import parse_size
+from qadvisor.schemas.priorities import load_profile, parse_weights, preset_names
 from tests.conftest import run_cli
 from tests.samples import sample_export
 from tests.samples import RECORDED

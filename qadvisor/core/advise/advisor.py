@@ -15,6 +15,7 @@ import math
 
 from qadvisor import format as f
 from qadvisor.core.contention import busy_labels, contended, marked, ran_slow, slow_labels
+from qadvisor.schemas.limits import LIMITS, missed
 from qadvisor.schemas.priorities import Limits, Priorities
 from qadvisor.schemas.recommendation import MethodScore, Recommendation, label_of
 from qadvisor.schemas.result import TrialResult
@@ -32,37 +33,14 @@ TEAMS = {"A": "storage-bound", "B": "latency-bound", "C": "balanced (no strong b
 
 def violations(r: TrialResult, limits: Limits) -> list[str]:
     """Each hard limit the result misses, with the measured number and by how much."""
-    out = []
-    if limits.max_size_bytes is not None and r.size_bytes > limits.max_size_bytes:
-        out.append(f"size {f.mib(r.size_bytes)} MiB > max {f.mib(limits.max_size_bytes)} MiB "
-                   f"(over by {100 * (r.size_bytes / limits.max_size_bytes - 1):.0f}%)")
-    if limits.min_decode_tok_s is not None and r.decode_tok_s < limits.min_decode_tok_s:
-        out.append(f"decode {r.decode_tok_s:.1f} tok/s < min {limits.min_decode_tok_s:g} "
-                   f"(short by {100 * (1 - r.decode_tok_s / limits.min_decode_tok_s):.0f}%)")
-    if limits.max_ppl_rise_pct is not None and r.loss_pct is None:
-        out.append("accuracy loss not known")
-    elif limits.max_ppl_rise_pct is not None and r.loss_pct > limits.max_ppl_rise_pct:
-        what = "perplexity" if r.ppl_delta_pct is not None else "benchmark-average drop"
-        out.append(f"{what} {r.loss_pct:+.1f}% > max +{limits.max_ppl_rise_pct:g}%")
-    if limits.max_kl is not None and r.kl_mean is None:
-        out.append("KL not known (the evidence at this size has none)")
-    elif limits.max_kl is not None and r.kl_mean > limits.max_kl:
-        out.append(f"KL {f.sci(r.kl_mean)} > max {f.sci(limits.max_kl)}")
-    return out
+    set_limits = [(row, getattr(limits, row.field)) for row in LIMITS if getattr(limits, row.field) is not None]
+    return [miss for row, limit in set_limits if (miss := missed(row, r, limit))]
 
 
 def _miss(r: TrialResult, limits: Limits) -> float:
     """How far outside the limits a result is, summed as relative misses (0 when it meets them all)."""
-    miss = 0.0
-    if limits.max_size_bytes is not None:
-        miss += max(0.0, r.size_bytes / limits.max_size_bytes - 1)
-    if limits.min_decode_tok_s is not None:
-        miss += max(0.0, 1 - r.decode_tok_s / limits.min_decode_tok_s)
-    if limits.max_ppl_rise_pct is not None and r.loss_pct is not None:
-        miss += max(0.0, (r.loss_pct - limits.max_ppl_rise_pct) / 100)
-    if limits.max_kl is not None and limits.max_kl > 0 and r.kl_mean is not None:
-        miss += max(0.0, r.kl_mean / limits.max_kl - 1)
-    return miss
+    return sum(row.miss(value, limit) for row in LIMITS
+               if (limit := getattr(limits, row.field)) is not None and (value := row.metric(r)) is not None)
 
 
 def _log_scale(values: dict[str, float], higher_is_better: bool) -> dict[str, float]:
