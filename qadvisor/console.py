@@ -8,11 +8,24 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from qadvisor.app.page import ORDER, run_page
-from qadvisor.app.views import BRIEF_METRICS, TEXT_COLUMNS, metrics_line
 from qadvisor import format as f
+from qadvisor.app.page import ORDER, run_page
+from qadvisor.app.plan_views import plan_view
+from qadvisor.app.views import (
+    BRIEF_METRICS,
+    TEXT_COLUMNS,
+    backends_view,
+    comparison_view,
+    hardware_lines,
+    metrics_line,
+    slice_time_line,
+)
+from qadvisor.core.advise.compare import compare
+from qadvisor.core.contention import machine_words
+from qadvisor.core.plan.planner import published_memory
 from qadvisor.schemas.events import Error, Event, Progress, Result
 from qadvisor.schemas.hardware import HardwareInfo
+
 
 def stdout_console() -> Console:
     """Rich console for stdout; when piped, wide enough that tables keep their columns."""
@@ -20,8 +33,6 @@ def stdout_console() -> Console:
 
 
 def print_hardware(info: HardwareInfo) -> None:
-    from qadvisor.app.views import backends_view, hardware_lines
-
     out = stdout_console()
     for label, text in hardware_lines(info):
         out.print(f"[b]{label:<5}[/] {text}")
@@ -82,9 +93,6 @@ def print_shipped(rows: list[dict]) -> None:
 
 def print_plan(plan, explain: bool = False) -> None:
     """The planner's table (the shared view); every figure is an estimate, and says so."""
-    from qadvisor.app.plan_views import plan_view
-    from qadvisor.core.plan.planner import published_memory
-
     print_view(plan_view(plan, published_memory(plan.model)))
     print_projection(plan)
     if explain:
@@ -95,15 +103,11 @@ def print_plan(plan, explain: bool = False) -> None:
 
 def _machine_mark(p) -> str:
     """` ⚠` where the slices were timed on a busy CPU or a slow machine (core.contention, core.pace)."""
-    from qadvisor.core.contention import machine_words
-
     return " ⚠" if machine_words(p.cpu_contention, p.pace_ratio) else ""
 
 
 def _slow_slices(rows) -> list[str]:
     """What the marks and 'unreliable' in the projection table mean, for the rows that have them."""
-    from qadvisor.core.contention import machine_words
-
     marked = [f"{r.method} ({words})" for r in rows
               if (words := machine_words(r.projection.cpu_contention, r.projection.pace_ratio))]
     wide = [r.method for r in rows if f.unreliable(r.projection.decode_tok_s, r.projection.decode_tok_s_range)]
@@ -150,7 +154,6 @@ def print_projection(plan) -> None:
                   f"{', '.join(r.method for r in rows if not r.fits)}: those projections answer “if it fit”."
                   + (f" Streamed from disk by mmap (GGUF): measured read rate {plan.disk_read_gb_s:.2f} GB/s ÷ "
                      "the weights' bytes per token." if plan.disk_read_gb_s else ""), soft_wrap=True)
-    from qadvisor.app.views import slice_time_line
 
     slices = slice_time_line(plan)
     if slices:
@@ -208,9 +211,6 @@ def print_recommendations(export) -> None:
 
 def print_comparison(first, second) -> None:
     """Two runs side by side: per method the change in each metric, and whether the advice differs."""
-    from qadvisor.app.views import comparison_view
-    from qadvisor.core.advise.compare import compare
-
     view = comparison_view(compare(first, second), f"{first.model.name} on {first.settings.device} ({first.created_at})",
                            f"{second.model.name} on {second.settings.device} ({second.created_at})")
     print_view(view)

@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import math
 
+MIB, GIB = 2**20, 2**30  # what every MiB and GiB figure divides by
+
 
 def mib(n: float | None) -> str:
-    return "—" if n is None else f"{n / 2**20:.1f}"
+    return "—" if n is None else f"{n / MIB:.1f}"
 
 
 def size(n: float | None) -> str:
     """Bytes in MiB, or in GiB from 10 GiB up (a 72B is 73,673.6 MiB to nobody)."""
     if n is None:
         return "—"
-    return f"{n / 2**30:.1f} GiB" if n >= 10 * 2**30 else f"{n / 2**20:.1f} MiB"
+    return f"{n / GIB:.1f} GiB" if n >= 10 * GIB else f"{n / MIB:.1f} MiB"
 
 
 def gib(n: float | None) -> str:
-    return "—" if n is None else f"{n / 2**30:.1f} GiB"
+    return "—" if n is None else f"{n / GIB:.1f} GiB"
 
 
 def gib_figure(n: int) -> str:
     """Bytes as a bare GiB figure for a column headed in GiB: one decimal from 10 GiB, two below."""
-    value = n / 2**30
+    value = n / GIB
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 

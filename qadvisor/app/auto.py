@@ -7,14 +7,32 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
+from qadvisor import format as f
+from qadvisor.app.advice import readvise
 from qadvisor.app.options import RunOptions
+from qadvisor.app.plan import PlanJob, PlanOptions, plan_here
+from qadvisor.app.report import write_run
+from qadvisor.core import hub
+from qadvisor.core.architectures import resolve_architecture
+from qadvisor.core.cluster.driver import ClusterRequest, ClusterRun, KindStep
+from qadvisor.core.hardware import detect, where_to_run
+from qadvisor.core.measure import evaltext, memory, modelio
+from qadvisor.core.measure.jobs import EvalSettings
+from qadvisor.core.measure.modelio import SYNTHETIC_PREFIX, shipped_model_dir
+from qadvisor.core.measure.runner import Run, RunRequest
+from qadvisor.core.measure.session import Session
+from qadvisor.core.measure.streamed import StreamJob
+from qadvisor.core.paths import default_cache_dir
+from qadvisor.core.plan.plancheck import predicted_vs_measured
+from qadvisor.core.plan.planner import FORMATS
+from qadvisor.core.plan.slices import sliceable
 from qadvisor.errors import UserError, about
+from qadvisor.quantizers import checkpoint, mixsolver, registry
 from qadvisor.schemas.events import Event
 from qadvisor.schemas.export import RunExport, save_export
 from qadvisor.schemas.jsonfile import check_output_dir, check_output_paths
 from qadvisor.schemas.method import weights_name
 from qadvisor.schemas.priorities import Priorities
-
 
 # Slices at 72B cost minutes a method here: by default the target gets a spread over the archetypes.
 TARGET_DEFAULT = ("bnb-nf4", "quanto-int4", "torchao-int8", "gguf-q8_0", "gguf-q4_k_m", "gguf-q2_k")
@@ -22,8 +40,6 @@ TARGET_DEFAULT = ("bnb-nf4", "quanto-int4", "torchao-int8", "gguf-q8_0", "gguf-q
 
 def _target_methods(opts: RunOptions) -> list[str]:
     """The proxy's methods that slices can time: the ones asked for, else the default spread among them."""
-    from qadvisor.core.plan.slices import sliceable
-
     if opts.target_methods:
         missing = [m for m in opts.target_methods if m not in opts.methods]
         if missing:
@@ -39,8 +55,6 @@ def _target_methods(opts: RunOptions) -> list[str]:
 
 def _gpu_methods(opts: RunOptions) -> list[str] | None:
     """What the planner sizes for a GPU target: every format (None), and the run's KV stacks beside them."""
-    from qadvisor.core.plan.planner import FORMATS
-
     stacks = [m for m in opts.methods if "+" in m]
     return [f.method for f in FORMATS] + stacks if stacks else None
 
@@ -48,8 +62,6 @@ def _gpu_methods(opts: RunOptions) -> list[str] | None:
 def with_mix_budget(opts: RunOptions, priorities: Priorities, say: Callable[[str], None]) -> RunOptions:
     """`gguf-mix` without a budget takes --max-size's; with --max-size and the default methods, a mix made for it joins
     them (where the model can be that small: else the run says why not)."""
-    from qadvisor.quantizers import mixsolver, registry
-
     size = priorities.limits.max_size_bytes
     bare = mixsolver.NAME
     if bare in opts.methods:
@@ -57,9 +69,6 @@ def with_mix_budget(opts: RunOptions, priorities: Priorities, say: Callable[[str
             raise UserError(f"{bare} takes its budget from --max-size; give one, or name it: {bare}@4.5bpw, "
                             f"{bare}@40GiB, {bare}@kl0.01", field="max_size")
         return opts.model_copy(update={"methods": [f"{bare}@{size}" if m == bare else m for m in opts.methods]})
-    from qadvisor.core.architectures import resolve_architecture
-    from qadvisor.core.measure.modelio import SYNTHETIC_PREFIX, shipped_model_dir
-
     random_weights = str(opts.model or "").startswith(SYNTHETIC_PREFIX)  # no accuracy to spend the budget on
     if size is None or opts.methods != list(registry.DEFAULT_METHODS) or opts.checkpoints or random_weights:
         return opts
@@ -76,8 +85,6 @@ def with_mix_budget(opts: RunOptions, priorities: Priorities, say: Callable[[str
 def with_unstacked(opts: RunOptions, say: Callable[[str], None]) -> RunOptions:
     """Each KV stack measured beside its weights alone (added when not asked for): the cache's effect on size, speed
     and accuracy is the difference between the two, measured side by side."""
-    from qadvisor.quantizers import registry
-
     methods = []
     for recipe in registry.parse_methods(",".join(opts.methods)):  # a stack that cannot be is refused here
         weights = recipe.weights.name
@@ -92,10 +99,6 @@ def as_checkpoints(opts: RunOptions) -> RunOptions:
     """`--model CHECKPOINT[,CHECKPOINT…] [--reference DIR]`: quantized checkpoints (.gguf files, or folders whose
     config.json has a quantization_config) are measured as shipped, side by side, against DIR; the methods then run
     only when asked for."""
-    from qadvisor.core import hub
-    from qadvisor.core.measure.modelio import SYNTHETIC_PREFIX
-    from qadvisor.quantizers import checkpoint
-
     model = opts.model or ""
     parts = [hub.resolve(p.strip()) for p in model.split(",") if p.strip()]
     if (not opts.checkpoints and parts and not model.startswith(SYNTHETIC_PREFIX)
@@ -118,10 +121,6 @@ def as_checkpoints(opts: RunOptions) -> RunOptions:
 
 def _stream_job(opts: RunOptions, methods: list[str], settings, left_out: dict[str, str]):
     """`--plan-for DIR` with weights: the target's own accuracy, streamed one layer at a time (core.measure.streamed)."""
-    from qadvisor.core.measure import evaltext, modelio
-    from qadvisor.core.measure.streamed import StreamJob
-    from qadvisor.core.paths import default_cache_dir
-
     folder = Path(opts.plan_for)
     if not (folder.is_dir() and any(folder.glob("*.safetensors"))):
         return None
@@ -139,8 +138,6 @@ def as_streamed_target(opts: RunOptions, say: Callable[[str], None]) -> RunOptio
     model."""
     import psutil
 
-    from qadvisor.core.measure import memory, modelio
-
     folder = Path(opts.model) if opts.model and not opts.model.startswith(modelio.SYNTHETIC_PREFIX) else None
     if folder is None or not folder.is_dir():
         if opts.stream:
@@ -157,8 +154,8 @@ def as_streamed_target(opts: RunOptions, say: Callable[[str], None]) -> RunOptio
         say(f"--stream: {folder.name} is the shipped model, which the whole-model trials measure exactly: nothing "
             "is streamed")
         return opts.model_copy(update={"stream": False})
-    why = "--stream" if opts.stream else (f"{folder.name} needs about {need / 2**30:.1f} GiB for whole-model trials, "
-                                          f"{free / 2**30:.1f} GiB available")
+    why = "--stream" if opts.stream else (f"{folder.name} needs about {f.gib(need)} for whole-model trials, "
+                                          f"{f.gib(free)} available")
     say(f"{why}: {folder.name}'s accuracy is streamed one layer at a time; its size and speed come from the planner and "
         "slices; the whole-model trials run on the shipped model")
     return opts.model_copy(update={"model": None, "plan_for": str(folder), "stream": False})
@@ -167,9 +164,6 @@ def as_streamed_target(opts: RunOptions, say: Callable[[str], None]) -> RunOptio
 def _on_cluster(run, opts: RunOptions, plan_options, say: Callable[[str], None]):
     """The checked local run, measured on every node of a Ray cluster instead of here; `plan_options` (--plan-for
     measured on slices): once per hardware kind, on one node of the kind."""
-    from qadvisor.app.plan import plan_here
-    from qadvisor.core.cluster.driver import ClusterRequest, ClusterRun, KindStep
-
     per_kind = KindStep(plan_here, (plan_options.model_dump_json(),)) if plan_options is not None else None
     cluster = ClusterRun(run, ClusterRequest(address=opts.cluster, device=opts.device, threads=opts.threads,
                                              pins=opts.pin or {}, per_kind=per_kind))
@@ -185,8 +179,6 @@ PLAN_FIELDS = {"model": "plan_for", "methods": "target_methods"}
 def checked_inputs(opts: RunOptions, priorities: Priorities, say: Callable[[str], None]) -> RunOptions:
     """The options as the session runs them (checkpoints, a streamed target, a mix's budget, KV stacks' weights
     alone), each input checked first; a UserError names the input it is about."""
-    from qadvisor.core import hub
-
     check_output_paths(opts.export, opts.report)  # a run of minutes must not fail at its last step
     with about("keep_models"):
         check_output_dir(opts.keep_models, "--keep-models")
@@ -206,12 +198,6 @@ class AutoSession:
     """One `--auto` (or TUI) session: created checked, `events()` measures, `export()` is the answer."""
 
     def __init__(self, opts: RunOptions, priorities: Priorities, say: Callable[[str], None] = lambda line: None):
-        from qadvisor.app.plan import PlanJob, PlanOptions
-        from qadvisor.core.hardware import detect, where_to_run
-        from qadvisor.core.measure.jobs import EvalSettings
-        from qadvisor.core.measure.runner import Run, RunRequest
-        from qadvisor.core.measure.session import Session
-
         opts = checked_inputs(opts, priorities, say)
         self.opts = opts
         self.priorities = priorities
@@ -273,9 +259,6 @@ class AutoSession:
 
     def export(self) -> RunExport:
         """The results so far, advised; after a stop, what finished (`complete` false, `cut` says what was not)."""
-        from qadvisor.app.advice import readvise
-        from qadvisor.core.plan.plancheck import predicted_vs_measured
-
         export = self.run.export()
         s = export.settings  # the planner's prediction beside each measured size: where it was wrong shows here
         export.plan_check = predicted_vs_measured(Path(export.model.path), export.results,
@@ -290,8 +273,6 @@ class AutoSession:
     def autosave(self, export: RunExport) -> Path:
         """Keep the run where the next session finds it (the TUI saves every run it ends, finished or stopped, so a
         quit never loses results): $QADVISOR_CACHE/runs/TIME-MODEL.json."""
-        from qadvisor.core.paths import default_cache_dir
-
         stamp = export.created_at[:19].replace(":", "").replace("-", "")
         path = default_cache_dir() / "runs" / f"{stamp}-{export.model.name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -300,6 +281,4 @@ class AutoSession:
 
     def write(self, export: RunExport) -> list[str]:
         """Write the export and the report the options asked for; returns what was written."""
-        from qadvisor.app.report import write_run
-
         return write_run(export, self.opts.export, self.opts.report)

@@ -14,16 +14,17 @@ from pathlib import Path
 from typing import Callable
 
 from qadvisor.core import paths
-from qadvisor.errors import UserError
 from qadvisor.core.contention import contended, cpu_busy_now
+from qadvisor.core.measure import modelio
 from qadvisor.core.measure.jobs import EvalSettings
 from qadvisor.core.measure.runner import Run, RunRequest
+from qadvisor.errors import UserError
+from qadvisor.quantizers import registry
 from qadvisor.schemas.doctor import DoctorReport, DoctorRow
 from qadvisor.schemas.events import Result
 from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.schemas.jsonfile import write_text_atomic
 from qadvisor.schemas.result import TrialResult
-from qadvisor.quantizers import registry
 
 SETTINGS = EvalSettings(window=64, windows=1, prompt_tokens=32, decode_tokens=8, repeats=1, min_measure_s=0.0)
 CALIBRATION_PARAGRAPHS = 8  # GPTQ's and AWQ's fewest samples (gptq.MIN_SAMPLES): their solvers run in seconds
@@ -80,8 +81,6 @@ def run_doctor(hardware: HardwareInfo, threads: int, say: Callable[[str], None] 
 
 def _small_calibration() -> Path:
     """The first paragraphs of the shipped calibration text: GPTQ's and AWQ's solvers run on it in seconds."""
-    from qadvisor.core.measure import modelio
-
     path = report_path().with_name("doctor-calibration.txt")
     text = "\n\n".join(modelio.paragraphs(modelio.shipped_model_dir() / modelio.CALIB_FILE)[:CALIBRATION_PARAGRAPHS])
     write_text_atomic(path, text + "\n")

@@ -7,9 +7,12 @@ from typing import Iterator
 
 from pydantic import BaseModel, Field, ValidationError
 
+from qadvisor.core import architectures, hub
+from qadvisor.core.hardware import detect, where_to_run
+from qadvisor.core.measure.jobs import EvalSettings
+from qadvisor.core.paths import default_cache_dir
 from qadvisor.core.plan import planner
-
-from qadvisor.core import architectures
+from qadvisor.core.plan.slices import MEASURE_DEFAULT, SliceMeasurement, attach
 from qadvisor.errors import UserError, about
 from qadvisor.schemas.events import Event
 from qadvisor.schemas.method import weights_name
@@ -43,8 +46,6 @@ class PlanJob:
     """Everything checked on creation; `events()` measures (only with `measure`); `plan()` is the answer."""
 
     def __init__(self, opts: PlanOptions):
-        from qadvisor.core import hub
-
         with about("methods"):
             if opts.measure and opts.methods:  # say why slices cannot time a method before the planner's broader no
                 from qadvisor.core.plan.slices import check_sliceable
@@ -68,7 +69,6 @@ class PlanJob:
         m = self.measurement
         if m is None:
             return self.estimate
-        from qadvisor.core.plan.slices import attach
 
         notes = [f"{name}: {r.reason}" for name, rs in m.results.items() for r in rs if r.status != "ok"]
         return attach(self.estimate, m.projections, m.disk_read_gb_s).model_copy(
@@ -86,11 +86,6 @@ def plan_here(payload, request_json: str, device: str, options_json: str) -> Ite
 
 
 def _measurement(opts: PlanOptions, arch, target, estimate: Plan):
-    from qadvisor.core.hardware import detect, where_to_run
-    from qadvisor.core.measure.jobs import EvalSettings
-    from qadvisor.core.paths import default_cache_dir
-    from qadvisor.core.plan.slices import MEASURE_DEFAULT, SliceMeasurement
-
     if opts.target != "this":
         raise UserError(f"--measure times this machine; --target {opts.target} is not here (drop --target, or plan "
                         "without --measure for that GPU's bandwidth bound)")

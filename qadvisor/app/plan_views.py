@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from qadvisor import format as f
 from qadvisor.app.views import TableView
+from qadvisor.core.advise.target import target_label
 from qadvisor.schemas.plan import Plan, PlanCheck
 
 
@@ -53,8 +54,6 @@ def plan_header(plan: Plan) -> list[str]:
 
 def plan_summary(plan: Plan, method: str | None) -> str:
     """One line: the planned model on its target with `method` — fits or not, size, decode bound (estimates)."""
-    from qadvisor.core.advise.target import target_label
-
     where = f"{plan.model} on {target_label(plan)}"
     row = next((r for r in plan.plans if method and r.method == method), None)
     if row is None:
@@ -64,7 +63,7 @@ def plan_summary(plan: Plan, method: str | None) -> str:
     fit = (f"fits on {gpus} GPU(s)" if row.fits else f"does not fit (needs {gpus} GPUs)") if gpus else \
         ("fits" if row.fits else "does not fit")
     return (f"{where} with {row.method} (estimate): {fit}"
-            + f", weights {row.weights_bytes / 2**30:.1f} GiB, total {row.total_bytes / 2**30:.1f} GiB, "
+            + f", weights {f.gib(row.weights_bytes)}, total {f.gib(row.total_bytes)}, "
             f"decode ≤ {row.decode_tok_s_bound:.1f} tok/s, "
             # the archetype is the advisor's, from measured numbers: the planner's size band is not repeated here
             + ("an unquantized baseline" if row.size_class == "base" else f"{f.size_change(row.size_reduction_pct)} vs bf16"))

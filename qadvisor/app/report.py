@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qadvisor.app.page import run_page
 from qadvisor.app.views import TEXT_COLUMNS
 from qadvisor.schemas.export import RunExport, save_export
 from qadvisor.schemas.jsonfile import write_text_atomic
@@ -35,8 +36,6 @@ def _pictures(pictures: list[tuple[str, str]], plotting: bool) -> str:
 
 def markdown(export: RunExport) -> str:
     """The report: the run page (app.page) as Markdown; on a cluster, a part per hardware kind."""
-    from qadvisor.app.page import run_page
-
     m = export.model
     lines = [f"# Quantization advice: {m.name}", "", f"Measured by qadvisor {export.qadvisor_version} on "
              f"{export.created_at}."]

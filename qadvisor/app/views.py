@@ -5,15 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from qadvisor import format as f
+from qadvisor.app.advice import kind_export
 from qadvisor.core import pace
+from qadvisor.core.advise.evidence import evidence
 from qadvisor.core.advise.mixes import advice_line
 from qadvisor.core.contention import busy_labels, machine_words, marked, slow_labels
+from qadvisor.quantizers import checkpoint, registry
 from qadvisor.schemas.events import STEPS
 from qadvisor.schemas.export import GGUF_EMULATED, RunExport
 from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.schemas.method import AS_SHIPPED
 from qadvisor.schemas.result import TrialResult
-
 
 TEXT_COLUMNS = ("method", "fits", "type", "backend", "here", "why / version", "methods", "verdict", "what it found",
                 "uniform recipe")  # left-aligned; numbers right
@@ -33,8 +35,6 @@ class TableView:
 def per_kind(export: RunExport) -> list[tuple[str, RunExport]]:
     """--cluster: one export per hardware kind (app.advice.kind_export), each shown as a run on one machine is; a run
     on one machine is its own single kind."""
-    from qadvisor.app.advice import kind_export
-
     if not export.kinds:
         return [("", export)]
     return [(f"On {k.kind} ({len(k.nodes)} node{'s' if len(k.nodes) > 1 else ''}: {', '.join(k.nodes)}"
@@ -59,8 +59,6 @@ def method_rows(has_cuda: bool, findings: dict[str, str] | None = None) -> list[
     """Every method with whether it runs here (and why not), whether it is in the default set, and which KV-cache
     methods stack on it: what `qadvisor methods` prints (or writes as JSON) and the TUI offers. `findings`: what
     earlier runs found of a backend here (core.hardware.backend_findings), as each of its methods' `finding`."""
-    from qadvisor.quantizers import registry
-
     stacks = registry.kv_compatibility()
     rows = []
     forms = registry.method_forms()
@@ -79,8 +77,6 @@ def method_rows(has_cuda: bool, findings: dict[str, str] | None = None) -> list[
 def shipped_rows() -> list[dict]:
     """The quantized formats a checkpoint can be measured in as shipped (`--model CHECKPOINT`), and whether the library
     that reads each is here: the second half of `qadvisor methods`."""
-    from qadvisor.quantizers import checkpoint
-
     rows = []
     for fmt in checkpoint.FORMATS:
         ok, why = checkpoint.installed(fmt)
@@ -356,7 +352,7 @@ def streamed_lines(export: RunExport) -> list[str]:
     lines = [f"accuracy streamed on {s.path}: {s.layers} layers one at a time over {text}, fp32 reference "
              f"PPL {f.num(s.ref_ppl, 2)}; seconds per layer: {_layer_cost('fp32', s.ref_seconds_per_layer, s.ref_layer_time)}"
              + (f", {cost}" if cost else "")
-             + (f"; peak memory {s.peak_rss_bytes / 2**30:.1f} GiB" if s.peak_rss_bytes else "")
+             + (f"; peak memory {f.gib(s.peak_rss_bytes)}" if s.peak_rss_bytes else "")
              + ("" if s.complete else " (stopped before every method streamed)")]
     lines += [f"{m.method}: streaming failed: {m.error} (log: {s.log})" for m in s.methods if m.error]
     lines += [f"{m}: not streamed: {why}" for m, why in s.not_streamed.items()]
@@ -373,8 +369,6 @@ def _layer_cost(method: str, seconds: float | None, split) -> str:
 
 def _evidence_sources(model: str, results: list[TrialResult]) -> list[str]:
     """Each published figure behind a target's accuracy column, and each source once."""
-    from qadvisor.core.advise.evidence import evidence
-
     found = [(r.method, evidence(model, r.method)) for r in results if r.accuracy_basis == "published"]
     lines = [f"{method} accuracy: {e.figure}" for method, e in found if e]
     return lines + [f"Source: {source}" for source in dict.fromkeys(e.source for _, e in found if e)]

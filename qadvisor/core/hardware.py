@@ -10,6 +10,9 @@ from pathlib import Path
 
 import psutil
 
+from qadvisor.core import paths
+from qadvisor.errors import UserError
+from qadvisor.quantizers import fallback, registry
 from qadvisor.schemas.hardware import GpuInfo, HardwareInfo
 
 ISA_FLAGS = {"avx2": "AVX2", "avx512f": "AVX512F", "avx512_bf16": "AVX512_BF16", "amx_tile": "AMX", "fma": "FMA"}
@@ -78,8 +81,6 @@ def fast_bf16() -> bool:
 
 def check_environment() -> None:
     """QADVISOR_FAST_BF16 is 0, 1 or unset: anything else is one UserError line before anything runs."""
-    from qadvisor.errors import UserError
-
     forced = os.environ.get("QADVISOR_FAST_BF16")
     if forced not in (None, "", "0", "1"):
         raise UserError(f"$QADVISOR_FAST_BF16={forced!r}: write 1 (the CPU computes bf16 natively), 0 (it does not) "
@@ -155,10 +156,7 @@ def detect(with_backends: bool = True) -> HardwareInfo:
 def backend_findings() -> dict[str, str]:
     """What earlier runs found out about a backend on this machine (kept in the cache's probes), by backend: that its
     fast path crashed here and which safe configuration it runs in. `qadvisor hardware` and `methods` say it."""
-    from qadvisor.core.paths import default_cache_dir, probe_dir
-    from qadvisor.quantizers import fallback, registry
-
-    found, where = {}, probe_dir(default_cache_dir())
+    found, where = {}, paths.probe_dir(paths.default_cache_dir())
     for backend in registry.backends().values():
         verdict = fallback.kept(where, backend.name, backend.build_key())
         if verdict is not None and verdict.level > 0:
@@ -168,8 +166,6 @@ def backend_findings() -> dict[str, str]:
 
 def resolve_device(requested: str) -> str:
     """`auto` → cuda when torch sees a GPU, else cpu; `cuda` without one is a UserError."""
-    from qadvisor.errors import UserError
-
     if requested == "auto":
         return "cuda" if _cuda_available() else "cpu"
     if requested == "cuda" and not _cuda_available():

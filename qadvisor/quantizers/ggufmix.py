@@ -10,7 +10,10 @@ import tempfile
 from pathlib import Path
 
 from qadvisor.errors import UserError, about
-from qadvisor.quantizers import mixsolver
+from qadvisor.quantizers import mixsolver, sensitivity
+from qadvisor.quantizers.fallback import digest, versions_key
+from qadvisor.quantizers.gguf_mix import HF_ROLES, stored_type
+from qadvisor.quantizers.ggufwrite import GGUF_FILE, Quantized, begin_gguf, to_gguf
 from qadvisor.schemas.architecture import Architecture
 from qadvisor.schemas.method import MethodSpec
 from qadvisor.schemas.mix import GgufMix
@@ -40,8 +43,6 @@ def method_named(name: str) -> MethodSpec | None:
 
 def layout(arch: Architecture) -> list[tuple[str, int, int]]:
     """(GGUF name, rows, row length) of every matrix a mix types: each layer's linears, the embeddings, the head."""
-    from qadvisor.quantizers.gguf_mix import HF_ROLES
-
     roles = {role: gguf for gguf, role in HF_ROLES.items()}
     found = [(f"blk.{i}.{roles[name]}", n_out, n_in) for i in range(arch.num_hidden_layers)
              for name, n_in, n_out in arch.layer_linears(i)]
@@ -67,8 +68,6 @@ def check_budget(spec: MethodSpec, arch: Architecture) -> None:
 
 
 def _allowed(n_in: int, budget: mixsolver.Budget, name: str) -> list[str]:
-    from qadvisor.quantizers.gguf_mix import stored_type
-
     if budget.table and not name.startswith("blk."):
         return [stored_type(budget.table, n_in)]  # a type the row does not tile falls back as llama.cpp's does
     return mixsolver.candidates(n_in)
@@ -77,9 +76,6 @@ def _allowed(n_in: int, budget: mixsolver.Budget, name: str) -> list[str]:
 def quantize(model_dir: Path, spec: MethodSpec, ctx) -> Path:
     """Sensitivities, the solver, the GGUF written in the chosen types; the mix's record beside it. Returns the
     GGUF's path in a scratch folder of the trial's working folder."""
-    from qadvisor.quantizers import sensitivity
-    from qadvisor.quantizers.ggufwrite import GGUF_FILE, Quantized, to_gguf
-
     budget = mixsolver.parse_budget(spec.name)
     scratch = Path(tempfile.mkdtemp(prefix="gguf-mix-", dir=Path.cwd()))
     ctx.progress("quantize", 0.02, "the fp32 model over the calibration text")
@@ -101,9 +97,6 @@ def quantize(model_dir: Path, spec: MethodSpec, ctx) -> Path:
 def _sensitivities(found, model_dir: Path, ctx) -> tuple[list[mixsolver.Matrix], float]:
     """Each matrix's added KL per type, measured, or kept from an earlier mix of the same model and calibration text
     (in the probes folder: the measurement, not any mix, is what is reused)."""
-    from qadvisor.quantizers import sensitivity
-    from qadvisor.quantizers.fallback import digest, versions_key
-
     files = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(model_dir.glob("*.safetensors"))]
     key = digest("|".join([*files, *ctx.calib_texts, str(sensitivity.TOKENS), versions_key(("llama_cpp_python",))]))
     path = Path(ctx.probe_dir) / "sensitivity" / f"{key}.json" if ctx.probe_dir else None
@@ -138,8 +131,6 @@ def solve_for(matrices: list, budget: mixsolver.Budget, model_dir: Path, scratch
 def overhead_bytes(model_dir: Path, scratch: Path) -> int:
     """The file's bytes besides the typed matrices: its header, metadata and tensor table (written once to see), the
     tensors kept F32 or BF16, and each tensor's alignment padding at most."""
-    from qadvisor.quantizers.ggufwrite import begin_gguf
-
     path = scratch / "header.gguf"
     w, entries, _ = begin_gguf(model_dir, path)
     w.close()

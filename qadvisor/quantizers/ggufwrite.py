@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from qadvisor.quantizers import gguf_hybrid
+from qadvisor.quantizers import ggml, gguf_hybrid, gguf_mix
 from qadvisor.schemas.architecture import Architecture
 
 GGUF_FILE = "model.gguf"
@@ -30,8 +30,6 @@ class Quantized:
 def to_gguf(model_dir: Path, out: Path, quantized: Quantized | None = None) -> None:
     """Write a Qwen HF checkpoint as a GGUF that llama.cpp loads (its architecture for the family, byte-level BPE),
     unquantized or, with `quantized`, in the types it gives."""
-    from qadvisor.quantizers import ggml
-
     w, entries, kinds = begin_gguf(model_dir, out, quantized)
     for e in entries:
         tensor = e.form(_read(e.parts))
@@ -44,8 +42,6 @@ def begin_gguf(model_dir: Path, out: Path, quantized: Quantized | None = None):
     """The GGUF's header, metadata and tensor table written: (the writer, its entries, each entry's type or None)."""
     import gguf
     import numpy as np
-
-    from qadvisor.quantizers import ggml
 
     config = json.loads((model_dir / "config.json").read_text())
     tok = json.loads((model_dir / "tokenizer.json").read_text())
@@ -120,8 +116,6 @@ def _gguf_entries(model_dir: Path, arch: Architecture) -> list[Entry]:
     """Every tensor the file holds, from the shards' headers alone."""
     import torch
 
-    from qadvisor.quantizers import gguf_mix
-
     entries = []
     for key, (parts, shape, bf16) in _sources(model_dir, arch.tie_word_embeddings).items():
         if arch.is_hybrid:
@@ -140,8 +134,6 @@ def _sources(model_dir: Path, tied: bool) -> dict[str, tuple[list, list, bool]]:
     [(shard, key), …] it is read from, its shape and whether it is bf16. An MoE layer's experts, one tensor each in
     the checkpoint, are one source per matrix kind, stacked in expert order (as llama.cpp's converter does)."""
     from safetensors import safe_open
-
-    from qadvisor.quantizers import gguf_mix
 
     found: dict[str, list] = {}
     for path in sorted(model_dir.glob("*.safetensors")):

@@ -10,8 +10,9 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from qadvisor.quantizers.base import Backend, cast_plain, plain_linears, use_compute_dtype
+from qadvisor.schemas.architecture import Architecture
 from qadvisor.schemas.method import MethodSpec
-from qadvisor.quantizers.base import Backend, use_compute_dtype
 
 GROUP_SIZE = 128
 CALIB_TOKENS = 256  # per calibration sample
@@ -107,8 +108,6 @@ class GPTQBackend(Backend):
 
         import torch
 
-        from qadvisor.quantizers.base import cast_plain, plain_linears
-
         self._import(ctx)
         from gptqmodel import QuantizeConfig
         from gptqmodel.quantization.gptq import GPTQ
@@ -179,8 +178,6 @@ def rounds_to_nearest(model_dir) -> bool:
 
 def _architecture(model_dir):
     import json
-
-    from qadvisor.schemas.architecture import Architecture
 
     return Architecture.from_config("", json.loads((Path(model_dir) / "config.json").read_text()))
 

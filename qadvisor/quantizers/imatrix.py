@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qadvisor.quantizers import gguf_mix
+from qadvisor.quantizers.base import load_hf
+from qadvisor.quantizers.gguf_mix import HF_ROLES, gguf_name
+from qadvisor.schemas.architecture import Architecture
+
 CHUNK_TOKENS = 512  # llama.cpp's imatrix tool reads the text in chunks of its context, 512 tokens by default
 MAX_CHUNKS = 32
 MIN_TOKENS = 16
@@ -17,9 +22,6 @@ def importance(model_dir: Path, texts: list[str], progress=lambda fraction: None
     into chunks). The output head's goes to token_embd where the model ties them: llama.cpp multiplies by it."""
     import torch
     from transformers import AutoTokenizer
-
-    from qadvisor.quantizers.base import load_hf
-    from qadvisor.quantizers.gguf_mix import gguf_name
 
     model = load_hf(model_dir, torch.float32, "cpu")
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
@@ -56,10 +58,6 @@ def tensor_types(method: str, model_dir: Path):
     """(GGUF name, row length) → the type llama.cpp's mix gives that matrix under `method`, after the fallback for a
     row its blocks do not tile (None: kept as the checkpoint has it)."""
     import json
-
-    from qadvisor.quantizers import gguf_mix
-    from qadvisor.quantizers.gguf_mix import HF_ROLES
-    from qadvisor.schemas.architecture import Architecture
 
     arch = Architecture.from_config(model_dir.name, json.loads((model_dir / "config.json").read_text()))
     n = arch.num_hidden_layers

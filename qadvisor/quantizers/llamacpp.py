@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qadvisor.schemas.method import MethodSpec
-from qadvisor.quantizers import ggufmix, gguf_hybrid
-from qadvisor.quantizers.base import Backend
+from qadvisor.quantizers import ggml, gguf_hybrid, gguf_mix, ggufmix, imatrix, llamacpp_amx
+from qadvisor.quantizers.base import Backend, cast_plain, plain_linears
 from qadvisor.quantizers.fallback import SafeConfig
 from qadvisor.quantizers.ggufwrite import GGUF_FILE, Quantized, to_gguf
+from qadvisor.schemas.method import MethodSpec
+
 # llama.cpp's LLAMA_FTYPE_* values (llama.h), one per method
 FTYPES = {"gguf-q8_0": 7, "gguf-q6_k": 18, "gguf-q4_k_m": 15, "gguf-q3_k_m": 12, "gguf-q2_k": 10,
           "gguf-q4_k_m-imat": 15, "gguf-q2_k-imat": 10, "gguf-iq4_xs": 30}
@@ -83,9 +84,6 @@ class LlamaCppBackend(Backend):
         Left out: llama.cpp's F16 KV cache and attention."""
         import torch
 
-        from qadvisor.quantizers import ggml, gguf_mix
-        from qadvisor.quantizers.base import cast_plain, plain_linears
-
         n = place.arch.num_hidden_layers
         for name, linear in plain_linears(layer).items():
             kind = (place.types[gguf_mix.gguf_name(f"model.layers.{place.index}.{name}.weight", False)] if place.types
@@ -101,20 +99,14 @@ class LlamaCppBackend(Backend):
     streams_experts = True  # the fused experts' matrices rounded too (_round_experts)
 
     def stream_table(self, spec, role, rows, place):
-        from qadvisor.quantizers import ggml
-
         embed, output = _table_types(spec, place)
         return ggml.round_trip(embed if role == "embed" else output, rows, place.threads)
 
     def stream_head_input(self, spec, hidden, place):
-        from qadvisor.quantizers import ggml
-
         return ggml.dot_rounded(_table_types(spec, place)[1], hidden)
 
     def build_key(self) -> str:
-        from qadvisor.quantizers.llamacpp_amx import build_key
-
-        return build_key()
+        return llamacpp_amx.build_key()
 
     def quantize(self, model_dir, spec, ctx):
         # The "model" between quantize and save is the path of the quantized file in a scratch folder.
@@ -144,8 +136,6 @@ class LlamaCppBackend(Backend):
     def _with_importance(self, model_dir: Path, spec: MethodSpec, ctx, out: Path) -> Path:
         """The importance matrix from the calibration text (none on random weights), then each matrix quantized
         with it by llama.cpp's ggml_quantize_chunk, in the type llama.cpp's mix gives it."""
-        from qadvisor.quantizers import imatrix
-
         weights = {}
         if ctx.calibrate:
             ctx.progress("quantize", 0.05, "importance matrix over the calibration text")
@@ -174,8 +164,6 @@ class LlamaCppBackend(Backend):
 
 def _table_types(spec: MethodSpec, place) -> tuple[str, str]:
     """(embeddings, head) types: a mix's own (a tied head is token_embd), else llama.cpp's rule for the method."""
-    from qadvisor.quantizers import gguf_mix
-
     if place.types:
         embed = place.types["token_embd.weight"]
         return embed, place.types.get("output.weight", embed)
@@ -192,8 +180,6 @@ def _round_experts(experts, spec: MethodSpec, place) -> None:
     its quantizer does, and the experts' input rounded as its matmul rounds it. The down projection's input is
     made inside transformers' experts kernel, out of a hook's reach: it stays unrounded (an emulation's limit)."""
     import torch
-
-    from qadvisor.quantizers import ggml, gguf_mix
 
     n, arch = place.arch.num_hidden_layers, place.arch
     for attr, role in (("gate_up_proj", "gate_proj"), ("down_proj", "down_proj")):
@@ -223,8 +209,6 @@ class LlamaAdapter:
     def __init__(self, path: Path, threads: int, device: str, n_ctx: int, probe_dir: Path | None = None,
                  safe_level: int = 0):
         import llama_cpp
-
-        from qadvisor.quantizers import llamacpp_amx
 
         gpu = device.startswith("cuda")
         if gpu and not llama_cpp.llama_supports_gpu_offload():

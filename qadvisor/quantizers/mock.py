@@ -3,9 +3,9 @@ the registry lists it only when QADVISOR_ENABLE_MOCK_BACKEND=1."""
 
 from __future__ import annotations
 
-from qadvisor.schemas.method import MethodSpec
-from qadvisor.quantizers.base import Backend, load_hf
+from qadvisor.quantizers.base import Backend, empty_hf, load_hf, tie_head, untied_state_dict
 from qadvisor.quantizers.fallback import FATAL_SIGNALS, SafeConfig
+from qadvisor.schemas.method import MethodSpec
 
 SAFE_ENV = "QADVISOR_MOCK_SAFE"  # set by the mock's safe configuration: the fallback's environment reached the trial
 
@@ -95,8 +95,6 @@ def _save_int8(model, out_dir) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from qadvisor.quantizers.base import untied_state_dict
-
     state = {}
     for key, value in untied_state_dict(model).items():
         if key.startswith("model.layers.") and key.endswith("proj.weight"):
@@ -112,8 +110,6 @@ def _save_int8(model, out_dir) -> None:
 def _load_int8(out_dir):
     import torch
     from safetensors.torch import load_file
-
-    from qadvisor.quantizers.base import empty_hf, tie_head
 
     saved = load_file(str(out_dir / INT8_FILE))
     state = {k: v.float() for k, v in saved.items() if not k.endswith((".codes", ".scale"))}

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from qadvisor.quantizers import ggml
+from qadvisor.quantizers.base import load_hf
+from qadvisor.quantizers.gguf_mix import gguf_name
 from qadvisor.quantizers.mixsolver import Matrix, candidates
 
 TOKENS = 1024  # calibration tokens the pass reads, in chunks of CHUNK
@@ -38,8 +41,6 @@ class Probe:
     def parameters(self) -> dict[str, object]:
         """GGUF name → the model's weight parameter (a tied head is token_embd's)."""
         import torch
-
-        from qadvisor.quantizers.gguf_mix import gguf_name
 
         tied = bool(getattr(self.model.config, "tie_word_embeddings", False))
         found = {"token_embd.weight": self.model.model.embed_tokens.weight}
@@ -66,8 +67,6 @@ class Probe:
     def kl_of(self, types: dict[str, str], start: int = 0, weights: bool = True, inputs: bool = False) -> float:
         """The KL with every named matrix at its type together (each restored after): its `weights` rounded, and
         with `inputs` each matmul's input rounded as llama.cpp's CPU path rounds it against that type."""
-        from qadvisor.quantizers import ggml
-
         params = self.parameters()
         kept = {name: params[name].data for name in types}
         handles = self._input_rounding(types) if inputs else []
@@ -85,8 +84,6 @@ class Probe:
         """Hooks rounding each typed linear's input (a tied head's by token_embd's type: llama.cpp multiplies by it)."""
         import torch
 
-        from qadvisor.quantizers import ggml
-
         params = self.parameters()
         by_weight = {id(params[name]): kind for name, kind in types.items()}
         return [m.register_forward_pre_hook(lambda mod, args, kind=by_weight[id(m.weight)]:
@@ -103,8 +100,6 @@ def probe(model_dir: Path, texts: list[str], threads: int) -> Probe:
     """The fp32 model, its reference over the calibration text, and the hidden states and importances on the way."""
     import torch
     from transformers import AutoTokenizer
-
-    from qadvisor.quantizers.base import load_hf
 
     ids = AutoTokenizer.from_pretrained(str(model_dir))("\n\n".join(texts)).input_ids[:TOKENS]
     width = min(CHUNK, len(ids))
@@ -173,8 +168,6 @@ def anchor(n_in: int) -> str:
 def rounding_errors(weight, importance, threads: int) -> dict[str, float]:
     """Each type the rows allow: the rounding error of `weight`'s rows, each input column's squared error weighed by
     its importance (None: unweighted), summed."""
-    from qadvisor.quantizers import ggml
-
     found = {}
     for kind in candidates(weight.shape[1]):
         delta = (ggml.round_trip(kind, weight, threads) - weight.float()).pow(2).sum(0)

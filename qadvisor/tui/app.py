@@ -14,12 +14,14 @@ from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
 from qadvisor.app.advice import readvise
+from qadvisor.app.options import priority_options
+from qadvisor.app.report import write_run
+from qadvisor.core.advise.compare import compare
 from qadvisor.errors import UserError
 from qadvisor.schemas.events import Error, Metric, Progress, Result
-from qadvisor.schemas.export import RunExport
+from qadvisor.schemas.export import RunExport, load_export
 from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.schemas.limits import LIMITS
-from qadvisor.app.options import priority_options
 from qadvisor.schemas.priorities import Priorities, load_profile, preset_names
 from qadvisor.tui.messages import RunFinished, TrialEvent
 from qadvisor.tui.screens import HardwareScreen, PrioritiesScreen, RecommendationScreen, RunScreen
@@ -241,8 +243,6 @@ class QAdvisorApp(App):
 
     def open_comparison(self, path: Path) -> str:
         """Load a saved run and show it beside this one; returns an error line or ''."""
-        from qadvisor.core.advise.compare import compare
-        from qadvisor.schemas.export import load_export
         from qadvisor.tui.screens import CompareScreen
 
         try:
@@ -255,8 +255,6 @@ class QAdvisorApp(App):
         return ""
 
     def save(self, path: Path) -> str:
-        from qadvisor.app.report import write_run
-
         try:
             write_run(self.export, path, path.with_suffix(".md"))
         except OSError as exc:

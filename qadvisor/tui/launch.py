@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Callable
 
 from qadvisor.app.auto import AutoSession
+from qadvisor.app.doctor import saved_report
 from qadvisor.app.options import names, run_options, values_from_args
 from qadvisor.app.views import method_rows
 from qadvisor.core.hardware import detect
-from qadvisor.core.measure.modelio import SHIPPED_MODEL_NAME
+from qadvisor.core.measure.modelio import SHIPPED_MODEL_NAME, shipped_model_dir
+from qadvisor.quantizers import registry
 from qadvisor.schemas.doctor import DoctorReport
 from qadvisor.schemas.export import RunExport, load_export
 from qadvisor.schemas.hardware import HardwareInfo
-from qadvisor.quantizers import registry
 
 
 def method_choices(has_cuda: bool) -> list[tuple[str, bool, str, bool]]:
@@ -40,8 +41,6 @@ class TuiInputs:
 def _reference(form: dict) -> str | None:
     """A checkpoint's reference where the model field is blank: the shipped model, as blank means everywhere on the
     form (the command line's --model CHECKPOINT alone measures size and speed only)."""
-    from qadvisor.core.measure.modelio import shipped_model_dir
-
     return str(shipped_model_dir()) if form.get("checkpoints") else None
 
 
@@ -62,8 +61,6 @@ def tui_inputs(args) -> TuiInputs:
                  "cluster": form.get("cluster"), "pin": form.get("pin")}
         values = {**given, **{k: v for k, v in typed.items() if v not in (None, "")}}
         return AutoSession(run_options(prefix="", **{k: v for k, v in values.items() if k != "reference"}), priorities)
-
-    from qadvisor.app.doctor import saved_report
 
     return TuiInputs(hardware=hardware, methods=method_choices(hardware.cuda is not None),
                      model_hint=SHIPPED_MODEL_NAME, run_factory=run_factory, export=export, doctor=saved_report(),

@@ -8,15 +8,17 @@ priorities accept unverified accuracy.
 
 from __future__ import annotations
 
-
-from qadvisor.shipped import package_data
+from qadvisor import format as f
+from qadvisor.core import architectures
 from qadvisor.core.advise.advisor import advise
 from qadvisor.core.advise.evidence import evidence
+from qadvisor.core.plan import planner
 from qadvisor.schemas.export import GGUF_EMULATED, RunExport, TargetAdvice
 from qadvisor.schemas.method import weights_name
 from qadvisor.schemas.plan import Plan, PlanRow
 from qadvisor.schemas.priorities import Priorities
 from qadvisor.schemas.result import TrialResult
+from qadvisor.shipped import package_data
 
 
 def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str, str]:
@@ -29,7 +31,7 @@ def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str, s
         if not row.streamed_decode_tok_s:
             return None, None, "", ""
         return (row.streamed_decode_tok_s, None, f"estimate: too big for this machine's RAM, llama.cpp reads its "
-                f"{row.weights_bytes / 2**30:.1f} GiB from disk each token at the {plan.disk_read_gb_s:.2f} GB/s "
+                f"{f.gib(row.weights_bytes)} from disk each token at the {plan.disk_read_gb_s:.2f} GB/s "
                 "measured here", "estimate")
     p = row.projection
     if p is None or p.decode_tok_s is None:
@@ -125,8 +127,6 @@ def _streamed(export: RunExport, model: str, method: str) -> dict | None:
 
 
 def _why_left_out(method: str, plan: Plan, row: PlanRow | None) -> str:
-    from qadvisor.core.plan import planner
-
     if row is None and planner.format_for(weights_name(method)) is not None:
         return f"not timed on slices of {plan.model} (each method costs minutes there; add it to the target methods)"
     if row is None:
@@ -140,9 +140,6 @@ def _why_left_out(method: str, plan: Plan, row: PlanRow | None) -> str:
 def _bf16_bytes(plan: Plan) -> int:
     """From the plan (a model given as a folder has no name the planner could resolve later); older exports' plans
     lack it and name a built-in architecture."""
-    from qadvisor.core import architectures
-    from qadvisor.core.plan import planner
-
     if plan.bf16_bytes is not None:
         return plan.bf16_bytes
     arch = architectures.resolve_architecture(plan.model)

@@ -16,10 +16,13 @@ from functools import cache
 from pathlib import Path
 from typing import Callable, Iterator
 
+from qadvisor.core.cluster.node import keys_here, pack, reference_here, trial_here
 from qadvisor.core.cluster.share import Shared, shared_keys
-from qadvisor.core.hardware import hardware_kind
+from qadvisor.core.hardware import detect, hardware_kind
 from qadvisor.errors import UserError
+from qadvisor.quantizers import registry
 from qadvisor.schemas.events import Error, Event, Progress, Result
+from qadvisor.schemas.export import HardwareKind
 from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.schemas.result import TrialResult
 
@@ -137,8 +140,6 @@ def _pinned(function, node_id: str, cpus: float = 0, gpus: float = 0):
 
 
 def _detect_here() -> HardwareInfo:
-    from qadvisor.core.hardware import detect
-
     return detect()
 
 
@@ -201,8 +202,6 @@ class ClusterRun:
 
     def runs_on(self, node: Node, recipe) -> bool:
         """A pinned method on the nodes with its resource; a CUDA method where there is a GPU; the rest everywhere."""
-        from qadvisor.quantizers import registry
-
         if recipe.name in self.pins:
             return node.resources.get(self.pins[recipe.name], 0) > 0
         cuda_only = not registry.recipe_available(recipe, False)[0] and registry.recipe_available(recipe, True)[0]
@@ -218,8 +217,6 @@ class ClusterRun:
 
     def export(self):
         """The local run's export with every node's results, and one entry per hardware kind."""
-        from qadvisor.schemas.export import HardwareKind
-
         self.local.reference, self.local.results = self.reference, list(self.results)
         export = self.local.export()
         export.kinds = [HardwareKind(kind=kind, hardware=nodes[0].hardware, nodes=[n.label for n in nodes],
@@ -289,8 +286,6 @@ class NodeTask:
     def __init__(self, cluster: ClusterRun, cancel: threading.Event):
         import ray
 
-        from qadvisor.core.cluster.node import pack
-
         local = cluster.local
         self.cluster, self.cancel = cluster, cancel
         payload = pack(local.model_dir, local.eval_path, local.calib_path)
@@ -307,8 +302,6 @@ class NodeTask:
     def _keys(self) -> dict[str, dict[str, tuple[str, bool]]]:
         """node → method → (its quantized model's cache key there, whether that node's cache holds it)."""
         import ray
-
-        from qadvisor.core.cluster.node import keys_here
 
         refs = {node.id: self._on(node, keys_here, whole_node=False) for node in self.cluster.nodes}
         keys = {}
@@ -330,8 +323,6 @@ class NodeTask:
         then computes its own)."""
         import ray
 
-        from qadvisor.core.cluster.node import reference_here
-
         out.put(Progress(method="reference", step="evaluate", message=f"on {node.label} for its hardware kind"))
         ref = self._on(node, reference_here)
         try:
@@ -350,8 +341,6 @@ class NodeTask:
               share: bool = False) -> tuple[TrialResult, bool, object]:
         """One trial on `node`: its events relayed, its result tagged with the node, whether the node (not qadvisor's
         code on it) failed it, and the ref of the quantized model it made when asked to share it."""
-        from qadvisor.core.cluster.node import trial_here
-
         # the args after the request: Ray hands a task the object behind a ref (the reference's and model's files)
         items, error, died = self.stream(node, out, trial_here, method, reference, artifact, share)
         if "reference" in items:

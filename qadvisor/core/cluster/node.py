@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from qadvisor.core.hardware import detect, where_to_run
 from qadvisor.core.measure import artifacts
+from qadvisor.core.measure.runner import Run, RunRequest
+from qadvisor.core.paths import default_cache_dir
 from qadvisor.schemas.events import Error, Progress
 
 MAX_SHIPPED = 2 << 30  # a larger model folder must already be on every node, at the same path
@@ -68,10 +71,6 @@ def pack(model_dir: Path, eval_text: Path, calib_text: Path) -> Payload | None:
 def node_run(payload: Payload | None, request_json: str, methods: list[str] | None, device: str):
     """This node's Run of `methods` (default: the request's): the shipped files from this node's cache, this node's
     hardware, device and cores."""
-    from qadvisor.core.hardware import detect, where_to_run
-    from qadvisor.core.paths import default_cache_dir
-    from qadvisor.core.measure.runner import Run, RunRequest
-
     request = RunRequest.model_validate_json(request_json)
     # --keep-models DIR: this node's models in DIR/NODE on its own disk (nodes sharing a disk do not collide)
     keep = Path(request.work_dir) / _node_id()[:8] if request.work_dir else None

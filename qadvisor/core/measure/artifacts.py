@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from qadvisor import __version__
 from qadvisor.core.paths import default_cache_dir
+from qadvisor.errors import UserError
 from qadvisor.schemas.jsonfile import check_output_dir
 
 META_FILE = "artifact.json"
@@ -129,8 +130,6 @@ def max_bytes() -> int:
 
 def check_environment() -> None:
     """The cache's environment variables, checked before any command runs: one UserError line naming the variable."""
-    from qadvisor.errors import UserError
-
     raw = os.environ.get(MAX_GB_ENV)
     if raw:
         try:

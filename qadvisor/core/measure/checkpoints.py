@@ -7,9 +7,12 @@ import hashlib
 import shutil
 from pathlib import Path
 
+from qadvisor.core.architectures import param_count
 from qadvisor.core.hub import folder_name
+from qadvisor.core.measure.jobs import Reference
 from qadvisor.errors import UserError
 from qadvisor.quantizers import checkpoint
+from qadvisor.schemas.architecture import Architecture
 from qadvisor.schemas.jsonfile import read_json_object
 from qadvisor.schemas.method import MethodSpec
 
@@ -134,10 +137,6 @@ def config_from_gguf(source: Path, folder: Path) -> None:
 
 def unscored_reference(model_dir: Path):
     """The reference of a run without one: the parameter count from the config and an estimated bf16 size."""
-    from qadvisor.core.architectures import param_count
-    from qadvisor.core.measure.jobs import Reference
-    from qadvisor.schemas.architecture import Architecture
-
     config = read_json_object(Path(model_dir) / "config.json", "model config")
     params = param_count(Architecture.from_config(Path(model_dir).name, config))
     return Reference(params=params, bf16_bytes=2 * params, ref_ppl=None, eval_tokens=0, bf16_basis=ESTIMATED_BF16)

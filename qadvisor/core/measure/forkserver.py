@@ -16,6 +16,8 @@ import socket
 import subprocess
 import sys
 
+from qadvisor.core.measure import worker
+
 FD_ENV = "QADVISOR_FORKSERVER_FD"
 
 
@@ -90,8 +92,6 @@ class ForkedChild:
 
 
 def serve(sock: socket.socket) -> None:
-    from qadvisor.core.measure import worker
-
     worker.warm_imports()
     while True:
         try:
@@ -151,8 +151,6 @@ def _own_group(pid: int) -> None:
 
 def _child(request: dict, event_fd: int, log_fd: int) -> int:
     """In the forked child: a process group of its own, output to the trial's log, then the worker as a fresh process would."""
-    from qadvisor.core.measure import worker
-
     _own_group(0)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)

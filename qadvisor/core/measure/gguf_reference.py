@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from qadvisor.core.measure.checkpoints import config_from_gguf, file_key, written_once
 from qadvisor.errors import UserError
 from qadvisor.quantizers import checkpoint, gguf_mix
 
@@ -51,8 +52,6 @@ def check(path: Path) -> tuple[list, int]:
 def as_folder(path: Path, cache_root: Path, say=lambda line: None, room=lambda params, vocab: None) -> Path:
     """The model folder `path` stands for, written once under the cache (keyed by the file's path, size and time);
     `room(params, vocab)` may refuse it (a UserError) before gigabytes are written."""
-    from qadvisor.core.measure.checkpoints import config_from_gguf, file_key, written_once
-
     path = Path(path).resolve()
     tensors, vocab = check(path)
     room(sum(int(t.n_elements) for t in tensors), vocab)

@@ -4,11 +4,11 @@ killed by the OOM killer minutes later. Each figure is an estimate from peak RSS
 
 from __future__ import annotations
 
-
 import psutil
 
-from qadvisor.shipped import package_data
+from qadvisor import format as f
 from qadvisor.errors import UserError
+from qadvisor.shipped import package_data
 
 
 def measured() -> dict:
@@ -38,8 +38,8 @@ def check(steps: dict[str, str], params: int, vocab: int, scored_tokens: int, av
     short = {name: need for name, need in needs.items() if need > available}
     if short:
         worst = max(short.values())
-        raise UserError(f"not enough memory for {', '.join(short)}: up to {worst / 2**30:.1f} GiB a trial (estimate "
-                        f"from peak RSS measured per backend), {available / 2**30:.1f} GiB available; leave "
+        raise UserError(f"not enough memory for {', '.join(short)}: up to {f.gib(worst)} a trial (estimate "
+                        f"from peak RSS measured per backend), {f.gib(available)} available; leave "
                         f"{'them' if len(short) > 1 else 'it'} out of --methods, or free memory")
 
 
@@ -49,5 +49,5 @@ def check_shipped(name: str, disk_bytes: int, vocab: int, scored_tokens: int) ->
     need = measured()["base_bytes"] + 2 * disk_bytes + 2 * scored_tokens * vocab * 4
     available = psutil.virtual_memory().available
     if need > available:
-        raise UserError(f"not enough memory to measure {name}: about {need / 2**30:.1f} GiB (estimate: the runtime and "
-                        f"twice the checkpoint's {disk_bytes / 2**30:.1f} GiB), {available / 2**30:.1f} GiB available")
+        raise UserError(f"not enough memory to measure {name}: about {f.gib(need)} (estimate: the runtime and "
+                        f"twice the checkpoint's {f.gib(disk_bytes)}), {f.gib(available)} available")

@@ -13,7 +13,13 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
-from qadvisor.quantizers.sensitivity import anchor as _anchor, mean_kl, rounding_errors, scaled
+from qadvisor.quantizers import ggml, ggufmix, mixsolver
+from qadvisor.quantizers.base import plain_linears
+from qadvisor.quantizers.gguf_mix import gguf_name
+from qadvisor.quantizers.ggufmix import layout
+from qadvisor.quantizers.mixsolver import SCHEME
+from qadvisor.quantizers.sensitivity import anchor as _anchor
+from qadvisor.quantizers.sensitivity import mean_kl, rounding_errors, scaled
 from qadvisor.schemas.events import Event, Progress
 
 PROBES = 4  # layers whose perturbation is carried to the head
@@ -52,8 +58,6 @@ class Pass:
         """The reference's embedded tokens, and the embeddings' stream: their rows rounded to the anchor type."""
         import torch
 
-        from qadvisor.quantizers import ggml
-
         shards = self.layers.shards
         table = shards.get(shards.text("embed_tokens.weight"))
         unique, inverse = torch.unique(self.ids, return_inverse=True)
@@ -69,10 +73,6 @@ class Pass:
     def layer(self, i: int, hidden):
         """Layer i: the reference's output, every probe stream carried on, each matrix's change alone."""
         import torch
-
-        from qadvisor.quantizers import ggml
-        from qadvisor.quantizers.base import plain_linears
-        from qadvisor.quantizers.gguf_mix import gguf_name
 
         layer = self.layers.build(i).float()
         linears = plain_linears(layer)
@@ -105,8 +105,6 @@ class Pass:
     def head(self, hidden):
         """The reference's log-probs, each probe's KL per unit of change, and the head's own anchor KL."""
         import torch
-
-        from qadvisor.quantizers import ggml
 
         keep = lambda role, rows: rows.float()  # noqa: E731
         anchor = _anchor(self.layers.arch.hidden_size)
@@ -152,7 +150,6 @@ def sensitivities(layers, ids, threads: int, logits, cancel=None) -> Iterator[Ev
     depths = sorted(k for k in per_change if 0 <= k < state.n)
     factor = lambda i: per_change[i] if i in per_change else float(  # noqa: E731
         np.interp(i, depths, [per_change[d] for d in depths]))
-    from qadvisor.quantizers.ggufmix import layout
 
     shapes = {name: (rows, n_in) for name, rows, n_in in layout(layers.arch)}
     return [scaled(name, shapes[name], change * factor(i), errors)
@@ -160,8 +157,6 @@ def sensitivities(layers, ids, threads: int, logits, cancel=None) -> Iterator[Ev
 
 
 def is_mix(spec) -> bool:
-    from qadvisor.quantizers.mixsolver import SCHEME
-
     return spec.scheme == SCHEME
 
 
@@ -173,8 +168,6 @@ def made_for(layers, spec, request, logits, cancel=None) -> Iterator[Event]:
 
     import torch
     from transformers import AutoTokenizer
-
-    from qadvisor.quantizers import ggufmix, mixsolver
 
     budget = mixsolver.parse_budget(spec.name)
     if not request.calib_texts:

@@ -11,11 +11,15 @@ from pathlib import Path
 
 import psutil
 
+from qadvisor import format as f
+from qadvisor.core.architectures import param_count, resolve_architecture
 from qadvisor.core.measure import memory, synthetic
+from qadvisor.core.measure.jobs import Reference
 from qadvisor.errors import UserError
-from qadvisor.shipped import shipped_dir
+from qadvisor.quantizers.base import weights_bytes_on_disk
 from qadvisor.schemas.architecture import UnknownFamily, family_of
 from qadvisor.schemas.jsonfile import read_json_object
+from qadvisor.shipped import shipped_dir
 
 SHIPPED_MODEL_NAME = "qwen2-tiny-stdlib"
 EVAL_FILE = "heldout.txt"
@@ -84,8 +88,8 @@ def check_memory(model_dir: Path, config: dict, backends: dict[str, str], scored
     if need is not None:
         free = psutil.virtual_memory().available
         if need > free:
-            raise UserError(f"not enough memory to measure {model_dir.name}: needs about {need / 2**30:.1f} GiB, "
-                            f"{free / 2**30:.1f} GiB available")
+            raise UserError(f"not enough memory to measure {model_dir.name}: needs about {f.gib(need)}, "
+                            f"{f.gib(free)} available")
         return
     memory.check({"the reference": "torch", **backends}, stored_params(model_dir), config["vocab_size"], scored_tokens)
 
@@ -191,8 +195,6 @@ def build_synthetic(arch, cache_dir: Path) -> Path:
 def check_synthetic(spec: str):
     """The architecture behind `synthetic:NAME` or `synthetic:NAME:Nlayers` (its first N layers: the real layer
     shapes where the whole model cannot be built here), if this machine has the memory to measure it."""
-    from qadvisor.core.architectures import param_count, resolve_architecture  # of a shape, not of files
-
     name, _, depth = spec.removeprefix(SYNTHETIC_PREFIX).partition(":")
     arch = resolve_architecture(name)
     if depth:
@@ -200,8 +202,8 @@ def check_synthetic(spec: str):
     need = memory.floor_bytes(param_count(arch), arch.vocab_size)  # each method is checked once they are known
     if need > psutil.virtual_memory().available:
         raise UserError(f"not enough memory to measure synthetic:{arch.name} with any method: needs at least "
-                        f"{need / 2**30:.1f} GiB, "
-                        f"{psutil.virtual_memory().available / 2**30:.1f} GiB available (`qadvisor plan` estimates it)")
+                        f"{f.gib(need)}, "
+                        f"{f.gib(psutil.virtual_memory().available)} available (`qadvisor plan` estimates it)")
     return arch
 
 
@@ -220,9 +222,6 @@ def reduced_depth(arch, depth: str):
 def synthetic_reference(model_dir: Path):
     """A random-weight model's reference needs no child process: it is saved in bf16, so its parameters and its
     bf16 bytes are read from the files, and there is no accuracy to score."""
-    from qadvisor.core.measure.jobs import Reference
-    from qadvisor.quantizers.base import weights_bytes_on_disk
-
     return Reference(params=stored_params(model_dir), bf16_bytes=weights_bytes_on_disk(Path(model_dir)), ref_ppl=None,
                      eval_tokens=0)
 
@@ -261,8 +260,8 @@ def check_disk(model_dir: Path, bits: list[float], cache_root: Path | None, work
         root = roots[device]
         free = shutil.disk_usage(root).free
         if need > free:
-            raise UserError(f"not enough disk for this run: about {need / 2**30:.1f} GiB needed in {root} for the "
-                            f"quantized models, {free / 2**30:.1f} GiB free (fewer --methods, or free some space)")
+            raise UserError(f"not enough disk for this run: about {f.gib(need)} needed in {root} for the "
+                            f"quantized models, {f.gib(free)} free (fewer --methods, or free some space)")
 
 
 def _existing(path: Path) -> Path:

@@ -14,20 +14,22 @@ from pydantic import BaseModel
 
 from qadvisor import __version__
 from qadvisor.core import architectures, pace, paths
-from qadvisor.core.measure import artifacts, checkpoints, evaltext, gguf_reference, memory, modelio
+from qadvisor.core.hardware import fast_bf16
 from qadvisor.core.hub import folder_name
-from qadvisor.core.measure.jobs import EvalSettings, Job, Reference
-from qadvisor.core.measure.worker import REFERENCE_FILE
+from qadvisor.core.measure import artifacts, checkpoints, evaltext, gguf_reference, memory, modelio
 from qadvisor.core.measure.forkserver import ForkServer
+from qadvisor.core.measure.jobs import EvalSettings, Job, Reference
 from qadvisor.core.measure.processes import spawn, trial_env
+from qadvisor.core.measure.worker import REFERENCE_FILE
 from qadvisor.errors import UserError, about
+from qadvisor.quantizers import fallback, registry
+from qadvisor.quantizers.base import weights_bytes_on_disk
 from qadvisor.schemas.architecture import Architecture
 from qadvisor.schemas.events import Error, Event, Progress, Result
 from qadvisor.schemas.export import ModelInfo, RunExport, RunSettings
 from qadvisor.schemas.hardware import HardwareInfo
-from qadvisor.schemas.result import TrialResult
-from qadvisor.quantizers import fallback, registry
 from qadvisor.schemas.method import Recipe
+from qadvisor.schemas.result import TrialResult
 
 
 class RunRequest(BaseModel):
@@ -85,7 +87,6 @@ class Run:
         self.reference_s: float | None = None  # the reference step, when it ran (not from the cache)
         self.results: list[TrialResult] = []
         self.forkserver: ForkServer | None = None
-        from qadvisor.core.hardware import fast_bf16
 
         self.fast_bf16 = fast_bf16()  # one answer for the trials' work dtype and the cache keys that record it
 
@@ -160,7 +161,6 @@ class Run:
     def _check_shipped_memory(self, config: dict, scored_tokens: int) -> None:
         if self.request.settings.device != "cpu":
             return
-        from qadvisor.quantizers.base import weights_bytes_on_disk
 
         for spec in self.checkpoints:
             memory.check_shipped(spec.name, weights_bytes_on_disk(Path(spec.source)), config.get("vocab_size", 0),

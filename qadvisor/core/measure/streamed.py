@@ -12,7 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from qadvisor import format as f
+from qadvisor.core.architectures import param_count, resolve_architecture
+from qadvisor.core.hardware import fast_bf16
+from qadvisor.core.measure import layers, mixstream, modelio
+from qadvisor.core.measure.artifacts import new_log_dir
 from qadvisor.core.measure.jobs import EvalSettings
+from qadvisor.core.measure.layers import family_class, fused_experts, text_prefix
+from qadvisor.core.measure.modelio import paragraphs, tensor_header
+from qadvisor.core.paths import default_cache_dir
+from qadvisor.errors import UserError
+from qadvisor.quantizers import registry
+from qadvisor.quantizers.base import LayerPlace, TrialContext
 from qadvisor.schemas.events import Event, Progress
 from qadvisor.schemas.export import EvalText, LayerTime, StreamedAccuracy, StreamedMethod
 
@@ -24,9 +35,6 @@ class Shards:
     """Tensors of a safetensors checkpoint by name, read one at a time from whichever shard holds them."""
 
     def __init__(self, model_dir: Path):
-        from qadvisor.core.measure.layers import text_prefix
-        from qadvisor.core.measure.modelio import tensor_header
-
         self.where = {name: path for path in sorted(Path(model_dir).glob("*.safetensors")) for name in tensor_header(path)}
         self.prefix = text_prefix(self.where)  # model. or an image-text checkpoint's model.language_model.
 
@@ -43,8 +51,6 @@ class Shards:
             return f.get_slice(name)[start:stop]
 
     def layer(self, index: int) -> dict:
-        from qadvisor.core.measure.layers import fused_experts
-
         prefix = f"{self.prefix}layers.{index}."
         return fused_experts({name.removeprefix(prefix): self.get(name) for name in self.where if name.startswith(prefix)})
 
@@ -59,9 +65,6 @@ class Layers:
 
     def __init__(self, model_dir: Path, windows, threads: int):
         from transformers import AutoConfig
-
-        from qadvisor.core.architectures import resolve_architecture
-        from qadvisor.quantizers.base import LayerPlace
 
         self.config = AutoConfig.from_pretrained(str(model_dir)).get_text_config()
         self.config._attn_implementation = "sdpa"  # what from_pretrained picks on CPU
@@ -78,8 +81,6 @@ class Layers:
     def build(self, index: int):
         import torch
 
-        from qadvisor.core.measure.layers import family_class
-
         with torch.device("meta"):
             layer = family_class(self.arch.family, "DecoderLayer")(self.config, index)
         layer.load_state_dict(self.shards.layer(index), assign=True)
@@ -88,8 +89,6 @@ class Layers:
     def context(self, hidden):
         """The masks by layer type, rotary embeddings and positions for hidden states of this length and dtype, as
         the family's model makes them."""
-        from qadvisor.core.measure import layers
-
         rope_positions, text_positions = layers.positions(self.arch.family, hidden.shape[1])
         return (layers.masks(self.arch.family, self.config, hidden, text_positions),
                 layers.rotary(self.arch.family, self.config)(hidden, rope_positions), text_positions)
@@ -122,8 +121,6 @@ def _logits(layers: Layers, hidden, table: Callable, head_input: Callable = lamb
     """Final norm, then the head one block of rows at a time (the rows as the method's model holds them)."""
     import torch
 
-    from qadvisor.core.measure.layers import family_class
-
     norm = family_class(layers.arch.family, "RMSNorm")(layers.arch.hidden_size, eps=layers.config.rms_norm_eps)
     norm.weight = torch.nn.Parameter(layers.shards.get(layers.shards.text("norm.weight")).to(hidden.dtype),
                                      requires_grad=False)
@@ -150,12 +147,7 @@ def stream(request: StreamRequest, out: StreamedAccuracy, cancel=None) -> Iterat
     that did) and yields progress per layer."""
     import torch
 
-    from qadvisor.core.hardware import fast_bf16
-    from qadvisor.core.measure import mixstream
     from qadvisor.core.measure.metrics import score
-    from qadvisor.quantizers import registry
-    from qadvisor.quantizers.base import TrialContext
-
     torch.set_num_threads(request.threads)
     layers = Layers(request.model_dir, request.windows, request.threads)
     out.layers, out.tokens = layers.arch.num_hidden_layers, int(layers.targets.numel())
@@ -202,7 +194,7 @@ def _check_room(layers: Layers, index: int) -> None:
 
     need, free = 2 * layer_bytes(layers.arch), psutil.virtual_memory().available
     if need > free:
-        raise MemoryError(f"layer {index + 1} needs about {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB available")
+        raise MemoryError(f"layer {index + 1} needs about {f.gib(need)}, {f.gib(free)} available")
 
 
 def _pass(layers: Layers, name: str, make: Callable, table: Callable, dtype, cancel,
@@ -271,8 +263,6 @@ def quiet(events: Iterator[Event], log: Path) -> Iterator[Event]:
 
 def layer_bytes(arch) -> int:
     """fp32 bytes of one decoder layer's weights."""
-    from qadvisor.core.architectures import param_count
-
     embed = arch.vocab_size * arch.hidden_size * (1 if arch.tie_word_embeddings else 2)
     return 4 * (param_count(arch) - embed) // arch.num_hidden_layers
 
@@ -288,7 +278,6 @@ def _why_not_streamed(method: str, registry, arch) -> str:
     """'' when the method's layers can be quantized one at a time here, else why not."""
     if "+" in method:
         return "a KV-cache stack: streaming scores the weights, and the cache is measured by whole-model trials"
-    from qadvisor.core.measure import mixstream
 
     spec = registry.spec(method)
     if spec is None or (method not in registry.backend_for(spec).streamed_methods and not mixstream.is_mix(spec)):
@@ -311,17 +300,12 @@ class StreamJob:
         `text`: what `eval_text` is (core.measure.evaltext), recorded beside the figures."""
         import psutil
 
-        from qadvisor.core.measure import modelio
-        from qadvisor.core.architectures import resolve_architecture
-        from qadvisor.errors import UserError
-        from qadvisor.quantizers import registry
-
         modelio.check_model_dir(model_dir)
         self.arch = resolve_architecture(str(model_dir))
         need, free = need_bytes(self.arch, settings.windows * (settings.window - 1)), psutil.virtual_memory().available
         if need > free:
-            raise UserError(f"not enough memory to stream {model_dir.name}'s accuracy: about {need / 2**30:.1f} GiB "
-                            f"needed, {free / 2**30:.1f} GiB available")
+            raise UserError(f"not enough memory to stream {model_dir.name}'s accuracy: about {f.gib(need)} "
+                            f"needed, {f.gib(free)} available")
         self.not_streamed = {m: why for m in methods if (why := _why_not_streamed(m, registry, self.arch))}
         self.not_streamed.update(left_out or {})
         self.methods = [m for m in methods if m not in self.not_streamed]
@@ -334,11 +318,7 @@ class StreamJob:
 
         from transformers import AutoTokenizer
 
-        from qadvisor.core.measure.artifacts import new_log_dir
         from qadvisor.core.measure.metrics import eval_windows
-        from qadvisor.core.measure.modelio import paragraphs
-        from qadvisor.core.paths import default_cache_dir
-
         tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
         ids = tokenizer(self.eval_text.read_text(encoding="utf-8")).input_ids
         windows = eval_windows(ids, self.settings.window, self.settings.windows)

@@ -15,6 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
+from qadvisor.core.architectures import resolve_architecture
 from qadvisor.schemas.architecture import ZERO_CENTERED_NORMS, Architecture
 
 MARKER = "synthetic.json"
@@ -53,8 +54,6 @@ def build(arch: Architecture, target: Path, text_dir: Path, info: dict, reuse: P
 
 def _shape(model_dir: Path) -> tuple:
     """What a reused folder must share with the architecture built (everything but its depth and name)."""
-    from qadvisor.core.architectures import resolve_architecture
-
     return _shape_of(resolve_architecture(str(model_dir)))
 
 

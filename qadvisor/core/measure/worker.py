@@ -16,7 +16,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from qadvisor import format as f
+from qadvisor.core.measure import artifacts
 from qadvisor.core.measure.jobs import Job, Reference
+from qadvisor.core.measure.modelio import paragraphs
+from qadvisor.quantizers import fallback, registry
+from qadvisor.quantizers.base import TrialContext, linear_attention_fallback, load_hf, weights_bytes_on_disk
+from qadvisor.quantizers.kvcache import cache_factory
 from qadvisor.schemas.events import Error, EventEnvelope, Metric, Progress, Result
 from qadvisor.schemas.result import TrialResult
 
@@ -60,7 +66,6 @@ def run_reference(job: Job, out: Emitter) -> None:
     import torch
 
     from qadvisor.core.measure.metrics import logprobs, perplexity
-    from qadvisor.quantizers.base import load_hf, weights_bytes_on_disk
 
     out.progress("load", None, "tokenize the evaluation text")
     _, windows = _prepare(job)
@@ -85,8 +90,6 @@ def run_reference(job: Job, out: Emitter) -> None:
 
 def _context(job: Job, out: Emitter, calib: list[str]):
     """What a backend gets besides the spec, the same for a trial and a timing job."""
-    from qadvisor.quantizers.base import TrialContext
-
     s = job.settings
     return TrialContext(device=s.device, calib_texts=calib, threads=s.threads, progress=out.progress,
                         max_tokens=max(s.window, s.prompt_tokens + s.decode_tokens), calibrate=s.score_accuracy,
@@ -116,10 +119,6 @@ class Steps:
 def run_trial(job: Job, out: Emitter, started: float) -> TrialResult:
     """A trial's first process: quantize (or take the cached model), save, and the sizes on disk. The runner then
     measures the saved model in a process of its own (run_measure)."""
-    from qadvisor.core.measure.modelio import paragraphs
-    from qadvisor.quantizers import registry
-    from qadvisor.quantizers.base import weights_bytes_on_disk
-
     recipe = job.recipe
     spec = recipe.weights
     backend = registry.backend_for(spec)
@@ -142,8 +141,6 @@ def run_trial(job: Job, out: Emitter, started: float) -> TrialResult:
 def saved_model(job: Job) -> Path:
     """Where the trial's first process left the quantized model: the work folder when it saved one there (quantized
     now, or a cached one copied for --keep-models), else the cache entry it found."""
-    from qadvisor.core.measure import artifacts
-
     if job.recipe.weights.source:
         return Path(job.recipe.weights.source)
     here = job.work_dir / job.recipe.weights.name
@@ -153,7 +150,6 @@ def saved_model(job: Job) -> Path:
 def run_measure(job: Job, out: Emitter, started: float) -> TrialResult:
     """A trial's second process: load the saved model, score it against the reference and time it."""
     from qadvisor.core.measure.metrics import compute_dtype
-    from qadvisor.quantizers import registry
 
     recipe, spec = job.recipe, job.recipe.weights
     backend = registry.backend_for(spec)
@@ -194,9 +190,6 @@ def run_measure(job: Job, out: Emitter, started: float) -> TrialResult:
 def _notes(job: Job, backend, model) -> tuple[list[str], str | None]:
     """What the measured model ran with that its result must say, and the safe configuration it ran in, if any: the
     level the runner gave the trial, or a deeper one the backend's own probe chose (llama.cpp's AMX probe)."""
-    from qadvisor.quantizers import fallback
-    from qadvisor.quantizers.base import linear_attention_fallback
-
     notes = list(backend.notes(model)) + list(filter(None, [linear_attention_fallback(model)]))
     level = max(job.safe_level, getattr(model, "safe_level", 0))
     if level <= 0:
@@ -214,8 +207,6 @@ def _peak_rss() -> int:
 def _quantized(job: Job, spec, backend, ctx, steps: Steps) -> Path:
     """The saved quantized model: from the cache when an entry with the trial's key is there (artifacts), else
     quantized and saved now (and stored in the cache). Returns its folder."""
-    from qadvisor.core.measure import artifacts
-
     if spec.source:  # a checkpoint measured as it is: the user's files, never copied, cached or removed
         steps.out.progress("quantize", 1.0, f"nothing to quantize: {Path(spec.source).name} is measured as shipped")
         return Path(spec.source)
@@ -255,8 +246,6 @@ def _kv_cache(recipe, job: Job):
         return None
     from transformers import AutoConfig
 
-    from qadvisor.quantizers.kvcache import cache_factory
-
     return cache_factory(recipe.kv, AutoConfig.from_pretrained(str(job.model_dir)))
 
 
@@ -290,7 +279,6 @@ def run_timing(job: Job, out: Emitter) -> list[TrialResult]:
     """Load the saved quantized models of one method and time them side by side (metrics.side_by_side): one
     result per model, in order, with the speed fields only."""
     from qadvisor.core.measure.metrics import side_by_side
-    from qadvisor.quantizers import registry
 
     spec = job.recipe.weights
     backend = registry.backend_for(spec)
@@ -337,7 +325,7 @@ def _failure(exc: Exception) -> str:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower():
-        return (f"out of memory: the trial reached {peak / 2**30:.1f} GiB of RAM and could not allocate more "
+        return (f"out of memory: the trial reached {f.gib(peak)} of RAM and could not allocate more "
                 f"({type(exc).__name__}); a smaller model or a machine with more free RAM would measure it")
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 

@@ -6,15 +6,15 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from qadvisor.shipped import package_data
 from qadvisor.core.architectures import active_param_count, param_count, stored_extra_params
 from qadvisor.errors import UserError
-from qadvisor.schemas.method import MethodSpec, weights_name
+from qadvisor.quantizers import gguf_mix, mixsolver, registry
+from qadvisor.quantizers.kvcache import RESIDUAL_TOKENS
 from qadvisor.schemas.architecture import Architecture
+from qadvisor.schemas.method import MethodSpec, weights_name
 from qadvisor.schemas.plan import Plan, PlanRow, Target
-from qadvisor.quantizers import mixsolver
+from qadvisor.shipped import package_data
 
-GIB = 2**30
 BF16 = 2
 USABLE_VRAM = 0.90  # CUDA context, allocator fragmentation and kernels' workspaces take the rest
 DEFAULT_PROMPT_TOKENS = 128  # a short prompt; long prompts add prefill activations (--prompt-tokens)
@@ -91,8 +91,6 @@ def _largest_linear_fp16(arch: Architecture) -> float:
 def _gguf(method: str, bpw: float, note: str) -> Format:
     """llama.cpp's mixes: each tensor's type by its role and layer (quantizers.gguf_mix); `bpw` is the mix's nominal
     average (the table's bits column), `linear_bytes` the base type with its fallback, for a layer out of context."""
-    from qadvisor.quantizers import gguf_mix
-
     base = gguf_mix.BASE[method]
     formula = (f"{gguf_mix.BITS[base]} bits per weight, blocks of 32" if gguf_mix.block(base) == 32 else
                "llama.cpp's type for each tensor by its role and layer (quantizers/gguf_mix.py), its bits per weight; "
@@ -147,7 +145,6 @@ def format_for(name: str) -> Format | None:
     backend's catalogue entry adds, its bits and group (an estimate, labelled so). None: not a weight method."""
     if name in FORMAT_BY_NAME:
         return FORMAT_BY_NAME[name]
-    from qadvisor.quantizers import registry
 
     spec = registry.spec(name)
     if spec is None or spec.component != "weights":
@@ -214,8 +211,6 @@ def layer_bytes(arch: Architecture, fmt: Format, index: int, dense_bytes: int = 
 def experts_left(method: str) -> str:
     """Why `method`'s library leaves an MoE layer's experts unquantized ('' where it quantizes them): the planner then
     sizes them as shipped, as deploying that method would hold them."""
-    from qadvisor.quantizers import registry
-
     spec = registry.spec(method)
     return registry.backend_for(spec).experts_left if spec else ""
 
@@ -259,7 +254,6 @@ def kv_cache_bytes(arch: Architecture, context: int, batch: int, dtype_bytes: in
     elements = 2 * arch.full_attention_layers() * arch.num_key_value_heads * arch.dim_per_head * batch
     if kv is None:
         return elements * context * dtype_bytes
-    from qadvisor.quantizers.kvcache import RESIDUAL_TOKENS
 
     dense = (context - prompt) % RESIDUAL_TOKENS if context > prompt else 0
     quantized = kv.bits / 8 + 2 * dtype_bytes / kv.group_size
@@ -282,8 +276,6 @@ def state_bytes(arch: Architecture, batch: int, dtype_bytes: int = 2) -> int:
 def split_stack(name: str) -> tuple[str, MethodSpec | None]:
     """`bnb-nf4+kv-int4` → ("bnb-nf4", the kv-int4 spec); a weight method alone → (name, None). A stack the trials
     cannot run (llama.cpp keeps its own cache) is one UserError, as `--methods` says it."""
-    from qadvisor.quantizers import registry
-
     weights, _, kv = name.partition("+")
     if not kv:
         return name, None

@@ -12,28 +12,25 @@ from typing import Iterator
 
 import psutil
 
-from qadvisor.core import pace, paths
+from qadvisor.core import architectures, pace, paths
 from qadvisor.core.measure import synthetic
-
-from qadvisor.core.plan import planner
-
-from qadvisor.core import architectures
-from qadvisor.core.plan.bandwidth import probe_disk_read_gb_s
 from qadvisor.core.measure.jobs import EvalSettings
 from qadvisor.core.measure.modelio import shipped_model_dir
-from qadvisor.core.plan.projection import project
 from qadvisor.core.measure.runner import Run, RunRequest, time_side_by_side
 from qadvisor.core.measure.worker import SPEED_FIELDS, TIMING_BUDGET_S
+from qadvisor.core.plan import planner
+from qadvisor.core.plan.bandwidth import probe_disk_read_gb_s
+from qadvisor.core.plan.projection import project
 from qadvisor.errors import UserError
-from qadvisor.schemas.events import Event, Progress, Result
-from qadvisor.schemas.hardware import HardwareInfo
+from qadvisor.format import GIB
+from qadvisor.quantizers import gguf_mix, registry
 from qadvisor.quantizers.base import torch_linear_attention_note
 from qadvisor.schemas.architecture import Architecture
+from qadvisor.schemas.events import Event, Progress, Result
+from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.schemas.plan import Plan, Projection
 from qadvisor.schemas.result import TrialResult
-from qadvisor.quantizers import registry
 
-GIB = 2**30
 MEASURE_DEFAULT = ("bnb-nf4", "gguf-q8_0", "gguf-q4_k_m")
 # Both depths are timed side by side in one process (metrics.side_by_side): each generation decodes as many
 # tokens as the slower model does in DECODE_BUDGET_S, at least 4 and at most DECODE_TOKENS.
@@ -208,8 +205,6 @@ class SliceMeasurement:
 
     def _layer_ratio(self, method: str) -> float:
         """GGUF mixes vary by layer position: the target's average layer ÷ the layer the slices add, in bytes."""
-        from qadvisor.quantizers import gguf_mix
-
         return gguf_mix.layer_ratio(method, self.arch, self.depths) if method in gguf_mix.BASE else 1.0
 
     def _method(self, method: str, tmp: Path, cancel: threading.Event):
