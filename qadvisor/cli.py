@@ -105,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the backends run (default cpu; auto: cuda when torch sees a GPU)")
     cache = sub.add_parser("cache", help="what qadvisor keeps between runs ($QADVISOR_CACHE or ~/.cache/qadvisor)")
     cache.add_argument("--clear", choices=("artifacts", "reference", "synthetic", "probes", "checkpoints",
-                                            "gguf-references", "runs", "logs", "all"),
-                       help="remove that part (all: every part a run recomputes; saved runs only by name)")
+                                            "gguf-references", "runs", "logs", "history", "all"),
+                       help="remove that part (all: every part a run recomputes; saved runs and the decode history "
+                            "only by name)")
     plan = sub.add_parser("plan", help="estimate size, memory fit and a decode bound per method for any Qwen size")
     plan.add_argument("--model", default="Qwen2.5-72B", help="a named size (Qwen2.5-72B, Qwen3-32B, Qwen3-30B-A3B, "
                       "Qwen3.5-27B, …: see the error for the list), or a Qwen config.json / directory")

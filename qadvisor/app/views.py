@@ -9,7 +9,7 @@ from qadvisor.app.advice import kind_export
 from qadvisor.core import pace
 from qadvisor.core.advise.evidence import evidence
 from qadvisor.core.advise.mixes import advice_line
-from qadvisor.core.contention import busy_labels, machine_words, marked, slow_labels
+from qadvisor.core.contention import SPREAD, busy_labels, drift_labels, drifted, machine_words, marked, slow_labels
 from qadvisor.quantizers import checkpoint, registry
 from qadvisor.schemas.events import STEPS
 from qadvisor.schemas.export import GGUF_EMULATED, RunExport
@@ -138,7 +138,7 @@ def results_view(export: RunExport) -> TableView:
     rec = export.recommendation
     kv = any("+kv-" in r.method for r in export.results)  # the KV cache column only when a KV method was stacked
     rows = [[r.method, f.mib(r.size_bytes), f"{r.compression_ratio:.2f}× ({f.size_change(r.size_reduction_pct)})",
-             f.num(r.prefill_tok_s, 0), f.pm(r.decode_tok_s, r.decode_tok_s_spread) + (" ⚠" if marked(r) else ""),
+             f.num(r.prefill_tok_s, 0), f.pm(r.decode_tok_s, r.decode_tok_s_spread) + (" ⚠" if marked(r) else " ≈" if drifted(r) else ""),
              "—" if r.decode_cv is None else f"{100 * r.decode_cv:.1f}%", f.num(r.ttft_ms, 1), f.mib(r.peak_rss_bytes),
              f.num(r.ppl, 2), f.signed_pct(r.ppl_delta_pct), f.sci(r.kl_mean), f.pct(r.top1_agreement),
              rec.label(r.method) if rec and rec.archetypes else "—"]
@@ -164,7 +164,7 @@ def result_notes(results: list[TrialResult]) -> list[str]:
 
 def contention_lines(results: list[TrialResult]) -> list[str]:
     """The lines naming the speeds timed on a busy CPU or a slow machine (none where none was)."""
-    busy, slow = busy_labels(results), slow_labels(results)
+    busy, slow, moved = busy_labels(results), slow_labels(results), drift_labels(results)
     lines = []
     if busy:
         lines.append(f"⚠ other processes took the CPU while these were timed, twice: {', '.join(busy)}. Their speeds "
@@ -172,6 +172,10 @@ def contention_lines(results: list[TrialResult]) -> list[str]:
     if slow:
         lines.append(f"⚠ the machine ran slow while these were timed, twice (a fixed workload took longer than at the "
                      f"run's start, core.pace): {', '.join(slow)}. Their speeds are low by about that factor")
+    if moved:
+        lines.append(f"≈ decode more than {100 * SPREAD:.0f} % from this machine's earlier runs of the same model, with "
+                     f"no busy CPU or slow machine seen: {'; '.join(moved)}. The speed moves between processes here; "
+                     "compare methods by ratios timed side by side, or run again")
     return lines
 
 

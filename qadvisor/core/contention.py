@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import resource
+import statistics
 import time
 from pathlib import Path
 
@@ -108,3 +109,28 @@ def cpu_busy_now(seconds: float = 1.0) -> float:
     if watch.psi is None:  # a sleeping process says nothing of the others without PSI: the load average does
         return min(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
     return watch.share()
+
+
+# a decode this far from the median of it and this machine's earlier figures of the same model is marked
+SPREAD = 0.15
+
+
+def drift(r: TrialResult) -> float | None:
+    """How far this decode is from the median of it and this machine's earlier figures (0.25: 25 % above); None
+    without earlier figures."""
+    if r.status != "ok" or not r.decode_earlier or not r.decode_tok_s:
+        return None
+    return r.decode_tok_s / statistics.median([*r.decode_earlier, r.decode_tok_s]) - 1
+
+
+def drifted(r: TrialResult) -> bool:
+    """A decode more than SPREAD from this machine's earlier runs of the same model: marked wherever it is shown."""
+    moved = drift(r)
+    return moved is not None and abs(moved) > SPREAD
+
+
+def drift_labels(results: list[TrialResult]) -> list[str]:
+    """`method 108.4 tok/s (+75 %; earlier here: 62.1, 56.4)` for each decode that moved from this machine's earlier
+    runs with no busy CPU or slow machine to explain it (those are marked ⚠ instead)."""
+    return [f"{r.method} {r.decode_tok_s:.1f} tok/s ({100 * drift(r):+.0f} %; earlier here: "
+            f"{', '.join(f'{x:.1f}' for x in r.decode_earlier)})" for r in results if drifted(r) and not marked(r)]

@@ -34,6 +34,8 @@ class TrialResult(BaseModel):
     ttft_ms: float | None = None
     decode_tokens: int | None = None  # new tokens per timed generation (fewer than asked where steps are slow)
     decode_cv: float | None = None  # coefficient of variation of the repeats' decode speeds (stdev ÷ mean)
+    # this machine's earlier runs' decode of the same model and method (newest last): the spread between processes
+    decode_earlier: list[float] = []
     repeats: int | None = None  # timed generations behind the medians (more than asked where a generation is short)
     # the share of the CPU other processes took while the speed was timed (core.contention): above 0.10 suspect
     cpu_contention: float | None = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from qadvisor import format as f
-from qadvisor.core.contention import busy_labels, contended, marked, ran_slow, slow_labels
+from qadvisor.core.contention import busy_labels, contended, drift, drifted, marked, ran_slow, slow_labels
 from qadvisor.schemas.limits import LIMITS, missed
 from qadvisor.schemas.priorities import Limits, Priorities
 from qadvisor.schemas.recommendation import MethodScore, Recommendation, label_of
@@ -351,8 +351,9 @@ def _within_noise(candidates: list[TrialResult], weights: dict[str, float], fit:
     cvs = [r.decode_cv for r in candidates if r.method in (winner, rival) and r.decode_cv is not None]
     within = (f"within twice the decode CV measured in this run ({' and '.join(f'{100 * cv:.1f} %' for cv in cvs)})"
               if len(cvs) == 2 else "within the decode spread measured in this run")
-    if any(marked(r) for r in candidates if r.method in (winner, rival)):
-        within = "within what a busy CPU or a slow machine may have taken from their speeds"
+    if any(marked(r) or drifted(r) for r in candidates if r.method in (winner, rival)):
+        within = ("within what a busy CPU, a slow machine or the spread between this machine's runs may have moved "
+                  "their speeds")
     return (f"too close to call: {within}, {rival} would score higher; both are sound picks, and a run with more "
             "repeats (--repeats) can separate them")
 
@@ -365,6 +366,8 @@ def decode_noise(r: TrialResult) -> float:
         noise += r.decode_tok_s * r.cpu_contention / (1 - min(r.cpu_contention, 0.95))
     if ran_slow(r):  # the machine ran this many times slower: up to that much more
         noise += r.decode_tok_s * (r.pace_ratio - 1)
+    if drifted(r):  # as far as it moved from this machine's earlier runs of it
+        noise += r.decode_tok_s * abs(drift(r))
     return noise
 
 

@@ -170,8 +170,9 @@ CACHE_PARTS = {"artifacts": "quantized models", "reference": "reference log-prob
                "synthetic": "random-weight models and slices", "probes": "what a backend probed of this machine",
                "checkpoints": "config and tokenizer of checkpoints measured without a reference",
                "gguf-references": "model folders written from unquantized GGUF references",
-               "runs": "runs the TUI saved on its own", "logs": "the trial processes' logs of recent runs"}
-# what `--clear all` removes: saved runs are results, and the logs explain them, so both are kept
+               "runs": "runs the TUI saved on its own", "logs": "the trial processes' logs of recent runs",
+               "history": "earlier runs' decode figures, per model and method (how far a speed moves here)"}
+# what `--clear all` removes: saved runs and the decode history are results, and the logs explain them: all kept
 RECOMPUTED = ("artifacts", "reference", "synthetic", "probes", "checkpoints", "gguf-references")
 KEEP_LOG_RUNS = 20  # the runs whose logs are kept; older ones go when a run starts
 

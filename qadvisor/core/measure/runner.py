@@ -16,7 +16,7 @@ from qadvisor import __version__
 from qadvisor.core import architectures, pace, paths
 from qadvisor.core.hardware import fast_bf16
 from qadvisor.core.hub import folder_name
-from qadvisor.core.measure import artifacts, checkpoints, evaltext, gguf_reference, memory, modelio
+from qadvisor.core.measure import artifacts, checkpoints, evaltext, gguf_reference, history, memory, modelio
 from qadvisor.core.measure.forkserver import ForkServer
 from qadvisor.core.measure.jobs import EvalSettings, Job, Reference
 from qadvisor.core.measure.processes import spawn, trial_env
@@ -296,12 +296,22 @@ class Run:
         error = errors[0].message if errors else None
         if result is not None:
             wall = time.perf_counter() - started
-            return result.model_copy(update={"start_s": max(0.0, wall - (result.total_s or wall))})
+            return self._with_history(result.model_copy(update={"start_s": max(0.0, wall - (result.total_s or wall))}))
         spec = recipe.weights
         status = "cancelled" if cancel.is_set() else "failed"
         reason = "cancelled by the user" if cancel.is_set() else (error or "the trial process ended without a result")
         return TrialResult(method=recipe.name, backend=spec.backend, bits=spec.bits, status=status, reason=reason,
                            device=self.device_label, total_s=time.perf_counter() - started)
+
+    def _with_history(self, result: TrialResult) -> TrialResult:
+        """A measured decode beside this machine's earlier figures of the same model, method and settings (kept in the
+        cache): how far it moves between processes here."""
+        if result.status != "ok" or not result.decode_tok_s or result.decode_kind != "measured":
+            return result
+        s = self.request.settings
+        key = f"{self.cache_dir.name}|{result.method}|{self.device_label}|{s.prompt_tokens}|{s.decode_tokens}"
+        return result.model_copy(update={"decode_earlier": history.recall_and_add(self.cache_root, key,
+                                                                                  result.decode_tok_s)})
 
     def _attempt(self, recipe, work_dir: Path, keep: bool, cancel: threading.Event, level: int):
         """Quantize in one process, measure in a fresh one: (result, its errors, fatal signal a process died of)."""
