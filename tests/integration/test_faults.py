@@ -8,7 +8,6 @@ import pytest
 
 from qadvisor.core.hardware import detect
 from qadvisor.core.measure.jobs import EvalSettings
-from qadvisor.core.measure.processes import WARM_START
 from qadvisor.core.measure.runner import Run, RunRequest
 
 
@@ -56,10 +55,12 @@ def test_a_warm_process_dying_mid_trial_is_named_not_read_as_the_trials_crash(mo
     run = Run(request, detect(with_backends=False))
     errors, killed = [], False
     for event in run.events():
-        # the trial's own first step: the runner's announcement of the warm process comes before its fork
-        if isinstance(event, Progress) and event.method == "fp32" and event.message != WARM_START and not killed:
+        # the trial's evaluation: its measuring process (forked by the warm one) has seconds of work left, where its
+        # first step may already have ended by the time its first event is read here
+        if isinstance(event, Progress) and event.method == "fp32" and event.step == "evaluate" and not killed:
             killed = True
             children = psutil.Process(run.forkserver.proc.pid).children()
+            assert children or not trial_too, "the trial's process was gone before the warm process was killed"
             run.forkserver.proc.kill()  # the warm process goes (the OOM killer's pick), the trial it forked runs on...
             run.forkserver.proc.wait()
             for child in children if trial_too else []:
