@@ -304,7 +304,7 @@ def target_view(export: RunExport) -> TableView | None:
     kv = any("+kv-" in r.method for r in t.results)  # a KV stack: every method's cache at the target's context
     scores = any(r.score_delta_pct is not None for r in t.results)  # published benchmark evidence
     rows = [[r.method, f"{r.size_bytes / 2**30:.1f}", f.size_change(r.size_reduction_pct),
-             f.pm(r.decode_tok_s, r.decode_tok_s_spread, 2), f.num(r.prefill_tok_s),
+             f.pm(r.decode_tok_s, r.decode_tok_s_spread, 2) + (" ⚠" if marked(r) else ""), f.num(r.prefill_tok_s),
              "yes" if fits.get(r.method) else "no", f.signed_pct(r.ppl_delta_pct)]
             + ([f.signed_pct(r.score_delta_pct)] if scores else []) + [f.sci(r.kl_mean), r.accuracy_basis]
             + ([f.gib_figure(r.kv_cache_bytes) if r.kv_cache_bytes else "—"] if kv else [])

@@ -323,3 +323,21 @@ def test_limits_hold_a_benchmark_drop_as_the_loss_and_rule_out_what_it_cannot_ch
     assert no_kl.ruled_out["gptq-int4"] == ["KL not known (the evidence at this size has none)"]
     assert no_kl.ruled_out["gguf-q4_k_m"] == ["KL not known (the evidence at this size has none)"]
 
+
+
+def test_a_projection_timed_on_a_busy_machine_is_marked_at_the_target_and_keeps_no_proxy_history():
+    """The slices' contention travels to the target's row (⚠ in its table, the advice's noise); the proxy's own
+    decode history is the proxy's, never the target's."""
+    from qadvisor.app.views import target_view
+
+    export = _export_with_plan()
+    export.results = [r.model_copy(update={"decode_earlier": [10.0, 11.0]}) for r in export.results]
+    plans = [p.model_copy(update={"projection": p.projection.model_copy(update={"cpu_contention": 0.9})})
+             if p.method == "gguf-q4_k_m" else p for p in export.plan.plans]
+    export.plan = export.plan.model_copy(update={"plans": plans})
+    export = readvise(export, load_profile("latency-first"), with_target=True)
+    rows = {r.method: r for r in export.target.results}
+    assert rows["gguf-q4_k_m"].cpu_contention == 0.9 and rows["gguf-q8_0"].cpu_contention is None
+    assert all(r.decode_earlier == [] for r in rows.values())
+    cells = {row[0]: row[3] for row in target_view(export).rows}
+    assert cells["gguf-q4_k_m"].endswith(" ⚠") and not cells["gguf-q8_0"].endswith(" ⚠")

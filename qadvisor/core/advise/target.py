@@ -80,10 +80,18 @@ def target_results(export: RunExport, plan: Plan) -> tuple[list[TrialResult], di
             "device": f"{plan.model} ({basis})", "kv_cache_bytes": row.kv_cache_bytes,
             "decode_kind": kind,
             # what the run here ran with says nothing of a GPU that is not here
-            "notes": [] if plan.target.device_type == "gpu" else proxy.notes, "safe_config": None, "cpu_contention": None,
+            "notes": [] if plan.target.device_type == "gpu" else proxy.notes, "safe_config": None,
+            **_machine(row, kind), "decode_earlier": [],  # the proxy's own history says nothing of the target's
             **_accuracy(plan.model, proxy, export, f"size: estimate (planner) · decode: {basis}"),
         }))
     return results, left_out
+
+
+def _machine(row, kind: str) -> dict:
+    """How busy the machine was while the slices behind a projected speed were timed (None for a bound or an
+    estimate, which nothing timed): a projection from a busy machine is marked as the trials are."""
+    p = row.projection if kind == "projected" else None
+    return {"cpu_contention": p.cpu_contention if p else None, "pace_ratio": p.pace_ratio if p else None}
 
 
 def _accuracy(model: str, proxy: TrialResult, export: RunExport, basis: str) -> dict:
