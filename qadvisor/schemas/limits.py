@@ -67,7 +67,6 @@ LIMITS: tuple[Limit, ...] = (
           lambda r: r.kl_mean, lambda r, lim: f"KL {f.sci(r.kl_mean)} > max {f.sci(lim)}", _over,
           unknown="KL not known (the evidence at this size has none)"),
 )
-LIMIT_BY_FIELD = {row.field: row for row in LIMITS}
 
 
 def missed(row: Limit, result: Any, limit: float) -> str:

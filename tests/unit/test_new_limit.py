@@ -13,10 +13,10 @@ SCRIPT = textwrap.dedent('''
     import asyncio, importlib.util, sys
     spec = importlib.util.find_spec("qadvisor.schemas.limits")
     source = open(spec.origin).read()
-    assert source.count("\\n)\\nLIMIT_BY_FIELD") == 1
+    assert source.count("\\n)\\n\\n\\ndef missed") == 1
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    exec(compile(source.replace("\\n)\\nLIMIT_BY_FIELD", "\\n" + ROW + ")\\nLIMIT_BY_FIELD"), spec.origin, "exec"),
+    exec(compile(source.replace("\\n)\\n\\n\\ndef missed", "\\n" + ROW + ")\\n\\n\\ndef missed"), spec.origin, "exec"),
          module.__dict__)
 
     from qadvisor.cli import build_parser, priorities_from_args

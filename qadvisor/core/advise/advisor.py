@@ -33,8 +33,8 @@ TEAMS = {"A": "storage-bound", "B": "latency-bound", "C": "balanced (no strong b
 
 def violations(r: TrialResult, limits: Limits) -> list[str]:
     """Each hard limit the result misses, with the measured number and by how much."""
-    set_limits = [(row, getattr(limits, row.field)) for row in LIMITS if getattr(limits, row.field) is not None]
-    return [miss for row, limit in set_limits if (miss := missed(row, r, limit))]
+    return [miss for row in LIMITS
+            if (limit := getattr(limits, row.field)) is not None and (miss := missed(row, r, limit))]
 
 
 def _miss(r: TrialResult, limits: Limits) -> float:

@@ -93,11 +93,10 @@ class Run:
     def _check_texts(self, cache_root: Path) -> None:
         """The evaluation and calibration texts, and the lengths the settings need from them and from the model."""
         s = self.request.settings
-        with about("eval_text"):
+        with about("eval_text"):  # the context check names its own fields (prompt_tokens, model)
             self.eval_path, self.eval_text = evaltext.for_run(self.model_dir, self.request.eval_text, cache_root,
                                                               s.score_accuracy, self.say)
-        modelio.check_context(self.model_dir, self.config, s.window, s.prompt_tokens, s.decode_tokens)
-        with about("eval_text"):
+            modelio.check_context(self.model_dir, self.config, s.window, s.prompt_tokens, s.decode_tokens)
             modelio.check_eval_length(self.model_dir, self.eval_path, s.window, s.windows, s.prompt_tokens)
         with about("calib_text"):
             self.calib_path = modelio.text_for(self.model_dir, modelio.CALIB_FILE, self.request.calib_text)[0].resolve()

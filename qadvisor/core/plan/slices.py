@@ -226,7 +226,7 @@ class SliceMeasurement:
         saved = results
         results = yield from self._timed(method, sources, saved, tmp, cancel)
         if self._width(method, results) > 1 and not cancel.is_set():  # a range wider than its figure: once more
-            yield Progress(method=f"{method} {' + '.join(label for label, _ in sources)}", step="benchmark",
+            yield Progress(method=_timing_label(method, sources), step="benchmark",
                            stage="slice", message="the projected range is wider than the figure: timed side by side "
                            "once more, the narrower kept")
             again = yield from self._timed(method, sources, saved, tmp, cancel)
@@ -243,7 +243,7 @@ class SliceMeasurement:
         timing = time_side_by_side(registry.parse_methods(method)[0], [tmp / label / method for label, _ in sources],
                                    sources[0][1], self.settings, saved[0].device or "", tmp, cancel,
                                    probe_dir=paths.probe_dir(self.cache_root))
-        timed = yield from _relabelled(timing, f"{method} {' + '.join(label for label, _ in sources)}", None)
+        timed = yield from _relabelled(timing, _timing_label(method, sources), None)
         if len(timed) == len(saved):
             return [r.model_copy(update={k: getattr(t, k) for k in (*SPEED_FIELDS, "notes")}) for r, t in zip(saved, timed)]
         status = "cancelled" if cancel.is_set() else "failed"
@@ -267,6 +267,11 @@ class SliceMeasurement:
         yield from _relabelled(run.events(cancel), f"{method} {label}", _depth(label))
         return run.results[0] if run.results else TrialResult(
             method=method, backend="", bits=0, status="cancelled", reason="cancelled by the user")
+
+
+def _timing_label(method: str, sources: list) -> str:
+    """`gguf-q8_0 @1L + @2L`: the depths a method's slices are timed at side by side."""
+    return f"{method} {' + '.join(label for label, _ in sources)}"
 
 
 def _depth(label: str) -> int | None:
