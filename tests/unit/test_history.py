@@ -22,6 +22,12 @@ def test_earlier_figures_are_recalled_newest_last_and_a_few_kept(tmp_path):
     assert history.recall_and_add(tmp_path, "k", 1.0) == [5.0, 6.0, 7.0, 8.0, 9.0]
 
 
+def test_a_figure_timed_on_a_busy_machine_is_compared_but_never_kept(tmp_path):
+    assert history.recall_and_add(tmp_path, "k", 60.0) == []
+    assert history.recall_and_add(tmp_path, "k", 6.0, keep=False) == [60.0]
+    assert history.recall_and_add(tmp_path, "k", 58.0) == [60.0]
+
+
 def test_an_unreadable_history_starts_again(tmp_path):
     (tmp_path / "history").mkdir()
     (tmp_path / history.HISTORY_FILE).write_text("{not json")
@@ -59,3 +65,6 @@ def test_a_run_keeps_each_measured_decode_for_the_next(tmp_path, monkeypatch):
     assert again._with_history(_result(70.0, method="fp32")).decode_earlier == [50.0]
     projected = _result(9.0, method="fp32").model_copy(update={"decode_kind": "projected"})
     assert again._with_history(projected).decode_earlier == []  # only what a trial timed here
+    busy = _result(5.0, method="fp32").model_copy(update={"cpu_contention": 0.9})
+    assert again._with_history(busy).decode_earlier == [50.0, 70.0]
+    assert again._with_history(_result(60.0, method="fp32")).decode_earlier == [50.0, 70.0]  # the busy one not kept

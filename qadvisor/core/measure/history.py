@@ -12,8 +12,9 @@ HISTORY_FILE = "history/decode.json"  # in the cache root; `qadvisor cache --cle
 KEEP = 5  # figures kept per key, the newest last
 
 
-def recall_and_add(cache_root: Path, key: str, figure: float) -> list[float]:
-    """The figures earlier runs here measured for `key` (newest last); `figure` is kept after them."""
+def recall_and_add(cache_root: Path, key: str, figure: float, keep: bool = True) -> list[float]:
+    """The figures earlier runs here measured for `key` (newest last); `figure` is kept after them where `keep` (a
+    figure timed on a busy CPU or a slow machine is compared, never kept: it would drag the median)."""
     path = Path(cache_root) / HISTORY_FILE
     try:
         kept = json.loads(path.read_text(encoding="utf-8"))
@@ -21,6 +22,8 @@ def recall_and_add(cache_root: Path, key: str, figure: float) -> list[float]:
     except (OSError, ValueError):
         kept = {}  # none yet, or unreadable: this run starts it again
     earlier = [float(x) for x in kept.get(key, []) if isinstance(x, (int, float))][-KEEP:]
+    if not keep:
+        return earlier
     kept[key] = [*earlier, figure][-KEEP:]
     try:
         write_text_atomic(path, json.dumps(kept, indent=1))

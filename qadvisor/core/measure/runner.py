@@ -16,6 +16,7 @@ from qadvisor import __version__
 from qadvisor.core import architectures, pace, paths
 from qadvisor.core.hardware import fast_bf16
 from qadvisor.core.hub import folder_name
+from qadvisor.core.contention import marked
 from qadvisor.core.measure import artifacts, checkpoints, evaltext, gguf_reference, history, memory, modelio
 from qadvisor.core.measure.forkserver import ForkServer
 from qadvisor.core.measure.jobs import EvalSettings, Job, Reference
@@ -309,8 +310,8 @@ class Run:
             return result
         s = self.request.settings
         key = f"{self.cache_dir.name}|{result.method}|{self.device_label}|{s.prompt_tokens}|{s.decode_tokens}"
-        return result.model_copy(update={"decode_earlier": history.recall_and_add(self.cache_root, key,
-                                                                                  result.decode_tok_s)})
+        earlier = history.recall_and_add(self.cache_root, key, result.decode_tok_s, keep=not marked(result))
+        return result.model_copy(update={"decode_earlier": earlier})
 
     def _attempt(self, recipe, work_dir: Path, keep: bool, cancel: threading.Event, level: int):
         """Quantize in one process, measure in a fresh one: (result, its errors, fatal signal a process died of)."""
