@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from qadvisor.core.measure.metrics import eval_windows, timed_greedy
-from qadvisor.core.measure.modelio import shipped_model_dir
+from qadvisor.core.measure.modelio import bundled_model_dir
 from qadvisor.quantizers import registry
 from qadvisor.quantizers.base import TrialContext
 
@@ -94,8 +94,8 @@ def main(models: Path, threads: int, methods: list[str]) -> dict[str, float]:
     from transformers import AutoTokenizer
 
     torch.set_num_threads(threads)
-    shipped = shipped_model_dir()
-    ids = AutoTokenizer.from_pretrained(str(shipped))((shipped / "heldout.txt").read_text()).input_ids
+    bundled = bundled_model_dir()
+    ids = AutoTokenizer.from_pretrained(str(bundled))((bundled / "heldout.txt").read_text()).input_ids
     prompt = eval_windows(ids, 256, 1).flatten()[:PROMPT_TOKENS]
     ratios = {}
     for method in methods:

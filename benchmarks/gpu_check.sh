@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU paths, checked on a machine with an NVIDIA GPU in one go (≤ 8 minutes): install what they need, run
-# `qadvisor doctor --device cuda`, then `--auto --device cuda` with the GPU methods on the shipped model and on
+# `qadvisor doctor --device cuda`, then `--auto --device cuda` with the GPU methods on the bundled model and on
 # synthetic:Qwen2.5-1.5B, and write one JSON: $OUT/gpu_check.json (OUT defaults to ./gpu-check).
 #
 #   bash benchmarks/gpu_check.sh                 # online: pip installs the extras
@@ -35,7 +35,7 @@ fi
 step hardware 60 "$PY" -m qadvisor hardware --json
 cp "$OUT/hardware.log" "$OUT/hardware.json"
 step doctor 120 "$PY" -m qadvisor doctor --device cuda
-step shipped 150 "$PY" -m qadvisor --auto --device cuda --methods "$METHODS" --export "$OUT/shipped.json"
+step bundled 150 "$PY" -m qadvisor --auto --device cuda --methods "$METHODS" --export "$OUT/bundled.json"
 step qwen15b 150 "$PY" -m qadvisor --auto --device cuda --model synthetic:Qwen2.5-1.5B --methods "$METHODS" \
   --export "$OUT/qwen15b.json"
 
@@ -50,7 +50,7 @@ def read(name):
     except (OSError, ValueError):
         return None
 doctor = read("cache/probes/doctor.json")
-runs = {n: read(f"{n}.json") for n in ("shipped", "qwen15b")}
+runs = {n: read(f"{n}.json") for n in ("bundled", "qwen15b")}
 summary = {"steps": steps, "hardware": read("hardware.json"), "doctor": doctor,
            "results": {n: [{k: r.get(k) for k in ("method", "status", "reason", "device", "decode_tok_s",
                                                    "prefill_tok_s", "size_bytes", "ppl_delta_pct", "kl_mean",

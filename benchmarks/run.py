@@ -79,7 +79,7 @@ def machine_noise(threads: int) -> float:
     return json.loads(out.stdout)["probe_cv"]
 
 
-FLOOR_STEP_S = 0.005  # a GGUF decode step of the shipped model takes 1-2 ms here, an fp32 one 12-15 ms
+FLOOR_STEP_S = 0.005  # a GGUF decode step of the bundled model takes 1-2 ms here, an fp32 one 12-15 ms
 
 
 class FixedStep:

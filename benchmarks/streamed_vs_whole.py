@@ -3,7 +3,7 @@
     python benchmarks/streamed_vs_whole.py equivalence [--methods bnb-nf4,...] [--model DIR]
     python benchmarks/streamed_vs_whole.py memory [--model Qwen2.5-7B|Qwen3-30B-A3B:8layers] [--methods bnb-nf4,…]
 
-`equivalence`: on the shipped model (or the model folder given), each method's PPL, KL and top-1 from `qadvisor --auto` (whole-model trials) and
+`equivalence`: on the bundled model (or the model folder given), each method's PPL, KL and top-1 from `qadvisor --auto` (whole-model trials) and
 from core.measure.streamed, side by side. Targets: PPL within 0.5 %, KL within 10 %, for every method (GGUF too: the
 streamed path rounds each matmul's input as llama.cpp's CPU runtime does; its F16 KV cache is left out).
 
@@ -47,13 +47,13 @@ def streamed(model_dir: Path, methods: list[str], window: int, windows: int, thr
 
 
 def equivalence(methods: list[str], threads: int, model: Path | None = None) -> int:
-    from qadvisor.core.measure.modelio import shipped_model_dir
+    from qadvisor.core.measure.modelio import bundled_model_dir
 
     from qadvisor.core.measure import modelio
 
-    folder = model or shipped_model_dir()
+    folder = model or bundled_model_dir()
     texts = [modelio.text_for(folder, name)[0] for name in (modelio.EVAL_FILE, modelio.CALIB_FILE)]
-    with tempfile.TemporaryDirectory() as tmp:  # both sides read the same texts: the folder's own, else the shipped
+    with tempfile.TemporaryDirectory() as tmp:  # both sides read the same texts: the folder's own, else the bundled
         out = Path(tmp) / "whole.json"
         subprocess.run([sys.executable, "-m", "qadvisor", "--auto", "--model", str(folder), "--methods",
                         ",".join(["fp32", *methods]), "--eval-text", str(texts[0]), "--calib-text", str(texts[1]),
@@ -117,7 +117,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["equivalence", "memory"])
     ap.add_argument("--methods")
-    ap.add_argument("--model", help="equivalence: a model folder (default: the shipped model); memory: a size "
+    ap.add_argument("--model", help="equivalence: a model folder (default: the bundled model); memory: a size "
                                     "(default Qwen2.5-7B)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()

@@ -17,7 +17,7 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
                         "Qwen3.5/3.6), or synthetic:Qwen3-0.6B (random weights at the real shape, to check the planner; "
                         "synthetic:Qwen3-30B-A3B:4layers keeps its first 4 layers), or quantized checkpoints (GPTQ, AWQ or "
                         "bitsandbytes folders, .gguf files or OWNER/REPO-GGUF:Q4_K_M; comma-separated) measured as "
-                        "shipped; a Hugging Face repo id for any of them; default: the shipped model")
+                        "shipped; a Hugging Face repo id for any of them; default: the bundled model")
     parser.add_argument("--reference", metavar="DIR", help="with --model CHECKPOINT (a quantized folder or a .gguf "
                         "file, measured as shipped): the unquantized model it was made from, for its accuracy (a folder, a "
                         "repo id, or an F16/BF16/F32 GGUF such as OWNER/REPO-GGUF:FP16); without it, size and speed only")
@@ -32,7 +32,7 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
                         help=f"new tokens per timed generation (default {_default('decode_tokens')})")
     parser.add_argument("--prompt-tokens", type=int,
                         help=f"prompt length for prefill and TTFT (default {_default('prompt_tokens')})")
-    parser.add_argument("--eval-text", type=Path, help="your own text for the accuracy metrics (default: the shipped model's held-out split; "
+    parser.add_argument("--eval-text", type=Path, help="your own text for the accuracy metrics (default: the bundled model's held-out split; "
                         "wikitext-2's test split for another model, from the Hugging Face cache or the hub)")
     parser.add_argument("--calib-text", type=Path, help="calibration text for GPTQ (paragraphs split by blank lines)")
     parser.add_argument("--keep-models", type=Path, metavar="DIR", help="keep each quantized model under DIR")
@@ -44,7 +44,7 @@ def _auto_parser(parser: argparse.ArgumentParser) -> None:
                         "folder with them, else published at its size")
     parser.add_argument("--stream", action="store_true", help="with --model DIR: measure DIR's accuracy one decoder "
                         "layer at a time (any size; taken on its own when DIR would not fit in memory); its size and "
-                        "speed come from the planner and slices, the whole-model trials run on the shipped model")
+                        "speed come from the planner and slices, the whole-model trials run on the bundled model")
     parser.add_argument("--target", help="deployment target for --plan-for (default: this machine)")
     parser.add_argument("--cluster", metavar="local|HOST:PORT", help="measure every method on every node of a Ray "
                         "cluster (local: start one here); advice per hardware kind. Needs pip install -e '.[cluster]'")
@@ -74,7 +74,7 @@ def _priority_args(parser: argparse.ArgumentParser) -> None:
     for row in LIMITS:
         parser.add_argument(f"--{row.option.replace('_', '-')}", type=None if row.size else float, help=row.help)
     parser.add_argument("--accept-unverified-accuracy", action="store_true",
-                        help="--plan-for: also pick methods whose loss at the target's size nobody published, on the "
+                        help="--plan-for: also pick methods whose loss at the planned model's size nobody published, on the "
                              "accuracy measured on the small model (which quantization barely hurts)")
     parser.add_argument("--report", type=Path, help="also write a Markdown report here")
 
@@ -184,17 +184,17 @@ def cmd_hardware(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    from qadvisor.app.views import method_rows, shipped_rows
-    from qadvisor.console import print_methods, print_shipped
+    from qadvisor.app.views import method_rows, as_shipped_rows
+    from qadvisor.console import print_methods, print_as_shipped
     from qadvisor.core.hardware import backend_findings, detect
 
     info = detect(with_backends=False)
     rows = method_rows(info.cuda is not None, backend_findings())
     if args.json:
-        print(json.dumps({"methods": rows, "as_shipped": shipped_rows()}, indent=2))
+        print(json.dumps({"methods": rows, "as_shipped": as_shipped_rows()}, indent=2))
     else:
         print_methods(rows)
-        print_shipped(shipped_rows())
+        print_as_shipped(as_shipped_rows())
     return 0
 
 
@@ -238,7 +238,7 @@ def cmd_doctor(args) -> int:
         raise UserError("--threads must be at least 1")
     only = doctor_backends(args.backends)
     device, threads = where_to_run(args.device, args.threads, info)
-    print(f"qadvisor doctor: each installed backend quantizes and decodes the shipped model in its own processes "
+    print(f"qadvisor doctor: each installed backend quantizes and decodes the bundled model in its own processes "
           f"({device}, {threads} threads)", flush=True)
     report = run_doctor(info, threads, lambda line: print(f"  {line}", flush=True), device, only)
     print_view(doctor_view(report), boxed=True)

@@ -79,7 +79,7 @@ def print_families(rows: list[dict]) -> None:
         out.print(f"  {', '.join(names)} — not on {', '.join(families)}: {why}", soft_wrap=True)
 
 
-def print_shipped(rows: list[dict]) -> None:
+def print_as_shipped(rows: list[dict]) -> None:
     """What `--model CHECKPOINT` measures as it is (qadvisor quantizes nothing): one row per format."""
     table = Table(title="Measured as shipped: --model CHECKPOINT (a folder, a .gguf file, a repo id, OWNER/REPO-GGUF:TYPE) "
                         "[--reference DIR]", title_justify="left")

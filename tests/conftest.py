@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "assets" / "qwen2-tiny-stdlib"
+BUNDLED = ROOT / "assets" / "qwen2-tiny-stdlib"
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:

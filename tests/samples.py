@@ -99,7 +99,7 @@ TOY_FAMILIES = {
 
 
 def toy_architecture(family: str):
-    """A few-MB model of a family's layer types (every row a multiple of 128, the shipped tokenizer's vocabulary):
+    """A few-MB model of a family's layer types (every row a multiple of 128, the bundled tokenizer's vocabulary):
     the real modules, at a shape every backend's kernels take."""
     from qadvisor.schemas.architecture import Architecture
 
@@ -112,7 +112,7 @@ def toy_model(family: str, folder):
     """The toy of a family written with random weights (a synthetic model) into `folder`."""
     from qadvisor.core.measure import modelio, synthetic
 
-    return synthetic.build(toy_architecture(family), folder, modelio.shipped_model_dir(), {})
+    return synthetic.build(toy_architecture(family), folder, modelio.bundled_model_dir(), {})
 
 
 def fp8_checkpoint(source, folder, block: int = 128):

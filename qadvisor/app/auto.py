@@ -1,5 +1,5 @@
 """A measuring session, as `--auto` and the TUI run it: the proxy model's trials, then (with `plan_for`) slices of
-the target, and one export with the advice for both. Everything is checked when the session is created."""
+the planned model, and one export with the advice for both. Everything is checked when the session is created."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from qadvisor.core.cluster.driver import ClusterRequest, ClusterRun, KindStep
 from qadvisor.core.hardware import detect, where_to_run
 from qadvisor.core.measure import evaltext, memory, modelio
 from qadvisor.core.measure.jobs import EvalSettings
-from qadvisor.core.measure.modelio import SYNTHETIC_PREFIX, shipped_model_dir
+from qadvisor.core.measure.modelio import SYNTHETIC_PREFIX, bundled_model_dir
 from qadvisor.core.measure.runner import Run, RunRequest
 from qadvisor.core.measure.session import Session
 from qadvisor.core.measure.streamed import StreamJob
@@ -34,7 +34,7 @@ from qadvisor.schemas.jsonfile import check_output_dir, check_output_paths
 from qadvisor.schemas.method import weights_name
 from qadvisor.schemas.priorities import Priorities
 
-# Slices at 72B cost minutes a method here: by default the target gets a spread over the archetypes.
+# Slices at 72B cost minutes a method here: by default the planned model's slices time a spread over the archetypes.
 TARGET_DEFAULT = ("bnb-nf4", "quanto-int4", "torchao-int8", "gguf-q8_0", "gguf-q4_k_m", "gguf-q2_k")
 
 
@@ -74,7 +74,7 @@ def with_mix_budget(opts: RunOptions, priorities: Priorities, say: Callable[[str
         return opts
     name = f"{mixsolver.PREFIX}{size}"
     try:
-        registry.check_for_model(registry.parse_methods(name), resolve_architecture(str(opts.model or shipped_model_dir())))
+        registry.check_for_model(registry.parse_methods(name), resolve_architecture(str(opts.model or bundled_model_dir())))
     except UserError as exc:
         say(f"no GGUF mix for --max-size: {exc}")
         return opts
@@ -106,7 +106,7 @@ def as_checkpoints(opts: RunOptions) -> RunOptions:
         opts = opts.model_copy(update={"checkpoints": parts, "model": opts.reference, "reference": None})
     elif opts.reference:
         raise UserError(f"--reference is the unquantized model a quantized checkpoint is compared with, and --model "
-                        f"{opts.model or '(the shipped model)'} is not one (a .gguf file, or a folder whose config.json "
+                        f"{opts.model or '(the bundled model)'} is not one (a .gguf file, or a folder whose config.json "
                         "has a quantization_config)", field="model")
     if not opts.checkpoints:
         return opts.model_copy(update={"model": hub.resolve(opts.model)})
@@ -120,11 +120,11 @@ def as_checkpoints(opts: RunOptions) -> RunOptions:
 
 
 def _stream_job(opts: RunOptions, methods: list[str], settings, left_out: dict[str, str]):
-    """`--plan-for DIR` with weights: the target's own accuracy, streamed one layer at a time (core.measure.streamed)."""
+    """`--plan-for DIR` with weights: the planned model's own accuracy, streamed one layer at a time (core.measure.streamed)."""
     folder = Path(opts.plan_for)
     if not (folder.is_dir() and any(folder.glob("*.safetensors"))):
         return None
-    measured = Path(opts.model) if opts.model else modelio.shipped_model_dir()
+    measured = Path(opts.model) if opts.model else modelio.bundled_model_dir()
     if measured.is_dir() and folder.resolve() == measured.resolve():
         return None  # the whole-model trials measure this very model: its accuracy is theirs
     text = evaltext.choose(folder, opts.eval_text, default_cache_dir())
@@ -133,8 +133,8 @@ def _stream_job(opts: RunOptions, methods: list[str], settings, left_out: dict[s
 
 
 def as_streamed_target(opts: RunOptions, say: Callable[[str], None]) -> RunOptions:
-    """`--model DIR --stream`, or a DIR too large for whole-model trials here: DIR becomes the target, its accuracy
-    streamed layer by layer, its size and speed from the planner and slices; the whole-model trials run on the shipped
+    """`--model DIR --stream`, or a DIR too large for whole-model trials here: DIR becomes the planned model, its accuracy
+    streamed layer by layer, its size and speed from the planner and slices; the whole-model trials run on the bundled
     model."""
     import psutil
 
@@ -149,15 +149,15 @@ def as_streamed_target(opts: RunOptions, say: Callable[[str], None]) -> RunOptio
     if not opts.stream and need <= free:
         return opts
     if opts.plan_for:
-        raise UserError(f"--plan-for {opts.plan_for}: streaming makes --model {folder} the target; drop one of them", field="plan_for")
-    if folder.resolve() == modelio.shipped_model_dir().resolve():
-        say(f"--stream: {folder.name} is the shipped model, which the whole-model trials measure exactly: nothing "
+        raise UserError(f"--plan-for {opts.plan_for}: streaming makes --model {folder} the planned model; drop one of them", field="plan_for")
+    if folder.resolve() == modelio.bundled_model_dir().resolve():
+        say(f"--stream: {folder.name} is the bundled model, which the whole-model trials measure exactly: nothing "
             "is streamed")
         return opts.model_copy(update={"stream": False})
     why = "--stream" if opts.stream else (f"{folder.name} needs about {f.gib(need)} for whole-model trials, "
                                           f"{f.gib(free)} available")
     say(f"{why}: {folder.name}'s accuracy is streamed one layer at a time; its size and speed come from the planner and "
-        "slices; the whole-model trials run on the shipped model")
+        "slices; the whole-model trials run on the bundled model")
     return opts.model_copy(update={"model": None, "plan_for": str(folder), "stream": False})
 
 
@@ -177,7 +177,7 @@ PLAN_FIELDS = {"model": "plan_for", "methods": "target_methods"}
 
 
 def checked_inputs(opts: RunOptions, priorities: Priorities, say: Callable[[str], None]) -> RunOptions:
-    """The options as the session runs them (checkpoints, a streamed target, a mix's budget, KV stacks' weights
+    """The options as the session runs them (checkpoints, a streamed model, a mix's budget, KV stacks' weights
     alone), each input checked first; a UserError names the input it is about."""
     check_output_paths(opts.export, opts.report)  # a run of minutes must not fail at its last step
     with about("keep_models"):

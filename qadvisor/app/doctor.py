@@ -1,6 +1,6 @@
 """`qadvisor doctor`: does each installed backend quantize and decode here, on its fast path or a safe one?
 
-Each backend's stand-in method runs as a real trial (its own processes, the fault fallbacks) on the shipped model,
+Each backend's stand-in method runs as a real trial (its own processes, the fault fallbacks) on the bundled model,
 quantized afresh — never a cached file — and scored on one short window, so GPTQ's and AWQ's solvers run on a small
 calibration as they do in a run. What it finds is kept beside the fallback verdicts, so runs do not probe again
 and the TUI's hardware screen shows the same table.
@@ -80,9 +80,9 @@ def run_doctor(hardware: HardwareInfo, threads: int, say: Callable[[str], None] 
 
 
 def _small_calibration() -> Path:
-    """The first paragraphs of the shipped calibration text: GPTQ's and AWQ's solvers run on it in seconds."""
+    """The first paragraphs of the bundled calibration text: GPTQ's and AWQ's solvers run on it in seconds."""
     path = report_path().with_name("doctor-calibration.txt")
-    text = "\n\n".join(modelio.paragraphs(modelio.shipped_model_dir() / modelio.CALIB_FILE)[:CALIBRATION_PARAGRAPHS])
+    text = "\n\n".join(modelio.paragraphs(modelio.bundled_model_dir() / modelio.CALIB_FILE)[:CALIBRATION_PARAGRAPHS])
     write_text_atomic(path, text + "\n")
     return path
 
@@ -94,7 +94,7 @@ def _row(r: TrialResult, backend_of: dict[str, str]) -> DoctorRow:
     speed = f"decodes {r.decode_tok_s:,.1f} tok/s" if r.decode_tok_s else "ran"
     spec = registry.spec(r.method)  # a KV stack is no catalogue method: it calibrates nothing
     if spec is not None and registry.backend_for(spec).calibrated:
-        speed = f"its solver calibrated on {CALIBRATION_PARAGRAPHS} paragraphs of the shipped text; {speed}"
+        speed = f"its solver calibrated on {CALIBRATION_PARAGRAPHS} paragraphs of the bundled text; {speed}"
     if contended(r):
         speed += f" (others took {100 * r.cpu_contention:.0f} % of the CPU meanwhile)"
     if r.safe_config:

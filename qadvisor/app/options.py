@@ -18,7 +18,7 @@ _EVAL = EvalSettings.model_fields
 
 
 class RunOptions(BaseModel):
-    model: str | None = None  # a directory, synthetic:NAME, or None for the shipped model
+    model: str | None = None  # a directory, synthetic:NAME, or None for the bundled model
     # quantized checkpoints (folders or .gguf files) measured as shipped; `model` is then their reference (None: none).
     # The command line's --model CHECKPOINT[,CHECKPOINT] --reference DIR arrive as model and reference (app.auto)
     checkpoints: list[str] = []
@@ -36,7 +36,7 @@ class RunOptions(BaseModel):
     decode_tokens: int = Field(_EVAL["decode_tokens"].default, ge=2)
     prompt_tokens: int = Field(_EVAL["prompt_tokens"].default, ge=1)
     plan_for: str | None = None  # e.g. Qwen2.5-72B: also advise for that model
-    stream: bool = False  # --model DIR measured as a target: its accuracy streamed layer by layer (core.measure.streamed)
+    stream: bool = False  # --model DIR measured as a planned model: its accuracy streamed layer by layer (core.measure.streamed)
     target: str = "this"
     target_methods: list[str] | None = None  # measured on slices of plan_for; default: app.auto._target_methods
     cluster: str | None = None  # `local` or HOST:PORT of a Ray cluster: every method on every node (core.cluster.driver)

@@ -28,7 +28,7 @@ def run_page(export: RunExport, only: tuple[str, ...] = ORDER) -> list[tuple[str
 
 
 def sections(export: RunExport) -> list[Section]:
-    """One machine's page: what was measured, the advice, the target's plan and advice, then how the methods ran,
+    """One machine's page: what was measured, the advice, the plan and the target advice, then how the methods ran,
     the planner's check against the measured sizes and where the time went; a section with nothing to say is left
     out."""
     page = [Section("hardware", "Hardware", hardware_view(export)),

@@ -74,7 +74,7 @@ def method_rows(has_cuda: bool, findings: dict[str, str] | None = None) -> list[
     return rows
 
 
-def shipped_rows() -> list[dict]:
+def as_shipped_rows() -> list[dict]:
     """The quantized formats a checkpoint can be measured in as shipped (`--model CHECKPOINT`), and whether the library
     that reads each is here: the second half of `qadvisor methods`."""
     rows = []
@@ -301,7 +301,7 @@ def target_view(export: RunExport) -> TableView | None:
     if t is None:
         return None
     fits = {r.method: r.fits for r in export.plan.plans} if export.plan else {}
-    kv = any("+kv-" in r.method for r in t.results)  # a KV stack: every method's cache at the target's context
+    kv = any("+kv-" in r.method for r in t.results)  # a KV stack: every method's cache at the planned context
     scores = any(r.score_delta_pct is not None for r in t.results)  # published benchmark evidence
     rows = [[r.method, f"{r.size_bytes / 2**30:.1f}", f.size_change(r.size_reduction_pct),
              f.pm(r.decode_tok_s, r.decode_tok_s_spread, 2) + (" ⚠" if marked(r) else ""), f.num(r.prefill_tok_s),
@@ -344,7 +344,7 @@ def target_view(export: RunExport) -> TableView | None:
 
 
 def streamed_lines(export: RunExport) -> list[str]:
-    """How the target's own accuracy was streamed, what it cost, and what could not be."""
+    """How the planned model's own accuracy was streamed, what it cost, and what could not be."""
     s = export.streamed
     if s is None:
         return []
@@ -372,7 +372,7 @@ def _layer_cost(method: str, seconds: float | None, split) -> str:
 
 
 def _evidence_sources(model: str, results: list[TrialResult]) -> list[str]:
-    """Each published figure behind a target's accuracy column, and each source once."""
+    """Each published figure behind a planned model's accuracy column, and each source once."""
     found = [(r.method, evidence(model, r.method)) for r in results if r.accuracy_basis == "published"]
     lines = [f"{method} accuracy: {e.figure}" for method, e in found if e]
     return lines + [f"Source: {source}" for source in dict.fromkeys(e.source for _, e in found if e)]

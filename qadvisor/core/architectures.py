@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qadvisor.shipped import package_data
+from qadvisor.bundled import package_data
 from qadvisor.core.hub import folder_name
 from qadvisor.errors import UserError
 from qadvisor.schemas.architecture import Architecture, UnknownFamily

@@ -84,7 +84,7 @@ def generic_kernel_where_unpackable(model):
 
 
 # bitsandbytes logs this at every int8 matmul whose input is not fp16: on a CPU computing in fp32, every linear of every
-# token. Writing the lines took ~9 % of bnb-int8's generation time on the shipped model, a cost of the log, not of the
+# token. Writing the lines took ~9 % of bnb-int8's generation time on the bundled model, a cost of the log, not of the
 # method, so the timed model does not pay it; the trial's log says so once instead.
 CAST_LOGGER = "bitsandbytes.autograd._functions"
 

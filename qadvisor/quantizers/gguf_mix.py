@@ -123,7 +123,7 @@ def stored_linear_type(method: str, role: str, i: int, n: int, arch: Architectur
 
 
 def layer_ratio(method: str, arch: Architecture, depths: tuple[int, int]) -> float:
-    """The target's average layer ÷ the layers a deeper slice adds over a shallower one (each slice quantized as a
+    """The planned model's average layer ÷ the layers a deeper slice adds over a shallower one (each slice quantized as a
     model of its own depth), in bytes: what a slice projection of a memory-bound decode is short of."""
     def total(layers: int) -> float:
         sliced = arch.model_copy(update={"num_hidden_layers": layers})

@@ -177,7 +177,7 @@ def _gguf_array(tensor, bf16: bool):
 
 
 def _add_tokenizer(w, tok: dict, vocab_size: int) -> None:
-    """Byte-level BPE with the GPT-2 split regex, as the shipped tokenizer (and GPT-2) uses."""
+    """Byte-level BPE with the GPT-2 split regex, as the bundled tokenizer (and GPT-2) uses."""
     import gguf
 
     vocab = tok["model"]["vocab"]
@@ -204,7 +204,7 @@ def _add_tokenizer(w, tok: dict, vocab_size: int) -> None:
 
 def _pre_tokenizer(tok: dict) -> str:
     """llama.cpp's name for the split rule: Qwen's own tokenizers split with a regex before the byte-level step
-    ("qwen2"); a plain byte-level one with the GPT-2 regex, as the shipped model's, is "gpt-2"."""
+    ("qwen2"); a plain byte-level one with the GPT-2 regex, as the bundled model's, is "gpt-2"."""
     pre = tok.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
     return "qwen2" if any(s.get("type") == "Split" for s in steps) else "gpt-2"

@@ -48,7 +48,7 @@ class GPTQBackend(Backend):
         # GPTQModel sizes its CPU thread pool at import; fewer than 2 workers deadlocks its loader pool.
         os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(2, ctx.threads)))
         # Its torch packing writes the same bytes as its C++ packer, which builds on first use (24 s of a new machine's
-        # first run, for no time saved on the shipped model): see benchmarks/RESULTS.md.
+        # first run, for no time saved on the bundled model): see benchmarks/RESULTS.md.
         os.environ.setdefault(PACK_EXT_OFF, "1")
         from gptqmodel import GPTQModel, QuantizeConfig
 
@@ -153,7 +153,7 @@ def _compile_per_shape() -> None:
     """Let GPTQModel's CPU kernel (TorchLinear, for 2, 3 and 8 bits) compile once per weight shape, not per layer.
 
     The kernel compiles its dequantize step, inside which those cache lookups make dynamo guard on each layer's tensor
-    addresses: it recompiled 67 times for the shipped model's 56 linears (2 to 8 s of a run), meets dynamo's recompile
+    addresses: it recompiled 67 times for the bundled model's 56 linears (2 to 8 s of a run), meets dynamo's recompile
     limit at Qwen2.5-0.5B's 168 (the rest then run eager), and every call walks that chain of guards. Run eagerly
     (they only read or fill the layer's cache), the lookups leave 4 graphs of the same arithmetic, 13 frames; decode
     was no slower in fresh processes taking turns (benchmarks/RESULTS.md)."""

@@ -15,7 +15,7 @@ from qadvisor.quantizers.base import Backend, cast_plain, load_hf, plain_linears
 GROUP_SIZE = 64
 # HQQ's solver runs ~20 elementwise iterations over every weight: ~0.2 µs per weight element eagerly on 2 cores, a
 # few times less fused by torch.compile, whose first compile costs seconds. Qwen2.5-0.5B has 358 M weights in its
-# linears: 70 s eager, 24 s fused on 2 Intel AMX cores (benchmarks/RESULTS.md, Machine C); the shipped model has 14 M,
+# linears: 70 s eager, 24 s fused on 2 Intel AMX cores (benchmarks/RESULTS.md, Machine C); the bundled model has 14 M,
 # a few seconds either way, too few to pay for a compile.
 FUSE_FROM_ELEMENTS = 100_000_000
 

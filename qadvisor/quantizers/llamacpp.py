@@ -223,7 +223,7 @@ class LlamaAdapter:
                                        n_threads_batch=threads, logits_all=True, verbose=False,
                                        n_gpu_layers=-1 if gpu else 0)
         # llama.cpp's own count of its tensors' bytes (as the GGUF's tensor table has them, without parsing the file
-        # again in Python: a fifth of a second on the shipped model)
+        # again in Python: a fifth of a second on the bundled model)
         self.tensor_bytes = int(llama_cpp.llama_model_size(self.llm._model.model))
         self._one = llama_cpp._internals.LlamaBatch(n_tokens=1, embd=0, n_seq_max=1)  # freed with the adapter
         one = self._one.batch
@@ -250,7 +250,7 @@ class LlamaAdapter:
 
     def greedy_step(self, tokens: list[int], fresh: bool = False) -> int:
         """Decode `tokens` and return the most likely next one, as llama.cpp's own greedy sampler does: no tensors
-        per step (torch's argmax and conversions cost 3 % of a step on the shipped model)."""
+        per step (torch's argmax and conversions cost 3 % of a step on the bundled model)."""
         if fresh:
             self.llm.reset()
         self._decode_for_last(tokens)
@@ -258,7 +258,7 @@ class LlamaAdapter:
 
     def _decode_one(self, token: int) -> None:
         """A decode step straight to `llama_decode` through a batch of one made once: llama-cpp-python's `eval` fills
-        a batch and trims the cache in Python at every step (15–20 µs of a 600 µs step on the shipped model). Only
+        a batch and trims the cache in Python at every step (15–20 µs of a 600 µs step on the bundled model). Only
         after `eval` began the sequence (a reset leaves n_tokens at 0), so no stale cache cells lie past its end."""
         import llama_cpp
 
@@ -270,7 +270,7 @@ class LlamaAdapter:
 
     def _decode_for_last(self, tokens: list[int]) -> None:
         # as llama.cpp generates: the output layer runs at the last position only (and a decode step has no other;
-        # its logits then skip the copy into the all-positions table: 3 % of a step on the shipped model)
+        # its logits then skip the copy into the all-positions table: 3 % of a step on the bundled model)
         if len(tokens) == 1 and self.llm.n_tokens > 0:  # a decode step of a sequence `eval` started
             self._decode_one(tokens[0])
             return

@@ -14,7 +14,7 @@ STEPS = ("load", "quantize", "save", "reload", "evaluate", "benchmark")
 
 
 # Where an event comes from: the fp32 reference, a method's trial, a slice of the --plan-for model (its building,
-# a method at one depth, their timing side by side) or the target's accuracy streamed layer by layer. Faces route
+# a method at one depth, their timing side by side) or the planned model's accuracy streamed layer by layer. Faces route
 # by it; the method string is for the eye only.
 Stage = Literal["reference", "trial", "slice", "stream"]
 

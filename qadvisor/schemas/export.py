@@ -16,7 +16,7 @@ from qadvisor.schemas.recommendation import Recommendation
 from qadvisor.schemas.result import TrialResult
 
 # 2: results say where their accuracy comes from (accuracy_basis) and what they ran with (safe_config,
-# cpu_contention); the recommendation lists every archetype a method fits; the target's accuracy may be streamed.
+# cpu_contention); the recommendation lists every archetype a method fits; the planned model's accuracy may be streamed.
 # 3: a plan's target says its `device_type` (cpu / gpu), and its rows a `size_class` (high / medium / low / base)
 # where they said an archetype by size: archetypes are the advisor's alone
 SCHEMA_VERSION = 3
@@ -26,7 +26,7 @@ class EvalText(BaseModel):
     """The text accuracy was scored on, and whether the model measured was held out from it."""
     path: str
     source: str  # what it is, in words
-    held_out: Literal["yes", "no", "unknown"]  # yes: the shipped model's own split; unknown: a public or user text
+    held_out: Literal["yes", "no", "unknown"]  # yes: the bundled model's own split; unknown: a public or user text
     why: str = ""  # why the standard text (wikitext-2) was not used, where it was not
 
     def words(self, tokens: int) -> str:
@@ -64,7 +64,7 @@ class RunSettings(BaseModel):
 class TargetAdvice(BaseModel):
     """`--plan-for`: the recommendation for the model the team will deploy. Each result's `reason` names the basis
     of its numbers: size from the planner (estimate), decode projected from slices measured here or the bound for
-    a GPU that is not here, accuracy published at the target's size or the proxy's (`accuracy_basis`)."""
+    a GPU that is not here, accuracy published at the planned model's size or the proxy's (`accuracy_basis`)."""
 
     model: str
     target: str
@@ -74,8 +74,8 @@ class TargetAdvice(BaseModel):
     published: dict | None = None  # Qwen's published accuracy of its own quantized releases of that size
     # for a GPU target: Qwen's published decode tok/s of those releases on A100 80GB (transformers, vLLM)
     published_speed: dict | None = None
-    comparison: list[str] = []  # how the target's pick relates to the proxy's
-    accuracy_note: str = ""  # the methods left out of the pick for want of accuracy evidence at the target's size
+    comparison: list[str] = []  # how the target advice's pick relates to the proxy's
+    accuracy_note: str = ""  # the methods left out of the pick for want of accuracy evidence at the planned model's size
 
 
 class LayerTime(BaseModel):
@@ -90,7 +90,7 @@ class LayerTime(BaseModel):
 
 
 class StreamedMethod(BaseModel):
-    """One method's accuracy on the target's own weights, streamed one layer at a time, or why it has none."""
+    """One method's accuracy on the planned model's own weights, streamed one layer at a time, or why it has none."""
 
     method: str
     ppl: float | None = None
@@ -110,7 +110,7 @@ GGUF_EMULATED = ("streamed by emulating llama.cpp's CPU path in torch (its ggml 
 
 
 class StreamedAccuracy(BaseModel):
-    """`--plan-for DIR` with weights (or `--model DIR --stream`): the target's own accuracy, layer by layer
+    """`--plan-for DIR` with weights (or `--model DIR --stream`): the planned model's own accuracy, layer by layer
     (core.measure.streamed), against its fp32 reference over the same evaluation text."""
 
     model: str
@@ -158,7 +158,7 @@ class RunExport(BaseModel):
     plan: Plan | None = None  # --plan-for: the planner's estimate for a deployment target
     plan_check: list[PlanCheck] = []  # the planner's predicted weight bytes next to the measured ones
     target: TargetAdvice | None = None  # --plan-for: advice for that model, projected from this run
-    streamed: StreamedAccuracy | None = None  # --plan-for DIR with weights: the target's accuracy, streamed
+    streamed: StreamedAccuracy | None = None  # --plan-for DIR with weights: the planned model's accuracy, streamed
     kinds: list[HardwareKind] = []  # --cluster: one entry per hardware kind; `recommendation` is the first kind's
 
 

@@ -59,7 +59,7 @@ LIMITS: tuple[Limit, ...] = (
                          f"(short by {100 * (1 - r.decode_tok_s / lim):.0f}%)",
           lambda value, lim: max(0.0, 1 - value / lim), ceiling=False),
     Limit("max_ppl_rise", "max_ppl_rise_pct", "max PPL +%", "%", "hard limit: perplexity rise in percent vs fp32 (a "
-          "target's published benchmark-average drop where it has no perplexity)", {"ge": 0}, lambda r: r.loss_pct,
+          "planned model's published benchmark-average drop where it has no perplexity)", {"ge": 0}, lambda r: r.loss_pct,
           lambda r, lim: f"{'perplexity' if r.ppl_delta_pct is not None else 'benchmark-average drop'} "
                          f"{r.loss_pct:+.1f}% > max +{lim:g}%",
           lambda value, lim: max(0.0, (value - lim) / 100), unknown="accuracy loss not known"),

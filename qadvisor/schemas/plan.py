@@ -17,13 +17,13 @@ class Target(BaseModel):
 
 
 class Projection(BaseModel):
-    """A target's speed here, projected from slices of it measured with the real backend: the time per token (or
+    """A planned model's speed here, projected from slices of it measured with the real backend: the time per token (or
     per prompt) is `fixed + layers × per_layer`, fitted through two slice depths."""
 
     label: str = "projected"
     device: str  # where the slices were measured
     layers_measured: list[int]  # the two slice depths
-    layers_projected: int  # the target's decoder layers
+    layers_projected: int  # the planned model's decoder layers
     measured_decode_tok_s: list[float]  # per slice depth, median of the repeats
     measured_prefill_tok_s: list[float]
     decode_per_layer_ms: float
@@ -35,7 +35,7 @@ class Projection(BaseModel):
     decode_tok_s_range: tuple[float, float] | None = None  # from the slowest and fastest repeats at each depth
     prefill_tok_s_range: tuple[float, float] | None = None
     basis: str
-    # decode's per-layer time was scaled by this: the target's average layer ÷ the layer the slices add, in bytes
+    # decode's per-layer time was scaled by this: the planned model's average layer ÷ the layer the slices add, in bytes
     # (a GGUF mix that picks types by layer position; quantizers/gguf_mix.py, an estimate); 1.0: as measured
     layer_bytes_ratio: float = 1.0
     capped_at_bound: bool = False  # older exports: the projection exceeded the bound and decode_tok_s is the bound

@@ -7,12 +7,12 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from qadvisor.errors import UserError
-from qadvisor.shipped import shipped_dir
+from qadvisor.bundled import bundled_dir
 from qadvisor.schemas.jsonfile import check_known_fields, read_json_object, validate_versioned
 from qadvisor.schemas.limits import LIMITS, Limits
 
 PROFILE_SCHEMA_VERSION = 1
-PROFILES_DIR = shipped_dir("profiles")
+PROFILES_DIR = bundled_dir("profiles")
 
 
 class Priorities(BaseModel):
@@ -23,7 +23,7 @@ class Priorities(BaseModel):
     latency: float = Field(1.0, ge=0)
     accuracy: float = Field(1.0, ge=0)
     limits: Limits = Limits()
-    # --plan-for: a method whose loss at the target's size nobody published may be picked, on the proxy's accuracy
+    # --plan-for: a method whose loss at the planned model's size nobody published may be picked, on the proxy's accuracy
     accept_unverified_accuracy: bool = False
 
     @model_validator(mode="after")

@@ -29,7 +29,7 @@ class TrialResult(BaseModel):
     decode_tok_s: float | None = None
     decode_tok_s_spread: float | None = None  # max - min over the repeats
     # what decode_tok_s is: measured in this run, projected from slices, or a bandwidth bound (an upper limit
-    # for a GPU that is not here); the target's advice holds the latter two
+    # for a GPU that is not here); the target advice holds the latter two
     decode_kind: Literal["measured", "projected", "bound", "estimate"] = "measured"  # estimate: from disk
     ttft_ms: float | None = None
     decode_tokens: int | None = None  # new tokens per timed generation (fewer than asked where steps are slow)
@@ -47,10 +47,10 @@ class TrialResult(BaseModel):
     notes: list[str] = []  # what the measured model ran with that a reader must know (Backend.notes, a fallback)
     # the backend's safe configuration the trial ran in, where its faster path crashed here (quantizers.fallback)
     safe_config: str | None = None
-    # accuracy on the held-out text, against the unquantized fp32 reference; for a target (--plan-for) where it comes
-    # from: measured (this run, this model), streamed (the target's own weights, layer by layer: core.measure.streamed),
-    # published (at the target's size: `reason` names the source), or proxy
-    # (the run's small model: not known at the target's size)
+    # accuracy on the held-out text, against the unquantized fp32 reference; for a planned model (--plan-for) where it comes
+    # from: measured (this run, this model), streamed (the planned model's own weights, layer by layer: core.measure.streamed),
+    # published (at the planned model's size: `reason` names the source), or proxy
+    # (the run's small model: not known at the planned model's size)
     accuracy_basis: Literal["measured", "streamed", "published", "proxy"] = "measured"
     ppl: float | None = None
     ppl_delta_pct: float | None = None

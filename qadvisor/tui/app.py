@@ -313,7 +313,7 @@ def _slice_line(event) -> str:
             return f"slices: {r.method}: decode {r.decode_tok_s:.2f} tok/s, prefill {r.prefill_tok_s:.1f} tok/s"
         case Result(result=r):
             return f"slices: [red]{r.method}: {r.status}: {r.reason}[/]"
-        case Progress(stage="stream"):  # core.measure.streamed: the target's own accuracy
+        case Progress(stage="stream"):  # core.measure.streamed: the planned model's own accuracy
             return f"{event.method}: {event.message}"
         case Progress():
             pct = f" {100 * event.fraction:.0f}%" if event.fraction is not None else ""

@@ -11,7 +11,7 @@ from qadvisor.app.doctor import saved_report
 from qadvisor.app.options import names, run_options, values_from_args
 from qadvisor.app.views import method_rows
 from qadvisor.core.hardware import detect
-from qadvisor.core.measure.modelio import SHIPPED_MODEL_NAME, shipped_model_dir
+from qadvisor.core.measure.modelio import BUNDLED_MODEL_NAME, bundled_model_dir
 from qadvisor.quantizers import registry
 from qadvisor.schemas.doctor import DoctorReport
 from qadvisor.schemas.export import RunExport, load_export
@@ -39,9 +39,9 @@ class TuiInputs:
 
 
 def _reference(form: dict) -> str | None:
-    """A checkpoint's reference where the model field is blank: the shipped model, as blank means everywhere on the
+    """A checkpoint's reference where the model field is blank: the bundled model, as blank means everywhere on the
     form (the command line's --model CHECKPOINT alone measures size and speed only)."""
-    return str(shipped_model_dir()) if form.get("checkpoints") else None
+    return str(bundled_model_dir()) if form.get("checkpoints") else None
 
 
 def tui_inputs(args) -> TuiInputs:
@@ -63,5 +63,5 @@ def tui_inputs(args) -> TuiInputs:
         return AutoSession(run_options(prefix="", **{k: v for k, v in values.items() if k != "reference"}), priorities)
 
     return TuiInputs(hardware=hardware, methods=method_choices(hardware.cuda is not None),
-                     model_hint=SHIPPED_MODEL_NAME, run_factory=run_factory, export=export, doctor=saved_report(),
+                     model_hint=BUNDLED_MODEL_NAME, run_factory=run_factory, export=export, doctor=saved_report(),
                      loaded_from=getattr(args, "load", None))

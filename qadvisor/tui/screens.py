@@ -101,7 +101,7 @@ class PrioritiesScreen(Screen):
                 yield Label("[b]Hard limits[/] (blank: none)")
                 for pair in range(0, len(LIMITS), 2):  # two limits a row: the form fits 80 columns
                     yield from _row(*[(row.label, _limit_input(row)) for row in LIMITS[pair:pair + 2]])
-                yield Label("[b]Model directory[/] or repo id (blank: shipped)")
+                yield Label("[b]Model directory[/] or repo id (blank: bundled)")
                 yield Input(placeholder=self.model_hint, id="model")
                 yield Label("[b]Checkpoints[/] as shipped (reference: the model above)")
                 yield Input(placeholder="quantized folders, .gguf files or OWNER/REPO-GGUF:Q4_K_M, comma-separated",
@@ -208,7 +208,7 @@ class RunScreen(Screen):
         yield Footer()
 
     def panel(self, method: str):
-        """The live panel of `method`, or None for events of other steps (the reference, the target's slices)."""
+        """The live panel of `method`, or None for events of other steps (the reference, the planned model's slices)."""
         return self.panels.get(method)
 
     def show_line(self, widget_id: str, text: str) -> None:

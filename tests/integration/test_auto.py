@@ -1,4 +1,4 @@
-"""`qadvisor --auto` on the shipped model with the real backends: the issue's 'done when', as a test."""
+"""`qadvisor --auto` on the bundled model with the real backends: the issue's 'done when', as a test."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""awq-int4 on the shipped model through GPTQModel's AWQ: calibrated, saved in the AWQ GEMM format, sized as the
+"""awq-int4 on the bundled model through GPTQModel's AWQ: calibrated, saved in the AWQ GEMM format, sized as the
 planner says, measured and open to the advisor like any method."""
 
 import json
@@ -23,7 +23,7 @@ def test_awq_int4_is_measured_sized_by_the_planner_and_can_be_picked(tmp_path):
     config = json.loads((kept / "awq-int4" / "quantize_config.json").read_text())
     assert (config["quant_method"], config["format"], config["bits"], config["group_size"]) == ("awq", "gemm", 4, 128)
     assert "awq-int4" in export.recommendation.scores  # the advisor weighs it like any other method
-    again = tmp_path / "shipped.json"  # the kept folder, measured as shipped against the shipped model: the same numbers
+    again = tmp_path / "shipped.json"  # the kept folder, measured as shipped against the bundled model: the same numbers
     proc = run_cli("--auto", "--model", str(kept / "awq-int4"), "--reference", export.model.path, "--repeats", "2",
                    "--export", str(again), env={"QADVISOR_CACHE": str(tmp_path / "cache")})
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,10 +1,10 @@
-"""Checkpoints measured as shipped: qadvisor's own kept models of the shipped model, measured again side by side with
-the shipped model as their reference, give back the trials' sizes to the byte and their accuracy within 1 %."""
+"""Checkpoints measured as shipped: qadvisor's own kept models of the bundled model, measured again side by side with
+the bundled model as their reference, give back the trials' sizes to the byte and their accuracy within 1 %."""
 
 import pytest
 
 from qadvisor.schemas.export import load_export
-from tests.conftest import SHIPPED, run_cli
+from tests.conftest import BUNDLED, run_cli
 
 KEPT = ("gptq-int4", "bnb-nf4", "gguf-q4_k_m")  # among the default methods: the session's cache has them (test_auto)
 
@@ -35,7 +35,7 @@ def test_kept_models_measured_as_shipped_reproduce_their_trials(kept, tmp_path):
     # the GGUF as Qwen ships its larger ones, split in parts: measured whole from its first part
     parts = split_gguf(paths["gguf-q4_k_m"], tmp_path)
     paths = {**paths, "gguf-q4_k_m": parts[0]}
-    export, stdout = as_shipped(paths.values(), tmp_path, "--reference", str(SHIPPED))
+    export, stdout = as_shipped(paths.values(), tmp_path, "--reference", str(BUNDLED))
     results = {r.method: r for r in export.results}
     assert export.model.checkpoints == [str(p) for p in paths.values()]
     for method, path in paths.items():
@@ -78,7 +78,7 @@ def test_without_a_reference_size_and_speed_only(kept, tmp_path):
 
 
 def compressed_int8(folder):
-    """The shipped model in compressed-tensors' int-quantized format (int8 per channel), written by that library."""
+    """The bundled model in compressed-tensors' int-quantized format (int8 per channel), written by that library."""
     import shutil
 
     import torch
@@ -87,7 +87,7 @@ def compressed_int8(folder):
                                                  QuantizationStatus, apply_quantization_config)
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(SHIPPED), dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(str(BUNDLED), dtype=torch.bfloat16)
     args = QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="channel")
     apply_quantization_config(model, QuantizationConfig(config_groups={"g": QuantizationScheme(targets=["Linear"],
                               weights=args)}, ignore=["lm_head"], format="int-quantized"))
@@ -100,14 +100,14 @@ def compressed_int8(folder):
     compressor.compress_model(model)
     model.save_pretrained(str(folder))
     compressor.update_config(str(folder))
-    shutil.copy(SHIPPED / "tokenizer.json", folder)
+    shutil.copy(BUNDLED / "tokenizer.json", folder)
     return folder
 
 
 def test_a_compressed_tensors_checkpoint_is_measured_as_shipped(tmp_path):
     pytest.importorskip("compressed_tensors")
     folder = compressed_int8(tmp_path / "w8")
-    export, _ = as_shipped([folder], tmp_path, "--reference", str(SHIPPED))
+    export, _ = as_shipped([folder], tmp_path, "--reference", str(BUNDLED))
     shipped = export.results[0]
     assert (shipped.method, shipped.status, shipped.backend) == ("as-shipped:compressed-tensors-int8", "ok", "torch")
     assert shipped.size_bytes < 0.7 * export.model.bf16_bytes and 0 < shipped.kl_mean < 1e-3
@@ -116,12 +116,12 @@ def test_a_compressed_tensors_checkpoint_is_measured_as_shipped(tmp_path):
 
 def test_an_unquantized_gguf_is_a_reference_as_its_folder_is(kept, tmp_path):
     """Qwen's GGUF repos hold an F16 file beside the quantized ones: as the reference, split in parts, it scores a
-    kept GGUF as the shipped model's folder does; a quantized GGUF as the reference is one line, before anything."""
+    kept GGUF as the bundled model's folder does; a quantized GGUF as the reference is one line, before anything."""
     from qadvisor.quantizers.ggufwrite import to_gguf
     from tests.samples import split_gguf
 
     paths, trials = kept
-    to_gguf(SHIPPED, tmp_path / "tiny.gguf")
+    to_gguf(BUNDLED, tmp_path / "tiny.gguf")
     first, _ = split_gguf(tmp_path / "tiny.gguf", tmp_path, parts=2, name="tiny-bf16")
     export, _ = as_shipped([paths["gguf-q4_k_m"]], tmp_path, "--reference", str(first))
     shipped, trial = export.results[0], trials["gguf-q4_k_m"]

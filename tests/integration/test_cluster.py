@@ -31,12 +31,12 @@ def _session(methods, **extra):
 def test_a_local_cluster_measures_what_a_local_run_does(fresh_ray):
     """... and --plan-for on this machine's kind: slices timed on one node of each kind after its trials, advice
     per kind."""
-    from tests.conftest import SHIPPED
+    from tests.conftest import BUNDLED
 
     here = _session(["fp32", "gguf-q8_0"])
     list(here.events())
     local = {r.method: r for r in here.export().results}
-    session = _session(["fp32", "gguf-q8_0"], cluster="local", plan_for=str(SHIPPED), target_methods=["gguf-q8_0"])
+    session = _session(["fp32", "gguf-q8_0"], cluster="local", plan_for=str(BUNDLED), target_methods=["gguf-q8_0"])
     events = list(session.events())
     export = session.export()
     (kind,) = export.kinds
@@ -52,7 +52,7 @@ def test_a_local_cluster_measures_what_a_local_run_does(fresh_ray):
     assert export.plan is None and kind.plan is not None  # the plan is the kind's, measured on its node
     (row,) = [r for r in kind.plan.plans if r.method == "gguf-q8_0"]
     assert row.projection is not None and row.projection.label == "projected"
-    assert kind.target is not None and export.target == kind.target and kind.target.model == SHIPPED.name
+    assert kind.target is not None and export.target == kind.target and kind.target.model == BUNDLED.name
     slices = [e for e in events if isinstance(e, Progress) and "@2L" in e.method]
     assert slices and all(e.method.endswith(f"@ {kind.nodes[0]}") for e in slices)
     assert session.trials() == len(export.results) + len(row.projection.layers_measured)
@@ -147,7 +147,7 @@ def test_trials_reach_both_nodes_and_identical_nodes_fold_into_one_kind(two_node
     for method in ("fp32", "gguf-q4_k_m"):  # made on one node, taken from the object store by the other
         made = sorted(r.cached for r in export.results if r.method == method)
         assert made == [False, True], (method, proc.stdout[-3000:])
-    # one reference for the kind: computed on one node, shipped into the other's cache
+    # one reference for the kind: computed on one node, sent into the other's cache
     assert export.kinds[0].reference_node in export.kinds[0].nodes
     assert all((tmp_path / node / "reference").is_dir() for node in ("head", "worker"))
     # --keep-models: each node's models in a folder of its own, the pinned method on its node only

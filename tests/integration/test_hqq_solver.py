@@ -3,7 +3,7 @@ reports its progress per linear (quantizers.hqq)."""
 
 import pytest
 
-from tests.conftest import SHIPPED
+from tests.conftest import BUNDLED
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("hqq")
@@ -18,7 +18,7 @@ def _quantize(monkeypatch, fuse_from):
     monkeypatch.setattr(hqq, "FUSE_FROM_ELEMENTS", fuse_from)
     seen = []
     ctx = TrialContext(threads=2, progress=lambda step, fraction, message: seen.append((step, fraction, message)))
-    model = hqq.BACKEND.quantize(SHIPPED, registry.methods()["hqq-int4"], ctx)
+    model = hqq.BACKEND.quantize(BUNDLED, registry.methods()["hqq-int4"], ctx)
     weights = {name: m.dequantize().float() for name, m in model.named_modules() if isinstance(m, HQQLinear)}
     return weights, seen
 
@@ -31,7 +31,7 @@ def test_the_fused_solver_quantizes_as_the_eager_one(monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="qadvisor.quantizers.hqq")
 
     eager_step = optimize.optimize_weights_proximal_legacy_step
-    eager, seen = _quantize(monkeypatch, fuse_from=10**15)  # the shipped model is far too small to fuse
+    eager, seen = _quantize(monkeypatch, fuse_from=10**15)  # the bundled model is far too small to fuse
     assert "fused" not in caplog.text
     fused, _ = _quantize(monkeypatch, fuse_from=0)
     assert "solver step fused with torch.compile" in caplog.text

@@ -71,10 +71,10 @@ def test_ctrl_c_while_streaming_keeps_the_methods_that_streamed(tmp_path):
     layer, and the export keeps the methods that finished streaming, `complete: false`."""
     import shutil
 
-    from tests.conftest import SHIPPED
+    from tests.conftest import BUNDLED
 
     checkpoint, export = tmp_path / "my-qwen", tmp_path / "part.json"
-    shutil.copytree(SHIPPED, checkpoint)
+    shutil.copytree(BUNDLED, checkpoint)
     env = {**os.environ, registry.MOCK_ENV: "1", "QADVISOR_CACHE": str(tmp_path / "cache")}
     cli = subprocess.Popen(
         [sys.executable, "-m", "qadvisor", "--auto", "--methods", "mock-passthrough,bf16", "--repeats", "1",

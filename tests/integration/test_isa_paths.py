@@ -36,4 +36,4 @@ def test_doctor_runs_every_backend_under_a_lower_instruction_set(variant, tmp_pa
     assert not broken, broken
     for calibrated in {"gptq", "awq"} & set(chosen):  # their solvers ran, not a cached file or round-to-nearest
         if verdicts[calibrated][0] != "not installed":
-            assert "calibrated on 8 paragraphs of the shipped text" in verdicts[calibrated][1], verdicts[calibrated]
+            assert "calibrated on 8 paragraphs of the bundled text" in verdicts[calibrated][1], verdicts[calibrated]

@@ -1,4 +1,4 @@
-"""A weight method stacked with a quantized KV cache, measured for real on the shipped model."""
+"""A weight method stacked with a quantized KV cache, measured for real on the bundled model."""
 
 from qadvisor.schemas.export import load_export
 from tests.conftest import run_cli

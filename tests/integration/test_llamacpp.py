@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from qadvisor.core.measure.metrics import timed_greedy
-from qadvisor.core.measure.modelio import shipped_model_dir
+from qadvisor.core.measure.modelio import bundled_model_dir
 from qadvisor.schemas.export import load_export
 from qadvisor.quantizers import registry
 from qadvisor.quantizers.base import TrialContext
@@ -13,10 +13,10 @@ from tests.conftest import run_cli
 
 
 def _gguf(method: str, folder):
-    """The shipped model quantized by `method`, saved in `folder` and loaded back: (backend, model)."""
+    """The bundled model quantized by `method`, saved in `folder` and loaded back: (backend, model)."""
     spec = registry.parse_methods(method)[0].weights
     backend, ctx = registry.backend_for(spec), TrialContext(threads=2, max_tokens=64)
-    backend.save(backend.quantize(shipped_model_dir(), spec, ctx), spec, folder)
+    backend.save(backend.quantize(bundled_model_dir(), spec, ctx), spec, folder)
     return backend, backend.load(folder, spec, ctx)
 
 
@@ -116,11 +116,11 @@ def _mix_model(tmp_path, layers):
     from qadvisor.core.measure import synthetic
     from qadvisor.schemas.architecture import Architecture
 
-    vocab = architectures.resolve_architecture(str(shipped_model_dir())).vocab_size
+    vocab = architectures.resolve_architecture(str(bundled_model_dir())).vocab_size
     arch = Architecture(name="mix", hidden_size=256, intermediate_size=512, num_hidden_layers=layers,
                         num_attention_heads=4, num_key_value_heads=1, vocab_size=vocab,
                         tie_word_embeddings=layers < 80, head_dim=40)  # 80: an output tensor of its own, as 72B
-    return arch, synthetic.build(arch, tmp_path / "mix", shipped_model_dir(), {})
+    return arch, synthetic.build(arch, tmp_path / "mix", bundled_model_dir(), {})
 
 
 def _check_types(method, arch, path, imatrix):
@@ -149,7 +149,7 @@ def _check_types(method, arch, path, imatrix):
 
 def test_an_importance_matrix_lowers_q4_k_m_loss_in_a_file_llama_cpp_runs(tmp_path):
     """The imatrix methods: llama.cpp's own quantizer weighted by the calibration text's activations, the same
-    types and bytes as without, read and run by llama.cpp (IQ4_XS too); Q4_K_M loses less with it on the shipped
+    types and bytes as without, read and run by llama.cpp (IQ4_XS too); Q4_K_M loses less with it on the bundled
     model."""
     out = tmp_path / "run.json"
     proc = run_cli("--auto", "--methods", "gguf-q4_k_m,gguf-q4_k_m-imat,gguf-iq4_xs", "--repeats", "2",

@@ -1,4 +1,4 @@
-"""A GGUF mix made for a budget on the shipped model: the file holds exactly the types its record lists, llama.cpp's
+"""A GGUF mix made for a budget on the bundled model: the file holds exactly the types its record lists, llama.cpp's
 own quantizer makes the same types from the record's overrides, the budget holds to the byte, and the predicted
 KL is the sum the record's sensitivities give."""
 
@@ -6,12 +6,12 @@ import ctypes
 
 import pytest
 
-from qadvisor.core.measure.modelio import paragraphs, shipped_model_dir
+from qadvisor.core.measure.modelio import paragraphs, bundled_model_dir
 from qadvisor.quantizers import ggufmix, mixsolver, registry, sensitivity
 from qadvisor.quantizers.base import TrialContext
 from qadvisor.quantizers.ggufwrite import GGUF_FILE, to_gguf
 
-BUDGET = 10_900_000  # bytes: a little under the shipped model's gguf-q3_k_m
+BUDGET = 10_900_000  # bytes: a little under the bundled model's gguf-q3_k_m
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def kept(tmp_path_factory):
     quality, is under test here)."""
     folder = tmp_path_factory.mktemp("mix")
     spec = registry.spec(f"gguf-mix@{BUDGET}")
-    model_dir = shipped_model_dir()
+    model_dir = bundled_model_dir()
     ctx = TrialContext(threads=2, max_tokens=64, calib_texts=paragraphs(model_dir / "calib.txt"))
     backend = registry.backend_for(spec)
     with pytest.MonkeyPatch.context() as patch:
@@ -59,7 +59,7 @@ def _shape(name: str) -> tuple[int, int]:
 
     from qadvisor.schemas.architecture import Architecture
 
-    arch = Architecture.from_config("shipped", json.loads((shipped_model_dir() / "config.json").read_text()))
+    arch = Architecture.from_config("bundled", json.loads((bundled_model_dir() / "config.json").read_text()))
     return next((rows, n_in) for found, rows, n_in in ggufmix.layout(arch) if found == name)
 
 
@@ -69,7 +69,7 @@ def test_llama_cpps_quantizer_makes_the_same_types_from_the_records_overrides(ke
 
     _, mix = kept
     full, out = tmp_path / "full.gguf", tmp_path / "rebuilt.gguf"
-    to_gguf(shipped_model_dir(), full)
+    to_gguf(bundled_model_dir(), full)
     pairs = mix.overrides()
     table = (llama_cpp.llama_model_tensor_override * (len(pairs) + 1))()
     for row, (pattern, kind) in zip(table, pairs):
@@ -83,7 +83,7 @@ def test_llama_cpps_quantizer_makes_the_same_types_from_the_records_overrides(ke
 
 
 def test_a_mix_streams_with_sensitivities_measured_one_layer_at_a_time(monkeypatch):
-    """The streamed path (for a checkpoint larger than RAM) on the shipped model: the same kind of record, a budget
+    """The streamed path (for a checkpoint larger than RAM) on the bundled model: the same kind of record, a budget
     held, a prediction near the KL the streamed file's rounding gives."""
     from transformers import AutoTokenizer
 
@@ -93,11 +93,11 @@ def test_a_mix_streams_with_sensitivities_measured_one_layer_at_a_time(monkeypat
     from qadvisor.schemas.export import StreamedAccuracy
 
     monkeypatch.setattr(mixstream, "TOKENS", 256)
-    model_dir = shipped_model_dir()
+    model_dir = bundled_model_dir()
     ids = AutoTokenizer.from_pretrained(str(model_dir))((model_dir / "heldout.txt").read_text()).input_ids
     request = StreamRequest(model_dir=model_dir, methods=["gguf-mix@5.5bpw"], windows=eval_windows(ids, 256, 4),
                             threads=2, calib_texts=paragraphs(model_dir / "calib.txt"))
-    out = StreamedAccuracy(model="shipped", path=str(model_dir), not_streamed={}, complete=False)
+    out = StreamedAccuracy(model="bundled", path=str(model_dir), not_streamed={}, complete=False)
     list(stream(request, out))
     (found,) = out.methods
     assert not found.error and found.mix is not None

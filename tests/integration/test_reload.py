@@ -5,7 +5,7 @@ import contextlib
 
 import pytest
 
-from tests.conftest import SHIPPED
+from tests.conftest import BUNDLED
 
 torch = pytest.importorskip("torch")
 
@@ -18,14 +18,14 @@ def test_a_reload_without_initialising_gives_the_same_logits_and_a_tied_head(tmp
     spec = registry.methods()[method]
     backend = registry.backend_for(spec)
     ctx = TrialContext(threads=2)
-    backend.save(backend.quantize(SHIPPED, spec, ctx), spec, tmp_path)
+    backend.save(backend.quantize(BUNDLED, spec, ctx), spec, tmp_path)
     ids = torch.randint(0, 1000, (1, 32))
     logits = {}
     for mode, context in (("skipped", base.skipped_init), ("initialised", contextlib.nullcontext)):
         monkeypatch.setattr(base, "skipped_init", context)
         monkeypatch.setattr(quanto, "skipped_init", context)
         model = backend.load(tmp_path, spec, ctx)
-        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()  # the shipped model ties
+        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()  # the bundled model ties
         with torch.inference_mode():
             logits[mode] = model(ids).logits
     assert torch.equal(logits["skipped"], logits["initialised"])
@@ -41,7 +41,7 @@ def test_quanto_counts_its_packed_weights_without_unpacking_them(tmp_path):
 
     spec = registry.methods()["quanto-int4"]
     backend, ctx = registry.backend_for(spec), TrialContext(threads=2)
-    backend.save(backend.quantize(SHIPPED, spec, ctx), spec, tmp_path)
+    backend.save(backend.quantize(BUNDLED, spec, ctx), spec, tmp_path)
     model = backend.load(tmp_path, spec, ctx)
     saved = set(model.state_dict())
     unsaved = sum(nbytes(b) for name, b in model.named_buffers() if name not in saved)
@@ -62,7 +62,7 @@ def test_quanto_int4_saves_the_same_file_without_tinygemms_round_trip(tmp_path, 
     for mode in ("plain", "tinygemm"):
         if mode == "tinygemm":
             monkeypatch.setattr(quanto, "_plain_layout", contextlib.nullcontext)
-        model = quanto.BACKEND.quantize(SHIPPED, spec, ctx)
+        model = quanto.BACKEND.quantize(BUNDLED, spec, ctx)
         layout = type(model.model.layers[0].mlp.up_proj.weight).__name__
         assert layout == ("WeightQBitsTensor" if mode == "plain" else "TinyGemmWeightQBitsTensor")
         (tmp_path / mode).mkdir()
@@ -84,7 +84,7 @@ def test_a_quanto_int4_reload_builds_no_extension_and_gives_the_same_logits(tmp_
     from qadvisor.quantizers.base import TrialContext
 
     spec, ctx = registry.methods()["quanto-int4"], TrialContext(threads=2)
-    quanto.BACKEND.save(quanto.BACKEND.quantize(SHIPPED, spec, ctx), spec, tmp_path)
+    quanto.BACKEND.save(quanto.BACKEND.quantize(BUNDLED, spec, ctx), spec, tmp_path)
     monkeypatch.setattr(ext, "_lib", None)
     with monkeypatch.context() as patch:
         patch.setattr(extension, "load", lambda **_: pytest.fail("quanto's C++ extension was built"))

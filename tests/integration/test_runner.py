@@ -1,4 +1,4 @@
-"""The runner on the shipped model: events in order, failures contained, cancel keeps finished results."""
+"""The runner on the bundled model: events in order, failures contained, cancel keeps finished results."""
 
 import threading
 

@@ -1,16 +1,16 @@
-"""`qadvisor plan --measure` end to end on slices of the shipped model's shape (8 layers: slices of 2 and 4)."""
+"""`qadvisor plan --measure` end to end on slices of the bundled model's shape (8 layers: slices of 2 and 4)."""
 
 import json
 
 import pytest
 
-from tests.conftest import SHIPPED, run_cli
+from tests.conftest import BUNDLED, run_cli
 
 pytestmark = pytest.mark.slow
 
 
 def test_plan_measure_projects_every_layer_from_two_real_slices(tmp_path):
-    proc = run_cli("plan", "--model", str(SHIPPED), "--measure", "--methods", "gguf-q8_0,quanto-int4,gptq-int4", "--json",
+    proc = run_cli("plan", "--model", str(BUNDLED), "--measure", "--methods", "gguf-q8_0,quanto-int4,gptq-int4", "--json",
                    env={"QADVISOR_CACHE": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     plan = json.loads(proc.stdout)

@@ -1,10 +1,10 @@
-"""Streaming measures what a whole-model trial measures: on the shipped model, each real backend's streamed PPL
+"""Streaming measures what a whole-model trial measures: on the bundled model, each real backend's streamed PPL
 and KL against the same method quantized, saved and reloaded whole (the trial's own steps, in this process).
 benchmarks/streamed_vs_whole.py runs every method and records the figures in RESULTS.md."""
 
 import pytest
 
-from tests.conftest import SHIPPED
+from tests.conftest import BUNDLED
 
 torch = pytest.importorskip("torch")
 
@@ -14,14 +14,14 @@ def _windows():
 
     from qadvisor.core.measure.metrics import eval_windows
 
-    ids = AutoTokenizer.from_pretrained(str(SHIPPED))((SHIPPED / "heldout.txt").read_text()).input_ids
+    ids = AutoTokenizer.from_pretrained(str(BUNDLED))((BUNDLED / "heldout.txt").read_text()).input_ids
     return eval_windows(ids, 128, 4)
 
 
 def _calib() -> list[str]:
     from qadvisor.core.measure.modelio import paragraphs
 
-    return paragraphs(SHIPPED / "calib.txt")
+    return paragraphs(BUNDLED / "calib.txt")
 
 
 def _whole(method, windows, ref_lp, tmp_path):
@@ -33,7 +33,7 @@ def _whole(method, windows, ref_lp, tmp_path):
     spec = registry.methods()[method]
     backend = registry.backend_for(spec)
     ctx = TrialContext(threads=2, max_tokens=256, calib_texts=_calib(), fast_bf16=fast_bf16())
-    backend.save(backend.quantize(SHIPPED, spec, ctx), spec, tmp_path)
+    backend.save(backend.quantize(BUNDLED, spec, ctx), spec, tmp_path)
     return accuracy(backend.load(tmp_path, spec, ctx), windows, ref_lp, "cpu")
 
 
@@ -52,10 +52,10 @@ def test_streamed_accuracy_matches_the_whole_model_trial(tmp_path, method):
     from qadvisor.quantizers.base import load_hf
 
     windows = _windows()
-    ref_lp = logprobs(load_hf(SHIPPED, torch.float32, "cpu"), windows, "cpu")
+    ref_lp = logprobs(load_hf(BUNDLED, torch.float32, "cpu"), windows, "cpu")
     whole = _whole(method, windows, ref_lp, tmp_path)
-    out = StreamedAccuracy(model="shipped", path=str(SHIPPED))
-    list(stream(StreamRequest(SHIPPED, [method], windows, threads=2, calib_texts=_calib()), out))
+    out = StreamedAccuracy(model="bundled", path=str(BUNDLED))
+    list(stream(StreamRequest(BUNDLED, [method], windows, threads=2, calib_texts=_calib()), out))
     streamed = out.methods[0]
     assert not streamed.error
     assert streamed.ppl == pytest.approx(whole.ppl, rel=0.005)

@@ -1,6 +1,6 @@
 """Pilot drives the whole flow as a user would: hardware → priorities → run → recommendation → save → load.
 
-The run uses the clearly named MOCK backend (and the real fp32 baseline) on the shipped model, so the
+The run uses the clearly named MOCK backend (and the real fp32 baseline) on the bundled model, so the
 UI test stays fast; the real backends are covered by tests/integration.
 """
 
@@ -530,12 +530,12 @@ def test_the_slice_phase_shows_a_line_per_method_and_depth():
 
 
 async def test_a_checkpoint_is_measured_as_shipped_from_the_form(app, tmp_path):
-    """The form's checkpoint field: a GGUF measured as it is, the shipped model (the blank model field) its reference;
+    """The form's checkpoint field: a GGUF measured as it is, the bundled model (the blank model field) its reference;
     a file that is not one is a line beside the field."""
     from qadvisor.quantizers.ggufwrite import to_gguf
-    from tests.conftest import SHIPPED
+    from tests.conftest import BUNDLED
 
-    to_gguf(SHIPPED, tmp_path / "model.gguf")
+    to_gguf(BUNDLED, tmp_path / "model.gguf")
     (tmp_path / "notes.gguf").write_text("not a model")
     async with app.run_test(size=(100, 40)) as pilot:
         await _priorities_with(pilot)

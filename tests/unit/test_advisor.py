@@ -198,7 +198,7 @@ def test_an_unquantized_baseline_is_not_the_balanced_pick_while_anything_else_is
 
 
 def test_a_perplexity_rise_never_beats_a_benchmark_drop():
-    """Published evidence at a target's size: one method's perplexity rise, another's benchmark drop. Smaller,
+    """Published evidence at a planned model's size: one method's perplexity rise, another's benchmark drop. Smaller,
     faster and a smaller number would dominate on one scale; they are two measures, so neither beats the other."""
     def published(method, size_mb, tok_s, ppl=None, score=None):
         r = result(method, size_mb, tok_s, None, ppl)

@@ -7,7 +7,7 @@ from qadvisor.core.measure import artifacts
 from qadvisor.core.hardware import detect
 from qadvisor.core.measure.runner import Run, RunRequest
 
-SHIPPED = Path(__file__).resolve().parents[2] / "assets" / "qwen2-tiny-stdlib"
+BUNDLED = Path(__file__).resolve().parents[2] / "assets" / "qwen2-tiny-stdlib"
 
 
 def _entry(run: Run, method: str) -> Path:
@@ -20,7 +20,7 @@ def _entry(run: Run, method: str) -> Path:
 
 def test_a_changed_calibration_text_changes_the_key_of_calibrated_methods_only(tmp_path):
     other = tmp_path / "calib.txt"
-    other.write_text((SHIPPED / "calib.txt").read_text() + "\n\nOne more paragraph.")
+    other.write_text((BUNDLED / "calib.txt").read_text() + "\n\nOne more paragraph.")
     hw = detect(with_backends=False)
     first = Run(RunRequest(methods=["gptq-int4", "bnb-nf4"]), hw)
     second = Run(RunRequest(methods=["gptq-int4", "bnb-nf4"], calib_text=other), hw)

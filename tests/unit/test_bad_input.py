@@ -6,7 +6,7 @@ import shutil
 import pytest
 from qadvisor.errors import UserError
 
-from tests.conftest import SHIPPED, run_cli
+from tests.conftest import BUNDLED, run_cli
 
 
 def _assert_one_line_error(proc, fragment):
@@ -18,7 +18,7 @@ def _assert_one_line_error(proc, fragment):
 
 def _model_copy(tmp_path):
     target = tmp_path / "model"
-    shutil.copytree(SHIPPED, target)
+    shutil.copytree(BUNDLED, target)
     return target
 
 

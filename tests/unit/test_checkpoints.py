@@ -9,7 +9,7 @@ import pytest
 from qadvisor.core.measure import checkpoints
 from qadvisor.errors import UserError
 from qadvisor.quantizers import checkpoint
-from tests.conftest import SHIPPED, run_cli
+from tests.conftest import BUNDLED, run_cli
 
 GPTQ = {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": True, "sym": True,
         "checkpoint_format": "gptq", "meta": {"quantizer": ["gptqmodel:7.6.0"]}}
@@ -18,12 +18,12 @@ NF4 = {"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_typ
 
 
 def folder_with(tmp_path, quant, name="ckpt", **config):
-    """The shipped model's config and tokenizer with a quantization_config: all `describe` and the checks read."""
+    """The bundled model's config and tokenizer with a quantization_config: all `describe` and the checks read."""
     folder = tmp_path / name
     folder.mkdir()
-    base = json.loads((SHIPPED / "config.json").read_text())
+    base = json.loads((BUNDLED / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**base, **config, "quantization_config": quant}))
-    shutil.copy(SHIPPED / "tokenizer.json", folder)
+    shutil.copy(BUNDLED / "tokenizer.json", folder)
     (folder / "model.safetensors").write_bytes(b"")
     return folder
 
@@ -37,16 +37,16 @@ def test_a_checkpoint_is_the_method_its_config_states(tmp_path, quant, name, gro
     spec = checkpoint.describe(folder_with(tmp_path, quant))
     assert (spec.name, spec.group_size, spec.bits) == (name, group, 4)
     assert says in spec.summary and spec.source == str((tmp_path / "ckpt").resolve())
-    assert checkpoint.is_checkpoint(tmp_path / "ckpt") and not checkpoint.is_checkpoint(SHIPPED)
+    assert checkpoint.is_checkpoint(tmp_path / "ckpt") and not checkpoint.is_checkpoint(BUNDLED)
 
 
 def test_a_gguf_is_described_by_its_header(tmp_path):
     from qadvisor.quantizers.ggufwrite import to_gguf
 
-    to_gguf(SHIPPED, tmp_path / "model.gguf")  # unquantized: bf16 matrices
+    to_gguf(BUNDLED, tmp_path / "model.gguf")  # unquantized: bf16 matrices
     spec = checkpoint.describe(tmp_path / "model.gguf")
     assert (spec.name, spec.backend, spec.bits) == ("as-shipped:gguf-bf16", "llamacpp", 16)
-    checkpoints.check_reference([spec], SHIPPED)  # the model it was written from passes
+    checkpoints.check_reference([spec], BUNDLED)  # the model it was written from passes
 
 
 def test_a_split_gguf_is_every_part_given_its_first(tmp_path):
@@ -54,7 +54,7 @@ def test_a_split_gguf_is_every_part_given_its_first(tmp_path):
     from qadvisor.quantizers.ggufwrite import to_gguf
     from tests.samples import split_gguf
 
-    to_gguf(SHIPPED, tmp_path / "model.gguf")
+    to_gguf(BUNDLED, tmp_path / "model.gguf")
     first, *rest = split_gguf(tmp_path / "model.gguf", tmp_path)
     assert first.name == "tiny-q4_k_m-00001-of-00003.gguf" and len(rest) == 2
     spec = checkpoint.describe(first)
@@ -67,7 +67,7 @@ def test_a_split_gguf_is_every_part_given_its_first(tmp_path):
     with pytest.raises(UserError, match="part 2 of a split GGUF; pass its first part, tiny-q4_k_m-00001-of-00003.gguf"):
         checkpoint.describe(rest[0])
     rest[1].unlink()
-    proc = run_cli("--auto", "--model", str(first), "--reference", str(SHIPPED))
+    proc = run_cli("--auto", "--model", str(first), "--reference", str(BUNDLED))
     assert proc.returncode == 2 and "tiny-q4_k_m-00003-of-00003.gguf is not beside it" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
@@ -112,11 +112,11 @@ def test_a_reference_must_be_the_model_the_checkpoint_came_from(tmp_path):
     spec = checkpoint.describe(folder_with(tmp_path, GPTQ))
     other = tmp_path / "other"
     other.mkdir()
-    config = json.loads((SHIPPED / "config.json").read_text())
+    config = json.loads((BUNDLED / "config.json").read_text())
     (other / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 6}))
     with pytest.raises(UserError, match="num_hidden_layers 8 here, 6 there"):
         checkpoints.check_reference([spec], other)
-    tokenizer = json.loads((SHIPPED / "tokenizer.json").read_text())
+    tokenizer = json.loads((BUNDLED / "tokenizer.json").read_text())
     vocab = tokenizer["model"]["vocab"]
     a, b = (next(t for t, i in vocab.items() if i == n) for n in (300, 301))
     vocab[a], vocab[b] = 301, 300
@@ -132,7 +132,7 @@ def test_checkpoints_side_by_side_are_named_apart_and_must_be_one_model(tmp_path
     first, second, gguf = folder_with(tmp_path, GPTQ, "qwen"), folder_with(tmp_path, GPTQ, "ours"), tmp_path / "m.gguf"
     from qadvisor.quantizers.ggufwrite import to_gguf
 
-    to_gguf(SHIPPED, gguf)
+    to_gguf(BUNDLED, gguf)
     specs = checkpoints.describe_all([str(first), str(second), str(gguf)])
     assert [s.name for s in specs] == ["as-shipped:gptq-int4@qwen", "as-shipped:gptq-int4@ours", "as-shipped:gguf-bf16"]
     checkpoints.check_together(specs)  # a GGUF and a folder of the same model
@@ -150,7 +150,7 @@ def test_checkpoints_side_by_side_are_named_apart_and_must_be_one_model(tmp_path
 def test_bad_checkpoint_input_stops_before_measuring(tmp_path):
     ckpt, gguf = folder_with(tmp_path, GPTQ), tmp_path / "f16.gguf"
     gguf.write_bytes(b"GGUF")
-    for args, words in ((("--reference", str(SHIPPED)), "--reference is the unquantized model"),
+    for args, words in ((("--reference", str(BUNDLED)), "--reference is the unquantized model"),
                         (("--model", str(ckpt), "--methods", "bnb-nf4"), "pass it with --reference"),
                         (("--model", str(ckpt), "--plan-for", "Qwen2.5-7B"), "--plan-for works on an unquantized"),
                         (("--model", str(ckpt), "--reference", str(gguf)), "f16.gguf: unreadable GGUF file")):

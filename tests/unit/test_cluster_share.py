@@ -1,4 +1,4 @@
-"""What cluster nodes hand each other (core.cluster.driver.Shared), where a method runs (pins, CUDA) and a shipped reference
+"""What cluster nodes hand each other (core.cluster.driver.Shared), where a method runs (pins, CUDA) and a sent reference
 taken as given. No Ray here (tests/integration/test_cluster.py starts a real one)."""
 
 import threading
@@ -72,7 +72,7 @@ def test_pins_name_a_method_of_the_run_and_a_resource_some_node_has():
         run_options(pin="fp32")
 
 
-def test_a_shipped_reference_is_used_even_with_no_cache(tmp_path):
+def test_a_sent_reference_is_used_even_with_no_cache(tmp_path):
     """--no-cache on a cluster: the kind's reference, computed in this run on another node, is not computed again."""
     from qadvisor.core.measure.runner import Run, RunRequest
     from qadvisor.core.measure.worker import REFERENCE_FILE

@@ -17,7 +17,7 @@ CASES = [
     ({"methods": ["fp32", "fp32"]}, {}, "methods"),
     ({"methods": ["gguf-mix@huge"]}, {}, "mix_budget"),
     ({"methods": ["gguf-mix@1bpw"]}, {}, "mix_budget"),
-    ({"methods": ["gguf-mix@0.5KiB"]}, {}, "mix_budget"),  # below the shipped model's smallest mix
+    ({"methods": ["gguf-mix@0.5KiB"]}, {}, "mix_budget"),  # below the bundled model's smallest mix
     ({"methods": ["gguf-q8_0"], "kv": "kv-int4"}, {}, "kv"),
     ({"plan_for": "Qwen9-1B"}, {}, "plan_for"),
     ({"plan_for": "Qwen2.5-0.5B", "target": "Z100"}, {}, "target"),

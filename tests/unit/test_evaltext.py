@@ -1,5 +1,5 @@
-"""The evaluation text says what it is: held out only from the shipped model; a real checkpoint is scored on
-wikitext-2 from the Hugging Face cache (laid out here, offline), else on the shipped text labelled not held out."""
+"""The evaluation text says what it is: held out only from the bundled model; a real checkpoint is scored on
+wikitext-2 from the Hugging Face cache (laid out here, offline), else on the bundled text labelled not held out."""
 
 import json
 import shutil
@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from qadvisor.core.measure import evaltext, modelio, synthetic
-from tests.conftest import SHIPPED
+from tests.conftest import BUNDLED
 
 ROWS = ["", " = Valkyria Chronicles III = \n", "", " Senjō no Valkyria 3 is a tactical role @-@ playing game .\n"]
 
@@ -36,18 +36,18 @@ def _lay_out_wikitext(hub):
 
 
 def _checkpoint(tmp_path, name="Qwen-real"):
-    """A folder shaped like a real checkpoint: the shipped files with other weights and no held-out text."""
+    """A folder shaped like a real checkpoint: the bundled files with other weights and no held-out text."""
     folder = tmp_path / name
-    shutil.copytree(SHIPPED, folder)
+    shutil.copytree(BUNDLED, folder)
     (folder / "model.safetensors").write_bytes(b"other weights")
     (folder / modelio.EVAL_FILE).unlink()
     return folder
 
 
-def test_the_shipped_model_and_a_copy_of_it_are_held_out_from_its_split(tmp_path, hub):
+def test_the_bundled_model_and_a_copy_of_it_are_held_out_from_its_split(tmp_path, hub):
     copy = tmp_path / "copy"
-    shutil.copytree(SHIPPED, copy)
-    for folder in (SHIPPED, copy):
+    shutil.copytree(BUNDLED, copy)
+    for folder in (BUNDLED, copy):
         text = evaltext.choose(folder, None, tmp_path / "cache")
         assert text.held_out == "yes" and text.words(2040).startswith("2040 held-out tokens")
 
@@ -61,11 +61,11 @@ def test_a_real_checkpoint_is_scored_on_wikitext_from_the_cache(tmp_path, hub):
     assert "held-out" not in text.words(100) and "unknown" in text.words(100)
 
 
-def test_without_wikitext_the_shipped_text_is_used_and_never_called_held_out(tmp_path, hub):
+def test_without_wikitext_the_bundled_text_is_used_and_never_called_held_out(tmp_path, hub):
     text = evaltext.choose(_checkpoint(tmp_path), None, tmp_path / "cache")
-    assert text.path == str(SHIPPED / modelio.EVAL_FILE) and text.held_out == "no"
+    assert text.path == str(BUNDLED / modelio.EVAL_FILE) and text.held_out == "no"
     assert "HF_HUB_OFFLINE is set" in text.why and "--eval-text" in text.why
-    assert text.words(2040) == (f"2040 tokens of {evaltext.SHIPPED_TEXT}, which Qwen-real has likely trained on: "
+    assert text.words(2040) == (f"2040 tokens of {evaltext.BUNDLED_TEXT}, which Qwen-real has likely trained on: "
                                 "not held out from this model")
 
 

@@ -1,4 +1,4 @@
-"""Published accuracy at the target's size (core.advise.evidence): Qwen's own figures where it has them, llama.cpp's for
+"""Published accuracy at the planned model's size (core.advise.evidence): Qwen's own figures where it has them, llama.cpp's for
 the nearest-size Llama within a factor of three, Qwen's benchmark scores for its GPTQ and AWQ releases, and nothing
 where none is known."""
 

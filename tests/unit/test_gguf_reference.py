@@ -9,7 +9,7 @@ from safetensors import safe_open
 from qadvisor.core.measure import gguf_reference
 from qadvisor.errors import UserError
 from qadvisor.quantizers.ggufwrite import to_gguf
-from tests.conftest import SHIPPED
+from tests.conftest import BUNDLED
 from tests.samples import split_gguf
 
 
@@ -22,18 +22,18 @@ def _tensors(folder):
 
 
 def test_a_split_bf16_gguf_becomes_the_folder_it_was_written_from(tmp_path):
-    to_gguf(SHIPPED, tmp_path / "tiny.gguf")  # bf16 matrices bit for bit, norms in f32
+    to_gguf(BUNDLED, tmp_path / "tiny.gguf")  # bf16 matrices bit for bit, norms in f32
     first, _ = split_gguf(tmp_path / "tiny.gguf", tmp_path, parts=2, name="tiny-bf16")
     said = []
     folder = gguf_reference.as_folder(first, tmp_path / "cache", said.append)
     assert folder.name == "tiny-bf16" and said and "written once as a model folder" in said[0]
     config = json.loads((folder / "config.json").read_text())
-    shipped = json.loads((SHIPPED / "config.json").read_text())
+    bundled = json.loads((BUNDLED / "config.json").read_text())
     assert config["tie_word_embeddings"] is True  # no output.weight: llama.cpp reuses token_embd
     for key in ("hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads", "num_key_value_heads",
                 "vocab_size"):
-        assert config[key] == shipped[key], key
-    mine, theirs = _tensors(folder), _tensors(SHIPPED)
+        assert config[key] == bundled[key], key
+    mine, theirs = _tensors(folder), _tensors(BUNDLED)
     assert set(mine) == set(theirs)
     for key, tensor in theirs.items():  # the same values: matrices in bf16 as shipped, norms widened to f32
         assert mine[key].shape == tensor.shape and mine[key].float().equal(tensor.float()), key
@@ -58,8 +58,8 @@ def test_room_for_the_reference_is_checked_before_its_folder_is_written(tmp_path
     from qadvisor.core.hardware import detect
     from qadvisor.core.measure.runner import Run, RunRequest
 
-    to_gguf(SHIPPED, tmp_path / "tiny.gguf")
-    to_gguf(SHIPPED, tmp_path / "checkpoint.gguf")
+    to_gguf(BUNDLED, tmp_path / "tiny.gguf")
+    to_gguf(BUNDLED, tmp_path / "checkpoint.gguf")
     memory = psutil.virtual_memory()
     monkeypatch.setattr(psutil, "virtual_memory", lambda: memory._replace(available=50 << 20))
     request = RunRequest(model_dir=str(tmp_path / "tiny.gguf"), checkpoints=[str(tmp_path / "checkpoint.gguf")],

@@ -2,13 +2,13 @@
 
 import gguf
 
-from qadvisor.core.measure.modelio import shipped_model_dir
+from qadvisor.core.measure.modelio import bundled_model_dir
 from qadvisor.quantizers.ggufwrite import to_gguf
 
 
-def test_shipped_model_as_gguf(tmp_path):
+def test_bundled_model_as_gguf(tmp_path):
     out = tmp_path / "f32.gguf"
-    to_gguf(shipped_model_dir(), out)
+    to_gguf(bundled_model_dir(), out)
     reader = gguf.GGUFReader(str(out))
     names = {t.name for t in reader.tensors}
     # 8 layers × (2 norms + q/k/v weight and bias + o + gate/up/down) + embedding + final norm; tied: no output
@@ -37,11 +37,11 @@ def test_matrices_are_written_bit_for_bit_in_bf16(tmp_path):
     from safetensors import safe_open
 
     out = tmp_path / "model.gguf"
-    to_gguf(shipped_model_dir(), out)
+    to_gguf(bundled_model_dir(), out)
     tensors = {t.name: t for t in gguf.GGUFReader(str(out)).tensors}
     q = tensors["blk.0.attn_q.weight"]
     assert q.tensor_type == gguf.GGMLQuantizationType.BF16
     assert tensors["blk.0.attn_norm.weight"].tensor_type == gguf.GGMLQuantizationType.F32
-    with safe_open(str(shipped_model_dir() / "model.safetensors"), framework="pt") as f:
+    with safe_open(str(bundled_model_dir() / "model.safetensors"), framework="pt") as f:
         want = f.get_tensor("model.layers.0.self_attn.q_proj.weight").view(torch.int16).numpy()
     assert np.array_equal(np.asarray(q.data).view(np.int16).reshape(want.shape), want)

@@ -1,11 +1,11 @@
-"""Repo ids (`owner/name`) resolve through huggingface_hub, offline here: a cache the test lays out from the shipped
+"""Repo ids (`owner/name`) resolve through huggingface_hub, offline here: a cache the test lays out from the bundled
 model stands for the Hugging Face cache; a repo neither cached nor reachable is one line, exit 2."""
 
 import shutil
 
 import pytest
 
-from tests.conftest import SHIPPED, run_cli
+from tests.conftest import BUNDLED, run_cli
 
 
 def _cache(tmp_path, repo="Qwen/Tiny-Qwen2"):
@@ -15,7 +15,7 @@ def _cache(tmp_path, repo="Qwen/Tiny-Qwen2"):
     commit = "0123456789abcdef0123456789abcdef01234567"
     snapshot = root / "snapshots" / commit
     snapshot.mkdir(parents=True)
-    for path in SHIPPED.iterdir():
+    for path in BUNDLED.iterdir():
         shutil.copy(path, snapshot / path.name)
     (root / "refs").mkdir()
     (root / "refs" / "main").write_text(commit)
@@ -43,7 +43,7 @@ def test_a_repo_neither_cached_nor_reachable_is_one_line_before_anything_runs(tm
 def test_stream_needs_a_checkpoint_folder_and_no_second_target(tmp_path):
     done = run_cli("--auto", "--stream", timeout=120)
     assert done.returncode == 2 and "--stream measures a checkpoint folder" in done.stderr
-    done = run_cli("--auto", "--stream", "--model", str(SHIPPED), "--plan-for", "Qwen2.5-7B", timeout=120)
+    done = run_cli("--auto", "--stream", "--model", str(BUNDLED), "--plan-for", "Qwen2.5-7B", timeout=120)
     assert done.returncode == 2 and "drop one of them" in done.stderr
 
 

@@ -39,9 +39,9 @@ def test_a_run_is_refused_before_its_reference_step(tmp_path, monkeypatch):
 
     vm = namedtuple("vm", "available total")
     request = RunRequest(methods=["gguf-q4_k_m", "quanto-int4"], cache_dir=tmp_path / "c", work_dir=tmp_path / "w")
-    from qadvisor.core.measure.modelio import shipped_model_dir, stored_params
+    from qadvisor.core.measure.modelio import bundled_model_dir, stored_params
 
-    params = stored_params(shipped_model_dir())
+    params = stored_params(bundled_model_dir())
     need = {b: memory.need_bytes(b, params, 8192, 8 * 256) for b in ("quanto", "torch", "llamacpp")}
     assert need["quanto"] > need["torch"] > need["llamacpp"]  # the reference step is checked as the fp32 trial
     between = (need["quanto"] + need["torch"]) // 2

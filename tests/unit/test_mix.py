@@ -10,7 +10,7 @@ from qadvisor.quantizers import ggufmix, mixsolver, registry
 from qadvisor.quantizers.mixsolver import Matrix, parse_budget, solve
 from qadvisor.schemas.architecture import Architecture
 from qadvisor.schemas.mix import GgufMix
-from tests.conftest import SHIPPED, run_cli
+from tests.conftest import BUNDLED, run_cli
 from tests.unit.test_bad_input import _assert_one_line_error
 
 
@@ -97,8 +97,8 @@ def test_a_budget_below_this_models_smallest_mix_stops_the_run_before_measuring(
     _assert_one_line_error(run_cli("--auto", "--methods", "gguf-mix@1MiB"), "smallest mix needs")
 
 
-def test_the_shipped_models_layout_is_every_matrix_once():
-    arch = Architecture.from_config("shipped", __import__("json").loads((SHIPPED / "config.json").read_text()))
+def test_the_bundled_models_layout_is_every_matrix_once():
+    arch = Architecture.from_config("bundled", __import__("json").loads((BUNDLED / "config.json").read_text()))
     names = [name for name, _, _ in ggufmix.layout(arch)]
     assert len(names) == len(set(names)) == 8 * 7 + 1  # tied: token_embd is the head too
     assert ("blk.0.ffn_down.weight", 384, 1024) in ggufmix.layout(arch)

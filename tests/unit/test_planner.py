@@ -49,13 +49,13 @@ def test_kv_cache_by_hand():
 
 
 def test_a_quantized_kv_cache_by_hand():
-    """The shipped model's shape (8 layers · 2 KV heads · 64) with an fp32 cache after a 128-token prompt and 31 new
+    """The bundled model's shape (8 layers · 2 KV heads · 64) with an fp32 cache after a 128-token prompt and 31 new
     positions, as the trials hold it: kv-int4 keeps the 31 positions since the prompt dense (4 bytes) and the 128 in
     4 bits with an fp32 scale and shift per group of 64 (0.5 + 8/64 bytes). The trials measured both figures."""
-    from qadvisor.core.measure.modelio import shipped_model_dir
+    from qadvisor.core.measure.modelio import bundled_model_dir
     from qadvisor.quantizers import registry
 
-    arch = architectures.resolve_architecture(str(shipped_model_dir()))
+    arch = architectures.resolve_architecture(str(bundled_model_dir()))
     kv4 = registry.methods()["kv-int4"]
     assert planner.kv_cache_bytes(arch, 159, 1, 4) == 2048 * 159 * 4 == 1_302_528
     assert planner.kv_cache_bytes(arch, 159, 1, 4, kv=kv4, prompt=128) == 2048 * (31 * 4 + 128 * 0.625) == 417_792

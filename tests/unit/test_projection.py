@@ -1,4 +1,4 @@
-"""Slices of a target and the projection from two depths to the whole model (no measuring here)."""
+"""Slices of a planned model and the projection from two depths to the whole model (no measuring here)."""
 
 import json
 
@@ -160,11 +160,11 @@ def test_the_bandwidth_bound_is_measured_on_the_trials_threads_and_says_so():
 
 
 def test_random_checkpoint_is_written_shard_by_shard_at_the_planned_size(tmp_path):
-    from tests.conftest import SHIPPED
+    from tests.conftest import BUNDLED
 
     arch = planner.Architecture(name="tiny", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                 num_attention_heads=4, num_key_value_heads=2, vocab_size=8192, tie_word_embeddings=True)
-    out = synthetic.build(arch, tmp_path / "tiny", SHIPPED, {"need_bytes": 123})
+    out = synthetic.build(arch, tmp_path / "tiny", BUNDLED, {"need_bytes": 123})
     assert len(list(out.glob("*.safetensors"))) == 3  # the table, then one shard a layer
     assert synthetic.marker(out)["need_bytes"] == 123
     ref = synthetic_reference(out)
@@ -177,12 +177,12 @@ def test_random_checkpoint_is_written_shard_by_shard_at_the_planned_size(tmp_pat
 
 
 def test_a_shallow_slice_links_the_deep_slices_shards_and_equals_a_fresh_build(tmp_path):
-    from tests.conftest import SHIPPED
+    from tests.conftest import BUNDLED
 
-    arch = architectures.resolve_architecture(str(SHIPPED))
-    deep = synthetic.build(slice_architecture(arch, 3), tmp_path / "deep", SHIPPED, {})
-    linked = synthetic.build(slice_architecture(arch, 1), tmp_path / "linked", SHIPPED, {}, reuse=deep)
-    fresh = synthetic.build(slice_architecture(arch, 1), tmp_path / "fresh", SHIPPED, {})
+    arch = architectures.resolve_architecture(str(BUNDLED))
+    deep = synthetic.build(slice_architecture(arch, 3), tmp_path / "deep", BUNDLED, {})
+    linked = synthetic.build(slice_architecture(arch, 1), tmp_path / "linked", BUNDLED, {}, reuse=deep)
+    fresh = synthetic.build(slice_architecture(arch, 1), tmp_path / "fresh", BUNDLED, {})
     for shard in ("model-table.safetensors", "model-layer-00000.safetensors"):
         assert (linked / shard).stat().st_ino == (deep / shard).stat().st_ino  # a link, not a copy
         assert (linked / shard).read_bytes() == (fresh / shard).read_bytes()

@@ -1,4 +1,4 @@
-"""Streamed accuracy (core.measure.streamed) on the shipped model with the built-in and mock backends: the reference
+"""Streamed accuracy (core.measure.streamed) on the bundled model with the built-in and mock backends: the reference
 matches the whole model's, a method that fails leaves the others, a stop keeps what finished. The real backends
 against their whole-model trials: tests/integration/test_streamed.py."""
 
@@ -10,7 +10,7 @@ from qadvisor.core.measure.jobs import EvalSettings
 from qadvisor.core.measure.streamed import StreamJob, StreamRequest, stream
 from qadvisor.errors import UserError
 from qadvisor.schemas.export import StreamedAccuracy
-from tests.conftest import SHIPPED
+from tests.conftest import BUNDLED
 
 SETTINGS = EvalSettings(window=64, windows=2, threads=1)
 
@@ -25,13 +25,13 @@ def _windows(count=2, window=64):
 
     from qadvisor.core.measure.metrics import eval_windows
 
-    ids = AutoTokenizer.from_pretrained(str(SHIPPED))((SHIPPED / "heldout.txt").read_text()).input_ids
+    ids = AutoTokenizer.from_pretrained(str(BUNDLED))((BUNDLED / "heldout.txt").read_text()).input_ids
     return eval_windows(ids, window, count)
 
 
 def _stream(methods, cancel=None, after=None):
-    out = StreamedAccuracy(model="shipped", path=str(SHIPPED))
-    for event in (stream(StreamRequest(SHIPPED, methods, _windows()), out, cancel)):
+    out = StreamedAccuracy(model="bundled", path=str(BUNDLED))
+    for event in (stream(StreamRequest(BUNDLED, methods, _windows()), out, cancel)):
         if after is not None and after(event):
             cancel.set()
     return out
@@ -44,7 +44,7 @@ def test_the_streamed_reference_is_the_whole_fp32_model():
     from qadvisor.quantizers.base import load_hf
 
     windows = _windows()
-    whole = perplexity(logprobs(load_hf(SHIPPED, torch.float32, "cpu"), windows, "cpu"), windows)
+    whole = perplexity(logprobs(load_hf(BUNDLED, torch.float32, "cpu"), windows, "cpu"), windows)
     out = _stream(["fp32", "bf16"])
     assert out.ref_ppl == pytest.approx(whole, rel=1e-4)
     fp32, bf16 = out.methods
@@ -69,16 +69,16 @@ def test_a_stop_keeps_the_methods_that_finished():
 
 
 def test_a_job_checks_its_input_and_names_what_it_cannot_stream(tmp_path):
-    job = StreamJob(SHIPPED, ["fp32", "torchao-int4", "bnb-nf4+kv-int4", "mock-passthrough"], SHIPPED / "heldout.txt",
+    job = StreamJob(BUNDLED, ["fp32", "torchao-int4", "bnb-nf4+kv-int4", "mock-passthrough"], BUNDLED / "heldout.txt",
                     SETTINGS)
     assert job.methods == ["fp32", "mock-passthrough"]
     assert "whole models only" in job.not_streamed["torchao-int4"]
     assert "a KV-cache stack" in job.not_streamed["bnb-nf4+kv-int4"]
     with pytest.raises(UserError, match="not found"):
-        StreamJob(tmp_path / "nothing", ["fp32"], SHIPPED / "heldout.txt", SETTINGS)
+        StreamJob(tmp_path / "nothing", ["fp32"], BUNDLED / "heldout.txt", SETTINGS)
 
 
-def test_every_method_asked_for_is_streamed_or_named_and_the_shipped_model_is_not_said_to_stream(tmp_path):
+def test_every_method_asked_for_is_streamed_or_named_and_the_bundled_model_is_not_said_to_stream(tmp_path):
     import shutil
 
     from qadvisor.app.auto import AutoSession
@@ -86,7 +86,7 @@ def test_every_method_asked_for_is_streamed_or_named_and_the_shipped_model_is_no
     from qadvisor.schemas.priorities import load_profile
 
     copy = tmp_path / "copy"
-    shutil.copytree(SHIPPED, copy)
+    shutil.copytree(BUNDLED, copy)
     said = []
     session = AutoSession(RunOptions(model=str(copy), stream=True, methods=["fp32", "gguf-q4_k_m", "hqq-int4"]),
                           load_profile("balanced"), said.append)
@@ -94,10 +94,10 @@ def test_every_method_asked_for_is_streamed_or_named_and_the_shipped_model_is_no
     assert set(session.stream_job.not_streamed) == {"hqq-int4"}  # fp32 is the reference every figure is against
     assert "--target-methods" in session.stream_job.not_streamed["hqq-int4"]
     said.clear()
-    session = AutoSession(RunOptions(model=str(SHIPPED), stream=True, methods=["fp32", "gguf-q4_k_m"]),
+    session = AutoSession(RunOptions(model=str(BUNDLED), stream=True, methods=["fp32", "gguf-q4_k_m"]),
                           load_profile("balanced"), said.append)
-    assert session.stream_job is None and session.opts.model == str(SHIPPED)
-    assert said == [f"--stream: {SHIPPED.name} is the shipped model, which the whole-model trials measure exactly: "
+    assert session.stream_job is None and session.opts.model == str(BUNDLED)
+    assert said == [f"--stream: {BUNDLED.name} is the bundled model, which the whole-model trials measure exactly: "
                     "nothing is streamed"]
 
 
@@ -108,7 +108,7 @@ def test_a_job_refuses_a_model_whose_stream_would_not_fit(monkeypatch):
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=1 << 20))
     with pytest.raises(UserError, match="not enough memory to stream"):
-        StreamJob(SHIPPED, ["fp32"], SHIPPED / "heldout.txt", SETTINGS)
+        StreamJob(BUNDLED, ["fp32"], BUNDLED / "heldout.txt", SETTINGS)
 
 
 def test_the_ggml_round_trip_is_llama_cpps_own():
@@ -133,8 +133,8 @@ def test_a_layer_that_would_not_fit_stops_with_one_line_and_the_run_goes_on(monk
 
     from types import SimpleNamespace
 
-    out = StreamedAccuracy(model="shipped", path=str(SHIPPED))
-    request = StreamRequest(SHIPPED, ["bf16"], _windows())
+    out = StreamedAccuracy(model="bundled", path=str(BUNDLED))
+    request = StreamRequest(BUNDLED, ["bf16"], _windows())
     monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=1 << 10))
     list(stream(request, out))
     assert out.ref_ppl is None and out.methods == []

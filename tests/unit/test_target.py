@@ -327,7 +327,7 @@ def test_limits_hold_a_benchmark_drop_as_the_loss_and_rule_out_what_it_cannot_ch
 
 def test_a_projection_timed_on_a_busy_machine_is_marked_at_the_target_and_keeps_no_proxy_history():
     """The slices' contention travels to the target's row (⚠ in its table, the advice's noise); the proxy's own
-    decode history is the proxy's, never the target's."""
+    decode history is the proxy's, never the planned model's."""
     from qadvisor.app.views import target_view
 
     export = _export_with_plan()

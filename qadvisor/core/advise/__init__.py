@@ -1,1 +1,1 @@
-"""Advising: the recommendation, the target's advice, comparisons, published evidence."""
+"""Advising: the recommendation, the target advice, comparisons, published evidence."""

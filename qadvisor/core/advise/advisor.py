@@ -3,7 +3,7 @@
 Only measured numbers are used. Each metric is normalised among the candidates on a log scale (sizes, speeds
 and KL divergences span orders of magnitude), then weighted by the user's normalised priorities.
 
-The archetypes name kinds of team (the seed's wording): A for storage-bound, B for latency-bound, C for no
+The archetypes name types of team (the seed's wording): A for storage-bound, B for latency-bound, C for no
 strong bias. The priorities say which team the user is; the answer is the best-scoring method among those
 whose *measured* numbers put them in that archetype. An accuracy-bound team gets the best fit whatever its
 archetype. When a method of another archetype scores higher on the same weights, the reasons say so.
@@ -53,7 +53,7 @@ def _log_scale(values: dict[str, float], higher_is_better: bool) -> dict[str, fl
 
 def losses(results: list[TrialResult]) -> dict[str, float]:
     """Each method's accuracy loss on one scale for all: KL where every result has one, else the loss in % (the
-    published evidence at a target's size is a perplexity or a benchmark score alone)."""
+    published evidence at a planned model's size is a perplexity or a benchmark score alone)."""
     if all(r.kl_mean is not None for r in results):
         return {r.method: max(r.kl_mean, 0.0) + KL_FLOOR for r in results}
     return {r.method: max(r.loss_pct or 0.0, 0.0) / 100 + PPL_FLOOR for r in results}
@@ -92,15 +92,15 @@ def fits(results: list[TrialResult]) -> dict[str, set[str]]:
     small_loss = [r for r in quantized if r.loss_pct <= SMALL_LOSS_PPL_PCT] or quantized
     fastest = max(small_loss, key=lambda r: (r.decode_tok_s, r.method))
     for r in quantized:
-        kinds = set()
+        labels = set()
         if r.size_reduction_pct >= A_REDUCTION_PCT or r.size_bytes <= best_size * (1 + NEAR_BEST):
-            kinds.add("A")
+            labels.add("A")
         sure, maybe = _latency_fit(r, small_loss, fastest)
         if maybe:
-            kinds.add("B")
-        if not kinds or (maybe and not sure and "A" not in kinds):
-            kinds.add("C")
-        out[r.method] = kinds
+            labels.add("B")
+        if not labels or (maybe and not sure and "A" not in labels):
+            labels.add("C")
+        out[r.method] = labels
     return out
 
 
@@ -244,14 +244,14 @@ def advise(results: list[TrialResult], priorities: Priorities, where: str = "mea
     if len(base) == len(candidates):
         return _no_pick(results, measured, candidates, ruled_out, priorities)
     by_name = {r.method: r for r in measured}
-    kinds = {m: min(k) for m, k in fit.items()}  # one label each: A before B before C
+    labels = {m: min(k) for m, k in fit.items()}  # one label each: A before B before C
     weights = priorities.weights()
     ranking = rank(candidates, weights)
     parts, totals = metric_scores(candidates), dict(ranking)
     winner, wanted = choose(candidates, weights, fit), team(weights)
-    label = wanted if wanted in fit[winner] else kinds[winner]
+    label = wanted if wanted in fit[winner] else labels[winner]
     front = set(pareto_front(candidates))
-    beaten = [m for m, kinds_of in fit.items() if wanted in kinds_of and m not in base and m not in front]
+    beaten = [m for m, labels_of in fit.items() if wanted in labels_of and m not in base and m not in front]
     reasons = [_team_line(wanted, label, where, _exists(wanted, measured), beaten)]
     reasons += _reasons(by_name[winner], by_name, parts[winner], weights, totals[winner], limits)
     runner_up = next((m for m, _ in ranking if m != winner and m not in base), None)
@@ -264,8 +264,8 @@ def advise(results: list[TrialResult], priorities: Priorities, where: str = "mea
                        "measure more methods to choose between them")
     return Recommendation(
         archetype=label, method=winner, reasons=reasons, runner_up=runner_up,
-        scores={m: MethodScore(total=t, archetype=kinds[m], **parts[m]) for m, t in ranking},
-        archetypes=kinds, fits={m: sorted(k) for m, k in fit.items()}, pareto_front=pareto_front(measured),
+        scores={m: MethodScore(total=t, archetype=labels[m], **parts[m]) for m, t in ranking},
+        archetypes=labels, fits={m: sorted(k) for m, k in fit.items()}, pareto_front=pareto_front(measured),
         team=wanted, baselines=sorted(base), flip=_flip(candidates, priorities, winner, fit) if runner_up else "",
         ruled_out=ruled_out, priorities=priorities, device=by_name[winner].device,
     )

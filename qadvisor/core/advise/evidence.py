@@ -1,8 +1,8 @@
-"""What published figures say a method costs a model of the target's size (`--plan-for` without its weights).
+"""What published figures say a method costs a model of the planned model's size (`--plan-for` without its weights).
 
-The shipped model is too small for quantization to hurt it (2-bit methods lower its perplexity), so its accuracy is
-no evidence for a 72B. For a GGUF type: where Qwen published the perplexity of its own GGUF files at the target's
-size, that is the target's evidence; elsewhere llama.cpp's published figures for the Llama model nearest in size.
+The bundled model is too small for quantization to hurt it (2-bit methods lower its perplexity), so its accuracy is
+no evidence for a 72B. For a GGUF type: where Qwen published the perplexity of its own GGUF files at the planned model's
+size, that is the planned model's evidence; elsewhere llama.cpp's published figures for the Llama model nearest in size.
 For the methods of Qwen's own GPTQ and AWQ releases: the drop of Qwen's published benchmark average (MMLU, C-Eval,
 IFEval) for the Qwen2 model nearest in size. Nearest means within a factor of three, and each figure is labelled with
 the model it was measured on; otherwise the loss at this size is not known. A mixture of experts (`Qwen3-30B-A3B`)
@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from qadvisor.shipped import package_data
+from qadvisor.bundled import package_data
 
 NEAREST_FACTOR = 3.0  # a figure from a model more than this many times larger or smaller is no evidence at this size
 

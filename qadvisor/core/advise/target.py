@@ -1,6 +1,6 @@
 """Advice for the model the team will deploy (`--plan-for Qwen2.5-72B`), built from numbers that each say what they
 are: size and memory from the planner (estimate), speed projected from slices measured here (or, for a GPU that
-is not here, the planner's bandwidth bound), and accuracy streamed on the target's own weights where it has them
+is not here, the planner's bandwidth bound), and accuracy streamed on the planned model's own weights where it has them
 (core.measure.streamed, in the export), else published at its size (core.advise.evidence). A method whose loss at that
 size nobody measured or published keeps the proxy's accuracy, labelled so, and is not recommended unless the
 priorities accept unverified accuracy.
@@ -18,7 +18,7 @@ from qadvisor.schemas.method import weights_name
 from qadvisor.schemas.plan import Plan, PlanRow
 from qadvisor.schemas.priorities import Priorities
 from qadvisor.schemas.result import TrialResult
-from qadvisor.shipped import package_data
+from qadvisor.bundled import package_data
 
 
 def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str, str]:
@@ -81,7 +81,7 @@ def target_results(export: RunExport, plan: Plan) -> tuple[list[TrialResult], di
             "decode_kind": kind,
             # what the run here ran with says nothing of a GPU that is not here
             "notes": [] if plan.target.device_type == "gpu" else proxy.notes, "safe_config": None,
-            **_machine(row, kind), "decode_earlier": [],  # the proxy's own history says nothing of the target's
+            **_machine(row, kind), "decode_earlier": [],  # the proxy's own history says nothing of the planned model's
             **_accuracy(plan.model, proxy, export, f"size: estimate (planner) · decode: {basis}"),
         }))
     return results, left_out
@@ -95,8 +95,8 @@ def _machine(row, kind: str) -> dict:
 
 
 def _accuracy(model: str, proxy: TrialResult, export: RunExport, basis: str) -> dict:
-    """The target result's accuracy fields: the run's own where the target is the model measured, else streamed on
-    the target's own weights, else published at the target's size, else the proxy's, labelled so."""
+    """The target result's accuracy fields: the run's own where the planned model is the model measured, else streamed on
+    the planned model's own weights, else published at the planned model's size, else the proxy's, labelled so."""
     proxy_name = export.model.name
     if model == proxy_name:
         return {"accuracy_basis": "measured", "reason": f"{basis} · accuracy: measured on {model} in this run"}
@@ -116,7 +116,7 @@ def _accuracy(model: str, proxy: TrialResult, export: RunExport, basis: str) -> 
 
 
 def _streamed(export: RunExport, model: str, method: str) -> dict | None:
-    """The accuracy fields from the target's own weights, streamed layer by layer in this run."""
+    """The accuracy fields from the planned model's own weights, streamed layer by layer in this run."""
     s = export.streamed
     found = next((m for m in s.methods if m.method == method and m.ppl is not None), None) if s and s.model == model \
         else None
@@ -175,7 +175,7 @@ def published_speed(model: str) -> dict | None:
 
 def compare_picks(proxy: RunExport, target: list[TrialResult], target_pick: str | None, model: str,
                   where: str = "here") -> list[str]:
-    """When the target's pick differs from the proxy's: the decode ratio of the two at both shapes."""
+    """When the target advice's pick differs from the proxy's: the decode ratio of the two at both shapes."""
     proxy_pick = proxy.recommendation.method if proxy.recommendation else None
     if not (proxy_pick and target_pick):
         return []

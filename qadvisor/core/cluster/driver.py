@@ -2,7 +2,7 @@
 there is a GPU, a `--pin`ned one where its resource is). Each trial is a Ray task that runs the unchanged trial
 machinery on its node (core.cluster.node: the node's own Run, one fresh process per trial), pinned to the node and
 holding all of its CPUs and GPUs, so that only one trial measures on a node at a time. The reference step runs once
-per hardware kind and each quantized model is made once per cache key, then shipped through Ray's object store to
+per hardware kind and each quantized model is made once per cache key, then sent through Ray's object store to
 the nodes that need it. Ray is imported only here, and only when a run asks for a cluster."""
 
 from __future__ import annotations
@@ -289,7 +289,7 @@ class NodeTask:
         local = cluster.local
         self.cluster, self.cancel = cluster, cancel
         payload = pack(local.model_dir, local.eval_path, local.calib_path)
-        self.shipped = ray.put(payload) if payload is not None else None
+        self.payload = ray.put(payload) if payload is not None else None
         keep = local.request.work_dir
         request = local.request.model_copy(update={"model_dir": str(local.model_dir), "eval_text": local.eval_path,
                                                    "calib_text": local.calib_path,
@@ -313,10 +313,10 @@ class NodeTask:
         return keys
 
     def _on(self, node: Node, function, *args, whole_node: bool = True):
-        """`function(shipped, request, device, *args)` as a task pinned to `node`; by default it holds all the node's
+        """`function(payload, request, device, *args)` as a task pinned to `node`; by default it holds all the node's
         CPUs and GPUs: nothing else runs beside a measurement, and Ray hides the GPUs of a task that asks for none."""
         task = _pinned(function, node.id, node.cpus, node.gpus) if whole_node else _pinned(function, node.id)
-        return task.remote(self.shipped, self.request_json, self.cluster.device, *args)
+        return task.remote(self.payload, self.request_json, self.cluster.device, *args)
 
     def reference(self, node: Node, out: queue.Queue):
         """The reference step of `node`'s hardware kind, on `node`; None when it failed there (each node of the kind
@@ -363,7 +363,7 @@ class NodeTask:
     def stream(self, node: Node, out: queue.Queue, function, *args,
                results_are_events: bool = False) -> tuple[dict, str | None, bool]:
         """A streaming task on `node`: its ("event", e) items relayed (named with the node), the others kept by kind
-        (a trial's Result under "result"; a shipped model's item as its ref, which the driver owns so it outlives the
+        (a trial's Result under "result"; a sent model's item as its ref, which the driver owns so it outlives the
         task); the error line when it failed, and whether the node (not qadvisor's code on it) failed it."""
         import ray
 

@@ -1,4 +1,4 @@
-"""What runs on a node of a Ray cluster (core.cluster.driver sends it there): the shipped model folder unpacked once, the
+"""What runs on a node of a Ray cluster (core.cluster.driver sends it there): the sent model folder unpacked once, the
 node's own Run for one method, and what nodes hand each other through Ray's object store: the reference of a
 hardware kind (computed on one node of the kind) and a quantized model (made on one node of those whose cache key
 matches). Everything crosses as one tar of files."""
@@ -21,7 +21,7 @@ from qadvisor.core.measure.runner import Run, RunRequest
 from qadvisor.core.paths import default_cache_dir
 from qadvisor.schemas.events import Error, Progress
 
-MAX_SHIPPED = 2 << 30  # a larger model folder must already be on every node, at the same path
+MAX_SENT = 2 << 30  # a larger model folder must already be on every node, at the same path
 
 
 def pack_files(files: dict[str, Path]) -> bytes:
@@ -52,7 +52,7 @@ def unpack_to(data: bytes, target: Path) -> Path:
 
 @dataclass
 class Payload:
-    """The model folder and the two texts as one tar, shipped to every node."""
+    """The model folder and the two texts as one tar, sent to every node."""
 
     key: str  # the tar's hash: the folder it is unpacked to on a node
     data: bytes
@@ -60,16 +60,16 @@ class Payload:
 
 
 def pack(model_dir: Path, eval_text: Path, calib_text: Path) -> Payload | None:
-    """The model folder and the two texts (shipped to nodes that lack them); None when the folder is too large."""
+    """The model folder and the two texts (sent to nodes that lack them); None when the folder is too large."""
     files = {f"model/{p.name}": p for p in sorted(Path(model_dir).iterdir()) if p.is_file()}
-    if sum(p.stat().st_size for p in files.values()) > MAX_SHIPPED:
+    if sum(p.stat().st_size for p in files.values()) > MAX_SENT:
         return None
     data = pack_files({**files, "eval.txt": eval_text, "calib.txt": calib_text})
     return Payload(hashlib.sha256(data).hexdigest()[:16], data, artifacts.content_hash(model_dir))
 
 
 def node_run(payload: Payload | None, request_json: str, methods: list[str] | None, device: str):
-    """This node's Run of `methods` (default: the request's): the shipped files from this node's cache, this node's
+    """This node's Run of `methods` (default: the request's): the sent files from this node's cache, this node's
     hardware, device and cores."""
     request = RunRequest.model_validate_json(request_json)
     # --keep-models DIR: this node's models in DIR/NODE on its own disk (nodes sharing a disk do not collide)
@@ -130,18 +130,18 @@ def trial_here(payload, request_json: str, device: str, method: str, reference: 
     if artifact is not None and entry is not None and artifacts.lookup(entry) is None:
         shutil.rmtree(entry, ignore_errors=True)  # a cut-short copy
         unpack_to(artifact[1], entry)
-        artifacts.prune(entry.parent, keep=entry.name)  # the cache's cap holds for shipped models too
+        artifacts.prune(entry.parent, keep=entry.name)  # the cache's cap holds for sent models too
         yield "event", Progress(method=method, step="quantize", message="quantized model from another node")
     for event in run.events():
         yield "event", event
     yield "reference", run.reference
     if share and entry is not None and artifacts.lookup(entry) is not None \
-            and artifacts.folder_bytes(entry) <= MAX_SHIPPED:
+            and artifacts.folder_bytes(entry) <= MAX_SENT:
         yield "artifact", pack_files(folder_files(entry))
 
 
 def _install(data: bytes, folder: Path) -> None:
-    """The shipped files into `folder`, each replacing its old copy in one rename."""
+    """The sent files into `folder`, each replacing its old copy in one rename."""
     folder.mkdir(parents=True, exist_ok=True)
     tmp = _extracted_beside(data, folder)
     try:

@@ -23,10 +23,10 @@ from qadvisor.schemas.jsonfile import check_output_dir
 META_FILE = "artifact.json"
 MODEL_FOLDER = "model"
 # Models larger than this are not kept: slices of a 72B model are several GiB a method, and a cache the user never
-# asked for must not fill the disk. `synthetic:Qwen2.5-0.5B` and the shipped model fit.
+# asked for must not fill the disk. `synthetic:Qwen2.5-0.5B` and the bundled model fit.
 MAX_MODEL_BYTES = 2 * 2**30
 # The quantized models kept in all: beyond it the least recently used go (a cache the user never asked for must not
-# grow without end: twelve methods of the shipped model are ~0.2 GiB, of synthetic:Qwen2.5-0.5B a few GiB).
+# grow without end: twelve methods of the bundled model are ~0.2 GiB, of synthetic:Qwen2.5-0.5B a few GiB).
 DEFAULT_MAX_GB = 8.0
 MAX_GB_ENV = "QADVISOR_CACHE_MAX_GB"
 # Files of a model folder that are not the model: they have their own place in the key (calibration) or none.

@@ -1,9 +1,9 @@
 """Which text the accuracy is scored on, and whether the model measured was held out from it.
 
-The shipped model was trained on Python standard-library source and never saw its held-out split; a Qwen
+The bundled model was trained on Python standard-library source and never saw its held-out split; a Qwen
 checkpoint has most likely seen that source, so on it the same text is no held-out text. A real checkpoint is
 scored on wikitext-2's test split (the text Qwen's and llama.cpp's published perplexities use) where the Hugging
-Face cache has it or the hub can be reached, else on the shipped text, labelled for what it is.
+Face cache has it or the hub can be reached, else on the bundled text, labelled for what it is.
 """
 
 from __future__ import annotations
@@ -24,27 +24,27 @@ WIKITEXT_REPO = "Salesforce/wikitext"
 WIKITEXT_FILE = "wikitext-2-raw-v1/test-00000-of-00001.parquet"
 WIKITEXT = (f"wikitext-2's test split ({WIKITEXT_REPO}, wikitext-2-raw-v1), the text Qwen's and llama.cpp's "
             "published perplexities use")
-SHIPPED_TEXT = "the shipped model's held-out text (Python standard-library source)"
+BUNDLED_TEXT = "the bundled model's held-out text (Python standard-library source)"
 
 
 def choose(model_dir: Path, override: Path | None, cache_root: Path, say=lambda line: None) -> EvalText:
-    """The evaluation text for `model_dir`: the user's (--eval-text), the shipped model's own held-out split, the
-    model folder's own heldout.txt, wikitext-2, or the shipped text labelled as not held out."""
+    """The evaluation text for `model_dir`: the user's (--eval-text), the bundled model's own held-out split, the
+    model folder's own heldout.txt, wikitext-2, or the bundled text labelled as not held out."""
     model_dir = Path(model_dir)
     if override is not None:
         path = modelio.text_for(model_dir, modelio.EVAL_FILE, override)[0]
         return EvalText(path=str(path), source=f"your text ({path.name}, --eval-text)", held_out="unknown")
     path = modelio.text_for(model_dir, modelio.EVAL_FILE)[0]
-    if is_shipped_model(model_dir):
-        return EvalText(path=str(path), source="the shipped model's held-out split", held_out="yes")
+    if is_bundled_model(model_dir):
+        return EvalText(path=str(path), source="the bundled model's held-out split", held_out="yes")
     if modelio.is_synthetic(model_dir):
-        return EvalText(path=str(path), source=f"{SHIPPED_TEXT}, on random weights", held_out="no")
-    if path.parent == model_dir and _digest(path) != _digest(modelio.shipped_model_dir() / modelio.EVAL_FILE):
+        return EvalText(path=str(path), source=f"{BUNDLED_TEXT}, on random weights", held_out="no")
+    if path.parent == model_dir and _digest(path) != _digest(modelio.bundled_model_dir() / modelio.EVAL_FILE):
         return EvalText(path=str(path), source=f"{model_dir.name}'s own {modelio.EVAL_FILE}", held_out="unknown")
     wiki, why = wikitext(Path(cache_root), say)
     if wiki is not None:
         return EvalText(path=str(wiki), source=WIKITEXT, held_out="unknown")
-    return EvalText(path=str(path), source=f"{SHIPPED_TEXT}, which {model_dir.name} has likely trained on",
+    return EvalText(path=str(path), source=f"{BUNDLED_TEXT}, which {model_dir.name} has likely trained on",
                     held_out="no", why=f"wikitext-2 not used: {why}; give your own text with --eval-text")
 
 
@@ -57,12 +57,12 @@ def for_run(model_dir: Path, override: Path | None, cache_root: Path, scored: bo
     return Path(text.path).resolve(), text
 
 
-def is_shipped_model(model_dir: Path) -> bool:
-    """The shipped model itself or a byte-identical copy of its weights: the one model its split is held out from."""
-    shipped = modelio.shipped_model_dir()
-    if Path(model_dir).resolve() == shipped.resolve():
+def is_bundled_model(model_dir: Path) -> bool:
+    """The bundled model itself or a byte-identical copy of its weights: the one model its split is held out from."""
+    bundled = modelio.bundled_model_dir()
+    if Path(model_dir).resolve() == bundled.resolve():
         return True
-    ours = sorted(shipped.glob("*.safetensors"))
+    ours = sorted(bundled.glob("*.safetensors"))
     theirs = sorted(Path(model_dir).glob("*.safetensors"))
     if [p.name for p in ours] != [p.name for p in theirs] or any(
             a.stat().st_size != b.stat().st_size for a, b in zip(ours, theirs)):

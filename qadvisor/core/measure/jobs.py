@@ -19,7 +19,7 @@ class EvalSettings(BaseModel):
     # At least this many timed generations, and more until they add up to min_measure_s: 3 give a median that one
     # outlier cannot move; a method whose generation takes a second (most of them, on a slow CPU) is not timed for 5.
     repeats: int = 3
-    # A figure rests on at least this many seconds of timed generation: a 15 ms generation (llama.cpp on the shipped
+    # A figure rests on at least this many seconds of timed generation: a 15 ms generation (llama.cpp on the bundled
     # model) timed 5 times is 75 ms of measuring, at the mercy of one scheduler hiccup. More repeats, not more tokens,
     # so that every method decodes the same positions (the KV cache's length changes the cost of a step).
     min_measure_s: float = 1.0

@@ -8,7 +8,7 @@ import psutil
 
 from qadvisor import format as f
 from qadvisor.errors import UserError
-from qadvisor.shipped import package_data
+from qadvisor.bundled import package_data
 
 
 def measured() -> dict:
@@ -43,7 +43,7 @@ def check(steps: dict[str, str], params: int, vocab: int, scored_tokens: int, av
                         f"{'them' if len(short) > 1 else 'it'} out of --methods, or free memory")
 
 
-def check_shipped(name: str, disk_bytes: int, vocab: int, scored_tokens: int) -> None:
+def check_as_shipped(name: str, disk_bytes: int, vocab: int, scored_tokens: int) -> None:
     """A checkpoint measured as shipped is only loaded, never quantized: the runtime, twice its files (an estimate:
     its weights as loaded, and what a kernel unpacks around them) and the log-probs compared when accuracy is scored."""
     need = measured()["base_bytes"] + 2 * disk_bytes + 2 * scored_tokens * vocab * 4

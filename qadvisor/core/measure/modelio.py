@@ -19,19 +19,19 @@ from qadvisor.errors import UserError
 from qadvisor.quantizers.base import weights_bytes_on_disk
 from qadvisor.schemas.architecture import UnknownFamily, family_of
 from qadvisor.schemas.jsonfile import read_json_object
-from qadvisor.shipped import shipped_dir
+from qadvisor.bundled import bundled_dir
 
-SHIPPED_MODEL_NAME = "qwen2-tiny-stdlib"
+BUNDLED_MODEL_NAME = "qwen2-tiny-stdlib"
 EVAL_FILE = "heldout.txt"
 CALIB_FILE = "calib.txt"
 
 
-def shipped_model_dir() -> Path:
+def bundled_model_dir() -> Path:
     """The model that ships with qadvisor: the checkout's assets/, or the copy a wheel installed."""
-    candidate = shipped_dir("assets") / SHIPPED_MODEL_NAME
+    candidate = bundled_dir("assets") / BUNDLED_MODEL_NAME
     if candidate.is_dir():
         return candidate
-    raise UserError(f"the shipped model {SHIPPED_MODEL_NAME} is missing from this install; pass --model DIR")
+    raise UserError(f"the bundled model {BUNDLED_MODEL_NAME} is missing from this install; pass --model DIR")
 
 
 def read_config(model_dir: Path) -> dict:
@@ -95,10 +95,10 @@ def check_memory(model_dir: Path, config: dict, backends: dict[str, str], scored
 
 
 def text_for(model_dir: Path, name: str, override: Path | None = None) -> tuple[Path, str]:
-    """The evaluation or calibration text: an explicit file, else the model's own, else the shipped one."""
+    """The evaluation or calibration text: an explicit file, else the model's own, else the bundled one."""
     candidates = [override] if override else [Path(model_dir) / name, None]
     for path in candidates:
-        path = path or shipped_model_dir() / name  # None: fall back to the shipped model's text
+        path = path or bundled_model_dir() / name  # None: fall back to the bundled model's text
         if path.is_file():
             try:
                 return path, path.read_text(encoding="utf-8")
@@ -189,7 +189,7 @@ def synthetic_model_dir(spec: str, cache_dir: Path) -> Path:
 
 def build_synthetic(arch, cache_dir: Path) -> Path:
     """The random-weight model of an architecture already checked (`check_synthetic`), built once and cached."""
-    return synthetic.build(arch, Path(cache_dir) / "synthetic" / arch.name, shipped_model_dir(), {})
+    return synthetic.build(arch, Path(cache_dir) / "synthetic" / arch.name, bundled_model_dir(), {})
 
 
 def check_synthetic(spec: str):

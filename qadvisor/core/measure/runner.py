@@ -34,7 +34,7 @@ from qadvisor.schemas.result import TrialResult
 
 
 class RunRequest(BaseModel):
-    model_dir: str | None = None  # a directory, `synthetic:Qwen2.5-0.5B`, or None for the shipped model
+    model_dir: str | None = None  # a directory, `synthetic:Qwen2.5-0.5B`, or None for the bundled model
     # quantized checkpoints measured as they are (folders or .gguf files); model_dir is then their reference, or None
     checkpoints: list[str] = []
     methods: list[str] = list(registry.DEFAULT_METHODS)
@@ -84,7 +84,7 @@ class Run:
         self.device_label = hardware.label(s.device, s.threads)
         self.model_hash: str | None = None  # the model's content hash, computed at the first trial (artifacts)
         self.reference: Reference | None = None
-        self.reference_given = False  # a cluster node: its kind's reference, shipped into cache_dir by another node
+        self.reference_given = False  # a cluster node: its kind's reference, sent into cache_dir by another node
         self.reference_s: float | None = None  # the reference step, when it ran (not from the cache)
         self.results: list[TrialResult] = []
         self.forkserver: ForkServer | None = None
@@ -131,7 +131,7 @@ class Run:
             checkpoints.check_together(self.checkpoints)
             folder = checkpoints.stand_in(self.checkpoints[0], cache_root, self.say)
             config = modelio.read_config(folder)
-            self._check_shipped_memory(config, 0)
+            self._check_as_shipped_memory(config, 0)
             return folder, config
         cpu = request.settings.device == "cpu"
         if request.model_dir and str(request.model_dir).startswith(modelio.SYNTHETIC_PREFIX):
@@ -143,7 +143,7 @@ class Run:
             self.say(f"{request.model_dir}: random weights at the real shape (built once, then cached)")
             model_dir = modelio.build_synthetic(arch, cache_root).resolve()
             return model_dir, modelio.check_model_dir(model_dir)
-        model_dir = (Path(request.model_dir) if request.model_dir else modelio.shipped_model_dir()).resolve()
+        model_dir = (Path(request.model_dir) if request.model_dir else modelio.bundled_model_dir()).resolve()
         s = request.settings
         scored = s.windows * s.window if s.score_accuracy and not modelio.is_synthetic(model_dir) else 0
         if self.checkpoints and gguf_reference.is_gguf(model_dir):  # an F16 GGUF beside its quantized files
@@ -155,15 +155,15 @@ class Run:
             checkpoints.check_reference(self.checkpoints, model_dir)
         if cpu:
             modelio.check_memory(model_dir, config, backends, scored)
-            self._check_shipped_memory(config, scored)
+            self._check_as_shipped_memory(config, scored)
         return model_dir, config
 
-    def _check_shipped_memory(self, config: dict, scored_tokens: int) -> None:
+    def _check_as_shipped_memory(self, config: dict, scored_tokens: int) -> None:
         if self.request.settings.device != "cpu":
             return
 
         for spec in self.checkpoints:
-            memory.check_shipped(spec.name, weights_bytes_on_disk(Path(spec.source)), config.get("vocab_size", 0),
+            memory.check_as_shipped(spec.name, weights_bytes_on_disk(Path(spec.source)), config.get("vocab_size", 0),
                                  scored_tokens)
 
     def events(self, cancel: threading.Event | None = None) -> Iterator[Event]:
@@ -375,10 +375,10 @@ class Run:
 
     def _model_info(self, ref: Reference) -> ModelInfo:
         """The measured model, and the checkpoints measured as shipped, if any."""
-        shipped = [spec.source for spec in self.checkpoints]
+        as_shipped = [spec.source for spec in self.checkpoints]
         named = self.model_path
         return ModelInfo(name=folder_name(named), path=str(named), params=ref.params, bf16_bytes=ref.bf16_bytes,
-                         bf16_basis=ref.bf16_basis, ref_ppl=ref.ref_ppl, eval_tokens=ref.eval_tokens, checkpoints=shipped,
+                         bf16_basis=ref.bf16_basis, ref_ppl=ref.ref_ppl, eval_tokens=ref.eval_tokens, checkpoints=as_shipped,
                          eval_text=self.eval_text)
 
 

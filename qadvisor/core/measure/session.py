@@ -1,6 +1,6 @@
 """The one face every measuring run shows its callers, whoever measures: `runner.Run` on this machine,
 `core.cluster.driver.ClusterRun` on the nodes of a Ray cluster, and the TUI tests' replay of recorded events.
-`app.auto.AutoSession` holds one and adds the target's plan and streaming after it."""
+`app.auto.AutoSession` holds one and adds the plan and streaming of the --plan-for model after it."""
 
 from __future__ import annotations
 

@@ -291,7 +291,7 @@ def _why_not_streamed(method: str, registry, arch) -> str:
 
 
 class StreamJob:
-    """The target's own accuracy, streamed: checked on creation (weights, methods, memory), measured by
+    """The planned model's own accuracy, streamed: checked on creation (weights, methods, memory), measured by
     `events()`; `result()` holds what finished, also after a stop."""
 
     def __init__(self, model_dir: Path, methods: list[str], eval_text: Path, settings: EvalSettings,

@@ -1,1 +1,1 @@
-"""Planning: the planner's formats, slices of a target and projections from them."""
+"""Planning: the planner's formats, slices of a planned model and projections from them."""

@@ -13,7 +13,7 @@ from qadvisor.quantizers.kvcache import RESIDUAL_TOKENS
 from qadvisor.schemas.architecture import Architecture
 from qadvisor.schemas.method import MethodSpec, weights_name
 from qadvisor.schemas.plan import Plan, PlanRow, Target
-from qadvisor.shipped import package_data
+from qadvisor.bundled import package_data
 
 BF16 = 2
 USABLE_VRAM = 0.90  # CUDA context, allocator fragmentation and kernels' workspaces take the rest

@@ -1,7 +1,7 @@
 """From two slice depths to the whole model: time = fixed + layers × per_layer, fitted per method.
 
 A slice of d decoder layers costs, per token, the layers' work plus a fixed part (embedding lookup, final norm,
-lm_head, the runtime's own overhead). Two depths give both; the target's depth gives the projection. The range
+lm_head, the runtime's own overhead). Two depths give both; the planned model's depth gives the projection. The range
 comes from the slowest and fastest repeat at each depth, so a noisy slice shows up as a wide range.
 """
 
@@ -29,7 +29,7 @@ def _times(rate: float, spread: float | None, work: float) -> tuple[float, float
 def _project(depths: tuple[int, int], times: list[tuple[float, float, float]], layers: int, work: float,
              scale: float = 1.0):
     """Projected rate at `layers`, its (low, high) range over the corner cases, and the fitted line; `scale`: the
-    target's average layer over the layer the slices add (a mix that varies by layer position)."""
+    planned model's average layer over the layer the slices add (a mix that varies by layer position)."""
     (d1, d2), (a, b) = depths, times
     fixed, per_layer = fit_line(d1, a[0], d2, b[0])
     per_layer *= scale
@@ -51,7 +51,7 @@ MIX_NOTED = 0.005  # a layer mix closer than this to the slices' layer is left a
 def project(results: list[TrialResult], depths: tuple[int, int], layers: int, prompt_tokens: int,
             note: str = "", layer_bytes_ratio: float = 1.0) -> Projection:
     """The projection of one method from its two slice results (shallow first); `note` says anything the method did
-    differently on slices (GPTQ rounds to nearest). `layer_bytes_ratio`: the target's average layer ÷ the layer the
+    differently on slices (GPTQ rounds to nearest). `layer_bytes_ratio`: the planned model's average layer ÷ the layer the
     slices add, in bytes (llama.cpp's Q4_K_M gives more bits by layer position); decode reads every weight once a
     token, so its per-layer time scales with it; prefill computes and is left as measured."""
     shallow, deep = results
@@ -60,10 +60,10 @@ def project(results: list[TrialResult], depths: tuple[int, int], layers: int, pr
     prefill = [_times(r.prefill_tok_s, r.prefill_tok_s_spread, prompt_tokens) for r in results]
     dec_rate, dec_span, dec_fixed, dec_per = _project(depths, decode, layers, 1.0, scale)
     pre_rate, pre_span, pre_fixed, pre_per = _project(depths, prefill, layers, prompt_tokens)
-    basis = (f"measured here on slices of {depths[0]} and {depths[1]} decoder layers at the target's shape "
+    basis = (f"measured here on slices of {depths[0]} and {depths[1]} decoder layers at the planned model's shape "
              f"(random weights, the real backend and format); time = fixed + {layers} × per-layer")
     if scale != 1.0:
-        basis += (f"; decode's per-layer time × {scale:.3f}: the target's {layers} layers average {scale - 1:+.1%} "
+        basis += (f"; decode's per-layer time × {scale:.3f}: the planned model's {layers} layers average {scale - 1:+.1%} "
                   "the bytes of the layer the slices add (llama.cpp picks some tensors' types by layer position; "
                   "estimate, quantizers/gguf_mix.py)")
     if note:

@@ -1,4 +1,4 @@
-"""`qadvisor plan --measure`: time each method on slices of the target (a few decoder layers at its real shape)
+"""`qadvisor plan --measure`: time each method on slices of the planned model (a few decoder layers at its real shape)
 with the real backend, and project the whole model. The full target is never built.
 """
 
@@ -15,7 +15,7 @@ import psutil
 from qadvisor.core import architectures, pace, paths
 from qadvisor.core.measure import synthetic
 from qadvisor.core.measure.jobs import EvalSettings
-from qadvisor.core.measure.modelio import shipped_model_dir
+from qadvisor.core.measure.modelio import bundled_model_dir
 from qadvisor.core.measure.runner import Run, RunRequest, time_side_by_side
 from qadvisor.core.measure.worker import SPEED_FIELDS, TIMING_BUDGET_S
 from qadvisor.core.plan import planner
@@ -104,7 +104,7 @@ def slice_dir(cache_root: Path, model: str, layers: int) -> Path:
 
 def why_not_sliceable(recipe) -> str:
     """Why slices cannot time this recipe ('' when they can)."""
-    spec = recipe.weights  # a KV stack's weights are timed: its cache is planned for the target's context
+    spec = recipe.weights  # a KV stack's weights are timed: its cache is planned for the planned context
     if planner.format_for(spec.name) is None:
         return f"{spec.name}: the planner has no entry for it, so there is nothing to project onto"
     return ""
@@ -137,7 +137,7 @@ class SliceMeasurement:
 
     def __init__(self, arch: Architecture, methods: list[str], hardware: HardwareInfo, settings: EvalSettings,
                  cache_root: Path, whole: Path | None = None):
-        """`whole`: also time this model (the whole target, where it fits) side by side with the slices, to check
+        """`whole`: also time this model (the whole planned model, where it fits) side by side with the slices, to check
         the projection (benchmarks/projection.py)."""
         if settings.prompt_tokens > MAX_PROMPT:
             raise UserError(f"--prompt-tokens {settings.prompt_tokens}: slices are timed on prompts of at most {MAX_PROMPT}")
@@ -179,7 +179,7 @@ class SliceMeasurement:
             yield Progress(method="slices", step="build", fraction=i / len(self.depths), stage="slice",
                            message=f"{layers}-layer slice of {self.arch.name} (random bf16 weights, cached)")
             sliced = slice_architecture(self.arch, layers)
-            synthetic.build(sliced, self.slice_dir(layers), shipped_model_dir(),
+            synthetic.build(sliced, self.slice_dir(layers), bundled_model_dir(),
                             {"slice_of": self.arch.name, "layers": layers, "need_bytes": need_bytes(sliced)},
                             reuse=deep if layers != self.depths[-1] else None)
         yield Progress(method="slices", step="build", fraction=1.0, message="disk read rate (for GGUF streamed by mmap)",
@@ -204,7 +204,7 @@ class SliceMeasurement:
                                                    self.settings.prompt_tokens, note, self._layer_ratio(method))
 
     def _layer_ratio(self, method: str) -> float:
-        """GGUF mixes vary by layer position: the target's average layer ÷ the layer the slices add, in bytes."""
+        """GGUF mixes vary by layer position: the planned model's average layer ÷ the layer the slices add, in bytes."""
         return gguf_mix.layer_ratio(method, self.arch, self.depths) if method in gguf_mix.BASE else 1.0
 
     def _method(self, method: str, tmp: Path, cancel: threading.Event):
@@ -313,7 +313,7 @@ def _stack_projection(projections: dict[str, Projection], name: str) -> Projecti
     if p is None:
         return None
     return p.model_copy(update={"basis": f"{p.basis}; the slices timed {weights} alone: the {kv} cache is sized "
-                                         "for the target's context, its (de)quantizing time is not projected"})
+                                         "for the planned context, its (de)quantizing time is not projected"})
 
 
 def attach(plan: Plan, projections: dict[str, Projection], disk_read_gb_s: float | None) -> Plan:

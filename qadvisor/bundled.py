@@ -16,7 +16,7 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 INSTALLED = Path(sysconfig.get_path("data")) / "share" / "qadvisor"
 
 
-def shipped_dir(name: str) -> Path:
+def bundled_dir(name: str) -> Path:
     """`assets` or `profiles`: the checkout's folder, else the installed copy (which may be missing)."""
     checkout = CHECKOUT / name
     return checkout if checkout.is_dir() else INSTALLED / name

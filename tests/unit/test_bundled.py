@@ -1,21 +1,21 @@
-"""The shipped model and presets are found in a checkout and in a wheel install, and the wheel carries them all."""
+"""The bundled model and presets are found in a checkout and in a wheel install, and the wheel carries them all."""
 
 import tomllib
 from pathlib import Path
 
-from qadvisor import shipped
+from qadvisor import bundled
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_checkout_first_then_the_installed_copy(tmp_path, monkeypatch):
-    assert shipped.shipped_dir("profiles") == ROOT / "profiles"
-    monkeypatch.setattr(shipped, "CHECKOUT", tmp_path / "no-checkout")
-    monkeypatch.setattr(shipped, "INSTALLED", tmp_path / "share" / "qadvisor")
-    assert shipped.shipped_dir("profiles") == tmp_path / "share" / "qadvisor" / "profiles"
+    assert bundled.bundled_dir("profiles") == ROOT / "profiles"
+    monkeypatch.setattr(bundled, "CHECKOUT", tmp_path / "no-checkout")
+    monkeypatch.setattr(bundled, "INSTALLED", tmp_path / "share" / "qadvisor")
+    assert bundled.bundled_dir("profiles") == tmp_path / "share" / "qadvisor" / "profiles"
 
 
-def test_the_wheel_data_files_cover_every_shipped_file():
+def test_the_wheel_data_files_cover_every_bundled_file():
     data_files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
     covered = {p.resolve() for globs in data_files.values() for g in globs for p in ROOT.glob(g)}
     for folder in ("profiles", "assets/qwen2-tiny-stdlib"):
