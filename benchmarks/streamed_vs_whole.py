@@ -47,9 +47,8 @@ def streamed(model_dir: Path, methods: list[str], window: int, windows: int, thr
 
 
 def equivalence(methods: list[str], threads: int, model: Path | None = None) -> int:
-    from qadvisor.core.measure.modelio import bundled_model_dir
-
     from qadvisor.core.measure import modelio
+    from qadvisor.core.measure.modelio import bundled_model_dir
 
     folder = model or bundled_model_dir()
     texts = [modelio.text_for(folder, name)[0] for name in (modelio.EVAL_FILE, modelio.CALIB_FILE)]
@@ -82,8 +81,8 @@ def equivalence(methods: list[str], threads: int, model: Path | None = None) -> 
 
 def memory(model: str, methods: list[str], threads: int) -> int:
     from qadvisor.core import architectures
-    from qadvisor.core.paths import default_cache_dir
     from qadvisor.core.measure.modelio import build_synthetic, check_synthetic
+    from qadvisor.core.paths import default_cache_dir
 
     arch = check_synthetic(model)  # a named size, or its first layers (NAME:Nlayers): the real layers, fewer
     print(f"building synthetic:{arch.name} (bf16, {2 * architectures.param_count(arch) / 2**30:.1f} GiB; once, cached)",

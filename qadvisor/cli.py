@@ -172,8 +172,8 @@ def _check_environment() -> None:
 
 
 def cmd_hardware(args) -> int:
-    from qadvisor.core.hardware import detect
     from qadvisor.console import print_hardware
+    from qadvisor.core.hardware import detect
 
     info = detect()
     if args.json:
@@ -184,8 +184,8 @@ def cmd_hardware(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    from qadvisor.app.views import method_rows, as_shipped_rows
-    from qadvisor.console import print_methods, print_as_shipped
+    from qadvisor.app.views import as_shipped_rows, method_rows
+    from qadvisor.console import print_as_shipped, print_methods
     from qadvisor.core.hardware import backend_findings, detect
 
     info = detect(with_backends=False)
@@ -212,8 +212,8 @@ def priorities_from_args(args, default="balanced"):
 
 def cmd_advise(args) -> int:
     from qadvisor.app.advice import readvise
-    from qadvisor.console import print_recommendations
     from qadvisor.app.report import write_run
+    from qadvisor.console import print_recommendations
     from qadvisor.schemas.export import load_export
     from qadvisor.schemas.jsonfile import check_output_paths
 
@@ -248,18 +248,19 @@ def cmd_doctor(args) -> int:
 def cmd_cache(args) -> int:
     from qadvisor.core.measure import artifacts
     from qadvisor.core.paths import default_cache_dir
+    from qadvisor.format import GIB, MIB
 
     root = default_cache_dir()
     if args.clear:
         freed = artifacts.clear(root, args.clear)
-        print(f"cleared {args.clear} in {root}: {freed / 2**20:,.1f} MiB freed")
+        print(f"cleared {args.clear} in {root}: {freed / MIB:,.1f} MiB freed")
         return 0
     print(f"qadvisor's cache: {root}")
     rows = artifacts.cache_summary(root)
     width = max(len(part) for part, *_ in rows)
     for part, what, entries, size in rows:
-        print(f"  {part:{width}s} {entries:4d} entries  {size / 2**20:12,.1f} MiB  {what}")
-    print(f"quantized models kept up to {artifacts.max_bytes() / 2**30:g} GiB (${artifacts.MAX_GB_ENV}), the least "
+        print(f"  {part:{width}s} {entries:4d} entries  {size / MIB:12,.1f} MiB  {what}")
+    print(f"quantized models kept up to {artifacts.max_bytes() / GIB:g} GiB (${artifacts.MAX_GB_ENV}), the least "
           "recently used removed beyond it")
     return 0
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from rich.console import Console
 from rich.table import Table
 
-from qadvisor import format as f
 from qadvisor.app.page import ORDER, run_page
-from qadvisor.app.plan_views import plan_view
+from qadvisor.app.plan_views import plan_view, projection_view
 from qadvisor.app.views import (
     BRIEF_METRICS,
     TEXT_COLUMNS,
@@ -18,10 +16,8 @@ from qadvisor.app.views import (
     comparison_view,
     hardware_lines,
     metrics_line,
-    slice_time_line,
 )
 from qadvisor.core.advise.compare import compare
-from qadvisor.core.contention import machine_words
 from qadvisor.core.plan.planner import published_memory
 from qadvisor.schemas.events import Error, Event, Progress, Result
 from qadvisor.schemas.hardware import HardwareInfo
@@ -94,84 +90,11 @@ def print_as_shipped(rows: list[dict]) -> None:
 def print_plan(plan, explain: bool = False) -> None:
     """The planner's table (the shared view); every figure is an estimate, and says so."""
     print_view(plan_view(plan, published_memory(plan.model)))
-    print_projection(plan)
+    print_view(projection_view(plan))
     if explain:
         out = stdout_console()
         for name, formula in plan.formulas.items():
             out.print(f"[b]{name}[/] = {formula}")
-
-
-def _machine_mark(p) -> str:
-    """` ⚠` where the slices were timed on a busy CPU or a slow machine (core.contention, core.pace)."""
-    return " ⚠" if machine_words(p.cpu_contention, p.pace_ratio) else ""
-
-
-def _slow_slices(rows) -> list[str]:
-    """What the marks and 'unreliable' in the projection table mean, for the rows that have them."""
-    marked = [f"{r.method} ({words})" for r in rows
-              if (words := machine_words(r.projection.cpu_contention, r.projection.pace_ratio))]
-    wide = [r.method for r in rows if f.unreliable(r.projection.decode_tok_s, r.projection.decode_tok_s_range)]
-    lines = [f"⚠ slices timed while the machine was busy or ran slow: {', '.join(marked)}"] if marked else []
-    if wide:
-        lines.append(f"unreliable: {', '.join(wide)}: the projected range is wider than the figure (the two depths' "
-                     "timings were too noisy to tell a layer's cost); measure again on a quiet machine")
-    return lines
-
-
-def print_projection(plan) -> None:
-    """Speeds projected from slices measured here, beside the bandwidth bound and what share of it they reach."""
-    out = stdout_console()
-    rows = [r for r in plan.plans if r.projection is not None]
-    for note in plan.measure_notes:
-        out.print(f"[red]not measured[/] {note}")
-    if not rows:
-        return
-    p0 = rows[0].projection
-    table = Table(title=f"[b]projected[/] for all {p0.layers_projected} layers from {p0.layers_measured[0]}- and "
-                  f"{p0.layers_measured[1]}-layer slices measured on {p0.device}", title_justify="left",
-                  pad_edge=False, box=None)
-    for col in ("method", "decode tok/s", "range", "of bound", "prefill tok/s", "range", "per layer ms", "fixed ms",
-                "fits here"):
-        table.add_column(col, justify="left" if col in ("method", "fits here") else "right", no_wrap=True)
-    for r in rows:
-        p = r.projection
-        fits = "yes" if r.fits else "[red]no[/]" + (f" (mmap from disk: {r.streamed_decode_tok_s:.2f} tok/s)"
-                                                    if r.streamed_decode_tok_s else "")
-        decode = "unreliable" if f.unreliable(p.decode_tok_s, p.decode_tok_s_range) else f.num(p.decode_tok_s, 2)
-        table.add_row(r.method, decode + _machine_mark(p), _span(p.decode_tok_s_range), f.pct(r.bound_fraction),
-                      f.num(p.prefill_tok_s, 1), _span(p.prefill_tok_s_range, 1), f"{p.decode_per_layer_ms:.1f}",
-                      f"{p.decode_fixed_ms:.1f}", fits)
-    out.print(table)
-    common, own = _shared_basis([(r.method, r.projection.basis) for r in rows])
-    out.print(f"[dim]basis: {common}. Per layer and fixed ms are per decoded token. 'of bound' = projected decode "
-              f"÷ the bandwidth bound above.[/]", soft_wrap=True)
-    for method, tail in own:
-        out.print(f"[dim]  {method}: {tail}[/]", soft_wrap=True)
-    for line in _slow_slices(rows):
-        out.print(line, soft_wrap=True)
-    if any(not r.fits for r in rows):
-        out.print(f"[b]{plan.model} does not fit in this machine's memory[/] with "
-                  f"{', '.join(r.method for r in rows if not r.fits)}: those projections answer “if it fit”."
-                  + (f" Streamed from disk by mmap (GGUF): measured read rate {plan.disk_read_gb_s:.2f} GB/s ÷ "
-                     "the weights' bytes per token." if plan.disk_read_gb_s else ""), soft_wrap=True)
-
-    slices = slice_time_line(plan)
-    if slices:
-        out.print(f"[dim]{slices}[/]", soft_wrap=True)
-
-
-def _shared_basis(bases: list[tuple[str, str]]) -> tuple[str, list[tuple[str, str]]]:
-    """The part of the projections' bases every method shares, and what each adds to it (GPTQ's rounding, a
-    GGUF mix's per-layer scale)."""
-    texts = [b for _, b in bases]
-    common = os.path.commonprefix(texts)
-    common = common if all(t == common or t[len(common):].startswith("; ") for t in texts) else \
-        common[:common.rfind("; ")]
-    return common, [(m, b[len(common):].removeprefix("; ")) for m, b in bases if b != common]
-
-
-def _span(span, digits: int = 2) -> str:
-    return "—" if span is None else f"{f.num(span[0], digits)}–{f.num(span[1], digits)}"
 
 
 class EventPrinter:
@@ -259,12 +182,14 @@ def print_view(view, boxed: bool = False) -> None:
     out = stdout_console()
     for line in view.above:
         out.print(line)
+    if not view.columns:
+        return
     table = Table(title=f"[b]{view.title}[/]" if view.title else None, title_justify="left", pad_edge=boxed,
                   **({} if boxed else {"box": None}))
     for col in view.columns:
         table.add_column(col, justify="left" if col in TEXT_COLUMNS else "right", no_wrap=col == "method")
     for row in view.rows:
-        table.add_row(*(f"[red]{cell}[/]" if cell == "no" else cell for cell in row))
+        table.add_row(*(f"[red]{cell}[/]" if cell == "no" or cell.startswith("no (") else cell for cell in row))
     out.print(table)
     if view.headline:
         out.print(f"[b]{view.headline}[/]")

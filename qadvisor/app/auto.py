@@ -24,7 +24,7 @@ from qadvisor.core.measure.session import Session
 from qadvisor.core.measure.streamed import StreamJob
 from qadvisor.core.paths import default_cache_dir
 from qadvisor.core.plan.plancheck import predicted_vs_measured
-from qadvisor.core.plan.planner import FORMATS
+from qadvisor.core.plan.planner import formats
 from qadvisor.core.plan.slices import sliceable
 from qadvisor.errors import UserError, about
 from qadvisor.quantizers import checkpoint, mixsolver, registry
@@ -56,7 +56,7 @@ def _target_methods(opts: RunOptions) -> list[str]:
 def _gpu_methods(opts: RunOptions) -> list[str] | None:
     """What the planner sizes for a GPU target: every format (None), and the run's KV stacks beside them."""
     stacks = [m for m in opts.methods if "+" in m]
-    return [f.method for f in FORMATS] + stacks if stacks else None
+    return list(formats()) + stacks if stacks else None
 
 
 def with_mix_budget(opts: RunOptions, priorities: Priorities, say: Callable[[str], None]) -> RunOptions:

@@ -9,10 +9,9 @@ from pydantic import BaseModel, Field, ValidationError, create_model, field_vali
 
 from qadvisor.core.measure.jobs import EvalSettings
 from qadvisor.errors import UserError
+from qadvisor.quantizers import registry
 from qadvisor.schemas.limits import LIMITS, parse_size
 from qadvisor.schemas.priorities import Priorities, build_priorities
-from qadvisor.quantizers import registry
-
 
 _EVAL = EvalSettings.model_fields
 

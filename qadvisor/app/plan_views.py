@@ -1,10 +1,13 @@
-"""The planner's views every face shows: its table, the one-line summary, the planner checked against a run, and
-where a slice measurement's time went."""
+"""The planner's views every face shows: its table, the speeds projected from slices, the one-line summary, the
+planner checked against a run, and where a slice measurement's time went."""
 
 from __future__ import annotations
 
+import os
+
 from qadvisor import format as f
-from qadvisor.app.views import TableView
+from qadvisor.app.views import TableView, slice_time_line
+from qadvisor.core.contention import machine_words
 from qadvisor.core.advise.target import target_label
 from qadvisor.schemas.plan import Plan, PlanCheck
 
@@ -35,6 +38,68 @@ def plan_view(plan: Plan, published: dict | None = None) -> TableView:
         view.notes.append(f"² {names}: experts kept in bf16 ({why}), as deploying it would hold them; qadvisor "
                           "refuses to measure it on this model")
     return view
+
+
+def projection_view(plan: Plan) -> TableView:
+    """Speeds projected from slices measured here, beside the bandwidth bound and what share of it they reach; what
+    was not measured above it, the basis and what the marks mean below."""
+    rows = [r for r in plan.plans if r.projection is not None]
+    view = TableView(title="", columns=[], rows=[], above=[f"[red]not measured[/] {n}" for n in plan.measure_notes])
+    if not rows:
+        return view
+    p0 = rows[0].projection
+    view.title = (f"projected for all {p0.layers_projected} layers from {p0.layers_measured[0]}- and "
+                  f"{p0.layers_measured[1]}-layer slices measured on {p0.device}")
+    view.columns = ["method", "decode tok/s", "range", "of bound", "prefill tok/s", "range", "per layer ms",
+                    "fixed ms", "fits here"]
+    view.rows = [_projection_row(r) for r in rows]
+    common, own = _shared_basis([(r.method, r.projection.basis) for r in rows])
+    view.notes = [f"basis: {common}. Per layer and fixed ms are per decoded token. 'of bound' = projected decode "
+                  "÷ the bandwidth bound above.", *(f"  {method}: {tail}" for method, tail in own)]
+    view.lines = _slow_slices(rows)
+    if any(not r.fits for r in rows):
+        view.lines.append(f"{plan.model} does not fit in this machine's memory with "
+                          f"{', '.join(r.method for r in rows if not r.fits)}: those projections answer “if it fit”."
+                          + (f" Streamed from disk by mmap (GGUF): measured read rate {plan.disk_read_gb_s:.2f} GB/s "
+                             "÷ the weights' bytes per token." if plan.disk_read_gb_s else ""))
+    view.notes += [line for line in [slice_time_line(plan)] if line]
+    return view
+
+
+def _projection_row(r) -> list[str]:
+    p = r.projection
+    mark = " ⚠" if machine_words(p.cpu_contention, p.pace_ratio) else ""  # a busy CPU or a slow machine
+    decode = "unreliable" if f.unreliable(p.decode_tok_s, p.decode_tok_s_range) else f.num(p.decode_tok_s, 2)
+    fits = "yes" if r.fits else "no" + (f" (mmap from disk: {r.streamed_decode_tok_s:.2f} tok/s)"
+                                        if r.streamed_decode_tok_s else "")
+    return [r.method, decode + mark, _span(p.decode_tok_s_range), f.pct(r.bound_fraction), f.num(p.prefill_tok_s, 1),
+            _span(p.prefill_tok_s_range, 1), f"{p.decode_per_layer_ms:.1f}", f"{p.decode_fixed_ms:.1f}", fits]
+
+
+def _slow_slices(rows) -> list[str]:
+    """What the marks and 'unreliable' in the projection table mean, for the rows that have them."""
+    marked = [f"{r.method} ({words})" for r in rows
+              if (words := machine_words(r.projection.cpu_contention, r.projection.pace_ratio))]
+    wide = [r.method for r in rows if f.unreliable(r.projection.decode_tok_s, r.projection.decode_tok_s_range)]
+    lines = [f"⚠ slices timed while the machine was busy or ran slow: {', '.join(marked)}"] if marked else []
+    if wide:
+        lines.append(f"unreliable: {', '.join(wide)}: the projected range is wider than the figure (the two depths' "
+                     "timings were too noisy to tell a layer's cost); measure again on a quiet machine")
+    return lines
+
+
+def _shared_basis(bases: list[tuple[str, str]]) -> tuple[str, list[tuple[str, str]]]:
+    """The part of the projections' bases every method shares, and what each adds to it (GPTQ's rounding, a
+    GGUF mix's per-layer scale)."""
+    texts = [b for _, b in bases]
+    common = os.path.commonprefix(texts)
+    common = common if all(t == common or t[len(common):].startswith("; ") for t in texts) else \
+        common[:common.rfind("; ")]
+    return common, [(m, b[len(common):].removeprefix("; ")) for m, b in bases if b != common]
+
+
+def _span(span, digits: int = 2) -> str:
+    return "—" if span is None else f"{f.num(span[0], digits)}–{f.num(span[1], digits)}"
 
 
 def plan_header(plan: Plan) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from qadvisor.format import MIB
 from qadvisor.schemas.export import RunExport
 from qadvisor.schemas.result import TrialResult
 
@@ -49,9 +50,9 @@ def tradeoff(results: list[TrialResult], path: Path) -> None:
     speeds = [r.decode_tok_s or 0.0 for r in results]
     for r, speed in zip(results, speeds):
         marker = "*" if r.mix is not None else "o" if r.method.startswith("gguf-") else "s"
-        dot = ax.scatter(r.size_bytes / 2**20, r.kl_mean, c=[speed], cmap="viridis", vmin=min(speeds),
+        dot = ax.scatter(r.size_bytes / MIB, r.kl_mean, c=[speed], cmap="viridis", vmin=min(speeds),
                          vmax=max(speeds) or 1, marker=marker, s=160 if marker == "*" else 60, edgecolors="black")
-        ax.annotate(r.method, (r.size_bytes / 2**20, r.kl_mean), fontsize=7, xytext=(4, 4),
+        ax.annotate(r.method, (r.size_bytes / MIB, r.kl_mean), fontsize=7, xytext=(4, 4),
                     textcoords="offset points")
     fig.colorbar(dot, ax=ax, label="decode tok/s (measured here)")
     ax.set_xlabel("size on disk, MiB")

@@ -18,7 +18,7 @@ from qadvisor.schemas.method import AS_SHIPPED
 from qadvisor.schemas.result import TrialResult
 
 TEXT_COLUMNS = ("method", "fits", "type", "backend", "here", "why / version", "methods", "verdict", "what it found",
-                "uniform recipe")  # left-aligned; numbers right
+                "uniform recipe", "fits here")  # left-aligned; numbers right
 
 
 @dataclass
@@ -303,7 +303,7 @@ def target_view(export: RunExport) -> TableView | None:
     fits = {r.method: r.fits for r in export.plan.plans} if export.plan else {}
     kv = any("+kv-" in r.method for r in t.results)  # a KV stack: every method's cache at the planned context
     scores = any(r.score_delta_pct is not None for r in t.results)  # published benchmark evidence
-    rows = [[r.method, f"{r.size_bytes / 2**30:.1f}", f.size_change(r.size_reduction_pct),
+    rows = [[r.method, f"{r.size_bytes / f.GIB:.1f}", f.size_change(r.size_reduction_pct),
              f.pm(r.decode_tok_s, r.decode_tok_s_spread, 2) + (" ⚠" if marked(r) else ""), f.num(r.prefill_tok_s),
              "yes" if fits.get(r.method) else "no", f.signed_pct(r.ppl_delta_pct)]
             + ([f.signed_pct(r.score_delta_pct)] if scores else []) + [f.sci(r.kl_mean), r.accuracy_basis]

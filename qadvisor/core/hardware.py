@@ -12,6 +12,7 @@ import psutil
 
 from qadvisor.core import paths
 from qadvisor.errors import UserError
+from qadvisor.format import GIB
 from qadvisor.quantizers import fallback, registry
 from qadvisor.schemas.hardware import GpuInfo, HardwareInfo
 
@@ -186,6 +187,6 @@ def where_to_run(device: str, threads: int | None, hw: HardwareInfo) -> tuple[st
 
 def hardware_kind(hw: HardwareInfo) -> str:
     """Machines that measure alike: same CPU, cores, instruction sets, RAM (to the GiB) and GPUs."""
-    gpus = ", ".join(f"{g.name} {round(g.vram_bytes / 2**30)} GiB" for g in hw.gpus) or "no GPU"
+    gpus = ", ".join(f"{g.name} {round(g.vram_bytes / GIB)} GiB" for g in hw.gpus) or "no GPU"
     return (f"{hw.cpu_model}, {hw.physical_cores} cores, {', '.join(hw.isa_flags) or 'no SIMD flags'}, "
-            f"{round(hw.ram_total_bytes / 2**30)} GiB RAM, {gpus}")
+            f"{round(hw.ram_total_bytes / GIB)} GiB RAM, {gpus}")

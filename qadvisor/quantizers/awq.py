@@ -6,6 +6,7 @@ from __future__ import annotations
 from qadvisor.quantizers.gptq import (GPTQBackend, _bf16_storage, _calibration, _config_inputs, layer_progress,
                                       rounds_to_nearest)
 from qadvisor.schemas.method import MethodSpec
+from qadvisor.quantizers.storage import grouped
 
 GROUP_SIZE = 128
 
@@ -17,6 +18,9 @@ class AWQBackend(GPTQBackend):
                          "same AWQ GEMM format and kernel, so its size and speed are AWQ's")
     methods = (MethodSpec(name="awq-int4", backend="awq", bits=4, scheme="int4", group_size=GROUP_SIZE,
                           summary=f"AWQ 4-bit, group {GROUP_SIZE}, activation-aware scales from the calibration"),)
+    storage = (grouped("awq-int4", 4, GROUP_SIZE, 2, 4, "in·out/2 + per-128 group fp16 scale and 4-bit zero",
+                       notes="as GPTQModel writes it (lm_head tied as the model ties it); Qwen's AutoAWQ releases of "
+                             "tied models store an lm_head copy too (+vocab·hidden·2 bytes while loading)"),)
     streamed_methods = frozenset()
 
     def quantize(self, model_dir, spec, ctx):

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from qadvisor.schemas.method import MethodSpec
 from qadvisor.quantizers.fallback import SafeConfig, versions_key
+from qadvisor.quantizers.storage import StorageFormat
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
@@ -61,6 +62,7 @@ class Backend:
     also_needs: tuple[str, ...] = ()  # further distributions the backend imports
     min_version: str | None = None
     methods: tuple[MethodSpec, ...] = ()
+    storage: tuple[StorageFormat, ...] = ()  # how each method stores its weights: what the planner sizes
     cpu_methods: frozenset[str] | None = None  # None: every method runs on CPU
     install_hint: str = ""
     stand_in: str = ""  # the one method `qadvisor doctor` runs for this backend: the path a user meets first

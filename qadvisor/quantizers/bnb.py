@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from qadvisor.schemas.method import MethodSpec
 from qadvisor.quantizers.base import Backend, cast_plain, load_hf, plain_linears, use_compute_dtype
+from qadvisor.quantizers.storage import grouped, per_weight
+from qadvisor.schemas.method import MethodSpec
 
 
 class BitsAndBytesBackend(Backend):
@@ -19,6 +20,9 @@ class BitsAndBytesBackend(Backend):
         MethodSpec(name="bnb-nf4", backend="bnb", bits=4, scheme="nf4", group_size=64, summary="4-bit NormalFloat, block 64"),
         MethodSpec(name="bnb-fp4", backend="bnb", bits=4, scheme="fp4", group_size=64, summary="4-bit float, block 64"),
     )
+    storage = (per_weight("bnb-int8", 8, "in·out + fp32 row scale", row_scale_bytes=4),
+               grouped("bnb-nf4", 4, 64, 4, 0, "in·out/2 + fp32 absmax per 64 (no double quantization)"),
+               grouped("bnb-fp4", 4, 64, 4, 0, "in·out/2 + fp32 absmax per 64 (no double quantization)"))
     experts_left = "bitsandbytes replaces nn.Linear modules only"
 
     streamed_methods = frozenset(m.name for m in methods)

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from qadvisor.errors import UserError, about
+from qadvisor.format import MIB
 from qadvisor.quantizers import mixsolver, sensitivity
 from qadvisor.quantizers.fallback import digest, versions_key
 from qadvisor.quantizers.gguf_mix import HF_ROLES, stored_type
@@ -63,7 +64,7 @@ def check_budget(spec: MethodSpec, arch: Architecture) -> None:
         raise UserError(f"{spec.name}: {arch.name}'s smallest mix is {least * 8 / weights:.2f} bits per weight (its "
                         "rows allow no smaller types)", field=BUDGET)
     if budget.kind == "bytes" and budget.value < least:
-        raise UserError(f"{spec.name}: {arch.name}'s smallest mix needs {least / 2**20:,.2f} MiB for its matrices alone",
+        raise UserError(f"{spec.name}: {arch.name}'s smallest mix needs {least / MIB:,.2f} MiB for its matrices alone",
                         field=BUDGET)
 
 

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from qadvisor.quantizers.base import Backend, cast_plain, plain_linears, use_compute_dtype
+from qadvisor.quantizers.storage import grouped, largest_linear_fp16
 from qadvisor.schemas.architecture import Architecture
 from qadvisor.schemas.method import MethodSpec
 
@@ -43,6 +44,13 @@ class GPTQBackend(Backend):
     uncalibrated_note = ("GPTQ codes rounded to nearest (GPTQModel's RTNConfig), not calibrated: random weights; "
                          "the same GPTQ format and kernel, so its size and speed are GPTQ's")
     methods = tuple(_spec(b) for b in (8, 4, 3, 2))
+    storage = (
+        grouped("gptq-int8", 8, 128, 2, 8, "in·out + per-128 group fp16 scale and 8-bit zero + int32 g_idx", g_idx=True),
+        grouped("gptq-int4", 4, 128, 2, 4, "in·out/2 + per-128 group fp16 scale and 4-bit zero + int32 g_idx", g_idx=True,
+                scratch=largest_linear_fp16, notes="exllama kernels keep an fp16 scratch the size of the largest layer"),
+        grouped("gptq-int3", 3, 128, 2, 3, "3/8·in·out + per-128 group fp16 scale and 3-bit zero + g_idx", g_idx=True),
+        grouped("gptq-int2", 2, 128, 2, 2, "in·out/4 + per-128 group fp16 scale and 2-bit zero + g_idx", g_idx=True),
+    )
 
     def _import(self, ctx):
         # GPTQModel sizes its CPU thread pool at import; fewer than 2 workers deadlocks its loader pool.

@@ -9,8 +9,9 @@ import logging
 from contextlib import contextmanager
 from pathlib import Path
 
-from qadvisor.schemas.method import MethodSpec
 from qadvisor.quantizers.base import Backend, cast_plain, load_hf, plain_linears, use_compute_dtype
+from qadvisor.quantizers.storage import grouped
+from qadvisor.schemas.method import MethodSpec
 
 GROUP_SIZE = 64
 # HQQ's solver runs ~20 elementwise iterations over every weight: ~0.2 µs per weight element eagerly on 2 cores, a
@@ -33,6 +34,10 @@ class HQQBackend(Backend):
                    summary=f"HQQ {b}-bit, group {GROUP_SIZE}, no calibration")
         for b in (4, 3, 2)
     )
+    storage = (grouped("hqq-int4", 4, 64, 2, 16, "in·out/2 + fp16 scale and zero per 64"),
+               grouped("hqq-int3", 3, 64, 2, 16, "10 3-bit values per 32-bit word + fp16 scale and zero per 64",
+                       stored_bits=3.2),
+               grouped("hqq-int2", 2, 64, 2, 16, "in·out/4 + fp16 scale and zero per 64"))
     experts_left = "HQQ replaces nn.Linear modules only"
 
     def quantize(self, model_dir, spec, ctx):

@@ -13,6 +13,7 @@ from qadvisor.quantizers import ggml, gguf_hybrid, gguf_mix, ggufmix, imatrix, l
 from qadvisor.quantizers.base import Backend, cast_plain, plain_linears
 from qadvisor.quantizers.fallback import SafeConfig
 from qadvisor.quantizers.ggufwrite import GGUF_FILE, Quantized, to_gguf
+from qadvisor.quantizers.storage import gguf
 from qadvisor.schemas.method import MethodSpec
 
 # llama.cpp's LLAMA_FTYPE_* values (llama.h), one per method
@@ -45,6 +46,13 @@ class LlamaCppBackend(Backend):
         _spec("gguf-q2_k-imat", 2.96, "Q2_K", f"GGUF Q2_K {_WITH_MATRIX}"),
         _spec("gguf-iq4_xs", 4.25, "IQ4_XS", f"GGUF IQ4_XS (an i-quant) {_WITH_MATRIX}"),
     )
+    storage = tuple(gguf(m.name, m.bits, note) for m, note in zip(methods, (
+        "Q8_0 everywhere", "Q6_K everywhere (Q8_0 where a row is not a multiple of 256)",
+        "Q4_K with Q6_K for attn_v / ffn_down of half the layers; output Q6_K",
+        "Q3_K with Q4_K/Q5_K for attn_v, attn_output, ffn_down; output Q6_K",
+        "Q2_K with Q3_K/Q4_K for attn_v, attn_output, ffn_down; output Q6_K",
+        "gguf-q4_k_m's types, quantized with an importance matrix", "gguf-q2_k's types, quantized with an importance matrix",
+        "IQ4_XS, with Q5_K for attn_v where 4+ heads share it; output Q6_K"), strict=True))
 
     safe_configs = (
         SafeConfig(name="no extra buffers", turns_off="llama.cpp's extra buffer types (AMX kernels, weight repacking)"),

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from qadvisor.errors import UserError
+from qadvisor.format import MIB
 from qadvisor.quantizers.gguf_mix import BITS, block
 from qadvisor.schemas.limits import SIZE_RE, parse_size
 
@@ -39,7 +40,7 @@ class Budget:
         if self.kind == "bpw":
             return f"{self.value:g} bits per weight{held}"
         if self.kind == "bytes":
-            return f"a {self.value / 2**20:,.2f} MiB file{held}"
+            return f"a {self.value / MIB:,.2f} MiB file{held}"
         return f"a predicted KL of at most {self.value:g}{held}"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from qadvisor.schemas.method import MethodSpec
 from qadvisor.quantizers.base import Backend, load_hf, use_compute_dtype
+from qadvisor.quantizers.storage import per_weight
 
 
 class NativeBackend(Backend):
@@ -15,6 +16,8 @@ class NativeBackend(Backend):
         MethodSpec(name="fp32", backend="torch", bits=32, scheme="fp32", summary="unquantized, float32"),
         MethodSpec(name="bf16", backend="torch", bits=16, scheme="bf16", summary="unquantized, bfloat16 (as Qwen ships)"),
     )
+    storage = (per_weight("fp32", 32, "4 bytes per weight", embed_bits=32, lm_head_bits=32, dense_bytes=4),
+               per_weight("bf16", 16, "2 bytes per weight"))
 
     def _dtype(self, spec):
         import torch

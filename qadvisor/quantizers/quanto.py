@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 from qadvisor.schemas.method import MethodSpec
 from qadvisor.quantizers.base import Backend, empty_hf, load_hf, skipped_init, tie_head, untied_state_dict
+from qadvisor.quantizers.storage import grouped, per_weight
 
 QMAP_FILE = "quanto_qmap.json"
 
@@ -22,6 +23,9 @@ class QuantoBackend(Backend):
                    group_size=None if b == 8 else 128, summary=f"quanto weight-only int{b}")
         for b in (8, 4, 2)
     )
+    storage = (per_weight("quanto-int8", 8, "in·out + bf16 per-channel scale", row_scale_bytes=2),
+               grouped("quanto-int4", 4, 128, 2, 16, "in·out/2 + bf16 scale and shift per 128"),
+               grouped("quanto-int2", 2, 128, 2, 16, "in·out/4 + bf16 scale and shift per 128"))
     experts_left = "quanto replaces nn.Linear modules only"
 
     def _qtype(self, spec):

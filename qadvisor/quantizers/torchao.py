@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from qadvisor.schemas.method import MethodSpec
 from qadvisor.quantizers.base import Backend, cast_plain, empty_hf, load_hf, untied_state_dict, use_compute_dtype
+from qadvisor.quantizers.storage import grouped, per_weight
 
 WEIGHTS_FILE = "model.pt"  # torchao tensor subclasses serialise through torch.save, not safetensors
 
@@ -18,6 +19,8 @@ class TorchAOBackend(Backend):
         MethodSpec(name="torchao-int4", backend="torchao", bits=4, scheme="int4", group_size=128,
                    summary="int4 weight-only, group 128 (CUDA)"),
     )
+    storage = (per_weight("torchao-int8", 8, "in·out + bf16 per-row scale and zero point", row_scale_bytes=4),
+               grouped("torchao-int4", 4, 128, 2, 16, "in·out/2 + bf16 scale and zero per 128 (tinygemm layout)"))
     experts_left = "torchao's quantize_ converts nn.Linear modules only"
     cpu_methods = frozenset({"torchao-int8"})
 

@@ -8,7 +8,6 @@ from pydantic import BaseModel, Field
 
 from qadvisor.schemas.result import TrialResult
 
-
 # A trial's steps, in order: its progress events name them, the faces count them and show the time each took.
 STEPS = ("load", "quantize", "save", "reload", "evaluate", "benchmark")
 

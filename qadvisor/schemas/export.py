@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.schemas.jsonfile import read_json_object, validate_versioned, write_text_atomic
 from qadvisor.schemas.mix import GgufMix
-from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.schemas.plan import Plan, PlanCheck
 from qadvisor.schemas.priorities import Priorities
 from qadvisor.schemas.recommendation import Recommendation

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from qadvisor.errors import UserError
 from qadvisor.bundled import bundled_dir
+from qadvisor.errors import UserError
 from qadvisor.schemas.jsonfile import check_known_fields, read_json_object, validate_versioned
 from qadvisor.schemas.limits import LIMITS, Limits
 

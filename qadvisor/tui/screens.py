@@ -5,21 +5,32 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.text import Text
-
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, HorizontalGroup, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import (Button, Checkbox, DataTable, Footer, Header, Input, Label, Markdown, Select, SelectionList, Static)
+from textual.widgets import (
+    Button,
+    Checkbox,
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Label,
+    Markdown,
+    Select,
+    SelectionList,
+    Static,
+)
 
 from qadvisor.app.options import default
 from qadvisor.app.page import ORDER, run_page
 from qadvisor.app.report import section_markdown
 from qadvisor.app.views import backends_view, comparison_view, doctor_view, hardware_lines, per_kind, score_view
+from qadvisor.quantizers import mixsolver, registry
 from qadvisor.schemas.hardware import HardwareInfo
 from qadvisor.schemas.limits import LIMITS, Limit
-from qadvisor.quantizers import mixsolver, registry
 from qadvisor.tui.fields import NumberInput
 
 

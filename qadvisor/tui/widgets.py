@@ -11,6 +11,7 @@ from textual.widgets import Label, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
 from qadvisor.app.views import metrics_line
+from qadvisor.format import MIB
 from qadvisor.schemas.events import STEPS, Error, Metric, Progress
 from qadvisor.schemas.result import TrialResult
 
@@ -90,7 +91,7 @@ class TradeoffPlot(PlotextPlot):
         if not self.results:
             self.refresh()
             return
-        xs = [r.size_bytes / 2**20 for r in self.results]
+        xs = [r.size_bytes / MIB for r in self.results]
         # log scale: decode speeds here span 10× and more (llama.cpp against torch kernels)
         ys = [math.log10(r.decode_tok_s) for r in self.results]
         # margins so markers and their names stay inside the frame
@@ -107,10 +108,10 @@ class TradeoffPlot(PlotextPlot):
         for marker, lo, hi in (("●", 0, 0.01), ("◆", 0.01, 0.1), ("✕", 0.1, float("inf"))):
             pts = [r for r in self.results if lo <= r.kl_mean < hi]
             if pts:
-                plt.scatter([r.size_bytes / 2**20 for r in pts], [math.log10(r.decode_tok_s) for r in pts], marker=marker)
+                plt.scatter([r.size_bytes / MIB for r in pts], [math.log10(r.decode_tok_s) for r in pts], marker=marker)
         taken: list[tuple[int, float, float]] = []  # (line, start, end) of names already placed
         for r in sorted(self.results, key=lambda r: -r.decode_tok_s):
-            x, y = r.size_bytes / 2**20, math.log10(r.decode_tok_s)
+            x, y = r.size_bytes / MIB, math.log10(r.decode_tok_s)
             left = x < mid  # names point away from the nearer edge
             start = x + 2 * cell if left else x - (2 + len(r.method)) * cell
             end = start + len(r.method) * cell

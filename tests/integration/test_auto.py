@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from qadvisor.schemas.export import load_export
 from qadvisor.quantizers import registry
+from qadvisor.schemas.export import load_export
 from tests.conftest import run_cli
 
 METRICS = ("size_bytes", "compression_ratio", "size_reduction_pct", "prefill_tok_s", "decode_tok_s",

@@ -18,7 +18,7 @@ def test_awq_int4_is_measured_sized_by_the_planner_and_can_be_picked(tmp_path):
     awq = next(r for r in export.results if r.method == "awq-int4")
     assert awq.status == "ok" and awq.backend == "awq" and awq.kl_mean > 0, awq.reason
     arch = architectures.resolve_architecture(export.model.path)
-    predicted, _ = planner.weights_bytes(arch, planner.FORMAT_BY_NAME["awq-int4"])
+    predicted, _ = planner.weights_bytes(arch, planner.formats()["awq-int4"])
     assert abs(predicted / awq.size_bytes - 1) < 0.01  # the planner describes the file the trial wrote
     config = json.loads((kept / "awq-int4" / "quantize_config.json").read_text())
     assert (config["quant_method"], config["format"], config["bits"], config["group_size"]) == ("awq", "gemm", 4, 128)

@@ -1,8 +1,8 @@
 """`--cluster local`: a real Ray started on this machine (nothing reaches outside it). Trials run as Ray tasks on
 the node, each result names its node and hardware kind, and a Ray worker killed mid-trial fails that trial only."""
 
-from pathlib import Path
 import time
+from pathlib import Path
 
 import psutil
 import pytest

@@ -37,7 +37,7 @@ def test_a_family_is_measured_or_each_refusal_says_why(tmp_path, family):
         assert "QuantizedCache" in refused["fp32+kv-int4"]
     assert set(refused) == expected, refused
     gptq = results["gptq-int4"]
-    predicted, _ = planner.weights_bytes(arch, planner.FORMAT_BY_NAME["gptq-int4"])
+    predicted, _ = planner.weights_bytes(arch, planner.formats()["gptq-int4"])
     assert gptq["size_bytes"] == pytest.approx(predicted, rel=0.02)  # every expert quantized, as planned
     table = arch.vocab_size * arch.hidden_size * 2 * (1 if arch.tie_word_embeddings else 2)  # kept in bf16
     assert gptq["size_bytes"] - table < 0.35 * (results["fp32"]["size_bytes"] / 2 - table)  # the layers at ~4 bits
@@ -96,5 +96,5 @@ def test_a_qwen3_fp8_release_is_measured_as_shipped_and_says_it_was_dequantized(
     result = next(r for r in json.loads(out.read_text())["results"] if r["method"] == "as-shipped:fp8-e4m3")
     assert result["status"] == "ok" and 0 < result["kl_mean"] < 0.01
     assert any("dequantized to bf16" in note for note in result["notes"])
-    planned, _ = planner.weights_bytes(architectures.resolve_architecture(str(reference)), planner.FORMAT_BY_NAME["fp8"])
+    planned, _ = planner.weights_bytes(architectures.resolve_architecture(str(reference)), planner.formats()["fp8"])
     assert result["size_bytes"] == pytest.approx(planned, rel=0.02)  # the planner's fp8 is the shipped layout

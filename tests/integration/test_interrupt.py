@@ -10,8 +10,8 @@ import time
 import psutil
 import pytest
 
-from qadvisor.schemas.export import load_export
 from qadvisor.quantizers import registry
+from qadvisor.schemas.export import load_export
 
 
 def _workers_under(folder) -> list[psutil.Process]:

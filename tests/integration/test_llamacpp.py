@@ -6,9 +6,9 @@ import torch
 
 from qadvisor.core.measure.metrics import timed_greedy
 from qadvisor.core.measure.modelio import bundled_model_dir
-from qadvisor.schemas.export import load_export
 from qadvisor.quantizers import registry
 from qadvisor.quantizers.base import TrialContext
+from qadvisor.schemas.export import load_export
 from tests.conftest import run_cli
 
 
@@ -143,7 +143,7 @@ def _check_types(method, arch, path, imatrix):
     assert table == ({"token_embd.weight": embed_bits} if arch.tie_word_embeddings else
                      {"token_embd.weight": embed_bits, "output.weight": output_bits})
     if imatrix:  # the planner sizes the mix as made with an importance matrix
-        held, _ = planner.weights_bytes(arch, planner.FORMAT_BY_NAME[method], dense_bytes=4)
+        held, _ = planner.weights_bytes(arch, planner.formats()[method], dense_bytes=4)
         assert held == sum(int(t.n_bytes) for t in tensors)  # norms and biases as llama.cpp keeps them: F32
 
 

@@ -6,7 +6,7 @@ import ctypes
 
 import pytest
 
-from qadvisor.core.measure.modelio import paragraphs, bundled_model_dir
+from qadvisor.core.measure.modelio import bundled_model_dir, paragraphs
 from qadvisor.quantizers import ggufmix, mixsolver, registry, sensitivity
 from qadvisor.quantizers.base import TrialContext
 from qadvisor.quantizers.ggufwrite import GGUF_FILE, to_gguf

@@ -48,8 +48,8 @@ def test_streamed_accuracy_matches_the_whole_model_trial(tmp_path, method):
                          "gguf": "llama_cpp", "gptq": "gptqmodel"}[method.split("-")[0]])
     from qadvisor.core.measure.metrics import logprobs
     from qadvisor.core.measure.streamed import StreamRequest, stream
-    from qadvisor.schemas.export import StreamedAccuracy
     from qadvisor.quantizers.base import load_hf
+    from qadvisor.schemas.export import StreamedAccuracy
 
     windows = _windows()
     ref_lp = logprobs(load_hf(BUNDLED, torch.float32, "cpu"), windows, "cpu")

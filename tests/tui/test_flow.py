@@ -8,8 +8,8 @@ import argparse
 
 import pytest
 
-from qadvisor.schemas.export import load_export
 from qadvisor.quantizers import registry
+from qadvisor.schemas.export import load_export
 from qadvisor.tui.app import QAdvisorApp
 from qadvisor.tui.launch import tui_inputs
 from qadvisor.tui.screens import HardwareScreen, PrioritiesScreen, RecommendationScreen, RunScreen
@@ -155,9 +155,8 @@ async def test_cancel_keeps_finished_results(app):
 async def test_load_saved_run_and_compare(tmp_path):
     from qadvisor.schemas.export import save_export
     from qadvisor.tui.screens import CompareScreen
+    from tests.samples import RECORDED, sample_export
     from tests.tui.test_snapshots import make_app
-    from tests.samples import sample_export
-    from tests.samples import RECORDED
 
     export = sample_export()
     export.results = list(RECORDED)

@@ -7,6 +7,7 @@ from qadvisor.schemas.priorities import Limits, Priorities, load_profile
 from qadvisor.schemas.result import TrialResult
 from tests.samples import RECORDED, result
 
+
 def test_presets_give_a_b_c():
     storage = advisor.advise(RECORDED, load_profile("storage-first"))
     latency = advisor.advise(RECORDED, load_profile("latency-first"))

@@ -3,8 +3,8 @@
 import re
 from pathlib import Path
 
-from qadvisor.core.measure import artifacts
 from qadvisor.core.hardware import detect
+from qadvisor.core.measure import artifacts
 from qadvisor.core.measure.runner import Run, RunRequest
 
 BUNDLED = Path(__file__).resolve().parents[2] / "assets" / "qwen2-tiny-stdlib"

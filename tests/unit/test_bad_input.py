@@ -4,8 +4,8 @@ import json
 import shutil
 
 import pytest
-from qadvisor.errors import UserError
 
+from qadvisor.errors import UserError
 from tests.conftest import BUNDLED, run_cli
 
 
@@ -105,8 +105,8 @@ def test_export_and_report_must_differ(tmp_path):
 
 
 def test_advise_checks_its_output_before_writing(tmp_path):
-    from tests.samples import sample_export
     from qadvisor.schemas.export import save_export
+    from tests.samples import sample_export
 
     save_export(sample_export(), tmp_path / "run.json")
     proc = run_cli("advise", "--from", str(tmp_path / "run.json"), "--export", str(tmp_path / "no" / "x.json"))

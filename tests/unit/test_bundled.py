@@ -1,7 +1,8 @@
 """The bundled model and presets are found in a checkout and in a wheel install, and the wheel carries them all."""
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from qadvisor import bundled
 

@@ -72,7 +72,7 @@ def test_an_unknown_config_is_exit_2_before_anything_runs(tmp_path):
 
 def test_an_moe_token_reads_its_top_k_experts_and_memory_holds_them_all():
     arch = ARCHS["Qwen3-30B-A3B"]
-    held, read = planner.weights_bytes(arch, planner.FORMAT_BY_NAME["bf16"])
+    held, read = planner.weights_bytes(arch, planner.formats()["bf16"])
     assert held == pytest.approx(2 * architectures.param_count(arch), rel=0.001)
     one_row = arch.vocab_size * arch.hidden_size * 2  # the embedding table is not read per token, only one row
     assert read == pytest.approx(2 * architectures.active_param_count(arch) - one_row, rel=0.001)

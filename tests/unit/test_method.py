@@ -69,11 +69,13 @@ def test_stacking_a_kv_method_on_a_selection():
 
 def test_one_method_table_every_runnable_method_is_planned_alike():
     """The planner's formats and the backends' specs describe each method once: same name, bits and group size."""
-    from qadvisor.core.plan.planner import FORMAT_BY_NAME
+    from qadvisor.core.plan.planner import formats
 
     for name, spec in registry.methods().items():
         if spec.component != "weights":
             continue
-        fmt = FORMAT_BY_NAME.get(name)
+        fmt = formats().get(name)
         assert fmt is not None, f"{name} has no planner entry"
         assert (fmt.bits, fmt.group_size) == (spec.bits, spec.group_size), name
+    for backend in registry.backends().values():  # a backend declares the storage of its own methods only
+        assert {f.method for f in backend.storage} <= {m.name for m in backend.methods}, backend.name

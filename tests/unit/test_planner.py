@@ -4,9 +4,8 @@ import json
 
 import pytest
 
-from qadvisor.core.plan import planner
-
 from qadvisor.core import architectures
+from qadvisor.core.plan import planner
 from qadvisor.errors import UserError
 from qadvisor.schemas.architecture import Architecture
 from qadvisor.schemas.plan import Target
@@ -31,14 +30,14 @@ def test_param_count_matches_qwen(name, billions):
 
 
 def test_bf16_weights_by_hand():
-    held, read = planner.weights_bytes(TOY, planner.FORMAT_BY_NAME["bf16"])
+    held, read = planner.weights_bytes(TOY, planner.formats()["bf16"])
     assert held == 2 * architectures.param_count(TOY)
     # Tied: per token the lm_head (= the embedding) is read in full.
     assert read == held
 
 
 def test_gptq_int4_linear_by_hand():
-    size = planner.FORMAT_BY_NAME["gptq-int4"].linear_bytes(256, 64)
+    size = planner.formats()["gptq-int4"].linear_bytes(256, 64)
     # qweight 256·64/2 + 2 groups·64 cols·(2 B scale + 0.5 B zero) + g_idx 256·4
     assert size == 8192 + 2 * 64 * 2.5 + 1024
 
@@ -74,7 +73,7 @@ def test_a_kv_stack_is_planned_with_its_weights_and_a_smaller_cache():
 
 
 def test_fp32_compute_doubles_only_the_unquantized_tensors():
-    fmt = planner.FORMAT_BY_NAME["bnb-int8"]
+    fmt = planner.formats()["bnb-int8"]
     bf16, _ = planner.weights_bytes(TOY, fmt)
     fp32, _ = planner.weights_bytes(TOY, fmt, dense_bytes=4)
     # embedding 10·8 + per layer (qkv bias 16 + norms 16) · 2 + final norm 8 = 152 elements, 2 more bytes each
@@ -85,7 +84,7 @@ def test_fp32_compute_doubles_only_the_unquantized_tensors():
 def test_decode_bound_is_bandwidth_over_bytes_read():
     target = Target(name="t", memory_bytes=2**40, bandwidth_gb_s=1.0, bandwidth_source="test", device_type="gpu")
     row = planner.plan(TOY, target, context=10, methods=["bf16"]).plans[0]
-    _, read = planner.weights_bytes(TOY, planner.FORMAT_BY_NAME["bf16"])
+    _, read = planner.weights_bytes(TOY, planner.formats()["bf16"])
     assert row.decode_tok_s_bound == pytest.approx(1e9 / (read + row.kv_cache_bytes), rel=1e-3)
 
 
@@ -101,8 +100,9 @@ def _as_autoawq_writes_it(monkeypatch):
     """Qwen's AWQ releases (AutoAWQ) store an lm_head copy even where the model ties it; qadvisor's (GPTQModel) do not."""
     from dataclasses import replace
 
-    awq = replace(planner.FORMAT_BY_NAME["awq-int4"], untie_lm_head=True)
-    monkeypatch.setitem(planner.FORMAT_BY_NAME, "awq-int4", awq)
+    from qadvisor.quantizers import awq
+
+    monkeypatch.setattr(awq.BACKEND, "storage", tuple(replace(f, untie_lm_head=True) for f in awq.BACKEND.storage))
 
 
 def test_matches_qwen_published_memory_within_5_percent(monkeypatch):
@@ -130,7 +130,7 @@ def test_awq_on_a_tied_model_peaks_while_loading(monkeypatch):
     _as_autoawq_writes_it(monkeypatch)
     arch = ARCHS["Qwen2.5-0.5B"]
     row = planner.plan(arch, A100, context=2049, prompt_tokens=1, methods=["awq-int4"]).plans[0]
-    assert planner.duplicate_head_bytes(arch, planner.FORMAT_BY_NAME["awq-int4"]) == 151936 * 896 * 2
+    assert planner.duplicate_head_bytes(arch, planner.formats()["awq-int4"]) == 151936 * 896 * 2
     assert row.total_bytes == row.weights_bytes
     assert row.weights_bytes - ours.weights_bytes == 151936 * 896 * 2  # qadvisor's own awq-int4 ties it
     untied = planner.plan(ARCHS["Qwen2.5-7B"], A100, context=2049, prompt_tokens=1, methods=["awq-int4"]).plans[0]

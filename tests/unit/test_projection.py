@@ -4,12 +4,10 @@ import json
 
 import pytest
 
-from qadvisor.core.measure import synthetic
-
-from qadvisor.core.plan import planner
-
 from qadvisor.core import architectures
+from qadvisor.core.measure import synthetic
 from qadvisor.core.measure.modelio import synthetic_reference
+from qadvisor.core.plan import planner
 from qadvisor.core.plan.projection import fit_line, project
 from qadvisor.core.plan.slices import attach, check_methods, need_bytes, slice_architecture, slice_depths
 from qadvisor.errors import UserError
@@ -66,7 +64,7 @@ def test_the_72b_mixes_give_the_layers_llama_cpp_gives_them():
     assert gguf_mix.stored_type("Q4_K", arch.intermediate_size) == "Q5_0"
     assert gguf_mix.linear_type("gguf-q4_k_m", "v_proj", 11, 80, arch) == "Q5_K"  # the "70B" step
     assert gguf_mix.linear_type("gguf-q4_k_m", "v_proj", 0, 2, arch) == "Q4_K"  # a 2-layer slice: no step
-    held, _ = planner.weights_bytes(arch, planner.FORMAT_BY_NAME["gguf-q4_k_m"])
+    held, _ = planner.weights_bytes(arch, planner.formats()["gguf-q4_k_m"])
     assert held / GIB == pytest.approx(44.15, abs=0.01)
 
 
@@ -191,7 +189,7 @@ def test_a_shallow_slice_links_the_deep_slices_shards_and_equals_a_fresh_build(t
 
 
 def test_the_projection_table_names_what_each_method_adds_to_the_shared_basis():
-    from qadvisor.console import _shared_basis
+    from qadvisor.app.plan_views import _shared_basis
 
     scaled = project([_result(30, 150), _result(60, 300)], (1, 2), 80, 128, layer_bytes_ratio=1.09).basis
     plain = project([_result(30, 150), _result(60, 300)], (1, 2), 80, 128).basis
@@ -204,7 +202,8 @@ def test_slices_on_a_slow_machine_carry_it_and_a_range_wider_than_its_figure_is_
     """The 72B's gguf-q2_k once projected 71.9 ±418.6 on a busy machine: the range is shown, never around the
     figure, and the slices' busy and slow timings are named."""
     from qadvisor import format as f
-    from qadvisor.console import print_projection
+    from qadvisor.app.plan_views import projection_view
+    from qadvisor.console import print_view
 
     slow = [_result(20, 1500, spread=0.05).model_copy(update={"cpu_contention": 0.0, "pace_ratio": r})
             for r in (1.05, 1.45)]
@@ -217,7 +216,7 @@ def test_slices_on_a_slow_machine_carry_it_and_a_range_wider_than_its_figure_is_
     target = planner.parse_target("this", ram_available=200 * GIB, probe=lambda: 200.0)
     plan = attach(planner.plan(arch, target, methods=["gguf-q8_0", "gguf-q2_k"]),
                   {"gguf-q8_0": p, "gguf-q2_k": noisy}, disk_read_gb_s=None)
-    print_projection(plan)
+    print_view(projection_view(plan))
     out = capsys.readouterr().out
     assert "gguf-q8_0 (1.45× slower than at the start)" in out
     assert "unreliable: gguf-q2_k: the projected range is wider than the figure" in out

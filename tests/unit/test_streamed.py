@@ -102,9 +102,9 @@ def test_every_method_asked_for_is_streamed_or_named_and_the_bundled_model_is_no
 
 
 def test_a_job_refuses_a_model_whose_stream_would_not_fit(monkeypatch):
-    import psutil
-
     from types import SimpleNamespace
+
+    import psutil
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=1 << 20))
     with pytest.raises(UserError, match="not enough memory to stream"):
@@ -129,9 +129,9 @@ def test_the_ggml_round_trip_is_llama_cpps_own():
 
 def test_a_layer_that_would_not_fit_stops_with_one_line_and_the_run_goes_on(monkeypatch):
     """The room for each layer is checked before it is built: short of it, the stream says so instead of swapping."""
-    import psutil
-
     from types import SimpleNamespace
+
+    import psutil
 
     out = StreamedAccuracy(model="bundled", path=str(BUNDLED))
     request = StreamRequest(BUNDLED, ["bf16"], _windows())

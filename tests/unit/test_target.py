@@ -5,13 +5,12 @@ import pytest
 from qadvisor.app.advice import readvise
 from qadvisor.app.report import markdown
 from qadvisor.app.views import target_view
-from qadvisor.core.plan import planner
 from qadvisor.core import architectures
+from qadvisor.core.plan import planner
 from qadvisor.core.plan.projection import project
 from qadvisor.core.plan.slices import attach
 from qadvisor.schemas.priorities import load_profile
-from tests.samples import sample_export
-from tests.samples import result
+from tests.samples import result, sample_export
 from tests.unit.test_projection import _result
 
 GIB = 2**30

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+
 from qadvisor.bundled import package_data
 
 NEAREST_FACTOR = 3.0  # a figure from a model more than this many times larger or smaller is no evidence at this size

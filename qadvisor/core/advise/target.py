@@ -9,6 +9,7 @@ priorities accept unverified accuracy.
 from __future__ import annotations
 
 from qadvisor import format as f
+from qadvisor.bundled import package_data
 from qadvisor.core import architectures
 from qadvisor.core.advise.advisor import advise
 from qadvisor.core.advise.evidence import evidence
@@ -18,7 +19,6 @@ from qadvisor.schemas.method import weights_name
 from qadvisor.schemas.plan import Plan, PlanRow
 from qadvisor.schemas.priorities import Priorities
 from qadvisor.schemas.result import TrialResult
-from qadvisor.bundled import package_data
 
 
 def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str, str]:
@@ -131,7 +131,7 @@ def _streamed(export: RunExport, model: str, method: str) -> dict | None:
                       + (f"; {GGUF_EMULATED}" if method.startswith("gguf-") else "")
                       + (f"; the mix made for {model} from its own streamed sensitivities: "
                          f"{found.mix.bits_per_weight:.2f} bits per weight, its matrices "
-                         f"{found.mix.matrix_bytes / 2**30:.2f} GiB by their types" if found.mix else "")}
+                         f"{found.mix.matrix_bytes / f.GIB:.2f} GiB by their types" if found.mix else "")}
 
 
 def _why_left_out(method: str, plan: Plan, row: PlanRow | None) -> str:
@@ -151,7 +151,7 @@ def _bf16_bytes(plan: Plan) -> int:
     if plan.bf16_bytes is not None:
         return plan.bf16_bytes
     arch = architectures.resolve_architecture(plan.model)
-    return planner.weights_bytes(arch, planner.FORMAT_BY_NAME["bf16"])[0]
+    return planner.weights_bytes(arch, planner.formats()["bf16"])[0]
 
 
 def published(model: str) -> dict | None:

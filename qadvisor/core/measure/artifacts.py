@@ -18,13 +18,14 @@ from pydantic import BaseModel, ValidationError
 from qadvisor import __version__
 from qadvisor.core.paths import default_cache_dir
 from qadvisor.errors import UserError
+from qadvisor.format import GIB
 from qadvisor.schemas.jsonfile import check_output_dir
 
 META_FILE = "artifact.json"
 MODEL_FOLDER = "model"
 # Models larger than this are not kept: slices of a 72B model are several GiB a method, and a cache the user never
 # asked for must not fill the disk. `synthetic:Qwen2.5-0.5B` and the bundled model fit.
-MAX_MODEL_BYTES = 2 * 2**30
+MAX_MODEL_BYTES = 2 * GIB
 # The quantized models kept in all: beyond it the least recently used go (a cache the user never asked for must not
 # grow without end: twelve methods of the bundled model are ~0.2 GiB, of synthetic:Qwen2.5-0.5B a few GiB).
 DEFAULT_MAX_GB = 8.0
@@ -123,9 +124,9 @@ def max_bytes() -> int:
     """The cap on the quantized models kept: $QADVISOR_CACHE_MAX_GB (GiB), else DEFAULT_MAX_GB (check_environment
     refuses a value that is not a number of at least 0 before anything runs)."""
     try:
-        return int(max(0.0, float(os.environ.get(MAX_GB_ENV) or DEFAULT_MAX_GB)) * 2**30)
+        return int(max(0.0, float(os.environ.get(MAX_GB_ENV) or DEFAULT_MAX_GB)) * GIB)
     except ValueError:
-        return int(DEFAULT_MAX_GB * 2**30)
+        return int(DEFAULT_MAX_GB * GIB)
 
 
 def check_environment() -> None:

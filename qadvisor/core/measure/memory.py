@@ -7,8 +7,8 @@ from __future__ import annotations
 import psutil
 
 from qadvisor import format as f
-from qadvisor.errors import UserError
 from qadvisor.bundled import package_data
+from qadvisor.errors import UserError
 
 
 def measured() -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 
 from qadvisor import format as f
+from qadvisor.bundled import bundled_dir
 from qadvisor.core.architectures import param_count, resolve_architecture
 from qadvisor.core.measure import memory, synthetic
 from qadvisor.core.measure.jobs import Reference
@@ -19,7 +20,6 @@ from qadvisor.errors import UserError
 from qadvisor.quantizers.base import weights_bytes_on_disk
 from qadvisor.schemas.architecture import UnknownFamily, family_of
 from qadvisor.schemas.jsonfile import read_json_object
-from qadvisor.bundled import bundled_dir
 
 BUNDLED_MODEL_NAME = "qwen2-tiny-stdlib"
 EVAL_FILE = "heldout.txt"

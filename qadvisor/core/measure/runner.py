@@ -14,9 +14,9 @@ from pydantic import BaseModel
 
 from qadvisor import __version__
 from qadvisor.core import architectures, pace, paths
+from qadvisor.core.contention import marked
 from qadvisor.core.hardware import fast_bf16
 from qadvisor.core.hub import folder_name
-from qadvisor.core.contention import marked
 from qadvisor.core.measure import artifacts, checkpoints, evaltext, gguf_reference, history, memory, modelio
 from qadvisor.core.measure.forkserver import ForkServer
 from qadvisor.core.measure.jobs import EvalSettings, Job, Reference

@@ -8,9 +8,10 @@ from typing import Callable
 import psutil
 
 from qadvisor.core.hardware import physical_cores
+from qadvisor.format import MIB
 from qadvisor.schemas.plan import Target
 
-PROBE_BYTES = 256 * 2**20  # larger than the last-level caches of server CPUs (EPYC: up to 256 MiB)
+PROBE_BYTES = 256 * MIB  # larger than the last-level caches of server CPUs (EPYC: up to 256 MiB)
 
 
 def probe_bandwidth_gb_s(threads: int | None = None, repeats: int = 3) -> float:
@@ -68,11 +69,11 @@ def this_machine_target(ram_available: int | None = None, probe: Callable[[], fl
     threads = threads or physical_cores()
     return Target(name="this", count=1, memory_bytes=ram_available or psutil.virtual_memory().available,
                   bandwidth_gb_s=round((probe or (lambda: probe_bandwidth_gb_s(threads)))(), 1),
-                  bandwidth_source=f"measured: {PROBE_BYTES // 2**20} MiB copy on {threads} threads, as the trials "
+                  bandwidth_source=f"measured: {PROBE_BYTES // MIB} MiB copy on {threads} threads, as the trials "
                                    "run", device_type="cpu")
 
 
-DISK_PROBE_BYTES = 512 * 2**20
+DISK_PROBE_BYTES = 512 * MIB
 
 
 def probe_disk_read_gb_s(path) -> float | None:
@@ -87,7 +88,7 @@ def probe_disk_read_gb_s(path) -> float | None:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         start, done = time.perf_counter(), 0
         while done < size:
-            chunk = os.pread(fd, 16 * 2**20, done)
+            chunk = os.pread(fd, 16 * MIB, done)
             if not chunk:
                 break
             done += len(chunk)
@@ -95,4 +96,4 @@ def probe_disk_read_gb_s(path) -> float | None:
     finally:
         os.close(fd)
     rate = done / seconds / 1e9 if seconds > 0 else None
-    return rate if rate and done >= 64 * 2**20 and rate < 0.5 * probe_bandwidth_gb_s() else None
+    return rate if rate and done >= 64 * MIB and rate < 0.5 * probe_bandwidth_gb_s() else None

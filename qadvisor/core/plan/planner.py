@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable
 
+from qadvisor.bundled import package_data
 from qadvisor.core.architectures import active_param_count, param_count, stored_extra_params
 from qadvisor.errors import UserError
+from qadvisor.format import MIB
 from qadvisor.quantizers import gguf_mix, mixsolver, registry
 from qadvisor.quantizers.kvcache import RESIDUAL_TOKENS
+from qadvisor.quantizers.storage import StorageFormat, grouped, per_weight
 from qadvisor.schemas.architecture import Architecture
 from qadvisor.schemas.method import MethodSpec, weights_name
 from qadvisor.schemas.plan import Plan, PlanRow, Target
-from qadvisor.bundled import package_data
 
 BF16 = 2
 USABLE_VRAM = 0.90  # CUDA context, allocator fragmentation and kernels' workspaces take the rest
 DEFAULT_PROMPT_TOKENS = 128  # a short prompt; long prompts add prefill activations (--prompt-tokens)
-RUNTIME_BYTES = 32 * 2**20  # allocator rounding and small buffers seen in Qwen's short-prompt runs
+RUNTIME_BYTES = 32 * MIB  # allocator rounding and small buffers seen in Qwen's short-prompt runs
 
 FORMULAS = {
     "params": "embed V·h (+ lm_head V·h when untied) + Σ layers (Σ weight matrices in·out · count + norms, biases, "
@@ -54,97 +55,29 @@ FORMULAS = {
 }
 
 
-@dataclass(frozen=True)
-class Format:
-    """How a method stores one Linear layer and the layers it leaves alone."""
-
-    method: str
-    bits: float
-    linear_bytes: Callable[[int, int], float]
-    formula: str
-    embed_bits: float = 16.0  # token embeddings
-    lm_head_bits: float = 16.0
-    untie_lm_head: bool = False  # checkpoint stores an lm_head copy even when the model ties it (freed once tied)
-    head_stays_untied: bool = False  # ... and that copy stays resident: the head is never tied back
-    scratch: Callable[[Architecture], float] = lambda arch: 0.0
-    notes: str = ""
-    gguf: bool = False  # llama.cpp's mix: bytes per tensor and layer from quantizers.gguf_mix
-    group_size: int | None = None  # inputs per scale, as the method's MethodSpec says
-    dense_bytes: int | None = None  # norms and biases: None follows the run (bf16 as saved, fp32 on CPU); fp32: 4
-
-
-def _grouped(method: str, bits: float, group: int, scale_bytes: float, zero_bits: float, formula: str,
-             g_idx: bool = False, stored_bits: float | None = None, **kw) -> Format:
-    """A format that stores `stored_bits` (default `bits`) per weight plus a scale and a zero point per `group`
-    inputs of each output row (and GPTQ's int32 g_idx per input)."""
-    def size(n_in: int, n_out: int) -> float:
-        groups = math.ceil(n_in / group) * n_out
-        return n_in * n_out * (stored_bits or bits) / 8 + groups * (scale_bytes + zero_bits / 8) + (n_in * 4 if g_idx else 0)
-
-    return Format(method, bits, size, formula, group_size=group, **kw)
-
-
-def _largest_linear_fp16(arch: Architecture) -> float:
-    return max(i * o for index in range(arch.num_hidden_layers) for _, i, o in arch.layer_linears(index)) * 2
-
-
-def _gguf(method: str, bpw: float, note: str) -> Format:
-    """llama.cpp's mixes: each tensor's type by its role and layer (quantizers.gguf_mix); `bpw` is the mix's nominal
-    average (the table's bits column), `linear_bytes` the base type with its fallback, for a layer out of context."""
-    base = gguf_mix.BASE[method]
-    formula = (f"{gguf_mix.BITS[base]} bits per weight, blocks of 32" if gguf_mix.block(base) == 32 else
-               "llama.cpp's type for each tensor by its role and layer (quantizers/gguf_mix.py), its bits per weight; "
-               "rows not a multiple of 256 fall back to a 32-block type")
-    size = lambda i, o: i * o * gguf_mix.BITS[gguf_mix.stored_type(base, i)] / 8  # noqa: E731
-    return Format(method, bpw, size, formula, notes=note, gguf=True, group_size=gguf_mix.block(base))
-
-
-# One entry per runnable method (keyed by its MethodSpec name, same bits: tests/unit/test_method.py checks it),
-# plus formats qadvisor plans but does not run (fp16, fp8).
-FORMATS: tuple[Format, ...] = (
-    Format("fp32", 32, lambda i, o: i * o * 4, "4 bytes per weight", embed_bits=32, lm_head_bits=32, dense_bytes=4),
-    Format("bf16", 16, lambda i, o: i * o * 2, "2 bytes per weight"),
-    Format("fp16", 16, lambda i, o: i * o * 2, "2 bytes per weight"),
-    Format("fp8", 8, lambda i, o: i * o + math.ceil(i / 128) * math.ceil(o / 128) * 4,
-           "in·out + an fp32 scale per 128 × 128 block (Qwen's FP8 releases; planned, not run here)",
-           untie_lm_head=True, head_stays_untied=True,
-           notes="Qwen's FP8 releases of tied models keep an lm_head copy in bf16, resident while generating"),
-    _grouped("gptq-int8", 8, 128, 2, 8, "in·out + per-128 group fp16 scale and 8-bit zero + int32 g_idx", g_idx=True),
-    _grouped("gptq-int4", 4, 128, 2, 4, "in·out/2 + per-128 group fp16 scale and 4-bit zero + int32 g_idx", g_idx=True,
-             scratch=_largest_linear_fp16, notes="exllama kernels keep an fp16 scratch the size of the largest layer"),
-    _grouped("gptq-int3", 3, 128, 2, 3, "3/8·in·out + per-128 group fp16 scale and 3-bit zero + g_idx", g_idx=True),
-    _grouped("gptq-int2", 2, 128, 2, 2, "in·out/4 + per-128 group fp16 scale and 2-bit zero + g_idx", g_idx=True),
-    _grouped("awq-int4", 4, 128, 2, 4, "in·out/2 + per-128 group fp16 scale and 4-bit zero",
-             notes="as GPTQModel writes it (lm_head tied as the model ties it); Qwen's AutoAWQ releases of tied "
-                   "models store an lm_head copy too (+vocab·hidden·2 bytes while loading)"),
-    Format("bnb-int8", 8, lambda i, o: i * o + o * 4, "in·out + fp32 row scale"),
-    _grouped("bnb-nf4", 4, 64, 4, 0, "in·out/2 + fp32 absmax per 64 (no double quantization)"),
-    _grouped("bnb-fp4", 4, 64, 4, 0, "in·out/2 + fp32 absmax per 64 (no double quantization)"),
-    _grouped("hqq-int4", 4, 64, 2, 16, "in·out/2 + fp16 scale and zero per 64"),
-    _grouped("hqq-int3", 3, 64, 2, 16, "10 3-bit values per 32-bit word + fp16 scale and zero per 64", stored_bits=3.2),
-    _grouped("hqq-int2", 2, 64, 2, 16, "in·out/4 + fp16 scale and zero per 64"),
-    Format("quanto-int8", 8, lambda i, o: i * o + o * 2, "in·out + bf16 per-channel scale"),
-    Format("torchao-int8", 8, lambda i, o: i * o + o * 4, "in·out + bf16 per-row scale and zero point"),
-    _grouped("quanto-int4", 4, 128, 2, 16, "in·out/2 + bf16 scale and shift per 128"),
-    _grouped("quanto-int2", 2, 128, 2, 16, "in·out/4 + bf16 scale and shift per 128"),
-    _grouped("torchao-int4", 4, 128, 2, 16, "in·out/2 + bf16 scale and zero per 128 (tinygemm layout)"),
-    _gguf("gguf-q8_0", 8.5, "Q8_0 everywhere"),
-    _gguf("gguf-q6_k", 6.5625, "Q6_K everywhere (Q8_0 where a row is not a multiple of 256)"),
-    _gguf("gguf-q4_k_m", 4.85, "Q4_K with Q6_K for attn_v / ffn_down of half the layers; output Q6_K"),
-    _gguf("gguf-q3_k_m", 3.91, "Q3_K with Q4_K/Q5_K for attn_v, attn_output, ffn_down; output Q6_K"),
-    _gguf("gguf-q2_k", 2.96, "Q2_K with Q3_K/Q4_K for attn_v, attn_output, ffn_down; output Q6_K"),
-    _gguf("gguf-q4_k_m-imat", 4.85, "gguf-q4_k_m's types, quantized with an importance matrix"),
-    _gguf("gguf-q2_k-imat", 2.96, "gguf-q2_k's types, quantized with an importance matrix"),
-    _gguf("gguf-iq4_xs", 4.25, "IQ4_XS, with Q5_K for attn_v where 4+ heads share it; output Q6_K"),
+# Formats qadvisor plans but does not run; every runnable method's is on its backend (quantizers.storage).
+PLANNED_ONLY = (
+    per_weight("fp16", 16, "2 bytes per weight"),
+    StorageFormat("fp8", 8, lambda i, o: i * o + math.ceil(i / 128) * math.ceil(o / 128) * 4,
+                  "in·out + an fp32 scale per 128 × 128 block (Qwen's FP8 releases; planned, not run here)",
+                  untie_lm_head=True, head_stays_untied=True,
+                  notes="Qwen's FP8 releases of tied models keep an lm_head copy in bf16, resident while generating"),
 )
-FORMAT_BY_NAME = {f.method: f for f in FORMATS}
 
 
-def format_for(name: str) -> Format | None:
+def formats() -> dict[str, StorageFormat]:
+    """Every method's storage by name, most bits first: the backends' catalogue entries (tests/unit/test_method.py
+    checks each has its method's bits and group) and the formats planned only. Not cached: a few dozen entries, read
+    afresh so a backend registered later is planned too."""
+    table = [fmt for backend in registry.backends().values() for fmt in backend.storage] + list(PLANNED_ONLY)
+    return {fmt.method: fmt for fmt in sorted(table, key=lambda fmt: -fmt.bits)}
+
+
+def format_for(name: str) -> StorageFormat | None:
     """How `name` stores its weights: the formats above, measured against real files; else, for a method another
     backend's catalogue entry adds, its bits and group (an estimate, labelled so). None: not a weight method."""
-    if name in FORMAT_BY_NAME:
-        return FORMAT_BY_NAME[name]
+    if name in formats():
+        return formats()[name]
 
     spec = registry.spec(name)
     if spec is None or spec.component != "weights":
@@ -152,19 +85,19 @@ def format_for(name: str) -> Format | None:
     if spec.scheme == mixsolver.SCHEME:
         return _mix_format(name, spec.bits)
     group = spec.group_size
-    return _grouped(name, spec.bits, group, 2, 0, f"in·out·{spec.bits:g}/8 + a bf16 scale per {group} inputs of "
-                    "each row (estimate: from its catalogue entry's bits and group)") if group else Format(
-        name, spec.bits, lambda i, o: i * o * spec.bits / 8 + o * 2,
-        f"in·out·{spec.bits:g}/8 + a bf16 scale per row (estimate: from its catalogue entry's bits)")
+    return grouped(name, spec.bits, group, 2, 0, f"in·out·{spec.bits:g}/8 + a bf16 scale per {group} inputs of "
+                   "each row (estimate: from its catalogue entry's bits and group)") if group else per_weight(
+        name, spec.bits, f"in·out·{spec.bits:g}/8 + a bf16 scale per row (estimate: from its catalogue entry's bits)",
+        row_scale_bytes=2)
 
 
-def _mix_format(name: str, bits: float) -> Format | None:
+def _mix_format(name: str, bits: float) -> StorageFormat | None:
     """A GGUF mix's bits per weight, where its budget names them: the embeddings and head are typed within the same
     budget; its types are chosen as it is made. A size or KL budget leaves the planner nothing to size from."""
     if mixsolver.parse_budget(name).kind != "bpw":
         return None
-    return Format(name, bits, lambda i, o: i * o * bits / 8, f"in·out·{bits:g}/8: the budget (the mix's types are "
-                  "chosen as it is made, from the model's sensitivity)", embed_bits=bits, lm_head_bits=bits)
+    return per_weight(name, bits, f"in·out·{bits:g}/8: the budget (the mix's types are chosen as it is made, from "
+                      "the model's sensitivity)", embed_bits=bits, lm_head_bits=bits)
 
 
 def gpu_table() -> dict[str, dict]:
@@ -190,11 +123,10 @@ def _small_tensor_bytes(arch: Architecture, dense_bytes: int = BF16) -> float:
     return (sum(arch.layer_small_params(i) for i in range(arch.num_hidden_layers)) + arch.hidden_size) * dense_bytes
 
 
-def layer_bytes(arch: Architecture, fmt: Format, index: int, dense_bytes: int = BF16) -> tuple[float, float]:
+def layer_bytes(arch: Architecture, fmt: StorageFormat, index: int, dense_bytes: int = BF16) -> tuple[float, float]:
     """(bytes held, bytes a decoded token reads) of decoder layer `index`'s weight matrices: each expert's as the
     method stores any linear, a token reading its top-k experts only; routers kept as shipped."""
     if fmt.gguf:  # llama.cpp picks each tensor's type by its role and layer
-        from qadvisor.quantizers import gguf_mix
 
         sized = gguf_mix.layer_weight_bits(fmt.method, index, arch)
         return (sum(bits * w.count for w, bits in sized) / 8, sum(bits * w.count * w.active for w, bits in sized) / 8)
@@ -215,14 +147,13 @@ def experts_left(method: str) -> str:
     return registry.backend_for(spec).experts_left if spec else ""
 
 
-def weights_bytes(arch: Architecture, fmt: Format, dense_bytes: int = BF16) -> tuple[int, int]:
+def weights_bytes(arch: Architecture, fmt: StorageFormat, dense_bytes: int = BF16) -> tuple[int, int]:
     """(bytes held in memory, bytes read per decoded token). `dense_bytes` is the element size of the tensors a
     method leaves unquantized: 2 as saved and on GPU; 4 where a CPU run computes in fp32."""
     table = arch.vocab_size * arch.hidden_size
     per_layer = [layer_bytes(arch, fmt, i, dense_bytes) for i in range(arch.num_hidden_layers)]
     layers, layers_read = sum(h for h, _ in per_layer), sum(r for _, r in per_layer)
     if fmt.gguf:
-        from qadvisor.quantizers import gguf_mix
 
         embed_bits, head_bits = gguf_mix.table_bits(fmt.method, arch)
     else:
@@ -237,7 +168,7 @@ def weights_bytes(arch: Architecture, fmt: Format, dense_bytes: int = BF16) -> t
     return int(held), int(read)
 
 
-def duplicate_head_bytes(arch: Architecture, fmt: Format) -> int:
+def duplicate_head_bytes(arch: Architecture, fmt: StorageFormat) -> int:
     """The lm_head copy a checkpoint stores for a tied model: held while loading, freed when the weights are tied."""
     if not (arch.tie_word_embeddings and fmt.untie_lm_head) or fmt.head_stays_untied:
         return 0
@@ -287,7 +218,7 @@ def split_stack(name: str) -> tuple[str, MethodSpec | None]:
     return weights, spec
 
 
-def overhead_bytes(arch: Architecture, fmt: Format, prompt_tokens: int, batch: int) -> int:
+def overhead_bytes(arch: Architecture, fmt: StorageFormat, prompt_tokens: int, batch: int) -> int:
     activations = batch * prompt_tokens * 3 * _widest_mlp(arch) * 2
     logits = 2 * batch * arch.vocab_size * 4
     return int(activations + logits + fmt.scratch(arch) + RUNTIME_BYTES)
@@ -324,7 +255,7 @@ def parse_target(text: str, ram_available: int | None = None, probe: Callable[[]
     if match is None or count < 1:
         raise UserError(f"unknown target {text!r}: use `this` or one of {', '.join(table)} (optionally xN, e.g. A100-80GBx2)")
     spec = table[match]
-    return Target(name=match, count=count, memory_bytes=spec["vram_mib"] * 2**20, bandwidth_gb_s=spec["bandwidth_gb_s"],
+    return Target(name=match, count=count, memory_bytes=spec["vram_mib"] * MIB, bandwidth_gb_s=spec["bandwidth_gb_s"],
                   bandwidth_source="datasheet", device_type="gpu")
 
 
@@ -361,16 +292,16 @@ def plan(arch: Architecture, target: Target, context: int = 2048, batch: int = 1
     prompt = min(DEFAULT_PROMPT_TOKENS, context) if prompt_tokens is None else prompt_tokens
     if not 1 <= prompt <= context:
         raise UserError("--prompt-tokens must be between 1 and --context", field="prompt_tokens")
-    chosen = methods or [f.method for f in FORMATS]
+    chosen = methods or list(formats())
     unknown = [m for m in chosen if format_for(weights_name(m)) is None]
     if unknown:
-        raise UserError(f"the planner does not know {', '.join(unknown)}; it knows {', '.join(FORMAT_BY_NAME)} "
+        raise UserError(f"the planner does not know {', '.join(unknown)}; it knows {', '.join(formats())} "
                         "(each optionally +kv-int4 or +kv-int2)")
-    bf16_held, _ = weights_bytes(arch, FORMAT_BY_NAME["bf16"])
+    bf16_held, _ = weights_bytes(arch, formats()["bf16"])
     rows = [_row(arch, target, name, context, batch, prompt, bf16_held) for name in chosen]
     weights = {weights_name(name) for name in chosen}
     formulas = dict(FORMULAS, **{f"bytes(in,out) {w}": format_for(w).formula for w in sorted(weights)})
     return Plan(model=arch.name, family=arch.family_label, params=param_count(arch),
                 active_params=active_param_count(arch), stored_extra_params=stored_extra_params(arch), context=context,
                 batch=batch, prompt_tokens=prompt, target=target, plans=rows, formulas=formulas,
-                bf16_bytes=weights_bytes(arch, FORMAT_BY_NAME["bf16"])[0])
+                bf16_bytes=weights_bytes(arch, formats()["bf16"])[0])

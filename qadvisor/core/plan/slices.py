@@ -22,7 +22,7 @@ from qadvisor.core.plan import planner
 from qadvisor.core.plan.bandwidth import probe_disk_read_gb_s
 from qadvisor.core.plan.projection import project
 from qadvisor.errors import UserError
-from qadvisor.format import GIB
+from qadvisor.format import GIB, MIB
 from qadvisor.quantizers import gguf_mix, registry
 from qadvisor.quantizers.base import torch_linear_attention_note
 from qadvisor.schemas.architecture import Architecture
@@ -157,7 +157,7 @@ class SliceMeasurement:
     def _check_disk(self) -> None:
         """Both slices in bf16, their quantized copies (kept until they are timed side by side), and a trial's
         scratch: GGUF writes a bf16 copy of the deeper slice."""
-        bf16 = [planner.weights_bytes(slice_architecture(self.arch, d), planner.FORMAT_BY_NAME["bf16"])[0]
+        bf16 = [planner.weights_bytes(slice_architecture(self.arch, d), planner.formats()["bf16"])[0]
                 for d in self.depths]
         need = 2 * sum(bf16) + 3 * bf16[-1]
         self.cache_root.mkdir(parents=True, exist_ok=True)
@@ -291,7 +291,7 @@ def _relabelled(events, label: str, depth: int | None):
         if isinstance(event, Result):
             r = event.result
             yield Progress(method=label, step="save", fraction=1.0, message=f"{r.status}: saved "
-                           f"{(r.size_bytes or 0) / 2**20:,.1f} MiB" if r.status == "ok" else f"{r.status}: {r.reason}",
+                           f"{(r.size_bytes or 0) / MIB:,.1f} MiB" if r.status == "ok" else f"{r.status}: {r.reason}",
                            stage="slice", depth=depth)
         else:  # the slice's own reference step too: a face must not show it as the proxy's
             yield event.model_copy(update={"method": label, "stage": "slice", "depth": depth})
