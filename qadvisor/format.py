@@ -55,9 +55,9 @@ def pm(value: float | None, spread: float | None, digits: int = 1) -> str:
     return f"{value:,.{digits}f} ±{spread / 2:,.{digits}f}" if spread is not None else f"{value:,.{digits}f}"
 
 
-def unreliable(value: float | None, span: tuple[float, float] | None) -> bool:
-    """A range (low, high) wider than the figure it is around: the figure says little."""
-    return value is not None and span is not None and span[1] - span[0] > value
+def unreliable(value: float | None, span: tuple[float, float | None] | None) -> bool:
+    """A range (low, high) wider than the figure it is around, or with no upper end: the figure says little."""
+    return value is not None and span is not None and (span[1] is None or span[1] - span[0] > value)
 
 
 def pct(fraction: float | None) -> str:

@@ -83,8 +83,8 @@ def _slow_slices(rows) -> list[str]:
     wide = [r.method for r in rows if f.unreliable(r.projection.decode_tok_s, r.projection.decode_tok_s_range)]
     lines = [f"⚠ slices timed while the machine was busy or ran slow: {', '.join(marked)}"] if marked else []
     if wide:
-        lines.append(f"unreliable: {', '.join(wide)}: the projected range is wider than the figure (the two depths' "
-                     "timings were too noisy to tell a layer's cost); measure again on a quiet machine")
+        lines.append(f"unreliable: {', '.join(wide)}: the projected range is wider than the figure or has no upper end "
+                     "(the two depths' timings were too noisy to tell a layer's cost); measure again on a quiet machine")
     return lines
 
 
@@ -99,7 +99,9 @@ def _shared_basis(bases: list[tuple[str, str]]) -> tuple[str, list[tuple[str, st
 
 
 def _span(span, digits: int = 2) -> str:
-    return "—" if span is None else f"{f.num(span[0], digits)}–{f.num(span[1], digits)}"
+    if span is None:
+        return "—"
+    return f"≥ {f.num(span[0], digits)}" if span[1] is None else f"{f.num(span[0], digits)}–{f.num(span[1], digits)}"
 
 
 def plan_header(plan: Plan) -> list[str]:

@@ -32,8 +32,9 @@ class Projection(BaseModel):
     prefill_fixed_ms: float
     decode_tok_s: float | None = None  # None: the two depths could not be told apart (see basis)
     prefill_tok_s: float | None = None
-    decode_tok_s_range: tuple[float, float] | None = None  # from the slowest and fastest repeats at each depth
-    prefill_tok_s_range: tuple[float, float] | None = None
+    # (low, high) from the slowest and fastest repeats at each depth; high None: those repeats allow any speed
+    decode_tok_s_range: tuple[float, float | None] | None = None
+    prefill_tok_s_range: tuple[float, float | None] | None = None
     basis: str
     # decode's per-layer time was scaled by this: the planned model's average layer ÷ the layer the slices add, in bytes
     # (a GGUF mix that picks types by layer position; quantizers/gguf_mix.py, an estimate); 1.0: as measured

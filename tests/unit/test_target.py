@@ -340,3 +340,18 @@ def test_a_projection_timed_on_a_busy_machine_is_marked_at_the_target_and_keeps_
     assert all(r.decode_earlier == [] for r in rows.values())
     cells = {row[0]: row[3] for row in target_view(export).rows}
     assert cells["gguf-q4_k_m"].endswith(" ⚠") and not cells["gguf-q8_0"].endswith(" ⚠")
+
+
+def test_a_projection_with_no_upper_end_is_ranked_with_the_bandwidth_bound_as_its_top_and_says_so():
+    export = _export_with_plan()
+    plans = [p.model_copy(update={"projection": p.projection.model_copy(update={
+        "decode_tok_s_range": (p.projection.decode_tok_s * 0.5, None)})}) if p.method == "gguf-q4_k_m" else p
+        for p in export.plan.plans]
+    export.plan = export.plan.model_copy(update={"plans": plans})
+    export = readvise(export, load_profile("latency-first"), with_target=True)
+    row = next(r for r in export.target.results if r.method == "gguf-q4_k_m")
+    bound = next(p for p in plans if p.method == "gguf-q4_k_m").decode_tok_s_bound
+    assert row.decode_tok_s_spread == pytest.approx(max(bound, row.decode_tok_s) - row.decode_tok_s * 0.5)
+    assert "no upper end from the slices" in row.device
+    cells = {r[0]: r[3] for r in target_view(export).rows}
+    assert cells["gguf-q4_k_m"] == "0.60 ±0.16"  # 0.30 up to the bound of 0.63

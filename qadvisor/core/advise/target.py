@@ -39,6 +39,10 @@ def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str, s
     low, high = p.decode_tok_s_range or (p.decode_tok_s, p.decode_tok_s)
     mix = (f", per-layer time × {p.layer_bytes_ratio:.2f} for llama.cpp's layer mix (estimate)"
            if p.layer_bytes_ratio != 1.0 else "")
+    if high is None:  # the slices' repeats allow any speed: no faster than reading the weights once a token
+        high = max(row.decode_tok_s_bound, p.decode_tok_s)
+        mix += (f"; its range has no upper end from the slices (too noisy), the bandwidth bound "
+                f"{row.decode_tok_s_bound:.3g} tok/s taken as one")
     depths = f"{p.layers_measured[0]}- and {p.layers_measured[1]}-layer slices"
     if "+" in row.method:  # a KV stack: slices time its weights; the cache's (de)quantizing is not in the projection
         depths += f" of {weights_name(row.method)} alone, the KV cache's own time not in it"

@@ -2,7 +2,8 @@
 
 A slice of d decoder layers costs, per token, the layers' work plus a fixed part (embedding lookup, final norm,
 lm_head, the runtime's own overhead). Two depths give both; the planned model's depth gives the projection. The range
-comes from the slowest and fastest repeat at each depth, so a noisy slice shows up as a wide range.
+comes from the slowest and fastest repeat at each depth, so a noisy slice shows up as a wide range; where those
+repeats allow a per-token time of zero or less, the range has no upper end.
 """
 
 from __future__ import annotations
@@ -33,16 +34,15 @@ def _project(depths: tuple[int, int], times: list[tuple[float, float, float]], l
     (d1, d2), (a, b) = depths, times
     fixed, per_layer = fit_line(d1, a[0], d2, b[0])
     per_layer *= scale
-    corners = []
-    for t1, t2 in itertools.product(a[1:], b[1:]):
-        c_fixed, c_per = fit_line(d1, t1, d2, t2)
-        total = c_fixed + layers * c_per * scale
-        if total > 0:
-            corners.append(work / total)
+    totals = [c_fixed + layers * c_per * scale for c_fixed, c_per in
+              (fit_line(d1, t1, d2, t2) for t1, t2 in itertools.product(a[1:], b[1:]))]
     total = fixed + layers * per_layer
     rate = work / total if per_layer > 0 and total > 0 else None
-    span = (min(corners), max(corners)) if rate is not None and corners else None
-    return rate, span, fixed, per_layer
+    if rate is None:
+        return None, None, fixed, per_layer
+    # a corner at no time or less: within the repeats' spread the model could run at any speed (no upper end)
+    high = None if min(totals) <= 0 else work / min(totals)
+    return rate, (work / max(totals), high), fixed, per_layer
 
 
 MIX_NOTED = 0.005  # a layer mix closer than this to the slices' layer is left alone

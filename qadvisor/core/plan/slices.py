@@ -4,6 +4,7 @@ with the real backend, and project the whole model. The full target is never bui
 
 from __future__ import annotations
 
+import math
 import tempfile
 import threading
 import time
@@ -257,7 +258,9 @@ class SliceMeasurement:
         p = project(results[:2], self.depths, self.arch.num_hidden_layers, self.settings.prompt_tokens, "",
                     self._layer_ratio(method))
         span = p.decode_tok_s_range
-        return (span[1] - span[0]) / p.decode_tok_s if p.decode_tok_s and span else 0.0
+        if not p.decode_tok_s or not span:
+            return 0.0
+        return math.inf if span[1] is None else (span[1] - span[0]) / p.decode_tok_s
 
     def _trial(self, method: str, label: str, source: Path, work_dir: Path, cancel: threading.Event):
         """Quantize and save (no reload, no timing yet); the saved model stays in `work_dir` for the timing job."""
