@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from qadvisor.quantizers.gptq import (GPTQBackend, _bf16_storage, _calibration, _config_inputs, layer_progress,
                                       rounds_to_nearest)
-from qadvisor.schemas.method import MethodSpec
 from qadvisor.quantizers.storage import grouped
+from qadvisor.schemas.method import MethodSpec
 
 GROUP_SIZE = 128
 
@@ -29,6 +29,8 @@ class AWQBackend(GPTQBackend):
         from gptqmodel.utils.backend import BACKEND
         from transformers import AutoTokenizer
 
+        from qadvisor.quantizers.awq_clip import matmul_clip_search  # imports torch: only where AWQ runs
+
         GPTQModel, _ = self._import(ctx)
         bits = int(spec.bits)
         if ctx.calibrate or not rounds_to_nearest(model_dir):
@@ -40,7 +42,7 @@ class AWQBackend(GPTQBackend):
         # GPTQModel's portable AWQ kernel (the one that runs on a CPU) packs from bf16 or fp16 only
         dtype = ctx.work_dtype if ctx.work_dtype != torch.float32 else torch.bfloat16
         wrapped = GPTQModel.load(str(model_dir), config, device=ctx.device, dtype=dtype)
-        with layer_progress(wrapped, ctx):
+        with layer_progress(wrapped, ctx), matmul_clip_search():
             wrapped.quantize(calib, batch_size=4, backend=BACKEND.AWQ_TORCH)
         return _bf16_storage(wrapped)
 
