@@ -62,7 +62,8 @@ def projection_view(plan: Plan) -> TableView:
                           f"{', '.join(r.method for r in rows if not r.fits)}: those projections answer “if it fit”."
                           + (f" Streamed from disk by mmap (GGUF): measured read rate {plan.disk_read_gb_s:.2f} GB/s "
                              "÷ the weights' bytes per token." if plan.disk_read_gb_s else ""))
-    view.notes += [line for line in [slice_time_line(plan)] if line]
+    if slices := slice_time_line(plan):
+        view.notes.append(slices)
     return view
 
 

@@ -47,9 +47,9 @@ def compute_best_clip(self, w: torch.Tensor, input_feat: torch.Tensor, n_grid=20
     """The library's `_compute_best_clip(w, input_feat)`, its sums as matmuls."""
     rows = w.shape[0]
     group_size = self.qcfg.group_size if self.qcfg.group_size > 0 else w.shape[1]
-    feats = input_feat.reshape(-1, input_feat.shape[-1]).reshape(1, -1, w.shape[1] // group_size, group_size)
+    feats = input_feat.reshape(-1, w.shape[1] // group_size, group_size)  # [tokens, groups, group size]
     dtype = torch.promote_types(input_feat.dtype, w.dtype)  # the library's product is in the wider of the two
-    feats = feats[:, ::max(1, feats.shape[1] // n_sample_token)][0].transpose(0, 1).to(w.device, dtype).contiguous()
+    feats = feats[::max(1, feats.shape[0] // n_sample_token)].transpose(0, 1).to(w.device, dtype).contiguous()
     w = w.reshape(rows, 1, -1, group_size)
     batch = 256 if rows % 256 == 0 else 64
     scratch = (torch.empty_like(w[:batch]), torch.empty_like(w[:batch]))

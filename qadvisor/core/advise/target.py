@@ -37,12 +37,12 @@ def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str, s
     if p is None or p.decode_tok_s is None:
         return None, None, "", ""
     low, high = p.decode_tok_s_range or (p.decode_tok_s, p.decode_tok_s)
-    mix = (f", per-layer time × {p.layer_bytes_ratio:.2f} for llama.cpp's layer mix (estimate)"
-           if p.layer_bytes_ratio != 1.0 else "")
+    caveats = (f", per-layer time × {p.layer_bytes_ratio:.2f} for llama.cpp's layer mix (estimate)"
+               if p.layer_bytes_ratio != 1.0 else "")
     if high is None:  # the slices' repeats allow any speed: no faster than reading the weights once a token
         high = max(row.decode_tok_s_bound, p.decode_tok_s)
-        mix += (f"; its range has no upper end from the slices (too noisy), the bandwidth bound "
-                f"{row.decode_tok_s_bound:.3g} tok/s taken as one")
+        caveats += (f"; its range has no upper end from the slices (too noisy), the bandwidth bound "
+                    f"{row.decode_tok_s_bound:.3g} tok/s taken as one")
     depths = f"{p.layers_measured[0]}- and {p.layers_measured[1]}-layer slices"
     if "+" in row.method:  # a KV stack: slices time its weights; the cache's (de)quantizing is not in the projection
         depths += f" of {weights_name(row.method)} alone, the KV cache's own time not in it"
@@ -50,9 +50,9 @@ def _speed(plan: Plan, row: PlanRow) -> tuple[float | None, float | None, str, s
         return (p.decode_tok_s, high - low,
                 f"the bandwidth bound here: the projection from {depths} exceeded it (noise)", "projected")
     if p.above_bound:
-        return (p.decode_tok_s, high - low, f"projected from {depths}{mix}, above this machine's bandwidth bound of "
+        return (p.decode_tok_s, high - low, f"projected from {depths}{caveats}, above this machine's bandwidth bound of "
                 f"{p.above_bound:.3g} tok/s (noise, or a bound measured low: an uncertain figure)", "projected")
-    return p.decode_tok_s, high - low, f"projected from {depths}{mix}", "projected"
+    return p.decode_tok_s, high - low, f"projected from {depths}{caveats}", "projected"
 
 
 def target_label(plan: Plan) -> str:

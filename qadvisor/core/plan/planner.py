@@ -76,9 +76,9 @@ def formats() -> dict[str, StorageFormat]:
 def format_for(name: str) -> StorageFormat | None:
     """How `name` stores its weights: the formats above, measured against real files; else, for a method another
     backend's catalogue entry adds, its bits and group (an estimate, labelled so). None: not a weight method."""
-    if name in formats():
-        return formats()[name]
-
+    known = formats().get(name)
+    if known is not None:
+        return known
     spec = registry.spec(name)
     if spec is None or spec.component != "weights":
         return None

@@ -1,5 +1,5 @@
 """`qadvisor plan --measure`: time each method on slices of the planned model (a few decoder layers at its real shape)
-with the real backend, and project the whole model. The full target is never built.
+with the real backend, and project the whole model. The whole planned model is never built.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def slice_dir(cache_root: Path, model: str, layers: int) -> Path:
 
 def why_not_sliceable(recipe) -> str:
     """Why slices cannot time this recipe ('' when they can)."""
-    spec = recipe.weights  # a KV stack's weights are timed: its cache is planned for the planned context
+    spec = recipe.weights  # a KV stack's weights are timed: its cache is sized for the plan's context
     if planner.format_for(spec.name) is None:
         return f"{spec.name}: the planner has no entry for it, so there is nothing to project onto"
     return ""
